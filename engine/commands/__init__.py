@@ -1,0 +1,1 @@
+"""One module per `spectralx` subcommand; each defines `register(subparsers)`."""

@@ -1,0 +1,97 @@
+"""Multi-level neck (rescale x4, x2, x1, x0.5) and UPerNet head (pyramid pooling + FPN)."""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvNormAct
+
+RESCALES = (4.0, 2.0, 1.0, 0.5)
+
+
+class MultiLevelNeck(nn.Module):
+    """Four same-resolution ViT feature maps -> a 4-level pyramid at head width."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(in_dim) for _ in RESCALES)
+        self.lateral = nn.ModuleList(ConvNormAct(in_dim, out_dim, 1) for _ in RESCALES)
+        self.smooth = nn.ModuleList(ConvNormAct(out_dim, out_dim, 3) for _ in RESCALES)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        out = []
+        for i, (f, scale) in enumerate(zip(feats, RESCALES)):
+            f = self.norms[i](f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            f = self.lateral[i](f)
+            if scale > 1:
+                f = F.interpolate(f, scale_factor=scale, mode="bilinear", align_corners=False)
+            elif scale < 1:
+                f = F.max_pool2d(f, kernel_size=int(1 / scale), ceil_mode=True)
+            out.append(self.smooth[i](f))
+        return out
+
+
+class PyramidPooling(nn.Module):
+    def __init__(self, dim: int, scales: Sequence[int]):
+        super().__init__()
+        self.scales = list(scales)
+        self.stages = nn.ModuleList(ConvNormAct(dim, dim, 1) for _ in self.scales)
+        self.bottleneck = ConvNormAct(dim * (len(self.scales) + 1), dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [x]
+        for s, stage in zip(self.scales, self.stages):
+            pooled = stage(F.adaptive_avg_pool2d(x, s))
+            outs.append(F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        return self.bottleneck(torch.cat(outs, dim=1))
+
+
+class UPerHead(nn.Module):
+    def __init__(self, dim: int, num_classes: int, pool_scales: Sequence[int]):
+        super().__init__()
+        self.ppm = PyramidPooling(dim, pool_scales)
+        self.fpn = nn.ModuleList(ConvNormAct(dim, dim, 3) for _ in range(3))
+        self.fuse = ConvNormAct(4 * dim, dim, 3)
+        self.classifier = nn.Conv2d(dim, num_classes, 1)
+
+    def forward(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        laterals = list(levels[:3]) + [self.ppm(levels[3])]
+        for i in range(3, 0, -1):  # top-down pathway
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(
+                laterals[i], size=laterals[i - 1].shape[-2:], mode="bilinear", align_corners=False)
+        outs = [self.fpn[i](laterals[i]) for i in range(3)] + [laterals[3]]
+        size = outs[0].shape[-2:]
+        outs = [outs[0]] + [F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs[1:]]
+        return self.classifier(self.fuse(torch.cat(outs, dim=1)))
+
+
+class SegmentationHead(nn.Module):
+    """Neck + UPerNet: logits at 1/4 of the tile (upsampled by the model)."""
+
+    def __init__(self, in_dim: int, dim: int, num_classes: int, pool_scales: Sequence[int]):
+        super().__init__()
+        self.neck = MultiLevelNeck(in_dim, dim)
+        self.uper = UPerHead(dim, num_classes, pool_scales)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.uper(self.neck(feats))
+
+
+class ReconstructionHead(nn.Module):
+    """Light decoder for stage-1 masked reconstruction: last adapter features -> C bands per pixel."""
+
+    def __init__(self, in_dim: int, in_bands: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.norm = nn.LayerNorm(in_dim)
+        self.proj = nn.Linear(in_dim, patch_size * patch_size * in_bands)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        b, d, g, _ = feat.shape
+        p = self.patch_size
+        x = self.proj(self.norm(feat.flatten(2).transpose(1, 2)))      # (B, g², p²C)
+        x = x.reshape(b, g, g, p, p, -1).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, -1, g * p, g * p)

@@ -1,0 +1,84 @@
+"""Issue 2: the SpectralX network's shapes, frozen backbone and parameter budget."""
+import pytest
+import torch
+
+from spectralx.config import ModelConfig
+from spectralx.model import SpectralX
+from spectralx.summary import format_summary, parameter_summary
+
+
+@pytest.mark.parametrize("bands", [3, 13, 224])
+def test_tiny_forward_shape(bands):
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_preset("vit_tiny_patch16", in_bands=bands, num_classes=5)
+    model = SpectralX(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, bands, 224, 224))
+    assert out.shape == (2, 5, 224, 224)
+    assert torch.isfinite(out).all()
+
+
+def test_backward_keeps_backbone_and_changes_adapters():
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_preset("vit_tiny_patch16", in_bands=13, num_classes=4, img_size=64)
+    model = SpectralX(cfg)
+    model.set_stage("finetune")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2, betas=(0.9, 0.95), weight_decay=1e-4)
+    x = torch.randn(2, 13, 64, 64)
+    y = torch.randint(0, 4, (2, 64, 64))
+    for _ in range(2):  # two steps: zero-initialised up-projections move first, then the rest
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = model.state_dict()
+    backbone_keys = [k for k in after if k.startswith("backbone.")]
+    assert backbone_keys
+    for k in backbone_keys:
+        assert torch.equal(before[k], after[k]), f"backbone tensor {k} changed"
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    for part in ("aomoa.", "are_adapter.", "head.", "hypert.lowrank."):
+        changed = [k for k in after if k.startswith(part) and not torch.equal(before[k], after[k])]
+        assert changed, f"no {part} tensor was updated"
+    # HyperT's stem and attention are stage-1 weights: frozen in stage 2
+    assert torch.equal(before["hypert.stem.inp.0.weight"], after["hypert.stem.inp.0.weight"])
+
+
+def test_backbone_frozen_in_every_stage():
+    cfg = ModelConfig.from_preset("vit_tiny_patch16", in_bands=4, num_classes=2, img_size=64)
+    model = SpectralX(cfg)
+    for stage in ("pretrain", "finetune", "frozen"):
+        model.set_stage(stage)
+        assert not any(p.requires_grad for p in model.backbone.parameters()), stage
+    model.set_stage("pretrain")
+    assert all(p.requires_grad for p in model.hypert.parameters())
+    assert not any(p.requires_grad for p in model.head.parameters())
+
+
+def test_vit_large_parameter_budget_matches_paper():
+    """Paper (Scale-MAE ViT-L): HyperT + AoMoA + Are-adapter = 11.8 M trainable, 3.9 % of 303 M."""
+    cfg = ModelConfig.from_preset("vit_large_patch16", in_bands=32, num_classes=6)
+    s = parameter_summary(cfg)
+    print("\n" + format_summary(s))
+    assert 303e6 <= s["backbone_params"] <= 304.5e6
+    assert abs(s["adapter_trainable"] - 11.8e6) <= 0.15 * 11.8e6
+    assert s["adapter_share_of_backbone"] <= 0.045
+    assert s["parts"]["aomoa"]["trainable"] > 0 and s["parts"]["are_adapter"]["trainable"] > 0
+
+
+def test_adapter_blocks_are_last_of_each_quarter():
+    assert ModelConfig.from_preset("vit_large_patch16").adapter_blocks == [5, 11, 17, 23]
+    assert ModelConfig.from_preset("vit_tiny_patch16").adapter_blocks == [2, 5, 8, 11]
+
+
+def test_wavelengths_change_the_output():
+    """Wavelengths enter through the spectral position embedding: other bands, other logits."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_preset("vit_tiny_patch16", in_bands=4, num_classes=3, img_size=64)
+    a = SpectralX(cfg, torch.tensor([490.0, 560.0, 665.0, 842.0])).eval()
+    b = SpectralX(cfg, torch.tensor([1600.0, 1700.0, 2100.0, 2200.0])).eval()
+    b.load_state_dict({k: v for k, v in a.state_dict().items() if k != "hypert.wavelengths_nm"}, strict=False)
+    x = torch.randn(1, 4, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(a(x), b(x))

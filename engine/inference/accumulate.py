@@ -1,0 +1,58 @@
+"""Strip accumulator: weighted class-probability sums for one tile row's rows, full window width.
+
+The buffers hold (K, strip_height, width) probability sums and (strip_height, width) weight sums on
+the compute device, so memory depends on the window's width and the tile size, never its height.
+When a tile row is complete, the rows no later tile touches are divided out, handed on, and the
+buffer slides down to the next tile row.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+
+from .blending import tile_weight
+from .tiling import TilePlan
+
+
+class StripAccumulator:
+    def __init__(self, plan: TilePlan, num_classes: int, device: torch.device | str = "cpu"):
+        self.plan = plan
+        self.device = torch.device(device)
+        self.prob = torch.zeros(num_classes, plan.strip_height, plan.width, device=self.device)
+        self.wsum = torch.zeros(plan.strip_height, plan.width, device=self.device)
+        self.row = 0          # tile row being accumulated
+        self._weights: Dict[Tuple[bool, bool, bool, bool], torch.Tensor] = {}
+
+    def _weight(self, r: int, c: int) -> torch.Tensor:
+        p = self.plan
+        key = (r == 0, r == len(p.ys) - 1, c == 0, c == len(p.xs) - 1)
+        if key not in self._weights:
+            self._weights[key] = tile_weight(p.strip_height, p.tile_width, *key, device=self.device)
+        return self._weights[key]
+
+    def add(self, r: int, c: int, probs: torch.Tensor) -> None:
+        """Add tile (r, c)'s probabilities (K, strip_height, tile_width); call `finish` between rows."""
+        if r != self.row:
+            raise RuntimeError(f"tile row {r} added while accumulating row {self.row}")
+        x = self.plan.xs[c]
+        w = self._weight(r, c)
+        tw = self.plan.tile_width
+        self.prob[:, :, x:x + tw].addcmul_(probs, w)
+        self.wsum[:, x:x + tw].add_(w)
+
+    def finish(self) -> Tuple[int, torch.Tensor]:
+        """Close the current tile row: return (first row, blended probs (K, n, width)) of the rows it
+        completes, relative to the window, and slide the buffers to the next tile row."""
+        p = self.plan
+        top = p.ys[self.row]
+        n = p.finished_rows(self.row) - top
+        out = self.prob[:, :n] / self.wsum[:n]
+        keep = p.strip_height - n
+        if keep:
+            self.prob[:, :keep] = self.prob[:, n:].clone()
+            self.wsum[:keep] = self.wsum[n:].clone()
+        self.prob[:, keep:] = 0
+        self.wsum[keep:] = 0
+        self.row += 1
+        return top, out

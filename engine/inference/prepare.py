@@ -1,0 +1,63 @@
+"""Raw raster values -> normalized checkpoint bands, with nodata handling.
+
+Order (docs/engine-interfaces.md): band mapping `x = weights @ x_read`, filled bands take the
+normalization mean, scene-level normalization from the model card, then nodata inputs -> 0. The same
+statistics are used for every tile, so neighbouring tiles agree (no per-tile min-max seams).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..errors import CheckpointError
+
+
+class Preparer:
+    """Applies one band mapping and one normalization to (S, h, w) blocks of raw values."""
+
+    def __init__(self, weights: np.ndarray, fill, normalization):
+        self.weights = np.asarray(weights, dtype=np.float32)
+        c, s = self.weights.shape
+        self.identity = c == s and np.array_equal(self.weights, np.eye(c, dtype=np.float32))
+        self.uses = (np.abs(self.weights) > 0).astype(np.float32)   # which read bands feed each band
+        self.fill = np.asarray(list(fill) if fill is not None else [False] * c, dtype=bool)
+        n = normalization
+        self.zscore = n is not None and n.method == "zscore"
+        if self.zscore:
+            if len(n.mean) != c or len(n.std) != c:
+                raise CheckpointError(f"model card normalization has {len(n.mean)} means/{len(n.std)} stds "
+                                      f"for {c} bands")
+            std = np.asarray(n.std, dtype=np.float32)
+            self.scale = (np.asarray(getattr(n, "scale", None) or 1.0, dtype=np.float32) / np.where(std > 0, std, 1.0))
+            offset = np.asarray(getattr(n, "offset", None) or 0.0, dtype=np.float32)
+            self.shift = ((offset - np.asarray(n.mean, dtype=np.float32)) / np.where(std > 0, std, 1.0))
+            self.scale = np.broadcast_to(self.scale, (c,)).reshape(c, 1, 1).astype(np.float32)
+            self.shift = np.broadcast_to(self.shift, (c,)).reshape(c, 1, 1).astype(np.float32)
+            self.clip = float(n.clip) if n.clip else None
+        elif n is not None and n.method not in ("none", None):
+            raise CheckpointError(f"unknown normalization method '{n.method}' in the model card")
+
+    @property
+    def bands(self) -> int:
+        return self.weights.shape[0]
+
+    def __call__(self, raw: np.ndarray, invalid: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        """raw (S, h, w) float32 (modified), invalid (S, h, w) bool or None -> (x (C, h, w), valid (h, w))."""
+        s, h, w = raw.shape
+        if invalid is not None:
+            raw[invalid] = 0.0   # keep nodata values (e.g. -9999, NaN) out of the band mixing
+        x = raw if self.identity else np.tensordot(self.weights, raw, axes=1).astype(np.float32, copy=False)
+        if self.zscore:
+            x *= self.scale
+            x += self.shift
+            if self.clip:
+                np.clip(x, -self.clip, self.clip, out=x)
+        if self.fill.any():
+            x[self.fill] = 0.0   # filled band = the mean, i.e. 0 after normalization
+        if invalid is None:
+            return x, np.ones((h, w), dtype=bool)
+        if invalid.any():
+            bad = (self.uses @ invalid.reshape(s, -1).astype(np.float32)).reshape(x.shape) > 0
+            x[bad] = 0.0
+        return x, ~invalid.all(axis=0)

@@ -1,0 +1,79 @@
+"""Windowed reads of one tile row (a horizontal strip) at a time, ready for the model.
+
+Each strip is read with a rasterio window covering the tile row over the processed window's full
+width, mapped and normalized (`Preparer`), and padded to at least one tile when the window is
+smaller than a tile. Only the needed bands are read. Runs in the reader thread, which owns the
+dataset for the whole run (GDAL handles are not shared between threads).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+import rasterio
+from rasterio.enums import MaskFlags
+from rasterio.windows import Window
+
+from ..errors import RasterError
+from .prepare import Preparer
+from .tiling import TilePlan
+
+
+class RasterStrips:
+    def __init__(self, path: str, window: Window, plan: TilePlan, indexes: List[int], preparer: Preparer):
+        self.path = path
+        self.window = window
+        self.plan = plan
+        self.indexes = list(indexes)
+        self.prep = preparer
+        self.ds = None
+        self.mask_mode = "none"
+
+    def open(self) -> None:
+        try:
+            self.ds = rasterio.open(self.path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise RasterError(f"cannot read {self.path}: {exc}") from None
+        flags = [self.ds.mask_flag_enums[i - 1] for i in self.indexes]
+        nodatavals = [self.ds.nodatavals[i - 1] for i in self.indexes]
+        if all(MaskFlags.all_valid in f for f in flags):
+            self.mask_mode = "none"
+        elif all(MaskFlags.nodata in f for f in flags):
+            self.mask_mode = "nodata"
+            self.nodata = np.array([np.nan if v is None else v for v in nodatavals], dtype=np.float64)
+        else:
+            self.mask_mode = "masks"  # per-dataset mask, alpha band or internal masks
+        self.floating = any(np.dtype(self.ds.dtypes[i - 1]).kind == "f" for i in self.indexes)
+
+    def close(self) -> None:
+        if self.ds is not None:
+            self.ds.close()
+            self.ds = None
+
+    def _invalid(self, raw: np.ndarray, window: Window) -> Optional[np.ndarray]:
+        invalid = None
+        if self.mask_mode == "nodata":
+            invalid = raw == self.nodata.astype(raw.dtype)[:, None, None]
+        elif self.mask_mode == "masks":
+            invalid = self.ds.read_masks(self.indexes, window=window) == 0
+        if self.floating:  # NaN is nodata in float rasters whatever the metadata says
+            nan = np.isnan(raw)
+            if nan.any():
+                invalid = nan if invalid is None else (invalid | nan)
+        return invalid
+
+    def read(self, r: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Tile row r -> (x (C, >=tile, >=tile) float32 normalized, valid (strip_height, width) bool)."""
+        p = self.plan
+        window = Window(self.window.col_off, self.window.row_off + p.ys[r], p.width, p.strip_height)
+        raw = self.ds.read(self.indexes, window=window, out_dtype=np.float32)
+        x, valid = self.prep(raw, self._invalid(raw, window))
+        return pad_to_tile(x, p.tile), valid
+
+
+def pad_to_tile(x: np.ndarray, tile: int) -> np.ndarray:
+    """Mirror-pad a (C, h, w) block to at least tile x tile (only windows smaller than a tile)."""
+    _, h, w = x.shape
+    if h >= tile and w >= tile:
+        return x
+    return np.pad(x, ((0, 0), (0, max(0, tile - h)), (0, max(0, tile - w))), mode="symmetric")

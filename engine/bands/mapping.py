@@ -1,0 +1,309 @@
+"""Map raster bands onto a checkpoint's input bands as a weight matrix: x_checkpoint = weights @ x_read.
+
+Each checkpoint band gets one row built by a strategy: `index` (position or an explicit raster band),
+`nearest` (closest centre within a tolerance), `interpolate` (linear between the two neighbours),
+`srf` (the target's Gaussian spectral response sampled at a finer sensor's band centres). `auto`
+picks SRF when the raster samples the target band finely, nearest when a band lies within tolerance,
+interpolation otherwise. Bad bands never serve as sources.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import BandMappingError
+
+STRATEGIES = ("auto", "index", "nearest", "interpolate", "srf")
+MIN_TOLERANCE_NM = 15.0          # floor of the default tolerance: max(0.5 * FWHM, 15 nm)
+MAX_INTERP_GAP_NM = 200.0        # never interpolate across wider gaps (e.g. NIR -> SWIR)
+SRF_MIN_SOURCES = 3              # raster bands inside the target's FWHM that make it "much finer"
+SRF_MIN_COVERAGE = 0.5           # auto falls back from SRF when gaps (bad bands) leave less covered
+_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+FORMAT_NAME = "spectralx-band-map"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class BandMapping:
+    source_indexes: List[int]            # 1-based raster bands to read, sorted, unique
+    weights: np.ndarray                  # (n_checkpoint_bands, len(source_indexes)) float32
+    fill: List[bool]                     # True: band is filled with the normalization mean
+    rows: List[Dict[str, Any]]           # per checkpoint band: target, strategy, sources, quality, note
+    raster_band_count: Optional[int] = None
+    sensor: Optional[str] = None
+    strategy: str = "auto"
+    warnings: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.weights = np.asarray(self.weights, dtype=np.float32).reshape(len(self.fill), len(self.source_indexes))
+
+    @property
+    def quality(self) -> float:
+        """The weakest band's quality: one number for a status line."""
+        return min((float(r.get("quality", 0.0)) for r in self.rows), default=0.0)
+
+    def apply(self, x: np.ndarray, fill_values: Optional[Sequence[float]] = None) -> np.ndarray:
+        """(len(source_indexes), …) raster values -> (n_checkpoint_bands, …); filled bands get
+        `fill_values` (the normalization mean) or 0."""
+        x = np.asarray(x)
+        out = np.tensordot(self.weights, x.astype(np.float32, copy=False), axes=(1, 0))
+        if fill_values is not None:
+            for i, f in enumerate(self.fill):
+                if f:
+                    out[i] = fill_values[i]
+        return out
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "raster_band_count": self.raster_band_count, "sensor": self.sensor, "strategy": self.strategy,
+                "source_indexes": [int(i) for i in self.source_indexes],
+                "weights": [[round(float(w), 7) for w in row] for row in self.weights],
+                "fill": [bool(f) for f in self.fill], "rows": self.rows, "warnings": list(self.warnings)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: Union[str, bytes, Dict[str, Any]], source: str = "band map") -> "BandMapping":
+        if isinstance(text, dict):
+            d = text
+        else:
+            try:
+                d = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise BandMappingError(f"{source} is not valid JSON ({exc}); write it with `spectralx bands -o`") from None
+        if not isinstance(d, dict) or "rows" not in d:
+            raise BandMappingError(f"{source} is not a SpectralX band map (no 'rows'); write one with `spectralx bands -c CHECKPOINT -o`")
+        if d.get("format", FORMAT_NAME) != FORMAT_NAME or int(d.get("format_version", 1)) > FORMAT_VERSION:
+            raise BandMappingError(f"{source}: unsupported band-map format {d.get('format')} {d.get('format_version')}")
+        rows = d["rows"]
+        if "weights" in d and "source_indexes" in d:
+            idx = [int(i) for i in d["source_indexes"]]
+            w = np.asarray(d["weights"], dtype=np.float32)
+            fill = [bool(f) for f in d.get("fill", [False] * len(rows))]
+        else:  # hand-written: rebuild the matrix from each row's sources
+            idx, w, fill = _matrix_from_rows(rows)
+        if w.ndim != 2 or w.shape != (len(rows), len(idx)) or len(fill) != len(rows):
+            raise BandMappingError(f"{source}: weights are {list(w.shape)} but there are {len(rows)} rows and "
+                                   f"{len(idx)} source bands; regenerate it with `spectralx bands -o`")
+        if any(i < 1 for i in idx) or len(set(idx)) != len(idx):
+            raise BandMappingError(f"{source}: source_indexes must be unique 1-based band numbers, got {idx}")
+        if not np.all(np.isfinite(w)):
+            raise BandMappingError(f"{source}: weights contain NaN or infinity")
+        order = np.argsort(idx, kind="stable")
+        return cls([idx[i] for i in order], w[:, order], fill, rows, d.get("raster_band_count"),
+                   d.get("sensor"), d.get("strategy", "auto"), list(d.get("warnings", [])))
+
+
+def _matrix_from_rows(rows):
+    idx = sorted({int(s["index"]) for r in rows for s in r.get("sources", [])})
+    col = {i: k for k, i in enumerate(idx)}
+    w = np.zeros((len(rows), len(idx)), np.float32)
+    fill = []
+    for r_i, r in enumerate(rows):
+        for s in r.get("sources", []):
+            w[r_i, col[int(s["index"])]] += float(s.get("weight", 1.0))
+        fill.append(bool(r.get("fill", not r.get("sources"))))
+    return idx, w, fill
+
+
+# ---- per-band strategies: each returns (strategy, [(raster band, weight)], quality, note) or None ----
+
+def _width_factor(a: Optional[float], b: Optional[float]) -> float:
+    if a and b:
+        return 0.6 + 0.4 * min(a, b) / max(a, b)
+    return 0.9
+
+
+def _tolerance(target, src, tolerance_nm: Optional[float]) -> float:
+    if tolerance_nm is not None:
+        return float(tolerance_nm)
+    widths = [w for w in (getattr(target, "fwhm_nm", None), getattr(src, "fwhm_nm", None)) if w]
+    return max(0.5 * max(widths) if widths else 0.0, MIN_TOLERANCE_NM)
+
+
+def _nearest(target, cands, tolerance_nm):
+    t = target.wavelength_nm
+    best = min(cands, key=lambda c: abs(c.wavelength_nm - t))
+    d, tol = abs(best.wavelength_nm - t), _tolerance(target, best, tolerance_nm)
+    if d > tol:
+        return None
+    q = (1.0 - 0.5 * d / tol) * _width_factor(target.fwhm_nm, best.fwhm_nm)
+    note = "exact" if d < 0.5 else f"{d:.1f} nm away (tolerance {tol:.0f} nm)"
+    return "nearest", [(best, 1.0)], q, note
+
+
+def _interpolate(target, cands, tolerance_nm):
+    t = target.wavelength_nm
+    below = [c for c in cands if c.wavelength_nm <= t]
+    above = [c for c in cands if c.wavelength_nm >= t]
+    if not below or not above:
+        return None
+    lo = max(below, key=lambda c: c.wavelength_nm)
+    hi = min(above, key=lambda c: c.wavelength_nm)
+    gap = hi.wavelength_nm - lo.wavelength_nm
+    if gap < 0.5 or lo is hi:
+        return "interpolate", [(lo, 1.0)], _width_factor(target.fwhm_nm, lo.fwhm_nm), "exact"
+    if gap > MAX_INTERP_GAP_NM:
+        return None
+    w_hi = (t - lo.wavelength_nm) / gap
+    dmin = min(t - lo.wavelength_nm, hi.wavelength_nm - t)
+    q = 0.8 * (1.0 - gap / (2 * MAX_INTERP_GAP_NM)) * (1.0 - 0.5 * dmin / (gap / 2))
+    note = f"between {lo.wavelength_nm:.0f} and {hi.wavelength_nm:.0f} nm"
+    return "interpolate", [(lo, 1.0 - w_hi), (hi, w_hi)], max(q, 0.05), note
+
+
+def _sample_widths(cands) -> Dict[int, float]:
+    """Spectral interval each source band stands for: half the distance to its neighbours, capped by
+    its FWHM so that a gap (removed bad bands) stays uncovered instead of being bridged."""
+    s = sorted(cands, key=lambda c: c.wavelength_nm)
+    wl = [c.wavelength_nm for c in s]
+    out = {}
+    for k, c in enumerate(s):
+        left = wl[k] - wl[k - 1] if k > 0 else None
+        right = wl[k + 1] - wl[k] if k + 1 < len(s) else None
+        steps = [x for x in (left, right) if x is not None]
+        width = sum(steps) / len(steps) if steps else (c.fwhm_nm or 10.0)
+        cap = c.fwhm_nm or min(steps, default=width)
+        out[c.index] = min(width, cap)
+    return out
+
+
+def _srf(target, cands, tolerance_nm):
+    """Gaussian response of the target (FWHM) sampled at the source centres, times each source's
+    spectral interval, normalised to 1. Quality is the share of the response the sources cover."""
+    fwhm = target.fwhm_nm or 2.0 * _tolerance(target, None, tolerance_nm)
+    sigma = fwhm * _FWHM_TO_SIGMA
+    t = target.wavelength_nm
+    near = [c for c in cands if abs(c.wavelength_nm - t) <= 1.5 * fwhm]
+    if not near:
+        return None
+    widths = _sample_widths(cands)
+    resp = [math.exp(-0.5 * ((c.wavelength_nm - t) / sigma) ** 2) * widths[c.index] for c in near]
+    total = sum(resp)
+    if total <= 0:
+        return None
+    coverage = min(1.0, total / (sigma * math.sqrt(2 * math.pi)))
+    keep = [(c, r / total) for c, r in zip(near, resp) if r / total >= 1e-4]
+    norm = sum(w for _, w in keep)
+    keep = [(c, w / norm) for c, w in keep]
+    note = f"{len(keep)} bands, Gaussian FWHM {fwhm:.0f} nm" + ("" if target.fwhm_nm else " (assumed)")
+    if coverage < 0.95:
+        note += f", {coverage:.0%} of the response covered"
+    return "srf", keep, coverage, note
+
+
+def _is_finer(target, cands) -> bool:
+    """The raster samples this band finely: several bands inside its FWHM, each clearly narrower."""
+    if not target.fwhm_nm:
+        return False
+    inside = [c for c in cands if abs(c.wavelength_nm - target.wavelength_nm) <= target.fwhm_nm / 2]
+    widths = [c.fwhm_nm for c in inside if c.fwhm_nm]
+    if widths and len(inside) >= 2:
+        return float(np.median(widths)) <= target.fwhm_nm / 1.5
+    return len(inside) >= SRF_MIN_SOURCES
+
+
+def _auto(target, cands, tolerance_nm):
+    if _is_finer(target, cands):
+        row = _srf(target, cands, tolerance_nm)
+        if row and row[2] >= SRF_MIN_COVERAGE:
+            return row
+    return _nearest(target, cands, tolerance_nm) or _interpolate(target, cands, tolerance_nm)
+
+
+def _by_index(target, band, tolerance_nm):
+    if band is None:
+        return None
+    note, q = "by position", 0.5
+    if band.wavelength_nm is not None and getattr(target, "wavelength_nm", None) is not None:
+        d, tol = abs(band.wavelength_nm - target.wavelength_nm), _tolerance(target, band, tolerance_nm)
+        q = max(0.05, (1.0 - 0.5 * min(1.0, d / tol)) * _width_factor(target.fwhm_nm, band.fwhm_nm))
+        if d > tol:
+            q, note = min(q, 0.2), f"by index; {d:.0f} nm from the target (tolerance {tol:.0f} nm)"
+        else:
+            note = "by index" + ("" if d < 0.5 else f"; {d:.1f} nm from the target")
+    elif band.wavelength_nm is None:
+        note = "by index; raster wavelength unknown"
+    if band.bad:
+        q, note = min(q, 0.1), note + f"; {band.note or 'bad band'}"
+    return "index", [(band, 1.0)], q, note
+
+
+def _fmt_nm(v: Optional[float]) -> str:
+    return "unknown wavelength" if v is None else f"{v:g} nm"
+
+
+def map_bands(raster_bands, checkpoint_bands, strategy: str = "auto", tolerance_nm: Optional[float] = None,
+              allow_fill: bool = False, indexes: Optional[Sequence[Optional[int]]] = None,
+              sensor: Optional[str] = None) -> BandMapping:
+    """Build the mapping. `raster_bands`: `RasterBand`s (from `detect_bands`); `checkpoint_bands`:
+    objects with `name`, `wavelength_nm`, `fwhm_nm` (the card's `Band`s). `indexes` (strategy
+    "index"): the 1-based raster band per checkpoint band (None = fill); default: same position."""
+    if strategy not in STRATEGIES:
+        raise BandMappingError(f"unknown band-mapping strategy '{strategy}'; use one of {', '.join(STRATEGIES)}")
+    by_index = {b.index: b for b in raster_bands}
+    good = [b for b in raster_bands if not b.bad and b.wavelength_nm is not None]
+    if strategy != "index" and not good:
+        if any(b.wavelength_nm is not None for b in raster_bands):
+            raise BandMappingError("every raster band with a wavelength is a bad band; pass a band-map JSON or --strategy index")
+        raise BandMappingError(
+            "the raster's bands have no wavelength metadata; pick a sensor preset (--sensor sentinel2|landsat8|"
+            "landsat9|enmap, or e.g. landsat8:B2,B3,B4), pass a band-map JSON (--band-map), or use --strategy index")
+    if indexes is not None and len(indexes) != len(checkpoint_bands):
+        raise BandMappingError(f"band map lists {len(indexes)} raster bands for {len(checkpoint_bands)} checkpoint bands; "
+                               "give one per checkpoint band (null to fill)")
+    rows, missing = [], []
+    for k, target in enumerate(checkpoint_bands):
+        if strategy == "index":
+            i = indexes[k] if indexes is not None else k + 1
+            if i is not None and i not in by_index:
+                raise BandMappingError(f"band map asks for raster band {i} but the raster has {len(raster_bands)} bands")
+            got = _by_index(target, by_index.get(i) if i is not None else None, tolerance_nm)
+        elif target.wavelength_nm is None:
+            got = None
+        else:
+            fn = {"auto": _auto, "nearest": _nearest, "interpolate": _interpolate, "srf": _srf}[strategy]
+            got = fn(target, good, tolerance_nm)
+        rows.append(_row(target, got))
+        if got is None:
+            missing.append(target)
+    if missing and not allow_fill:
+        raise BandMappingError(_missing_message(missing, good, strategy, tolerance_nm))
+    return _assemble(rows, len(raster_bands), sensor, strategy)
+
+
+def _row(target, got) -> Dict[str, Any]:
+    row = {"target": target.name, "target_wavelength_nm": target.wavelength_nm,
+           "target_fwhm_nm": getattr(target, "fwhm_nm", None)}
+    if got is None:
+        row.update(strategy="fill", sources=[], quality=0.0, fill=True,
+                   note="no raster band covers it: filled with the normalization mean")
+        return row
+    name, sources, q, note = got
+    row.update(strategy=name, quality=round(float(q), 3), fill=False, note=note,
+               sources=[{"index": b.index, "name": b.name, "wavelength_nm": b.wavelength_nm,
+                         "weight": round(float(w), 6)} for b, w in sources])
+    return row
+
+
+def _assemble(rows, raster_band_count, sensor, strategy) -> BandMapping:
+    idx, w, fill = _matrix_from_rows(rows)
+    return BandMapping(idx, w, fill, rows, raster_band_count, sensor, strategy)
+
+
+def _missing_message(missing, good, strategy, tolerance_nm) -> str:
+    wanted = ", ".join(f"{t.name} ({_fmt_nm(t.wavelength_nm)})" for t in missing)
+    if good:
+        lo, hi = min(b.wavelength_nm for b in good), max(b.wavelength_nm for b in good)
+        have = f"the raster's usable bands span {lo:.0f}–{hi:.0f} nm ({len(good)} bands)"
+    else:
+        have = "the raster has no usable band"
+    tol = f"{tolerance_nm:g} nm" if tolerance_nm is not None else "max(0.5·FWHM, 15 nm)"
+    return (f"cannot map checkpoint band(s) {wanted} with strategy '{strategy}' (tolerance {tol}); {have}. "
+            "Pick the right sensor preset (--sensor), pass a band-map JSON (--band-map), widen --tolerance, "
+            "or allow filling missing bands with the normalization mean (--allow-fill)")

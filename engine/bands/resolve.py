@@ -1,0 +1,117 @@
+"""One entry point for CLI, Processing and the dock: raster + checkpoint + user's choice -> BandMapping."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from ..errors import BandMappingError, RasterError
+from .detect import detect_bands
+from .mapping import STRATEGIES, BandMapping, map_bands
+
+
+def _checkpoint_bands(card) -> list:
+    """A ModelCard, a checkpoint path, or a plain list of Band-like objects."""
+    if isinstance(card, (str, os.PathLike)):
+        from ..checkpoint import read_card  # lazy: keeps `spectralx.bands` free of torch
+        card = read_card(os.fspath(card))
+    bands = getattr(card, "bands", card)
+    if not bands:
+        raise BandMappingError("the checkpoint lists no input bands")
+    return list(bands)
+
+
+def _load_band_map(band_map: Union[str, os.PathLike]) -> Any:
+    path = os.fspath(band_map)
+    if not os.path.isfile(path):
+        raise BandMappingError(f"band map '{path}' is neither a file nor one of: {', '.join(STRATEGIES)}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BandMappingError(f"cannot read band map {path} ({exc}); write one with `spectralx bands -o`") from None
+
+
+def _explicit_indexes(doc: Any, targets: list) -> Optional[List[Optional[int]]]:
+    """Hand-written forms: [3, 2, 1, null], {"bands": [...]}, {"indexes": [...]} or
+    {"<checkpoint band name>": raster band number or null, ...}."""
+    if isinstance(doc, dict):
+        for key in ("indexes", "bands"):
+            if isinstance(doc.get(key), list):
+                doc = doc[key]
+                break
+    if isinstance(doc, list):
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in doc):
+            raise BandMappingError("a band-map list must hold one raster band number (1-based) or null per checkpoint band")
+        return list(doc)
+    if isinstance(doc, dict) and doc and "rows" not in doc and "weights" not in doc:
+        names = [t.name for t in targets]
+        unknown = [k for k in doc if k not in names]
+        if unknown:
+            raise BandMappingError(f"band map names {', '.join(map(str, unknown))}, which are not checkpoint bands "
+                                   f"({', '.join(names)})")
+        missing = [n for n in names if n not in doc]
+        if missing:
+            raise BandMappingError(f"band map gives no raster band for {', '.join(missing)}; add them (null to fill)")
+        return [doc[n] for n in names]
+    return None
+
+
+def validate_mapping(mapping: BandMapping, raster_band_count: int, targets: Sequence, source: str = "band map") -> BandMapping:
+    """Check a stored mapping against this raster and checkpoint: clear errors instead of wrong input."""
+    if len(mapping.rows) != len(targets):
+        raise BandMappingError(f"{source} maps {len(mapping.rows)} bands but the checkpoint expects {len(targets)}; "
+                               "make a new one for this checkpoint with `spectralx bands RASTER -c CHECKPOINT -o`")
+    too_high = [i for i in mapping.source_indexes if i > raster_band_count]
+    if too_high:
+        raise BandMappingError(f"{source} reads raster band(s) {', '.join(map(str, too_high))} but the raster has "
+                               f"{raster_band_count} bands; was it made for another raster?")
+    if mapping.raster_band_count and mapping.raster_band_count != raster_band_count:
+        mapping.warnings.append(f"band map was made for a {mapping.raster_band_count}-band raster; "
+                                f"this one has {raster_band_count}")
+    for row, t in zip(mapping.rows, targets):
+        wl = row.get("target_wavelength_nm")
+        if row.get("target") not in (None, t.name) or (wl is not None and t.wavelength_nm is not None
+                                                     and abs(float(wl) - t.wavelength_nm) > 1.0):
+            raise BandMappingError(f"{source} row '{row.get('target')}' ({wl} nm) does not match checkpoint band "
+                                   f"'{t.name}' ({t.wavelength_nm} nm); make a new one for this checkpoint")
+    return mapping
+
+
+def _band_count(path: str) -> int:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+    try:
+        with rasterio.open(path) as ds:
+            return ds.count
+    except RasterioIOError as exc:
+        raise RasterError(f"cannot open raster {path}: {exc}") from None
+
+
+def resolve_band_map(raster_path: str, card, band_map: Union[str, os.PathLike, Dict, list, BandMapping, None] = "auto",
+                     sensor: Optional[str] = None, *, tolerance_nm: Optional[float] = None,
+                     allow_fill: bool = False) -> BandMapping:
+    """The mapping for `raster_path` onto `card`'s bands. `band_map`: "auto" (or another strategy
+    name), a JSON file path, a dict/list (a saved mapping or the hand-written index forms), or a
+    BandMapping. `card`: a ModelCard, a checkpoint path or a list of Band."""
+    targets = _checkpoint_bands(card)
+    band_map = "auto" if band_map is None else band_map
+    if isinstance(band_map, BandMapping):
+        return validate_mapping(band_map, _band_count(raster_path), targets)
+    if isinstance(band_map, str) and band_map in STRATEGIES:
+        raster_bands = detect_bands(raster_path, sensor=sensor)
+        return map_bands(raster_bands, targets, strategy=band_map, tolerance_nm=tolerance_nm,
+                         allow_fill=allow_fill, sensor=sensor)
+    source = "band map"
+    doc = band_map
+    if isinstance(band_map, (str, os.PathLike)):
+        source, doc = os.fspath(band_map), _load_band_map(band_map)
+    indexes = _explicit_indexes(doc, targets)
+    if indexes is not None:
+        raster_bands = detect_bands(raster_path, sensor=sensor)
+        return map_bands(raster_bands, targets, strategy="index", tolerance_nm=tolerance_nm,
+                         allow_fill=True, indexes=indexes, sensor=sensor)
+    if not isinstance(doc, dict):
+        raise BandMappingError(f"{source} must be a JSON object or list, got {type(doc).__name__}")
+    mapping = BandMapping.from_json(doc, source=source)
+    return validate_mapping(mapping, _band_count(raster_path), targets, source)

@@ -1,0 +1,431 @@
+"""Processing algorithms: thin wrappers over the SpectralX engine.
+
+Each algorithm only translates QGIS parameters into engine arguments, bridges progress/cancel, and
+turns engine errors into a QgsProcessingException with the engine's one-line message. If torch,
+rasterio, safetensors or the engine are missing, every algorithm reports the dependency guidance.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict
+
+from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext,
+                       QgsProcessingException, QgsProcessingLayerPostProcessorInterface,
+                       QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterExtent,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
+                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterMapLayer, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterRasterLayer, QgsRasterLayer)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from . import deps, icons
+from .bridge import feedback_progress
+
+DEVICES = [("auto", "Automatic (best available)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"),
+           ("mps", "Apple GPU (MPS)")]
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("SpectralX", text)
+
+
+def raster_path(layer: QgsRasterLayer) -> str:
+    """A file path GDAL/rasterio can open for a raster layer (GDAL provider only)."""
+    if layer is None:
+        raise QgsProcessingException(tr("no raster layer given"))
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(
+            tr(f"layer '{layer.name()}' comes from the '{layer.providerType()}' provider; SpectralX reads "
+               "raster files (GDAL): save or export the layer to a GeoTIFF first"))
+    return layer.source().split("|")[0]
+
+
+def band_map_arg(value: str):
+    """'' -> 'auto'; inline JSON -> dict; anything else is a path to a band map JSON file."""
+    value = (value or "").strip()
+    if not value or value.lower() == "auto":
+        return "auto"
+    if value.startswith("{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise QgsProcessingException(tr(f"BAND_MAP is not valid JSON: {exc}")) from None
+    if not os.path.isfile(value):
+        raise QgsProcessingException(tr(f"band map file not found: {value}"))
+    return value
+
+
+class ClassLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Applies the paletted class renderer when Processing loads the output layer."""
+    _alive = []  # post-processors must outlive the algorithm instance
+
+    def __init__(self, classes, confidence: bool = False):
+        super().__init__()
+        self.classes = list(classes)
+        self.confidence = confidence
+
+    def postProcessLayer(self, layer, context, feedback):
+        from . import styling
+        if isinstance(layer, QgsRasterLayer):
+            if self.confidence:
+                styling.style_confidence_layer(layer)
+            else:
+                styling.style_class_layer(layer, self.classes)
+
+    @classmethod
+    def create(cls, classes, confidence=False):
+        pp = cls(classes, confidence)
+        cls._alive.append(pp)
+        del cls._alive[:-32]
+        return pp
+
+
+class SpectralXAlgorithm(QgsProcessingAlgorithm):
+    """Common parts: ids, group, icon, dependency and error handling."""
+    _name = ""
+    _display = ""
+    _help = ""
+
+    def name(self):
+        return self._name
+
+    def displayName(self):
+        return tr(self._display)
+
+    def group(self):
+        return tr("SpectralX")
+
+    def groupId(self):
+        return "spectralx"
+
+    def icon(self):
+        return icons.icon()
+
+    def shortHelpString(self):
+        text = tr(self._help)
+        guidance = deps.guidance()
+        if guidance:
+            text += "\n\n" + guidance
+        return text
+
+    def helpUrl(self):
+        return "https://github.com/spectralx/spectralx-qgis#readme"
+
+    def createInstance(self):
+        return type(self)()
+
+    def checkParameterValues(self, parameters, context):
+        guidance = deps.guidance()
+        if guidance:
+            return False, guidance
+        return super().checkParameterValues(parameters, context)
+
+    def processAlgorithm(self, parameters, context, feedback):
+        guidance = deps.guidance()
+        if guidance:
+            raise QgsProcessingException(guidance)
+        errors = deps.engine("errors")
+        try:
+            return self.execute(parameters, context, feedback)
+        except errors.Cancelled:
+            feedback.reportError(tr("cancelled"), fatalError=False)
+            return {}
+        except errors.SpectralXError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        except deps.MissingDependencies as exc:
+            raise QgsProcessingException(str(exc)) from None
+
+    def execute(self, parameters, context, feedback) -> Dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    # helpers
+    def _device(self, parameters, context) -> str:
+        return DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][0]
+
+    def _device_param(self):
+        p = QgsProcessingParameterEnum("DEVICE", tr("Device"), options=[d[1] for d in DEVICES],
+                                       defaultValue=0)
+        p.setHelp(tr("Where the network runs; Automatic picks CUDA, then MPS, then CPU."))
+        return p
+
+    def _file(self, parameters, name, context):
+        value = self.parameterAsFile(parameters, name, context)
+        return value or None
+
+
+class SegmentAlgorithm(SpectralXAlgorithm):
+    _name = "segment"
+    _display = "Segment raster (land cover)"
+    _help = ("Classifies every pixel of a multispectral or hyperspectral raster with a SpectralX "
+             "checkpoint. The raster's bands are mapped onto the checkpoint's bands from their "
+             "wavelengths (or an explicit band map), the raster is processed in overlapping tiles with "
+             "blending, and a class raster with the checkpoint's class names and colours is written, "
+             "optionally with a per-pixel confidence raster.\n\n"
+             "INPUT: raster to classify. CHECKPOINT: SpectralX checkpoint (.safetensors). BACKBONE: the "
+             "frozen backbone file, if it is not beside the checkpoint. BAND_MAP: band map JSON file or "
+             "inline JSON; empty = automatic from wavelength metadata. EXTENT: only this area (empty = "
+             "whole raster). OVERLAP: fraction of a tile shared with its neighbours (0-0.75). "
+             "BATCH_SIZE: tiles per batch. DEVICE: CPU/GPU. OUTPUT: class GeoTIFF. CONFIDENCE: optional "
+             "confidence GeoTIFF (0-1).")
+
+    def initAlgorithm(self, config=None):
+        p = QgsProcessingParameterRasterLayer("INPUT", tr("Input raster"))
+        p.setHelp(tr("Multispectral or hyperspectral raster to classify."))
+        self.addParameter(p)
+        p = QgsProcessingParameterFile("CHECKPOINT", tr("SpectralX checkpoint"),
+                                       behavior=QgsProcessingParameterFile.File,
+                                       fileFilter="SpectralX checkpoint (*.safetensors)")
+        p.setHelp(tr("A .safetensors file with a SpectralX model card."))
+        self.addParameter(p)
+        p = QgsProcessingParameterFile("BACKBONE", tr("Backbone file (if not beside the checkpoint)"),
+                                       behavior=QgsProcessingParameterFile.File, optional=True,
+                                       fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)")
+        p.setHelp(tr("Frozen backbone weights named in the checkpoint; its sha256 is verified."))
+        self.addParameter(p)
+        p = QgsProcessingParameterFile("BAND_MAP", tr("Band map (JSON file or inline JSON; empty = automatic)"),
+                                       behavior=QgsProcessingParameterFile.File, optional=True)
+        p.setHelp(tr("Maps raster bands onto the checkpoint's bands; empty: from wavelength metadata."))
+        self.addParameter(p)
+        p = QgsProcessingParameterExtent("EXTENT", tr("Only this extent"), optional=True)
+        p.setHelp(tr("Segment only this area (converted to the raster's CRS); empty = whole raster."))
+        self.addParameter(p)
+        p = QgsProcessingParameterNumber("OVERLAP", tr("Tile overlap (fraction)"),
+                                         type=QgsProcessingParameterNumber.Double, defaultValue=0.25,
+                                         minValue=0.0, maxValue=0.75)
+        self.addParameter(p)
+        p = QgsProcessingParameterNumber("BATCH_SIZE", tr("Batch size (tiles)"),
+                                         type=QgsProcessingParameterNumber.Integer, defaultValue=4,
+                                         minValue=1, maxValue=256)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(p)
+        self.addParameter(self._device_param())
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Classes")))
+        p = QgsProcessingParameterRasterDestination("CONFIDENCE", tr("Confidence"), optional=True,
+                                                    createByDefault=False)
+        self.addParameter(p)
+        self.addOutput(QgsProcessingOutputString("STYLE", tr("QML style file")))
+        self.addOutput(QgsProcessingOutputNumber("TILES", tr("Tiles processed")))
+
+    def execute(self, parameters, context, feedback):
+        inference = deps.engine("inference")
+        checkpoint = deps.engine("checkpoint")
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        src = raster_path(layer)
+        ckpt = self.parameterAsFile(parameters, "CHECKPOINT", context)
+        card = checkpoint.read_card(ckpt)
+        bbox = None
+        if parameters.get("EXTENT") not in (None, ""):
+            ext = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
+            if not ext.isNull() and not ext.isEmpty():
+                bbox = (ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum())
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        confidence = None
+        if parameters.get("CONFIDENCE") not in (None, ""):
+            confidence = self.parameterAsOutputLayer(parameters, "CONFIDENCE", context) or None
+        for path in (output, confidence):
+            if path and os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+                raise QgsProcessingException(tr(f"{path}: SpectralX writes GeoTIFF; use a .tif file name"))
+        feedback.pushInfo(tr(f"Checkpoint: {len(card.bands)} bands, {len(card.classes)} classes, "
+                             f"tile {card.tile_size} px; engine {deps.engine_source()}"))
+        result = inference.segment(
+            src, ckpt, output, backbone=self._file(parameters, "BACKBONE", context),
+            band_map=band_map_arg(self.parameterAsString(parameters, "BAND_MAP", context)),
+            bbox=bbox, overlap=self.parameterAsDouble(parameters, "OVERLAP", context),
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            device=self._device(parameters, context), confidence=confidence, overwrite=True,
+            progress=feedback_progress(feedback))
+        if feedback.isCanceled():
+            return {}
+        classes = list(getattr(result, "classes", None) or card.classes)
+        if context.willLoadLayerOnCompletion(result.output):
+            details = context.layerToLoadOnCompletionDetails(result.output)
+            details.name = tr(f"{layer.name()} classes")
+            details.setPostProcessor(ClassLayerPostProcessor.create(classes))
+        if confidence and context.willLoadLayerOnCompletion(confidence):
+            details = context.layerToLoadOnCompletionDetails(confidence)
+            details.name = tr(f"{layer.name()} confidence")
+            details.setPostProcessor(ClassLayerPostProcessor.create([], confidence=True))
+        return {"OUTPUT": result.output, "CONFIDENCE": getattr(result, "confidence", confidence),
+                "STYLE": getattr(result, "style", None) or "", "TILES": getattr(result, "tiles", 0)}
+
+
+class FinetuneAlgorithm(SpectralXAlgorithm):
+    _name = "finetune"
+    _display = "Fine-tune from labelled polygons"
+    _help = ("Stage-2 training: adapts a SpectralX model to your raster and classes from labelled "
+             "polygons (or any vector layer with a class field). The frozen backbone is not changed; "
+             "only the small spectral adapters and the decoder are trained. Writes a new checkpoint "
+             "with a model card holding classes, bands, normalization statistics and validation "
+             "metrics.\n\nINPUT: training raster. LABELS: polygons. CLASS_FIELD: field holding the class "
+             "(names or integer values). CHECKPOINT: start from this checkpoint (optional). BACKBONE: "
+             "backbone file (needed when no checkpoint is given, or when it is not beside it). STEPS, "
+             "BATCH_SIZE, LEARNING_RATE, VAL_FRACTION: training settings. OUTPUT: new checkpoint.")
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", tr("Training raster")))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "LABELS", tr("Labelled polygons"), [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterField("CLASS_FIELD", tr("Class field"),
+                                                      parentLayerParameterName="LABELS"))
+        self.addParameter(QgsProcessingParameterFile(
+            "CHECKPOINT", tr("Start from checkpoint"), behavior=QgsProcessingParameterFile.File,
+            optional=True, fileFilter="SpectralX checkpoint (*.safetensors)"))
+        self.addParameter(QgsProcessingParameterFile(
+            "BACKBONE", tr("Backbone file"), behavior=QgsProcessingParameterFile.File, optional=True,
+            fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)"))
+        self.addParameter(QgsProcessingParameterNumber(
+            "STEPS", tr("Training steps"), type=QgsProcessingParameterNumber.Integer, defaultValue=300,
+            minValue=1, maxValue=1000000))
+        for name, label, kind, default, lo, hi in [
+                ("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, 4, 1, 256),
+                ("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 1e-3, 1e-7, 1.0),
+                ("VAL_FRACTION", "Validation fraction", QgsProcessingParameterNumber.Double, 0.2, 0.0, 0.9),
+                ("SEED", "Random seed", QgsProcessingParameterNumber.Integer, 0, 0, 2 ** 31 - 1)]:
+            p = QgsProcessingParameterNumber(name, tr(label), type=kind, defaultValue=default,
+                                             minValue=lo, maxValue=hi)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(self._device_param())
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "OUTPUT", tr("New checkpoint"), fileFilter="SpectralX checkpoint (*.safetensors)"))
+        self.addOutput(QgsProcessingOutputString("METRICS", tr("Validation metrics (JSON)")))
+
+    def execute(self, parameters, context, feedback):
+        training = deps.engine("training")
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        labels = self.parameterAsCompatibleSourceLayerPath(parameters, "LABELS", context,
+                                                           ["gpkg", "shp", "geojson"], "gpkg", feedback)
+        field = self.parameterAsFields(parameters, "CLASS_FIELD", context)
+        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        result = training.finetune(
+            raster_path(layer), labels.split("|")[0], output, class_field=field[0] if field else None,
+            checkpoint=self._file(parameters, "CHECKPOINT", context),
+            backbone=self._file(parameters, "BACKBONE", context),
+            steps=self.parameterAsInt(parameters, "STEPS", context),
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            val_fraction=self.parameterAsDouble(parameters, "VAL_FRACTION", context),
+            lr=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
+            device=self._device(parameters, context),
+            seed=self.parameterAsInt(parameters, "SEED", context),
+            progress=feedback_progress(feedback))
+        metrics = getattr(result, "metrics", {}) or {}
+        if metrics:
+            feedback.pushInfo(tr("Validation: ") + json.dumps(metrics, default=str)[:2000])
+        return {"OUTPUT": getattr(result, "checkpoint", output),
+                "METRICS": json.dumps(metrics, default=str)}
+
+
+class PretrainAlgorithm(SpectralXAlgorithm):
+    _name = "pretrain"
+    _display = "Pretrain on unlabelled imagery (stage 1)"
+    _help = ("Stage-1 training: masked spectral reconstruction on unlabelled images of the target "
+             "sensor, which prepares HyperT and the adapters before fine-tuning. The frozen backbone is "
+             "not changed.\n\nINPUT: one or more unlabelled rasters of the same sensor. CHECKPOINT: start "
+             "from this checkpoint (optional). BACKBONE: backbone file. STEPS, BATCH_SIZE: training "
+             "settings. OUTPUT: the stage-1 checkpoint, to pass to Fine-tune.")
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            "INPUT", tr("Unlabelled rasters"), layerType=QgsProcessing.TypeRaster))
+        self.addParameter(QgsProcessingParameterFile(
+            "CHECKPOINT", tr("Start from checkpoint"), behavior=QgsProcessingParameterFile.File,
+            optional=True, fileFilter="SpectralX checkpoint (*.safetensors)"))
+        self.addParameter(QgsProcessingParameterFile(
+            "BACKBONE", tr("Backbone file"), behavior=QgsProcessingParameterFile.File, optional=True,
+            fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)"))
+        self.addParameter(QgsProcessingParameterNumber(
+            "STEPS", tr("Training steps"), type=QgsProcessingParameterNumber.Integer, defaultValue=300,
+            minValue=1, maxValue=1000000))
+        p = QgsProcessingParameterNumber("BATCH_SIZE", tr("Batch size"),
+                                         type=QgsProcessingParameterNumber.Integer, defaultValue=4,
+                                         minValue=1, maxValue=256)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(p)
+        self.addParameter(self._device_param())
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "OUTPUT", tr("Stage-1 checkpoint"), fileFilter="SpectralX checkpoint (*.safetensors)"))
+
+    def execute(self, parameters, context, feedback):
+        training = deps.engine("training")
+        layers = self.parameterAsLayerList(parameters, "INPUT", context)
+        images = [raster_path(lyr) for lyr in layers]
+        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        result = training.pretrain(
+            images, output, checkpoint=self._file(parameters, "CHECKPOINT", context),
+            backbone=self._file(parameters, "BACKBONE", context),
+            steps=self.parameterAsInt(parameters, "STEPS", context),
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            device=self._device(parameters, context), progress=feedback_progress(feedback))
+        return {"OUTPUT": getattr(result, "checkpoint", None) or (result if isinstance(result, str) else output)}
+
+
+class EvaluateAlgorithm(SpectralXAlgorithm):
+    _name = "evaluate"
+    _display = "Evaluate a classification"
+    _help = ("Compares a class raster with reference labels (a label raster, or points/polygons with a "
+             "class field) and reports overall accuracy, per-class IoU and F1, mIoU and the confusion "
+             "matrix.\n\nPREDICTION: class raster (e.g. from Segment). REFERENCE: reference labels. "
+             "CLASS_FIELD: class field when the reference is a vector layer. OUTPUT: optional JSON report.")
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", tr("Class raster")))
+        self.addParameter(QgsProcessingParameterMapLayer("REFERENCE", tr("Reference labels (raster or vector)")))
+        self.addParameter(QgsProcessingParameterField("CLASS_FIELD", tr("Class field (vector reference)"),
+                                                      parentLayerParameterName="REFERENCE", optional=True))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "OUTPUT", tr("Report (JSON)"), fileFilter="JSON (*.json)", optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber("MIOU", tr("Mean IoU")))
+        self.addOutput(QgsProcessingOutputNumber("OA", tr("Overall accuracy")))
+        self.addOutput(QgsProcessingOutputString("REPORT", tr("Metrics (JSON)")))
+
+    def execute(self, parameters, context, feedback):
+        evaluate = deps.engine("evaluate")
+        pred = raster_path(self.parameterAsRasterLayer(parameters, "PREDICTION", context))
+        ref_layer = self.parameterAsLayer(parameters, "REFERENCE", context)
+        if ref_layer is None:
+            raise QgsProcessingException(tr("no reference layer"))
+        if isinstance(ref_layer, QgsRasterLayer):
+            reference = raster_path(ref_layer)
+        else:
+            reference = self.parameterAsCompatibleSourceLayerPath(
+                parameters, "REFERENCE", context, ["gpkg", "shp", "geojson"], "gpkg", feedback).split("|")[0]
+        field = self.parameterAsFields(parameters, "CLASS_FIELD", context)
+        metrics = evaluate.evaluate(pred, reference, class_field=field[0] if field else None)
+        text = json.dumps(metrics, indent=1, default=_json_default)
+        feedback.pushInfo(text[:4000])
+        out = {"MIOU": _pick(metrics, "miou", "mIoU", "mean_iou"),
+               "OA": _pick(metrics, "overall_accuracy", "oa", "accuracy"), "REPORT": text}
+        path = self.parameterAsFileOutput(parameters, "OUTPUT", context) if parameters.get("OUTPUT") else ""
+        if path:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            out["OUTPUT"] = path
+        return out
+
+
+def _pick(d: dict, *keys):
+    for k in keys:
+        if k in d:
+            try:
+                return float(d[k])
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _json_default(obj):
+    try:
+        import numpy as np
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:
+        pass
+    return str(obj)
+
+
+ALGORITHMS = [SegmentAlgorithm, FinetuneAlgorithm, PretrainAlgorithm, EvaluateAlgorithm]

@@ -1,0 +1,134 @@
+"""Processing provider: registration and each algorithm end to end through processing.run."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsPalettedRasterRenderer,
+                       QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsRasterLayer,
+                       QgsRectangle, QgsVectorLayer)
+from qgis.PyQt.QtGui import QColor
+
+from test_plugin_common import (CLASSES, checkpoint_for, enmap_checkpoint, enmap_tile,  # noqa: F401
+                                plugin)
+
+
+def _checkpoint_classes(path):
+    from spectralx.checkpoint import read_card
+    return [(c.value, c.name, QColor(c.color).name()) for c in read_card(path).classes]
+
+
+def test_provider_registration(plugin):
+    provider = QgsApplication.processingRegistry().providerById("spectralx")
+    assert provider is not None
+    ids = sorted(a.id() for a in provider.algorithms())
+    assert ids == ["spectralx:evaluate", "spectralx:finetune", "spectralx:pretrain", "spectralx:segment"]
+    seg = QgsApplication.processingRegistry().algorithmById("spectralx:segment")
+    names = [p.name() for p in seg.parameterDefinitions()]
+    for n in ("INPUT", "CHECKPOINT", "BACKBONE", "BAND_MAP", "EXTENT", "OVERLAP", "BATCH_SIZE", "DEVICE",
+              "OUTPUT", "CONFIDENCE"):
+        assert n in names
+    types = {p.name(): p.type() for p in seg.parameterDefinitions()}
+    assert types["INPUT"] == "raster" and types["EXTENT"] == "extent" and types["DEVICE"] == "enum"
+    assert types["OUTPUT"] == "rasterDestination" and types["CHECKPOINT"] == "file"
+    for alg in provider.algorithms():
+        assert alg.shortHelpString() and alg.displayName()
+
+
+def test_segment_processing_run_and_style(plugin, enmap_tile, enmap_checkpoint, tmp_path):
+    import processing
+    out = str(tmp_path / "classes.tif")
+    conf = str(tmp_path / "conf.tif")
+    with rasterio.open(enmap_tile) as ds:
+        b = ds.bounds
+        res = ds.res[0]
+    # EXTENT: the left half of the raster, given in the raster CRS
+    extent = f"{b.left},{b.left + 16 * res},{b.bottom},{b.top} [EPSG:32633]"
+    result = processing.run("spectralx:segment", {
+        "INPUT": enmap_tile, "CHECKPOINT": enmap_checkpoint, "EXTENT": extent, "OVERLAP": 0.25,
+        "BATCH_SIZE": 4, "DEVICE": 1, "OUTPUT": out, "CONFIDENCE": conf})
+    assert result["OUTPUT"] == out and os.path.isfile(out) and os.path.isfile(conf)
+    with rasterio.open(out) as ds:
+        assert ds.width == 16 and ds.height == 32
+        data = ds.read(1)
+        assert set(np.unique(data)) <= set(range(0, len(CLASSES) + 1))
+    # loaded on completion (as from the toolbox): paletted renderer with the checkpoint's classes
+    QgsProject.instance().removeAllMapLayers()
+    processing.runAndLoadResults("spectralx:segment", {
+        "INPUT": enmap_tile, "CHECKPOINT": enmap_checkpoint, "DEVICE": 1,
+        "OUTPUT": str(tmp_path / "loaded.tif")})
+    layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
+              if lyr.source().startswith(str(tmp_path / "loaded.tif"))]
+    assert len(layers) == 1
+    renderer = layers[0].renderer()
+    assert isinstance(renderer, QgsPalettedRasterRenderer)
+    got = [(c.value, c.label, c.color.name()) for c in renderer.classes()]
+    assert got == _checkpoint_classes(enmap_checkpoint)
+    QgsProject.instance().removeAllMapLayers()
+
+
+def test_segment_reports_engine_errors(plugin, enmap_tile, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+    bogus = tmp_path / "not-a-checkpoint.safetensors"
+    bogus.write_bytes(b"nothing")
+    with pytest.raises(QgsProcessingException):
+        processing.run("spectralx:segment", {"INPUT": enmap_tile, "CHECKPOINT": str(bogus),
+                                             "OUTPUT": str(tmp_path / "x.tif")})
+    assert not (tmp_path / "x.tif").exists()
+
+
+def _polygon_layer(raster, field="class"):
+    """Two labelled polygons over the left and right halves of a raster (memory layer)."""
+    with rasterio.open(raster) as ds:
+        b = ds.bounds
+        crs = ds.crs.to_epsg()
+    vl = QgsVectorLayer(f"Polygon?crs=EPSG:{crs}&field={field}:string", "labels", "memory")
+    mid = (b.left + b.right) / 2
+    feats = []
+    for name, rect in (("water", QgsRectangle(b.left, b.bottom, mid, b.top)),
+                       ("tree", QgsRectangle(mid, b.bottom, b.right, b.top))):
+        f = QgsFeature(vl.fields())
+        f.setGeometry(QgsGeometry.fromRect(rect))
+        f["class"] = name
+        feats.append(f)
+    vl.dataProvider().addFeatures(feats)
+    return vl
+
+
+def test_finetune_pretrain_evaluate_processing(plugin, checkpoint_for, enmap_tile, tmp_path):
+    import processing
+    from spectralx.checkpoint import read_card
+    base = checkpoint_for(enmap_tile, ("water", "tree"), "base")
+    labels = _polygon_layer(enmap_tile)
+    QgsProject.instance().addMapLayer(labels)
+    try:
+        out = str(tmp_path / "ft" / "finetuned.safetensors")
+        os.makedirs(os.path.dirname(out))
+        res = processing.run("spectralx:finetune", {
+            "INPUT": enmap_tile, "LABELS": labels, "CLASS_FIELD": "class", "CHECKPOINT": base,
+            "STEPS": 2, "BATCH_SIZE": 2, "VAL_FRACTION": 0.5, "DEVICE": 1, "OUTPUT": out})
+        assert res["OUTPUT"] == out and os.path.isfile(out)
+        card = read_card(out)
+        assert card.stage == "finetune" and sorted(c.name for c in card.classes) == ["tree", "water"]
+        json.loads(res["METRICS"])
+
+        pre = str(tmp_path / "ft" / "pretrained.safetensors")
+        res = processing.run("spectralx:pretrain", {"INPUT": [enmap_tile], "CHECKPOINT": base, "STEPS": 2,
+                                                    "BATCH_SIZE": 2, "DEVICE": 1, "OUTPUT": pre})
+        assert os.path.isfile(pre) and read_card(pre).stage == "pretrain"
+
+        pred = str(tmp_path / "pred.tif")
+        processing.run("spectralx:segment", {"INPUT": enmap_tile, "CHECKPOINT": out, "DEVICE": 1,
+                                             "OUTPUT": pred})
+        report = str(tmp_path / "report.json")
+        res = processing.run("spectralx:evaluate", {"PREDICTION": pred, "REFERENCE": labels,
+                                                    "CLASS_FIELD": "class", "OUTPUT": report})
+        metrics = json.loads(res["REPORT"])
+        assert os.path.isfile(report) and metrics
+        assert res["OA"] is None or 0.0 <= res["OA"] <= 1.0
+    finally:
+        QgsProject.instance().removeAllMapLayers()

@@ -23,19 +23,18 @@ class Preparer:
         self.uses = (np.abs(self.weights) > 0).astype(np.float32)   # which read bands feed each band
         self.fill = np.asarray(list(fill) if fill is not None else [False] * c, dtype=bool)
         n = normalization
-        self.zscore = n is not None and n.method == "zscore"
+        # same rule as training (spectralx.training.rasters.normalize): zscore without stats is a no-op
+        self.zscore = n is not None and n.method == "zscore" and bool(n.mean)
         if self.zscore:
             if len(n.mean) != c or len(n.std) != c:
                 raise CheckpointError(f"model card normalization has {len(n.mean)} means/{len(n.std)} stds "
                                       f"for {c} bands")
             std = np.asarray(n.std, dtype=np.float32)
-            self.scale = (np.asarray(getattr(n, "scale", None) or 1.0, dtype=np.float32) / np.where(std > 0, std, 1.0))
-            offset = np.asarray(getattr(n, "offset", None) or 0.0, dtype=np.float32)
-            self.shift = ((offset - np.asarray(n.mean, dtype=np.float32)) / np.where(std > 0, std, 1.0))
-            self.scale = np.broadcast_to(self.scale, (c,)).reshape(c, 1, 1).astype(np.float32)
-            self.shift = np.broadcast_to(self.shift, (c,)).reshape(c, 1, 1).astype(np.float32)
+            std = np.where(std > 0, std, 1.0).astype(np.float32)
+            self.scale = (1.0 / std).reshape(c, 1, 1)
+            self.shift = (-np.asarray(n.mean, dtype=np.float32) / std).reshape(c, 1, 1)
             self.clip = float(n.clip) if n.clip else None
-        elif n is not None and n.method not in ("none", None):
+        elif n is not None and n.method not in ("none", "zscore", None):
             raise CheckpointError(f"unknown normalization method '{n.method}' in the model card")
 
     @property

@@ -56,10 +56,10 @@ class RasterStrips:
             invalid = raw == self.nodata.astype(raw.dtype)[:, None, None]
         elif self.mask_mode == "masks":
             invalid = self.ds.read_masks(self.indexes, window=window) == 0
-        if self.floating:  # NaN is nodata in float rasters whatever the metadata says
-            nan = np.isnan(raw)
-            if nan.any():
-                invalid = nan if invalid is None else (invalid | nan)
+        if self.floating:  # NaN/inf are nodata in float rasters whatever the metadata says (as in training)
+            bad = ~np.isfinite(raw)
+            if bad.any():
+                invalid = bad if invalid is None else (invalid | bad)
         return invalid
 
     def read(self, r: int) -> Tuple[np.ndarray, np.ndarray]:

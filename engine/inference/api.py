@@ -45,10 +45,11 @@ class SegmentResult:
 
 
 def resolve_mapping(raster: str, card: ModelCard, band_map: Any = "auto", sensor: Optional[str] = None):
-    """The band mapping for this raster: an existing BandMapping object is used as is."""
-    if hasattr(band_map, "source_indexes") and hasattr(band_map, "weights"):
+    """The band mapping for this raster (spectralx.bands); a duck-typed mapping object (anything
+    with source_indexes/weights that is not a BandMapping, e.g. in tests) is used as is."""
+    from ..bands import BandMapping, resolve_band_map
+    if hasattr(band_map, "source_indexes") and not isinstance(band_map, BandMapping):
         return band_map
-    from ..bands import resolve_band_map
     return resolve_band_map(raster, card, band_map if band_map is not None else "auto", sensor)
 
 
@@ -101,7 +102,7 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
         except rasterio.errors.RasterioIOError as exc:
             raise RasterError(f"cannot read {raster}: {exc}") from None
         plan = plan_tiles(int(win.height), int(win.width), card.tile_size, overlap)
-        prep = Preparer(mapping.weights, mapping.fill, card.normalization)
+        prep = Preparer(mapping.weights, getattr(mapping, "fill", None), card.normalization)
         if prep.bands != len(card.bands):
             raise SpectralXError(f"band mapping gives {prep.bands} bands but the checkpoint expects {len(card.bands)}")
         source = RasterStrips(raster, win, plan, mapping.source_indexes, prep)

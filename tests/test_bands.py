@@ -251,21 +251,93 @@ def test_hand_written_index_maps():
 
 # ---- CLI ----
 
-def test_cli_detected_table():
-    proc = run_cli("bands", ENMAP, check=True)
+def test_cli_detected_table(capsys):
+    proc = run_cli("bands", ENMAP, check=True)                    # the real entry point, once
     assert "418.2" in proc.stdout and "2445.5" in proc.stdout and "bbl=0" in proc.stdout
-    proc = run_cli("bands", LANDSAT, "--sensor", "landsat8", "--json", check=True)
-    doc = json.loads(proc.stdout)
+    from spectralx.cli import main                                  # the rest in-process: faster
+    assert main(["bands", LANDSAT, "--sensor", "landsat8", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
     assert [b["wavelength_nm"] for b in doc["bands"]] == pytest.approx([482.6, 561.3, 654.6])
+    assert main(["bands", LANDSAT]) == 0
+    assert "--sensor" in capsys.readouterr().out                  # no wavelengths: says what to do
 
 
-def test_cli_mapping_with_checkpoint(make_checkpoint, tmp_path):
+def test_cli_mapping_with_checkpoint(make_checkpoint, tmp_path, capsys):
     ckpt = make_checkpoint(wavelengths=(490.0, 560.0, 665.0))
     out = tmp_path / "map.json"
     proc = run_cli("bands", LANDSAT, "-c", ckpt, "--sensor", "landsat8", "-o", out, check=True)
     assert "nearest" in proc.stdout and "quality" in proc.stdout.lower()
     m = BandMapping.from_json(out.read_text())
     assert m.source_indexes == [1, 2, 3]
-    proc = run_cli("bands", LANDSAT, "-c", make_checkpoint(wavelengths=(490.0, 560.0, 842.0), name="nir"),
-                   "--sensor", "landsat8")
-    assert proc.returncode == 2 and "842 nm" in proc.stderr and "Traceback" not in proc.stderr
+    from spectralx.cli import main
+    assert main(["bands", LANDSAT, "-c", ckpt, "--band-map", str(out), "--json"]) == 0
+    assert BandMapping.from_json(capsys.readouterr().out).source_indexes == [1, 2, 3]
+    nir = make_checkpoint(wavelengths=(490.0, 560.0, 842.0), name="nir")
+    assert main(["bands", LANDSAT, "-c", nir, "--sensor", "landsat8"]) == 2
+    err = capsys.readouterr().err
+    assert "842 nm" in err and "--allow-fill" in err and "Traceback" not in err
+    assert main(["bands", LANDSAT, "-c", nir, "--sensor", "landsat8", "--allow-fill"]) == 0
+    assert "fill" in capsys.readouterr().out
+
+
+# ---- more file conventions ----
+
+def test_envi_format_file_gets_fwhm_from_header(tmp_path):
+    profile = dict(driver="ENVI", width=4, height=4, count=3, dtype="float32", crs="EPSG:32633",
+                   transform=from_origin(0, 40, 10, 10))
+    path = str(tmp_path / "img.bsq")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.ones((3, 4, 4), np.float32))
+        dst.update_tags(ns="ENVI", wavelength="{0.45, 0.55, 0.65}", fwhm="{0.05, 0.05, 0.04}",
+                        wavelength_units="Micrometers")
+    assert "wavelength units = Micrometers" in (tmp_path / "img.hdr").read_text()
+    bands = detect_bands(path)
+    assert [b.wavelength_nm for b in bands] == pytest.approx([450, 550, 650])
+    assert [b.fwhm_nm for b in bands] == pytest.approx([50, 50, 40])
+
+
+def test_band_metadata_without_units_uses_the_centre_magnitude(tmp_path):
+    tags = [{"wavelength": "490", "fwhm": "7"}, {"WAVELENGTH": "0.56", "FWHM": "0.036"}]
+    bands = detect_bands(write_raster(tmp_path / "u.tif", 2, band_tags=tags))
+    assert [b.wavelength_nm for b in bands] == pytest.approx([490, 560])
+    assert [b.fwhm_nm for b in bands] == pytest.approx([7, 36])
+
+
+def test_sentinel2_recognised_from_dataset_tags(tmp_path):
+    path = write_raster(tmp_path / "s2b.tif", 4)
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(SPACECRAFT_NAME="Sentinel-2B")
+    bands = detect_bands(path)
+    assert [b.name.split()[0] for b in bands] == ["B2", "B3", "B4", "B8"]
+    assert bands[3].wavelength_nm == pytest.approx(832.9)
+    assert "assumed" in bands[0].source        # a subset layout is an assumption, and says so
+
+
+def test_enmap_recognised_by_band_count(tmp_path):
+    path = write_raster(tmp_path / "hsi.tif", 224)
+    bands = detect_bands(path)
+    assert bands[0].wavelength_nm == pytest.approx(418.24) and bands[0].source == "preset enmap"
+    assert [b.index for b in bands if b.bad] == [130, 131, 132, 133, 134, 135]
+
+
+def test_large_raster_nodata_is_sampled(tmp_path, monkeypatch):
+    import spectralx.bands.detect as detect
+    monkeypatch.setattr(detect, "_FULL_READ_LIMIT", 0)
+    monkeypatch.setattr(detect, "_SAMPLE_SIDE", 2)
+    data = np.ones((2, 8, 8), np.float32)
+    data[1] = -1
+    bands = detect_bands(write_raster(tmp_path / "big.tif", 2, nodata=-1, data=data,
+                                      envi={"wavelength": "{490, 560}"}))
+    assert [b.bad for b in bands] == [False, True] and "sampled" in bands[1].note
+    data[:] = -1                                   # nothing valid anywhere: flag nothing
+    bands = detect_bands(write_raster(tmp_path / "empty.tif", 2, nodata=-1, data=data,
+                                      envi={"wavelength": "{490, 560}"}))
+    assert not any(b.bad for b in bands)
+
+
+def test_hyperspectral_checkpoint_from_enmap_is_exact():
+    src = detect_bands(ENMAP)
+    targets = [Band(f"b{b.index}", b.wavelength_nm, b.fwhm_nm) for b in src if not b.bad]
+    m = map_bands(src, targets)
+    assert all(r["strategy"] == "nearest" and r["quality"] == 1.0 for r in m.rows)
+    assert len(m.source_indexes) == 218 and np.array_equal(m.weights, np.eye(218, dtype=np.float32))

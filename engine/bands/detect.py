@@ -14,11 +14,11 @@ import numpy as np
 
 from ..errors import BandMappingError, RasterError
 from .sensors import Sensor, SensorBand, canonical_band_name, parse_sensor, sensor_from_names, sensor_from_tags
-from .units import guess_units, parse_envi_list, parse_number, to_nm, wavelength_in_text
+from .units import guess_units, parse_envi_list, parse_number, to_nm, unit_factor, wavelength_in_text
 
-# Read every pixel for the empty-band check only below this size; larger rasters are sampled.
+# Read every pixel for the empty-band check only below this many values; larger rasters are sampled.
 _FULL_READ_LIMIT = 16_000_000
-_SAMPLE_SIDE = 256
+_SAMPLE_SIDE = 128
 
 
 @dataclass
@@ -50,12 +50,14 @@ def _from_band_metadata(ds, bands: List[RasterBand]) -> None:
         tags = ds.tags(b.index)
         wl = parse_number(_ci(tags, "wavelength", "central_wavelength", "center_wavelength"))
         if wl is not None and wl > 0:
-            units = _ci(tags, "wavelength_units", "wavelength units", "units")
+            units = _ci(tags, "wavelength_units", "wavelength units", "wavelength_unit", "units")
+            if unit_factor(units) is None:   # missing/unknown: the centre's magnitude decides for both
+                units = guess_units([wl])
+                b.note = f"no wavelength units: read as {units.lower()}"
             b.wavelength_nm = to_nm(wl, units)
             fwhm = parse_number(_ci(tags, "fwhm", "bandwidth"))
-            b.fwhm_nm = to_nm(fwhm, units) if fwhm else None
-            if units is None and b.wavelength_nm != wl:
-                b.note = "no wavelength units: read as micrometres"
+            fwhm_units = _ci(tags, "fwhm_units", "bandwidth_unit")
+            b.fwhm_nm = to_nm(fwhm, fwhm_units if unit_factor(fwhm_units) else units) if fwhm else None
             b.source = "metadata"
         else:
             imagery = ds.tags(b.index, ns="IMAGERY")
@@ -65,6 +67,9 @@ def _from_band_metadata(ds, bands: List[RasterBand]) -> None:
                 fwhm = parse_number(imagery.get("FWHM_UM"))
                 b.fwhm_nm = fwhm * 1000.0 if fwhm else None
                 b.source = "metadata (IMAGERY)"
+        bandname = _ci(tags, "bandname", "band_name")
+        if bandname and b.name.startswith("band "):
+            b.name = bandname  # GDAL's SENTINEL2 driver: BANDNAME=B4
         bbl = parse_number(_ci(tags, "bbl", "bad_band"))
         if bbl is not None and bbl == 0:
             b.bad, b.note = True, "bad band (bbl=0)"
@@ -100,8 +105,10 @@ def _from_envi(ds, bands: List[RasterBand]) -> None:
     for i, b in enumerate(bands):
         if wls is not None and b.wavelength_nm is None:
             b.wavelength_nm = to_nm(wls[i], units)
-            b.fwhm_nm = to_nm(fwhms[i], units) if fwhms and fwhms[i] > 0 else None
             b.source = "ENVI metadata"
+        # GDAL's ENVI driver copies `wavelength` to each band but not `fwhm`: take it from the list
+        if fwhms and b.fwhm_nm is None and fwhms[i] > 0 and b.wavelength_nm is not None:
+            b.fwhm_nm = to_nm(fwhms[i], units or ("Micrometers" if max(fwhms) < 1 else "Nanometers"))
         if bbl is not None and bbl[i] == 0 and not b.bad:
             b.bad, b.note = True, "bad band (ENVI bbl=0)"
 
@@ -158,28 +165,36 @@ def _recognise(ds, bands: List[RasterBand], descriptions) -> Optional[Sensor]:
     return sensor
 
 
+def _sample_windows(h: int, w: int):
+    """A 3×3 grid of small windows: a few blocks per band, whatever the raster size."""
+    from rasterio.windows import Window
+    side = min(_SAMPLE_SIDE, h, w)
+    rows = sorted({int(f * (h - side)) for f in (0.0, 0.5, 1.0)})
+    cols = sorted({int(f * (w - side)) for f in (0.0, 0.5, 1.0)})
+    return [Window(c, r, side, side) for r in rows for c in cols]
+
+
 def _mark_empty_bands(ds, bands: List[RasterBand]) -> None:
     """Flag bands without one valid pixel (EnMAP L2A water-vapour bands are all nodata). Large rasters
-    are sampled on a coarse grid; a band is only flagged when another band has data in that sample,
+    are sampled in a few windows; a band is only flagged when another band has data in that sample,
     so a mostly-empty scene is never wholesale rejected."""
     if ds.nodata is None and all(v is None for v in ds.nodatavals):
         return
     h, w = ds.height, ds.width
-    if h * w * ds.count <= _FULL_READ_LIMIT:
-        shape = (h, w)
-    else:
-        scale = max(h, w) / _SAMPLE_SIDE
-        shape = (max(1, int(h / scale)), max(1, int(w / scale)))
+    windows = [None] if h * w * ds.count <= _FULL_READ_LIMIT else _sample_windows(h, w)
+    has_data = np.zeros(len(bands), bool)
     try:
-        valid = np.stack([ds.read_masks(b.index, out_shape=shape) > 0 for b in bands])
+        for win in windows:
+            masks = ds.read_masks([b.index for b in bands], window=win)
+            has_data |= masks.reshape(len(bands), -1).any(axis=1)
     except Exception:  # unreadable blocks: detection still works, the check is skipped
         return
-    has_data = valid.reshape(len(bands), -1).any(axis=1)
     if not has_data.any():
         return
+    note = "no valid pixel (all nodata)" if windows == [None] else "no valid pixel in the sampled windows (all nodata)"
     for b, ok in zip(bands, has_data):
         if not ok and not b.bad:
-            b.bad, b.note = True, "no valid pixel (all nodata)"
+            b.bad, b.note = True, note
 
 
 def detect_bands(path: str, sensor: Optional[str] = None, check_nodata: bool = True) -> List[RasterBand]:

@@ -27,7 +27,7 @@ def to_nm(value: float, units: Optional[str] = None) -> float:
     """Convert one wavelength/FWHM to nm. Without (known) units, guess from magnitude: ENVI files
     often omit units, and optical wavelengths below 30 can only be micrometres."""
     factor = unit_factor(units)
-    if factor is None:
+    if factor is None:  # callers with a FWHM pass the centre's units: a 7 nm FWHM is not 7 µm
         factor = 1000.0 if 0 < abs(value) < 30 else 1.0
     return float(value) * factor
 

@@ -134,6 +134,15 @@ def test_landsat_maps_through_oli_preset():
     np.testing.assert_array_equal(m2.weights, np.eye(3, dtype=np.float32)[::-1])
 
 
+def test_preset_follows_band_names_not_generic_names(tmp_path):
+    named = write_raster(tmp_path / "bgr.tif", 3, descriptions=["Band 4 (red)", "Band 3 (green)", "Band 2 (blue)"])
+    assert [b.wavelength_nm for b in detect_bands(named, sensor="landsat8")] == pytest.approx([654.6, 561.3, 482.6])
+    generic = write_raster(tmp_path / "gen.tif", 3, descriptions=["Band 1", "Band 2", "Band 3"])
+    bands = detect_bands(generic, sensor="landsat8")    # ENVI default names are positions, not B1-B3
+    assert [b.wavelength_nm for b in bands] == pytest.approx([482.6, 561.3, 654.6])
+    assert all(b.wavelength_nm is None for b in detect_bands(generic))  # and identify no sensor
+
+
 def test_sensor_presets():
     assert {"sentinel2", "sentinel2a", "sentinel2b", "landsat8", "landsat9", "enmap"} <= {k for k, _ in list_sensors()}
     assert len(SENSORS["enmap"].bands) == 224
@@ -229,6 +238,9 @@ def test_stored_map_is_validated(tmp_path):
         resolve_band_map(ENMAP, targets[:3], band_map=doc)
     with pytest.raises(BandMappingError, match="does not match checkpoint band"):
         resolve_band_map(ENMAP, s2_bands(("B2", "B3", "B4", "B11")), band_map=doc)
+    for broken in ({"rows": 3}, {"rows": [{}], "source_indexes": [1], "weights": [[1, 2]]}):
+        with pytest.raises(BandMappingError, match="band map"):
+            BandMapping.from_json(broken)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(BandMappingError, match="not valid JSON|cannot read"):

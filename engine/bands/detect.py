@@ -7,6 +7,7 @@ tags, band names or the EnMAP band count. A preset the user names (`sensor=`) ov
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -93,6 +94,8 @@ def _from_envi(ds, bands: List[RasterBand]) -> None:
     count = len(bands)
     wls = parse_envi_list(_ci(envi, "wavelength"))
     if wls is not None and len(wls) != count:
+        if all(b.wavelength_nm is not None for b in bands):
+            return  # band metadata already complete: an inconsistent list is not needed
         raise BandMappingError(f"ENVI metadata lists {len(wls)} wavelengths for {count} bands; "
                                "fix the header or pass --sensor / a band-map JSON")
     units = _ci(envi, "wavelength_units", "wavelength units")
@@ -121,6 +124,12 @@ def _from_descriptions(bands: List[RasterBand], descriptions: Sequence[Optional[
                 b.wavelength_nm, b.source = wl, "description"
 
 
+def _generic_name(description: str, position: int) -> bool:
+    """'Band 3' at position 3 (ENVI/GDAL default names) says nothing about which sensor band it is."""
+    return bool(re.match(rf"^\s*band[\s_]*0*{position}(?!\d)", description, re.IGNORECASE)) and \
+        not re.search(r"\b(?:b\d|sr_|toa_)", description, re.IGNORECASE)
+
+
 def _preset_layout(sensor: Sensor, chosen: Optional[List[SensorBand]], descriptions, count: int):
     """Which preset band each raster band is: named by the user, by the descriptions, or by count."""
     if chosen is not None:
@@ -128,7 +137,7 @@ def _preset_layout(sensor: Sensor, chosen: Optional[List[SensorBand]], descripti
             raise BandMappingError(f"--sensor lists {len(chosen)} bands but the raster has {count}; "
                                    "name one preset band per raster band, in file order")
         return chosen, f"preset {sensor.key}"
-    named = [sensor.band(d) if d else None for d in descriptions]
+    named = [sensor.band(d) if d and not _generic_name(d, i) else None for i, d in enumerate(descriptions, 1)]
     if all(named):
         return named, f"preset {sensor.key} (band names)"
     layout = sensor.layout_for(count)
@@ -158,7 +167,8 @@ def _apply_preset(bands: List[RasterBand], sensor: Sensor, chosen, descriptions,
 def _recognise(ds, bands: List[RasterBand], descriptions) -> Optional[Sensor]:
     if all(b.wavelength_nm is not None for b in bands):
         return None
-    sensor = sensor_from_tags(ds.tags()) or sensor_from_names(list(descriptions))
+    names = [None if d and _generic_name(d, i) else d for i, d in enumerate(descriptions, 1)]
+    sensor = sensor_from_tags(ds.tags()) or sensor_from_names(names)
     if sensor is None and len(bands) == 224:
         from .sensors import SENSORS
         sensor = SENSORS["enmap"]

@@ -81,12 +81,19 @@ class BandMapping:
         if d.get("format", FORMAT_NAME) != FORMAT_NAME or int(d.get("format_version", 1)) > FORMAT_VERSION:
             raise BandMappingError(f"{source}: unsupported band-map format {d.get('format')} {d.get('format_version')}")
         rows = d["rows"]
-        if "weights" in d and "source_indexes" in d:
-            idx = [int(i) for i in d["source_indexes"]]
-            w = np.asarray(d["weights"], dtype=np.float32)
-            fill = [bool(f) for f in d.get("fill", [False] * len(rows))]
-        else:  # hand-written: rebuild the matrix from each row's sources
-            idx, w, fill = _matrix_from_rows(rows)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise BandMappingError(f"{source}: 'rows' must be a list of objects, one per checkpoint band")
+        try:
+            if "weights" in d and "source_indexes" in d:
+                idx = [int(i) for i in d["source_indexes"]]
+                w = np.asarray(d["weights"], dtype=np.float32)
+                if not idx and w.size == 0:   # every band filled: JSON keeps no column shape
+                    w = w.reshape(len(rows), 0)
+                fill = [bool(f) for f in d.get("fill", [False] * len(rows))]
+            else:  # hand-written: rebuild the matrix from each row's sources
+                idx, w, fill = _matrix_from_rows(rows)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise BandMappingError(f"{source}: malformed band map ({exc}); regenerate it with `spectralx bands -o`") from None
         if w.ndim != 2 or w.shape != (len(rows), len(idx)) or len(fill) != len(rows):
             raise BandMappingError(f"{source}: weights are {list(w.shape)} but there are {len(rows)} rows and "
                                    f"{len(idx)} source bands; regenerate it with `spectralx bands -o`")

@@ -11,6 +11,8 @@ import datetime as _dt
 import html
 import os
 import re
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional
 
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateTransform, QgsMapLayerProxyModel, QgsProject,
@@ -176,7 +178,7 @@ class SpectralXDock(QgsDockWidget):
         self.output_dir.setStorageMode(QgsFileWidget.GetDirectory)
         self.output_dir.setFilePath(QgsSettings().value(f"{SETTINGS}/outputDir",
                                                         os.path.join(os.path.expanduser("~"), "SpectralX")))
-        self.output_dir.fileChanged.connect(lambda p: QgsSettings().setValue(f"{SETTINGS}/outputDir", p))
+        self.output_dir.fileChanged.connect(self._save_output_dir)
         form.addRow("Output folder", self.output_dir)
         buttons = QHBoxLayout()
         self.segment_layer_button = QPushButton("Segment layer")
@@ -230,13 +232,25 @@ class SpectralXDock(QgsDockWidget):
         # signals
         self.browse_button.clicked.connect(self._browse_checkpoint)
         self.checkpoint_combo.currentIndexChanged.connect(self._checkpoint_changed)
-        self.layer_combo.layerChanged.connect(lambda _l: self.refresh_bands())
+        self.layer_combo.layerChanged.connect(self._layer_changed)
         self.polygon_combo.layerChanged.connect(self.field_combo.setLayer)
         self.segment_layer_button.clicked.connect(self.segment_layer)
         self.segment_view_button.clicked.connect(self.segment_view)
         self.draw_button.toggled.connect(self._toggle_draw)
         self.finetune_button.clicked.connect(self.finetune)
         self.cancel_button.clicked.connect(self.cancel)
+
+    # bound slots (not lambdas): Qt drops them when the panel is deleted
+    def _save_output_dir(self, path):
+        QgsSettings().setValue(f"{SETTINGS}/outputDir", path)
+
+    def _layer_changed(self, _layer):
+        if self.map_tool is not None:
+            self.map_tool.setLayer(self.current_layer())
+        self.refresh_bands()
+
+    def _tool_deactivated(self):
+        self.draw_button.setChecked(False)
 
     # ------------------------------------------------------------ dependencies
     def _check_dependencies(self):
@@ -588,7 +602,7 @@ class SpectralXDock(QgsDockWidget):
         stamp = _dt.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
         base = os.path.splitext(os.path.basename(self.checkpoint_path()))[0] if self.card else "spectralx"
         output = os.path.join(folder, f"{_slug(base)}_finetuned_{stamp}.safetensors")
-        labels = os.path.join(folder, f".labels_{stamp}.gpkg")
+        labels = os.path.join(tempfile.mkdtemp(prefix="spectralx_labels_"), f"labels_{stamp}.gpkg")
         err = export_polygons(polygons, field, labels)
         if err:
             self._message(err, Qgis.Critical)
@@ -607,10 +621,7 @@ class SpectralXDock(QgsDockWidget):
         return self._start(task)
 
     def _finetune_done(self, task, labels, backbone):
-        try:
-            os.remove(labels)
-        except OSError:
-            pass
+        shutil.rmtree(os.path.dirname(labels), ignore_errors=True)
         if task.succeeded:
             path = getattr(task.result_value, "checkpoint", None) or task.params["output"]
             if backbone:
@@ -675,7 +686,7 @@ class SpectralXDock(QgsDockWidget):
         if self.map_tool is None:
             self.map_tool = RectangleMapTool(self.canvas, self.current_layer())
             self.map_tool.rectangleDrawn.connect(self._area_drawn)
-            self.map_tool.deactivated.connect(lambda: self.draw_button.setChecked(False))
+            self.map_tool.deactivated.connect(self._tool_deactivated)
         self.map_tool.setLayer(self.current_layer())
         self._previous_tool = self.canvas.mapTool()
         self.canvas.setMapTool(self.map_tool)
@@ -693,6 +704,12 @@ class SpectralXDock(QgsDockWidget):
     def shutdown(self):
         if self.task is not None:
             self.task.cancel()
+        for signal, slot in ((self.layer_combo.layerChanged, self._layer_changed),
+                             (self.checkpoint_combo.currentIndexChanged, self._checkpoint_changed)):
+            try:
+                signal.disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass
         if self.map_tool is not None and self.canvas is not None and self.canvas.mapTool() is self.map_tool:
             self.canvas.unsetMapTool(self.map_tool)
 
@@ -754,7 +771,7 @@ def export_polygons(layer: QgsVectorLayer, field: str, path: str) -> str:
     if idx < 0:
         return f"field '{field}' not found in {layer.name()}"
     opts.attributes = [idx]
-    res = QgsVectorFileWriter.writeAsVectorFormatV2(layer, path, QgsProject.instance().transformContext(), opts)
+    res = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, QgsProject.instance().transformContext(), opts)
     if res[0] != QgsVectorFileWriter.NoError:
         return f"could not export {layer.name()}: {res[1]}"
     return ""

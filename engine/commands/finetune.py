@@ -1,0 +1,71 @@
+"""`spectralx finetune`: stage-2 training from polygons, points or label rasters."""
+import shlex
+import sys
+
+
+def register(sub):
+    p = sub.add_parser(
+        "finetune", help="fine-tune SpectralX on labelled polygons/points/label rasters (stage 2)",
+        description="Fine-tune SpectralX (backbone frozen) from hand-labelled data. Give --image and "
+        "--labels in pairs (labels: any OGR vector with a class field, or a label raster on the image's "
+        "grid, 0 = unlabelled). Validation holds out whole polygons / label regions; the best "
+        "checkpoint (by validation mIoU) is written with its metrics.")
+    p.add_argument("--image", action="append", required=True, metavar="RASTER",
+                   help="training image (repeat for several images)")
+    p.add_argument("--labels", action="append", required=True, metavar="FILE",
+                   help="labels for the preceding --image: vector (gpkg, shp, geojson, …) or label raster")
+    p.add_argument("--class-field", help="vector field holding the class (text or integer)")
+    p.add_argument("--classes", help="class table JSON: [{\"value\":1,\"name\":\"water\",\"color\":\"#1f78b4\"}, …]")
+    p.add_argument("-c", "--checkpoint", help="start from this SpectralX checkpoint (e.g. a pretrain output)")
+    p.add_argument("--backbone", help="frozen backbone file (new model; or the -c checkpoint's backbone)")
+    p.add_argument("--backbone-preset", help="backbone preset when the file does not say "
+                   "(vit_tiny_patch16, vit_small_patch16, vit_base_patch16, vit_large_patch16)")
+    p.add_argument("--sensor", help="sensor preset for band wavelengths (when the image has no metadata)")
+    p.add_argument("--band-map", default="auto", help="band mapping: auto or a JSON file (with -c)")
+    p.add_argument("--tile-size", type=int, help="model tile size in px (new model only; multiple of 32)")
+    p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of each class's polygons/regions held out for validation (default 0.2)")
+    p.add_argument("--val-image", action="append", default=[], metavar="RASTER",
+                   help="explicit validation image (with --val-labels; replaces --val-fraction)")
+    p.add_argument("--val-labels", action="append", default=[], metavar="FILE")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default steps/10)")
+    p.add_argument("--patience", type=int, default=5, help="early stop after N validations without gain")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..progress import TqdmProgress
+    from ..training import finetune
+    if len(args.image) != len(args.labels):
+        from ..errors import LabelError
+        raise LabelError(f"give --labels once per --image ({len(args.image)} images, {len(args.labels)} labels)")
+    if not args.checkpoint and not args.backbone:
+        from ..errors import CheckpointError
+        raise CheckpointError("give a starting point: -c CHECKPOINT or --backbone FILE")
+    bar = TqdmProgress("finetune", disable=args.quiet)
+    try:
+        res = finetune(args.image, args.labels, args.output, class_field=args.class_field, classes=args.classes,
+                       checkpoint=args.checkpoint, backbone=args.backbone, backbone_preset=args.backbone_preset,
+                       tile_size=args.tile_size, steps=args.steps, batch_size=args.batch_size,
+                       val_fraction=args.val_fraction, lr=args.lr, device=args.device, seed=args.seed,
+                       progress=bar, sensor=args.sensor, band_map=args.band_map,
+                       val_images=args.val_image, val_labels=args.val_labels, eval_every=args.eval_every,
+                       patience=args.patience,
+                       command="spectralx " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    finally:
+        bar.close()
+    m = res.metrics
+    if "val_miou" in m:
+        print(f"wrote {res.checkpoint}: validation mIoU {m['val_miou']:.3f}, OA {m['val_oa']:.3f} "
+              f"(best step {m['best_step']}, {m['validation']})")
+        for name, iou in m["per_class_iou"].items():
+            print(f"  {name:<20} IoU {iou:.3f}")
+    else:
+        print(f"wrote {res.checkpoint} ({m['validation']})")

@@ -1,0 +1,357 @@
+"""Stage 2: fine-tune SpectralX on hand-labelled data (polygons, points or label rasters).
+
+Everything that can be wrong with the input is checked before the first training step: files, class
+field, features over the image, label grid, class table, band mapping, at least two classes. Then:
+scene-level normalization statistics, a region-wise train/validation split, chips around labelled
+pixels stratified by class with flips and 90° rotations, AdamW on the stage-2 parameters (backbone
+frozen), cross-entropy (unlabelled ignored) + a small AoMoA balance loss, evaluation every N steps
+and early stopping on validation mIoU. The best state is written atomically with its metrics.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import ClassInfo, ModelCard, new_model, save_checkpoint
+from ..errors import LabelError, SpectralXError
+from ..progress import Progress, ensure
+from . import classes as classes_mod
+from .common import (adopt_classes, check_output, count_parameters, load_base, lr_factor,
+                     make_optimizer, non_backbone_state, pick_device, place_backbone, require_one_source)
+from .dataset import IGNORE, ChipSampler, Scene, label_window, pad_scene, predict_mask, split_regions
+from .labels import LabelSource, open_grid, read_labels
+from .metrics import confusion, scores
+from .rasters import (SimpleMapping, _open, detect_image_bands, gsd_of, mapping_for, normalize,
+                      read_mapped, scene_statistics)
+
+MAX_SCENE_VALUES = 600_000_000   # ~2.4 GB of float32 per labelled window: refuse beyond
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint: Optional[str]
+    metrics: Dict[str, Any]
+    card: Optional[ModelCard] = None
+    model: Any = None                      # the trained model (eval mode), for callers that go on
+    history: List[Dict[str, Any]] = field(default_factory=list)
+
+
+def _as_list(v) -> List[str]:
+    if v is None:
+        return []
+    return [str(v)] if isinstance(v, (str, os.PathLike)) else [str(x) for x in v]
+
+
+def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]], output: Optional[str], *,
+             class_field: Optional[str] = None, classes=None, checkpoint: Optional[str] = None,
+             backbone: Optional[str] = None, backbone_preset: Optional[str] = None,
+             tile_size: Optional[int] = None, steps: int = 300, batch_size: int = 4,
+             val_fraction: float = 0.2, lr: float = 1e-3, device: str = "auto", seed: int = 0,
+             progress: Optional[Progress] = None, sensor: Optional[str] = None, band_map="auto",
+             val_images: Optional[Sequence[str]] = None, val_labels: Optional[Sequence[str]] = None,
+             eval_every: Optional[int] = None, patience: Optional[int] = None,
+             balance_weight: float = 0.01, weight_decay: float = 1e-4, augment: bool = True,
+             unfreeze_backbone: bool = False, command: Optional[str] = None,
+             description: Optional[str] = None) -> FinetuneResult:
+    """Fine-tune (stage 2) and write the best checkpoint to `output` (see module doc).
+
+    images/labels: one label file (vector or raster) per image. classes: a class table (JSON path,
+    JSON text, list of ClassInfo/dicts) or None to derive it. checkpoint: start from a SpectralX
+    checkpoint (its bands; a pretrain or finetune output); otherwise backbone (+ backbone_preset,
+    tile_size) builds a new model whose bands are detected from the first image (`sensor` helps).
+    val_images/val_labels: explicit validation data instead of holding out `val_fraction` of the
+    regions. unfreeze_backbone: full fine-tuning, for comparison only (needs output=None: a
+    SpectralX checkpoint never stores backbone weights).
+    """
+    t_start = time.time()
+    progress = ensure(progress)
+    images, labels = _as_list(images), _as_list(labels)
+    val_images, val_labels = _as_list(val_images), _as_list(val_labels)
+    if not images:
+        raise LabelError("no training image given")
+    if len(images) != len(labels):
+        raise LabelError(f"give one label file per image ({len(images)} images, {len(labels)} label files)")
+    if len(val_images) != len(val_labels):
+        raise LabelError("give one validation label file per validation image")
+    if not 0 <= val_fraction < 1:
+        raise LabelError(f"validation fraction must be in [0, 1), got {val_fraction}")
+    if steps < 1 or batch_size < 1:
+        raise SpectralXError("steps and batch size must be at least 1")
+    require_one_source(checkpoint, backbone)
+    if unfreeze_backbone and output is not None:
+        raise SpectralXError("a fully fine-tuned backbone cannot be stored in a SpectralX checkpoint "
+                             "(backbones are frozen by design); unfreeze only for comparisons, output=None")
+    check_output(output)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+
+    # --- labels: open and check everything (no rasterizing yet) ------------------------------
+    all_images = images + val_images
+    all_labels = labels + val_labels
+    grids = [open_grid(p) for p in all_images]
+    sources: List[LabelSource] = []
+    for img, lab, grid in zip(all_images, all_labels, grids):
+        sources.append(read_labels(lab, grid, class_field))
+    for s in sources:
+        progress.log("labels " + s.summary())
+
+    # --- class table ------------------------------------------------------------------------
+    given = classes_mod.parse_classes(classes) if classes is not None else None
+    names_seen = {k for s in sources if s.class_kind == "text" for k in s.keys}
+    values_seen = {k for s in sources if s.class_kind == "int" for k in s.keys}
+    value_names: Dict[int, str] = {}
+    value_colours: Dict[int, str] = {}
+    for s in sources:
+        value_names.update(s.value_names)
+        value_colours.update(s.value_colours)
+    table = classes_mod.merge_tables(given, names_seen, values_seen, value_names, value_colours)
+    by_name = {c.name.lower(): c.value for c in table}
+    by_value = {c.value: c.value for c in table}
+    lookups = []
+    for s in sources:
+        lookup = {}
+        unknown = []
+        for k in s.keys:
+            v = by_name.get(str(k).lower()) if s.class_kind == "text" else by_value.get(int(k))
+            if v is None and s.class_kind == "text" and str(k).strip().lstrip("-").isdigit():
+                v = by_value.get(int(k))
+            if v is None:
+                unknown.append(k)
+            lookup[k] = v
+        if unknown:
+            raise LabelError(f"{s.path}: class(es) {unknown[:10]} are not in the class table "
+                             f"({', '.join(f'{c.value}={c.name}' for c in table)}); add them to --classes")
+        lookups.append(lookup)
+    index_of = {c.value: i for i, c in enumerate(table)}
+    k_classes = len(table)
+
+    # --- model and bands --------------------------------------------------------------------
+    log = progress.log
+    if checkpoint:
+        model, card, backbone_path = load_base(checkpoint, backbone)
+        if tile_size and int(tile_size) != card.tile_size:
+            raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be "
+                                 f"changed to {tile_size} when fine-tuning from it")
+        model, card, rebuilt = adopt_classes(model, card, table)
+        if rebuilt:
+            log(f"new class table ({k_classes} classes): classifier rebuilt, all other tensors kept")
+        mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in all_images]
+        base_stage = card.stage
+    else:
+        bands = detect_image_bands(images[0], sensor)
+        for p in all_images[1:]:
+            other = detect_image_bands(p, sensor)
+            if len(other) != len(bands) or any(abs(a.wavelength_nm - b.wavelength_nm) > 1.0
+                                               for a, b in zip(bands, other)):
+                raise LabelError(f"{p} does not have the same bands as {images[0]} ({len(other)} vs "
+                                 f"{len(bands)} bands); train from one sensor, or start from a "
+                                 "checkpoint (-c) so that bands are mapped")
+        model, card = new_model(backbone, bands, table, preset=backbone_preset, img_size=tile_size)
+        backbone_path = backbone
+        mappings = [SimpleMapping.identity(len(bands)) for _ in all_images]
+        base_stage = "init"
+    tile = card.tile_size
+
+    # --- normalization statistics (scene level, training images only) -----------------------
+    norm, nvalid = scene_statistics(images, mappings[:len(images)])
+    if sum(nvalid) == 0:
+        raise LabelError("the training images hold no valid (non-nodata) pixel")
+
+    # --- scenes: rasterize labels in a window around them, read and normalize the pixels -----
+    scenes: List[Scene] = []
+    region_offset = 0
+    for i, (img, src, lookup, mapping) in enumerate(zip(all_images, sources, lookups, mappings)):
+        win = label_window(src.pixel_bbox, tile // 2, src.grid.width, src.grid.height)
+        n_values = len(card.bands) * int(win.width) * int(win.height)
+        if n_values > MAX_SCENE_VALUES:
+            raise LabelError(f"{src.path}: the labels spread over {int(win.width)}x{int(win.height)} px "
+                             f"of {os.path.basename(img)}, too large to hold in memory; split the labels "
+                             "into several files (one per area) and give the image once for each")
+        values, regions = src.rasterize(lookup, win)
+        with _open(img) as ds:
+            x = read_mapped(ds, mapping, window=win)
+        valid = np.isfinite(x).any(0)
+        x = normalize(x, norm)
+        y = np.full(values.shape, IGNORE, np.int16)
+        for v, k in index_of.items():
+            y[values == v] = k
+        y[~valid] = IGNORE                   # nodata pixels never train or validate
+        reg = np.where(regions > 0, regions.astype(np.int64) + region_offset, 0)
+        region_offset = int(reg.max()) + 1 if reg.any() else region_offset
+        if src.kind == "vector" and src.used:
+            burnt = len(np.unique(regions[regions > 0]))
+            if burnt < src.used:
+                src.skipped["without any pixel (smaller than a pixel or outside)"] = src.used - burnt
+        xp, yp, rp, pad = pad_scene(x, y, reg, tile)
+        scenes.append(Scene(image=img, labels=src.path, x=xp, y=yp, region=rp,
+                            window=(int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
+                            pad=pad))
+    train_scenes = scenes[:len(images)]
+    val_scenes = scenes[len(images):]
+    names = [c.name for c in table]
+    if val_scenes:
+        split = split_regions(train_scenes, k_classes, 0.0, rng, names)
+        for s in val_scenes:
+            s.role = np.where(s.y >= 0, 2, 0).astype(np.uint8)
+        split.val_pixels = int(sum((s.role == 2).sum() for s in val_scenes))
+        for k in range(k_classes):
+            split.per_class[k]["val"] = int(sum(((s.role == 2) & (s.y == k)).sum() for s in val_scenes))
+        validation_kind = "explicit validation images"
+    else:
+        split = split_regions(train_scenes, k_classes, val_fraction, rng, names)
+        kinds = {s.geometry_kind for s in sources}
+        validation_kind = ("held-out whole " + ("polygons" if kinds == {"polygon"} else "points" if kinds == {"point"}
+                           else "connected label regions" if kinds == {"raster"} else "features/regions"))
+    for note in split.notes:
+        log("note: " + note)
+    train_classes = [k for k in range(k_classes) if split.per_class.get(k, {}).get("train", 0) > 0]
+    if len(train_classes) < 2:
+        present = [names[k] for k in train_classes] or ["none"]
+        raise LabelError(f"the training labels hold a single class ({', '.join(present)}) over the "
+                         "images; a segmentation model needs at least two classes: label other land "
+                         "cover too")
+    missing = [names[k] for k in range(k_classes) if k not in train_classes]
+    if missing:
+        log(f"note: class(es) {missing} have no training pixel over the images")
+    log(f"training pixels {split.train_pixels} in {split.train_regions} regions; validation pixels "
+        f"{split.val_pixels} ({validation_kind})")
+
+    # --- training ---------------------------------------------------------------------------
+    dev = pick_device(device)
+    model = model.to(dev)
+    model.set_stage("finetune")
+    if unfreeze_backbone:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    n_trainable, n_total = count_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, lr, weight_decay)
+    sampler = ChipSampler(train_scenes, k_classes, tile, rng, augment=augment)
+    has_val = split.val_pixels > 0
+    eval_every = int(eval_every or max(10, min(100, steps // 10)))
+    patience = int(patience if patience is not None else 5)
+    autocast = dev.type == "cuda"
+    best = {"miou": -1.0, "step": 0, "state": None, "metrics": None}
+    history: List[Dict[str, Any]] = []
+    bad_evals = 0
+    losses: List[float] = []
+    model.train()
+    progress.update(0, steps, "starting")
+    step = 0
+    stopped_early = False
+    for step in range(1, steps + 1):
+        progress.check()
+        for g in opt.param_groups:
+            g["lr"] = lr * lr_factor(step - 1, steps)
+        xb, yb = sampler.batch(batch_size)
+        xb, yb = xb.to(dev), yb.to(dev)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(xb)
+        ce = F.cross_entropy(logits.float(), yb, ignore_index=IGNORE)
+        loss = ce + balance_weight * model.balance_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        losses.append(float(ce.detach()))
+        msg = f"loss {np.mean(losses[-20:]):.3f}"
+        if has_val and (step % eval_every == 0 or step == steps):
+            m = _validate(model, scenes, tile, dev, k_classes, table, autocast)
+            history.append({"step": step, "loss": float(np.mean(losses[-eval_every:])), "val_miou": m["miou"],
+                            "val_oa": m["overall_accuracy"]})
+            if m["miou"] > best["miou"] + 1e-4:
+                best = {"miou": m["miou"], "step": step, "state": non_backbone_state(model)
+                        if not unfreeze_backbone else {k: v.detach().clone() for k, v in model.state_dict().items()},
+                        "metrics": m}
+                bad_evals = 0
+            else:
+                bad_evals += 1
+            msg += f" | val mIoU {m['miou']:.3f} (best {best['miou']:.3f} @ {best['step']})"
+            progress.log(f"step {step}/{steps}: {msg}")
+            if bad_evals >= patience:
+                progress.update(step, steps, msg)
+                log(f"early stop at step {step}: no validation mIoU gain for {patience} evaluations")
+                stopped_early = True
+                break
+        progress.update(step, steps, msg)
+    progress.check()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"], strict=False)
+    model.eval()
+    seconds = time.time() - t_start
+
+    # --- card ---------------------------------------------------------------------------------
+    if best["metrics"] is not None:
+        m = best["metrics"]
+        metrics = {
+            "val_miou": m["miou"], "val_oa": m["overall_accuracy"], "val_kappa": m["kappa"],
+            "val_mean_f1": m["mean_f1"], "val_pixels": m["pixels"],
+            "per_class_iou": {c["name"]: c["iou"] for c in m["per_class"] if c["in_reference"]},
+            "per_class_f1": {c["name"]: c["f1"] for c in m["per_class"] if c["in_reference"]},
+            "confusion_matrix": m["confusion_matrix"], "confusion_classes": m["class_values"],
+            "confusion_matrix_axes": m["confusion_matrix_axes"],
+            "best_step": best["step"], "validation": validation_kind,
+        }
+    else:
+        metrics = {"validation": "none: no region could be held out (give more polygons per class, "
+                                 "or --val-fraction > 0)", "best_step": step}
+    metrics["final_train_loss"] = float(np.mean(losses[-20:])) if losses else None
+    card.classes = list(table)
+    card.normalization = norm
+    card.stage = "finetune"
+    card.gsd_m = gsd_of(images[0]) or card.gsd_m
+    card.metrics = metrics
+    card.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    card.training = {
+        "stage": "finetune",
+        "images": [os.path.basename(p) for p in images],
+        "labels": [os.path.basename(p) for p in labels],
+        "validation_images": [os.path.basename(p) for p in val_images],
+        "validation_labels": [os.path.basename(p) for p in val_labels],
+        "class_field": next((s.class_field for s in sources if s.class_field), None),
+        "label_summary": [s.summary() for s in sources],
+        "base_checkpoint": os.path.basename(checkpoint) if checkpoint else None,
+        "base_stage": base_stage,
+        "steps": steps, "steps_run": step, "stopped_early": stopped_early, "batch_size": batch_size,
+        "lr": lr, "weight_decay": weight_decay, "optimizer": "AdamW(0.9, 0.95)",
+        "loss": f"cross-entropy (unlabelled ignored) + {balance_weight} x AoMoA balance",
+        "augmentation": "flips + 90-degree rotations" if augment else "none",
+        "eval_every": eval_every, "patience": patience, "val_fraction": val_fraction,
+        "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,
+        "train_regions": split.train_regions, "val_regions": split.val_regions,
+        "trainable_parameters": n_trainable, "total_parameters": n_total,
+        "backbone_frozen": not unfreeze_backbone,
+        "seed": seed, "device": str(dev), "seconds": round(seconds, 1),
+        "finished": card.created, "history": history,
+        "command": command or ("spectralx " + " ".join(sys.argv[1:]) if sys.argv and "spectralx" in
+                               os.path.basename(sys.argv[0]) else "spectralx.training.finetune(...)"),
+    }
+    card.description = description or (
+        f"SpectralX fine-tuned on {len(images)} image(s) for {k_classes} classes "
+        f"({', '.join(names)})" + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else ""))
+    if output is not None:
+        model_cpu = model.to("cpu")
+        save_checkpoint(model_cpu, card, output)
+        place_backbone(backbone_path, output, log)
+        log(f"wrote {output}")
+    return FinetuneResult(checkpoint=output, metrics=metrics, card=card, model=model, history=history)
+
+
+def _validate(model, scenes: Sequence[Scene], tile: int, dev, k: int, table: List[ClassInfo],
+              autocast: bool) -> Dict[str, Any]:
+    cm = np.zeros((k, k), np.int64)
+    for s in scenes:
+        mask = s.role == 2
+        if not mask.any():
+            continue
+        pred = predict_mask(model, s.x, mask, tile, dev, autocast=autocast)
+        cm += confusion(s.y[mask], pred[mask], k)
+    return scores(cm, [c.value for c in table], [c.name for c in table])

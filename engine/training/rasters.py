@@ -1,0 +1,181 @@
+"""Reading training rasters: band mapping, nodata, scene-level normalization statistics.
+
+Every read returns float32 (C, h, w) on the checkpoint's bands (`x = weights @ x_read`) with NaN where
+the source is nodata; `normalize()` applies the card's z-score and sets NaN (nodata) to 0, exactly
+as inference does (SPEC §2: scene-level statistics, never per-tile min-max).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..checkpoint import Band, ModelCard, Normalization
+from ..errors import BandMappingError, RasterError
+
+
+@dataclass
+class SimpleMapping:
+    """Identity band mapping (source band i -> checkpoint band i), same fields as spectralx.bands'."""
+    source_indexes: List[int]
+    weights: np.ndarray
+
+    @classmethod
+    def identity(cls, count: int) -> "SimpleMapping":
+        return cls(list(range(1, count + 1)), np.eye(count, dtype=np.float32))
+
+    def to_dict(self):
+        return {"source_indexes": self.source_indexes, "strategy": "identity"}
+
+
+def _open(path: str):
+    import rasterio
+    if not os.path.exists(path):
+        raise RasterError(f"image not found: {path}")
+    try:
+        return rasterio.open(path)
+    except Exception as exc:
+        raise RasterError(f"cannot open image {path}: {exc}") from None
+
+
+def detect_image_bands(path: str, sensor: Optional[str] = None) -> List[Band]:
+    """Checkpoint bands for a new model: wavelengths of every band of `path` (spectralx.bands)."""
+    try:
+        from ..bands import detect_bands
+    except ImportError:  # band detection module not available: GDAL `wavelength` metadata only
+        detect_bands = None
+    if detect_bands is not None:
+        found = detect_bands(path, sensor)
+        rows = [(b.name, b.wavelength_nm, b.fwhm_nm) for b in found]
+    else:
+        rows = _gdal_wavelengths(path)
+    missing = [i + 1 for i, r in enumerate(rows) if r[1] is None]
+    if missing:
+        raise BandMappingError(
+            f"{path}: no centre wavelength for band(s) {missing[:10]}; name the sensor (--sensor) or "
+            "add GDAL `wavelength`/`wavelength_units` band metadata")
+    return [Band(str(n or f"band {i + 1}"), float(w), float(f) if f else None)
+            for i, (n, w, f) in enumerate(rows)]
+
+
+def _gdal_wavelengths(path: str):
+    ds = _open(path)
+    rows = []
+    with ds:
+        for i in range(1, ds.count + 1):
+            tags = {k.lower(): v for k, v in ds.tags(i).items()}
+            w = tags.get("wavelength")
+            f = tags.get("fwhm")
+            units = tags.get("wavelength_units", "nanometers").lower()
+            mult = 1000.0 if units.startswith(("micro", "um", "µm")) else 1.0
+            rows.append((ds.descriptions[i - 1] or f"band {i}",
+                         float(w) * mult if w else None, float(f) * mult if f else None))
+    return rows
+
+
+def mapping_for(path: str, card: ModelCard, band_map="auto", sensor: Optional[str] = None):
+    """How `path`'s bands feed the checkpoint (spectralx.bands.resolve_band_map, identity fallback)."""
+    try:
+        from ..bands import resolve_band_map
+    except ImportError:
+        resolve_band_map = None
+    if resolve_band_map is not None:
+        return resolve_band_map(path, card, band_map=band_map, sensor=sensor)
+    with _open(path) as ds:
+        count = ds.count
+    if count != len(card.bands):
+        raise BandMappingError(f"{path} has {count} bands but the checkpoint expects {len(card.bands)}")
+    return SimpleMapping.identity(count)
+
+
+def read_mapped(ds, mapping, window=None, out_shape: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """(C_checkpoint, h, w) float32, NaN where the source is nodata/masked/non-finite.
+
+    `window` may extend beyond the raster; the outside is NaN. `out_shape` decimates (stats only).
+    """
+    from rasterio.windows import Window
+    idx = list(mapping.source_indexes)
+    weights = np.asarray(mapping.weights, dtype=np.float32)
+    if window is None:
+        window = Window(0, 0, ds.width, ds.height)
+    r0, c0 = int(window.row_off), int(window.col_off)
+    h, w = int(window.height), int(window.width)
+    if out_shape is not None:
+        h, w = out_shape
+        arr = ds.read(idx, window=window, out_shape=(len(idx), h, w), masked=True, resampling=0)
+        x = np.ma.filled(arr.astype(np.float32), np.nan)
+        x[~np.isfinite(x)] = np.nan
+    else:
+        x = np.full((len(idx), h, w), np.nan, np.float32)
+        rs, cs = max(r0, 0), max(c0, 0)
+        re, ce = min(r0 + h, ds.height), min(c0 + w, ds.width)
+        if re > rs and ce > cs:
+            arr = ds.read(idx, window=Window(cs, rs, ce - cs, re - rs), masked=True)
+            part = np.ma.filled(arr.astype(np.float32), np.nan)
+            part[~np.isfinite(part)] = np.nan
+            x[:, rs - r0:re - r0, cs - c0:ce - c0] = part
+    if weights.shape == (len(idx), len(idx)) and np.array_equal(weights, np.eye(len(idx), dtype=np.float32)):
+        return x
+    c, hh, ww = x.shape
+    # a checkpoint band is nodata where any source band it uses is nodata (NaN propagates)
+    out = np.tensordot(weights, np.nan_to_num(x, nan=0.0), axes=(1, 0))
+    used_nan = np.tensordot((weights != 0).astype(np.float32), np.isnan(x).astype(np.float32), axes=(1, 0))
+    out[used_nan > 0] = np.nan
+    return out.astype(np.float32)
+
+
+def scene_statistics(images: Sequence[str], mappings: Sequence, max_pixels: int = 1_000_000,
+                     clip: float = 6.0) -> Tuple[Normalization, List[int]]:
+    """Per-band mean/std over the valid pixels of all images (decimated reads, whole scenes).
+
+    Returns the normalization and, per band, how many valid samples it saw.
+    """
+    sums = None
+    for path, mapping in zip(images, mappings):
+        with _open(path) as ds:
+            scale = max(1.0, math.sqrt(ds.width * ds.height / max_pixels))
+            shape = (max(1, int(round(ds.height / scale))), max(1, int(round(ds.width / scale))))
+            x = read_mapped(ds, mapping, out_shape=shape if scale > 1 else None)
+        x = x.reshape(x.shape[0], -1).astype(np.float64)
+        valid = np.isfinite(x)
+        n = valid.sum(1)
+        s = np.where(valid, x, 0).sum(1)
+        if sums is None:
+            sums = [np.zeros_like(s), np.zeros_like(s), np.zeros_like(s)]
+        sums[0] += n
+        sums[1] += s
+        # second pass-free variance: accumulate squares around a running shift (first image mean)
+        sums[2] += np.where(valid, x * x, 0).sum(1)
+    n, s, ss = sums
+    mean = np.where(n > 0, s / np.maximum(n, 1), 0.0)
+    var = np.where(n > 1, ss / np.maximum(n, 1) - mean ** 2, 1.0)
+    std = np.sqrt(np.maximum(var, 0.0))
+    std = np.where(std > 1e-6 * np.maximum(np.abs(mean), 1e-6), std, 1.0)
+    std = np.where(std > 0, std, 1.0)
+    return (Normalization(method="zscore", mean=[float(v) for v in mean], std=[float(v) for v in std],
+                          clip=clip), [int(v) for v in n])
+
+
+def normalize(x: np.ndarray, norm: Normalization) -> np.ndarray:
+    """Apply the card's normalization in place-safe fashion; NaN (nodata) -> 0 afterwards."""
+    if norm.method == "zscore" and norm.mean:
+        mean = np.asarray(norm.mean, np.float32)[:, None, None]
+        std = np.asarray(norm.std, np.float32)[:, None, None]
+        x = (x - mean) / std
+        if norm.clip:
+            x = np.clip(x, -norm.clip, norm.clip)
+    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def gsd_of(path: str) -> Optional[float]:
+    with _open(path) as ds:
+        if ds.crs is not None and ds.crs.is_projected:
+            try:
+                factor = ds.crs.linear_units_factor[1]
+            except Exception:
+                factor = 1.0
+            return float(abs(ds.transform.a) * factor)
+    return None

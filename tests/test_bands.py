@@ -249,6 +249,17 @@ def test_stored_map_is_validated(tmp_path):
         resolve_band_map(ENMAP, targets, band_map=str(tmp_path / "missing.json"))
 
 
+def test_edited_map_with_bare_source_numbers():
+    """The dock edits a saved map: bare band numbers in rows, an unused column left in the matrix."""
+    targets = s2_bands(("B2", "B3"))
+    d = resolve_band_map(LANDSAT, targets, sensor="landsat8").to_dict()
+    d.update(source_indexes=[1, 2, 3], weights=[[0, 0, 1], [0, 1, 0]])
+    d["rows"][0]["sources"] = [3]
+    m = resolve_band_map(LANDSAT, targets, band_map=d)
+    assert m.source_indexes == [2, 3] and m.weights.tolist() == [[0, 1], [1, 0]]
+    assert m.rows[0]["sources"] == [{"index": 3, "weight": 1.0}]
+
+
 def test_hand_written_index_maps():
     targets = s2_bands(("B2", "B3", "B4"))
     m = resolve_band_map(LANDSAT, targets, band_map=[3, 2, None])

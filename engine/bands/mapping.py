@@ -84,6 +84,7 @@ class BandMapping:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise BandMappingError(f"{source}: 'rows' must be a list of objects, one per checkpoint band")
         try:
+            rows = [_normalise_row(r) for r in rows]
             if "weights" in d and "source_indexes" in d:
                 idx = [int(i) for i in d["source_indexes"]]
                 w = np.asarray(d["weights"], dtype=np.float32)
@@ -101,9 +102,19 @@ class BandMapping:
             raise BandMappingError(f"{source}: source_indexes must be unique 1-based band numbers, got {idx}")
         if not np.all(np.isfinite(w)):
             raise BandMappingError(f"{source}: weights contain NaN or infinity")
-        order = np.argsort(idx, kind="stable")
-        return cls([idx[i] for i in order], w[:, order], fill, rows, d.get("raster_band_count"),
+        # the matrix is authoritative; read only bands that feed something, in band order
+        order = [j for j in np.argsort(idx, kind="stable") if np.any(w[:, j] != 0)]
+        return cls([idx[j] for j in order], w[:, order], fill, rows, d.get("raster_band_count"),
                    d.get("sensor"), d.get("strategy", "auto"), list(d.get("warnings", [])))
+
+
+def _normalise_row(row: Dict[str, Any]) -> Dict[str, Any]:
+    """Rows edited by hand or by the dock may list sources as bare band numbers: make them objects."""
+    sources = row.get("sources") or []
+    if all(isinstance(s, dict) for s in sources):
+        return row
+    return {**row, "sources": [s if isinstance(s, dict) else {"index": int(s), "weight": 1.0 / len(sources)}
+                               for s in sources]}
 
 
 def _matrix_from_rows(rows):

@@ -51,8 +51,9 @@ def _print_mapping(mapping):
                              for s in srcs)
         else:
             text = f"{len(srcs)} bands {srcs[0]['index']}–{srcs[-1]['index']}"
-        print(f"{k:>3}  {str(r['target'])[:16]:<16} {_nm(r.get('target_wavelength_nm'))}  {r['strategy']:<11} "
-              f"{r['quality']:>7.2f}  {text}  — {r.get('note', '')}")
+        q = r.get("quality")
+        print(f"{k:>3}  {str(r.get('target'))[:16]:<16} {_nm(r.get('target_wavelength_nm'))}  "
+              f"{str(r.get('strategy', '?')):<11} {'?' if q is None else format(q, '.2f'):>7}  {text}  — {r.get('note', '')}")
     print(f"reads {len(mapping.source_indexes)} raster bands; lowest quality {mapping.quality:.2f}"
           + (f"; {sum(mapping.fill)} filled" if any(mapping.fill) else ""))
     for w in mapping.warnings:

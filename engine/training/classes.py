@@ -42,12 +42,12 @@ def table_from_names(names: Iterable[str]) -> List[ClassInfo]:
 def table_from_values(values: Iterable[int], names: Optional[Dict[int, str]] = None,
                       colours: Optional[Dict[int, str]] = None) -> List[ClassInfo]:
     """Integer classes keep their values; names/colours from metadata when known."""
-    out = []
+    out: List[ClassInfo] = []
     for i, v in enumerate(sorted({int(v) for v in values})):
         name = (names or {}).get(v) or f"class {v}"
         colour = (colours or {}).get(v) or default_colour(name, i)
         out.append(ClassInfo(v, name, colour))
-    return out
+    return _check_table(out, "label values")
 
 
 def _check_table(classes: List[ClassInfo], source: str) -> List[ClassInfo]:
@@ -60,9 +60,9 @@ def _check_table(classes: List[ClassInfo], source: str) -> List[ClassInfo]:
     if len(set(names)) != len(names):
         raise LabelError(f"{source}: class names must be unique (got {[c.name for c in classes]})")
     for c in classes:
-        if c.value <= 0 or c.value > 65535:
-            raise LabelError(f"{source}: class value {c.value} ({c.name}) must be in 1..65535; "
-                             "0 means unlabelled")
+        if c.value <= 0 or c.value > 255:
+            raise LabelError(f"{source}: class value {c.value} ({c.name}) must be in 1..255 (class "
+                             "rasters are 8-bit; 0 means unlabelled); renumber the classes")
     return sorted(classes, key=lambda c: c.value)
 
 

@@ -364,6 +364,8 @@ def raster_class_metadata(dataset) -> Tuple[Dict[int, str], Dict[int, str]]:
                         if item.get("color"):
                             colours.setdefault(int(item["value"]), str(item["color"]))
             break
+    if not names:   # spectralx.outputs convention: band tags CLASS_<value>=name
+        names = {int(k[6:]): str(v) for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
     if not names:
         try:
             from osgeo import gdal  # optional: GDAL's Python bindings (present alongside QGIS)

@@ -1,0 +1,43 @@
+"""`spectralx pretrain`: stage-1 masked reconstruction on unlabelled rasters of the target sensor."""
+import shlex
+import sys
+
+
+def register(sub):
+    p = sub.add_parser(
+        "pretrain", help="stage-1 masked reconstruction on unlabelled rasters (start for finetune -c)",
+        description="Train HyperT and the adapters (backbone frozen) to reconstruct 75 %% of masked "
+        "16x16 patches of unlabelled rasters of the target sensor. The output checkpoint carries the "
+        "bands and normalization statistics; `spectralx finetune -c` starts from it.")
+    p.add_argument("images", nargs="+", metavar="RASTER", help="unlabelled rasters (one sensor)")
+    p.add_argument("-c", "--checkpoint", help="continue from this SpectralX checkpoint")
+    p.add_argument("--backbone", help="frozen backbone file (new model; or the -c checkpoint's backbone)")
+    p.add_argument("--backbone-preset", help="backbone preset when the file does not say")
+    p.add_argument("--sensor", help="sensor preset for band wavelengths (when the image has no metadata)")
+    p.add_argument("--band-map", default="auto", help="band mapping: auto or a JSON file (with -c)")
+    p.add_argument("--tile-size", type=int, help="model tile size in px (new model only; multiple of 32)")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--mask-ratio", type=float, default=0.75)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..progress import TqdmProgress
+    from ..training import pretrain
+    bar = TqdmProgress("pretrain", disable=args.quiet)
+    try:
+        res = pretrain(args.images, args.output, checkpoint=args.checkpoint, backbone=args.backbone,
+                       backbone_preset=args.backbone_preset, tile_size=args.tile_size, steps=args.steps,
+                       batch_size=args.batch_size, mask_ratio=args.mask_ratio, lr=args.lr, device=args.device,
+                       seed=args.seed, progress=bar, sensor=args.sensor, band_map=args.band_map,
+                       command="spectralx " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    finally:
+        bar.close()
+    m = res.metrics
+    print(f"wrote {res.checkpoint}: masked MSE {m['masked_mse_first']:.4f} -> {m['masked_mse_final']:.4f}")

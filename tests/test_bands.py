@@ -188,6 +188,17 @@ def test_srf_resampling_enmap_to_sentinel2_weights():
     assert all(r["strategy"] == "srf" and r["quality"] > 0.9 for r in m.rows)
 
 
+def test_srf_reproduces_a_smooth_spectrum():
+    """Resampling a spectrum that is linear in wavelength must give its value at each band centre."""
+    targets = s2_bands(("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8A", "B11"))
+    m = resolve_band_map(ENMAP, targets, band_map="srf")
+    wl = {b.index: b.wavelength_nm for b in detect_bands(ENMAP)}
+    spectrum = np.array([0.1 + 0.0002 * wl[i] for i in m.source_indexes], np.float32)
+    expected = [0.1 + 0.0002 * t.wavelength_nm for t in targets]
+    np.testing.assert_allclose(m.apply(spectrum), expected, atol=0.0002 * 1)   # within 1 nm
+    assert "6 bad raster band(s) not used: 130-135" in m.warnings
+
+
 def test_auto_picks_srf_for_hyperspectral_and_nearest_for_similar():
     m = resolve_band_map(ENMAP, s2_bands(("B2", "B4", "B5", "B8")))
     assert [r["strategy"] for r in m.rows] == ["srf"] * 4
@@ -203,6 +214,13 @@ def test_interpolation_between_neighbours():
     assert w[2] == pytest.approx((654.6 - 608) / (654.6 - 561.3), abs=1e-5)
     assert w[3] == pytest.approx((608 - 561.3) / (654.6 - 561.3), abs=1e-5)
     assert 0 < m.rows[0]["quality"] < 0.6
+
+
+def test_checkpoint_training_sensor_is_the_default():
+    from types import SimpleNamespace
+    card = SimpleNamespace(bands=s2_bands(("B2", "B3", "B4")), training={"sensor": "landsat8"})
+    m = resolve_band_map(LANDSAT, card)
+    assert m.source_indexes == [1, 2, 3] and m.sensor == "landsat8" and "training sensor" in m.warnings[0]
 
 
 def test_index_strategy_and_tolerance():

@@ -175,6 +175,16 @@ def _interpolate(target, cands, tolerance_nm):
     return "interpolate", [(lo, 1.0 - w_hi), (hi, w_hi)], max(q, 0.05), note
 
 
+def _interpolate_or_edge(target, cands, tolerance_nm):
+    """Explicit interpolation: beyond the raster's first/last band, the nearest within tolerance."""
+    got = _interpolate(target, cands, tolerance_nm)
+    if got is None:
+        got = _nearest(target, cands, tolerance_nm)
+        if got is not None:
+            got = got[:3] + (got[3] + "; outside the raster's range, no interpolation",)
+    return got
+
+
 def _sample_widths(cands) -> Dict[int, float]:
     """Spectral interval each source band stands for: half the distance to its neighbours, capped by
     its FWHM so that a gap (removed bad bands) stays uncovered instead of being bridged."""
@@ -285,14 +295,30 @@ def map_bands(raster_bands, checkpoint_bands, strategy: str = "auto", tolerance_
         elif target.wavelength_nm is None:
             got = None
         else:
-            fn = {"auto": _auto, "nearest": _nearest, "interpolate": _interpolate, "srf": _srf}[strategy]
+            fn = {"auto": _auto, "nearest": _nearest, "interpolate": _interpolate_or_edge, "srf": _srf}[strategy]
             got = fn(target, good, tolerance_nm)
         rows.append(_row(target, got))
         if got is None:
             missing.append(target)
     if missing and not allow_fill:
         raise BandMappingError(_missing_message(missing, good, strategy, tolerance_nm))
-    return _assemble(rows, len(raster_bands), sensor, strategy)
+    mapping = _assemble(rows, len(raster_bands), sensor, strategy)
+    bad = [b.index for b in raster_bands if b.bad]
+    if bad and strategy != "index":
+        mapping.warnings.append(f"{len(bad)} bad raster band(s) not used: {_ranges(bad)}")
+    return mapping
+
+
+def _ranges(indexes: List[int]) -> str:
+    """[130, 131, 132, 200] -> '130-132, 200'."""
+    out, start = [], None
+    for k, i in enumerate(indexes):
+        if start is None:
+            start = i
+        if k + 1 == len(indexes) or indexes[k + 1] != i + 1:
+            out.append(str(start) if start == i else f"{start}-{i}")
+            start = None
+    return ", ".join(out)
 
 
 def _row(target, got) -> Dict[str, Any]:

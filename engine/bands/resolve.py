@@ -10,15 +10,15 @@ from .detect import detect_bands
 from .mapping import STRATEGIES, BandMapping, map_bands
 
 
-def _checkpoint_bands(card) -> list:
-    """A ModelCard, a checkpoint path, or a plain list of Band-like objects."""
+def _load_card(card):
+    """(card, its bands) from a ModelCard, a checkpoint path, or a plain list of Band-like objects."""
     if isinstance(card, (str, os.PathLike)):
         from ..checkpoint import read_card  # lazy: keeps `spectralx.bands` free of torch
         card = read_card(os.fspath(card))
     bands = getattr(card, "bands", card)
     if not bands:
         raise BandMappingError("the checkpoint lists no input bands")
-    return list(bands)
+    return card, list(bands)
 
 
 def _load_band_map(band_map: Union[str, os.PathLike]) -> Any:
@@ -94,14 +94,22 @@ def resolve_band_map(raster_path: str, card, band_map: Union[str, os.PathLike, D
     """The mapping for `raster_path` onto `card`'s bands. `band_map`: "auto" (or another strategy
     name), a JSON file path, a dict/list (a saved mapping or the hand-written index forms), or a
     BandMapping. `card`: a ModelCard, a checkpoint path or a list of Band."""
-    targets = _checkpoint_bands(card)
+    card, targets = _load_card(card)
     band_map = "auto" if band_map is None else band_map
     if isinstance(band_map, BandMapping):
         return validate_mapping(band_map, _band_count(raster_path), targets)
     if isinstance(band_map, str) and band_map in STRATEGIES:
         raster_bands = detect_bands(raster_path, sensor=sensor)
-        return map_bands(raster_bands, targets, strategy=band_map, tolerance_nm=tolerance_nm,
-                         allow_fill=allow_fill, sensor=sensor)
+        trained_on = (getattr(card, "training", None) or {}).get("sensor") if not sensor else None
+        if trained_on and all(b.wavelength_nm is None for b in raster_bands):
+            # a raster without metadata, like the ones the checkpoint was trained on: same preset
+            sensor = trained_on
+            raster_bands = detect_bands(raster_path, sensor=sensor)
+        mapping = map_bands(raster_bands, targets, strategy=band_map, tolerance_nm=tolerance_nm,
+                            allow_fill=allow_fill, sensor=sensor)
+        if sensor and sensor == trained_on:
+            mapping.warnings.append(f"raster has no wavelengths: used the checkpoint's training sensor '{sensor}'")
+        return mapping
     source = "band map"
     doc = band_map
     if isinstance(band_map, (str, os.PathLike)):

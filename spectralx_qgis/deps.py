@@ -19,10 +19,11 @@ from typing import Dict, List, Optional, Tuple
 
 # (import name, pip requirement, what it is for)
 REQUIREMENTS: List[Tuple[str, str, str]] = [
-    ("numpy", "numpy", "arrays"),
-    ("torch", "torch", "the neural network (PyTorch)"),
-    ("rasterio", "rasterio", "reading and writing rasters"),
-    ("safetensors", "safetensors", "reading checkpoints safely"),
+    ("numpy", "numpy<2", "arrays"),
+    ("torch", "torch", "PyTorch, runs the neural network"),
+    # rasterio 1.4 with affine 3 misbehaves with the numpy/GDAL of QGIS 3.22-era systems
+    ("rasterio", "rasterio>=1.3,<1.4 affine>=2.3,<3", "reading and writing rasters"),
+    ("safetensors", "safetensors>=0.4", "reading checkpoints safely"),
 ]
 
 _state: Dict[str, object] = {}
@@ -99,8 +100,17 @@ def install_command(packages: Optional[List[str]] = None) -> str:
                    [pip for _m, pip, _w in REQUIREMENTS]
     py = qgis_python()
     quoted = f'"{py}"' if " " in py else py
+    packages = [p for spec in packages for p in spec.split()]
+    if "numpy" not in check() and not any(p.startswith("numpy") for p in packages):
+        try:  # keep QGIS's own numpy: GDAL's and QGIS's bindings are built against it
+            import numpy
+            packages.append(f"numpy=={numpy.__version__}")
+        except Exception:  # noqa: BLE001
+            pass
+    packages = [f'"{p}"' if any(c in p for c in "<>") else p for p in packages]
     flags = ""
-    if sys.platform.startswith("linux") or sys.platform == "darwin":
+    in_venv = sys.prefix != getattr(sys, "base_prefix", sys.prefix)
+    if not in_venv and (sys.platform.startswith("linux") or sys.platform == "darwin"):
         flags = " --user"
         if _externally_managed():
             flags += " --break-system-packages"
@@ -117,12 +127,16 @@ def guidance(html: bool = False) -> str:
     need = []
     for mod, pip, why in REQUIREMENTS:
         if mod in missing:
-            lines.append(f"- {pip} ({why}) is missing: {missing[mod]}")
+            lines.append(f"- {mod} ({why}) is missing: {missing[mod]}")
             need.append(pip)
     if "spectralx" in missing:
         lines.append(f"- the SpectralX engine could not be imported: {missing['spectralx']}. "
                      "Reinstall the plugin from its zip (it bundles the engine).")
     if need:
+        import importlib.util
+        if importlib.util.find_spec("pip") is None:
+            lines.append("pip is not installed for this Python; install it first (Debian/Ubuntu: "
+                         "sudo apt install python3-pip).")
         lines.append("Install them for this QGIS with:")
         lines.append("    " + install_command(need))
         if sys.platform.startswith("win"):

@@ -1,0 +1,72 @@
+"""Missing dependency path: QGIS's Python without torch still loads the plugin and explains the fix."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from test_plugin_common import ENMAP_TILE, REPO
+
+SCRIPT = textwrap.dedent(r'''
+    import json, sys
+    sys.modules["torch"] = None            # `import torch` now fails, as in a QGIS without PyTorch
+    from qgis.core import QgsApplication, QgsProcessingException
+    app = QgsApplication([], True)
+    app.initQgis()
+    sys.path.append("/usr/share/qgis/python/plugins")
+    from processing.core.Processing import Processing
+    Processing.initialize()
+    from qgis.gui import QgsMapCanvas, QgsMessageBar
+    from qgis.PyQt.QtWidgets import QMainWindow
+
+    class Iface:                            # the parts of QgisInterface the plugin uses
+        def __init__(self):
+            self.window = QMainWindow(); self.canvas = QgsMapCanvas(self.window)
+            self.bar = QgsMessageBar(self.window)
+        def mainWindow(self): return self.window
+        def mapCanvas(self): return self.canvas
+        def messageBar(self): return self.bar
+        def addDockWidget(self, area, dock): self.window.addDockWidget(area, dock)
+        def removeDockWidget(self, dock): self.window.removeDockWidget(dock)
+        def addToolBarIcon(self, action): pass
+        def removeToolBarIcon(self, action): pass
+        def addPluginToRasterMenu(self, name, action): pass
+        def removePluginRasterMenu(self, name, action): pass
+
+    import spectralx_qgis
+    plugin = spectralx_qgis.classFactory(Iface())
+    plugin.initGui()
+    dock = plugin.show_dock()
+    out = {"guidance": dock.guidance.text(), "controls_enabled": dock.controls.isEnabled(),
+           "provider": QgsApplication.processingRegistry().providerById("spectralx") is not None}
+    import processing
+    try:
+        processing.run("spectralx:segment", {"INPUT": sys.argv[1], "CHECKPOINT": "x.safetensors",
+                                             "OUTPUT": "TEMPORARY_OUTPUT"})
+        out["processing"] = "no error"
+    except QgsProcessingException as exc:
+        out["processing"] = str(exc)
+    out["help"] = QgsApplication.processingRegistry().algorithmById("spectralx:segment").shortHelpString()
+    plugin.unload()
+    print("RESULT" + json.dumps(out))
+''')
+
+
+def test_plugin_loads_without_torch_and_shows_guidance(tmp_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=REPO, HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, ENMAP_TILE], capture_output=True, text=True,
+                          env=env, cwd=str(tmp_path), timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
+    out = json.loads(line[len("RESULT"):])
+    assert out["provider"] and not out["controls_enabled"]
+    guidance = out["guidance"]
+    assert "torch" in guidance and "is missing" in guidance
+    assert f"{sys.executable} -m pip install" in guidance and "torch" in guidance.split("pip install")[1]
+    assert "rasterio" not in guidance.split("pip install")[1]   # only what is actually missing
+    # the algorithms report the same guidance instead of a traceback
+    assert "pip install" in out["processing"] and "torch" in out["processing"]
+    assert "Traceback" not in out["processing"]
+    assert "pip install" in out["help"]

@@ -129,6 +129,6 @@ def test_finetune_pretrain_evaluate_processing(plugin, checkpoint_for, enmap_til
                                                     "CLASS_FIELD": "class", "OUTPUT": report})
         metrics = json.loads(res["REPORT"])
         assert os.path.isfile(report) and metrics
-        assert res["OA"] is None or 0.0 <= res["OA"] <= 1.0
+        assert 0.0 <= res["OA"] <= 1.0 and 0.0 <= res["MIOU"] <= 1.0
     finally:
         QgsProject.instance().removeAllMapLayers()

@@ -219,10 +219,19 @@ def _srf(target, cands, tolerance_nm):
     keep = [(c, r / total) for c, r in zip(near, resp) if r / total >= 1e-4]
     norm = sum(w for _, w in keep)
     keep = [(c, w / norm) for c, w in keep]
-    note = f"{len(keep)} bands, Gaussian FWHM {fwhm:.0f} nm" + ("" if target.fwhm_nm else " (assumed)")
+    # Quality: covered share of the response, lowered when the weighted centre is off (a coarse
+    # raster) or the sources are wider than the target band (they blur it).
+    centre = sum(c.wavelength_nm * w for c, w in keep)
+    off = 1.0 - 0.5 * min(1.0, abs(centre - t) / _tolerance(target, None, tolerance_nm))
+    widths_src = [c.fwhm_nm for c, _ in keep if c.fwhm_nm]
+    src_fwhm = float(np.median(widths_src)) if widths_src else None
+    blur = _width_factor(fwhm, src_fwhm) if src_fwhm and src_fwhm > fwhm else 1.0
+    note = f"{len(keep)} band{'s' if len(keep) != 1 else ''}, Gaussian FWHM {fwhm:.0f} nm" + ("" if target.fwhm_nm else " (assumed)")
     if coverage < 0.95:
         note += f", {coverage:.0%} of the response covered"
-    return "srf", keep, coverage, note
+    if abs(centre - t) >= 1.0:
+        note += f", centre {centre - t:+.0f} nm"
+    return "srf", keep, coverage * off * blur, note
 
 
 def _is_finer(target, cands) -> bool:

@@ -143,8 +143,16 @@ def test_preset_follows_band_names_not_generic_names(tmp_path):
     assert all(b.wavelength_nm is None for b in detect_bands(generic))  # and identify no sensor
 
 
+def test_colour_named_bands_use_the_generic_preset(tmp_path):
+    path = write_raster(tmp_path / "cam.tif", 4, descriptions=["Blue", "Green", "Red", "NIR"])
+    bands = detect_bands(path)
+    assert [b.wavelength_nm for b in bands] == pytest.approx([490, 560, 665, 842])
+    assert bands[0].source.startswith("preset rgbn")
+    assert [b.wavelength_nm for b in detect_bands(LANDSAT, sensor="rgb:B,G,R")] == pytest.approx([490, 560, 665])
+
+
 def test_sensor_presets():
-    assert {"sentinel2", "sentinel2a", "sentinel2b", "landsat8", "landsat9", "enmap"} <= {k for k, _ in list_sensors()}
+    assert {"sentinel2", "sentinel2a", "sentinel2b", "landsat8", "landsat9", "enmap", "rgbn"} <= {k for k, _ in list_sensors()}
     assert len(SENSORS["enmap"].bands) == 224
     sensor, chosen = parse_sensor("L8:B2,B3,B4")
     assert sensor.key == "landsat8" and [b.name for b in chosen] == ["B2", "B3", "B4"]

@@ -245,8 +245,8 @@ def detect_bands(path: str, sensor: Optional[str] = None, check_nodata: bool = T
 
 def describe_unknown(bands: List[RasterBand]) -> str:
     """Hint for rasters whose bands have no wavelength: what the user can do."""
-    names = [canonical_band_name(b.name) for b in bands]
-    hint = "pass --sensor (sentinel2, landsat8, landsat9, enmap, …; e.g. landsat8:B2,B3,B4)"
-    if all(names):
+    names = [canonical_band_name(b.name) for b in bands if not re.match(r"^band \d+$", b.name)]
+    hint = "pass --sensor (sentinel2, landsat8, landsat9, enmap, rgbn, …; e.g. landsat8:B2,B3,B4)"
+    if names and len(names) == len(bands) and all(names):
         hint += f"; band names {','.join(names)} do not identify one sensor"
     return hint

@@ -6,6 +6,8 @@ Sources (nominal values, nm):
 - Landsat 8 OLI (and OLI-2 on Landsat 9, same nominal bands): centre of mass and half-maximum width
   of the OLI relative spectral responses in the EnMAP-Box test data (GPL-3.0), USGS for TIRS.
 - EnMAP HSI: `enmap.json` beside this file (see its attribution).
+- `rgbn`: generic red/green/blue/NIR bands, approximate (Sentinel-2-like centres, broad FWHM), for
+  cameras without a preset and files whose bands are only named by colour.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ class Sensor:
     aliases: Tuple[str, ...] = ()
 
     def band(self, name: str) -> Optional[SensorBand]:
-        canon = canonical_band_name(name)
+        canon = canonical_band_name(name) or _COLOUR_NAMES.get(str(name).strip().lower())
         return next((b for b in self.bands if b.name == canon), None)
 
     def layout_for(self, count: int) -> Optional[List[SensorBand]]:
@@ -90,6 +92,12 @@ _OLI_SUBSETS = {
 }
 
 
+# Generic colour/NIR bands for cameras without a preset (approximate: Sentinel-2-like centres, broad).
+_GENERIC = [("red", 665.0, 40.0), ("green", 560.0, 45.0), ("blue", 490.0, 65.0), ("nir", 842.0, 115.0)]
+_COLOUR_NAMES = {"red": "red", "r": "red", "green": "green", "g": "green", "blue": "blue", "b": "blue",
+                 "nir": "nir", "n": "nir", "near infrared": "nir", "near-infrared": "nir", "infrared": "nir"}
+
+
 def _enmap() -> List[SensorBand]:
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "enmap.json"), encoding="utf-8") as f:
         doc = json.load(f)
@@ -110,6 +118,8 @@ def _build() -> Dict[str, Sensor]:
         Sensor("landsat8", "Landsat 8 OLI/TIRS", oli, _OLI_SUBSETS, ("l8", "oli", "landsat-8", "landsat_8", "lc08")),
         Sensor("landsat9", "Landsat 9 OLI-2/TIRS-2", oli, _OLI_SUBSETS, ("l9", "oli2", "oli-2", "landsat-9", "landsat_9", "lc09")),
         Sensor("enmap", "EnMAP HSI (224 bands)", _enmap(), {}, ("enmap_hsi", "enmap-hsi")),
+        Sensor("rgbn", "Generic red, green, blue, NIR camera (approximate wavelengths)",
+               [SensorBand(*b) for b in _GENERIC], {3: ["red", "green", "blue"]}, ("rgb", "generic")),
     ]
     return {s.key: s for s in sensors}
 
@@ -182,6 +192,8 @@ def sensor_from_names(descriptions: List[Optional[str]]) -> Optional[Sensor]:
     """Recognise a preset from band descriptions, when they are unambiguous together with the count:
     'B8A' or zero-padded 'B04' is Sentinel-2, 'SR_B4' is Landsat; plain 'B4' needs a count only one
     preset layout has (13/12/10 bands: Sentinel-2; 11/7 bands: Landsat 8)."""
+    if descriptions and all(d and str(d).strip().lower() in _COLOUR_NAMES for d in descriptions):
+        return SENSORS["rgbn"]   # "Red", "Green", "Blue", "NIR": colours, not a sensor's bands
     names = [canonical_band_name(d) if d else None for d in descriptions]
     if not names or any(n is None for n in names):
         return None

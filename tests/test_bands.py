@@ -296,6 +296,8 @@ def test_hand_written_index_maps():
         resolve_band_map(LANDSAT, targets, band_map=[1, 2, 9])
     with pytest.raises(BandMappingError, match="not checkpoint bands"):
         resolve_band_map(LANDSAT, targets, band_map={"B2": 1, "B3": 2, "NIR": 3})
+    with pytest.raises(BandMappingError, match="detection output"):
+        resolve_band_map(LANDSAT, targets, band_map={"bands": [b.to_dict() for b in detect_bands(LANDSAT)]})
 
 
 # ---- CLI ----

@@ -41,8 +41,10 @@ def _explicit_indexes(doc: Any, targets: list) -> Optional[List[Optional[int]]]:
                 doc = doc[key]
                 break
     if isinstance(doc, list):
-        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in doc):
-            raise BandMappingError("a band-map list must hold one raster band number (1-based) or null per checkpoint band")
+        if doc and all(isinstance(v, dict) and "wavelength_nm" in v for v in doc):
+            raise BandMappingError("this is `spectralx bands` detection output, not a band map; "
+                                   "write a band map with `spectralx bands RASTER -c CHECKPOINT -o MAP.json`")
+        _check_numbers(doc)
         return list(doc)
     if isinstance(doc, dict) and doc and "rows" not in doc and "weights" not in doc:
         names = [t.name for t in targets]
@@ -53,8 +55,15 @@ def _explicit_indexes(doc: Any, targets: list) -> Optional[List[Optional[int]]]:
         missing = [n for n in names if n not in doc]
         if missing:
             raise BandMappingError(f"band map gives no raster band for {', '.join(missing)}; add them (null to fill)")
-        return [doc[n] for n in names]
+        return _check_numbers([doc[n] for n in names])
     return None
+
+
+def _check_numbers(values: list) -> list:
+    if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+        raise BandMappingError("a hand-written band map gives one raster band number (1-based) or null "
+                               "per checkpoint band, e.g. [3, 2, 1]")
+    return values
 
 
 def validate_mapping(mapping: BandMapping, raster_band_count: int, targets: Sequence, source: str = "band map") -> BandMapping:

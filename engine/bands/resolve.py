@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from ..errors import BandMappingError, RasterError
 from .detect import detect_bands
 from .mapping import STRATEGIES, BandMapping, map_bands
+from .units import parse_number
 
 
 def _load_card(card):
@@ -79,9 +80,9 @@ def validate_mapping(mapping: BandMapping, raster_band_count: int, targets: Sequ
         mapping.warnings.append(f"band map was made for a {mapping.raster_band_count}-band raster; "
                                 f"this one has {raster_band_count}")
     for row, t in zip(mapping.rows, targets):
-        wl = row.get("target_wavelength_nm")
+        wl = parse_number(row.get("target_wavelength_nm"))
         if row.get("target") not in (None, t.name) or (wl is not None and t.wavelength_nm is not None
-                                                     and abs(float(wl) - t.wavelength_nm) > 1.0):
+                                                     and abs(wl - t.wavelength_nm) > 1.0):
             raise BandMappingError(f"{source} row '{row.get('target')}' ({wl} nm) does not match checkpoint band "
                                    f"'{t.name}' ({t.wavelength_nm} nm); make a new one for this checkpoint")
     return mapping

@@ -22,12 +22,12 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal, pyqtSlot
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                  QGroupBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton,
-                                 QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem, QTextBrowser,
+                                 QScrollArea, QSpinBox, QStyledItemDelegate, QTableWidget, QTableWidgetItem, QTextBrowser,
                                  QToolButton, QVBoxLayout, QWidget)
 
 from . import deps, icons, styling
 from .maptool import RectangleMapTool
-from .tasks import FinetuneTask, SegmentTask
+from .tasks import BandTask, FinetuneTask, SegmentTask
 
 SETTINGS = "SpectralX"
 AUTO = -1
@@ -76,6 +76,7 @@ class SpectralXDock(QgsDockWidget):
     """The panel. Public methods are used by the tests and the screenshot script."""
 
     runFinished = pyqtSignal(object)      # the finished task (succeeded, cancelled or failed)
+    bandsReady = pyqtSignal()             # the band table has been filled
     checkpointChanged = pyqtSignal(str)
 
     def __init__(self, iface, parent=None):
@@ -91,6 +92,9 @@ class SpectralXDock(QgsDockWidget):
         self.map_tool: Optional[RectangleMapTool] = None
         self._previous_tool = None
         self._filling = False
+        self._band_task = None
+        self._band_generation = 0
+        self._auto_labels: List[str] = []
         self.last_layers: List[Any] = []
         self._build()
         self._check_dependencies()
@@ -150,7 +154,9 @@ class SpectralXDock(QgsDockWidget):
         self.band_table = QTableWidget(0, 5)
         self.band_table.setHorizontalHeaderLabels(["Model band", "λ nm", "Raster band", "Strategy", "Quality"])
         self.band_table.verticalHeader().setVisible(False)
-        self.band_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.band_table.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.SelectedClicked |
+                                        QAbstractItemView.EditKeyPressed)
+        self.band_table.setItemDelegateForColumn(2, BandSourceDelegate(self))
         self.band_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.band_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.Stretch)
         self.band_table.setMinimumHeight(120)
@@ -234,6 +240,7 @@ class SpectralXDock(QgsDockWidget):
         self.checkpoint_combo.currentIndexChanged.connect(self._checkpoint_changed)
         self.layer_combo.layerChanged.connect(self._layer_changed)
         self.polygon_combo.layerChanged.connect(self.field_combo.setLayer)
+        self.band_table.itemChanged.connect(self._item_changed)
         self.segment_layer_button.clicked.connect(self.segment_layer)
         self.segment_view_button.clicked.connect(self.segment_view)
         self.draw_button.toggled.connect(self._toggle_draw)
@@ -360,11 +367,18 @@ class SpectralXDock(QgsDockWidget):
 
     # ------------------------------------------------------------------ bands
     def refresh_bands(self):
-        """Fill the band table from the layer's wavelength metadata (no manual step)."""
+        """Fill the band table from the layer's wavelength metadata (no manual step).
+
+        Reading metadata and checking for empty bands can take a while on big rasters, so it runs
+        as a background task; the table fills when it is done (`bandsReady`)."""
         self.mapping = None
         self.raster_bands = []
         self.overrides = {}
         self.band_table.setRowCount(0)
+        self._band_generation += 1
+        if self._band_task is not None:
+            self._band_task.cancel()
+            self._band_task = None
         layer = self.current_layer()
         if self.card is None or layer is None:
             self.band_status.setText("Choose a checkpoint and a raster layer.")
@@ -372,57 +386,88 @@ class SpectralXDock(QgsDockWidget):
         if layer.providerType() != "gdal":
             self.band_status.setText("This layer is not a raster file; save it as GeoTIFF first.")
             return
-        path = layer.source().split("|")[0]
-        bands = deps.engine("bands")
-        try:
-            self.raster_bands = list(bands.detect_bands(path))
-        except Exception as exc:  # noqa: BLE001
-            self.band_status.setText(f"Cannot read band metadata: {exc}")
-        try:
-            self.mapping = bands.resolve_band_map(path, self.card, "auto")
-        except Exception as exc:  # noqa: BLE001
-            self.mapping = None
-            self.band_status.setText(f"Automatic band mapping failed: {exc}. Choose raster bands per row.")
+        self.band_status.setText("Reading the layer's band metadata …")
+        generation = self._band_generation
+        task = BandTask(layer.source().split("|")[0], self.card,
+                        callback=lambda t: self._bands_done(t, generation))
+        self._band_task = task
+        QgsApplication.taskManager().addTask(task)
+
+    def bands_pending(self) -> bool:
+        return self._band_task is not None
+
+    def _bands_done(self, task, generation):
+        if generation != self._band_generation:
+            return          # the checkpoint or layer changed meanwhile
+        self._band_task = None
+        self.raster_bands = list(task.raster_bands or [])
+        self.mapping = task.mapping
         self._fill_table()
+        if task.error and self.mapping is None:
+            self.band_status.setText(f"Automatic band mapping failed: {task.error} Choose raster bands per row.")
+        self.bandsReady.emit()
 
     def _fill_table(self):
         self._filling = True
         card_bands = self.card.bands
         rows = list(getattr(self.mapping, "rows", []) or []) if self.mapping is not None else []
         self.band_table.setRowCount(len(card_bands))
+        self._auto_labels = []
         for i, b in enumerate(card_bands):
             info = rows[i] if i < len(rows) else {}
-            self.band_table.setItem(i, 0, QTableWidgetItem(str(b.name)))
-            item = QTableWidgetItem(f"{float(b.wavelength_nm):.1f}")
+            self.band_table.setItem(i, 0, _readonly(str(b.name)))
+            item = _readonly(f"{float(b.wavelength_nm):.1f}")
             item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
             self.band_table.setItem(i, 1, item)
-            combo = QComboBox()
-            combo.addItem(f"auto: {format_sources(info)}" if info else "auto: (unmapped)", AUTO)
-            for rb in self.raster_bands:
-                wl = f" · {rb.wavelength_nm:.1f} nm" if rb.wavelength_nm is not None else ""
-                bad = " (bad band)" if getattr(rb, "bad", False) else ""
-                combo.addItem(f"{rb.index}: {rb.name}{wl}{bad}", int(rb.index))
-            combo.currentIndexChanged.connect(lambda _i, r=i, c=combo: self._row_edited(r, c))
-            self.band_table.setCellWidget(i, 2, combo)
+            auto = f"auto: {format_sources(info)}" if info else "auto: (unmapped)"
+            self._auto_labels.append(auto)
+            src = QTableWidgetItem(auto)
+            src.setData(Qt.UserRole, AUTO)
+            src.setToolTip("Double-click to choose a raster band by hand")
+            self.band_table.setItem(i, 2, src)
             self._set_row_info(i, row_value(info, "strategy", default="—"), row_value(info, "quality"),
                                row_value(info, "note", default=""))
         self._filling = False
         self._update_band_status()
 
+    def source_choices(self):
+        """(label, value) pairs for the raster-band editor: automatic, then each raster band."""
+        out = []
+        for rb in self.raster_bands:
+            wl = f" · {rb.wavelength_nm:.1f} nm" if rb.wavelength_nm is not None else ""
+            bad = " (bad band)" if getattr(rb, "bad", False) else ""
+            out.append((f"{rb.index}: {rb.name}{wl}{bad}", int(rb.index)))
+        return out
+
+    def set_row_source(self, row: int, value: int):
+        """Choose the raster band (1-based) for a checkpoint band, or AUTO (-1) for the automatic one."""
+        item = self.band_table.item(row, 2)
+        label = self._auto_labels[row] if value == AUTO else \
+            next((lbl for lbl, v in self.source_choices() if v == int(value)), f"band {value}")
+        item.setText(label)
+        item.setData(Qt.UserRole, int(value))   # -> itemChanged -> _item_changed
+
+    def _item_changed(self, item):
+        if self._filling or item.column() != 2:
+            return
+        self._row_edited(item.row(), item.data(Qt.UserRole))
+
     def _set_row_info(self, i: int, strategy: str, quality: Optional[float], note: str = ""):
-        self.band_table.setItem(i, 3, QTableWidgetItem(str(strategy)))
-        q = QTableWidgetItem("—" if quality is None else f"{100 * float(quality):.0f} %")
+        was = self._filling
+        self._filling = True
+        self.band_table.setItem(i, 3, _readonly(str(strategy)))
+        q = _readonly("—" if quality is None else f"{100 * float(quality):.0f} %")
         q.setBackground(quality_color(quality))
         q.setTextAlignment(int(Qt.AlignCenter))
         if note:
             q.setToolTip(str(note))
             self.band_table.item(i, 3).setToolTip(str(note))
         self.band_table.setItem(i, 4, q)
+        self._filling = was
 
-    def _row_edited(self, row: int, combo: QComboBox):
-        if self._filling:
+    def _row_edited(self, row: int, value):
+        if self._filling or value is None:
             return
-        value = combo.currentData()
         info = (self.mapping.rows[row] if self.mapping is not None and row < len(self.mapping.rows) else {})
         if value == AUTO:
             self.overrides.pop(row, None)
@@ -464,6 +509,13 @@ class SpectralXDock(QgsDockWidget):
             return "auto"
         return apply_overrides(self.mapping, self.overrides, len(self.card.bands))
 
+    def band_map_for_run(self):
+        """What a run uses: the table's mapping itself (the engine takes a BandMapping as is, so the
+        raster's metadata is not scanned twice), the edited one, or 'auto' if none is known yet."""
+        if self.overrides:
+            return deps.engine("bands").BandMapping.from_json(self.band_map_argument())
+        return self.mapping if self.mapping is not None else "auto"
+
     # ------------------------------------------------------------------- runs
     def _busy(self) -> bool:
         return self.task is not None
@@ -486,14 +538,14 @@ class SpectralXDock(QgsDockWidget):
         explicit = self.backbone_widget.filePath().strip()
         if explicit:
             return explicit
-        ckpt_mod = deps.engine("checkpoint")
-        try:
-            found = ckpt_mod.resolve_backbone(self.card, self.checkpoint_path())
-        except Exception:  # noqa: BLE001
-            known = QgsSettings().value(f"{SETTINGS}/backbones/{self.card.backbone.sha256}", "")
-            return known if known and os.path.isfile(known) else None
-        QgsSettings().setValue(f"{SETTINGS}/backbones/{self.card.backbone.sha256}", found)
-        return found
+        # beside the checkpoint or in the user's model folder: the engine finds (and verifies) it.
+        # No hashing here: a ViT-L backbone is 1.2 GB, and this runs on the UI thread.
+        name = os.path.basename(self.card.backbone.file)
+        folders = [os.path.dirname(self.checkpoint_path()), deps.engine("checkpoint").user_model_dir()]
+        if any(os.path.isfile(os.path.join(f, name)) for f in folders):
+            return None
+        known = QgsSettings().value(f"{SETTINGS}/backbones/{self.card.backbone.sha256}", "")
+        return known if known and os.path.isfile(known) else None
 
     def _ready(self) -> Optional[QgsRasterLayer]:
         if self._busy():
@@ -550,7 +602,7 @@ class SpectralXDock(QgsDockWidget):
             return None
         try:
             backbone = self._backbone()
-            band_map = self.band_map_argument()
+            band_map = self.band_map_for_run()
         except Exception as exc:  # noqa: BLE001
             self._message(str(exc), Qgis.Critical)
             return None
@@ -715,6 +767,35 @@ class SpectralXDock(QgsDockWidget):
 
 
 # ---------------------------------------------------------------------- helpers
+def _readonly(text: str) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+    return item
+
+
+class BandSourceDelegate(QStyledItemDelegate):
+    """Editor for the 'Raster band' column: a combo box with 'automatic' and every raster band."""
+
+    def __init__(self, dock):
+        super().__init__(dock)
+        self.dock = dock
+
+    def createEditor(self, parent, option, index):  # noqa: N802
+        combo = QComboBox(parent)
+        row = index.row()
+        combo.addItem(self.dock._auto_labels[row] if row < len(self.dock._auto_labels) else "auto", AUTO)
+        for label, value in self.dock.source_choices():
+            combo.addItem(label, value)
+        return combo
+
+    def setEditorData(self, editor, index):  # noqa: N802
+        i = editor.findData(index.data(Qt.UserRole))
+        editor.setCurrentIndex(max(i, 0))
+
+    def setModelData(self, editor, model, index):  # noqa: N802
+        self.dock.set_row_source(index.row(), editor.currentData())
+
+
 def manual_quality(target, rb):
     if rb is None:
         return None, ""

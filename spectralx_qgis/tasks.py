@@ -100,3 +100,38 @@ class FinetuneTask(EngineTask):
         p = dict(self.params)
         images, labels, output = p.pop("images"), p.pop("labels"), p.pop("output")
         return training.finetune(images, labels, output, progress=progress, **p)
+
+
+class BandTask(QgsTask):
+    """Reads a raster's band metadata and maps it onto a checkpoint's bands, off the UI thread.
+
+    Same steps as `spectralx.bands.resolve_band_map(path, card, "auto")` (detect, the checkpoint's
+    training sensor for rasters without wavelengths, map_bands), but keeps the detected raster bands
+    for the panel's editor, so the file is scanned once."""
+
+    def __init__(self, path: str, card, callback=None):
+        super().__init__("SpectralX: read band metadata", QgsTask.CanCancel)
+        self.path, self.card, self.callback = path, card, callback
+        self.raster_bands = None
+        self.mapping = None
+        self.error: Optional[str] = None
+
+    def run(self):
+        try:
+            bands = deps.engine("bands")
+            self.raster_bands = list(bands.detect_bands(self.path))
+            sensor = None
+            trained_on = (getattr(self.card, "training", None) or {}).get("sensor")
+            if trained_on and all(b.wavelength_nm is None for b in self.raster_bands):
+                sensor = trained_on
+                self.raster_bands = list(bands.detect_bands(self.path, sensor=sensor))
+            if self.isCanceled():
+                return False
+            self.mapping = bands.map_bands(self.raster_bands, self.card.bands, strategy="auto", sensor=sensor)
+        except Exception as exc:  # noqa: BLE001  (engine errors are one line; shown in the panel)
+            self.error = str(exc)
+        return True
+
+    def finished(self, result):
+        if self.callback is not None:
+            self.callback(self)

@@ -61,6 +61,7 @@ def test_band_table_fills_from_wavelength_metadata(project, dock, enmap_tile, en
         assert name in html
     assert "224" in html and "tile 64 px" in dock.card_view.toPlainText()
     dock.layer_combo.setLayer(layer)          # choosing the layer is all it takes
+    wait_for(lambda: not dock.bands_pending())   # metadata is read in a background task
     table = dock.band_table
     assert table.rowCount() == 224
     qualities = [table.item(i, 4).text() for i in range(table.rowCount())]
@@ -69,21 +70,26 @@ def test_band_table_fills_from_wavelength_metadata(project, dock, enmap_tile, en
     assert "224 model bands mapped" in dock.band_status.text()
     assert dock.band_map_argument() == "auto"
     # one row edited by hand: the run uses an explicit band map with that row pointing at band 5
-    combo = table.cellWidget(10, 2)
-    combo.setCurrentIndex(combo.findData(5))
+    delegate = table.itemDelegateForColumn(2)
+    editor = delegate.createEditor(table.viewport(), None, table.model().index(10, 2))
+    assert editor.count() == 225          # automatic + every raster band
+    editor.setCurrentIndex(editor.findData(5))
+    delegate.setModelData(editor, table.model(), table.model().index(10, 2))
+    assert table.item(10, 2).text().startswith("5: ")
     assert table.item(10, 3).text() == "manual" and table.item(10, 4).text().endswith("%")
     from spectralx.bands import BandMapping
     mapping = BandMapping.from_json(dock.band_map_argument())
     col = mapping.source_indexes.index(5)
     assert mapping.weights[10, col] == 1.0 and mapping.weights[10].sum() == 1.0
-    combo.setCurrentIndex(0)
-    assert dock.band_map_argument() == "auto"
+    dock.set_row_source(10, -1)
+    assert dock.band_map_argument() == "auto" and table.item(10, 3).text() != "manual"
 
 
 def test_segment_current_view(project, dock, qgis_canvas, enmap_tile, enmap_checkpoint):
     layer = _add_raster(project, enmap_tile)
     dock.set_checkpoint(enmap_checkpoint)
     dock.set_layer(layer)
+    wait_for(lambda: not dock.bands_pending())
     _show_canvas(qgis_canvas)
     qgis_canvas.setDestinationCrs(layer.crs())
     full = layer.extent()
@@ -109,6 +115,7 @@ def test_map_tool_emits_rectangle_in_layer_crs_and_segments_it(project, dock, qg
     layer = _add_raster(project, enmap_tile)
     dock.set_checkpoint(enmap_checkpoint)
     dock.set_layer(layer)
+    wait_for(lambda: not dock.bands_pending())
     _show_canvas(qgis_canvas)
     web = QgsCoordinateReferenceSystem("EPSG:3857")
     qgis_canvas.setDestinationCrs(web)          # canvas and layer CRS differ
@@ -156,6 +163,7 @@ def test_cancel_leaves_no_layer_and_no_file(project, dock, checkpoint_for, tmp_p
     layer = _add_raster(project, raster, "big")
     dock.set_checkpoint(ckpt)
     dock.set_layer(layer)
+    wait_for(lambda: not dock.bands_pending())
     dock.batch_spin.setValue(1)
     out_dir = dock.output_folder()
     layers_before = set(project.mapLayers())
@@ -180,6 +188,7 @@ def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, chec
     layer = _add_raster(project, enmap_tile)
     dock.set_checkpoint(base)
     dock.set_layer(layer)
+    wait_for(lambda: not dock.bands_pending())
     # the analyst digitizes two polygons in a memory layer
     ext = layer.extent()
     vl = QgsVectorLayer(f"Polygon?crs={layer.crs().authid()}&field=landcover:string", "digitized", "memory")

@@ -354,6 +354,14 @@ def test_band_metadata_without_units_uses_the_centre_magnitude(tmp_path):
     assert [b.fwhm_nm for b in bands] == pytest.approx([7, 36])
 
 
+def test_units_given_once_for_the_dataset(tmp_path):
+    tags = [{"wavelength": "25"}, {"wavelength": "26"}]           # would read as µm by magnitude alone
+    path = write_raster(tmp_path / "ds_units.tif", 2, band_tags=tags)
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(wavelength_units="Nanometers")
+    assert [b.wavelength_nm for b in detect_bands(path)] == pytest.approx([25, 26])
+
+
 def test_sentinel2_recognised_from_dataset_tags(tmp_path):
     path = write_raster(tmp_path / "s2b.tif", 4)
     with rasterio.open(path, "r+") as ds:

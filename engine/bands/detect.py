@@ -46,12 +46,17 @@ def _ci(tags: Dict[str, str], *keys: str) -> Optional[str]:
     return None
 
 
+_UNIT_KEYS = ("wavelength_units", "wavelength units", "wavelength_unit")
+
+
 def _from_band_metadata(ds, bands: List[RasterBand]) -> None:
+    # units may sit once on the dataset (ENVI driver, some EnMAP-Box exports) instead of on each band
+    dataset_units = _ci(ds.tags(), *_UNIT_KEYS) or _ci(ds.tags(ns="ENVI") or {}, *_UNIT_KEYS)
     for b in bands:
         tags = ds.tags(b.index)
         wl = parse_number(_ci(tags, "wavelength", "central_wavelength", "center_wavelength"))
         if wl is not None and wl > 0:
-            units = _ci(tags, "wavelength_units", "wavelength units", "wavelength_unit", "units")
+            units = _ci(tags, *_UNIT_KEYS, "units") or dataset_units
             if unit_factor(units) is None:   # missing/unknown: the centre's magnitude decides for both
                 units = guess_units([wl])
                 b.note = f"no wavelength units: read as {units.lower()}"

@@ -163,6 +163,8 @@ def _apply_preset(bands: List[RasterBand], sensor: Sensor, chosen, descriptions,
     for b, sb in zip(bands, layout):
         if override or b.wavelength_nm is None:
             b.wavelength_nm, b.fwhm_nm, b.source = sb.wavelength_nm, sb.fwhm_nm, source
+            if not b.bad:
+                b.note = ""                   # notes about the file's own wavelengths no longer apply
             if b.name.startswith("band "):
                 b.name = f"{sb.name} {sb.label}".strip() if sb.label else sb.name
         if sb.bad and not b.bad:
@@ -231,7 +233,11 @@ def detect_bands(path: str, sensor: Optional[str] = None, check_nodata: bool = T
                  for i in range(1, ds.count + 1)]
         if sensor:
             preset, chosen = parse_sensor(sensor)
-            _from_band_metadata(ds, bands)   # still read bbl flags
+            _from_band_metadata(ds, bands)   # for the file's bad-band flags; wavelengths are replaced
+            try:
+                _from_envi(ds, bands)
+            except BandMappingError:
+                pass                          # a broken ENVI list is what --sensor works around
             _apply_preset(bands, preset, chosen, descriptions, override=True)
         else:
             _from_band_metadata(ds, bands)

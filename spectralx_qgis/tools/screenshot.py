@@ -1,6 +1,6 @@
 """`make screenshot`: run inside a real QGIS (`qgis --code`), under Xvfb.
 
-Loads the EnMAP sample, opens the SpectralX panel with the demo checkpoint, segments the layer in the
+Installs the plugin zip through QGIS's "Install from ZIP" code path, loads the EnMAP sample, opens the SpectralX panel with the demo checkpoint, segments the layer in the
 background, waits for the styled result, and saves the main window to $SPECTRALX_SCREENSHOT.
 Not part of the plugin zip (a developer tool).
 """
@@ -35,6 +35,11 @@ def step():
         if state["t"] > 1200:          # 10 minutes
             log("timed out")
             return quit_qgis(3)
+        if state["t"] == 1:
+            # what Plugins > Manage and Install Plugins > Install from ZIP does
+            import pyplugin_installer
+            pyplugin_installer.instance().installFromZipFile(os.environ["SPECTRALX_ZIP"])
+            log(f"installed from zip; active: {list(plugins)}")
         plugin = plugins.get("spectralx_qgis")
         if plugin is None:
             if state["t"] > 60:

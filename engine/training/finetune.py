@@ -29,8 +29,8 @@ from .common import (adopt_classes, check_output, count_parameters, load_base, l
 from .dataset import IGNORE, ChipSampler, Scene, label_window, pad_scene, predict_mask, split_regions
 from .labels import LabelSource, open_grid, read_labels
 from .metrics import confusion, scores
-from .rasters import (SimpleMapping, _open, detect_image_bands, gsd_of, mapping_for, normalize,
-                      read_mapped, scene_statistics)
+from .rasters import (_open, gsd_of, mapping_for, normalize, read_mapped, same_sensor_mappings,
+                      scene_statistics)
 
 MAX_SCENE_VALUES = 600_000_000   # ~2.4 GB of float32 per labelled window: refuse beyond
 
@@ -146,17 +146,9 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in all_images]
         base_stage = card.stage
     else:
-        bands = detect_image_bands(images[0], sensor)
-        for p in all_images[1:]:
-            other = detect_image_bands(p, sensor)
-            if len(other) != len(bands) or any(abs(a.wavelength_nm - b.wavelength_nm) > 1.0
-                                               for a, b in zip(bands, other)):
-                raise LabelError(f"{p} does not have the same bands as {images[0]} ({len(other)} vs "
-                                 f"{len(bands)} bands); train from one sensor, or start from a "
-                                 "checkpoint (-c) so that bands are mapped")
+        bands, mappings = same_sensor_mappings(all_images, sensor)
         model, card = new_model(backbone, bands, table, preset=backbone_preset, img_size=tile_size)
         backbone_path = backbone
-        mappings = [SimpleMapping.identity(len(bands)) for _ in all_images]
         base_stage = "init"
     tile = card.tile_size
 
@@ -228,8 +220,8 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     dev = pick_device(device)
     model = model.to(dev)
     model.set_stage("finetune")
-    if unfreeze_backbone:
-        for p in model.parameters():
+    if unfreeze_backbone:   # full fine-tuning (comparison only): the backbone trains too
+        for p in model.backbone.parameters():
             p.requires_grad_(True)
     n_trainable, n_total = count_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -329,7 +321,7 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         "train_regions": split.train_regions, "val_regions": split.val_regions,
         "trainable_parameters": n_trainable, "total_parameters": n_total,
         "backbone_frozen": not unfreeze_backbone,
-        "seed": seed, "device": str(dev), "seconds": round(seconds, 1),
+        "sensor": sensor, "seed": seed, "device": str(dev), "seconds": round(seconds, 1),
         "finished": card.created, "history": history,
         "command": command or ("spectralx " + " ".join(sys.argv[1:]) if sys.argv and "spectralx" in
                                os.path.basename(sys.argv[0]) else "spectralx.training.finetune(...)"),

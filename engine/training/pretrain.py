@@ -23,8 +23,8 @@ from ..errors import SpectralXError
 from ..progress import Progress, ensure
 from .common import (check_output, count_parameters, load_base, lr_factor, make_optimizer, pick_device,
                      place_backbone, require_one_source)
-from .rasters import (SimpleMapping, _open, detect_image_bands, gsd_of, mapping_for, normalize,
-                      read_mapped, scene_statistics)
+from .rasters import (_open, gsd_of, mapping_for, normalize, read_mapped, same_sensor_mappings,
+                      scene_statistics)
 
 PLACEHOLDER_CLASSES = [ClassInfo(1, "class 1 (placeholder)", "#1f78b4"),
                        ClassInfo(2, "class 2 (placeholder)", "#33a02c")]
@@ -130,16 +130,9 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkp
             raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be changed")
         mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in images]
     else:
-        bands = detect_image_bands(images[0], sensor)
-        for p in images[1:]:
-            other = detect_image_bands(p, sensor)
-            if len(other) != len(bands) or any(abs(a.wavelength_nm - b.wavelength_nm) > 1.0
-                                               for a, b in zip(bands, other)):
-                raise SpectralXError(f"{p} does not have the same bands as {images[0]}; pretrain on "
-                                     "rasters of one sensor")
+        bands, mappings = same_sensor_mappings(images, sensor)
         model, card = new_model(backbone, bands, PLACEHOLDER_CLASSES, preset=backbone_preset, img_size=tile_size)
         backbone_path = backbone
-        mappings = [SimpleMapping.identity(len(bands)) for _ in images]
     tile = card.tile_size
     norm, nvalid = scene_statistics(images, mappings)
     if sum(nvalid) == 0:
@@ -201,7 +194,7 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkp
         "base_checkpoint": os.path.basename(checkpoint) if checkpoint else None,
         "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
         "optimizer": "AdamW(0.9, 0.95)", "trainable_parameters": n_trainable, "total_parameters": n_total,
-        "seed": seed, "device": str(dev), "seconds": round(seconds, 1), "finished": card.created,
+        "sensor": sensor, "seed": seed, "device": str(dev), "seconds": round(seconds, 1), "finished": card.created,
         "history": history,
         "command": command or ("spectralx " + " ".join(sys.argv[1:]) if sys.argv and "spectralx" in
                                os.path.basename(sys.argv[0]) else "spectralx.training.pretrain(...)"),

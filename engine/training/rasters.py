@@ -41,24 +41,54 @@ def _open(path: str):
         raise RasterError(f"cannot open image {path}: {exc}") from None
 
 
-def detect_image_bands(path: str, sensor: Optional[str] = None) -> List[Band]:
-    """Checkpoint bands for a new model: wavelengths of every band of `path` (spectralx.bands)."""
+def detect_image_bands(path: str, sensor: Optional[str] = None) -> Tuple[List[Band], List[int]]:
+    """Checkpoint bands for a new model from `path` (spectralx.bands.detect_bands), and the 1-based
+    raster bands that feed them. Bad bands (bbl=0, or no valid pixel) are left out, as inference
+    never uses them as a source."""
     try:
         from ..bands import detect_bands
     except ImportError:  # band detection module not available: GDAL `wavelength` metadata only
         detect_bands = None
     if detect_bands is not None:
-        found = detect_bands(path, sensor)
-        rows = [(b.name, b.wavelength_nm, b.fwhm_nm) for b in found]
+        found = [b for b in detect_bands(path, sensor) if not getattr(b, "bad", False)]
+        rows = [(b.index, b.name, b.wavelength_nm, b.fwhm_nm) for b in found]
     else:
-        rows = _gdal_wavelengths(path)
-    missing = [i + 1 for i, r in enumerate(rows) if r[1] is None]
+        rows = [(i + 1, *r) for i, r in enumerate(_gdal_wavelengths(path))]
+    if not rows:
+        raise BandMappingError(f"{path}: no usable band (all bad or nodata)")
+    missing = [r[0] for r in rows if r[2] is None]
     if missing:
         raise BandMappingError(
             f"{path}: no centre wavelength for band(s) {missing[:10]}; name the sensor (--sensor) or "
             "add GDAL `wavelength`/`wavelength_units` band metadata")
-    return [Band(str(n or f"band {i + 1}"), float(w), float(f) if f else None)
-            for i, (n, w, f) in enumerate(rows)]
+    bands = [Band(str(n or f"band {i}"), float(w), float(f) if f else None) for i, n, w, f in rows]
+    return bands, [int(r[0]) for r in rows]
+
+
+def same_sensor_mappings(images: Sequence[str], sensor: Optional[str] = None):
+    """New-model bands from the first image, and identity-style mappings for every image (they must
+    carry the same bands)."""
+    bands, idx = detect_image_bands(images[0], sensor)
+    with _open(images[0]) as ds:
+        count = ds.count
+    for p in images[1:]:
+        with _open(p) as ds:
+            other_count = ds.count
+        ok = other_count == count
+        if ok:
+            try:
+                from ..bands import detect_bands
+                other = {b.index: b.wavelength_nm for b in detect_bands(p, sensor, check_nodata=False)}
+            except ImportError:
+                other = {i + 1: r[1] for i, r in enumerate(_gdal_wavelengths(p))}
+            ok = all(other.get(i) is not None and abs(other[i] - b.wavelength_nm) <= 1.0
+                     for i, b in zip(idx, bands))
+        if not ok:
+            raise BandMappingError(
+                f"{p} does not have the same bands as {images[0]}; train from one sensor, or start from "
+                "a checkpoint (-c) so that each image's bands are mapped")
+    mapping = SimpleMapping(list(idx), np.eye(len(idx), dtype=np.float32))
+    return bands, [mapping for _ in images]
 
 
 def _gdal_wavelengths(path: str):
@@ -117,14 +147,18 @@ def read_mapped(ds, mapping, window=None, out_shape: Optional[Tuple[int, int]] =
             part = np.ma.filled(arr.astype(np.float32), np.nan)
             part[~np.isfinite(part)] = np.nan
             x[:, rs - r0:re - r0, cs - c0:ce - c0] = part
+    fill = np.asarray(list(getattr(mapping, "fill", None) or []), dtype=bool)
     if weights.shape == (len(idx), len(idx)) and np.array_equal(weights, np.eye(len(idx), dtype=np.float32)):
-        return x
-    c, hh, ww = x.shape
-    # a checkpoint band is nodata where any source band it uses is nodata (NaN propagates)
-    out = np.tensordot(weights, np.nan_to_num(x, nan=0.0), axes=(1, 0))
-    used_nan = np.tensordot((weights != 0).astype(np.float32), np.isnan(x).astype(np.float32), axes=(1, 0))
-    out[used_nan > 0] = np.nan
-    return out.astype(np.float32)
+        out = x
+    else:
+        # a checkpoint band is nodata where any source band it uses is nodata (NaN propagates)
+        out = np.tensordot(weights, np.nan_to_num(x, nan=0.0), axes=(1, 0)).astype(np.float32)
+        used_nan = np.tensordot((weights != 0).astype(np.float32), np.isnan(x).astype(np.float32), axes=(1, 0))
+        out[used_nan > 0] = np.nan
+    if fill.any():
+        # a filled band takes the normalization mean, i.e. 0 after normalization (as in inference)
+        out[fill[:out.shape[0]]] = np.nan
+    return out
 
 
 def scene_statistics(images: Sequence[str], mappings: Sequence, max_pixels: int = 1_000_000,

@@ -256,7 +256,7 @@ def _val_loss(model: MaskedAutoencoder, val: torch.Tensor, seed: int, batch: int
 def pretrain_mae(chips: np.ndarray, *, preset: str = "vit_tiny_patch16", img_size: int = 64,
                  steps: int = 1000, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.05,
                  warmup_fraction: float = 0.05, mask_ratio: float = 0.75, decoder_dim: int = 128,
-                 decoder_depth: int = 2, decoder_heads: int = 4, seed: int = 0, threads: Optional[int] = 2,
+                 decoder_depth: int = 2, decoder_heads: int = 4, seed: int = 0, threads: Optional[int] = 1,
                  val_every: int = 100, holdout_every: int = 12, progress: Optional[Progress] = None,
                  ) -> MAEResult:
     """Train an MAE on (N, H, W, 3) uint8 chips; returns the encoder's state dict and the loss curve.

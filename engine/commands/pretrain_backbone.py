@@ -6,6 +6,7 @@ its metadata) that `finetune --backbone` and `new_model` accept. The demo backbo
 """
 import datetime as _dt
 import os
+import shlex
 import sys
 
 
@@ -20,14 +21,16 @@ def register(sub):
     p.add_argument("-o", "--output", required=True, help="backbone file to write (.safetensors)")
     p.add_argument("--preset", default="vit_tiny_patch16", help="ViT preset (default vit_tiny_patch16)")
     p.add_argument("--img-size", type=int, default=64, help="tile size in pixels (default 64)")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=800)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (warm-up, cosine decay)")
     p.add_argument("--mask-ratio", type=float, default=0.75)
     p.add_argument("--decoder-dim", type=int, default=128)
     p.add_argument("--decoder-depth", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads, fixed for reproducibility")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads, fixed for reproducibility (default 1: on a busy shared CPU, "
+                        "2+ threads were 12x slower here)")
     p.add_argument("--val-every", type=int, default=100, help="validation loss every N steps")
     p.add_argument("--data-note", default="", help="text naming the imagery (goes into the description)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"),
@@ -80,7 +83,7 @@ def run(args):
         f"remote-sensing foundation model (RSFM): use Scale-MAE or SatMAE++ weights for real work.")
     provenance = {
         "method": "masked autoencoder (He et al. 2021), plain PyTorch reimplementation in spectralx.mae",
-        "command": "spectralx " + " ".join(sys.argv[1:]) if sys.argv and "pretrain-backbone" in sys.argv
+        "command": "spectralx " + shlex.join(sys.argv[1:]) if "pretrain-backbone" in sys.argv
                    else f"spectralx pretrain-backbone --chips {args.chips} -o {args.output}",
         "data": {
             "file": os.path.basename(args.chips), "sha256": sha256_file(args.chips), "chips": n,

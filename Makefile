@@ -44,8 +44,9 @@ package:
 	cp resources/icons/spectralx.svg resources/icons/spectralx.png $(PKG_DIR)/icons/
 	printf '"""Third-party code bundled with the plugin (the SpectralX engine)."""\n' > $(PKG_DIR)/_vendor/__init__.py
 	cp -r engine $(PKG_DIR)/_vendor/spectralx
-	@if ls resources/models/*.safetensors >/dev/null 2>&1; then mkdir -p $(PKG_DIR)/models && \
-	  cp resources/models/*.safetensors $(PKG_DIR)/models/ && cp resources/models/*.md $(PKG_DIR)/models/ 2>/dev/null || true; fi
+	@# the demo model is large for a plugin zip: only bundled on request (make package WITH_DEMO_MODEL=1)
+	@if [ -n "$(WITH_DEMO_MODEL)" ] && ls resources/models/*.safetensors >/dev/null 2>&1; then mkdir -p $(PKG_DIR)/models && \
+	  cp resources/models/*.safetensors $(PKG_DIR)/models/ && { cp resources/models/*.md $(PKG_DIR)/models/ 2>/dev/null || true; }; fi
 	find build/package -name '__pycache__' -prune -exec rm -rf {} + ; find build/package -name '*.pyc' -delete
 	cd build/package && $(SYS_PY) -m zipfile -c ../../dist/spectralx_qgis.zip spectralx_qgis
 	@$(SYS_PY) -c "import zipfile; z = zipfile.ZipFile('dist/spectralx_qgis.zip'); tops = {n.split('/')[0] for n in z.namelist()}; assert tops == {'spectralx_qgis'}, tops; print('dist/spectralx_qgis.zip:', len(z.namelist()), 'files,', sum(i.file_size for i in z.infolist()) // 1024, 'KiB')"

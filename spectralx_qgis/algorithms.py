@@ -111,9 +111,6 @@ class SpectralXAlgorithm(QgsProcessingAlgorithm):
             text += "\n\n" + guidance
         return text
 
-    def helpUrl(self):
-        return "https://github.com/spectralx/spectralx-qgis#readme"
-
     def createInstance(self):
         return type(self)()
 
@@ -195,16 +192,21 @@ class SegmentAlgorithm(SpectralXAlgorithm):
         p = QgsProcessingParameterNumber("OVERLAP", tr("Tile overlap (fraction)"),
                                          type=QgsProcessingParameterNumber.Double, defaultValue=0.25,
                                          minValue=0.0, maxValue=0.75)
+        p.setHelp(tr("Fraction of each tile shared with its neighbours; overlaps are blended (no seams)."))
         self.addParameter(p)
         p = QgsProcessingParameterNumber("BATCH_SIZE", tr("Batch size (tiles)"),
                                          type=QgsProcessingParameterNumber.Integer, defaultValue=4,
                                          minValue=1, maxValue=256)
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        p.setHelp(tr("Tiles run through the network at once; larger is faster on a GPU, uses more memory."))
         self.addParameter(p)
         self.addParameter(self._device_param())
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Classes")))
+        p = QgsProcessingParameterRasterDestination("OUTPUT", tr("Classes"))
+        p.setHelp(tr("Class GeoTIFF (uint8, 0 = nodata) with colour table, class names and a .qml style."))
+        self.addParameter(p)
         p = QgsProcessingParameterRasterDestination("CONFIDENCE", tr("Confidence"), optional=True,
                                                     createByDefault=False)
+        p.setHelp(tr("Optional GeoTIFF with the winning class probability (0-1) per pixel."))
         self.addParameter(p)
         self.addOutput(QgsProcessingOutputString("STYLE", tr("QML style file")))
         self.addOutput(QgsProcessingOutputNumber("TILES", tr("Tiles processed")))

@@ -164,7 +164,7 @@ class SpectralXDock(QgsDockWidget):
         header.setSectionResizeMode(0, QHeaderView.Interactive)
         header.setSectionResizeMode(2, QHeaderView.Stretch)
         self.band_table.setColumnWidth(0, 90)
-        self.band_table.setTextElideMode(Qt.ElideMiddle)
+        self.band_table.setTextElideMode(Qt.ElideRight)
         self.band_table.setWordWrap(False)
         self.band_table.verticalHeader().setDefaultSectionSize(20)
         self.band_table.setMinimumHeight(120)
@@ -304,7 +304,12 @@ class SpectralXDock(QgsDockWidget):
         if isinstance(paths, str):
             paths = [paths]
         here = os.path.dirname(os.path.abspath(__file__))
-        for folder in (os.path.join(here, "models"), os.path.join(os.path.dirname(here), "resources", "models")):
+        folders = [os.path.join(here, "models"), os.path.join(os.path.dirname(here), "resources", "models")]
+        try:
+            folders.append(deps.engine("checkpoint").user_model_dir())
+        except Exception:  # noqa: BLE001
+            pass
+        for folder in folders:
             if os.path.isdir(folder):
                 paths += [os.path.join(folder, f) for f in sorted(os.listdir(folder))
                           if f.endswith(".safetensors") and "backbone" not in f.lower()]

@@ -92,7 +92,8 @@ def step():
             for node in root.findLayers():
                 node.setExpanded(node.parent() is not root)   # show the class legend, fold the input
             group = root.findGroup("SpectralX")
-            if group is not None:
+            if group is not None:      # toggle: the view only follows a change of state
+                group.setExpanded(False)
                 group.setExpanded(True)
             iface.mapCanvas().refreshAllLayers()
             state["task_started"] = "render"

@@ -30,6 +30,11 @@ $(STAMP): pyproject.toml setup.py requirements/runtime.txt requirements/dev.txt
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# `make bench`: every bench/*_bench.py in turn; each prints its table and updates its own section
+# of bench/results.json.
+bench: setup
+	@set -e; for script in bench/*_bench.py; do echo "== $$script"; $(PY) $$script; done
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info bench/results.json
 

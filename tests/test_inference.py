@@ -256,6 +256,21 @@ def test_nodata_pixels_stay_nodata(tmp_path):
     assert (cls[mask] > 0).all() and (cf[mask] >= 1).all() and cf.max() <= 100
 
 
+def test_all_nodata_tiles_are_skipped_and_the_rest_is_unchanged(tmp_path):
+    data = random_raster(200, 200)
+    data[:, :, :100] = -9999                 # left half nodata: whole tiles there need no forward pass
+    path = write_raster(tmp_path / "in.tif", data, nodata=-9999)
+    model, card = PixelModel(), make_card()
+    res = segment(path, None, str(tmp_path / "out.tif"), band_map=identity_map(), model=(model, card),
+                  confidence=str(tmp_path / "conf.tif"), batch_size=1)
+    assert res.tiles == 16 and res.skipped_tiles == 4 and model.calls == 12
+    expected = whole_image_probs(model, data[:, :, 100:])
+    with rasterio.open(res.output) as out, rasterio.open(res.confidence) as conf:
+        cls, cf = out.read(1), conf.read(1)
+    assert (cls[:, :100] == 0).all() and (cf[:, :100] == 0).all()
+    np.testing.assert_allclose(cf[:, 100:], expected.max(0), atol=1e-5)
+
+
 def test_nan_is_nodata_in_float_rasters(tmp_path):
     data = random_raster(80, 80).astype(np.float32)
     data[:, :8, :8] = np.nan

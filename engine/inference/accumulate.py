@@ -47,7 +47,8 @@ class StripAccumulator:
         p = self.plan
         top = p.ys[self.row]
         n = p.finished_rows(self.row) - top
-        out = self.prob[:, :n] / self.wsum[:n]
+        # weight 0 only where every covering tile was skipped (all nodata): 0, not NaN
+        out = self.prob[:, :n] / self.wsum[:n].clamp_min(1e-12)
         keep = p.strip_height - n
         if keep:
             self.prob[:, :keep] = self.prob[:, n:].clone()

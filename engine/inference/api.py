@@ -38,10 +38,11 @@ class SegmentResult:
     style: Optional[str]
     classes: List[ClassInfo]
     seconds: float
-    tiles: int
+    tiles: int                                          # tiles in the plan
     window: Tuple[int, int, int, int] = (0, 0, 0, 0)   # col_off, row_off, width, height processed
     device: str = "cpu"
     band_map: Any = field(default=None, repr=False)     # the BandMapping used
+    skipped_tiles: int = 0                              # all-nodata tiles that needed no forward pass
 
 
 def resolve_mapping(raster: str, card: ModelCard, band_map: Any = "auto", sensor: Optional[str] = None):
@@ -140,7 +141,7 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
 
         progress.log(f"segmenting {int(win.width)} x {int(win.height)} px in {plan.n_tiles} tiles "
                      f"of {plan.tile} px on {dev}")
-        tiles = run_pipeline(plan, source, net, len(card.classes), encode, write, batch_size=batch_size,
+        computed = run_pipeline(plan, source, net, len(card.classes), encode, write, batch_size=batch_size,
                              device=dev, precision=precision, progress=progress)
         for w in writers:
             w.flush()
@@ -158,6 +159,6 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
         files.discard()
         raise
     return SegmentResult(output=output, confidence=conf_path, style=qml_path, classes=list(card.classes),
-                         seconds=time.perf_counter() - t0, tiles=tiles,
+                         seconds=time.perf_counter() - t0, tiles=plan.n_tiles,
                          window=(int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
-                         device=dev, band_map=mapping)
+                         device=dev, band_map=mapping, skipped_tiles=plan.n_tiles - computed)

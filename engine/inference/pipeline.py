@@ -7,7 +7,8 @@ writer:  encodes finished rows into the output files (bounded queue)
 
 So disk I/O and preprocessing overlap the forward passes, and at most a few strips are in flight,
 whatever the raster's height. Cancellation is checked before every batch; errors in either thread
-surface on the calling thread. Returns the number of tiles processed.
+surface on the calling thread. Tiles whose pixels are all nodata are skipped (no forward pass).
+Returns the number of tiles run through the model.
 """
 from __future__ import annotations
 
@@ -114,6 +115,7 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
     valid_rows: Dict[int, np.ndarray] = {}
     total = plan.n_tiles
     done = 0
+    skipped = 0
 
     def emit_row() -> None:
         r = acc.row
@@ -135,17 +137,25 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
                 emit_row()
             acc.add(r, c, probs[i, :, :th, :tw])
         done += len(batch)
-        progress.update(done, total, f"{done}/{total} tiles")
+        progress.update(done + skipped, total, f"{done + skipped}/{total} tiles")
 
     reader.start()
     writer.start()
     try:
         batch: List[Tuple[int, int, torch.Tensor]] = []
+        tw = plan.tile_width
         for r in range(len(plan.ys)):
             x, valid = next_strip()
             valid_rows[r] = valid
+            # rows above the oldest pending tile are complete: emit them now, so that skipped
+            # (all-nodata) stretches never pile up
+            while acc.row < (batch[0][0] if batch else r):
+                emit_row()
             xt = torch.from_numpy(x)
             for c, x0 in enumerate(plan.xs):
+                if not valid[:, x0:x0 + tw].any():   # all nodata: nothing to predict, skip the forward pass
+                    skipped += 1
+                    continue
                 batch.append((r, c, xt[:, :T, x0:x0 + T]))
                 if len(batch) == batch_size:
                     run_batch(batch)
@@ -154,6 +164,7 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
             run_batch(batch)
         while acc.row < len(plan.ys):
             emit_row()
+        progress.update(total, total, f"{total}/{total} tiles")
         if not _put(outgoing, _DONE, stop, writer):
             raise writer.error or RuntimeError("writer thread ended early")
         writer.join()

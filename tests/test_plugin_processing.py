@@ -132,3 +132,30 @@ def test_finetune_pretrain_evaluate_processing(plugin, checkpoint_for, enmap_til
         assert 0.0 <= res["OA"] <= 1.0 and 0.0 <= res["MIOU"] <= 1.0
     finally:
         QgsProject.instance().removeAllMapLayers()
+
+
+def test_segment_inside_a_processing_model(plugin, enmap_tile, enmap_checkpoint, tmp_path):
+    """The model designer's path: spectralx:segment as a child algorithm of a saved model."""
+    import processing
+    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
+                           QgsProcessingModelParameter, QgsProcessingParameterRasterLayer)
+    model = QgsProcessingModelAlgorithm("SpectralX land cover", "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("image", "Image"), QgsProcessingModelParameter("image"))
+    child = QgsProcessingModelChildAlgorithm("spectralx:segment")
+    child.setChildId("seg")
+    child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("image")])
+    child.addParameterSources("CHECKPOINT", [QgsProcessingModelChildParameterSource.fromStaticValue(enmap_checkpoint)])
+    child.addParameterSources("DEVICE", [QgsProcessingModelChildParameterSource.fromStaticValue(1)])
+    out = QgsProcessingModelOutput("classes")
+    out.setChildId("seg")
+    out.setChildOutputName("OUTPUT")
+    child.setModelOutputs({"classes": out})
+    model.addChildAlgorithm(child)
+    model_file = str(tmp_path / "model.model3")
+    assert model.toFile(model_file)
+    reloaded = QgsProcessingModelAlgorithm()
+    assert reloaded.fromFile(model_file)
+    dest = str(tmp_path / "model_classes.tif")
+    result = processing.run(reloaded, {"image": enmap_tile, "seg:classes": dest})
+    assert os.path.isfile(dest) and result["seg:classes"] == dest

@@ -96,6 +96,8 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
         net, card = model if model is not None else load_checkpoint(checkpoint, backbone=backbone, device="cpu")
         net = net.to(dev).eval()
         mapping = resolve_mapping(raster, card, band_map, sensor)
+        for warning in getattr(mapping, "warnings", None) or []:
+            progress.log(f"band mapping: {warning}")
         try:
             with rasterio.open(raster) as src:
                 win = resolve_window(src, window, bbox)

@@ -82,12 +82,10 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
         _put(strips, _DONE, stop)
 
     def write_all() -> None:
-        while True:
+        while not stop.is_set():   # stopped (cancel/error): drop what is queued, the files are discarded
             try:
                 item = outgoing.get(timeout=0.1)
             except queue.Empty:
-                if stop.is_set():
-                    return
                 continue
             if item is _DONE:
                 return

@@ -18,7 +18,7 @@ IGNORE = -1
 class Scene:
     image: str
     labels: str
-    x: np.ndarray                 # (C, Hp, Wp) float32, normalized, nodata = 0
+    x: np.ndarray                 # (C, Hp, Wp) float16/32, normalized, nodata = 0
     y: np.ndarray                 # (Hp, Wp) int16 class index, IGNORE where unlabelled
     region: np.ndarray            # (Hp, Wp) int64 global region id, 0 = none
     role: np.ndarray = field(default=None)  # (Hp, Wp) uint8: 0 none, 1 train, 2 validation
@@ -191,7 +191,7 @@ class ChipSampler:
                     x, y = np.rot90(x, rot, axes=(1, 2)), np.rot90(y, rot)
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
-        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        return torch.from_numpy(np.stack(xs)).float(), torch.from_numpy(np.stack(ys))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def predict_mask(model, x: np.ndarray, mask: np.ndarray, tile: int, device, batc
     model.eval()
     for i in range(0, len(origins), batch_size):
         part = origins[i:i + batch_size]
-        xb = torch.from_numpy(np.stack([x[:, r:r + tile, c:c + tile] for r, c in part])).to(device)
+        xb = torch.from_numpy(np.stack([x[:, r:r + tile, c:c + tile] for r, c in part])).float().to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(xb)
         pred = logits.argmax(1).cpu().numpy().astype(np.int16)

@@ -183,6 +183,7 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
             if burnt < src.used:
                 src.skipped["without any pixel (smaller than a pixel or outside)"] = src.used - burnt
         xp, yp, rp, pad = pad_scene(x, y, reg, tile)
+        xp = xp.astype(np.float16)           # half the memory; normalized values are clipped to ±clip
         scenes.append(Scene(image=img, labels=src.path, x=xp, y=yp, region=rp,
                             window=(int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
                             pad=pad))

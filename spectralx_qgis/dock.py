@@ -367,6 +367,7 @@ class SpectralXDock(QgsDockWidget):
         known = [p for p in (QgsSettings().value(f"{SETTINGS}/checkpoints", []) or []) if p != path]
         QgsSettings().setValue(f"{SETTINGS}/checkpoints", ([path] + known)[:20])
         self.card_view.setHtml(card_html(self.card, path))
+        self.card_view.setToolTip(getattr(self.card, "description", "") or "")
         self.checkpointChanged.emit(path)
         self.refresh_bands()
 
@@ -874,11 +875,41 @@ def export_polygons(layer: QgsVectorLayer, field: str, path: str) -> str:
     return ""
 
 
+_METRIC_LABELS = [("miou", "mIoU"), ("oa", "OA"), ("overall_accuracy", "OA"), ("kappa", "κ"),
+                  ("mean_f1", "mean F1"), ("f1", "F1"), ("accuracy", "accuracy"), ("loss", "loss")]
+
+
+def metrics_html(metrics: dict) -> str:
+    """Validation metrics of a model card in one or two readable lines."""
+    e = html.escape
+    shown, rest = [], []
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        base = key[4:] if key.startswith("val_") else key
+        label = next((lbl for k, lbl in _METRIC_LABELS if base == k), None)
+        if label is not None:
+            shown.append(f"{'val ' if key.startswith('val_') else ''}{label} {value:.3f}")
+        elif key.endswith("pixels"):
+            rest.append(f"{int(value)} {e(key.replace('_', ' '))}")
+    text = ", ".join(shown + rest)
+    per_class = metrics.get("per_class_iou")
+    if isinstance(per_class, dict) and per_class:
+        items = ", ".join(f"{e(str(k))} {float(v):.2f}" for k, v in list(per_class.items())[:12]
+                          if isinstance(v, (int, float)))
+        text += f"<br/><span style='color:#555'>IoU per class: {items}</span>"
+    if not text and metrics:
+        text = e(", ".join(f"{k}" for k in list(metrics)[:8]))
+    return text
+
+
 def card_html(card, path: str) -> str:
     e = html.escape
     parts = [f"<b>{e(os.path.basename(path))}</b>"]
-    if getattr(card, "description", ""):
-        parts.append(f"<br/><i>{e(card.description)}</i>")
+    desc = getattr(card, "description", "") or ""
+    if desc:
+        short = desc if len(desc) <= 140 else desc[:desc.rfind(" ", 0, 140)] + " …"
+        parts.append(f"<br/><i>{e(short)}</i>")
     stage = getattr(card, "stage", "")
     gsd = f", {card.gsd_m:g} m GSD" if getattr(card, "gsd_m", None) else ""
     parts.append(f"<br/>Stage: {e(str(stage))}; tile {card.tile_size} px{gsd}; "
@@ -898,12 +929,5 @@ def card_html(card, path: str) -> str:
     parts.append(f"<b>Expected bands</b>: {len(card.bands)}, {min(wl):.0f}–{max(wl):.0f} nm "
                  f"<span style='color:#666'>({e(names)})</span>")
     metrics = getattr(card, "metrics", None) or {}
-    flat = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float))]
-    if flat:
-        parts.append("<br/><b>Metrics</b>: " + ", ".join(f"{e(str(k))} {v:.3f}" if isinstance(v, float)
-                                                       else f"{e(str(k))} {v}" for k, v in flat[:8]))
-    elif metrics:
-        parts.append("<br/><b>Metrics</b>: " + e(str(metrics))[:300])
-    else:
-        parts.append("<br/><b>Metrics</b>: none recorded")
+    parts.append("<br/><b>Metrics</b>: " + (metrics_html(metrics) or "none recorded"))
     return "".join(parts)

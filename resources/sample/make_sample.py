@@ -28,6 +28,7 @@ TILE = 32
 IMAGE = "enmap_potsdam.tif"
 LABELS = "enmap_potsdam_labels.tif"
 CLASSES = "enmap_potsdam_classes.json"
+SPLIT = "enmap_potsdam_labels_{}.tif"
 
 
 def class_table(qml_path: str, label_values) -> list:
@@ -132,6 +133,25 @@ def main(data: str) -> None:
         dst.update_tags(source="EnMAP-Box test data (GPL-3.0); labels from aerial imagery, GeoBasis-DE/LGB, "
                                "dl-de/by-2-0")
         dst.set_band_description(1, "land cover (level 3)")
+    # the dataset's own 14/2/2 tile split, as label rasters on the same grid (training on the train
+    # tiles and validating on the validation tiles keeps whole 32x32 tiles apart: no leakage)
+    for part in ("train", "validation", "test"):
+        with open(os.path.join(src_dir, f"{part}_files.csv")) as f:
+            names = [line.split(",")[0].strip() for line in f.read().splitlines()[1:] if line.strip()]
+        keep = np.zeros_like(has_data)
+        for name in names:
+            x, y = map(int, re.search(r"_(\d+)_(\d+)\.tif$", name).groups())
+            keep[y - r0:y - r0 + TILE, x - c0:x - c0 + TILE] = True
+        part_labels = np.where(keep, labels, 0).astype(np.uint8)
+        with rasterio.open(os.path.join(HERE, SPLIT.format(part)), "w", **lprofile) as dst:
+            dst.write(part_labels, 1)
+            dst.write_colormap(1, {0: (0, 0, 0, 0), **{c["value"]: tuple(int(c["color"][i:i + 2], 16) for i in (1, 3, 5))
+                                                       + (255,) for c in classes}})
+            dst.update_tags(1, CLASSES=json.dumps(classes), NODATA_CLASS="0 = unlabelled",
+                            **{f"CLASS_{c['value']}": c["name"] for c in classes})
+            dst.update_tags(split=f"{part} tiles of the EnMAP-Box Potsdam split: {', '.join(names)}")
+            dst.set_band_description(1, f"land cover (level 3), {part} tiles only")
+        print(f"{SPLIT.format(part)}: {len(names)} tiles, {(part_labels > 0).sum()} labelled pixels")
     with open(os.path.join(HERE, CLASSES), "w") as f:
         json.dump(classes, f, indent=1)
         f.write("\n")

@@ -24,6 +24,9 @@ from .safefile import read_safetensors, read_safetensors_header, sha256_file, wr
 CARD_KEY = "spectralx_model_card"
 FORMAT_NAME = "spectralx-checkpoint"
 FORMAT_VERSION = 1
+# Tensors a checkpoint may leave out: the stage-1 reconstruction head, dropped from fine-tuned
+# checkpoints (11 M of a ViT-Tiny checkpoint's 13 M values for 224 bands); loading keeps its init.
+_OPTIONAL_PREFIXES = ("recon_head.",)
 
 
 @dataclass
@@ -174,6 +177,8 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
     bstate, _, _ = load_backbone(backbone_path, card.backbone.preset, card.tile_size)
     model.backbone.load_state_dict(bstate, strict=True)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    # fine-tuned checkpoints leave out the stage-1 reconstruction head (see save_checkpoint)
+    tensors.update({k: v for k, v in own.items() if k.startswith(_OPTIONAL_PREFIXES) and k not in tensors})
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
@@ -191,6 +196,8 @@ def save_checkpoint(model: SpectralX, card: ModelCard, path: str) -> None:
     """Write every non-backbone tensor plus the card; atomic (temporary file, then rename)."""
     card.architecture = model.cfg.to_dict()
     tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    if card.stage == "finetune":  # segmentation never uses the reconstruction head (16*16*C*D weights)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(_OPTIONAL_PREFIXES)}
     write_safetensors_atomic(tensors, {CARD_KEY: card.to_json()}, path)
 
 

@@ -81,17 +81,24 @@ class SegmentationHead(nn.Module):
 
 
 class ReconstructionHead(nn.Module):
-    """Light decoder for stage-1 masked reconstruction: last adapter features -> C bands per pixel."""
+    """Light decoder for stage-1 masked reconstruction: last adapter features -> C bands per pixel.
+
+    Each token predicts its 16x16 pixels in a low-rank spectral code (r = min(C, 16)), shared 1x1
+    conv expands the code to C bands: spectra are highly correlated, and a direct D -> 16*16*C
+    projection would be 11 M weights for 224 bands on ViT-Tiny, larger than the rest of the model.
+    """
 
     def __init__(self, in_dim: int, in_bands: int, patch_size: int):
         super().__init__()
         self.patch_size = patch_size
+        self.rank = min(in_bands, 16)
         self.norm = nn.LayerNorm(in_dim)
-        self.proj = nn.Linear(in_dim, patch_size * patch_size * in_bands)
+        self.proj = nn.Linear(in_dim, patch_size * patch_size * self.rank)
+        self.expand = nn.Conv2d(self.rank, in_bands, 1)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         b, d, g, _ = feat.shape
         p = self.patch_size
-        x = self.proj(self.norm(feat.flatten(2).transpose(1, 2)))      # (B, g², p²C)
-        x = x.reshape(b, g, g, p, p, -1).permute(0, 5, 1, 3, 2, 4)
-        return x.reshape(b, -1, g * p, g * p)
+        x = self.proj(self.norm(feat.flatten(2).transpose(1, 2)))      # (B, g², p²r)
+        x = x.reshape(b, g, g, p, p, self.rank).permute(0, 5, 1, 3, 2, 4)
+        return self.expand(x.reshape(b, self.rank, g * p, g * p))

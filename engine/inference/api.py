@@ -1,8 +1,8 @@
 """`segment()`: classify a raster (or a window/bbox of it) with a checkpoint, streaming, to GeoTIFF.
 
-Checks first (input readable, outputs new or overwrite allowed, folder writable, device present),
-then loads the model, maps bands, and streams tile rows through `run_pipeline`. Outputs are created
-under temporary names and renamed together only when everything succeeded.
+Checks first (input readable, outputs new or overwrite allowed, folder writable, device present,
+subset inside the raster, bands mappable), then loads the weights and streams tile rows through
+`run_pipeline`. Outputs are created under temporary names and renamed together only on success.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from rasterio.windows import transform as window_transform
 
 from .. import __version__
-from ..checkpoint import ClassInfo, ModelCard, load_checkpoint
+from ..checkpoint import ClassInfo, ModelCard, load_checkpoint, read_card
 from ..devices import autocast_dtype, pick_device
 from ..errors import RasterError, SpectralXError
 from ..outputs import (CONFIDENCE_FORMATS, BlockRowWriter, open_class_raster, open_confidence_raster,
@@ -54,6 +54,33 @@ def resolve_mapping(raster: str, card: ModelCard, band_map: Any = "auto", sensor
     return resolve_band_map(raster, card, band_map if band_map is not None else "auto", sensor)
 
 
+def _output_paths(raster: str, output: str, confidence: Optional[str], style: bool, overwrite: bool):
+    """(class raster, confidence raster or None, style or None), each checked (see files.check_output).
+    The style beside the class raster is replaced silently: it belongs to the class raster."""
+    output = check_output(output, overwrite, (raster,))
+    conf_path = check_output(confidence, overwrite, (raster,)) if confidence else None
+    if conf_path == output:
+        raise RasterError("the confidence raster needs its own file name, not the class raster's")
+    return output, conf_path, style_path(output) if style else None
+
+
+def _encoder(card: ModelCard, dev: str, with_confidence: bool, percent: bool):
+    """Blended probabilities of finished rows -> uint8 class values (0 = nodata) [+ confidence],
+    reduced on the compute device so only the small results travel to the writer."""
+    lut = torch.tensor([int(c.value) for c in card.classes], dtype=torch.uint8, device=dev)
+
+    def encode(row: int, probs: torch.Tensor, valid: np.ndarray):
+        conf, idx = probs.max(dim=0)
+        ok = torch.from_numpy(valid).to(dev)
+        out = [torch.where(ok, lut[idx], torch.zeros_like(idx, dtype=torch.uint8)).cpu().numpy()]
+        if with_confidence:
+            if percent:  # 1..100 so that 0 stays nodata
+                conf = (conf * 100).round().clamp_(1, 100).to(torch.uint8)
+            out.append(torch.where(ok, conf, torch.zeros_like(conf)).cpu().numpy())
+        return row, out
+    return encode
+
+
 def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Optional[str] = None,
             band_map: Any = "auto", sensor: Optional[str] = None,
             window: Optional[Sequence[int]] = None, bbox: Optional[Sequence[float]] = None,
@@ -65,6 +92,7 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
     """Classify `raster` into `output` (uint8 class GeoTIFF + `.qml` style; optional confidence).
 
     `model=(module, card)` runs an already loaded network instead of `checkpoint` (plugin cache, tests).
+    Every check that can fail (paths, device, subset, band mapping) runs before the weights load.
     """
     t0 = time.perf_counter()
     progress = ensure(progress)
@@ -72,79 +100,53 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
         raise RasterError(f"input raster {raster} does not exist")
     if batch_size < 1:
         raise SpectralXError(f"batch size must be at least 1, got {batch_size}")
-    output = check_output(output, overwrite, (raster,))
-    targets = [output]
-    conf_path = None
-    if confidence:
-        conf_path = check_output(confidence, overwrite, (raster,))
-        if conf_path == output:
-            raise RasterError("the confidence raster needs its own file name, not the class raster's")
-        targets.append(conf_path)
-    qml_path = style_path(output) if style else None
-    if qml_path:
-        targets.append(qml_path)
     if confidence_format not in CONFIDENCE_FORMATS:
         raise SpectralXError(f"confidence format must be one of {', '.join(CONFIDENCE_FORMATS)}")
-    dev = pick_device(device)
-    autocast_dtype(dev, precision)  # validates the precision name
     if model is None and checkpoint is None:
         raise SpectralXError("no checkpoint given")
+    output, conf_path, qml_path = _output_paths(raster, output, confidence, style, overwrite)
+    dev = pick_device(device)
+    autocast_dtype(dev, precision)  # validates the precision name
+    card = model[1] if model is not None else read_card(checkpoint)   # header only: cheap
+    try:
+        with rasterio.open(raster) as src:
+            win = resolve_window(src, window, bbox)
+            crs, transform = src.crs, window_transform(win, src.transform)
+    except rasterio.errors.RasterioIOError as exc:
+        raise RasterError(f"cannot read {raster}: {exc}") from None
+    plan = plan_tiles(int(win.height), int(win.width), card.tile_size, overlap)
+    mapping = resolve_mapping(raster, card, band_map, sensor)
+    prep = Preparer(mapping.weights, getattr(mapping, "fill", None), card.normalization)
+    if prep.bands != len(card.bands):
+        raise SpectralXError(f"band mapping gives {prep.bands} bands but the checkpoint expects {len(card.bands)}")
+    for warning in getattr(mapping, "warnings", None) or []:
+        progress.log(f"band mapping: {warning}")
 
-    files = OutputSet(targets)   # proves the folders are writable, before any compute
+    files = OutputSet([p for p in (output, conf_path, qml_path) if p])   # proves the folders are writable
     datasets = []
     try:
-        net, card = model if model is not None else load_checkpoint(checkpoint, backbone=backbone, device="cpu")
+        net = model[0] if model is not None else load_checkpoint(checkpoint, backbone=backbone)[0]
         net = net.to(dev).eval()
-        mapping = resolve_mapping(raster, card, band_map, sensor)
-        for warning in getattr(mapping, "warnings", None) or []:
-            progress.log(f"band mapping: {warning}")
-        try:
-            with rasterio.open(raster) as src:
-                win = resolve_window(src, window, bbox)
-                crs, transform = src.crs, window_transform(win, src.transform)
-        except rasterio.errors.RasterioIOError as exc:
-            raise RasterError(f"cannot read {raster}: {exc}") from None
-        plan = plan_tiles(int(win.height), int(win.width), card.tile_size, overlap)
-        prep = Preparer(mapping.weights, getattr(mapping, "fill", None), card.normalization)
-        if prep.bands != len(card.bands):
-            raise SpectralXError(f"band mapping gives {prep.bands} bands but the checkpoint expects {len(card.bands)}")
-        source = RasterStrips(raster, win, plan, mapping.source_indexes, prep)
-
         tags = {"SPECTRALX_VERSION": __version__, "SPECTRALX_SOURCE": os.path.basename(raster),
                 "SPECTRALX_CHECKPOINT": os.path.basename(checkpoint) if checkpoint else "(in memory)",
-                "SPECTRALX_WINDOW": f"{int(win.col_off)} {int(win.row_off)} {int(win.width)} {int(win.height)}"}
-        cls_ds = open_class_raster(files.temp(output), plan.width, plan.height, crs, transform, card.classes, tags)
-        datasets.append(cls_ds)
-        writers = [BlockRowWriter(cls_ds)]
+                "SPECTRALX_WINDOW": " ".join(str(int(v)) for v in (win.col_off, win.row_off, win.width, win.height))}
+        datasets.append(open_class_raster(files.temp(output), plan.width, plan.height, crs, transform,
+                                          card.classes, tags))
         if conf_path:
-            conf_ds = open_confidence_raster(files.temp(conf_path), plan.width, plan.height, crs, transform,
-                                             confidence_format, tags)
-            datasets.append(conf_ds)
-            writers.append(BlockRowWriter(conf_ds))
+            datasets.append(open_confidence_raster(files.temp(conf_path), plan.width, plan.height, crs,
+                                                   transform, confidence_format, tags))
+        writers = [BlockRowWriter(ds) for ds in datasets]
 
-        lut = torch.tensor([int(c.value) for c in card.classes], dtype=torch.uint8, device=dev)
-        percent = confidence_format == "percent"
-
-        def encode(row: int, probs: torch.Tensor, valid: np.ndarray):
-            conf, idx = probs.max(dim=0)
-            ok = torch.from_numpy(valid).to(dev)
-            classes = torch.where(ok, lut[idx], torch.zeros_like(idx, dtype=torch.uint8))
-            out = [classes.cpu().numpy()]
-            if conf_path:
-                if percent:  # 1..100 so that 0 stays nodata
-                    conf = (conf * 100).round().clamp_(1, 100).to(torch.uint8)
-                out.append(torch.where(ok, conf, torch.zeros_like(conf)).cpu().numpy())
-            return row, out
-
-        def write(payload) -> None:
+        def write(payload) -> None:   # writer thread
             row, arrays = payload
             for w, a in zip(writers, arrays):
                 w.write(row, a)
 
-        progress.log(f"segmenting {int(win.width)} x {int(win.height)} px in {plan.n_tiles} tiles "
-                     f"of {plan.tile} px on {dev}")
+        progress.log(f"segmenting {plan.width} x {plan.height} px in {plan.n_tiles} tiles of {plan.tile} px on {dev}")
+        source = RasterStrips(raster, win, plan, mapping.source_indexes, prep)
+        encode = _encoder(card, dev, conf_path is not None, confidence_format == "percent")
         computed = run_pipeline(plan, source, net, len(card.classes), encode, write, batch_size=batch_size,
-                             device=dev, precision=precision, progress=progress)
+                                device=dev, precision=precision, progress=progress)
         for w in writers:
             w.flush()
         while datasets:
@@ -152,7 +154,7 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
         if qml_path:
             write_qml(files.temp(qml_path), card.classes)
         files.commit()
-    except BaseException:
+    except BaseException:   # cancel, error, Ctrl-C: no output under the requested names
         for ds in datasets:
             try:
                 ds.close()

@@ -34,7 +34,7 @@ def wait_for(predicate, timeout=180.0):
 
 def raster_wavelengths(path):
     from spectralx.bands import detect_bands
-    return [b.wavelength_nm for b in detect_bands(path)]
+    return [b.wavelength_nm for b in detect_bands(path, check_nodata=False)]
 
 
 @pytest.fixture

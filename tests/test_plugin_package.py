@@ -80,10 +80,16 @@ def test_qgis_process_segment_from_installed_zip(plugin_zip, checkpoint_for, tmp
     proc = qp("plugins", "enable", "spectralx_qgis")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "* spectralx_qgis" in proc.stdout
+    # a saved band map (as `spectralx bands -o` writes) through BAND_MAP; the automatic mapping is
+    # covered by the processing.run tests
+    from spectralx.bands import detect_bands, map_bands
+    from spectralx.checkpoint import read_card
+    band_map = tmp_path / "bands.json"
+    band_map.write_text(map_bands(detect_bands(raster, check_nodata=False), read_card(ckpt).bands).to_json())
     out = tmp_path / "classes.tif"
     conf = tmp_path / "confidence.tif"
     proc = qp("run", "spectralx:segment", "--", f"INPUT={raster}", f"CHECKPOINT={ckpt}", "DEVICE=1",
-              "BATCH_SIZE=8", f"OUTPUT={out}", f"CONFIDENCE={conf}")
+              f"BAND_MAP={band_map}", "BATCH_SIZE=8", f"OUTPUT={out}", f"CONFIDENCE={conf}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "engine bundled" in proc.stdout          # the _vendor copy, not the checkout's engine
     with rasterio.open(raster) as src, rasterio.open(out) as ds:

@@ -121,9 +121,19 @@ def test_finetune_pretrain_evaluate_processing(plugin, checkpoint_for, enmap_til
                                                     "BATCH_SIZE": 2, "DEVICE": 1, "OUTPUT": pre})
         assert os.path.isfile(pre) and read_card(pre).stage == "pretrain"
 
+        # a class raster on the tile's grid: left half water (1), right half tree (2) as in the labels
         pred = str(tmp_path / "pred.tif")
-        processing.run("spectralx:segment", {"INPUT": enmap_tile, "CHECKPOINT": out, "DEVICE": 1,
-                                             "OUTPUT": pred})
+        with rasterio.open(enmap_tile) as src:
+            profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8",
+                           crs=src.crs, transform=src.transform, nodata=0)
+        names = {c.value: c.name for c in card.classes}
+        water = next(v for v, n in names.items() if n == "water")
+        tree = next(v for v, n in names.items() if n == "tree")
+        data = np.full((profile["height"], profile["width"]), tree, np.uint8)
+        data[:, : profile["width"] // 2] = water
+        with rasterio.open(pred, "w", **profile) as ds:
+            ds.write(data, 1)
+            ds.update_tags(spectralx_classes=json.dumps({str(v): n for v, n in names.items()}))
         report = str(tmp_path / "report.json")
         res = processing.run("spectralx:evaluate", {"PREDICTION": pred, "REFERENCE": labels,
                                                     "CLASS_FIELD": "class", "OUTPUT": report})

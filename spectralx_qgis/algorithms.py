@@ -106,9 +106,8 @@ class SpectralXAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self):
         text = tr(self._help)
-        guidance = deps.guidance()
-        if guidance:
-            text += "\n\n" + guidance
+        if deps.probably_missing():         # no torch import just to show help
+            text += "\n\n" + deps.guidance()
         return text
 
     def createInstance(self):

@@ -64,6 +64,22 @@ def ok() -> bool:
     return not check()
 
 
+def probably_missing() -> List[str]:
+    """Cheap check without importing anything (for QGIS start-up paths such as the toolbox):
+    the packages Python cannot even find. `check()` is the real test."""
+    if "missing" in _state:
+        return sorted(_state["missing"])  # type: ignore[arg-type]
+    import importlib.util
+    out = []
+    for mod, _pip, _why in REQUIREMENTS:
+        try:
+            if importlib.util.find_spec(mod) is None:
+                out.append(mod)
+        except Exception:  # noqa: BLE001  (ValueError/AttributeError for odd sys.modules entries)
+            out.append(mod)
+    return out
+
+
 def qgis_python() -> str:
     """The Python interpreter that belongs to the running QGIS (not QGIS's own executable)."""
     exe = sys.executable or ""

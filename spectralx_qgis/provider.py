@@ -28,4 +28,9 @@ class SpectralXProvider(QgsProcessingProvider):
         return ["tif"]
 
     def warningMessage(self):
-        return deps.guidance().split("\n")[0] if not deps.ok() else ""
+        # called while QGIS builds the toolbox: no torch import here, only a cheap lookup
+        missing = deps.probably_missing()
+        if not missing:
+            return ""
+        return (f"SpectralX needs {', '.join(missing)} in QGIS's Python; "
+                f"install with: {deps.install_command(missing)}")

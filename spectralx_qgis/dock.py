@@ -93,6 +93,7 @@ class SpectralXDock(QgsDockWidget):
         self.map_tool: Optional[RectangleMapTool] = None
         self._previous_tool = None
         self._filling = False
+        self._alive = True
         self._band_task = None
         self._band_generation = 0
         self._auto_labels: List[str] = []
@@ -414,7 +415,7 @@ class SpectralXDock(QgsDockWidget):
         return self._band_task is not None
 
     def _bands_done(self, task, generation):
-        if generation != self._band_generation:
+        if not self._alive or generation != self._band_generation:
             return          # the checkpoint or layer changed meanwhile
         self._band_task = None
         self.raster_bands = list(task.raster_bands or [])
@@ -711,6 +712,8 @@ class SpectralXDock(QgsDockWidget):
         user_callback = task.callback
 
         def done(t):
+            if not self._alive:      # the panel was closed (plugin unloaded) while the task ran
+                return
             self.task = None
             self.cancel_button.setEnabled(False)
             for b in (self.segment_layer_button, self.segment_view_button, self.finetune_button):
@@ -771,6 +774,9 @@ class SpectralXDock(QgsDockWidget):
             self.map_tool.clear()
 
     def shutdown(self):
+        self._alive = False
+        if self._band_task is not None:
+            self._band_task.cancel()
         if self.task is not None:
             self.task.cancel()
         for signal, slot in ((self.layer_combo.layerChanged, self._layer_changed),

@@ -264,9 +264,19 @@ def pretrain_mae(chips: np.ndarray, *, preset: str = "vit_tiny_patch16", img_siz
     Seeded and deterministic for a fixed thread count: data order, augmentation (flips/rotations,
     random crops when chips are larger than `img_size`) and masks all come from seeded generators.
     """
-    progress = ensure(progress)
+    previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
+    try:
+        return _pretrain(chips, preset, img_size, steps, batch_size, lr, weight_decay, warmup_fraction,
+                         mask_ratio, decoder_dim, decoder_depth, decoder_heads, seed, val_every,
+                         holdout_every, ensure(progress))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _pretrain(chips, preset, img_size, steps, batch_size, lr, weight_decay, warmup_fraction, mask_ratio,
+              decoder_dim, decoder_depth, decoder_heads, seed, val_every, holdout_every, progress) -> MAEResult:
     torch.manual_seed(seed)
     if chips.ndim != 4 or chips.shape[-1] != 3:
         raise SpectralXError(f"chips must be (N, H, W, 3), got {chips.shape}")

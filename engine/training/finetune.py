@@ -59,6 +59,7 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
              val_images: Optional[Sequence[str]] = None, val_labels: Optional[Sequence[str]] = None,
              eval_every: Optional[int] = None, patience: Optional[int] = None,
              balance_weight: float = 0.01, weight_decay: float = 1e-4, augment: bool = True,
+             class_weighting: str = "none",
              unfreeze_backbone: bool = False, command: Optional[str] = None,
              description: Optional[str] = None) -> FinetuneResult:
     """Fine-tune (stage 2) and write the best checkpoint to `output` (see module doc).
@@ -68,8 +69,9 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     checkpoint (its bands; a pretrain or finetune output); otherwise backbone (+ backbone_preset,
     tile_size) builds a new model whose bands are detected from the first image (`sensor` helps).
     val_images/val_labels: explicit validation data instead of holding out `val_fraction` of the
-    regions. unfreeze_backbone: full fine-tuning, for comparison only (needs output=None: a
-    SpectralX checkpoint never stores backbone weights).
+    regions. class_weighting: "none" (plain cross-entropy, default) or "sqrt-inverse" (class weights
+    ∝ 1/sqrt(training pixels)). unfreeze_backbone: full fine-tuning, for comparison only (needs
+    output=None: a SpectralX checkpoint never stores backbone weights).
     """
     t_start = time.time()
     progress = ensure(progress)
@@ -228,6 +230,17 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, lr, weight_decay)
     sampler = ChipSampler(train_scenes, k_classes, tile, rng, augment=augment)
+    # rare classes weigh more in the loss (chips are already sampled class-stratified, but a chip
+    # centred on a rare pixel is still mostly common classes): w_k ∝ 1/sqrt(train pixels of k)
+    counts = np.array([split.per_class.get(k, {}).get("train", 0) for k in range(k_classes)], np.float64)
+    if class_weighting == "sqrt-inverse":
+        w = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0)
+        w = w / (w[counts > 0].mean())
+    elif class_weighting in (None, "none"):
+        w = np.ones(k_classes)
+    else:
+        raise SpectralXError(f"unknown class weighting '{class_weighting}'; use sqrt-inverse or none")
+    ce_weight = torch.tensor(w, dtype=torch.float32, device=dev)
     has_val = split.val_pixels > 0
     eval_every = int(eval_every or max(10, min(100, steps // 10)))
     patience = int(patience if patience is not None else 5)
@@ -248,7 +261,7 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         xb, yb = xb.to(dev), yb.to(dev)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(xb)
-        ce = F.cross_entropy(logits.float(), yb, ignore_index=IGNORE)
+        ce = F.cross_entropy(logits.float(), yb, weight=ce_weight, ignore_index=IGNORE)
         loss = ce + balance_weight * model.balance_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -315,7 +328,9 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         "base_stage": base_stage,
         "steps": steps, "steps_run": step, "stopped_early": stopped_early, "batch_size": batch_size,
         "lr": lr, "weight_decay": weight_decay, "optimizer": "AdamW(0.9, 0.95)",
-        "loss": f"cross-entropy (unlabelled ignored) + {balance_weight} x AoMoA balance",
+        "loss": f"cross-entropy (unlabelled ignored, class weights {class_weighting or 'none'}) + "
+                f"{balance_weight} x AoMoA balance",
+        "class_weights": [round(float(v), 4) for v in w],
         "augmentation": "flips + 90-degree rotations" if augment else "none",
         "eval_every": eval_every, "patience": patience, "val_fraction": val_fraction,
         "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,

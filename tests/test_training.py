@@ -336,3 +336,41 @@ def test_cancel_writes_nothing(split_polygons, tiny_backbone, tmp_path):
         finetune(IMAGE, split_polygons[0], str(out), backbone=tiny_backbone, tile_size=TILE, steps=50,
                  batch_size=1, device="cpu", progress=Progress(is_cancelled=cancelled))
     assert not out.exists() and not list(tmp_path.glob("*.safetensors*"))
+
+
+def test_points_with_integer_classes(tiny_backbone, tmp_path):
+    """Points (integer class field, image CRS): every point is its own region; held out whole."""
+    import fiona
+    from fiona.crs import CRS as FCRS
+    from spectralx.checkpoint import read_card
+    from spectralx.training import finetune
+    crs, transform, w, h = _grid()
+    truth = _class_raster()
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "points.geojson")
+    schema = {"geometry": "Point", "properties": {"code": "int"}}
+    with fiona.open(path, "w", driver="GeoJSON", crs=FCRS.from_epsg(32621), schema=schema) as dst:
+        for v in (1, 2, 3):
+            rr, cc = np.nonzero(truth == v)
+            for i in rng.choice(len(rr), 12, replace=False):
+                x, y = transform * (cc[i] + 0.5, rr[i] + 0.5)
+                dst.write({"geometry": {"type": "Point", "coordinates": (x, y)}, "properties": {"code": 10 * v}})
+    out = str(tmp_path / "pts.safetensors")
+    finetune(IMAGE, path, out, backbone=tiny_backbone, tile_size=TILE, steps=4, batch_size=2, eval_every=4,
+             val_fraction=0.25, device="cpu")
+    card = read_card(out)
+    assert [c.value for c in card.classes] == [10, 20, 30]            # integer classes keep their values
+    assert card.training["val_pixels"] == 9 and card.training["train_pixels"] == 27
+    assert card.metrics["validation"] == "held-out whole points"
+
+
+def test_connected_regions_of_a_label_raster():
+    from spectralx.training.labels import connected_regions
+    a = np.zeros((6, 6), np.uint16)
+    a[0:2, 0:2] = 1
+    a[2, 2] = 1          # touches the first block diagonally: same region (8-connectivity)
+    a[0:2, 4:6] = 1      # separate block of the same class
+    a[4:6, 0:3] = 2
+    r = connected_regions(a)
+    assert r[0, 0] == r[2, 2] != r[0, 4] and r[4, 0] not in (r[0, 0], r[0, 4])
+    assert len(np.unique(r[r > 0])) == 3 and (r[a == 0] == 0).all()

@@ -198,7 +198,8 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
             s.role = np.where(s.y >= 0, 2, 0).astype(np.uint8)
         split.val_pixels = int(sum((s.role == 2).sum() for s in val_scenes))
         for k in range(k_classes):
-            split.per_class[k]["val"] = int(sum(((s.role == 2) & (s.y == k)).sum() for s in val_scenes))
+            n_val = sum(int(((s.role == 2) & (s.y == k)).sum()) for s in val_scenes)
+            split.per_class.setdefault(k, {"train": 0, "val": 0})["val"] = n_val
         validation_kind = "explicit validation images"
     else:
         split = split_regions(train_scenes, k_classes, val_fraction, rng, names)
@@ -208,6 +209,9 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     for note in split.notes:
         log("note: " + note)
     train_classes = [k for k in range(k_classes) if split.per_class.get(k, {}).get("train", 0) > 0]
+    if not train_classes:
+        raise LabelError("no labelled pixel over valid image data: the features are smaller than a pixel "
+                         "or lie on nodata; draw larger polygons or check the image")
     if len(train_classes) < 2:
         present = [names[k] for k in train_classes] or ["none"]
         raise LabelError(f"the training labels hold a single class ({', '.join(present)}) over the "

@@ -58,25 +58,42 @@ def raster_stats(path):
     return mean, std
 
 
+def build_checkpoint(raster, classes, folder, backbone, name="model"):
+    """A tiny random checkpoint for a raster's wavelengths with its scene statistics, written in
+    `folder` beside a copy of `backbone` (random weights: for plumbing tests, not accuracy)."""
+    import torch
+    from spectralx.checkpoint import Band, ClassInfo, Normalization, new_model, save_checkpoint
+    torch.manual_seed(0)
+    os.makedirs(folder, exist_ok=True)
+    local_backbone = os.path.join(folder, os.path.basename(backbone))
+    if not os.path.exists(local_backbone):
+        shutil.copy(backbone, local_backbone)
+    palette = ["#e31a1c", "#9c9c9c", "#98e600", "#267300", "#a87000", "#0064ff", "#6a3d9a"]
+    bands = [Band(f"B{i + 1}", float(w), 10.0) for i, w in enumerate(raster_wavelengths(raster))]
+    cls = [ClassInfo(i + 1, n, palette[i % len(palette)]) for i, n in enumerate(classes)]
+    model, card = new_model(local_backbone, bands, cls, img_size=64)
+    mean, std = raster_stats(raster)
+    card.normalization = Normalization("zscore", mean, std, 6.0)
+    path = os.path.join(folder, f"{name}.safetensors")
+    save_checkpoint(model, card, path)
+    return path
+
+
 @pytest.fixture
-def checkpoint_for(make_checkpoint):
-    """Factory: a tiny random checkpoint for a raster's wavelengths, with its scene statistics."""
+def checkpoint_for(tiny_backbone, tmp_path):
+    """Factory: a tiny random checkpoint for a raster (see build_checkpoint)."""
     def factory(raster, classes=CLASSES, name="model"):
-        from spectralx.checkpoint import Normalization, load_checkpoint, read_card, save_checkpoint
-        path = make_checkpoint(wavelengths=raster_wavelengths(raster), classes=classes, name=name)
-        model, card = load_checkpoint(path)
-        mean, std = raster_stats(raster)
-        card.normalization = Normalization("zscore", mean, std, 6.0)
-        save_checkpoint(model, card, path)
-        assert len(read_card(path).normalization.mean) == len(mean)
-        return path
+        return build_checkpoint(raster, classes, str(tmp_path / name), tiny_backbone, name)
     return factory
 
 
-@pytest.fixture
-def enmap_checkpoint(checkpoint_for, enmap_tile):
-    """A tiny random checkpoint expecting the EnMAP sample's 224 wavelengths and its 6 classes."""
-    return checkpoint_for(enmap_tile, CLASSES, "enmap")
+@pytest.fixture(scope="session")
+def enmap_checkpoint(tiny_backbone, tmp_path_factory):
+    """One tiny random checkpoint (shared, read-only) for the EnMAP tile's 224 wavelengths, 6 classes."""
+    if not os.path.isfile(ENMAP_TILE):
+        pytest.skip(f"missing fixture {ENMAP_TILE}")
+    return build_checkpoint(ENMAP_TILE, CLASSES, str(tmp_path_factory.mktemp("enmap_ckpt")), tiny_backbone,
+                            "enmap")
 
 
 @pytest.fixture

@@ -76,6 +76,7 @@ demo: setup
 	$(SPECTRALX) segment $(DEMO_SCENE) -c $(DEMO_MODEL) -o $(DEMO_OUT)/landcover.tif \
 	  --confidence $(DEMO_OUT)/confidence.tif --device cpu --overwrite
 	$(SPECTRALX) quicklook $(DEMO_OUT)/landcover.tif -o $(DEMO_OUT)/landcover.png --image $(DEMO_SCENE) \
+	  --reference $(DEMO_LABELS) \
 	  --title "SpectralX demo: EnMAP L2A Potsdam, 24 July 2022 (224 bands, 30 m)"
 	@echo
 	@echo "Demo outputs (input: $(DEMO_SCENE), model: $(DEMO_MODEL)):"

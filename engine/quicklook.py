@@ -114,10 +114,20 @@ def render_rgb(image: str, bounds, shape: Tuple[int, int], bands: Optional[Seque
     return out
 
 
+def _read_classes(path: str, bounds, shape: Tuple[int, int]) -> np.ndarray:
+    """Class values of `path` over `bounds` at `shape` (nearest; outside the raster: 0)."""
+    with rasterio.open(path) as ds:
+        win = from_bounds(*bounds, transform=ds.transform)
+        return ds.read(1, window=win, out_shape=shape, resampling=Resampling.nearest, boundless=True,
+                       fill_value=0)
+
+
 def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
               rgb_bands: Optional[Sequence[int]] = None, classes: Optional[Sequence] = None,
-              title: Optional[str] = None, max_side: int = 1000, min_side: int = 360) -> dict:
-    """Write a PNG of the class raster with its legend (and the input's RGB on the left, if given).
+              reference: Optional[str] = None, title: Optional[str] = None, max_side: int = 1000,
+              min_side: int = 360) -> dict:
+    """Write a PNG of the class raster with its legend (and the input's RGB on the left, if given;
+    and a reference class raster, e.g. labels with the same class values, on the right).
 
     Returns {"output", "size", "scale", "classes": [{value, name, color, pixels, percent}]}.
     """
@@ -147,7 +157,11 @@ def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
     total = max(1, int(counts[1:].sum()))
 
     panels = [cls_rgb]
-    labels = ["classes"]
+    labels = ["classes" if not reference else "classes (prediction)"]
+    if reference:
+        ref = np.clip(_read_classes(reference, bounds, (data_h, data_w)), 0, 255).astype(np.uint8)
+        panels.append(Image.fromarray(lut[ref]).resize((out_w, out_h), Image.NEAREST))
+        labels.append("reference")
     if image:
         rgb = render_rgb(image, bounds, (data_h, data_w), rgb_bands)
         panels.insert(0, Image.fromarray(rgb).resize((out_w, out_h), Image.NEAREST))

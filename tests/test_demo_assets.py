@@ -178,5 +178,5 @@ def test_demo_checkpoint_segments_the_sample_and_quicklooks(tmp_path):
         assert ds.crs.to_epsg() == 32633 and v.shape == (64, 64)
     assert set(np.unique(v)) - {0} <= {1, 2, 3, 4, 5, 6} and (v > 0).mean() > 0.5
     png = tmp_path / "lc.png"
-    quicklook(str(out), str(png), image=SCENE)
-    assert Image.open(png).size[0] > 300 and res.tiles >= 1
+    quicklook(str(out), str(png), image=SCENE, reference=LABELS)
+    assert Image.open(png).size[0] > 3 * 64 * 5 and res.tiles >= 1  # input, classes, reference + legend

@@ -10,6 +10,7 @@ def register(sub):
     p.add_argument("-o", "--output", required=True, help="PNG to write")
     p.add_argument("--image", help="input raster to show in RGB beside the classes")
     p.add_argument("--rgb-bands", nargs=3, type=int, metavar=("R", "G", "B"), help="1-based bands for the RGB view")
+    p.add_argument("--reference", help="reference class raster (e.g. labels) to show beside the classes")
     p.add_argument("--classes", help="class table JSON [{value, name, color}] (default: from the raster)")
     p.add_argument("--title", help="title line")
     p.add_argument("--max-side", type=int, default=1000, help="largest panel side in px (default 1000)")
@@ -30,5 +31,5 @@ def run(args):
             raise SpectralXError(f"cannot read class table {args.classes}: {exc}") from None
         classes = data["classes"] if isinstance(data, dict) and "classes" in data else data
     res = quicklook(args.classes_raster, args.output, image=args.image, rgb_bands=args.rgb_bands,
-                    classes=classes, title=args.title, max_side=args.max_side)
+                    classes=classes, reference=args.reference, title=args.title, max_side=args.max_side)
     print(f"wrote {res['output']} ({res['size'][0]} x {res['size'][1]} px)")

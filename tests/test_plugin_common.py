@@ -129,10 +129,6 @@ def run_task(dock, start, timeout=180.0):
     return finished[0]
 
 
-def files_in(folder):
-    return sorted(f for f in os.listdir(folder) if not f.startswith("."))
-
-
 def test_plugin_imports_without_engine_side_effects():
     """Importing the plugin package and its Qt modules must not import torch (it loads lazily)."""
     code = ("import sys, spectralx_qgis, spectralx_qgis.plugin, spectralx_qgis.dock, "

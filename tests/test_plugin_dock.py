@@ -12,7 +12,7 @@ from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
 from test_plugin_common import (CLASSES, checkpoint_for, dock, enmap_checkpoint,  # noqa: F401
-                                enmap_tile, files_in, plugin, run_task, wait_for)
+                                enmap_tile, plugin, run_task, wait_for)
 
 
 @pytest.fixture

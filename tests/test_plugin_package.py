@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from test_plugin_common import (CLASSES, ENMAP_TILE, REPO, checkpoint_for,  # noqa: F401
-                                raster_wavelengths)
+from test_plugin_common import CLASSES, ENMAP_TILE, REPO, checkpoint_for  # noqa: F401
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 SAMPLE = os.path.join(REPO, "resources", "sample", "enmap_potsdam.tif")

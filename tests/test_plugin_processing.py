@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsPalettedRasterRenderer,
-                       QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsRasterLayer,
+from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsPalettedRasterRenderer, QgsProject,
                        QgsRectangle, QgsVectorLayer)
 from qgis.PyQt.QtGui import QColor
 

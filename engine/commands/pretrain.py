@@ -23,6 +23,7 @@ def register(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
+    p.add_argument("--description", help="model card description (default: generated from the run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -36,6 +37,7 @@ def run(args):
                        backbone_preset=args.backbone_preset, tile_size=args.tile_size, steps=args.steps,
                        batch_size=args.batch_size, mask_ratio=args.mask_ratio, lr=args.lr, device=args.device,
                        seed=args.seed, progress=bar, sensor=args.sensor, band_map=args.band_map,
+                       description=args.description,
                        command="spectralx " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     finally:
         bar.close()

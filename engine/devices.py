@@ -77,4 +77,7 @@ def autocast(device: str, precision: str = "auto") -> ContextManager:
     dtype = autocast_dtype(device, precision)
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+    try:
+        return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+    except RuntimeError:  # an older torch without autocast for this device (e.g. MPS): full precision
+        return contextlib.nullcontext()

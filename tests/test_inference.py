@@ -424,3 +424,17 @@ def test_segment_real_enmap_tile(tmp_path, make_checkpoint):
         cls = out.read(1)
     assert ((cls == 0) == all_nodata).all()
     assert res.tiles == 1
+
+
+def test_devices_and_autocast_policy():
+    from spectralx.devices import autocast_dtype, available_devices, pick_device
+    ids = [d for d, _ in available_devices()]
+    assert ids[0] == "cpu" and pick_device("cpu") == "cpu" and pick_device("auto") in ("cpu", "cuda", "mps")
+    assert autocast_dtype("cpu") is None                         # CPU runs fp32
+    assert autocast_dtype("cuda", "fp16") == torch.float16
+    if torch.cuda.is_available():
+        assert autocast_dtype("cuda") in (torch.bfloat16, torch.float16)
+    with pytest.raises(SpectralXError, match="unknown device"):
+        pick_device("tpu")
+    with pytest.raises(SpectralXError, match="precision"):
+        autocast_dtype("cpu", "int4")

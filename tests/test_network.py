@@ -82,3 +82,28 @@ def test_wavelengths_change_the_output():
     x = torch.randn(1, 4, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(a(x), b(x))
+
+
+def test_spectral_skip_starts_as_plain_head_and_trains():
+    """The full-resolution skip is zero-initialised (a fresh head equals the paper's) and trainable."""
+    torch.manual_seed(0)
+    plain_cfg = ModelConfig.from_preset("vit_tiny_patch16", in_bands=6, num_classes=3, img_size=64)
+    skip_cfg = ModelConfig.from_preset("vit_tiny_patch16", in_bands=6, num_classes=3, img_size=64, spectral_skip=8)
+    plain, skip = SpectralX(plain_cfg).eval(), SpectralX(skip_cfg).eval()
+    skip.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(2, 6, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(plain(x), skip(x))
+    skip.set_stage("finetune")
+    assert all(p.requires_grad for p in skip.head.skip.parameters())
+    # per-pixel path: a change in one pixel's spectrum changes that pixel's correction and no other
+    with torch.no_grad():
+        skip.head.skip.mix[-1].weight.normal_()
+        logits = torch.randn(2, 3, 64, 64)
+        y0 = skip.head.skip(logits, x)
+        x2 = x.clone()
+        x2[0, :, 10, 10] += 5.0
+        diff = (skip.head.skip(logits, x2) - y0).abs()[0].sum(0)
+    assert diff[10, 10] > 0
+    diff[10, 10] = 0
+    assert torch.count_nonzero(diff) == 0

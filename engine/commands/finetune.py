@@ -2,6 +2,8 @@
 import shlex
 import sys
 
+from ..config import DEFAULT_SPECTRAL_SKIP
+
 
 def register(sub):
     p = sub.add_parser(
@@ -37,6 +39,9 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
     p.add_argument("--description", help="model card description (default: a generated summary)")
+    p.add_argument("--spectral-skip", type=int, default=DEFAULT_SPECTRAL_SKIP, metavar="WIDTH",
+                   help="width of the head's full-resolution spectral skip for a new model "
+                        f"(default {DEFAULT_SPECTRAL_SKIP}; 0 = the paper's 1/4-resolution UPerNet output)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -59,6 +64,7 @@ def run(args):
                        progress=bar, sensor=args.sensor, band_map=args.band_map,
                        val_images=args.val_image, val_labels=args.val_labels, eval_every=args.eval_every,
                        patience=args.patience, description=args.description,
+                       architecture={"spectral_skip": args.spectral_skip},
                        command="spectralx " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     finally:
         bar.close()

@@ -68,16 +68,37 @@ class UPerHead(nn.Module):
         return self.classifier(self.fuse(torch.cat(outs, dim=1)))
 
 
-class SegmentationHead(nn.Module):
-    """Neck + UPerNet: logits at 1/4 of the tile (upsampled by the model)."""
+class SpectralSkip(nn.Module):
+    """Full-resolution refinement: upsampled logits + each pixel's own spectrum -> logit correction.
 
-    def __init__(self, in_dim: int, dim: int, num_classes: int, pool_scales: Sequence[int]):
+    The last layer is zero-initialised, so a fresh head starts exactly as the plain UPerNet one.
+    """
+
+    def __init__(self, in_bands: int, num_classes: int, width: int):
+        super().__init__()
+        self.pixel = nn.Sequential(nn.Conv2d(in_bands, width, 1), nn.GELU(), nn.Conv2d(width, width, 1), nn.GELU())
+        self.mix = nn.Sequential(nn.Conv2d(width + num_classes, width, 1), nn.GELU(), nn.Conv2d(width, num_classes, 1))
+        nn.init.zeros_(self.mix[-1].weight)
+        nn.init.zeros_(self.mix[-1].bias)
+
+    def forward(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return logits + self.mix(torch.cat([logits, self.pixel(x)], dim=1))
+
+
+class SegmentationHead(nn.Module):
+    """Neck + UPerNet: logits at 1/4 of the tile, upsampled, optionally refined per pixel."""
+
+    def __init__(self, in_dim: int, dim: int, num_classes: int, pool_scales: Sequence[int],
+                 in_bands: int = 0, spectral_skip: int = 0):
         super().__init__()
         self.neck = MultiLevelNeck(in_dim, dim)
         self.uper = UPerHead(dim, num_classes, pool_scales)
+        self.skip = SpectralSkip(in_bands, num_classes, spectral_skip) if spectral_skip else None
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.uper(self.neck(feats))
+    def forward(self, feats: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        logits = F.interpolate(self.uper(self.neck(feats)), size=x.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        return logits if self.skip is None else self.skip(logits, x)
 
 
 class ReconstructionHead(nn.Module):

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
@@ -32,7 +31,8 @@ class SpectralX(nn.Module):
         self.aomoa = nn.ModuleDict({
             str(i): AoMoA(cfg.embed_dim, hidden, cfg.num_experts, cfg.top_k) for i in cfg.adapter_blocks})
         self.are_adapter = AreAdapter(cfg)
-        self.head = SegmentationHead(cfg.embed_dim, cfg.head_dim, cfg.num_classes, cfg.pool_scales)
+        self.head = SegmentationHead(cfg.embed_dim, cfg.head_dim, cfg.num_classes, cfg.pool_scales,
+                                     cfg.in_bands, cfg.spectral_skip)
         self.recon_head = ReconstructionHead(cfg.embed_dim, cfg.in_bands, cfg.patch_size)
         self.set_stage("finetune")
 
@@ -89,8 +89,7 @@ class SpectralX(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Segmentation logits (B, K, H, W)."""
-        logits = self.head(self.encode(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(self.encode(x), x)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Stage-1 reconstruction of all C bands from (masked) input."""

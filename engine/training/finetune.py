@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import ClassInfo, ModelCard, new_model, save_checkpoint
+from ..config import DEFAULT_SPECTRAL_SKIP
 from ..errors import LabelError, SpectralXError
 from ..progress import Progress, ensure
 from . import classes as classes_mod
@@ -61,7 +62,7 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
              balance_weight: float = 0.01, weight_decay: float = 1e-4, augment: bool = True,
              class_weighting: str = "none",
              unfreeze_backbone: bool = False, command: Optional[str] = None,
-             description: Optional[str] = None) -> FinetuneResult:
+             description: Optional[str] = None, architecture: Optional[dict] = None) -> FinetuneResult:
     """Fine-tune (stage 2) and write the best checkpoint to `output` (see module doc).
 
     images/labels: one label file (vector or raster) per image. classes: a class table (JSON path,
@@ -149,7 +150,8 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         base_stage = card.stage
     else:
         bands, mappings = same_sensor_mappings(all_images, sensor)
-        model, card = new_model(backbone, bands, table, preset=backbone_preset, img_size=tile_size)
+        arch = {"spectral_skip": DEFAULT_SPECTRAL_SKIP, **(architecture or {})}
+        model, card = new_model(backbone, bands, table, preset=backbone_preset, img_size=tile_size, **arch)
         backbone_path = backbone
         base_stage = "init"
     tile = card.tile_size

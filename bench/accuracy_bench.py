@@ -220,8 +220,11 @@ def run_random_forest(scenes, folder, args):
     pred[valid_te] = rf.predict(normalize(xte, norm)[:, valid_te].T)
     predict_s = time.perf_counter() - t1
     path = os.path.join(folder, "rf_test.tif")
+    from spectralx.outputs import class_tags
+    from spectralx.training.classes import parse_classes
     with rasterio.open(path, "w", **class_raster_profile(w, h, crs, tr)) as ds:
         ds.write(pred, 1)
+        ds.update_tags(1, **class_tags(parse_classes(CLASSES)))
     row = evaluate_raster(path, test_lab)
     n_nodes = sum(est.tree_.node_count for est in rf.estimators_)
     row.update({"trainable_parameters": None, "tree_nodes": int(n_nodes), "train_seconds": round(train_s, 1),
@@ -260,7 +263,7 @@ def fmt_params(n):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--eval-every", type=int, default=25)
@@ -268,7 +271,7 @@ def main() -> int:
     ap.add_argument("--scale", type=int, default=4,
                     help="grid refinement for the main SpectralX rows (nearest resampling; 1 = native 30 m)")
     ap.add_argument("--no-native", action="store_true", help="skip the SpectralX row on the native 30 m grid")
-    ap.add_argument("--pretrain-steps", type=int, default=0,
+    ap.add_argument("--pretrain-steps", type=int, default=200,
                     help="also run stage 1 (masked reconstruction) for N steps before fine-tuning (0: skip)")
     ap.add_argument("--skip-full", action="store_true", help="skip the full fine-tuning row")
     ap.add_argument("--backbone", help="backbone file (default: resources/models/demo-backbone.safetensors, "

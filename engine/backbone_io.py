@@ -96,7 +96,8 @@ def infer_preset(state: Dict[str, torch.Tensor]) -> str:
 def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig) -> Tuple[Dict[str, torch.Tensor], MappingReport]:
     """Map a release's tensors onto our VisionTransformer's state dict for `cfg`."""
     report = MappingReport()
-    target = VisionTransformer(cfg).state_dict()
+    with torch.device("meta"):  # only the target shapes are needed
+        target = VisionTransformer(cfg).state_dict()
     out: Dict[str, torch.Tensor] = {}
     for key, tensor in raw.items():
         k = _strip_prefixes(key)
@@ -120,7 +121,9 @@ def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig) -> Tuple[
         if k not in out:
             if k.startswith("patch_embed.") or (k == "cls_token" and not any(
                     _strip_prefixes(r) == "cls_token" for r in raw)):
-                out[k] = target[k]  # not used by SpectralX's forward / absent in cls-free releases
+                # unused by SpectralX's forward (HyperT replaces the patch embedding) or absent in
+                # cls-free releases: zeros
+                out[k] = torch.zeros(target[k].shape)
             else:
                 report.missing.append(k)
     if report.missing:

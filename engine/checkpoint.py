@@ -19,6 +19,7 @@ from .backbone_io import load_backbone
 from .config import ModelConfig
 from .errors import CheckpointError
 from .model import SpectralX
+from .model.decoder import ReconstructionHead
 from .safefile import read_safetensors, read_safetensors_header, sha256_file, write_safetensors_atomic
 
 CARD_KEY = "spectralx_model_card"
@@ -158,14 +159,19 @@ def resolve_backbone(card: ModelCard, checkpoint_path: str, backbone: Optional[s
     return found
 
 
-def build_model(card: ModelCard) -> SpectralX:
+def build_model(card: ModelCard, materialize: bool = True) -> SpectralX:
+    """The network a card describes. materialize=False builds it on the meta device (no random
+    init, no memory) for `load_checkpoint`, which then assigns every tensor from the files."""
     wl = torch.tensor([b.wavelength_nm for b in card.bands], dtype=torch.float32)
     cfg = card.config
     if len(card.bands) != cfg.in_bands:
         raise CheckpointError(f"model card lists {len(card.bands)} bands but the network expects {cfg.in_bands}")
     if len(card.classes) != cfg.num_classes:
         raise CheckpointError(f"model card lists {len(card.classes)} classes but the network has {cfg.num_classes}")
-    return SpectralX(cfg, wl)
+    if materialize:
+        return SpectralX(cfg, wl)
+    with torch.device("meta"):
+        return SpectralX(cfg, wl)
 
 
 def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cpu") -> Tuple[SpectralX, ModelCard]:
@@ -173,12 +179,16 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
     card = read_card(path)
     backbone_path = resolve_backbone(card, path, backbone)
     tensors, _ = read_safetensors(path)
-    model = build_model(card)
+    # Built on the meta device: random initialisation of weights that are overwritten next cost
+    # seconds (tens of seconds for ViT-L).
+    model = build_model(card, materialize=False)
     bstate, _, _ = load_backbone(backbone_path, card.backbone.preset, card.tile_size)
-    model.backbone.load_state_dict(bstate, strict=True)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
     # fine-tuned checkpoints leave out the stage-1 reconstruction head (see save_checkpoint)
-    tensors.update({k: v for k, v in own.items() if k.startswith(_OPTIONAL_PREFIXES) and k not in tensors})
+    if not any(k.startswith(_OPTIONAL_PREFIXES) for k in tensors):
+        cfg = model.cfg
+        model.recon_head = ReconstructionHead(cfg.embed_dim, cfg.in_bands, cfg.patch_size)
+        tensors.update({f"recon_head.{k}": v for k, v in model.recon_head.state_dict().items()})
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
@@ -187,7 +197,12 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
     for k, v in tensors.items():
         if v.shape != own[k].shape:
             raise CheckpointError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-    model.load_state_dict({**tensors, **{f"backbone.{k}": v for k, v in bstate.items()}}, strict=True)
+    state = {**tensors, **{f"backbone.{k}": v for k, v in bstate.items()}}
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    model.reset_buffers()
+    if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
+        raise CheckpointError(f"{path}: some tensors of the network were not filled from the files")
     model.set_stage("frozen")
     return model.to(device).eval(), card
 

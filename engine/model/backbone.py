@@ -78,6 +78,8 @@ class VisionTransformer(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        if self.pos_embed.is_meta:  # shapes only (checkpoint loading assigns every tensor)
+            return
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)

@@ -40,9 +40,14 @@ class WindowAttention(nn.Module):
     def __init__(self, dim: int, heads: int, side: int):
         super().__init__()
         self.window = max(1, side // 2)
+        self.side, self.dim = side, dim
         self.norm = nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, dim, dim, heads, dim)
         self.register_buffer("pos", sincos_2d(side, dim), persistent=False)
+
+    def reset_buffers(self) -> None:
+        """Recompute the (non-persistent) position table, e.g. after building on the meta device."""
+        self.pos = sincos_2d(self.side, self.dim).to(self.norm.weight.device)
 
     def forward(self, x: torch.Tensor, side: int) -> torch.Tensor:
         b, n, d = x.shape

@@ -95,6 +95,12 @@ class SpectralX(nn.Module):
         """Stage-1 reconstruction of all C bands from (masked) input."""
         return self.recon_head(self.encode(x)[-1])
 
+    def reset_buffers(self) -> None:
+        """Recompute buffers that are derived, not stored (after a meta-device build)."""
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_buffers"):
+                m.reset_buffers()
+
     def balance_loss(self) -> torch.Tensor:
         return sum(m.balance_loss() for m in self.aomoa.values())
 

@@ -226,6 +226,7 @@ def test_pretrain_then_finetune_adopts_new_classes(tiny_backbone, split_polygons
              eval_every=3, device="cpu")
     ft_model, ft_card = load_checkpoint(out, backbone=tiny_backbone)
     assert ft_card.training["base_stage"] == "pretrain" and ft_model.cfg.num_classes == 3
+    assert ft_model.cfg.spectral_skip == card.config.spectral_skip > 0   # same head as a new model
     pre_state, ft_state = pre_model.state_dict(), ft_model.state_dict()
     # stage-1 tensors that stage 2 does not train are carried over unchanged
     for key in ("hypert.stem.inp.0.weight", "hypert.spatial_queries", "hypert.spectral.attn.q.weight"):

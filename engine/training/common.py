@@ -47,17 +47,28 @@ def check_output(output: Optional[str]) -> None:
         raise SpectralXError(f"output {output} is a folder; give a file name ending in .safetensors")
 
 
-def adopt_classes(model, card: ModelCard, classes) -> Tuple[object, ModelCard, bool]:
-    """Give a loaded model a new class table: rebuild the classifier, keep every other tensor.
+HEAD_ARCH_KEYS = ("spectral_skip",)   # head options a checkpoint may gain or change when fine-tuned
+
+
+def adopt_classes(model, card: ModelCard, classes, architecture: Optional[dict] = None
+                  ) -> Tuple[object, ModelCard, bool]:
+    """Give a loaded model a new class table (and head options): rebuild, keep every other tensor.
 
     Returns (model, card, rebuilt). Tensors whose shape depends on the class count (the final 1x1
-    classifier) are freshly initialised; everything else (HyperT, adapters, neck, UPerNet) is kept.
+    classifier, the spectral skip's output) or that are new (a spectral skip the base lacked) are
+    freshly initialised; everything else (HyperT, adapters, neck, UPerNet) is kept.
     """
+    changes = {k: v for k, v in (architecture or {}).items() if card.architecture.get(k, 0) != v}
+    bad = sorted(set(changes) - set(HEAD_ARCH_KEYS))
+    if bad:
+        raise SpectralXError(f"cannot change {', '.join(bad)} of an existing checkpoint when fine-tuning "
+                             "from it (only the head's options can change)")
     same = [(c.value, c.name) for c in card.classes] == [(c.value, c.name) for c in classes]
-    if same:
+    if same and not changes:
         card.classes = list(classes)
         return model, card, False
     arch = dict(card.architecture)
+    arch.update(changes)
     arch["num_classes"] = len(classes)
     new_card = ModelCard(**{**card.__dict__, "architecture": arch, "classes": list(classes)})
     new = build_model(new_card)

@@ -143,9 +143,14 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         if tile_size and int(tile_size) != card.tile_size:
             raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be "
                                  f"changed to {tile_size} when fine-tuning from it")
-        model, card, rebuilt = adopt_classes(model, card, table)
+        head_arch = dict(architecture or {})
+        if card.stage == "pretrain" and not card.architecture.get("spectral_skip"):
+            # a stage-1 model has no segmentation head worth keeping as is: give it the default skip
+            head_arch.setdefault("spectral_skip", DEFAULT_SPECTRAL_SKIP)
+        model, card, rebuilt = adopt_classes(model, card, table, head_arch)
         if rebuilt:
-            log(f"new class table ({k_classes} classes): classifier rebuilt, all other tensors kept")
+            log(f"class table ({k_classes} classes) / head options adopted: classifier rebuilt, all "
+                "other tensors kept")
         mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in all_images]
         base_stage = card.stage
     else:

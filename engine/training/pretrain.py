@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import ClassInfo, ModelCard, new_model, save_checkpoint
+from ..config import DEFAULT_SPECTRAL_SKIP
 from ..errors import SpectralXError
 from ..progress import Progress, ensure
 from .common import (check_output, count_parameters, load_base, lr_factor, make_optimizer, pick_device,
@@ -131,7 +132,10 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkp
         mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in images]
     else:
         bands, mappings = same_sensor_mappings(images, sensor)
-        model, card = new_model(backbone, bands, PLACEHOLDER_CLASSES, preset=backbone_preset, img_size=tile_size)
+        # the head (unused in stage 1) gets the same options as a fine-tuned model's, so that
+        # `finetune -c` starts from the architecture it would create itself
+        model, card = new_model(backbone, bands, PLACEHOLDER_CLASSES, preset=backbone_preset, img_size=tile_size,
+                                spectral_skip=DEFAULT_SPECTRAL_SKIP)
         backbone_path = backbone
     tile = card.tile_size
     norm, nvalid = scene_statistics(images, mappings)

@@ -32,9 +32,11 @@ import time
 
 import numpy as np
 
+import results_file  # bench/ is the script's folder, first on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "fixtures", "enmap_potsdam")
-RESULTS = os.path.join(HERE, "results.json")
+RESULTS = results_file.RESULTS
 REPO = os.path.dirname(HERE)
 DEMO_BACKBONE = os.path.join(REPO, "resources", "models", "demo-backbone.safetensors")
 TILE = 64
@@ -242,19 +244,7 @@ def run_pretrain(scenes, backbone, folder, args):
 
 
 def update_results(section: dict) -> None:
-    data = {}
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError:
-                data = {}
-    data["accuracy"] = section
-    tmp = RESULTS + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, RESULTS)
+    results_file.update_results("accuracy", section)
 
 
 def fmt_params(n):

@@ -35,8 +35,10 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
+import results_file  # bench/ is the script's folder, first on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results.json")
+RESULTS = results_file.RESULTS
 
 PRESET = "vit_tiny_patch16"
 TILE = 64                 # the tiny CPU preset's tile (as in the tests); ViT-Tiny width/depth
@@ -200,19 +202,7 @@ def machine() -> dict:
 
 
 def update_results(section: dict) -> None:
-    data = {}
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError:
-                data = {}
-    data["inference"] = section
-    tmp = RESULTS + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, RESULTS)
+    results_file.update_results("inference", section)
 
 
 def main() -> int:

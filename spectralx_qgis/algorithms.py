@@ -253,6 +253,19 @@ class SegmentAlgorithm(SpectralXAlgorithm):
                 "STYLE": getattr(result, "style", None) or "", "TILES": getattr(result, "tiles", 0)}
 
 
+def add_starting_point_parameters(alg) -> None:
+    """CHECKPOINT / BACKBONE / STEPS, shared by the two training algorithms."""
+    alg.addParameter(QgsProcessingParameterFile(
+            "CHECKPOINT", tr("Start from checkpoint"), behavior=QgsProcessingParameterFile.File,
+            optional=True, fileFilter="SpectralX checkpoint (*.safetensors)"))
+    alg.addParameter(QgsProcessingParameterFile(
+            "BACKBONE", tr("Backbone file"), behavior=QgsProcessingParameterFile.File, optional=True,
+            fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)"))
+    alg.addParameter(QgsProcessingParameterNumber(
+            "STEPS", tr("Training steps"), type=QgsProcessingParameterNumber.Integer, defaultValue=300,
+            minValue=1, maxValue=1000000))
+
+
 class FinetuneAlgorithm(SpectralXAlgorithm):
     _name = "finetune"
     _display = "Fine-tune from labelled polygons"
@@ -271,15 +284,7 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
             "LABELS", tr("Labelled polygons"), [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField("CLASS_FIELD", tr("Class field"),
                                                       parentLayerParameterName="LABELS"))
-        self.addParameter(QgsProcessingParameterFile(
-            "CHECKPOINT", tr("Start from checkpoint"), behavior=QgsProcessingParameterFile.File,
-            optional=True, fileFilter="SpectralX checkpoint (*.safetensors)"))
-        self.addParameter(QgsProcessingParameterFile(
-            "BACKBONE", tr("Backbone file"), behavior=QgsProcessingParameterFile.File, optional=True,
-            fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)"))
-        self.addParameter(QgsProcessingParameterNumber(
-            "STEPS", tr("Training steps"), type=QgsProcessingParameterNumber.Integer, defaultValue=300,
-            minValue=1, maxValue=1000000))
+        add_starting_point_parameters(self)
         for name, label, kind, default, lo, hi in [
                 ("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, 4, 1, 256),
                 ("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 1e-3, 1e-7, 1.0),
@@ -331,15 +336,7 @@ class PretrainAlgorithm(SpectralXAlgorithm):
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMultipleLayers(
             "INPUT", tr("Unlabelled rasters"), layerType=QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterFile(
-            "CHECKPOINT", tr("Start from checkpoint"), behavior=QgsProcessingParameterFile.File,
-            optional=True, fileFilter="SpectralX checkpoint (*.safetensors)"))
-        self.addParameter(QgsProcessingParameterFile(
-            "BACKBONE", tr("Backbone file"), behavior=QgsProcessingParameterFile.File, optional=True,
-            fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)"))
-        self.addParameter(QgsProcessingParameterNumber(
-            "STEPS", tr("Training steps"), type=QgsProcessingParameterNumber.Integer, defaultValue=300,
-            minValue=1, maxValue=1000000))
+        add_starting_point_parameters(self)
         p = QgsProcessingParameterNumber("BATCH_SIZE", tr("Batch size"),
                                          type=QgsProcessingParameterNumber.Integer, defaultValue=4,
                                          minValue=1, maxValue=256)

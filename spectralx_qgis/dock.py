@@ -565,12 +565,18 @@ class SpectralXDock(QgsDockWidget):
         known = QgsSettings().value(f"{SETTINGS}/backbones/{self.card.backbone.sha256}", "")
         return known if known and os.path.isfile(known) else None
 
-    def _ready(self) -> Optional[QgsRasterLayer]:
+    def _can_start(self) -> bool:
+        """No run in progress and the engine's dependencies importable (else say why)."""
         if self._busy():
             self._message("A SpectralX run is already in progress.", Qgis.Warning)
-            return None
+            return False
         if not deps.ok():
             self._message(deps.guidance().split("\n")[0], Qgis.Critical)
+            return False
+        return True
+
+    def _ready(self) -> Optional[QgsRasterLayer]:
+        if not self._can_start():
             return None
         if self.card is None:
             self._message("Choose a checkpoint first.", Qgis.Warning)
@@ -657,11 +663,7 @@ class SpectralXDock(QgsDockWidget):
 
     def finetune(self):
         layer = self.current_layer()
-        if self._busy():
-            self._message("A SpectralX run is already in progress.", Qgis.Warning)
-            return None
-        if not deps.ok():
-            self._message(deps.guidance().split("\n")[0], Qgis.Critical)
+        if not self._can_start():
             return None
         polygons = self.polygon_combo.currentLayer()
         field = self.field_combo.currentField()

@@ -105,9 +105,9 @@ class FinetuneTask(EngineTask):
 class BandTask(QgsTask):
     """Reads a raster's band metadata and maps it onto a checkpoint's bands, off the UI thread.
 
-    Same steps as `spectralx.bands.resolve_band_map(path, card, "auto")` (detect, the checkpoint's
-    training sensor for rasters without wavelengths, map_bands), but keeps the detected raster bands
-    for the panel's editor, so the file is scanned once."""
+    Same steps as `spectralx.bands.resolve_band_map(path, card, "auto")` (detect_bands_for_card,
+    then map_bands), but keeps the detected raster bands for the panel's editor, so the file is
+    scanned once."""
 
     def __init__(self, path: str, card, callback=None):
         super().__init__("SpectralX: read band metadata", QgsTask.CanCancel)
@@ -119,12 +119,8 @@ class BandTask(QgsTask):
     def run(self):
         try:
             bands = deps.engine("bands")
-            self.raster_bands = list(bands.detect_bands(self.path))
-            sensor = None
-            trained_on = (getattr(self.card, "training", None) or {}).get("sensor")
-            if trained_on and all(b.wavelength_nm is None for b in self.raster_bands):
-                sensor = trained_on
-                self.raster_bands = list(bands.detect_bands(self.path, sensor=sensor))
+            raster_bands, sensor, _ = bands.detect_bands_for_card(self.path, self.card)
+            self.raster_bands = list(raster_bands)
             if self.isCanceled():
                 return False
             self.mapping = bands.map_bands(self.raster_bands, self.card.bands, strategy="auto", sensor=sensor)

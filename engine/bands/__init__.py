@@ -5,9 +5,9 @@ No torch, no QGIS: the plugin's band table imports this directly.
 """
 from .detect import RasterBand, detect_bands
 from .mapping import STRATEGIES, BandMapping, map_bands
-from .resolve import resolve_band_map, validate_mapping
+from .resolve import detect_bands_for_card, resolve_band_map, validate_mapping
 from .sensors import SENSORS, Sensor, SensorBand, canonical_band_name, list_sensors, parse_sensor
 
 __all__ = ["RasterBand", "detect_bands", "BandMapping", "map_bands", "STRATEGIES", "resolve_band_map",
-           "validate_mapping", "SENSORS", "Sensor", "SensorBand", "canonical_band_name", "list_sensors",
-           "parse_sensor"]
+           "detect_bands_for_card", "validate_mapping", "SENSORS", "Sensor", "SensorBand",
+           "canonical_band_name", "list_sensors", "parse_sensor"]

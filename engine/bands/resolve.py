@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import BandMappingError, RasterError
-from .detect import detect_bands
+from .detect import RasterBand, detect_bands
 from .mapping import STRATEGIES, BandMapping, map_bands
 from .units import parse_number
 
@@ -98,6 +98,18 @@ def _band_count(path: str) -> int:
         raise RasterError(f"cannot open raster {path}: {exc}") from None
 
 
+def detect_bands_for_card(raster_path: str, card, sensor: Optional[str] = None
+                          ) -> Tuple[List[RasterBand], Optional[str], bool]:
+    """Detect `raster_path`'s bands; a raster without wavelength metadata that the user gave no
+    sensor for is read with the sensor the checkpoint was trained on (same kind of file).
+    Returns (bands, sensor used, whether that fallback was taken)."""
+    raster_bands = detect_bands(raster_path, sensor=sensor)
+    trained_on = (getattr(card, "training", None) or {}).get("sensor") if not sensor else None
+    if trained_on and all(b.wavelength_nm is None for b in raster_bands):
+        return detect_bands(raster_path, sensor=trained_on), trained_on, True
+    return raster_bands, sensor, False
+
+
 def resolve_band_map(raster_path: str, card, band_map: Union[str, os.PathLike, Dict, list, BandMapping, None] = "auto",
                      sensor: Optional[str] = None, *, tolerance_nm: Optional[float] = None,
                      allow_fill: bool = False) -> BandMapping:
@@ -109,16 +121,11 @@ def resolve_band_map(raster_path: str, card, band_map: Union[str, os.PathLike, D
     if isinstance(band_map, BandMapping):
         return validate_mapping(band_map, _band_count(raster_path), targets)
     if isinstance(band_map, str) and band_map in STRATEGIES:
-        raster_bands = detect_bands(raster_path, sensor=sensor)
-        trained_on = (getattr(card, "training", None) or {}).get("sensor") if not sensor else None
-        if trained_on and all(b.wavelength_nm is None for b in raster_bands):
-            # a raster without metadata, like the ones the checkpoint was trained on: same preset
-            sensor = trained_on
-            raster_bands = detect_bands(raster_path, sensor=sensor)
+        raster_bands, used, fallback = detect_bands_for_card(raster_path, card, sensor)
         mapping = map_bands(raster_bands, targets, strategy=band_map, tolerance_nm=tolerance_nm,
-                            allow_fill=allow_fill, sensor=sensor)
-        if sensor and sensor == trained_on:
-            mapping.warnings.append(f"raster has no wavelengths: used the checkpoint's training sensor '{sensor}'")
+                            allow_fill=allow_fill, sensor=used)
+        if fallback:
+            mapping.warnings.append(f"raster has no wavelengths: used the checkpoint's training sensor '{used}'")
         return mapping
     source = "band map"
     doc = band_map

@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..bands import detect_bands, resolve_band_map
 from ..checkpoint import Band, ModelCard, Normalization
 from ..errors import BandMappingError, RasterError
 
@@ -22,10 +23,6 @@ class SimpleMapping:
     """Identity band mapping (source band i -> checkpoint band i), same fields as spectralx.bands'."""
     source_indexes: List[int]
     weights: np.ndarray
-
-    @classmethod
-    def identity(cls, count: int) -> "SimpleMapping":
-        return cls(list(range(1, count + 1)), np.eye(count, dtype=np.float32))
 
     def to_dict(self):
         return {"source_indexes": self.source_indexes, "strategy": "identity"}
@@ -45,15 +42,8 @@ def detect_image_bands(path: str, sensor: Optional[str] = None) -> Tuple[List[Ba
     """Checkpoint bands for a new model from `path` (spectralx.bands.detect_bands), and the 1-based
     raster bands that feed them. Bad bands (bbl=0, or no valid pixel) are left out, as inference
     never uses them as a source."""
-    try:
-        from ..bands import detect_bands
-    except ImportError:  # band detection module not available: GDAL `wavelength` metadata only
-        detect_bands = None
-    if detect_bands is not None:
-        found = [b for b in detect_bands(path, sensor) if not getattr(b, "bad", False)]
-        rows = [(b.index, b.name, b.wavelength_nm, b.fwhm_nm) for b in found]
-    else:
-        rows = [(i + 1, *r) for i, r in enumerate(_gdal_wavelengths(path))]
+    found = [b for b in detect_bands(path, sensor) if not b.bad]
+    rows = [(b.index, b.name, b.wavelength_nm, b.fwhm_nm) for b in found]
     if not rows:
         raise BandMappingError(f"{path}: no usable band (all bad or nodata)")
     missing = [r[0] for r in rows if r[2] is None]
@@ -76,11 +66,7 @@ def same_sensor_mappings(images: Sequence[str], sensor: Optional[str] = None):
             other_count = ds.count
         ok = other_count == count
         if ok:
-            try:
-                from ..bands import detect_bands
-                other = {b.index: b.wavelength_nm for b in detect_bands(p, sensor, check_nodata=False)}
-            except ImportError:
-                other = {i + 1: r[1] for i, r in enumerate(_gdal_wavelengths(p))}
+            other = {b.index: b.wavelength_nm for b in detect_bands(p, sensor, check_nodata=False)}
             ok = all(other.get(i) is not None and abs(other[i] - b.wavelength_nm) <= 1.0
                      for i, b in zip(idx, bands))
         if not ok:
@@ -91,34 +77,9 @@ def same_sensor_mappings(images: Sequence[str], sensor: Optional[str] = None):
     return bands, [mapping for _ in images]
 
 
-def _gdal_wavelengths(path: str):
-    ds = _open(path)
-    rows = []
-    with ds:
-        for i in range(1, ds.count + 1):
-            tags = {k.lower(): v for k, v in ds.tags(i).items()}
-            w = tags.get("wavelength")
-            f = tags.get("fwhm")
-            units = tags.get("wavelength_units", "nanometers").lower()
-            mult = 1000.0 if units.startswith(("micro", "um", "µm")) else 1.0
-            rows.append((ds.descriptions[i - 1] or f"band {i}",
-                         float(w) * mult if w else None, float(f) * mult if f else None))
-    return rows
-
-
 def mapping_for(path: str, card: ModelCard, band_map="auto", sensor: Optional[str] = None):
-    """How `path`'s bands feed the checkpoint (spectralx.bands.resolve_band_map, identity fallback)."""
-    try:
-        from ..bands import resolve_band_map
-    except ImportError:
-        resolve_band_map = None
-    if resolve_band_map is not None:
-        return resolve_band_map(path, card, band_map=band_map, sensor=sensor)
-    with _open(path) as ds:
-        count = ds.count
-    if count != len(card.bands):
-        raise BandMappingError(f"{path} has {count} bands but the checkpoint expects {len(card.bands)}")
-    return SimpleMapping.identity(count)
+    """How `path`'s bands feed the checkpoint (spectralx.bands.resolve_band_map)."""
+    return resolve_band_map(path, card, band_map=band_map, sensor=sensor)
 
 
 def read_mapped(ds, mapping, window=None, out_shape: Optional[Tuple[int, int]] = None) -> np.ndarray:

@@ -8,31 +8,14 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from .. import devices
 from ..checkpoint import ModelCard, build_model, load_checkpoint, resolve_backbone
 from ..errors import CheckpointError, SpectralXError
 
 
 def pick_device(device: Optional[str] = "auto") -> torch.device:
-    try:
-        from ..devices import pick_device as _pick
-    except ImportError:
-        _pick = None
-    if _pick is not None:
-        d = _pick(device or "auto")
-        return d if isinstance(d, torch.device) else torch.device(str(d))
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        d = torch.device(device)
-    except RuntimeError:
-        raise SpectralXError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps") from None
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise SpectralXError("device 'cuda' asked for but no CUDA GPU is available; use --device cpu")
-    return d
+    """spectralx.devices.pick_device as a torch.device (training moves tensors with it)."""
+    return torch.device(devices.pick_device(device))
 
 
 def check_output(output: Optional[str]) -> None:

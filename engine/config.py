@@ -37,6 +37,13 @@ class ModelConfig:
     num_heads: int = 3
     mlp_ratio: float = 4.0
     class_token: bool = True       # backbone has a cls token (timm default); dropped before decoding
+    # Backbone variants beyond timm's ViT (DINOv3). The defaults are timm's, so cards and backbone
+    # files written before these fields existed rebuild the same network.
+    num_register_tokens: int = 0   # storage/register tokens after the cls token; skipped like it
+    layer_scale: bool = False      # LayerScale (ls1/ls2 .gamma) on both residual branches
+    pos_embed: str = "absolute"    # "absolute": a table added once (timm, MAE); "rope": 2-D RoPE in attention
+    rope_base: float = 100.0       # RoPE period base (DINOv3: 100); the periods themselves are stored
+    norm_eps: float = 1e-6         # LayerNorm epsilon of the backbone (DINOv3 ViT-L: 1e-5)
     hyper_dim: int = 128           # D_h: HyperT feature width at 1/8 resolution
     hyper_stem_dim: int = 64       # width after the 1x1 stem conv
     hyper_heads: int = 8           # heads of HyperT's windowed spatial attention
@@ -61,6 +68,10 @@ class ModelConfig:
             raise CheckpointError("backbone width must be even (split into spatial/spectral halves)")
         if len(self.adapter_blocks) != 4:
             raise CheckpointError("SpectralX needs exactly four adapter blocks for its 4-level neck")
+        if self.pos_embed not in ("absolute", "rope"):
+            raise CheckpointError(f"unknown backbone position embedding '{self.pos_embed}' (absolute or rope)")
+        if self.pos_embed == "rope" and self.embed_dim % (4 * self.num_heads):
+            raise CheckpointError("a RoPE backbone needs a head width that is a multiple of 4")
 
     @property
     def grid(self) -> int:
@@ -73,10 +84,12 @@ class ModelConfig:
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "ModelConfig":
-        if preset not in BACKBONE_PRESETS:
+        # An imported backbone of a non-standard size names its own preset and gives every shape.
+        custom = all(overrides.get(k) is not None for k in ("embed_dim", "depth", "num_heads"))
+        if preset not in BACKBONE_PRESETS and not custom:
             raise CheckpointError(
                 f"unknown backbone preset '{preset}'; choose one of {', '.join(BACKBONE_PRESETS)}")
-        values = dict(BACKBONE_PRESETS[preset])
+        values = dict(BACKBONE_PRESETS.get(preset, {}))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(backbone_preset=preset, **values)
 
@@ -94,5 +107,6 @@ class ModelConfig:
     def backbone_dict(self) -> Dict[str, Any]:
         """The subset that defines the frozen backbone's shapes (stored with backbone files)."""
         keys = ("backbone_preset", "img_size", "patch_size", "embed_dim", "depth", "num_heads",
-                "mlp_ratio", "class_token")
+                "mlp_ratio", "class_token", "num_register_tokens", "layer_scale", "pos_embed",
+                "rope_base", "norm_eps")
         return {k: getattr(self, k) for k in keys}

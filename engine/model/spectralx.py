@@ -72,19 +72,21 @@ class SpectralX(nn.Module):
         tokens, spatial, spectral = self.hypert(x)
         vit = self.backbone
         t = vit.add_position(tokens)
-        prefix = vit.num_prefix_tokens
+        prefix = vit.num_prefix_tokens  # cls + register tokens, skipped by the adapters
         g = self.cfg.grid
+        rope = vit.rope(g, g)  # None unless the backbone uses rotary positions (DINOv3)
         feats = []
         for i, blk in enumerate(vit.blocks):
             key = str(i)
             if key in self.aomoa:
-                t = t + blk.attn(blk.norm1(t))
-                t = t + self.aomoa[key].mlp(blk.mlp, blk.norm2(t))
+                moa = self.aomoa[key]
+                t = blk.attn_residual(t, rope)
+                t = blk.mlp_residual(t, lambda h, moa=moa, blk=blk: moa.mlp(blk.mlp, h))
                 patches = self.are_adapter(t[:, prefix:], spatial, spectral)
                 t = torch.cat([t[:, :prefix], patches], dim=1)
                 feats.append(patches.transpose(1, 2).reshape(x.shape[0], -1, g, g))
             else:
-                t = blk(t)
+                t = blk(t, rope)
         return feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

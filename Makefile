@@ -19,12 +19,22 @@ $(STAMP): pyproject.toml setup.py requirements/runtime.txt requirements/dev.txt
 	  echo "Installing QGIS from Debian (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qgis python3-qgis; \
 	fi
+	@# rasterio/fiona built against the platform's GDAL (the one QGIS uses): one GDAL per process
+	@if ! $(SYS_PY) -c "import rasterio, fiona" 2>/dev/null && command -v apt-get >/dev/null; then \
+	  echo "Installing rasterio and fiona built against the system GDAL from Debian (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-rasterio python3-fiona; \
+	fi
 	test -d $(VENV) || $(SYS_PY) -m venv --system-site-packages $(VENV)
 	$(SYS_PY) -c "import numpy; print('numpy==' + numpy.__version__)" > $(VENV)/constraints.txt
 	$(PY) -m pip install -q torch==$(TORCH_VERSION) -c $(VENV)/constraints.txt
 	$(PY) -m pip install -q -c $(VENV)/constraints.txt -r requirements/dev.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
-	$(PY) -c "import spectralx, torch, rasterio, qgis.core; print('spectralx', spectralx.__version__, '| torch', torch.__version__, '| rasterio', rasterio.__version__, '| QGIS', qgis.core.Qgis.QGIS_VERSION)"
+	@# a venv made before the rule above may still hold the PyPI wheels (own GDAL): drop them
+	@for pkg in rasterio fiona; do \
+	  if $(SYS_PY) -c "import $$pkg" 2>/dev/null && $(PY) -m pip show -f $$pkg 2>/dev/null | grep -q "^Location: $(CURDIR)/$(VENV)"; then \
+	    $(PY) -m pip uninstall -q -y $$pkg; fi; done
+	$(PY) -c "import rasterio; from osgeo import gdal; assert rasterio.__gdal_version__ == gdal.__version__, ('two GDALs', rasterio.__gdal_version__, gdal.__version__)"
+	$(PY) -c "import spectralx, torch, rasterio, qgis.core; print('spectralx', spectralx.__version__, '| torch', torch.__version__, '| rasterio', rasterio.__version__, '(GDAL', rasterio.__gdal_version__ + ') | QGIS', qgis.core.Qgis.QGIS_VERSION)"
 	touch $(STAMP)
 
 test: setup

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import BandMappingError, RasterError
 from .sensors import Sensor, SensorBand, canonical_band_name, parse_sensor, sensor_from_names, sensor_from_tags
+from .wording import Advice
 from .units import guess_units, parse_envi_list, parse_number, to_nm, unit_factor, wavelength_in_text
 
 # Read every pixel for the empty-band check only below this many values; larger rasters are sampled.
@@ -101,8 +102,8 @@ def _from_envi(ds, bands: List[RasterBand]) -> None:
     if wls is not None and len(wls) != count:
         if all(b.wavelength_nm is not None for b in bands):
             return  # band metadata already complete: an inconsistent list is not needed
-        raise BandMappingError(f"ENVI metadata lists {len(wls)} wavelengths for {count} bands; "
-                               "fix the header or pass --sensor / a band-map JSON")
+        raise Advice(f"ENVI metadata lists {len(wls)} wavelengths for {count} bands; "
+                     "fix the header, or name the sensor with [[sensor]], or use [[band_map]]")
     units = _ci(envi, "wavelength_units", "wavelength units")
     if wls is not None and units is None:
         units = guess_units(wls)
@@ -139,8 +140,8 @@ def _preset_layout(sensor: Sensor, chosen: Optional[List[SensorBand]], descripti
     """Which preset band each raster band is: named by the user, by the descriptions, or by count."""
     if chosen is not None:
         if len(chosen) != count:
-            raise BandMappingError(f"--sensor lists {len(chosen)} bands but the raster has {count}; "
-                                   "name one preset band per raster band, in file order")
+            raise Advice(f"the band order given with [[sensor_name]] lists {len(chosen)} bands but the raster has "
+                         f"{count}; name one {sensor.label} band per raster band, in file order")
         return chosen, f"preset {sensor.key}"
     named = [sensor.band(d) if d and not _generic_name(d, i) else None for i, d in enumerate(descriptions, 1)]
     if all(named):
@@ -149,9 +150,9 @@ def _preset_layout(sensor: Sensor, chosen: Optional[List[SensorBand]], descripti
     if layout is None:
         known = sorted({len(sensor.bands), *sensor.subsets})
         example = ",".join(b.name for b in sensor.bands[1:1 + min(count, 3)])
-        raise BandMappingError(
+        raise Advice(
             f"raster has {count} bands, which is not a {sensor.label} layout ({', '.join(map(str, known))} bands); "
-            f"name its bands in file order, e.g. --sensor {sensor.key}:{example}")
+            f"name its bands in file order with [[sensor_name]], e.g. {sensor.key}:{example}")
     if count == len(sensor.bands):
         return layout, f"preset {sensor.key}"
     return layout, (f"preset {sensor.key} (assumed {','.join(b.name for b in layout)} from {count} bands; "

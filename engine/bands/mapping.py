@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import BandMappingError
+from .wording import Advice
 
 STRATEGIES = ("auto", "index", "nearest", "interpolate", "srf")
 MIN_TOLERANCE_NM = 15.0          # floor of the default tolerance: max(0.5 * FWHM, 15 nm)
@@ -287,10 +288,9 @@ def map_bands(raster_bands, checkpoint_bands, strategy: str = "auto", tolerance_
     good = [b for b in raster_bands if not b.bad and b.wavelength_nm is not None]
     if strategy != "index" and not good:
         if any(b.wavelength_nm is not None for b in raster_bands):
-            raise BandMappingError("every raster band with a wavelength is a bad band; pass a band-map JSON or --strategy index")
-        raise BandMappingError(
-            "the raster's bands have no wavelength metadata; pick a sensor preset (--sensor sentinel2|landsat8|"
-            "landsat9|enmap, or e.g. landsat8:B2,B3,B4), pass a band-map JSON (--band-map), or use --strategy index")
+            raise Advice("every raster band with a wavelength is a bad band; use [[band_map]] or [[by_position]]")
+        raise Advice("the raster's bands have no wavelength metadata: name its sensor and band order with "
+                     "[[sensor]], use [[band_map]], or [[by_position]]")
     if indexes is not None and len(indexes) != len(checkpoint_bands):
         raise BandMappingError(f"band map lists {len(indexes)} raster bands for {len(checkpoint_bands)} checkpoint bands; "
                                "give one per checkpoint band (null to fill)")
@@ -310,7 +310,7 @@ def map_bands(raster_bands, checkpoint_bands, strategy: str = "auto", tolerance_
         if got is None:
             missing.append(target)
     if missing and not allow_fill:
-        raise BandMappingError(_missing_message(missing, good, strategy, tolerance_nm))
+        raise Advice(_missing_message(missing, good, strategy, tolerance_nm))
     mapping = _assemble(rows, len(raster_bands), sensor, strategy)
     bad = [b.index for b in raster_bands if b.bad]
     if bad and strategy != "index":
@@ -358,5 +358,5 @@ def _missing_message(missing, good, strategy, tolerance_nm) -> str:
         have = "the raster has no usable band"
     tol = f"{tolerance_nm:g} nm" if tolerance_nm is not None else "max(0.5·FWHM, 15 nm)"
     return (f"cannot map checkpoint band(s) {wanted} with strategy '{strategy}' (tolerance {tol}); {have}. "
-            "Pick the right sensor preset (--sensor), pass a band-map JSON (--band-map), widen --tolerance, "
-            "or allow filling missing bands with the normalization mean (--allow-fill)")
+            "Check the sensor and band order with [[sensor]]; use [[band_map]], [[tolerance]], "
+            "or [[allow_fill]]")

@@ -9,6 +9,7 @@ from ..errors import BandMappingError, RasterError
 from .detect import RasterBand, detect_bands
 from .mapping import STRATEGIES, BandMapping, map_bands
 from .units import parse_number
+from .wording import Advice
 
 
 def _load_card(card):
@@ -30,7 +31,7 @@ def _load_band_map(band_map: Union[str, os.PathLike]) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BandMappingError(f"cannot read band map {path} ({exc}); write one with `spectralx bands -o`") from None
+        raise Advice(f"cannot read band map {path} ({exc}); write one with [[write_band_map]]") from None
 
 
 def _explicit_indexes(doc: Any, targets: list) -> Optional[List[Optional[int]]]:
@@ -43,8 +44,8 @@ def _explicit_indexes(doc: Any, targets: list) -> Optional[List[Optional[int]]]:
                 break
     if isinstance(doc, list):
         if doc and all(isinstance(v, dict) and "wavelength_nm" in v for v in doc):
-            raise BandMappingError("this is `spectralx bands` detection output, not a band map; "
-                                   "write a band map with `spectralx bands RASTER -c CHECKPOINT -o MAP.json`")
+            raise Advice("this is `spectralx bands` detection output, not a band map; "
+                         "write a band map with [[write_band_map]]")
         _check_numbers(doc)
         return list(doc)
     if isinstance(doc, dict) and doc and "rows" not in doc and "weights" not in doc:
@@ -70,8 +71,8 @@ def _check_numbers(values: list) -> list:
 def validate_mapping(mapping: BandMapping, raster_band_count: int, targets: Sequence, source: str = "band map") -> BandMapping:
     """Check a stored mapping against this raster and checkpoint: clear errors instead of wrong input."""
     if len(mapping.rows) != len(targets):
-        raise BandMappingError(f"{source} maps {len(mapping.rows)} bands but the checkpoint expects {len(targets)}; "
-                               "make a new one for this checkpoint with `spectralx bands RASTER -c CHECKPOINT -o`")
+        raise Advice(f"{source} maps {len(mapping.rows)} bands but the checkpoint expects {len(targets)}; "
+                     "make a new one for this checkpoint with [[write_band_map]]")
     too_high = [i for i in mapping.source_indexes if i > raster_band_count]
     if too_high:
         raise BandMappingError(f"{source} reads raster band(s) {', '.join(map(str, too_high))} but the raster has "
@@ -121,12 +122,12 @@ def resolve_band_map(raster_path: str, card, band_map: Union[str, os.PathLike, D
     if isinstance(band_map, BandMapping):
         return validate_mapping(band_map, _band_count(raster_path), targets)
     if isinstance(band_map, str) and band_map in STRATEGIES:
-        raster_bands, used, fallback = detect_bands_for_card(raster_path, card, sensor)
-        mapping = map_bands(raster_bands, targets, strategy=band_map, tolerance_nm=tolerance_nm,
-                            allow_fill=allow_fill, sensor=used)
-        if fallback:
-            mapping.warnings.append(f"raster has no wavelengths: used the checkpoint's training sensor '{used}'")
-        return mapping
+        from .fit import plan_bands
+        plan = plan_bands(raster_path, card, sensor, strategy=band_map, tolerance_nm=tolerance_nm,
+                          allow_fill=allow_fill)
+        if plan.error is not None:
+            raise plan.error
+        return plan.mapping
     source = "band map"
     doc = band_map
     if isinstance(band_map, (str, os.PathLike)):

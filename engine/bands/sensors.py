@@ -6,6 +6,7 @@ Sources (nominal values, nm):
 - Landsat 8 OLI (and OLI-2 on Landsat 9, same nominal bands): centre of mass and half-maximum width
   of the OLI relative spectral responses in the EnMAP-Box test data (GPL-3.0), USGS for TIRS.
 - EnMAP HSI: `enmap.json` beside this file (see its attribution).
+- Landsat 4/5 TM and 7 ETM+: centre and width of the USGS nominal band passes.
 - `rgbn`: generic red/green/blue/NIR bands, approximate (Sentinel-2-like centres, broad FWHM), for
   cameras without a preset and files whose bands are only named by colour.
 """
@@ -91,6 +92,19 @@ _OLI_SUBSETS = {
     3: ["B2", "B3", "B4"],
 }
 
+# Landsat 4/5 TM and Landsat 7 ETM+: centre and width of the nominal band-pass edges (USGS "What are
+# the band designations for the Landsat satellites?").
+_TM = [("B1", 485.0, 70.0, "blue"), ("B2", 560.0, 80.0, "green"), ("B3", 660.0, 60.0, "red"),
+       ("B4", 830.0, 140.0, "nir"), ("B5", 1650.0, 200.0, "swir 1"), ("B6", 11450.0, 2100.0, "thermal"),
+       ("B7", 2215.0, 270.0, "swir 2")]
+_ETM = [("B1", 482.5, 65.0, "blue"), ("B2", 565.0, 80.0, "green"), ("B3", 660.0, 60.0, "red"),
+        ("B4", 835.0, 130.0, "nir"), ("B5", 1650.0, 200.0, "swir 1"), ("B6", 11450.0, 2100.0, "thermal"),
+        ("B7", 2220.0, 260.0, "swir 2"), ("B8", 710.0, 380.0, "panchromatic")]
+_TM_SUBSETS = {
+    6: ["B1", "B2", "B3", "B4", "B5", "B7"],                                    # Collection 2 L2 SR
+    4: ["B1", "B2", "B3", "B4"],
+    3: ["B1", "B2", "B3"],
+}
 
 # Generic colour/NIR bands for cameras without a preset (approximate: Sentinel-2-like centres, broad).
 _GENERIC = [("red", 665.0, 40.0), ("green", 560.0, 45.0), ("blue", 490.0, 65.0), ("nir", 842.0, 115.0)]
@@ -117,6 +131,10 @@ def _build() -> Dict[str, Sensor]:
         Sensor("sentinel2b", "Sentinel-2B MSI", s2b, _S2_SUBSETS, ("s2b", "sentinel-2b")),
         Sensor("landsat8", "Landsat 8 OLI/TIRS", oli, _OLI_SUBSETS, ("l8", "oli", "landsat-8", "landsat_8", "lc08")),
         Sensor("landsat9", "Landsat 9 OLI-2/TIRS-2", oli, _OLI_SUBSETS, ("l9", "oli2", "oli-2", "landsat-9", "landsat_9", "lc09")),
+        Sensor("landsat7", "Landsat 7 ETM+", [SensorBand(*b) for b in _ETM], _TM_SUBSETS,
+               ("l7", "etm", "etm+", "landsat-7", "landsat_7", "le07")),
+        Sensor("landsat5", "Landsat 4/5 TM", [SensorBand(*b) for b in _TM], _TM_SUBSETS,
+               ("l5", "l4", "tm", "landsat4", "landsat-5", "landsat_5", "lt05", "lt04")),
         Sensor("enmap", "EnMAP HSI (224 bands)", _enmap(), {}, ("enmap_hsi", "enmap-hsi")),
         Sensor("rgbn", "Generic red, green, blue, NIR camera (approximate wavelengths)",
                [SensorBand(*b) for b in _GENERIC], {3: ["red", "green", "blue"]}, ("rgb", "generic")),
@@ -183,6 +201,10 @@ def sensor_from_tags(tags: Dict[str, str]) -> Optional[Sensor]:
             return SENSORS["landsat8"]
         if "landsat9" in v:
             return SENSORS["landsat9"]
+        if "landsat7" in v:
+            return SENSORS["landsat7"]
+        if "landsat5" in v or "landsat4" in v:
+            return SENSORS["landsat5"]
         if "enmap" in v:
             return SENSORS["enmap"]
     return None

@@ -1,22 +1,52 @@
-"""Safe reading of tensor files: safetensors directly, torch pickles only with weights_only=True.
+"""Safe reading of tensor files: safetensors directly, torch pickles through a restricted unpickler.
 
-Nothing in a weights file is ever executed: safetensors has no code path, and torch.load with
-weights_only=True refuses any pickle opcode that would import or call an arbitrary object.
+Nothing in a weights file is ever executed. safetensors has no code path. Torch pickles (zip or
+legacy format) go through torch's own `weights_only` unpickler, which builds only tensors, storages
+and plain containers and calls no function outside its allow-list; we extend that list with a few
+classes that real releases pickle and that are inert when rebuilt (see SAFE_GLOBALS). Before that,
+the pickle's global references are listed statically (pickletools, nothing is run) so a refusal names
+the global the file would have called.
+
+Formats are told apart by their real rules, not a first-byte guess: a safetensors file is an 8-byte
+little-endian length N followed by N bytes of JSON object (so its first byte can be anything,
+0x80 included); a torch zip starts with the zip signature `PK\x03\x04`; a legacy pickle starts with
+the PROTO opcode 0x80 and a protocol number 2-5.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import pathlib
+import re
 import struct
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from .errors import CheckpointError
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 _hash_cache: Dict[Tuple[str, int, float], str] = {}
+
+# Extra globals a release pickle may name, beyond torch's own weights-only list (tensors, storages,
+# OrderedDict, torch dtypes/devices). Each is safe to rebuild: the unpickler only creates the object
+# with `cls.__new__` or calls the constructor below with plain values (strings, numbers, bytes), and
+# none of them runs code or touches files when built.
+#  - argparse.Namespace: the `args` of Scale-MAE / SatMAE++ / MAE checkpoints; an attribute bag whose
+#    state is set by dict update. Turned into a plain dict after loading (plain_containers).
+#  - pathlib paths: argument values in some training scripts; building one is string handling only.
+#  - numpy scalar / dtype / ndarray reconstruction: optimizer and args values saved as numpy numbers;
+#    object arrays still get their elements from this same restricted unpickler.
+SAFE_GLOBALS = [
+    argparse.Namespace,
+    pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
+    np.core.multiarray.scalar, np.dtype, np.core.multiarray._reconstruct, np.ndarray,
+]
+_SAFE_NAMES = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS} | {
+    "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct"}
 
 
 def sha256_file(path: str) -> str:
@@ -32,28 +62,57 @@ def sha256_file(path: str) -> str:
     return _hash_cache[key]
 
 
+def _safetensors_header(f, size: int) -> Tuple[Optional[dict], int, str]:
+    """(header, header length, "") if the open file is a safetensors file by its rules, else
+    (None, 0, why not)."""
+    f.seek(0)
+    head = f.read(8)
+    if len(head) < 8:
+        return None, 0, "too short"
+    (header_len,) = struct.unpack("<Q", head)
+    if header_len < 2 or 8 + header_len > size:
+        return None, 0, "damaged or truncated header"
+    raw = f.read(header_len)
+    if raw[:1] != b"{":
+        return None, 0, "unreadable header"
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, 0, "unreadable header"
+    if not isinstance(header, dict):
+        return None, 0, "bad header"
+    return header, header_len, ""
+
+
+def sniff_format(path: str) -> str:
+    """'safetensors', 'torch-zip', 'pickle' or 'unknown', by each format's own rules."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if head == b"PK\x03\x04":
+            return "torch-zip"
+        if _safetensors_header(f, size)[0] is not None:
+            return "safetensors"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    return "unknown"
+
+
 def read_safetensors_header(path: str) -> dict:
     """Parse the JSON header of a safetensors file, with one-line errors for anything else."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a file; give the weights file itself")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: file not found")
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        head = f.read(8)
-        if head[:1] == b"\x80" or head[:2] == b"PK":
+        header, header_len, why = _safetensors_header(f, size)
+    if header is None:
+        if sniff_format(path) in ("torch-zip", "pickle"):
             raise CheckpointError(
                 f"{path} is a pickle/zip file, not safetensors; pickles are never loaded as checkpoints "
                 "because unpickling can run code")
-        if len(head) < 8:
-            raise CheckpointError(f"{path} is not a safetensors file (too short)")
-        (header_len,) = struct.unpack("<Q", head)
-        if header_len <= 1 or 8 + header_len > size:
-            raise CheckpointError(f"{path} is not a valid safetensors file (damaged or truncated header)")
-        try:
-            header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise CheckpointError(f"{path} is not a valid safetensors file (unreadable header)") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a valid safetensors file (bad header)")
+        raise CheckpointError(f"{path} is not a valid safetensors file ({why})")
     data_end = max((v["data_offsets"][1] for k, v in header.items()
                     if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
     if 8 + header_len + data_end > size:
@@ -74,15 +133,58 @@ def read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]
     return tensors, dict(header.get("__metadata__") or {})
 
 
-def read_torch_pickle(path: str) -> object:
-    """torch.load restricted to tensors and plain containers (weights_only=True)."""
+def _refused_globals(path: str) -> List[str]:
+    """Globals a torch zip pickle names that are outside both allow-lists (static scan, runs nothing)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # legacy format or damaged zip: the unpickler below decides
+        return []
+    return [n for n in names if n not in _SAFE_NAMES]
+
+
+def _refusal(path: str, names: List[str]) -> CheckpointError:
+    more = f" (and {len(names) - 1} more: {', '.join(names[1:4])})" if len(names) > 1 else ""
+    return CheckpointError(
+        f"refusing to load {os.path.basename(path)}: the file would call {names[0]}{more}; SpectralX "
+        "only reads tensors, plain values and argparse arguments from checkpoints and runs nothing from them")
+
+
+def read_torch_pickle(path: str) -> object:
+    """A torch checkpoint (zip or legacy) read by the restricted unpickler; Namespaces become dicts."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a file; give the weights file itself")
+    kind = sniff_format(path)
+    if kind not in ("torch-zip", "pickle"):
+        raise CheckpointError(f"{path} is not a torch checkpoint (neither a zip archive nor a pickle)")
+    refused = _refused_globals(path) if kind == "torch-zip" else []
+    if refused:
+        raise _refusal(path, refused)
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global[^\w]+([\w]+\.[\w.]+)", text)
+        if m:
+            raise _refusal(path, [m.group(1)]) from None
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
         raise CheckpointError(
             f"{path} cannot be loaded safely as weights ({first[:200]}); SpectralX only reads tensors "
             "from .pth/.pt files and never runs code from them; convert it to .safetensors") from None
+    return plain_containers(obj)
+
+
+def plain_containers(obj: object) -> object:
+    """Namespaces -> dicts and paths -> strings, recursively (so nothing outside builtins leaves here)."""
+    if isinstance(obj, argparse.Namespace):
+        obj = vars(obj)
+    if isinstance(obj, pathlib.PurePath):
+        return str(obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, plain_containers(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain_containers(v) for v in obj)
+    return obj
 
 
 def write_safetensors_atomic(tensors: Dict[str, torch.Tensor], metadata: Dict[str, str], path: str) -> None:

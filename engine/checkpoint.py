@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -17,10 +18,11 @@ import torch
 from . import __version__
 from .backbone_io import load_backbone
 from .config import ModelConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError
+from .fileio import write_bytes
 from .model import SpectralX
 from .model.decoder import ReconstructionHead
-from .safefile import read_safetensors, read_safetensors_header, sha256_file, write_safetensors_atomic
+from .safefile import read_safetensors, read_safetensors_header, sha256_file
 
 CARD_KEY = "spectralx_model_card"
 FORMAT_NAME = "spectralx-checkpoint"
@@ -63,6 +65,9 @@ class BackboneRef:
     sha256: str
     preset: str
     description: str = ""
+    # where the backbone was when the checkpoint was written: found there too if it is not beside
+    # the checkpoint (the user's file is referenced, never hard-linked); its sha256 is still checked
+    path: str = ""
 
 
 @dataclass
@@ -108,6 +113,7 @@ class ModelCard:
                 f"{source}: checkpoint format {d['format_version']} is newer than this SpectralX "
                 f"({FORMAT_VERSION}); update the plugin")
         d.pop("tile_size", None)
+        _check_card_values(d, source)
         try:
             return cls(
                 architecture=d.pop("architecture"),
@@ -123,8 +129,53 @@ class ModelCard:
         return {c.value: c.name for c in self.classes}
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_card_values(d: dict, source: str) -> None:
+    """Values a network cannot run with are named here, in one line, instead of failing later (a
+    string wavelength) or silently producing garbage (a zero standard deviation)."""
+    bands = d.get("bands")
+    if not isinstance(bands, list) or not all(isinstance(b, dict) for b in bands):
+        raise CheckpointError(f"{source}: model card 'bands' must be a list of objects")
+    for i, b in enumerate(bands, 1):
+        wl, fwhm = b.get("wavelength_nm"), b.get("fwhm_nm")
+        if not _is_number(wl) or wl <= 0:
+            raise CheckpointError(f"{source}: model card band {i} ({b.get('name', '?')}) has wavelength "
+                                  f"{wl!r}; it must be a positive number of nm; the card is damaged")
+        if fwhm is not None and (not _is_number(fwhm) or fwhm < 0):
+            raise CheckpointError(f"{source}: model card band {i} ({b.get('name', '?')}) has FWHM {fwhm!r}; "
+                                  "it must be a number of nm or null")
+    norm = d.get("normalization") or {}
+    if not isinstance(norm, dict):
+        raise CheckpointError(f"{source}: model card 'normalization' must be an object")
+    for key in ("mean", "std"):
+        values = norm.get(key, [])
+        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+            raise CheckpointError(f"{source}: normalization {key} must be a list of finite numbers")
+        if values and len(values) != len(bands):
+            raise CheckpointError(f"{source}: normalization {key} has {len(values)} values for "
+                                  f"{len(bands)} bands")
+    zero = [i for i, v in enumerate(norm.get("std", []), 1) if v <= 0]
+    if zero and norm.get("method", "zscore") != "none":
+        raise CheckpointError(f"{source}: normalization std of band {zero[0]} is {norm['std'][zero[0] - 1]:g} "
+                              f"({len(zero)} band(s) ≤ 0): dividing by it is undefined; the card is damaged, "
+                              "retrain or use another checkpoint")
+    classes = d.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, dict) for c in classes):
+        raise CheckpointError(f"{source}: model card 'classes' must be a list of objects")
+    for c in classes:
+        v = c.get("value")
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 255:
+            raise CheckpointError(f"{source}: class {c.get('name', '?')!r} has value {v!r}; class values "
+                                  "are whole numbers 1..255")
+
+
 def read_card(path: str) -> ModelCard:
     """Read only the model card (no tensors): cheap, for `info` and the plugin's checkpoint picker."""
+    if os.path.isdir(path):
+        raise InputError(f"checkpoint {path} is a folder, not a file; give the .safetensors file itself")
     header = read_safetensors_header(path)
     meta = header.get("__metadata__") or {}
     if CARD_KEY not in meta:
@@ -138,14 +189,24 @@ def user_model_dir() -> str:
         os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "spectralx", "models")
 
 
+def backbone_candidates(card: ModelCard, checkpoint_path: str, backbone: Optional[str] = None) -> List[str]:
+    """Where a card's backbone is looked for, in order: the one given, else beside the checkpoint,
+    the path recorded in the card, the user's model folder."""
+    if backbone:
+        return [backbone]
+    name = os.path.basename(card.backbone.file)
+    candidates = [os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), name)]
+    if card.backbone.path:
+        candidates.append(card.backbone.path)
+    candidates.append(os.path.join(user_model_dir(), name))
+    return candidates
+
+
 def resolve_backbone(card: ModelCard, checkpoint_path: str, backbone: Optional[str] = None) -> str:
     """Find the backbone file for a card and verify its sha256."""
-    if backbone:
-        candidates = [backbone]
-    else:
-        name = os.path.basename(card.backbone.file)
-        candidates = [os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), name),
-                      os.path.join(user_model_dir(), name)]
+    if backbone and os.path.isdir(backbone):
+        raise InputError(f"backbone {backbone} is a folder, not a file; give the backbone file itself")
+    candidates = backbone_candidates(card, checkpoint_path, backbone)
     found = next((c for c in candidates if os.path.isfile(c)), None)
     if found is None:
         raise CheckpointError(
@@ -156,7 +217,18 @@ def resolve_backbone(card: ModelCard, checkpoint_path: str, backbone: Optional[s
         raise CheckpointError(
             f"backbone {found} does not match the checkpoint: sha256 {digest[:12]}… but the model card "
             f"expects {card.backbone.sha256[:12]}…; use the backbone the checkpoint was trained with")
+    card.backbone.path = os.path.abspath(found)   # a checkpoint trained from this one finds it too
     return found
+
+
+def non_finite(tensors: Dict[str, torch.Tensor]) -> Optional[Tuple[str, int, int]]:
+    """(name, non-finite values, values) of the first floating tensor holding NaN or infinity."""
+    for k, v in tensors.items():
+        if v.is_floating_point() and v.numel():
+            bad = int((~torch.isfinite(v)).sum())
+            if bad:
+                return k, bad, v.numel()
+    return None
 
 
 def build_model(card: ModelCard, materialize: bool = True) -> SpectralX:
@@ -183,7 +255,14 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
     # seconds (tens of seconds for ViT-L).
     model = build_model(card, materialize=False)
     bstate, _, _ = load_backbone(backbone_path, card.backbone.preset, card.tile_size)
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    full_state = model.state_dict()
+    own = {k: v for k, v in full_state.items() if not k.startswith("backbone.")}
+    # backbone tensors that training changed (LayerNorms; everything for `full`) ride in the
+    # checkpoint and take precedence over the backbone file's
+    overrides = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith("backbone.")]}
+    stray = sorted(k for k in overrides if k not in full_state)
+    if stray:
+        raise CheckpointError(f"{path} holds backbone tensors its backbone does not have: {stray[:5]}")
     # fine-tuned checkpoints leave out the stage-1 reconstruction head (see save_checkpoint)
     if not any(k.startswith(_OPTIONAL_PREFIXES) for k in tensors):
         cfg = model.cfg
@@ -194,31 +273,48 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match its architecture: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
-    for k, v in tensors.items():
-        if v.shape != own[k].shape:
-            raise CheckpointError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-    state = {**tensors, **{f"backbone.{k}": v for k, v in bstate.items()}}
+    for k, v in {**tensors, **overrides}.items():
+        if v.shape != full_state[k].shape:
+            raise CheckpointError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(full_state[k].shape)}")
+    for what, file, part in (("checkpoint", path, tensors), ("backbone", backbone_path, bstate)):
+        bad = non_finite(part)
+        if bad:
+            raise CheckpointError(
+                f"{what} {file}: tensor {bad[0]} holds {bad[1]} NaN/infinite value(s) of {bad[2]}; a network "
+                "with them gives meaningless classes: the file is damaged or its training diverged")
+    state = {**tensors, **{f"backbone.{k}": v for k, v in bstate.items()}, **overrides}
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     model.reset_buffers()
     if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
         raise CheckpointError(f"{path}: some tensors of the network were not filled from the files")
     model.set_stage("frozen")
+    model.trained_backbone_keys = set(overrides)
     return model.to(device).eval(), card
 
 
 def save_checkpoint(model: SpectralX, card: ModelCard, path: str) -> None:
     """Write every non-backbone tensor plus the card; atomic (temporary file, then rename)."""
     card.architecture = model.cfg.to_dict()
-    tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    keep = getattr(model, "trained_backbone_keys", set())
+    tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.") or k in keep}
     if card.stage == "finetune":  # segmentation never uses the reconstruction head (16*16*C*D weights)
         tensors = {k: v for k, v in tensors.items() if not k.startswith(_OPTIONAL_PREFIXES)}
-    write_safetensors_atomic(tensors, {CARD_KEY: card.to_json()}, path)
+    bad = non_finite(tensors)
+    if bad:
+        raise CheckpointError(f"training diverged: tensor {bad[0]} holds {bad[1]} NaN/infinite value(s); "
+                              f"{path} was not written; try a lower --lr")
+    from safetensors.torch import save as to_bytes
+    # serialised in memory (non-backbone tensors only: tens of MB), then one atomic write: a full
+    # disk is an OSError we can report, never a half-written checkpoint
+    data = to_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                    metadata={CARD_KEY: card.to_json()})
+    write_bytes(path, data)
 
 
 def backbone_ref_for(path: str, preset: str, description: str = "") -> BackboneRef:
     return BackboneRef(file=os.path.basename(path), sha256=sha256_file(path), preset=preset,
-                       description=description)
+                       description=description, path=os.path.abspath(path))
 
 
 def new_model(backbone_path: str, bands: List[Band], classes: List[ClassInfo], preset: Optional[str] = None,

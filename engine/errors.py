@@ -27,3 +27,25 @@ class LabelError(SpectralXError):
 
 class Cancelled(SpectralXError):
     """The user cancelled a run; partial outputs have been removed."""
+
+
+class InputError(SpectralXError):
+    """An input path is missing, a folder, or unreadable."""
+
+
+class OutputError(SpectralXError):
+    """An output cannot be written: it is an input, exists without --overwrite, or the write failed
+    (nothing is left behind either way)."""
+
+
+class ArgumentError(SpectralXError):
+    """A command-line value is out of range (tile size, learning rate, band numbers, …)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so every cleanup path for an interrupt runs."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(name)
+        self.signum = signum
+        self.name = name

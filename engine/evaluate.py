@@ -28,7 +28,24 @@ def _read_prediction(path: str):
         ds = rasterio.open(path)
     except Exception as exc:
         raise RasterError(f"cannot open prediction raster {path}: {exc}") from None
+    try:
+        _require_class_raster(ds, path, "prediction")
+    except RasterError:
+        ds.close()
+        raise
     return ds
+
+
+def _require_class_raster(ds, path: str, what: str) -> None:
+    """A class raster is one band of class values: a multi-band image (e.g. the input scene given by
+    mistake) or complex pixels would otherwise be scored on band 1 as if they were classes."""
+    if ds.count != 1:
+        raise RasterError(f"the {what} {path} has {ds.count} bands; a class raster has one band of class "
+                          "values (e.g. the output of spectralx segment)")
+    dtype = ds.dtypes[0]
+    if dtype.startswith("complex"):
+        raise RasterError(f"the {what} {path} holds complex values ({dtype}); a class raster holds "
+                          "whole-number class values")
 
 
 def _prediction_values(ds, window=None) -> np.ndarray:
@@ -57,6 +74,7 @@ def evaluate(prediction: str, reference: str, class_field: Optional[str] = None)
         if is_raster(reference):
             pred = _prediction_values(ds)
             with rasterio.open(reference) as rs:
+                _require_class_raster(rs, reference, "reference")
                 rgrid = Grid.of(rs, reference)
                 ref_names, _ = raster_class_metadata(rs)
                 if same_grid(rgrid, grid):

@@ -16,6 +16,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import from_bounds
 
 from .errors import RasterError
+from .fileio import atomic_output
 
 NODATA_RGB = (225, 225, 225)
 BACKGROUND = (255, 255, 255)
@@ -99,6 +100,8 @@ def render_rgb(image: str, bounds, shape: Tuple[int, int], bands: Optional[Seque
     """(H, W, 3) uint8 rendering of `image` over `bounds` (2..98 % stretch per band; nodata grey)."""
     with rasterio.open(image) as ds:
         idx = list(bands) if bands else _rgb_band_indexes(ds)
+        if any(not 1 <= i <= ds.count for i in idx):
+            raise RasterError(f"RGB bands {idx}: {image} has bands 1 to {ds.count}")
         win = from_bounds(*bounds, transform=ds.transform)
         a = ds.read(idx, window=win, out_shape=(len(idx), *shape), resampling=Resampling.nearest,
                     boundless=True, masked=True).astype(np.float64)
@@ -135,6 +138,8 @@ def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
 
     if not os.path.isfile(class_raster):
         raise RasterError(f"class raster not found: {class_raster}")
+    if max_side < 1:
+        raise RasterError(f"the largest panel side must be at least 1 px, not {max_side}")
     with rasterio.open(class_raster) as ds:
         h, w = ds.height, ds.width
         bounds = ds.bounds
@@ -199,9 +204,8 @@ def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
     draw.text((lx + sw + 8, ly + 3), "nodata / unclassified", fill=TEXT, font=small)
 
     os.makedirs(os.path.dirname(os.path.abspath(output)) or ".", exist_ok=True)
-    tmp = output + ".partial.png"
-    canvas.save(tmp, "PNG", optimize=True)
-    os.replace(tmp, output)
+    with atomic_output(output, ".png") as tmp:   # a full disk or Ctrl-C leaves no partial PNG
+        canvas.save(tmp, "PNG", optimize=True)
     return {"output": output, "size": canvas.size, "zoom": zoom / shrink,
             "classes": [dict(c, pixels=int(counts[c["value"]]) if 0 < c["value"] < 256 else 0,
                              percent=round(100.0 * counts[c["value"]] / total, 2) if 0 < c["value"] < 256 else 0.0)

@@ -3,6 +3,7 @@ import json
 import os
 
 from ..errors import RasterError
+from ._validate import positive_float
 
 
 def register(sub):
@@ -16,12 +17,13 @@ def register(sub):
                    + "; name the raster's bands in file order with e.g. landsat8:B2,B3,B4")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto", help="how to map bands (default: auto)")
     p.add_argument("--band-map", help="a band-map JSON to check against the raster and checkpoint instead")
-    p.add_argument("--tolerance", type=float, metavar="NM",
+    p.add_argument("--tolerance", type=positive_float, metavar="NM",
                    help="nearest-band tolerance in nm (default: max(0.5*FWHM, 15))")
     p.add_argument("--allow-fill", action="store_true",
                    help="fill bands that cannot be mapped with the normalization mean instead of failing")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-o", "--output", metavar="MAPPING.json", help="write the band map (needs -c)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     p.set_defaults(func=run)
 
 
@@ -64,6 +66,7 @@ def run(args):
     from ..bands import detect_bands, resolve_band_map
     if args.output and not args.checkpoint:
         raise RasterError("-o writes a band map, which needs a checkpoint: add -c CHECKPOINT")
+    check_paths(args)
     if not args.checkpoint:
         bands = detect_bands(args.raster, sensor=args.sensor)
         if args.json:
@@ -74,11 +77,8 @@ def run(args):
     mapping = resolve_band_map(args.raster, args.checkpoint, band_map=args.band_map or args.strategy,
                                sensor=args.sensor, tolerance_nm=args.tolerance, allow_fill=args.allow_fill)
     if args.output:
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise RasterError(f"folder {folder} does not exist; create it or choose another -o path")
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(mapping.to_json())
+        from ..fileio import write_text
+        write_text(args.output, mapping.to_json())
     if args.json:
         print(mapping.to_json())
     else:
@@ -86,3 +86,16 @@ def run(args):
         if args.output:
             print(f"band map written to {args.output}")
     return 0
+
+
+def check_paths(args) -> None:
+    """The raster opens and is whole; -o is none of the inputs (shared check, spectralx.fileio)."""
+    from ..fileio import check_inputs, check_outputs, raster_files
+    from ._validate import check_rasters, checkpoint_inputs
+    band_map = args.band_map if args.band_map and os.path.isfile(args.band_map) else None
+    check_inputs([(args.checkpoint, "checkpoint"), (band_map, "band map")])
+    check_rasters([(args.raster, "raster")], wavelengths=bool(args.checkpoint), sensor=args.sensor,
+                  band_map=band_map)
+    if args.output:
+        inputs = raster_files(args.raster) + checkpoint_inputs(args.checkpoint, None) + [band_map]
+        check_outputs([(args.output, "band map")], inputs, args.overwrite)

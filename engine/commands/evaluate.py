@@ -13,16 +13,18 @@ def register(sub):
     p.add_argument("--class-field", help="vector field holding the reference class (names or values)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-o", "--output", help="also write the JSON result to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     p.set_defaults(func=run)
 
 
 def run(args):
     from ..evaluate import evaluate, format_table
+    check_paths(args)
     result = evaluate(args.prediction, args.reference, class_field=args.class_field)
     text = json.dumps(result, indent=1)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        from ..fileio import write_text
+        write_text(args.output, text + "\n")
     if args.json:
         print(text)
         return
@@ -33,3 +35,14 @@ def run(args):
         print(f"note: {result['unpredicted_reference_pixels']} reference pixels fall on prediction nodata "
               "and are not counted")
     print(format_table(result))
+
+
+def check_paths(args) -> None:
+    """Both inputs open; -o is neither of them (shared check, spectralx.fileio)."""
+    from ..fileio import check_inputs, check_outputs, raster_files, vector_files
+    from ._validate import check_rasters
+    check_rasters([(args.prediction, "prediction")])
+    check_inputs([(args.reference, "reference")])
+    if args.output:
+        inputs = raster_files(args.prediction) + raster_files(args.reference) + vector_files(args.reference)
+        check_outputs([(args.output, "result")], inputs, args.overwrite)

@@ -3,6 +3,7 @@ import shlex
 import sys
 
 from ..config import DEFAULT_SPECTRAL_SKIP
+from ._validate import count_int, fraction, learning_rate, positive_int, tile_size
 
 
 def register(sub):
@@ -24,22 +25,23 @@ def register(sub):
                    "(vit_tiny_patch16, vit_small_patch16, vit_base_patch16, vit_large_patch16)")
     p.add_argument("--sensor", help="sensor preset for band wavelengths (when the image has no metadata)")
     p.add_argument("--band-map", default="auto", help="band mapping: auto or a JSON file (with -c)")
-    p.add_argument("--tile-size", type=int, help="model tile size in px (new model only; multiple of 32)")
-    p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--tile-size", type=tile_size, help="model tile size in px (new model only; multiple of 32)")
+    p.add_argument("--steps", type=positive_int, default=300, help="training steps (default 300)")
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--lr", type=learning_rate, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--val-fraction", type=fraction, default=0.2,
                    help="share of each class's polygons/regions held out for validation (default 0.2)")
     p.add_argument("--val-image", action="append", default=[], metavar="RASTER",
                    help="explicit validation image (with --val-labels; replaces --val-fraction)")
     p.add_argument("--val-labels", action="append", default=[], metavar="FILE")
-    p.add_argument("--eval-every", type=int, help="validate every N steps (default steps/10)")
-    p.add_argument("--patience", type=int, default=5, help="early stop after N validations without gain")
+    p.add_argument("--eval-every", type=positive_int, help="validate every N steps (default steps/10)")
+    p.add_argument("--patience", type=positive_int, default=5, help="early stop after N validations without gain")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count_int, default=0)
     p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--description", help="model card description (default: a generated summary)")
-    p.add_argument("--spectral-skip", type=int, default=DEFAULT_SPECTRAL_SKIP, metavar="WIDTH",
+    p.add_argument("--spectral-skip", type=count_int, default=DEFAULT_SPECTRAL_SKIP, metavar="WIDTH",
                    help="width of the head's full-resolution spectral skip for a new model "
                         f"(default {DEFAULT_SPECTRAL_SKIP}; 0 = the paper's 1/4-resolution UPerNet output)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,6 +57,7 @@ def run(args):
     if not args.checkpoint and not args.backbone:
         from ..errors import CheckpointError
         raise CheckpointError("give a starting point: -c CHECKPOINT or --backbone FILE")
+    check_paths(args)
     bar = TqdmProgress("finetune", disable=args.quiet)
     try:
         res = finetune(args.image, args.labels, args.output, class_field=args.class_field, classes=args.classes,
@@ -76,3 +79,19 @@ def run(args):
             print(f"  {name:<20} IoU {iou:.3f}")
     else:
         print(f"wrote {res.checkpoint} ({m['validation']})")
+
+
+def check_paths(args) -> None:
+    """Inputs exist and are files; the output is none of them (shared check, spectralx.fileio)."""
+    from ..fileio import check_inputs, check_outputs, raster_files, vector_files
+    from ._validate import check_rasters, checkpoint_inputs
+    images = list(args.image) + list(args.val_image)
+    labels = list(args.labels) + list(args.val_labels)
+    band_map = args.band_map if args.band_map not in (None, "auto") else None
+    check_inputs([(args.checkpoint, "checkpoint"), (args.backbone, "backbone"), (args.classes, "class table"),
+                  (band_map, "band map"), *[(lab, "labels") for lab in labels]])
+    check_rasters([(img, "image") for img in images], wavelengths=True,
+                  sensor=args.sensor, band_map=band_map)
+    inputs = [f for img in images for f in raster_files(img)] + [f for lab in labels for f in vector_files(lab)]
+    inputs += checkpoint_inputs(args.checkpoint, args.backbone) + [args.classes, band_map]
+    check_outputs([(args.output, "checkpoint")], inputs, args.overwrite)

@@ -15,6 +15,8 @@ def register(sub):
 
 
 def run(args):
+    from ..fileio import check_inputs
+    check_inputs([(args.checkpoint, "checkpoint"), (args.backbone, "backbone")])
     card = read_card(args.checkpoint)
     if args.check:
         from ..checkpoint import load_checkpoint

@@ -2,6 +2,8 @@
 import shlex
 import sys
 
+from ._validate import count_int, learning_rate, open_fraction, positive_int, tile_size
+
 
 def register(sub):
     p = sub.add_parser(
@@ -15,14 +17,15 @@ def register(sub):
     p.add_argument("--backbone-preset", help="backbone preset when the file does not say")
     p.add_argument("--sensor", help="sensor preset for band wavelengths (when the image has no metadata)")
     p.add_argument("--band-map", default="auto", help="band mapping: auto or a JSON file (with -c)")
-    p.add_argument("--tile-size", type=int, help="model tile size in px (new model only; multiple of 32)")
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--mask-ratio", type=float, default=0.75)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--tile-size", type=tile_size, help="model tile size in px (new model only; multiple of 32)")
+    p.add_argument("--steps", type=positive_int, default=500)
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--mask-ratio", type=open_fraction, default=0.75)
+    p.add_argument("--lr", type=learning_rate, default=1e-3)
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count_int, default=0)
     p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--description", help="model card description (default: generated from the run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -31,6 +34,7 @@ def register(sub):
 def run(args):
     from ..progress import TqdmProgress
     from ..training import pretrain
+    check_paths(args)
     bar = TqdmProgress("pretrain", disable=args.quiet)
     try:
         res = pretrain(args.images, args.output, checkpoint=args.checkpoint, backbone=args.backbone,
@@ -43,3 +47,16 @@ def run(args):
         bar.close()
     m = res.metrics
     print(f"wrote {res.checkpoint}: masked MSE {m['masked_mse_first']:.4f} -> {m['masked_mse_final']:.4f}")
+
+
+def check_paths(args) -> None:
+    """Inputs exist and are files; the output is none of them (shared check, spectralx.fileio)."""
+    from ..fileio import check_inputs, check_outputs, raster_files
+    from ._validate import check_rasters, checkpoint_inputs
+    band_map = args.band_map if args.band_map not in (None, "auto") else None
+    check_inputs([(args.checkpoint, "checkpoint"), (args.backbone, "backbone"), (band_map, "band map")])
+    check_rasters([(img, "image") for img in args.images], wavelengths=True, sensor=args.sensor,
+                  band_map=band_map)
+    inputs = [f for img in args.images for f in raster_files(img)]
+    inputs += checkpoint_inputs(args.checkpoint, args.backbone) + [band_map]
+    check_outputs([(args.output, "checkpoint")], inputs, args.overwrite)

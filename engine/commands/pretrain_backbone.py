@@ -9,6 +9,8 @@ import os
 import shlex
 import sys
 
+from ._validate import count_int, int_range, learning_rate, open_fraction, positive_int, tile_size
+
 
 def register(sub):
     p = sub.add_parser(
@@ -20,18 +22,18 @@ def register(sub):
     p.add_argument("--chips", required=True, help="RGB chip file (.npz with 'chips' (N,H,W,3) uint8)")
     p.add_argument("-o", "--output", required=True, help="backbone file to write (.safetensors)")
     p.add_argument("--preset", default="vit_tiny_patch16", help="ViT preset (default vit_tiny_patch16)")
-    p.add_argument("--img-size", type=int, default=64, help="tile size in pixels (default 64)")
-    p.add_argument("--steps", type=int, default=800)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (warm-up, cosine decay)")
-    p.add_argument("--mask-ratio", type=float, default=0.75)
-    p.add_argument("--decoder-dim", type=int, default=128)
-    p.add_argument("--decoder-depth", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--img-size", type=tile_size, default=64, help="tile size in pixels (default 64)")
+    p.add_argument("--steps", type=positive_int, default=800)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=learning_rate, default=1.5e-3, help="peak learning rate (warm-up, cosine decay)")
+    p.add_argument("--mask-ratio", type=open_fraction, default=0.75)
+    p.add_argument("--decoder-dim", type=int_range(8, 4096, multiple=4), default=128)
+    p.add_argument("--decoder-depth", type=int_range(1, 32), default=2)
+    p.add_argument("--seed", type=count_int, default=0)
+    p.add_argument("--threads", type=int_range(1, 1024), default=1,
                    help="torch CPU threads, fixed for reproducibility (default 1: on a busy shared CPU, "
                         "2+ threads were 12x slower here)")
-    p.add_argument("--val-every", type=int, default=100, help="validation loss every N steps")
+    p.add_argument("--val-every", type=positive_int, default=100, help="validation loss every N steps")
     p.add_argument("--data-note", default="", help="text naming the imagery (goes into the description)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"),
                    help="storage precision of the weights (default float16: half the size; loaded as float32)")
@@ -54,10 +56,11 @@ def run(args):
     from ..progress import TqdmProgress
     from ..safefile import sha256_file
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise SpectralXError(f"{args.output} exists; pass --overwrite to replace it")
+    from ..fileio import check_inputs, check_outputs
     if not args.output.lower().endswith(".safetensors"):
         raise SpectralXError("the backbone file must end in .safetensors")
+    check_inputs([(args.chips, "chip file")])
+    check_outputs([(args.output, "backbone")], [args.chips], args.overwrite)
     chipset = load_chips(args.chips)
     progress = TqdmProgress("MAE pretraining", disable=args.quiet)
     try:

@@ -1,5 +1,6 @@
 """`spectralx segment RASTER -c CHECKPOINT -o OUT.tif`: classify a raster (streaming, any size)."""
 from ..outputs import CONFIDENCE_FORMATS
+from ._validate import count_int, fraction, positive_int
 
 
 def register(sub):
@@ -17,10 +18,10 @@ def register(sub):
     where = p.add_mutually_exclusive_group()
     where.add_argument("--bbox", nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
                        help="process only this box (raster CRS)")
-    where.add_argument("--window", nargs=4, type=int, metavar=("COL", "ROW", "WIDTH", "HEIGHT"),
+    where.add_argument("--window", nargs=4, type=count_int, metavar=("COL", "ROW", "WIDTH", "HEIGHT"),
                        help="process only this pixel window")
-    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction, 0..<1 (default 0.25)")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
+    p.add_argument("--overlap", type=fraction, default=0.25, help="tile overlap fraction, 0..<1 (default 0.25)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass (default 4)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="autocast on GPU: auto = bf16 on CUDA (fp16 if unsupported), fp16 on MPS; CPU runs fp32")
@@ -35,6 +36,9 @@ def register(sub):
 def run(args):
     from ..inference import segment
     from ..progress import TqdmProgress
+    from ..fileio import explain_failure
+    from ._validate import check_segment_paths
+    check_segment_paths(args)
     progress = TqdmProgress("segment", disable=args.quiet)
     try:
         result = segment(args.raster, args.checkpoint, args.output, backbone=args.backbone,
@@ -42,6 +46,8 @@ def run(args):
                          overlap=args.overlap, batch_size=args.batch_size, device=args.device,
                          confidence=args.confidence, confidence_format=args.confidence_format,
                          precision=args.precision, overwrite=args.overwrite, progress=progress)
+    except Exception as exc:   # GDAL's text for a full disk or a damaged input: one line instead
+        raise explain_failure(exc, reading=args.raster, writing=args.output) from None
     finally:
         progress.close()
     col, row, w, h = result.window

@@ -7,16 +7,15 @@ and are hidden, so a crash leaves no half-written raster under the requested nam
 from __future__ import annotations
 
 import os
-import uuid
 from typing import List, Optional, Tuple
 
 from ..errors import RasterError
 
 
 def temp_beside(path: str) -> str:
-    folder, name = os.path.split(path)
-    stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}.spectralx-{uuid.uuid4().hex[:8]}.part{ext}")
+    # short whatever the target's length: a 240-character output name must still work (NAME_MAX 255)
+    from ..fileio import temp_name
+    return temp_name(path)
 
 
 def check_output(path: str, overwrite: bool, inputs: Tuple[str, ...] = ()) -> str:

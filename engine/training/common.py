@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from typing import List, Optional, Tuple
 
 import torch
@@ -11,6 +10,7 @@ import torch
 from .. import devices
 from ..checkpoint import ModelCard, build_model, load_checkpoint, resolve_backbone
 from ..errors import CheckpointError, SpectralXError
+from ..safefile import sha256_file
 
 
 def pick_device(device: Optional[str] = "auto") -> torch.device:
@@ -18,16 +18,13 @@ def pick_device(device: Optional[str] = "auto") -> torch.device:
     return torch.device(devices.pick_device(device))
 
 
-def check_output(output: Optional[str]) -> None:
+def check_output(output: Optional[str], inputs=(), overwrite: bool = True) -> None:
+    """The shared output check (spectralx.fileio): folder, name length, not an input; the CLI
+    passes overwrite=False and every input, the Python API keeps replacing by default."""
     if output is None:
         return
-    folder = os.path.dirname(os.path.abspath(output)) or "."
-    if not os.path.isdir(folder):
-        raise SpectralXError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK):
-        raise SpectralXError(f"output folder is not writable: {folder}")
-    if os.path.isdir(output):
-        raise SpectralXError(f"output {output} is a folder; give a file name ending in .safetensors")
+    from ..fileio import check_outputs
+    check_outputs([(output, "checkpoint")], inputs, overwrite)
 
 
 HEAD_ARCH_KEYS = ("spectral_skip",)   # head options a checkpoint may gain or change when fine-tuned
@@ -67,25 +64,37 @@ def load_base(checkpoint: str, backbone: Optional[str]) -> Tuple[object, ModelCa
     return model, card, resolve_backbone(card, checkpoint, backbone)
 
 
-def place_backbone(backbone_path: str, output: str, log) -> None:
-    """Make the new checkpoint loadable on its own: its backbone beside it (link, else copy if small)."""
+COPY_LIMIT = 512 * 1024 * 1024   # larger backbones are referenced, not duplicated
+
+
+def place_backbone(backbone_path: str, output: str, log) -> str:
+    """Make the new checkpoint find its backbone, never by hard-linking the user's file (a later
+    write to either name would change both). The card already references the backbone by path and
+    sha256; beside the checkpoint goes a reflink (shared blocks, copy-on-write) where the file system
+    offers one, else a copy of a small backbone. Returns what was done: "beside", "reflink", "copy"
+    or "reference"; a failed copy (full disk) leaves nothing and falls back to the reference."""
+    from ..fileio import copy_file, same_file
     dest = os.path.join(os.path.dirname(os.path.abspath(output)), os.path.basename(backbone_path))
-    if os.path.abspath(dest) == os.path.abspath(backbone_path) or os.path.exists(dest):
-        return
+    if os.path.exists(dest):
+        if same_file(dest, backbone_path) or sha256_file(dest) == sha256_file(backbone_path):
+            log(f"backbone: {dest} is already beside the checkpoint")
+            return "beside"
+        log(f"backbone: referenced by path and sha256 in the card ({backbone_path}); {dest} is "
+            "another file and was left alone")
+        return "reference"
+    small = os.path.getsize(backbone_path) <= COPY_LIMIT
     try:
-        os.link(backbone_path, dest)
-        log(f"linked the backbone beside the checkpoint: {dest}")
-        return
-    except OSError:
-        pass
-    if os.path.getsize(backbone_path) <= 512 * 1024 * 1024:
-        try:
-            shutil.copyfile(backbone_path, dest)
-            log(f"copied the backbone beside the checkpoint: {dest}")
-            return
-        except OSError:
-            pass
-    log(f"note: keep the backbone {backbone_path} beside {output} (or pass --backbone) to use it")
+        how = copy_file(backbone_path, dest, allow_copy=small)
+    except SpectralXError as exc:   # e.g. no space left: the checkpoint still finds it by path
+        log(f"backbone: not copied ({exc}); referenced by path and sha256 in the card ({backbone_path})")
+        return "reference"
+    if how is None:
+        log(f"backbone: referenced by path and sha256 in the card ({backbone_path}); keep it there "
+            "or pass --backbone")
+        return "reference"
+    log(f"backbone: {'reflinked (copy-on-write, no extra space)' if how == 'reflink' else 'copied'} "
+        f"beside the checkpoint: {dest}")
+    return how
 
 
 def make_optimizer(params: List[torch.nn.Parameter], lr: float, weight_decay: float = 1e-4):
@@ -110,7 +119,11 @@ def count_parameters(model) -> Tuple[int, int]:
 
 
 def non_backbone_state(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    """A copy of every tensor training can change: the non-backbone ones and the backbone tensors
+    the method trains (model.trained_backbone_keys)."""
+    keep = getattr(model, "trained_backbone_keys", set())
+    return {k: v.detach().clone() for k, v in model.state_dict().items()
+            if not k.startswith("backbone.") or k in keep}
 
 
 def require_one_source(checkpoint: Optional[str], backbone: Optional[str]) -> None:

@@ -358,15 +358,15 @@ def test_buffers_do_not_grow_with_raster_height(tmp_path, monkeypatch):
     import spectralx.inference.pipeline as pipeline
     import spectralx.inference.api as seg_mod
     seen = {"acc": [], "strip": [], "writer": []}
-    real_acc, real_read, real_writer = pipeline.StripAccumulator, RasterStrips.read, seg_mod.BlockRowWriter
+    real_acc, real_read, real_writer = pipeline.StripAccumulator, RasterStrips.read, seg_mod.BlockWindowWriter
 
     class SpyAcc(real_acc):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             seen["acc"].append((tuple(self.prob.shape), tuple(self.wsum.shape)))
 
-    def spy_read(self, r):
-        x, valid = real_read(self, r)
+    def spy_read(self, r, c0=0, c1=None):
+        x, valid = real_read(self, r, c0, c1)
         seen["strip"].append(x.shape)
         return x, valid
 
@@ -377,7 +377,7 @@ def test_buffers_do_not_grow_with_raster_height(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "StripAccumulator", SpyAcc)
     monkeypatch.setattr(RasterStrips, "read", spy_read)
-    monkeypatch.setattr(seg_mod, "BlockRowWriter", SpyWriter)
+    monkeypatch.setattr(seg_mod, "BlockWindowWriter", SpyWriter)
     width = 96
     for height in (100, 1600):
         path = write_raster(tmp_path / f"h{height}.tif", random_raster(height, width))

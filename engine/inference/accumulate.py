@@ -1,9 +1,11 @@
-"""Strip accumulator: weighted class-probability sums for one tile row's rows, full window width.
+"""Strip accumulator: weighted class-probability sums for one tile row's rows, one block wide.
 
-The buffers hold (K, strip_height, width) probability sums and (strip_height, width) weight sums on
-the compute device, so memory depends on the window's width and the tile size, never its height.
+The buffers hold (K, strip_height, span) probability sums and (strip_height, span) weight sums on
+the compute device, where span is the width covered by the block's tiles (the whole window when it
+is one block), so memory depends on the block's width and the tile size, never the raster's height.
 When a tile row is complete, the rows no later tile touches are divided out, handed on, and the
-buffer slides down to the next tile row.
+buffer slides down to the next tile row. Weights come from the whole window's plan (which tiles lie
+on the window's edge), so a block adds exactly what a single pass adds.
 """
 from __future__ import annotations
 
@@ -12,16 +14,20 @@ from typing import Dict, Tuple
 import torch
 
 from .blending import tile_weight
-from .tiling import TilePlan
+from .tiling import Block, TilePlan, whole_window
 
 
 class StripAccumulator:
-    def __init__(self, plan: TilePlan, num_classes: int, device: torch.device | str = "cpu"):
+    def __init__(self, plan: TilePlan, num_classes: int, device: torch.device | str = "cpu",
+                 block: Block | None = None):
         self.plan = plan
+        self.block = block = block or whole_window(plan)
         self.device = torch.device(device)
-        self.prob = torch.zeros(num_classes, plan.strip_height, plan.width, device=self.device)
-        self.wsum = torch.zeros(plan.strip_height, plan.width, device=self.device)
-        self.row = 0          # tile row being accumulated
+        self.x_off = plan.xs[block.c0]                       # first column of the span
+        self.span = plan.xs[block.c1 - 1] + plan.tile_width - self.x_off
+        self.prob = torch.zeros(num_classes, plan.strip_height, self.span, device=self.device)
+        self.wsum = torch.zeros(plan.strip_height, self.span, device=self.device)
+        self.row = block.r0   # tile row being accumulated
         self._weights: Dict[Tuple[bool, bool, bool, bool], torch.Tensor] = {}
 
     def _weight(self, r: int, c: int) -> torch.Tensor:
@@ -35,15 +41,15 @@ class StripAccumulator:
         """Add tile (r, c)'s probabilities (K, strip_height, tile_width); call `finish` between rows."""
         if r != self.row:
             raise RuntimeError(f"tile row {r} added while accumulating row {self.row}")
-        x = self.plan.xs[c]
+        x = self.plan.xs[c] - self.x_off
         w = self._weight(r, c)
         tw = self.plan.tile_width
         self.prob[:, :, x:x + tw].addcmul_(probs, w)
         self.wsum[:, x:x + tw].add_(w)
 
     def finish(self) -> Tuple[int, torch.Tensor]:
-        """Close the current tile row: return (first row, blended probs (K, n, width)) of the rows it
-        completes, relative to the window, and slide the buffers to the next tile row."""
+        """Close the current tile row: return (first row, blended probs (K, n, span)) of the rows it
+        completes (row relative to the window, columns from `x_off`), and slide to the next tile row."""
         p = self.plan
         top = p.ys[self.row]
         n = p.finished_rows(self.row) - top

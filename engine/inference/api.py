@@ -1,34 +1,38 @@
 """`segment()`: classify a raster (or a window/bbox of it) with a checkpoint, streaming, to GeoTIFF.
 
 Checks first (input readable, outputs new or overwrite allowed, folder writable, device present,
-subset inside the raster, bands mappable), then loads the weights and streams tile rows through
-`run_pipeline`. Outputs are created under temporary names and renamed together only on success.
+subset inside the raster, bands mappable), then plans the work within a memory budget (`memory.py`:
+blocks and read chunks), then loads the weights and streams each block through `run_pipeline`, in
+this process or on a Dask cluster (`distributed.py`). Outputs are created under temporary names and
+renamed together only on success.
 """
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import rasterio
 import torch
+from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from .. import __version__
 from ..checkpoint import ClassInfo, ModelCard, load_checkpoint, read_card
 from ..devices import autocast_dtype, pick_device
 from ..errors import RasterError, SpectralXError
-from ..outputs import (CONFIDENCE_FORMATS, BlockRowWriter, open_class_raster, open_confidence_raster,
-                       style_path, write_qml)
+from ..outputs import CONFIDENCE_FORMATS, open_class_raster, open_confidence_raster, style_path, write_qml
 from ..progress import Progress, ensure
+from ..raster_io import is_local, open_raster
 from .files import OutputSet, check_output
+from .memory import WorkPlan, parse_memory, plan_work
 from .pipeline import run_pipeline
 from .prepare import Preparer
 from .source import RasterStrips
 from .subset import resolve_window
-from .tiling import plan_tiles
+from .tiling import TilePlan, plan_tiles
+from .writer import BlockWindowWriter
 
 
 @dataclass
@@ -43,6 +47,39 @@ class SegmentResult:
     device: str = "cpu"
     band_map: Any = field(default=None, repr=False)     # the BandMapping used
     skipped_tiles: int = 0                              # all-nodata tiles that needed no forward pass
+    blocks: int = 1                                     # blocks the window was processed in
+    workers: int = 0                                    # Dask workers (0: in this process)
+
+
+@dataclass
+class SegmentJob:
+    """One checked, planned run: everything but the weights."""
+    raster: str
+    checkpoint: Optional[str]
+    backbone: Optional[str]
+    output: str
+    confidence: Optional[str]
+    style: Optional[str]
+    card: ModelCard
+    mapping: Any
+    prep: Preparer
+    window: Window
+    crs: Any
+    transform: Any
+    tiles: TilePlan
+    work: WorkPlan
+    batch_size: int
+    device: str              # resolved here
+    device_request: str      # as asked (workers resolve "auto" themselves)
+    precision: str
+    confidence_format: str
+    seconds_start: float = 0.0
+
+    def tags(self) -> dict:
+        w = self.window
+        return {"SPECTRALX_VERSION": __version__, "SPECTRALX_SOURCE": os.path.basename(self.raster),
+                "SPECTRALX_CHECKPOINT": os.path.basename(self.checkpoint) if self.checkpoint else "(in memory)",
+                "SPECTRALX_WINDOW": " ".join(str(int(v)) for v in (w.col_off, w.row_off, w.width, w.height))}
 
 
 def resolve_mapping(raster: str, card: ModelCard, band_map: Any = "auto", sensor: Optional[str] = None):
@@ -64,14 +101,14 @@ def _output_paths(raster: str, output: str, confidence: Optional[str], style: bo
     return output, conf_path, style_path(output) if style else None
 
 
-def _encoder(card: ModelCard, dev: str, with_confidence: bool, percent: bool):
+def encoder(classes: Sequence[ClassInfo], dev: str, with_confidence: bool, percent: bool):
     """Blended probabilities of finished rows -> uint8 class values (0 = nodata) [+ confidence],
     reduced on the compute device so only the small results travel to the writer."""
-    lut = torch.tensor([int(c.value) for c in card.classes], dtype=torch.uint8, device=dev)
+    lut = torch.tensor([int(c.value) for c in classes], dtype=torch.uint8, device=dev)
 
     def encode(row: int, probs: torch.Tensor, valid: np.ndarray):
         conf, idx = probs.max(dim=0)
-        ok = torch.from_numpy(valid).to(dev)
+        ok = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
         out = [torch.where(ok, lut[idx], torch.zeros_like(idx, dtype=torch.uint8)).cpu().numpy()]
         if with_confidence:
             if percent:  # 1..100 so that 0 stays nodata
@@ -81,6 +118,138 @@ def _encoder(card: ModelCard, dev: str, with_confidence: bool, percent: bool):
     return encode
 
 
+def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str], *,
+                    backbone: Optional[str] = None, band_map: Any = "auto", sensor: Optional[str] = None,
+                    window: Optional[Sequence[int]] = None, bbox: Optional[Sequence[float]] = None,
+                    overlap: float = 0.25, batch_size: int = 4, device: str = "auto",
+                    confidence: Optional[str] = None, overwrite: bool = False, confidence_format: str = "float32",
+                    precision: str = "auto", style: bool = True, card: Optional[ModelCard] = None,
+                    max_memory: Union[None, int, str] = None, block_size: Optional[int] = None,
+                    square_blocks: bool = False) -> SegmentJob:
+    """Every check that can fail (paths, device, subset, band mapping, budget), and the work plan;
+    no weights are loaded and nothing is written. `output=None` plans without checking outputs."""
+    t0 = time.perf_counter()
+    if is_local(raster) and not os.path.isfile(raster):
+        raise RasterError(f"input raster {raster} does not exist")
+    if batch_size < 1:
+        raise SpectralXError(f"batch size must be at least 1, got {batch_size}")
+    if confidence_format not in CONFIDENCE_FORMATS:
+        raise SpectralXError(f"confidence format must be one of {', '.join(CONFIDENCE_FORMATS)}")
+    if card is None and checkpoint is None:
+        raise SpectralXError("no checkpoint given")
+    budget = parse_memory(max_memory)
+    if output is not None:
+        output, conf_path, qml_path = _output_paths(raster, output, confidence, style, overwrite)
+    else:
+        conf_path = qml_path = None
+    dev = pick_device(device)
+    autocast_dtype(dev, precision)  # validates the precision name
+    card = card if card is not None else read_card(checkpoint)   # header only: cheap
+    with open_raster(raster, "input raster") as src:
+        win = resolve_window(src, window, bbox)
+        crs, transform = src.crs, window_transform(win, src.transform)
+    tiles = plan_tiles(int(win.height), int(win.width), card.tile_size, overlap)
+    mapping = resolve_mapping(raster, card, band_map, sensor)
+    prep = Preparer(mapping.weights, getattr(mapping, "fill", None), card.normalization)
+    if prep.bands != len(card.bands):
+        raise SpectralXError(f"band mapping gives {prep.bands} bands but the checkpoint expects {len(card.bands)}")
+    work = plan_work(tiles, len(mapping.source_indexes), prep.bands, len(card.classes), budget,
+                     block_size=block_size, square=square_blocks)
+    return SegmentJob(raster, checkpoint, backbone, output, conf_path, qml_path, card, mapping, prep, win, crs,
+                      transform, tiles, work, batch_size, dev, device, precision, confidence_format, t0)
+
+
+def plan_segment(raster: str, checkpoint: Optional[str], **kwargs) -> WorkPlan:
+    """The work plan `segment()` would follow (blocks, chunks, budget), without running anything."""
+    return prepare_segment(raster, checkpoint, None, **kwargs).work
+
+
+class OpenOutputs:
+    """The run's output files under temporary names, open for writing; `commit` or `discard`."""
+
+    def __init__(self, job: SegmentJob):
+        self.job = job
+        self.files = OutputSet([p for p in (job.output, job.confidence, job.style) if p])  # proves folders writable
+        self.datasets = []
+        try:
+            t = job.tiles
+            self.datasets.append(open_class_raster(self.files.temp(job.output), t.width, t.height, job.crs,
+                                                   job.transform, job.card.classes, job.tags()))
+            if job.confidence:
+                self.datasets.append(open_confidence_raster(self.files.temp(job.confidence), t.width, t.height,
+                                                            job.crs, job.transform, job.confidence_format,
+                                                            job.tags()))
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self) -> None:
+        while self.datasets:
+            self.datasets.pop().close()
+        if self.job.style:
+            write_qml(self.files.temp(self.job.style), self.job.card.classes)
+        self.files.commit()
+
+    def discard(self) -> None:   # cancel, error, Ctrl-C: no output under the requested names
+        for ds in self.datasets:
+            try:
+                ds.close()
+            except Exception:
+                pass
+        self.datasets = []
+        self.files.discard()
+
+
+def result_of(job: SegmentJob, computed: int, workers: int = 0) -> SegmentResult:
+    w = job.window
+    planned = sum(b.n_tiles for b in job.work.blocks)
+    return SegmentResult(output=job.output, confidence=job.confidence, style=job.style,
+                         classes=list(job.card.classes), seconds=time.perf_counter() - job.seconds_start,
+                         tiles=job.tiles.n_tiles, window=(int(w.col_off), int(w.row_off), int(w.width), int(w.height)),
+                         device=job.device, band_map=job.mapping, skipped_tiles=planned - computed,
+                         blocks=len(job.work.blocks), workers=workers)
+
+
+def prepare_model(net: torch.nn.Module, dev: str) -> torch.nn.Module:
+    """The network on its device for inference; on CUDA in channels-last layout (the convolutions of
+    the stem and decoder run faster on tensor cores that way; the values do not change)."""
+    net = net.to(dev).eval()
+    if torch.device(dev).type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def run_local(job: SegmentJob, net: torch.nn.Module, progress: Progress) -> int:
+    """All blocks in this process, one after another; returns the tiles run through the model."""
+    outputs = OpenOutputs(job)
+    try:
+        encode = encoder(job.card.classes, job.device, job.confidence is not None,
+                         job.confidence_format == "percent")
+        total = sum(b.n_tiles for b in job.work.blocks)
+        computed = 0
+        for block in job.work.blocks:
+            writers = [BlockWindowWriter(ds, block.y0, block.x0, block.x1) for ds in outputs.datasets]
+
+            def write(payload, writers=writers) -> None:   # writer thread
+                row, arrays = payload
+                for w, a in zip(writers, arrays):
+                    w.write(row, a)
+
+            source = RasterStrips(job.raster, job.window, job.tiles, job.mapping.source_indexes, job.prep)
+            done = sum(b.n_tiles for b in job.work.blocks[:block.index])
+            computed += run_pipeline(job.tiles, source, net, len(job.card.classes), encode, write,
+                                     batch_size=job.batch_size, device=job.device, precision=job.precision,
+                                     progress=progress, queue_size=job.work.queue, block=block,
+                                     group=job.work.group, tiles_done=done, tiles_total=total)
+            for w in writers:
+                w.flush()
+        outputs.commit()
+    except BaseException:
+        outputs.discard()
+        raise
+    return computed
+
+
 def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Optional[str] = None,
             band_map: Any = "auto", sensor: Optional[str] = None,
             window: Optional[Sequence[int]] = None, bbox: Optional[Sequence[float]] = None,
@@ -88,81 +257,38 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
             confidence: Optional[str] = None, overwrite: bool = False,
             progress: Optional[Progress] = None, confidence_format: str = "float32",
             precision: str = "auto", style: bool = True,
-            model: Optional[Tuple[torch.nn.Module, ModelCard]] = None) -> SegmentResult:
+            model: Optional[Tuple[torch.nn.Module, ModelCard]] = None,
+            max_memory: Union[None, int, str] = None, block_size: Optional[int] = None,
+            dask: Optional[str] = None) -> SegmentResult:
     """Classify `raster` into `output` (uint8 class GeoTIFF + `.qml` style; optional confidence).
 
     `model=(module, card)` runs an already loaded network instead of `checkpoint` (plugin cache, tests).
+    `max_memory` (bytes or "2G") bounds the working memory (default: half the free RAM, at most
+    2 GiB); `block_size` forces square blocks of that many pixels (a multiple of 256).
+    `dask` runs the blocks on a Dask cluster: "local", "local:N" or a scheduler address
+    ("tcp://host:8786"); the class raster is the same as in-process.
     Every check that can fail (paths, device, subset, band mapping) runs before the weights load.
     """
-    t0 = time.perf_counter()
     progress = ensure(progress)
-    if not os.path.isfile(raster):
-        raise RasterError(f"input raster {raster} does not exist")
-    if batch_size < 1:
-        raise SpectralXError(f"batch size must be at least 1, got {batch_size}")
-    if confidence_format not in CONFIDENCE_FORMATS:
-        raise SpectralXError(f"confidence format must be one of {', '.join(CONFIDENCE_FORMATS)}")
-    if model is None and checkpoint is None:
-        raise SpectralXError("no checkpoint given")
-    output, conf_path, qml_path = _output_paths(raster, output, confidence, style, overwrite)
-    dev = pick_device(device)
-    autocast_dtype(dev, precision)  # validates the precision name
-    card = model[1] if model is not None else read_card(checkpoint)   # header only: cheap
-    try:
-        with rasterio.open(raster) as src:
-            win = resolve_window(src, window, bbox)
-            crs, transform = src.crs, window_transform(win, src.transform)
-    except rasterio.errors.RasterioIOError as exc:
-        raise RasterError(f"cannot read {raster}: {exc}") from None
-    plan = plan_tiles(int(win.height), int(win.width), card.tile_size, overlap)
-    mapping = resolve_mapping(raster, card, band_map, sensor)
-    prep = Preparer(mapping.weights, getattr(mapping, "fill", None), card.normalization)
-    if prep.bands != len(card.bands):
-        raise SpectralXError(f"band mapping gives {prep.bands} bands but the checkpoint expects {len(card.bands)}")
-    for warning in getattr(mapping, "warnings", None) or []:
+    job = prepare_segment(raster, checkpoint, output, backbone=backbone, band_map=band_map, sensor=sensor,
+                          window=window, bbox=bbox, overlap=overlap, batch_size=batch_size, device=device,
+                          confidence=confidence, overwrite=overwrite, confidence_format=confidence_format,
+                          precision=precision, style=style, card=model[1] if model is not None else None,
+                          max_memory=max_memory, block_size=block_size, square_blocks=bool(dask))
+    for warning in getattr(job.mapping, "warnings", None) or []:
         progress.log(f"band mapping: {warning}")
-
-    files = OutputSet([p for p in (output, conf_path, qml_path) if p])   # proves the folders are writable
-    datasets = []
-    try:
-        net = model[0] if model is not None else load_checkpoint(checkpoint, backbone=backbone)[0]
-        net = net.to(dev).eval()
-        tags = {"SPECTRALX_VERSION": __version__, "SPECTRALX_SOURCE": os.path.basename(raster),
-                "SPECTRALX_CHECKPOINT": os.path.basename(checkpoint) if checkpoint else "(in memory)",
-                "SPECTRALX_WINDOW": " ".join(str(int(v)) for v in (win.col_off, win.row_off, win.width, win.height))}
-        datasets.append(open_class_raster(files.temp(output), plan.width, plan.height, crs, transform,
-                                          card.classes, tags))
-        if conf_path:
-            datasets.append(open_confidence_raster(files.temp(conf_path), plan.width, plan.height, crs,
-                                                   transform, confidence_format, tags))
-        writers = [BlockRowWriter(ds) for ds in datasets]
-
-        def write(payload) -> None:   # writer thread
-            row, arrays = payload
-            for w, a in zip(writers, arrays):
-                w.write(row, a)
-
-        progress.log(f"segmenting {plan.width} x {plan.height} px in {plan.n_tiles} tiles of {plan.tile} px on {dev}")
-        source = RasterStrips(raster, win, plan, mapping.source_indexes, prep)
-        encode = _encoder(card, dev, conf_path is not None, confidence_format == "percent")
-        computed = run_pipeline(plan, source, net, len(card.classes), encode, write, batch_size=batch_size,
-                                device=dev, precision=precision, progress=progress)
-        for w in writers:
-            w.flush()
-        while datasets:
-            datasets.pop().close()
-        if qml_path:
-            write_qml(files.temp(qml_path), card.classes)
-        files.commit()
-    except BaseException:   # cancel, error, Ctrl-C: no output under the requested names
-        for ds in datasets:
-            try:
-                ds.close()
-            except Exception:
-                pass
-        files.discard()
-        raise
-    return SegmentResult(output=output, confidence=conf_path, style=qml_path, classes=list(card.classes),
-                         seconds=time.perf_counter() - t0, tiles=plan.n_tiles,
-                         window=(int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
-                         device=dev, band_map=mapping, skipped_tiles=plan.n_tiles - computed)
+    if dask:
+        from .distributed import run_on_cluster
+        if checkpoint is None:
+            raise SpectralXError("a Dask run needs the checkpoint file (workers load it themselves)")
+        outcome = run_on_cluster([job], dask, progress)[0]
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result
+    net = model[0] if model is not None else load_checkpoint(checkpoint, backbone=backbone)[0]
+    net = prepare_model(net, job.device)
+    p = job.tiles
+    progress.log(f"segmenting {p.width} x {p.height} px in {p.n_tiles} tiles of {p.tile} px on {job.device}"
+                 + (f", {len(job.work.blocks)} blocks" if len(job.work.blocks) > 1 else ""))
+    computed = run_local(job, net, progress)
+    return result_of(job, computed)

@@ -1,13 +1,16 @@
 """The streaming loop: a reader thread, compute on the calling thread, a writer thread.
 
-reader: windowed read + band mapping + normalization of tile row r+1 (bounded queue)
+reader: windowed read + band mapping + normalization of the next chunk of a tile row (bounded queue)
 compute: batches of tiles through the model, softmax, blending into the strip accumulator; finished
          rows are reduced to class/confidence on the device and handed to the writer
 writer:  encodes finished rows into the output files (bounded queue)
 
 So disk I/O and preprocessing overlap the forward passes, and at most a few strips are in flight,
-whatever the raster's height. Cancellation is checked before every batch; errors in either thread
-surface on the calling thread. Tiles whose pixels are all nodata are skipped (no forward pass).
+whatever the raster's size: a run covers one block (`tiling.Block`, the whole window by default)
+and reads it in chunks of a few tiles (`group`), both sized by the memory plan (`memory.py`).
+Cancellation is checked before every batch; errors in either thread surface on the calling thread.
+On CUDA, batches are staged in page-locked host buffers and copied without blocking, so the copy of
+one batch overlaps the forward pass of the previous one. Tiles whose pixels are all nodata are skipped (no forward pass).
 Returns the number of tiles run through the model.
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from ..devices import autocast
 from ..progress import Progress, ensure
 from .accumulate import StripAccumulator
-from .tiling import TilePlan
+from .tiling import Block, TilePlan, whole_window
 
 _DONE = object()
 
@@ -53,30 +56,68 @@ def _put(q: "queue.Queue", item, stop: threading.Event, consumer: Optional[threa
     return False
 
 
+class _PinnedStager:
+    """Two page-locked host buffers used in turn: stack a batch into one, copy it to the GPU without
+    blocking, and reuse a buffer only once its previous copy has finished (CUDA event)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.buffers: List[Optional[torch.Tensor]] = [None, None]
+        self.events: List[Optional[torch.cuda.Event]] = [None, None]
+        self.turn = 0
+
+    def to_device(self, tiles: List[torch.Tensor]) -> torch.Tensor:
+        i, n = self.turn, len(tiles)
+        self.turn ^= 1
+        buf = self.buffers[i]
+        if buf is None or buf.shape[0] < n or buf.shape[1:] != tiles[0].shape:
+            buf = self.buffers[i] = torch.empty((n, *tiles[0].shape), dtype=tiles[0].dtype, pin_memory=True)
+            self.events[i] = None
+        if self.events[i] is not None:
+            self.events[i].synchronize()          # the last copy out of this buffer is done
+        torch.stack(tiles, out=buf[:n])
+        x = buf[:n].to(self.device, non_blocking=True)
+        self.events[i] = torch.cuda.Event()
+        self.events[i].record()
+        return x.contiguous(memory_format=torch.channels_last)
+
+
 def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.Tensor], num_classes: int,
                  encode: Callable[[int, torch.Tensor, np.ndarray], object], write: Callable[[object], None],
                  *, batch_size: int = 4, device: str = "cpu", precision: str = "auto",
                  progress: Optional[Progress] = None, queue_size: int = 2,
-                 on_accumulator: Optional[Callable[[StripAccumulator], None]] = None) -> int:
-    """Run every tile of `plan` through `model`.
+                 on_accumulator: Optional[Callable[[StripAccumulator], None]] = None,
+                 block: Optional[Block] = None, group: Optional[int] = None,
+                 tiles_done: int = 0, tiles_total: Optional[int] = None) -> int:
+    """Run every tile of `block` (default: the whole plan) through `model`.
 
-    source: object with open(), read(r) -> (x (C, >=T, >=T) float32, valid (strip_h, W) bool), close()
-    encode(row, probs (K, n, W) on device, valid (n, W)) -> payload, on the compute thread
+    source: object with open(), read(r, c0, c1) -> (x (C, >=T, >=T) float32, valid (strip_h, span)
+            bool) for tile row r, tile columns [c0, c1), close()
+    group:  tile columns per read (default: the block's width in one read)
+    encode(row, probs (K, n, w) on device, valid (n, w)) -> payload, on the compute thread, for the
+           block's output rows [y0, y1) and columns [x0, x1) only (halo rows/columns are cut off)
     write(payload), on the writer thread, rows in order
+    tiles_done/tiles_total: progress offset and total when the run is one block of several
     """
     progress = ensure(progress)
+    block = block or whole_window(plan)
     dev = torch.device(device)
     T = plan.tile
     stop = threading.Event()
     strips: "queue.Queue" = queue.Queue(maxsize=queue_size)
     outgoing: "queue.Queue" = queue.Queue(maxsize=queue_size * 2)
+    group = max(1, min(group or block.c1 - block.c0, block.c1 - block.c0))
+    groups = [(c, min(c + group, block.c1)) for c in range(block.c0, block.c1, group)]
+    stager = _PinnedStager(dev) if dev.type == "cuda" else None
 
     def read_all() -> None:
         source.open()
         try:
-            for r in range(len(plan.ys)):
-                if not _put(strips, source.read(r), stop):
-                    return
+            for r in range(block.r0, block.r1):
+                for c0, c1 in groups:
+                    x, valid = source.read(r, c0, c1)
+                    if not _put(strips, (r, c0, c1, torch.from_numpy(x), valid), stop):
+                        return
         finally:
             source.close()
         _put(strips, _DONE, stop)
@@ -93,7 +134,7 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
 
     reader, writer = _Thread(read_all, "spectralx-reader"), _Thread(write_all, "spectralx-writer")
 
-    def next_strip() -> Tuple[np.ndarray, np.ndarray]:
+    def next_chunk():
         while True:
             try:
                 item = strips.get(timeout=0.1)
@@ -107,62 +148,72 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
             raise RuntimeError("reader thread ended early")
         return item
 
-    acc = StripAccumulator(plan, num_classes, dev)
+    acc = StripAccumulator(plan, num_classes, dev, block)
     if on_accumulator is not None:
         on_accumulator(acc)
     valid_rows: Dict[int, np.ndarray] = {}
-    total = plan.n_tiles
+    total = tiles_total if tiles_total is not None else block.n_tiles
     done = 0
     skipped = 0
+    tw = plan.tile_width
+    cols = slice(block.x0 - acc.x_off, block.x1 - acc.x_off)   # the block's own columns in the span
 
     def emit_row() -> None:
         r = acc.row
         top, probs = acc.finish()
         valid = valid_rows.pop(r)[:probs.shape[1]]
-        if not _put(outgoing, encode(top, probs, valid), stop, writer):
+        a, b = max(top, block.y0), min(top + probs.shape[1], block.y1)   # halo rows are cut off
+        if a >= b:
+            return
+        payload = encode(a, probs[:, a - top:b - top, cols], valid[a - top:b - top, cols])
+        if not _put(outgoing, payload, stop, writer):
             raise writer.error or RuntimeError("writer thread ended early")
 
     def run_batch(batch: List[Tuple[int, int, torch.Tensor]]) -> None:
         nonlocal done
         progress.check()
-        x = torch.stack([t for _, _, t in batch]).to(dev, non_blocking=True)
+        tiles = [t for _, _, t in batch]
+        x = stager.to_device(tiles) if stager is not None else torch.stack(tiles).to(dev)
         with torch.inference_mode(), autocast(str(dev), precision):
             logits = model(x)
         probs = torch.softmax(logits.float(), dim=1)
-        th, tw = plan.strip_height, plan.tile_width
+        th = plan.strip_height
         for i, (r, c, _) in enumerate(batch):
             while acc.row < r:
                 emit_row()
             acc.add(r, c, probs[i, :, :th, :tw])
         done += len(batch)
-        progress.update(done + skipped, total, f"{done + skipped}/{total} tiles")
+        progress.update(tiles_done + done + skipped, total, f"{tiles_done + done + skipped}/{total} tiles")
 
     reader.start()
     writer.start()
     try:
         batch: List[Tuple[int, int, torch.Tensor]] = []
-        tw = plan.tile_width
-        for r in range(len(plan.ys)):
-            x, valid = next_strip()
-            valid_rows[r] = valid
-            # rows above the oldest pending tile are complete: emit them now, so that skipped
-            # (all-nodata) stretches never pile up
-            while acc.row < (batch[0][0] if batch else r):
-                emit_row()
-            xt = torch.from_numpy(x)
-            for c, x0 in enumerate(plan.xs):
-                if not valid[:, x0:x0 + tw].any():   # all nodata: nothing to predict, skip the forward pass
-                    skipped += 1
-                    continue
-                batch.append((r, c, xt[:, :T, x0:x0 + T]))
-                if len(batch) == batch_size:
-                    run_batch(batch)
-                    batch = []
+        for _ in range(block.r1 - block.r0):
+            for _ in groups:
+                r, c0, c1, xt, valid = next_chunk()
+                left = plan.xs[c0] - acc.x_off
+                if r not in valid_rows:
+                    valid_rows[r] = np.zeros((plan.strip_height, acc.span), dtype=bool)
+                valid_rows[r][:, left:left + valid.shape[1]] = valid
+                # rows above the oldest pending tile are complete: emit them now, so that skipped
+                # (all-nodata) stretches never pile up
+                while acc.row < (batch[0][0] if batch else r):
+                    emit_row()
+                for c in range(c0, c1):
+                    x0 = plan.xs[c] - plan.xs[c0]
+                    if not valid[:, x0:x0 + tw].any():   # all nodata: nothing to predict, skip the forward pass
+                        skipped += 1
+                        continue
+                    batch.append((r, c, xt[:, :T, x0:x0 + T]))
+                    if len(batch) == batch_size:
+                        run_batch(batch)
+                        batch = []
         if batch:
             run_batch(batch)
-        while acc.row < len(plan.ys):
+        while acc.row < block.r1:
             emit_row()
-        progress.update(total, total, f"{total}/{total} tiles")
+        progress.update(tiles_done + block.n_tiles, total, f"{tiles_done + block.n_tiles}/{total} tiles")
         if not _put(outgoing, _DONE, stop, writer):
             raise writer.error or RuntimeError("writer thread ended early")
         writer.join()

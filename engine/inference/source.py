@@ -1,20 +1,21 @@
-"""Windowed reads of one tile row (a horizontal strip) at a time, ready for the model.
+"""Windowed reads of one tile row of one block, in column chunks, ready for the model.
 
-Each strip is read with a rasterio window covering the tile row over the processed window's full
-width, mapped and normalized (`Preparer`), and padded to at least one tile when the window is
-smaller than a tile. Only the needed bands are read. Runs in the reader thread, which owns the
-dataset for the whole run (GDAL handles are not shared between threads).
+A read covers a tile row's rows and the columns of a group of consecutive tiles (`read(r, c0, c1)`),
+so its size is bounded by the memory plan whatever the raster's width and band count: only the
+needed bands are read, converted to float32, mapped and normalized (`Preparer`) chunk by chunk, and
+padded to at least one tile when the window is smaller than a tile. Neighbouring chunks re-read the
+columns their tiles share (a few kilobytes of I/O, no extra forward pass). Runs in the reader thread,
+which owns the dataset for the whole run (GDAL handles are not shared between threads).
 """
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
 import numpy as np
-import rasterio
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
-from ..errors import RasterError
+from ..raster_io import open_raster
 from .prepare import Preparer
 from .tiling import TilePlan
 
@@ -30,10 +31,7 @@ class RasterStrips:
         self.mask_mode = "none"
 
     def open(self) -> None:
-        try:
-            self.ds = rasterio.open(self.path)
-        except rasterio.errors.RasterioIOError as exc:
-            raise RasterError(f"cannot read {self.path}: {exc}") from None
+        self.ds = open_raster(self.path, "input raster")
         flags = [self.ds.mask_flag_enums[i - 1] for i in self.indexes]
         nodatavals = [self.ds.nodatavals[i - 1] for i in self.indexes]
         if all(MaskFlags.all_valid in f for f in flags):
@@ -62,10 +60,14 @@ class RasterStrips:
                 invalid = bad if invalid is None else (invalid | bad)
         return invalid
 
-    def read(self, r: int) -> Tuple[np.ndarray, np.ndarray]:
-        """Tile row r -> (x (C, >=tile, >=tile) float32 normalized, valid (strip_height, width) bool)."""
+    def read(self, r: int, c0: int = 0, c1: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Tile row r, tile columns [c0, c1) (default: all) -> (x (C, >=tile, >=tile) float32
+        normalized, valid (strip_height, span) bool), columns starting at the tile plan's xs[c0]."""
         p = self.plan
-        window = Window(self.window.col_off, self.window.row_off + p.ys[r], p.width, p.strip_height)
+        c1 = len(p.xs) if c1 is None else c1
+        x0 = p.xs[c0]
+        span = p.xs[c1 - 1] + p.tile_width - x0
+        window = Window(self.window.col_off + x0, self.window.row_off + p.ys[r], span, p.strip_height)
         raw = self.ds.read(self.indexes, window=window, out_dtype=np.float32)
         x, valid = self.prep(raw, self._invalid(raw, window))
         return pad_to_tile(x, p.tile), valid

@@ -1,0 +1,161 @@
+"""The memory plan: how big the blocks and reads of a run may be, from a memory budget.
+
+Memory in `segment()` goes to (besides the model and one batch of activations, which do not depend
+on the raster):
+  reads    one chunk of a tile row per read: raw float32 values, nodata masks and the band mixing of
+           every read band (S), then the normalized checkpoint bands (C) while the chunk waits in the
+           queue and is cut into tiles;
+  blending the block's probability and weight sums (K + 1 classes x tile height x block width) and
+           the class/confidence rows waiting to be written (256 rows x block width).
+So the chunk width follows the band counts and the block width follows the class count; nothing
+follows the raster's height, and the width only up to one block. The budget (`--max-memory`) defaults
+to half the free RAM, capped at 2 GiB. Reads get an eighth of it (at most 256 MiB, so that rasters
+of any size use the same chunk and peak memory does not grow with the raster), blending half.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Union
+
+from ..errors import SpectralXError
+from ..outputs import BLOCK
+from .tiling import Block, TilePlan, plan_blocks
+
+GiB, MiB = 2 ** 30, 2 ** 20
+DEFAULT_CAP = 2 * GiB
+MIN_BUDGET = 64 * MiB
+READ_CAP = 256 * MiB
+QUEUE = 2
+_UNITS = {"": 1, "b": 1, "k": 2 ** 10, "kb": 2 ** 10, "m": MiB, "mb": MiB, "g": GiB, "gb": GiB, "t": 2 ** 40,
+          "tb": 2 ** 40, "kib": 2 ** 10, "mib": MiB, "gib": GiB, "tib": 2 ** 40}
+
+
+def available_ram() -> Optional[int]:
+    """Free memory in bytes (Linux MemAvailable, else free pages), None when the system cannot say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_budget() -> int:
+    free = available_ram()
+    return DEFAULT_CAP if free is None else max(MIN_BUDGET, min(DEFAULT_CAP, free // 2))
+
+
+def parse_memory(value: Union[None, int, float, str]) -> int:
+    """Bytes from 2G, 1.5GB, 512M, 800MiB or a plain number of bytes; None -> the default budget."""
+    if value is None or value == "" or value == "auto":
+        return default_budget()
+    if isinstance(value, (int, float)):
+        size = float(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise SpectralXError(f"memory budget '{value}' is not a size; write e.g. 2G, 1.5GB or 800M")
+        size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if size < MIN_BUDGET:
+        raise SpectralXError(f"memory budget {format_bytes(size)} is too small; give at least 64M")
+    return int(size)
+
+
+def format_bytes(n: float) -> str:
+    return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+
+
+@dataclass
+class WorkPlan:
+    """Blocks, chunk size and queue depth of one run, and what they are expected to cost."""
+    tiles: TilePlan
+    budget: int
+    blocks: List[Block]
+    group: int                     # tile columns per read
+    queue: int                     # chunks read ahead
+    read_bytes: int                # one chunk in flight (raw + masks + normalized)
+    blend_bytes: int               # one block's blending buffers and output rows
+    block_width: int
+    block_height: int
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def halo_tiles(self) -> int:
+        """Forward passes spent twice because a tile straddles a block seam."""
+        return sum(b.n_tiles for b in self.blocks) - self.tiles.n_tiles
+
+    def describe(self) -> str:
+        p = self.tiles
+        lines = [f"window   {p.width} x {p.height} px, {p.n_tiles} tiles of {p.tile} px "
+                 f"({len(p.xs)} x {len(p.ys)})",
+                 f"budget   {format_bytes(self.budget)}: reads {format_bytes(self.read_bytes * (self.queue + 1))}"
+                 f" ({self.queue + 1} chunks of {self.group} tile columns), blending "
+                 f"{format_bytes(self.blend_bytes)} per block",
+                 f"blocks   {len(self.blocks)} of up to {self.block_width} x {self.block_height} px"
+                 + (f"; {self.halo_tiles} tiles straddle block seams and run twice" if self.halo_tiles else "")]
+        return "\n".join(lines + self.notes)
+
+
+def read_cost_per_column(strip_height: int, read_bands: int, model_bands: int, queue: int = QUEUE) -> int:
+    """Bytes per chunk column: raw float32 + masks + float mask sums of the read bands, then the
+    normalized bands (mixing output, the chunk in hand and the queued ones)."""
+    return strip_height * (read_bands * 9 + model_bands * 4 * 2)
+
+
+def blend_cost_per_column(strip_height: int, classes: int) -> int:
+    """Bytes per block column: probability + weight sums, the division, valid masks, output rows."""
+    return strip_height * ((classes + 1) * 4 + classes * 4 + 1) + BLOCK * 5
+
+
+def _round_block(px: int) -> int:
+    return max(BLOCK, px // BLOCK * BLOCK)
+
+
+def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, budget: Optional[int] = None,
+              block_size: Optional[int] = None, square: bool = False) -> WorkPlan:
+    """Blocks and reads for a run within `budget` bytes.
+
+    block_size forces square blocks of that many pixels (a multiple of 256); `square` asks for square
+    blocks of a default size (the distributed runner: work for several workers). Otherwise blocks are
+    full-height column panels as wide as the blending share of the budget allows (one block for
+    most rasters), so there are no seams to recompute.
+    """
+    budget = budget or default_budget()
+    notes = []
+    sh = tiles.strip_height
+    stride = tiles.xs[1] - tiles.xs[0] if len(tiles.xs) > 1 else tiles.tile
+    if block_size is not None:
+        if block_size < BLOCK or block_size % BLOCK:
+            raise SpectralXError(f"block size must be a multiple of {BLOCK} px, got {block_size}")
+        bw = bh = block_size
+    else:
+        fit = int(budget // 2 // blend_cost_per_column(sh, classes))
+        bw = tiles.width if fit >= tiles.width else _round_block(fit)
+        bh = tiles.height
+        if square:
+            edge = _round_block(max(1024, 16 * tiles.tile))
+            bw, bh = min(bw, edge), edge
+    bw, bh = min(bw, tiles.width), min(bh, tiles.height)
+    blocks = plan_blocks(tiles, bw if bw < tiles.width else None, bh if bh < tiles.height else None)
+
+    per_col = read_cost_per_column(sh, read_bands, model_bands)
+    read_share = min(READ_CAP, budget // 8)
+    span = max(tiles.tile_width, read_share // per_col)
+    group = max(1, 1 + (span - tiles.tile_width) // stride)
+    widest = max(b.c1 - b.c0 for b in blocks)
+    group = min(group, widest)
+    queue = QUEUE
+    read_bytes = per_col * (min((group - 1) * stride, tiles.width) + tiles.tile_width)
+    blend_bytes = blend_cost_per_column(sh, classes) * (max(tiles.xs[b.c1 - 1] - tiles.xs[b.c0] for b in blocks)
+                                                        + tiles.tile_width)
+    if read_bytes * (queue + 1) + blend_bytes > budget:
+        notes.append(f"note     one tile column of {read_bands} bands already needs "
+                     f"{format_bytes(read_bytes)}; the budget of {format_bytes(budget)} is exceeded")
+    return WorkPlan(tiles, budget, blocks, group, queue, read_bytes, blend_bytes, bw, bh, notes)

@@ -349,14 +349,33 @@ def _assemble(rows, raster_band_count, sensor, strategy) -> BandMapping:
     return BandMapping(idx, w, fill, rows, raster_band_count, sensor, strategy)
 
 
+def _summarize_missing(missing, good) -> str:
+    """A few bands by name; many as a count and wavelength ranges (one line, not 218 names)."""
+    if len(missing) <= 4:
+        return "checkpoint band(s) " + ", ".join(f"{t.name} ({_fmt_nm(t.wavelength_nm)})" for t in missing)
+    wls = sorted(t.wavelength_nm for t in missing if t.wavelength_nm is not None)
+    have = sorted(b.wavelength_nm for b in good)
+    runs = []   # missing wavelengths split wherever a usable raster band lies between them
+    for w in wls:
+        if runs and not any(runs[-1][1] < h < w for h in have):
+            runs[-1][1] = w
+        else:
+            runs.append([w, w])
+    spans = ", ".join(f"{lo:.0f}–{hi:.0f}" if hi > lo else f"{lo:.0f}" for lo, hi in runs[:3])
+    more = f" and {len(runs) - 3} more ranges" if len(runs) > 3 else ""
+    unknown = len(missing) - len(wls)
+    return (f"{len(missing)} checkpoint bands" + (f" needing {spans} nm{more}" if wls else "")
+            + (f" ({unknown} without a wavelength)" if unknown else ""))
+
+
 def _missing_message(missing, good, strategy, tolerance_nm) -> str:
-    wanted = ", ".join(f"{t.name} ({_fmt_nm(t.wavelength_nm)})" for t in missing)
+    wanted = _summarize_missing(missing, good)
     if good:
         lo, hi = min(b.wavelength_nm for b in good), max(b.wavelength_nm for b in good)
         have = f"the raster's usable bands span {lo:.0f}–{hi:.0f} nm ({len(good)} bands)"
     else:
         have = "the raster has no usable band"
     tol = f"{tolerance_nm:g} nm" if tolerance_nm is not None else "max(0.5·FWHM, 15 nm)"
-    return (f"cannot map checkpoint band(s) {wanted} with strategy '{strategy}' (tolerance {tol}); {have}. "
+    return (f"cannot map {wanted} with strategy '{strategy}' (tolerance {tol}); {have}. "
             "Check the sensor and band order with [[sensor]]; use [[band_map]], [[tolerance]], "
             "or [[allow_fill]]")

@@ -93,12 +93,17 @@ def resolve_mapping(raster: str, card: ModelCard, band_map: Any = "auto", sensor
 
 def _output_paths(raster: str, output: str, confidence: Optional[str], style: bool, overwrite: bool):
     """(class raster, confidence raster or None, style or None), each checked (see files.check_output).
-    The style beside the class raster is replaced silently: it belongs to the class raster."""
+    An existing style beside the class raster is replaced only with overwrite, like the raster: it
+    may be the user's own (spectralx.fileio.check_outputs, the rule every output follows)."""
     output = check_output(output, overwrite, (raster,))
     conf_path = check_output(confidence, overwrite, (raster,)) if confidence else None
     if conf_path == output:
         raise RasterError("the confidence raster needs its own file name, not the class raster's")
-    return output, conf_path, style_path(output) if style else None
+    qml = style_path(output) if style else None
+    if qml:
+        from ..fileio import check_outputs
+        check_outputs([(qml, "style")], (raster,), overwrite)
+    return output, conf_path, qml
 
 
 def encoder(classes: Sequence[ClassInfo], dev: str, with_confidence: bool, percent: bool):
@@ -154,7 +159,8 @@ def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str
     if prep.bands != len(card.bands):
         raise SpectralXError(f"band mapping gives {prep.bands} bands but the checkpoint expects {len(card.bands)}")
     work = plan_work(tiles, len(mapping.source_indexes), prep.bands, len(card.classes), budget,
-                     block_size=block_size, square=square_blocks)
+                     block_size=block_size, square=square_blocks,
+                     read_ahead=2 if torch.device(dev).type == "cpu" else 8)   # a GPU must never wait
     return SegmentJob(raster, checkpoint, backbone, output, conf_path, qml_path, card, mapping, prep, win, crs,
                       transform, tiles, work, batch_size, dev, device, precision, confidence_format, t0)
 

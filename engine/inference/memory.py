@@ -9,8 +9,9 @@ on the raster):
            the class/confidence rows waiting to be written (256 rows x block width).
 So the chunk width follows the band counts and the block width follows the class count; nothing
 follows the raster's height, and the width only up to one block. The budget (`--max-memory`) defaults
-to half the free RAM, capped at 2 GiB. Reads get an eighth of it (at most 256 MiB, so that rasters
-of any size use the same chunk and peak memory does not grow with the raster), blending half.
+to half the free RAM, capped at 2 GiB. One read gets a sixteenth of it, at most 64 MiB (so rasters of
+any size use the same chunk and peak memory does not grow with the raster); read-ahead (2 chunks,
+more on a GPU, which must never wait for the reader) and blending share the rest.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from .tiling import Block, TilePlan, plan_blocks
 GiB, MiB = 2 ** 30, 2 ** 20
 DEFAULT_CAP = 2 * GiB
 MIN_BUDGET = 64 * MiB
-READ_CAP = 256 * MiB
+READ_CAP = 64 * MiB
 QUEUE = 2
 _UNITS = {"": 1, "b": 1, "k": 2 ** 10, "kb": 2 ** 10, "m": MiB, "mb": MiB, "g": GiB, "gb": GiB, "t": 2 ** 40,
           "tb": 2 ** 40, "kib": 2 ** 10, "mib": MiB, "gib": GiB, "tib": 2 ** 40}
@@ -80,7 +81,8 @@ class WorkPlan:
     blocks: List[Block]
     group: int                     # tile columns per read
     queue: int                     # chunks read ahead
-    read_bytes: int                # one chunk in flight (raw + masks + normalized)
+    read_bytes: int                # one chunk being read (raw + masks + normalized)
+    queued_bytes: int              # one normalized chunk waiting for the model
     blend_bytes: int               # one block's blending buffers and output rows
     block_width: int
     block_height: int
@@ -95,18 +97,18 @@ class WorkPlan:
         p = self.tiles
         lines = [f"window   {p.width} x {p.height} px, {p.n_tiles} tiles of {p.tile} px "
                  f"({len(p.xs)} x {len(p.ys)})",
-                 f"budget   {format_bytes(self.budget)}: reads {format_bytes(self.read_bytes * (self.queue + 1))}"
-                 f" ({self.queue + 1} chunks of {self.group} tile columns), blending "
-                 f"{format_bytes(self.blend_bytes)} per block",
+                 f"budget   {format_bytes(self.budget)}: reads {format_bytes(self.read_bytes)} + "
+                 f"{format_bytes(self.queued_bytes * self.queue)} read ahead ({self.queue} chunks of "
+                 f"{self.group} tile columns), blending {format_bytes(self.blend_bytes)} per block",
                  f"blocks   {len(self.blocks)} of up to {self.block_width} x {self.block_height} px"
                  + (f"; {self.halo_tiles} tiles straddle block seams and run twice" if self.halo_tiles else "")]
         return "\n".join(lines + self.notes)
 
 
-def read_cost_per_column(strip_height: int, read_bands: int, model_bands: int, queue: int = QUEUE) -> int:
-    """Bytes per chunk column: raw float32 + masks + float mask sums of the read bands, then the
-    normalized bands (mixing output, the chunk in hand and the queued ones)."""
-    return strip_height * (read_bands * 9 + model_bands * 4 * 2)
+def read_cost_per_column(strip_height: int, read_bands: int, model_bands: int) -> int:
+    """Bytes per chunk column while it is read: raw float32 + masks + float mask sums of the read
+    bands, and the normalized bands."""
+    return strip_height * (read_bands * 9 + model_bands * 4)
 
 
 def blend_cost_per_column(strip_height: int, classes: int) -> int:
@@ -119,13 +121,13 @@ def _round_block(px: int) -> int:
 
 
 def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, budget: Optional[int] = None,
-              block_size: Optional[int] = None, square: bool = False) -> WorkPlan:
+              block_size: Optional[int] = None, square: bool = False, read_ahead: int = QUEUE) -> WorkPlan:
     """Blocks and reads for a run within `budget` bytes.
 
     block_size forces square blocks of that many pixels (a multiple of 256); `square` asks for square
     blocks of a default size (the distributed runner: work for several workers). Otherwise blocks are
     full-height column panels as wide as the blending share of the budget allows (one block for
-    most rasters), so there are no seams to recompute.
+    most rasters), so there are no seams to recompute. `read_ahead`: chunks to queue if they fit.
     """
     budget = budget or default_budget()
     notes = []
@@ -146,16 +148,18 @@ def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, 
     blocks = plan_blocks(tiles, bw if bw < tiles.width else None, bh if bh < tiles.height else None)
 
     per_col = read_cost_per_column(sh, read_bands, model_bands)
-    read_share = min(READ_CAP, budget // 8)
+    read_share = min(READ_CAP, budget // 16)
     span = max(tiles.tile_width, read_share // per_col)
     group = max(1, 1 + (span - tiles.tile_width) // stride)
     widest = max(b.c1 - b.c0 for b in blocks)
     group = min(group, widest)
-    queue = QUEUE
-    read_bytes = per_col * (min((group - 1) * stride, tiles.width) + tiles.tile_width)
+    span = min((group - 1) * stride, tiles.width) + tiles.tile_width
+    read_bytes = per_col * span
+    queued_bytes = sh * span * model_bands * 4
+    queue = max(QUEUE, min(read_ahead, int(budget // 4 // max(1, queued_bytes))))
     blend_bytes = blend_cost_per_column(sh, classes) * (max(tiles.xs[b.c1 - 1] - tiles.xs[b.c0] for b in blocks)
                                                         + tiles.tile_width)
-    if read_bytes * (queue + 1) + blend_bytes > budget:
+    if read_bytes + queued_bytes * queue + blend_bytes > budget:
         notes.append(f"note     one tile column of {read_bands} bands already needs "
                      f"{format_bytes(read_bytes)}; the budget of {format_bytes(budget)} is exceeded")
-    return WorkPlan(tiles, budget, blocks, group, queue, read_bytes, blend_bytes, bw, bh, notes)
+    return WorkPlan(tiles, budget, blocks, group, queue, read_bytes, queued_bytes, blend_bytes, bw, bh, notes)

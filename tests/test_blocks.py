@@ -211,3 +211,31 @@ def test_open_raster_fails_with_one_clear_line(tmp_path):
     good = write_raster(tmp_path / "ok.tif", random_raster(10, 10))
     with open_raster(good) as ds:
         assert ds.count == 3
+
+
+def test_training_reads_chips_through_the_inference_preparer(tmp_path):
+    """training.rasters (read_mapped + normalize) and inference (Preparer on a chunk read) give the
+    same normalized values and the same nodata, for a mixing band map with a filled band."""
+    from types import SimpleNamespace
+
+    from spectralx.checkpoint import Normalization
+    from spectralx.training.rasters import normalize, read_mapped
+    data = random_raster(40, 50, seed=8)
+    data[1, 5:9, 5:9] = -9999              # nodata in a source band used by checkpoint bands 1 and 2
+    path = write_raster(tmp_path / "in.tif", data, nodata=-9999)
+    weights = np.array([[0, 1, 0], [0.5, 0.5, 0], [0, 0, 1], [0, 0, 0]], np.float32)
+    mapping = SimpleNamespace(source_indexes=[1, 2, 3], weights=weights, fill=[False, False, False, True])
+    norm = Normalization("zscore", [500.0, 480.0, 520.0, 0.0], [250.0, 200.0, 0.0, 1.0], 2.5)
+    with rasterio.open(path) as ds:
+        train = normalize(read_mapped(ds, mapping), norm)
+    prep = Preparer(weights, mapping.fill, norm)
+    plan = plan_tiles(40, 50, TILE, 0.25)
+    src = RasterStrips(path, Window(0, 0, 50, 40), plan, [1, 2, 3], prep)
+    src.open()
+    try:
+        infer, valid = src.read(0)
+    finally:
+        src.close()
+    np.testing.assert_allclose(train, infer[:, :40, :50], atol=1e-6)
+    assert (train[0:2, 5:9, 5:9] == 0).all() and (train[3] == 0).all() and valid.all()
+    assert np.abs(train).max() <= 2.5

@@ -3,6 +3,8 @@
 Order (docs/engine-interfaces.md): band mapping `x = weights @ x_read`, filled bands take the
 normalization mean, scene-level normalization from the model card, then nodata inputs -> 0. The same
 statistics are used for every tile, so neighbouring tiles agree (no per-tile min-max seams).
+Training reads its chips through the same `mix` and `normalize` (spectralx.training.rasters), so the
+two can never drift apart.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ class Preparer:
         self.uses = (np.abs(self.weights) > 0).astype(np.float32)   # which read bands feed each band
         self.fill = np.asarray(list(fill) if fill is not None else [False] * c, dtype=bool)
         n = normalization
-        # same rule as training (spectralx.training.rasters.normalize): zscore without stats is a no-op
+        # zscore without statistics is a no-op (a card written before statistics were computed)
         self.zscore = n is not None and n.method == "zscore" and bool(n.mean)
         if self.zscore:
             if len(n.mean) != c or len(n.std) != c:
@@ -41,22 +43,35 @@ class Preparer:
     def bands(self) -> int:
         return self.weights.shape[0]
 
-    def __call__(self, raw: np.ndarray, invalid: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
-        """raw (S, h, w) float32 (modified), invalid (S, h, w) bool or None -> (x (C, h, w), valid (h, w))."""
+    def mix(self, raw: np.ndarray, invalid: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """raw (S, h, w) float32 (modified), invalid (S, h, w) bool or None -> (x (C, h, w) mapped but
+        not normalized, bad (C, h, w) bool or None: values fed by a nodata source, or filled bands)."""
         s, h, w = raw.shape
         if invalid is not None:
             raw[invalid] = 0.0   # keep nodata values (e.g. -9999, NaN) out of the band mixing
         x = raw if self.identity else np.tensordot(self.weights, raw, axes=1).astype(np.float32, copy=False)
+        bad = None
+        if invalid is not None and invalid.any():
+            bad = (self.uses @ invalid.reshape(s, -1).astype(np.float32)).reshape(x.shape) > 0
+        if self.fill.any():
+            bad = np.zeros(x.shape, dtype=bool) if bad is None else bad
+            bad[self.fill] = True   # filled band = the mean, i.e. 0 after normalization
+        return x, bad
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        """The card's scene-level normalization of mapped values, in place."""
         if self.zscore:
             x *= self.scale
             x += self.shift
             if self.clip:
                 np.clip(x, -self.clip, self.clip, out=x)
-        if self.fill.any():
-            x[self.fill] = 0.0   # filled band = the mean, i.e. 0 after normalization
-        if invalid is None:
-            return x, np.ones((h, w), dtype=bool)
-        if invalid.any():
-            bad = (self.uses @ invalid.reshape(s, -1).astype(np.float32)).reshape(x.shape) > 0
+        return x
+
+    def __call__(self, raw: np.ndarray, invalid: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        """raw (S, h, w) float32 (modified), invalid (S, h, w) bool or None -> (x (C, h, w), valid (h, w))."""
+        x, bad = self.mix(raw, invalid)
+        self.normalize(x)
+        if bad is not None:
             x[bad] = 0.0
-        return x, ~invalid.all(axis=0)
+        h, w = raw.shape[1:]
+        return x, (np.ones((h, w), dtype=bool) if invalid is None else ~invalid.all(axis=0))

@@ -7,7 +7,6 @@ as inference does (SPEC §2: scene-level statistics, never per-tile min-max).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -15,7 +14,9 @@ import numpy as np
 
 from ..bands import detect_bands, resolve_band_map
 from ..checkpoint import Band, ModelCard, Normalization
-from ..errors import BandMappingError, RasterError
+from ..errors import BandMappingError
+from ..inference.prepare import Preparer
+from ..raster_io import open_raster
 
 
 @dataclass
@@ -29,13 +30,7 @@ class SimpleMapping:
 
 
 def _open(path: str):
-    import rasterio
-    if not os.path.exists(path):
-        raise RasterError(f"image not found: {path}")
-    try:
-        return rasterio.open(path)
-    except Exception as exc:
-        raise RasterError(f"cannot open image {path}: {exc}") from None
+    return open_raster(path, "image")
 
 
 def detect_image_bands(path: str, sensor: Optional[str] = None) -> Tuple[List[Band], List[int]]:
@@ -108,17 +103,12 @@ def read_mapped(ds, mapping, window=None, out_shape: Optional[Tuple[int, int]] =
             part = np.ma.filled(arr.astype(np.float32), np.nan)
             part[~np.isfinite(part)] = np.nan
             x[:, rs - r0:re - r0, cs - c0:ce - c0] = part
-    fill = np.asarray(list(getattr(mapping, "fill", None) or []), dtype=bool)
-    if weights.shape == (len(idx), len(idx)) and np.array_equal(weights, np.eye(len(idx), dtype=np.float32)):
-        out = x
-    else:
-        # a checkpoint band is nodata where any source band it uses is nodata (NaN propagates)
-        out = np.tensordot(weights, np.nan_to_num(x, nan=0.0), axes=(1, 0)).astype(np.float32)
-        used_nan = np.tensordot((weights != 0).astype(np.float32), np.isnan(x).astype(np.float32), axes=(1, 0))
-        out[used_nan > 0] = np.nan
-    if fill.any():
-        # a filled band takes the normalization mean, i.e. 0 after normalization (as in inference)
-        out[fill[:out.shape[0]]] = np.nan
+    # the inference Preparer's band mixing: a checkpoint band is nodata (NaN here) where a source band
+    # it uses is nodata, and a filled band is NaN too (the normalization mean, 0 after `normalize`)
+    invalid = np.isnan(x)
+    out, bad = Preparer(weights, getattr(mapping, "fill", None), None).mix(x, invalid if invalid.any() else None)
+    if bad is not None:
+        out[bad] = np.nan
     return out
 
 
@@ -155,14 +145,14 @@ def scene_statistics(images: Sequence[str], mappings: Sequence, max_pixels: int 
 
 
 def normalize(x: np.ndarray, norm: Normalization) -> np.ndarray:
-    """Apply the card's normalization in place-safe fashion; NaN (nodata) -> 0 afterwards."""
-    if norm.method == "zscore" and norm.mean:
-        mean = np.asarray(norm.mean, np.float32)[:, None, None]
-        std = np.asarray(norm.std, np.float32)[:, None, None]
-        x = (x - mean) / std
-        if norm.clip:
-            x = np.clip(x, -norm.clip, norm.clip)
-    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    """The card's normalization (the inference Preparer's, so the two never drift) on a copy of `x`;
+    NaN/inf (nodata) -> 0 afterwards."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    bad = ~np.isfinite(x)
+    x[bad] = 0.0
+    Preparer(np.eye(x.shape[0], dtype=np.float32), None, norm).normalize(x)
+    x[bad] = 0.0
+    return x
 
 
 def gsd_of(path: str) -> Optional[float]:

@@ -188,15 +188,12 @@ def plain_containers(obj: object) -> object:
 
 
 def write_safetensors_atomic(tensors: Dict[str, torch.Tensor], metadata: Dict[str, str], path: str) -> None:
-    """Write to a temporary file beside the target and rename on success only."""
+    """Write to a temporary file beside the target, fsync and rename on success only."""
     from safetensors.torch import save_file
+
+    from .fileio import atomic_output
     directory = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(directory):
         raise CheckpointError(f"cannot write {path}: folder {directory} does not exist")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.partial")
-    try:
+    with atomic_output(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -55,7 +55,7 @@ def test_prefixes_state_dict_wrapper_and_other_patch_channels(tmp_path):
     mapped, bcfg, report = load_backbone(str(path))  # preset inferred from shapes
     assert bcfg["backbone_preset"] == "vit_tiny_patch16"
     assert report.missing == []
-    assert report.replaced == ["module.encoder.patch_embed.proj.weight"]
+    assert report.replaced == ["patch_embed.proj.weight"]  # named after the DDP/encoder prefixes are stripped
     assert mapped["patch_embed.proj.weight"].shape == (192, 3, 16, 16)
 
 

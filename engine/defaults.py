@@ -45,12 +45,16 @@ def default_output_dir() -> str:
 _TRAINING_FILES = {"finetune": "finetune.py", "pretrain": "pretrain.py"}
 
 
-@functools.lru_cache(maxsize=None)
-def _literal_defaults(function: str) -> dict:
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "training", _TRAINING_FILES[function])
+def _parse(name: str):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "training", name)
+    if not os.path.isfile(path):
+        return None
     with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), path)
-    for node in tree.body:
+        return ast.parse(f.read(), path)
+
+
+def _function_defaults(tree, function: str) -> dict:
+    for node in tree.body if tree is not None else []:
         if isinstance(node, ast.FunctionDef) and node.name == function:
             args = node.args
             out = {}
@@ -60,8 +64,24 @@ def _literal_defaults(function: str) -> dict:
             for arg, default in zip(args.kwonlyargs, args.kw_defaults):
                 if default is not None:
                     out[arg.arg] = default
-            return {k: ast.literal_eval(v) for k, v in out.items() if _is_literal(v)}
-    raise LookupError(f"spectralx.training.{function} not found in {path}")
+            return out
+    return {}
+
+
+def _options_defaults(tree, cls: str) -> dict:
+    """Field defaults of a dataclass such as `FinetuneOptions` (training/options.py)."""
+    for node in tree.body if tree is not None else []:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            return {n.target.id: n.value for n in node.body
+                    if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.value is not None}
+    return {}
+
+
+@functools.lru_cache(maxsize=None)
+def _literal_defaults(function: str) -> dict:
+    found = _options_defaults(_parse("options.py"), f"{function.capitalize()}Options")
+    found.update(_function_defaults(_parse(_TRAINING_FILES[function]), function))
+    return {k: ast.literal_eval(v) for k, v in found.items() if _is_literal(v)}
 
 
 def _is_literal(node) -> bool:
@@ -73,6 +93,8 @@ def _is_literal(node) -> bool:
 
 
 def training_default(function: str, name: str) -> Any:
-    """The default of keyword `name` of `spectralx.training.<function>` ("finetune" or "pretrain"),
-    read from its source (no torch import). The training module stays the one place it is set."""
-    return _literal_defaults(function)[name]
+    """The default of option `name` of `spectralx.training.<function>` ("finetune" or "pretrain"):
+    its keyword default, or its options dataclass field (`FinetuneOptions`), read from the source
+    without importing torch. None when the engine leaves it to the method (e.g. the learning rate).
+    The training package stays the one place these are set."""
+    return _literal_defaults(function).get(name)

@@ -18,14 +18,23 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterMapLayer, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer, QgsRasterLayer)
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString, QgsRasterLayer)
 from qgis.PyQt.QtCore import QCoreApplication
 
 from . import deps, icons
-from .bridge import feedback_progress
+from .bridge import feedback_progress, training_feedback_progress
+from .requests import FinetuneRequest, PretrainRequest, SegmentRequest
 
 DEVICES = [("auto", "Automatic (best available)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"),
            ("mps", "Apple GPU (MPS)")]
+
+
+SENSOR_HELP = ("For rasters without wavelength metadata (every Landsat Level-1 file): the sensor and the "
+               "raster's band order, as the command line's --sensor takes it, e.g. landsat8:B2,B3,B4 or "
+               "sentinel2:B2,B3,B4,B8. Sensors: sentinel2 (sentinel2a, sentinel2b), landsat8, landsat9, "
+               "landsat7 (ETM+), landsat5 (TM), enmap, rgbn (generic red/green/blue/NIR camera). Without "
+               "a band order the sensor's usual layout for the raster's band count is assumed. Empty: "
+               "wavelengths from the file's metadata.")
 
 
 def tr(text: str) -> str:
@@ -56,6 +65,12 @@ def band_map_arg(value: str):
     if not os.path.isfile(value):
         raise QgsProcessingException(tr(f"band map file not found: {value}"))
     return value
+
+
+def drop_unnamed_layers(context) -> None:
+    layers = context.layersToLoadOnCompletion()
+    if any(not str(key).strip() for key in layers):
+        context.setLayersToLoadOnCompletion({k: v for k, v in layers.items() if str(k).strip()})
 
 
 class ClassLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
@@ -124,15 +139,22 @@ class SpectralXAlgorithm(QgsProcessingAlgorithm):
         if guidance:
             raise QgsProcessingException(guidance)
         errors = deps.engine("errors")
+        explain = deps.engine("bands").explain
         try:
             return self.execute(parameters, context, feedback)
         except errors.Cancelled:
-            feedback.reportError(tr("cancelled"), fatalError=False)
-            return {}
+            return self.cancelled(context, feedback)
         except errors.SpectralXError as exc:
-            raise QgsProcessingException(str(exc)) from None
+            # the Processing user's words: SENSOR / BAND_MAP, never a command-line flag
+            raise QgsProcessingException(explain(exc, "processing")) from None
         except deps.MissingDependencies as exc:
             raise QgsProcessingException(str(exc)) from None
+
+    def cancelled(self, context, feedback):
+        """A cancel is not a failure: say so plainly, and load nothing (no 'not correctly generated')."""
+        context.setLayersToLoadOnCompletion({})
+        feedback.pushInfo(tr("Cancelled by the user: nothing was written (partial outputs were removed)."))
+        return {}
 
     def execute(self, parameters, context, feedback) -> Dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
@@ -151,6 +173,25 @@ class SpectralXAlgorithm(QgsProcessingAlgorithm):
         value = self.parameterAsFile(parameters, name, context)
         return value or None
 
+    def _optional_number(self, parameters, name, context):
+        if parameters.get(name) in (None, ""):
+            return None
+        return self.parameterAsDouble(parameters, name, context)
+
+    def _sensor_param(self):
+        p = QgsProcessingParameterString("SENSOR", tr("Sensor and band order (e.g. landsat8:B2,B3,B4)"),
+                                         optional=True)
+        p.setHelp(tr(SENSOR_HELP))
+        return p
+
+    def _sensor(self, parameters, context):
+        """The SENSOR text, checked against the engine's presets (one vocabulary with the CLI)."""
+        value = (self.parameterAsString(parameters, "SENSOR", context) or "").strip()
+        if not value:
+            return None
+        deps.engine("bands").parse_sensor(value)      # unknown sensor/band: one clear line
+        return value
+
 
 class SegmentAlgorithm(SpectralXAlgorithm):
     _name = "segment"
@@ -162,7 +203,8 @@ class SegmentAlgorithm(SpectralXAlgorithm):
              "optionally with a per-pixel confidence raster.\n\n"
              "INPUT: raster to classify. CHECKPOINT: SpectralX checkpoint (.safetensors). BACKBONE: the "
              "frozen backbone file, if it is not beside the checkpoint. BAND_MAP: band map JSON file or "
-             "inline JSON; empty = automatic from wavelength metadata. EXTENT: only this area (empty = "
+             "inline JSON; empty = automatic from wavelength metadata. SENSOR: sensor and band order for rasters "
+             "without wavelength metadata, e.g. landsat8:B2,B3,B4. EXTENT: only this area (empty = "
              "whole raster). OVERLAP: fraction of a tile shared with its neighbours (0-0.75). "
              "BATCH_SIZE: tiles per batch. DEVICE: CPU/GPU. OUTPUT: class GeoTIFF. CONFIDENCE: optional "
              "confidence GeoTIFF (0-1).")
@@ -185,17 +227,19 @@ class SegmentAlgorithm(SpectralXAlgorithm):
                                        behavior=QgsProcessingParameterFile.File, optional=True)
         p.setHelp(tr("Maps raster bands onto the checkpoint's bands; empty: from wavelength metadata."))
         self.addParameter(p)
+        self.addParameter(self._sensor_param())
         p = QgsProcessingParameterExtent("EXTENT", tr("Only this extent"), optional=True)
         p.setHelp(tr("Segment only this area (converted to the raster's CRS); empty = whole raster."))
         self.addParameter(p)
+        defaults = deps.defaults()
         p = QgsProcessingParameterNumber("OVERLAP", tr("Tile overlap (fraction)"),
-                                         type=QgsProcessingParameterNumber.Double, defaultValue=0.25,
-                                         minValue=0.0, maxValue=0.75)
+                                         type=QgsProcessingParameterNumber.Double, defaultValue=defaults.OVERLAP,
+                                         minValue=0.0, maxValue=defaults.OVERLAP_MAX)
         p.setHelp(tr("Fraction of each tile shared with its neighbours; overlaps are blended (no seams)."))
         self.addParameter(p)
         p = QgsProcessingParameterNumber("BATCH_SIZE", tr("Batch size (tiles)"),
-                                         type=QgsProcessingParameterNumber.Integer, defaultValue=4,
-                                         minValue=1, maxValue=256)
+                                         type=QgsProcessingParameterNumber.Integer, defaultValue=defaults.BATCH_SIZE,
+                                         minValue=1, maxValue=defaults.BATCH_SIZE_MAX)
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         p.setHelp(tr("Tiles run through the network at once; larger is faster on a GPU, uses more memory."))
         self.addParameter(p)
@@ -231,23 +275,30 @@ class SegmentAlgorithm(SpectralXAlgorithm):
                 raise QgsProcessingException(tr(f"{path}: SpectralX writes GeoTIFF; use a .tif file name"))
         feedback.pushInfo(tr(f"Checkpoint: {len(card.bands)} bands, {len(card.classes)} classes, "
                              f"tile {card.tile_size} px; engine {deps.engine_source()}"))
-        result = inference.segment(
-            src, ckpt, output, backbone=self._file(parameters, "BACKBONE", context),
+        if not confidence:
+            # an optional output left empty (batch mode passes '') must not be announced as a layer
+            # to load, or Processing reports it as "not correctly generated"
+            drop_unnamed_layers(context)
+        request = SegmentRequest(
+            src, ckpt, output, confidence=confidence, backbone=self._file(parameters, "BACKBONE", context),
             band_map=band_map_arg(self.parameterAsString(parameters, "BAND_MAP", context)),
-            bbox=bbox, overlap=self.parameterAsDouble(parameters, "OVERLAP", context),
+            sensor=self._sensor(parameters, context), bbox=bbox,
+            overlap=self.parameterAsDouble(parameters, "OVERLAP", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            device=self._device(parameters, context), confidence=confidence, overwrite=True,
-            progress=feedback_progress(feedback))
+            device=self._device(parameters, context), overwrite=True)
+        args, kwargs = request.engine_args()
+        result = inference.segment(*args, progress=feedback_progress(feedback), **kwargs)
         if feedback.isCanceled():
-            return {}
+            return self.cancelled(context, feedback)
         classes = list(getattr(result, "classes", None) or card.classes)
+        model = os.path.splitext(os.path.basename(ckpt))[0]
         if context.willLoadLayerOnCompletion(result.output):
             details = context.layerToLoadOnCompletionDetails(result.output)
-            details.name = tr(f"{layer.name()} classes")
+            details.name = tr(f"{layer.name()} classes ({model})")
             details.setPostProcessor(ClassLayerPostProcessor.create(classes))
         if confidence and context.willLoadLayerOnCompletion(confidence):
             details = context.layerToLoadOnCompletionDetails(confidence)
-            details.name = tr(f"{layer.name()} confidence")
+            details.name = tr(f"{layer.name()} confidence ({model})")
             details.setPostProcessor(ClassLayerPostProcessor.create([], confidence=True))
         return {"OUTPUT": result.output, "CONFIDENCE": getattr(result, "confidence", confidence),
                 "STYLE": getattr(result, "style", None) or "", "TILES": getattr(result, "tiles", 0)}
@@ -261,9 +312,11 @@ def add_starting_point_parameters(alg) -> None:
     alg.addParameter(QgsProcessingParameterFile(
             "BACKBONE", tr("Backbone file"), behavior=QgsProcessingParameterFile.File, optional=True,
             fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)"))
+    defaults = deps.defaults()
     alg.addParameter(QgsProcessingParameterNumber(
-            "STEPS", tr("Training steps"), type=QgsProcessingParameterNumber.Integer, defaultValue=300,
-            minValue=1, maxValue=1000000))
+            "STEPS", tr("Training steps"), type=QgsProcessingParameterNumber.Integer,
+            defaultValue=defaults.training_default(alg.name(), "steps"), minValue=1, maxValue=defaults.STEPS_MAX))
+    alg.addParameter(alg._sensor_param())
 
 
 class FinetuneAlgorithm(SpectralXAlgorithm):
@@ -275,7 +328,8 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
              "with a model card holding classes, bands, normalization statistics and validation "
              "metrics.\n\nINPUT: training raster. LABELS: polygons. CLASS_FIELD: field holding the class "
              "(names or integer values). CHECKPOINT: start from this checkpoint (optional). BACKBONE: "
-             "backbone file (needed when no checkpoint is given, or when it is not beside it). STEPS, "
+             "backbone file (needed when no checkpoint is given, or when it is not beside it). SENSOR: sensor and "
+             "band order for rasters without wavelength metadata, e.g. landsat8:B2,B3,B4. STEPS, "
              "BATCH_SIZE, LEARNING_RATE, VAL_FRACTION: training settings. OUTPUT: new checkpoint.")
 
     def initAlgorithm(self, config=None):
@@ -285,13 +339,18 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
         self.addParameter(QgsProcessingParameterField("CLASS_FIELD", tr("Class field"),
                                                       parentLayerParameterName="LABELS"))
         add_starting_point_parameters(self)
+        d = deps.defaults()
+        known = lambda name: d.training_default("finetune", name)  # noqa: E731
         for name, label, kind, default, lo, hi in [
-                ("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, 4, 1, 256),
-                ("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 1e-3, 1e-7, 1.0),
-                ("VAL_FRACTION", "Validation fraction", QgsProcessingParameterNumber.Double, 0.2, 0.0, 0.9),
-                ("SEED", "Random seed", QgsProcessingParameterNumber.Integer, 0, 0, 2 ** 31 - 1)]:
+                ("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, known("batch_size"), 1,
+                 d.BATCH_SIZE_MAX),
+                ("LEARNING_RATE", "Learning rate (empty: the method's own)", QgsProcessingParameterNumber.Double,
+                 known("lr"), d.LEARNING_RATE_MIN, d.LEARNING_RATE_MAX),
+                ("VAL_FRACTION", "Validation fraction", QgsProcessingParameterNumber.Double, known("val_fraction"),
+                 0.0, d.VAL_FRACTION_MAX),
+                ("SEED", "Random seed", QgsProcessingParameterNumber.Integer, known("seed"), 0, 2 ** 31 - 1)]:
             p = QgsProcessingParameterNumber(name, tr(label), type=kind, defaultValue=default,
-                                             minValue=lo, maxValue=hi)
+                                             minValue=lo, maxValue=hi, optional=default is None)
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(self._device_param())
@@ -300,23 +359,49 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
         self.addOutput(QgsProcessingOutputString("METRICS", tr("Validation metrics (JSON)")))
 
     def execute(self, parameters, context, feedback):
+        import shutil
+        import tempfile
+
+        from .polygons import PolygonError, rasterize_polygons
         training = deps.engine("training")
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        labels = self.parameterAsCompatibleSourceLayerPath(parameters, "LABELS", context,
-                                                           ["gpkg", "shp", "geojson"], "gpkg", feedback)
+        image = raster_path(layer)
+        source = self.parameterAsSource(parameters, "LABELS", context)
+        if source is None:
+            raise QgsProcessingException(tr("no polygon layer given (LABELS)"))
         field = self.parameterAsFields(parameters, "CLASS_FIELD", context)
+        if not field:
+            raise QgsProcessingException(tr("choose the field that holds the class (CLASS_FIELD)"))
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
-        result = training.finetune(
-            raster_path(layer), labels.split("|")[0], output, class_field=field[0] if field else None,
-            checkpoint=self._file(parameters, "CHECKPOINT", context),
-            backbone=self._file(parameters, "BACKBONE", context),
-            steps=self.parameterAsInt(parameters, "STEPS", context),
-            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            val_fraction=self.parameterAsDouble(parameters, "VAL_FRACTION", context),
-            lr=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
-            device=self._device(parameters, context),
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            progress=feedback_progress(feedback))
+        sensor = self._sensor(parameters, context)
+        # the polygons are read by QGIS and burnt by its GDAL: no second GDAL (fiona) in this process
+        work = tempfile.mkdtemp(prefix="spectralx_labels_")
+        try:
+            try:
+                burnt = rasterize_polygons(source.getFeatures(), source.fields(), field[0], source.sourceCrs(),
+                                           image, os.path.join(work, "labels.tif"),
+                                           deps.engine("training.classes"), what=tr("the LABELS layer"),
+                                           feedback=feedback)
+            except PolygonError as exc:
+                raise QgsProcessingException(str(exc)) from None
+            feedback.pushInfo(tr(f"Labels: {burnt.used} polygons, {burnt.labelled_pixels} labelled pixels, classes "
+                                 + ", ".join(c["name"] for c in burnt.classes)
+                                 + ("; skipped " + ", ".join(f"{n} {w}" for w, n in burnt.skipped.items())
+                                    if burnt.skipped else "")))
+            request = FinetuneRequest(
+                image, burnt.path, output, checkpoint=self._file(parameters, "CHECKPOINT", context),
+                backbone=self._file(parameters, "BACKBONE", context), sensor=sensor,
+                steps=self.parameterAsInt(parameters, "STEPS", context),
+                batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+                val_fraction=self.parameterAsDouble(parameters, "VAL_FRACTION", context),
+                lr=self._optional_number(parameters, "LEARNING_RATE", context),
+                device=self._device(parameters, context), seed=self.parameterAsInt(parameters, "SEED", context))
+            args, kwargs = request.engine_args()
+            result = training.finetune(*args, progress=training_feedback_progress(feedback), **kwargs)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if feedback.isCanceled():
+            return self.cancelled(context, feedback)
         metrics = getattr(result, "metrics", {}) or {}
         if metrics:
             feedback.pushInfo(tr("Validation: ") + json.dumps(metrics, default=str)[:2000])
@@ -330,7 +415,8 @@ class PretrainAlgorithm(SpectralXAlgorithm):
     _help = ("Stage-1 training: masked spectral reconstruction on unlabelled images of the target "
              "sensor, which prepares HyperT and the adapters before fine-tuning. The frozen backbone is "
              "not changed.\n\nINPUT: one or more unlabelled rasters of the same sensor. CHECKPOINT: start "
-             "from this checkpoint (optional). BACKBONE: backbone file. STEPS, BATCH_SIZE: training "
+             "from this checkpoint (optional). BACKBONE: backbone file. SENSOR: sensor and band order for rasters "
+             "without wavelength metadata. STEPS, BATCH_SIZE: training "
              "settings. OUTPUT: the stage-1 checkpoint, to pass to Fine-tune.")
 
     def initAlgorithm(self, config=None):
@@ -338,8 +424,9 @@ class PretrainAlgorithm(SpectralXAlgorithm):
             "INPUT", tr("Unlabelled rasters"), layerType=QgsProcessing.TypeRaster))
         add_starting_point_parameters(self)
         p = QgsProcessingParameterNumber("BATCH_SIZE", tr("Batch size"),
-                                         type=QgsProcessingParameterNumber.Integer, defaultValue=4,
-                                         minValue=1, maxValue=256)
+                                         type=QgsProcessingParameterNumber.Integer,
+                                         defaultValue=deps.defaults().training_default("pretrain", "batch_size"),
+                                         minValue=1, maxValue=deps.defaults().BATCH_SIZE_MAX)
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(p)
         self.addParameter(self._device_param())
@@ -351,12 +438,16 @@ class PretrainAlgorithm(SpectralXAlgorithm):
         layers = self.parameterAsLayerList(parameters, "INPUT", context)
         images = [raster_path(lyr) for lyr in layers]
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
-        result = training.pretrain(
+        request = PretrainRequest(
             images, output, checkpoint=self._file(parameters, "CHECKPOINT", context),
-            backbone=self._file(parameters, "BACKBONE", context),
+            backbone=self._file(parameters, "BACKBONE", context), sensor=self._sensor(parameters, context),
             steps=self.parameterAsInt(parameters, "STEPS", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            device=self._device(parameters, context), progress=feedback_progress(feedback))
+            device=self._device(parameters, context))
+        args, kwargs = request.engine_args()
+        result = training.pretrain(*args, progress=training_feedback_progress(feedback), **kwargs)
+        if feedback.isCanceled():
+            return self.cancelled(context, feedback)
         return {"OUTPUT": getattr(result, "checkpoint", None) or (result if isinstance(result, str) else output)}
 
 

@@ -1,6 +1,8 @@
 """Bridges between QGIS progress objects and the engine's `spectralx.progress.Progress`."""
 from __future__ import annotations
 
+import re
+import time
 from typing import Callable, Optional
 
 from . import deps
@@ -39,3 +41,73 @@ def task_progress(task, on_message: Optional[Callable[[str], None]] = None):
 
     return Progress(on_update=on_update, is_cancelled=task.isCanceled,
                     on_log=on_message if on_message is not None else None)
+
+
+_VAL_MIOU = re.compile(r"val mIoU ([0-9.]+)")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class TrainingText:
+    """Turns the engine's (step, total, "loss … | val mIoU …") updates into the line an analyst
+    reads: "step 120/300 · about 2 min 10 s left · loss 0.412 · validation mIoU 0.53"."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.start = None
+        self.start_step = 0
+        self.val_miou = None
+
+    def __call__(self, done: int, total: int, message: str = "") -> str:
+        now = self.clock()
+        if self.start is None or done <= self.start_step:
+            self.start, self.start_step = now, done
+        found = _VAL_MIOU.search(message or "")
+        if found:
+            self.val_miou = float(found.group(1))
+        parts = [f"step {done}/{total}"]
+        if total and done > self.start_step and done < total:
+            rate = (now - self.start) / (done - self.start_step)
+            parts.append(f"about {_duration(rate * (total - done))} left")
+        loss = re.search(r"loss ([0-9.]+)", message or "")
+        if loss:
+            parts.append(f"loss {loss.group(1)}")
+        parts.append(f"validation mIoU {self.val_miou:.2f}" if self.val_miou is not None
+                     else "validation mIoU not yet measured")
+        return " · ".join(parts)
+
+
+def training_feedback_progress(feedback):
+    """feedback_progress with the training line (step/total, time left, latest validation mIoU)."""
+    Progress = deps.engine("progress").Progress
+    text = TrainingText()
+    last = {"msg": None}
+
+    def on_update(done, total, message=""):
+        feedback.setProgress(_percent(done, total))
+        line = text(done, total, message)
+        if line != last["msg"]:
+            last["msg"] = line
+            feedback.setProgressText(line)
+
+    return Progress(on_update=on_update, is_cancelled=feedback.isCanceled, on_log=feedback.pushInfo)
+
+
+def training_task_progress(task, on_message: Optional[Callable[[str], None]] = None):
+    """task_progress with the training line in the panel's status."""
+    Progress = deps.engine("progress").Progress
+    text = TrainingText()
+
+    def on_update(done, total, message=""):
+        task.setProgress(_percent(done, total))
+        if on_message is not None and total:
+            on_message(text(done, total, message))
+
+    return Progress(on_update=on_update, is_cancelled=task.isCanceled)

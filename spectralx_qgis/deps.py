@@ -206,3 +206,9 @@ def engine_source() -> str:
         return "unavailable"
     kind = "bundled" if "._vendor." in mod.__name__ else "installed"
     return f"{kind} ({os.path.dirname(mod.__file__)})"
+
+
+def defaults():
+    """`spectralx.defaults` (run defaults, settings keys): pure Python, importable before torch is,
+    so the toolbox and the panel show the same numbers as the CLI even while dependencies are missing."""
+    return importlib.import_module(f"{_import_engine().__name__}.defaults")

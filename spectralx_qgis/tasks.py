@@ -5,6 +5,7 @@ goes to the engine through `Progress.cancelled`. A cancelled or failed run leave
 from __future__ import annotations
 
 import os
+import shutil
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
@@ -12,7 +13,7 @@ from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from . import deps
-from .bridge import task_progress
+from .bridge import task_progress, training_task_progress
 
 
 def _remove(paths: List[Optional[str]]) -> None:
@@ -41,6 +42,9 @@ class EngineTask(QgsTask):
     def work(self, progress):  # pragma: no cover
         raise NotImplementedError
 
+    def make_progress(self):
+        return task_progress(self, self.message.emit)
+
     def run(self):
         try:
             errors = deps.engine("errors")
@@ -48,7 +52,7 @@ class EngineTask(QgsTask):
             self.error = str(exc)
             return False
         try:
-            progress = task_progress(self, self.message.emit)
+            progress = self.make_progress()
             self.result_value = self.work(progress)
             if self.isCanceled():
                 self.cancelled_by_user = True
@@ -57,7 +61,9 @@ class EngineTask(QgsTask):
         except errors.Cancelled:
             self.cancelled_by_user = True
             return False
-        except (errors.SpectralXError, deps.MissingDependencies) as exc:
+        except errors.SpectralXError as exc:
+            self.error = deps.engine("bands").explain(exc, "dock")     # the panel's words, no CLI flags
+        except deps.MissingDependencies as exc:
             self.error = str(exc)
             return False
         except Exception as exc:  # a bug: keep the traceback for the log
@@ -75,57 +81,59 @@ class EngineTask(QgsTask):
 
 
 class SegmentTask(EngineTask):
-    def __init__(self, params: Dict[str, Any], callback=None, description="SpectralX: segment"):
+    def __init__(self, request, callback=None, description="SpectralX: segment"):
         super().__init__(description, callback)
-        self.params = dict(params)
-        out = self.params["output"]
-        conf = self.params.get("confidence")
-        self.outputs = [out, conf, os.path.splitext(out)[0] + ".qml"]
+        self.request = request
+        self.outputs = request.outputs()
 
     def work(self, progress):
-        inference = deps.engine("inference")
-        p = dict(self.params)
-        raster, checkpoint, output = p.pop("raster"), p.pop("checkpoint"), p.pop("output")
-        return inference.segment(raster, checkpoint, output, progress=progress, **p)
+        args, kwargs = self.request.engine_args()
+        return deps.engine("inference").segment(*args, progress=progress, **kwargs)
 
 
 class FinetuneTask(EngineTask):
-    def __init__(self, params: Dict[str, Any], callback=None, description="SpectralX: fine-tune"):
+    """Fine-tune; `cleanup` (the temporary label raster's folder) is removed however the run ends."""
+
+    def __init__(self, request, callback=None, description="SpectralX: fine-tune", cleanup: Optional[str] = None):
         super().__init__(description, callback)
-        self.params = dict(params)
-        self.outputs = [self.params["output"]]
+        self.request = request
+        self.cleanup = cleanup
+        self.outputs = [request.output]
 
     def work(self, progress):
-        training = deps.engine("training")
-        p = dict(self.params)
-        images, labels, output = p.pop("images"), p.pop("labels"), p.pop("output")
-        return training.finetune(images, labels, output, progress=progress, **p)
+        args, kwargs = self.request.engine_args()
+        return deps.engine("training").finetune(*args, progress=progress, **kwargs)
+
+    def make_progress(self):
+        return training_task_progress(self, self.message.emit)
+
+    def finished(self, result):
+        if self.cleanup:
+            shutil.rmtree(self.cleanup, ignore_errors=True)
+        super().finished(result)
 
 
 class BandTask(QgsTask):
-    """Reads a raster's band metadata and maps it onto a checkpoint's bands, off the UI thread.
+    """Reads a raster's band metadata and maps it onto a checkpoint's bands, off the UI thread:
+    `spectralx.bands.plan_bands`, the same function the CLI and Processing go through."""
 
-    Same steps as `spectralx.bands.resolve_band_map(path, card, "auto")` (detect_bands_for_card,
-    then map_bands), but keeps the detected raster bands for the panel's editor, so the file is
-    scanned once."""
-
-    def __init__(self, path: str, card, callback=None):
+    def __init__(self, path: str, card, sensor: Optional[str] = None, callback=None):
         super().__init__("SpectralX: read band metadata", QgsTask.CanCancel)
-        self.path, self.card, self.callback = path, card, callback
-        self.raster_bands = None
-        self.mapping = None
+        self.path, self.card, self.sensor, self.callback = path, card, sensor, callback
+        self.plan = None
         self.error: Optional[str] = None
 
     def run(self):
         try:
             bands = deps.engine("bands")
-            raster_bands, sensor, _ = bands.detect_bands_for_card(self.path, self.card)
-            self.raster_bands = list(raster_bands)
-            if self.isCanceled():
-                return False
-            self.mapping = bands.map_bands(self.raster_bands, self.card.bands, strategy="auto", sensor=sensor)
+            self.plan = bands.plan_bands(self.path, self.card, self.sensor)
+            if self.plan.error is not None:
+                self.error = bands.explain(self.plan.error, "dock")
         except Exception as exc:  # noqa: BLE001  (engine errors are one line; shown in the panel)
-            self.error = str(exc)
+            try:
+                self.error = deps.engine("bands").explain(exc, "dock")
+            except Exception:  # noqa: BLE001
+                self.error = str(exc)
         return True
 
     def finished(self, result):

@@ -208,7 +208,12 @@ def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, chec
     task = run_task(dock, dock.finetune, timeout=300)
     assert task.succeeded, task.error
     new = dock.checkpoint_path()
-    assert new != base and os.path.isfile(new) and os.path.dirname(new) == dock.output_folder()
+    # models go to <output folder>/models with the backbone they need; nothing else lands anywhere
+    models = os.path.join(dock.output_folder(), "models")
+    assert new != base and os.path.isfile(new) and os.path.dirname(new) == models
+    assert os.listdir(dock.output_folder()) == ["models"]
+    assert sorted(os.listdir(models)) == sorted([os.path.basename(new), os.path.basename(read_card(new).backbone.file)])
+    assert "keep the two together" in dock.status.text()
     card = read_card(new)
     assert card.stage == "finetune" and dock.card is not None
     assert sorted(c.name for c in card.classes) == ["tree", "water"]

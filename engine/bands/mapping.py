@@ -379,3 +379,32 @@ def _missing_message(missing, good, strategy, tolerance_nm) -> str:
     return (f"cannot map {wanted} with strategy '{strategy}' (tolerance {tol}); {have}. "
             "Check the sensor and band order with [[sensor]]; use [[band_map]], [[tolerance]], "
             "or [[allow_fill]]")
+
+
+def override_rows(mapping: Optional[BandMapping], choices: Dict[int, Optional[int]], raster_bands,
+                  checkpoint_bands, tolerance_nm: Optional[float] = None) -> BandMapping:
+    """`mapping` with some checkpoint bands read from a raster band chosen by hand.
+
+    `choices`: {checkpoint band row (0-based): 1-based raster band, or None to fill}. Those rows are
+    built like the `index` strategy (same quality formula, note "chosen by hand"); the other rows keep
+    `mapping`'s (which may be None when nothing could be mapped automatically: then every row must be
+    chosen, or is filled)."""
+    by_index = {b.index: b for b in raster_bands}
+    rows = []
+    for k, target in enumerate(checkpoint_bands):
+        if k in choices:
+            idx = choices[k]
+            if idx is not None and idx not in by_index:
+                raise BandMappingError(f"raster band {idx} does not exist (the raster has {len(raster_bands)} bands)")
+            got = _by_index(target, by_index.get(idx) if idx is not None else None, tolerance_nm)
+            row = _row(target, got)
+            row["note"] = "chosen by hand" + (f"; {row['note']}" if row.get("note") else "")
+            rows.append(row)
+        elif mapping is not None:
+            rows.append(dict(mapping.rows[k]))
+        else:
+            rows.append(_row(target, None))
+    out = _assemble(rows, len(raster_bands), mapping.sensor if mapping is not None else None, "manual")
+    if mapping is not None:
+        out.warnings = list(mapping.warnings)
+    return out

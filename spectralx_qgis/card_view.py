@@ -1,0 +1,131 @@
+"""The model card as the panel shows it: what the model is, its classes and bands, and how good it is
+(validation metrics as values, whether anything was validated at all, and the random-forest baseline
+trained on the same pixels when the card has one)."""
+from __future__ import annotations
+
+import html
+import os
+from typing import Any, Dict, Optional
+
+from qgis.PyQt.QtWidgets import QTextBrowser
+
+_METRICS = [("miou", "mIoU"), ("oa", "OA"), ("overall_accuracy", "OA"), ("kappa", "κ"), ("mean_f1", "mean F1")]
+
+
+def _translate(text: str) -> str:
+    try:
+        from . import deps
+        return deps.engine("bands").explain(Exception(text), "dock")
+    except Exception:  # noqa: BLE001
+        return text
+
+
+def _baseline(card, metrics: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    for holder in (metrics, getattr(card, "training", None) or {}):
+        for key in ("baseline", "random_forest", "rf_baseline", "forest_baseline"):
+            value = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(value, dict):
+                return value
+    value = getattr(card, "baseline", None)
+    return value if isinstance(value, dict) else None
+
+
+def metrics_html(card) -> str:
+    """Validation metrics as values, the validation status in words, and the forest baseline."""
+    e = html.escape
+    metrics = getattr(card, "metrics", None) or {}
+    scores = []
+    for key, label in _METRICS:
+        value = metrics.get(f"val_{key}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and label not in [s[0] for s in scores]:
+            scores.append((label, float(value)))
+    lines = []
+    if scores:
+        pixels = metrics.get("val_pixels")
+        where = f" on {int(pixels)} held-out pixels" if isinstance(pixels, (int, float)) else ""
+        how = metrics.get("validation")
+        how = f" ({e(str(how))})" if isinstance(how, str) and how and not how.startswith("none") else ""
+        lines.append("Validation" + e(where) + how + ": " + ", ".join(f"{lbl} <b>{v:.3f}</b>" for lbl, v in scores))
+        per_class = metrics.get("per_class_iou")
+        if isinstance(per_class, dict) and per_class:
+            items = ", ".join(f"{e(str(k))} {float(v):.2f}" for k, v in list(per_class.items())[:12]
+                              if isinstance(v, (int, float)))
+            lines.append(f"<span style='color:#555'>IoU per class: {items}</span>")
+    else:
+        why = metrics.get("validation")
+        text = _translate(str(why)) if why else "no validation metrics recorded"
+        lines.append(f"<span style='color:#b00'><b>Not validated</b>: {e(text)}</span>")
+    rf = _baseline(card, metrics)
+    if rf is not None:
+        rf_miou = rf.get("val_miou")
+        if isinstance(rf_miou, (int, float)):
+            model = next((v for lbl, v in scores if lbl == "mIoU"), None)
+            verdict = ""
+            if model is not None:
+                verdict = " — this model is better" if model > rf_miou else " — the forest is better"
+            lines.append(f"Random-forest baseline (same pixels): mIoU <b>{float(rf_miou):.3f}</b>{e(verdict)}")
+        else:
+            lines.append("Random-forest baseline: " + e(str(rf.get("validation", "not scored"))))
+    else:
+        lines.append("<span style='color:#555'>No random-forest baseline in this card.</span>")
+    extra = []
+    if isinstance(metrics.get("best_step"), (int, float)):
+        extra.append(f"best step {int(metrics['best_step'])}")
+    if isinstance(metrics.get("final_train_loss"), (int, float)):
+        extra.append(f"final training loss {float(metrics['final_train_loss']):.3f}")
+    if extra:
+        lines.append("<span style='color:#555'>" + ", ".join(extra) + "</span>")
+    return "<br/>".join(lines)
+
+
+def card_html(card, path: str) -> str:
+    e = html.escape
+    parts = [f"<b>{e(os.path.basename(path))}</b>"]
+    desc = getattr(card, "description", "") or ""
+    if desc:
+        short = desc if len(desc) <= 140 else desc[:desc.rfind(" ", 0, 140)] + " …"
+        parts.append(f"<br/><i>{e(short)}</i>")
+    stage = getattr(card, "stage", "")
+    gsd = f", {card.gsd_m:g} m GSD" if getattr(card, "gsd_m", None) else ""
+    parts.append(f"<br/>Stage: {e(str(stage))}; tile {card.tile_size} px{gsd}; backbone {e(card.backbone.preset)}")
+    parts.append("<br/><b>Classes</b><table cellspacing='2' cellpadding='0'>")
+    per_row = 3
+    for i, c in enumerate(card.classes):
+        if i % per_row == 0:
+            parts.append("<tr>")
+        parts.append(f"<td bgcolor='{e(c.color)}' width='12'>&nbsp;&nbsp;&nbsp;</td>"
+                     f"<td>&nbsp;{int(c.value)} {e(c.name)}&nbsp;&nbsp;</td>")
+        if i % per_row == per_row - 1 or i == len(card.classes) - 1:
+            parts.append("</tr>")
+    parts.append("</table>")
+    wl = [b.wavelength_nm for b in card.bands]
+    names = ", ".join(b.name for b in card.bands[:3]) + (", …" if len(card.bands) > 3 else "")
+    sensor = (getattr(card, "training", None) or {}).get("sensor")
+    trained = f"; trained on {e(str(sensor))}" if sensor else ""
+    parts.append(f"<b>Expected bands</b>: {len(card.bands)}, {min(wl):.0f}–{max(wl):.0f} nm "
+                 f"<span style='color:#666'>({e(names)}){trained}</span>")
+    parts.append("<br/><b>Quality</b>: " + metrics_html(card))
+    return "".join(parts)
+
+
+class CardView(QTextBrowser):
+    """Read-only model card; wraps, never widens the panel."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setMinimumHeight(90)
+        self.setMaximumHeight(190)
+        self.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth)
+
+    def show_card(self, card, path: str):
+        self.setHtml(card_html(card, path))
+        self.setToolTip(getattr(card, "description", "") or "")
+
+    def show_error(self, text: str):
+        self.setHtml(f"<p style='color:#b00'>{html.escape(text)}</p>")
+        self.setToolTip("")
+
+    def clear_card(self):
+        self.setHtml("")
+        self.setToolTip("")

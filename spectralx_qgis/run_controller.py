@@ -1,0 +1,133 @@
+"""Runs for the panel: owns the running task, output and layer names, progress, cancel and the
+messages an analyst reads. The dock hands it typed requests; it hands back finished tasks."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from typing import Callable, Optional
+
+from qgis.core import Qgis, QgsApplication, QgsProject
+from qgis.PyQt.QtCore import QObject, pyqtSignal, pyqtSlot
+
+from . import styling
+
+CANCELLED_TEXT = "Cancelled: nothing was written."
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:40] or "layer"
+
+
+def model_name(checkpoint: str) -> str:
+    return os.path.splitext(os.path.basename(checkpoint))[0] if checkpoint else "spectralx"
+
+
+def unique_layer_name(base: str, project: Optional[QgsProject] = None) -> str:
+    """`base`, or `base (2)`, `base (3)` … so that repeated runs are told apart in the layer tree."""
+    project = project or QgsProject.instance()
+    taken = {lyr.name() for lyr in project.mapLayers().values()}
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base} ({n})" in taken:
+        n += 1
+    return f"{base} ({n})"
+
+
+class RunController(QObject):
+    """One run at a time. Signals: `busyChanged(bool)`, `progress(int)`, `status(str)`, `finished(task)`."""
+
+    busyChanged = pyqtSignal(bool)
+    progress = pyqtSignal(int)
+    status = pyqtSignal(str)
+    finished = pyqtSignal(object)
+    message = pyqtSignal(str, object)       # text, Qgis message level (for the message bar)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.task = None
+        self.alive = True
+
+    def busy(self) -> bool:
+        return self.task is not None
+
+    # ---------------------------------------------------------------- names
+    @staticmethod
+    def stamp() -> str:
+        return _dt.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+
+    def segment_paths(self, folder: str, layer_name: str, checkpoint: str, kind: str):
+        """(classes.tif, confidence.tif) named after the layer, the model and the area kind."""
+        stem = f"{slug(layer_name)}_{slug(model_name(checkpoint))}_{kind or 'layer'}_{self.stamp()}"
+        return os.path.join(folder, stem + ".tif"), os.path.join(folder, stem + "_confidence.tif")
+
+    def model_path(self, folder: str, base_checkpoint: str) -> str:
+        """Fine-tuned models go to `<output folder>/models/`: the checkpoint and the backbone the
+        engine places beside it (a checkpoint needs its backbone) stay together, out of the rasters."""
+        models = os.path.join(folder, "models")
+        os.makedirs(models, exist_ok=True)
+        return os.path.join(models, f"{slug(model_name(base_checkpoint))}_finetuned_{self.stamp()}.safetensors")
+
+    @staticmethod
+    def layer_name(layer_name: str, checkpoint: str, kind: str) -> str:
+        what = {"": "classes", "view": "classes (view)", "area": "classes (area)"}.get(kind, kind)
+        return unique_layer_name(f"{layer_name} · {what} · {model_name(checkpoint)}")
+
+    # ---------------------------------------------------------------- runs
+    def start(self, task, on_done: Optional[Callable] = None):
+        if self.task is not None:
+            raise RuntimeError("a SpectralX run is already in progress")
+        self.task = task
+        self.progress.emit(0)
+        self.status.emit(task.description() + " …")
+        task.progressChanged.connect(self._on_progress)    # queued: the task reports from its thread
+        task.message.connect(self.status)
+
+        def done(t):
+            if not self.alive:           # the panel was closed while the task ran
+                return
+            self.task = None
+            if t.succeeded:
+                self.progress.emit(100)
+            elif t.cancelled_by_user:
+                self.progress.emit(0)
+                self.message.emit(CANCELLED_TEXT, Qgis.Info)
+            else:
+                self.progress.emit(0)
+                self.message.emit(f"Failed: {(t.error or 'unknown error').splitlines()[0]}", Qgis.Critical)
+                if t.error and "\n" in t.error:
+                    QgsApplication.messageLog().logMessage(t.error, "SpectralX", Qgis.Critical)
+            if on_done is not None:
+                on_done(t)
+            self.busyChanged.emit(False)
+            self.finished.emit(t)
+
+        task.callback = done
+        self.busyChanged.emit(True)
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    @pyqtSlot(float)
+    def _on_progress(self, value):
+        self.progress.emit(int(value))
+
+    def cancel(self):
+        if self.task is not None:
+            self.task.cancel()
+            self.status.emit("Cancelling …")
+
+    def load_segmentation(self, task, name: str, classes):
+        """Styled class (+ confidence) layers in the SpectralX group, named after layer and model."""
+        res = task.result_value
+        out = getattr(res, "output", task.request.output)
+        conf = getattr(res, "confidence", None) or task.request.confidence
+        layers = styling.load_results(out, getattr(res, "classes", None) or classes, conf, name=name)
+        secs = getattr(res, "seconds", None)
+        self.message.emit(f"Segmented into {out}" + (f" in {secs:.1f} s" if secs else ""), Qgis.Success)
+        return layers
+
+    def shutdown(self):
+        self.alive = False
+        if self.task is not None:
+            self.task.cancel()

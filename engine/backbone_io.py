@@ -266,6 +266,11 @@ def backbone_description(path: str) -> Optional[dict]:
     return json.loads(meta[BACKBONE_META_KEY]) if BACKBONE_META_KEY in meta else None
 
 
+def parameter_count(state: Dict[str, torch.Tensor]) -> int:
+    """Learned weights only (the RoPE period buffer is derived, not learned)."""
+    return int(sum(t.numel() for k, t in state.items() if not k.startswith("rope_embed.")))
+
+
 def tensors_sha256(state: Dict[str, torch.Tensor]) -> str:
     """Digest of the tensors themselves (names, dtypes, shapes, bytes in name order). A file cannot
     hold its own sha256, so the project file records this, which `backbone info` re-checks."""
@@ -311,7 +316,7 @@ def import_backbone(src: str, dst: str, family: str = "auto", preset: Optional[s
         "position": conv.position,
         "mapping": {"dropped": len(report.dropped), "dropped_keys": report.dropped[:200],
                     "replaced": report.replaced, "notes": report.notes},
-        "parameters": int(sum(t.numel() for t in state.values())),
+        "parameters": parameter_count(state),
         "tensors_sha256": tensors_sha256(state),
     }
     description = f"{fam.TITLE} encoder ({conv.shape_summary()}) imported from {os.path.basename(src)}"
@@ -331,7 +336,7 @@ def backbone_info(path: str, verify: bool = True) -> dict:
         c = conv.config
         return {"file": path, "kind": "release", "family": conv.family, "preset": name,
                 "embed_dim": c["embed_dim"], "depth": c["depth"], "num_heads": c["num_heads"],
-                "patch_size": c["patch_size"], "parameters": int(sum(t.numel() for t in conv.state.values())),
+                "patch_size": c["patch_size"], "parameters": parameter_count(conv.state),
                 "sha256": digest, "source": {"file": os.path.basename(path), "sha256": digest, **release.wrapper},
                 "license": FAMILIES[conv.family].LICENSE, "dropped": len(conv.dropped),
                 "config": {**c, "img_size": conv.img_size}}
@@ -343,7 +348,7 @@ def backbone_info(path: str, verify: bool = True) -> dict:
             "license": own.get("license", ""), "description": own.get("description", ""), "config": c}
     if verify and ("tensors_sha256" in own or info["parameters"] is None):
         tensors, _ = read_safetensors(path)
-        info["parameters"] = int(sum(t.numel() for t in tensors.values()))
+        info["parameters"] = parameter_count(tensors)
         if "tensors_sha256" in own:
             info["tensors_sha256"] = own["tensors_sha256"]
             info["tensors_verified"] = tensors_sha256(tensors) == own["tensors_sha256"]

@@ -58,6 +58,10 @@ def run(args):
         from ..errors import CheckpointError
         raise CheckpointError("give a starting point: -c CHECKPOINT or --backbone FILE")
     check_paths(args)
+    if args.backbone and not args.checkpoint:  # a release file (Scale-MAE, DINOv3, …): import it once
+        from ..backbone_io import ensure_project_backbone
+        args.backbone = ensure_project_backbone(args.backbone, args.backbone_preset,
+                                                log=lambda note: print(f"spectralx: {note}", file=sys.stderr))
     bar = TqdmProgress("finetune", disable=args.quiet)
     try:
         res = finetune(args.image, args.labels, args.output, class_field=args.class_field, classes=args.classes,

@@ -35,6 +35,10 @@ def run(args):
     from ..progress import TqdmProgress
     from ..training import pretrain
     check_paths(args)
+    if args.backbone and not args.checkpoint:  # a release file (Scale-MAE, DINOv3, …): import it once
+        from ..backbone_io import ensure_project_backbone
+        args.backbone = ensure_project_backbone(args.backbone, args.backbone_preset,
+                                                log=lambda note: print(f"spectralx: {note}", file=sys.stderr))
     bar = TqdmProgress("pretrain", disable=args.quiet)
     try:
         res = pretrain(args.images, args.output, checkpoint=args.checkpoint, backbone=args.backbone,

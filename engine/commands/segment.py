@@ -1,16 +1,26 @@
-"""`spectralx segment RASTER -c CHECKPOINT -o OUT.tif`: classify a raster (streaming, any size)."""
+"""`spectralx segment RASTER -c CHECKPOINT -o OUT.tif`: classify a raster (streaming, any size);
+`spectralx segment A.tif B.tif … -c CHECKPOINT --output-dir DIR`: many scenes; `--dask`: on a cluster."""
+import os
+
 from ..outputs import CONFIDENCE_FORMATS
 from ._validate import count_int, fraction, positive_int
 
 
 def register(sub):
     p = sub.add_parser("segment", help="classify a raster with a checkpoint into a styled class GeoTIFF",
-                       description="Sliding-window segmentation with blended overlapping tiles, streamed "
-                       "in strips (memory bounded whatever the raster height). Writes OUT.tif (class values, "
-                       "colour table, class names), OUT.qml (QGIS style) and optionally a confidence raster.")
-    p.add_argument("raster", help="input raster (any GDAL format)")
+                       description="Sliding-window segmentation with blended overlapping tiles. The raster "
+                       "is processed in blocks (tiles that straddle a block seam run in both blocks, so the "
+                       "blending is exact) and read in chunks of a few tiles, both sized by a memory budget "
+                       "(--max-memory): memory stays bounded whatever the raster's width, height and band "
+                       "count; --plan shows the plan. Writes OUT.tif (class values, colour table, class names), "
+                       "OUT.qml (QGIS style) and optionally a confidence raster. Several rasters go to "
+                       "--output-dir as NAME_classes.tif + NAME_confidence.tif each; --dask runs the blocks "
+                       "(or scenes) on a Dask cluster with the same result (docs/scale-out.md).")
+    p.add_argument("raster", nargs="+", help="input raster(s) (any GDAL format, /vsi paths and URLs too)")
     p.add_argument("-c", "--checkpoint", required=True, help="SpectralX checkpoint (.safetensors)")
-    p.add_argument("-o", "--output", required=True, help="class raster to write (GeoTIFF)")
+    p.add_argument("-o", "--output", help="class raster to write (GeoTIFF); one input raster")
+    p.add_argument("--output-dir", metavar="DIR", help="folder for many scenes: NAME_classes.tif (+ .qml) and "
+                   "NAME_confidence.tif per input; a failed scene is reported and the others are written")
     p.add_argument("--backbone", help="backbone file (default: beside the checkpoint, then the model folder)")
     p.add_argument("--band-map", default="auto", metavar="auto|FILE.json",
                    help="band mapping: auto (from wavelengths) or a JSON file from `spectralx bands --json`")
@@ -30,10 +40,29 @@ def register(sub):
                    help="float32 0..1 (default) or percent (uint8 1..100)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    scale = p.add_argument_group("memory and scale-out")
+    scale.add_argument("--max-memory", metavar="SIZE", help="working-memory budget that sizes blocks, reads and "
+                       "read-ahead, e.g. 2G or 800M (default: half the free RAM, at most 2G; the model itself "
+                       "comes on top)")
+    scale.add_argument("--block-size", type=int, metavar="PX", help="force square blocks of PX pixels (a multiple "
+                       "of 256; default: whole-height blocks as wide as the budget allows, usually one)")
+    scale.add_argument("--plan", action="store_true", help="print the plan (blocks, tiles, budget) and exit")
+    scale.add_argument("--dask", metavar="ADDRESS", help="run on Dask distributed: local[:N] starts N worker "
+                       "processes on this machine (loopback only), tcp://HOST:PORT uses a running scheduler; "
+                       "workers load the checkpoint once and read their blocks themselves; needs "
+                       "pip install 'spectralx-qgis[dask]'")
     p.set_defaults(func=run)
 
 
 def run(args):
+    if args.output_dir or len(args.raster) > 1:
+        return run_scenes(args)
+    if not args.output and not args.plan:
+        from ..errors import SpectralXError
+        raise SpectralXError("give the class raster to write (-o OUT.tif), or --output-dir DIR")
+    args.raster = args.raster[0]
+    if args.plan:
+        return show_plan(args)
     from ..inference import segment
     from ..progress import TqdmProgress
     from ..fileio import explain_failure
@@ -45,7 +74,8 @@ def run(args):
                          band_map=args.band_map, sensor=args.sensor, window=args.window, bbox=args.bbox,
                          overlap=args.overlap, batch_size=args.batch_size, device=args.device,
                          confidence=args.confidence, confidence_format=args.confidence_format,
-                         precision=args.precision, overwrite=args.overwrite, progress=progress)
+                         precision=args.precision, overwrite=args.overwrite, progress=progress,
+                         max_memory=args.max_memory, block_size=args.block_size, dask=args.dask)
     except Exception as exc:   # GDAL's text for a full disk or a damaged input: one line instead
         raise explain_failure(exc, reading=args.raster, writing=args.output) from None
     finally:
@@ -56,3 +86,47 @@ def run(args):
         print(f"wrote {result.confidence}")
     if result.style:
         print(f"wrote {result.style}")
+
+
+def _options(args) -> dict:
+    return dict(backbone=args.backbone, band_map=args.band_map, sensor=args.sensor, window=args.window,
+                bbox=args.bbox, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
+                confidence_format=args.confidence_format, precision=args.precision, max_memory=args.max_memory,
+                block_size=args.block_size)
+
+
+def show_plan(args) -> int:
+    from ..inference.api import plan_segment
+    opts = _options(args)
+    print(plan_segment(args.raster, args.checkpoint, square_blocks=bool(args.dask), **opts).describe())
+    return 0
+
+
+def run_scenes(args) -> int:
+    """Many scenes into --output-dir; a summary table; exit status 1 if any scene failed."""
+    from ..errors import SpectralXError
+    from ..inference.scenes import segment_scenes, summary_table
+    from ..progress import TqdmProgress
+    if not args.output_dir or args.output or args.confidence:
+        raise SpectralXError("several rasters go to --output-dir DIR (each gets NAME_classes.tif and "
+                             "NAME_confidence.tif); -o and --confidence name the files of one raster")
+    if args.plan:
+        from ..inference.api import plan_segment
+        for raster in args.raster:
+            print(f"{raster}:")
+            print(plan_segment(raster, args.checkpoint, square_blocks=bool(args.dask), **_options(args)).describe())
+        return 0
+    bars = []
+
+    def progress_for(raster: str):
+        bars.append(TqdmProgress(os.path.basename(raster), disable=args.quiet))
+        return bars[-1]
+    progress = TqdmProgress("segment", disable=args.quiet)
+    try:
+        outcomes = segment_scenes(args.raster, args.checkpoint, args.output_dir, dask=args.dask, progress=progress,
+                                  progress_for=progress_for, overwrite=args.overwrite, **_options(args))
+    finally:
+        for bar in [progress] + bars:
+            bar.close()
+    print(summary_table(outcomes))
+    return 0 if all(o.error is None for o in outcomes) else 1

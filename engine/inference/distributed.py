@@ -1,0 +1,241 @@
+"""The same engine on a Dask cluster: blocks of big rasters, or many scenes, over workers.
+
+The client checks and plans every scene (`prepare_segment`, square blocks with halos), then submits
+one task per block: the worker loads the checkpoint once per process (cached), opens the raster
+itself from its path or URL (GDAL /vsi paths work), runs the block through the same `run_pipeline`
+as in-process, and returns the block's class values and confidence. The client writes the blocks in
+order into the temporary outputs and renames them on success, as in-process; halo tiles make every
+block exact, so the class raster is the one an in-process run writes.
+
+A bounded number of blocks is in flight (two per worker thread), so neither the client nor the
+scheduler holds more than a few blocks whatever the raster's size. A block whose task fails (a
+worker died, a network error) is submitted once more; a second failure, or a SpectralXError (bad
+input: the same again), ends that scene with the block named. Cancel/Ctrl-C cancels the futures and
+removes every temporary file. Dask is optional: nothing here is imported unless `dask=` is given.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import Cancelled, SpectralXError
+from ..progress import Progress, ensure
+from .api import OpenOutputs, SegmentJob, SegmentResult, result_of
+from .tiling import Block
+
+INSTALL_HINT = "pip install 'spectralx-qgis[dask]' (or: pip install 'dask[distributed]')"
+
+
+@dataclass
+class BlockTask:
+    """What a worker needs for one block (small: no pixels, no weights)."""
+    raster: str
+    window: Tuple[int, int, int, int]
+    tiles: Any                     # TilePlan
+    block: Block
+    indexes: List[int]
+    prep: Any                      # Preparer
+    checkpoint: str
+    backbone: Optional[str]
+    device: str
+    precision: str
+    batch_size: int
+    group: int
+    queue: int
+    confidence: bool
+    percent: bool
+
+
+@dataclass
+class SceneOutcome:
+    raster: str
+    result: Optional[SegmentResult] = None
+    error: Optional[BaseException] = None
+
+
+# -- worker side ------------------------------------------------------------------------------------
+
+_MODELS: Dict[tuple, Any] = {}
+
+
+def _model_for(task: BlockTask):
+    """The checkpoint's network, loaded once per worker process (the cache keys on the file's size and
+    time so a rewritten checkpoint is reloaded)."""
+    from ..checkpoint import load_checkpoint
+    from ..devices import pick_device
+    from .api import prepare_model
+    st = os.stat(task.checkpoint)
+    dev = pick_device(task.device)
+    key = (os.path.abspath(task.checkpoint), task.backbone, dev, st.st_size, st.st_mtime_ns)
+    if key not in _MODELS:
+        _MODELS.clear()   # one model per worker process
+        net, card = load_checkpoint(task.checkpoint, backbone=task.backbone)
+        _MODELS[key] = (prepare_model(net, dev), card, dev)
+    return _MODELS[key]
+
+
+def compute_block(task: BlockTask):
+    """Worker: (class values (h, w) uint8, confidence (h, w) or None, tiles run) for one block."""
+    from rasterio.windows import Window
+
+    from .api import encoder
+    from .pipeline import run_pipeline
+    from .source import RasterStrips
+    from .writer import BlockArrays
+    net, card, dev = _model_for(task)
+    b = task.block
+    dtypes = [np.uint8] + ([np.uint8 if task.percent else np.float32] if task.confidence else [])
+    out = BlockArrays(b.y0, b.shape, dtypes)
+    source = RasterStrips(task.raster, Window(*task.window), task.tiles, task.indexes, task.prep)
+    computed = run_pipeline(task.tiles, source, net, len(card.classes),
+                            encoder(card.classes, dev, task.confidence, task.percent), out.write,
+                            batch_size=task.batch_size, device=dev, precision=task.precision,
+                            queue_size=task.queue, block=b, group=task.group)
+    arrays = out.arrays
+    return arrays[0], (arrays[1] if task.confidence else None), computed
+
+
+# -- client side ------------------------------------------------------------------------------------
+
+def connect(address: str):
+    """(client, cluster or None) for "local", "local:N" (N worker processes on 127.0.0.1) or a
+    scheduler address such as tcp://host:8786."""
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise SpectralXError(f"--dask needs Dask distributed, which is not installed: {INSTALL_HINT}") from None
+    address = address.strip()
+    if address == "local" or address.startswith("local:"):
+        n = address.partition(":")[2] or str(max(1, (os.cpu_count() or 2) // 2))
+        if not n.isdigit() or int(n) < 1:
+            raise SpectralXError(f"--dask {address}: give local or local:N with N worker processes, e.g. local:4")
+        # a worker that dies fails its task at once; the runner retries the block once itself
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None)
+        return Client(cluster), cluster
+    if "://" not in address:
+        raise SpectralXError(f"--dask {address}: give local, local:N or a scheduler address like tcp://host:8786")
+    try:
+        return Client(address, timeout="20s"), None
+    except (OSError, TimeoutError) as exc:
+        raise SpectralXError(f"cannot reach the Dask scheduler at {address}: {exc}; start it "
+                             "(dask scheduler) or check the address") from None
+
+
+def _task(job: SegmentJob, block: Block) -> BlockTask:
+    w = job.window
+    return BlockTask(job.raster, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)), job.tiles,
+                     block, list(job.mapping.source_indexes), job.prep, os.path.abspath(job.checkpoint),
+                     os.path.abspath(job.backbone) if job.backbone else None, job.device_request,
+                     job.precision, job.batch_size, job.work.group, job.work.queue,
+                     job.confidence is not None, job.confidence_format == "percent")
+
+
+class _Scene:
+    def __init__(self, job: SegmentJob):
+        self.job = job
+        self.outputs: Optional[OpenOutputs] = None
+        self.written = 0
+        self.computed = 0
+        self.failed: Optional[BaseException] = None
+
+    def write(self, block: Block, cls: np.ndarray, conf: Optional[np.ndarray]) -> None:
+        from rasterio.windows import Window
+        if self.outputs is None:
+            self.outputs = OpenOutputs(self.job)
+        win = Window(block.x0, block.y0, block.x1 - block.x0, block.y1 - block.y0)
+        for ds, a in zip(self.outputs.datasets, (cls, conf)):
+            ds.write(a, 1, window=win)
+        self.written += 1
+
+
+def run_on_cluster(jobs: List[SegmentJob], address: str, progress: Optional[Progress] = None,
+                   stop_on_error: bool = True) -> List[SceneOutcome]:
+    """Every block of every job over the cluster at `address`; one outcome per job, in order.
+    `stop_on_error`: the first failed scene ends the run (single scene); otherwise the others go on."""
+    progress = ensure(progress)
+    client, cluster = connect(address)
+    try:
+        workers = max(1, sum(client.nthreads().values()))
+        progress.log(f"Dask: {len(client.nthreads())} workers at {client.scheduler.address}")
+        return _run(client, workers, jobs, progress, stop_on_error)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_on_error: bool) -> List[SceneOutcome]:
+    scenes = [_Scene(j) for j in jobs]
+    todo: Deque[Tuple[_Scene, Block]] = deque((s, b) for s in scenes for b in s.job.work.blocks)
+    total = sum(b.n_tiles for s in scenes for b in s.job.work.blocks)
+    limit = 2 * workers
+    inflight: Deque[list] = deque()     # [scene, block, future, attempt], in submission order
+    done_tiles = 0
+
+    def submit(scene: _Scene, block: Block, attempt: int):
+        fut = client.submit(compute_block, _task(scene.job, block), pure=False, retries=0,
+                            key=f"spectralx-{os.path.basename(scene.job.raster)}-{block.index}-{attempt}-"
+                                f"{time.monotonic_ns()}")
+        return [scene, block, fut, attempt]
+
+    def fail(scene: _Scene, exc: BaseException) -> None:
+        scene.failed = exc
+        for item in list(inflight):
+            if item[0] is scene:
+                item[2].cancel()
+                inflight.remove(item)
+        for item in [t for t in todo if t[0] is scene]:
+            todo.remove(item)
+        if scene.outputs is not None:
+            scene.outputs.discard()
+        if stop_on_error:
+            raise exc
+
+    try:
+        while todo or inflight:
+            while todo and len(inflight) < limit:
+                inflight.append(submit(*todo.popleft(), 0))
+            scene, block, fut, attempt = inflight[0]
+            while not fut.done():          # the head block: results are written in order
+                progress.check()
+                time.sleep(0.05)
+            progress.check()
+            inflight.popleft()
+            if fut.status == "finished":
+                cls, conf, computed = fut.result()
+                scene.write(block, cls, conf)
+                scene.computed += computed
+                done_tiles += block.n_tiles
+                progress.update(done_tiles, total, f"{done_tiles}/{total} tiles")
+                if scene.written == len(scene.job.work.blocks):
+                    scene.outputs.commit()
+                continue
+            exc = fut.exception() if fut.status == "error" else RuntimeError("the task was cancelled")
+            if isinstance(exc, SpectralXError) or attempt >= 1:
+                err = exc if isinstance(exc, SpectralXError) else SpectralXError(
+                    f"{block.describe()} of {scene.job.raster} failed twice on the cluster: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                fail(scene, err)
+            else:
+                progress.log(f"{block.describe()} of {os.path.basename(scene.job.raster)} failed "
+                             f"({type(exc).__name__}); retrying it once")
+                inflight.appendleft(submit(scene, block, attempt + 1))
+    except BaseException:        # Cancelled, Ctrl-C, a failed scene: nothing stays behind
+        client.cancel([item[2] for item in inflight])
+        for s in scenes:
+            if s.outputs is not None and s.failed is None and s.written < len(s.job.work.blocks):
+                s.outputs.discard()
+        raise
+    return [SceneOutcome(s.job.raster, None if s.failed else result_of(s.job, s.computed, workers), s.failed)
+            for s in scenes]
+
+
+__all__ = ["connect", "run_on_cluster", "compute_block", "BlockTask", "SceneOutcome", "Cancelled"]

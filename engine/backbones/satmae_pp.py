@@ -18,7 +18,7 @@ from .common import Converted, grid_of, split_encoder, vit_shape
 
 NAME = "satmae++"
 TITLE = "SatMAE++"
-LICENSE = "Apache-2.0 (github.com/techmn/satmae_pp)"
+LICENSE = "code Apache-2.0 (github.com/techmn/satmae_pp); check the weights' model page"
 DROP = ("decoder_", "mask_token", "proj_up_", "up_block")
 
 

@@ -110,3 +110,42 @@ def test_dask_addresses_are_checked():
     for bad in ("local:x", "local:0", "somewhere"):
         with pytest.raises(SpectralXError, match="--dask"):
             connect(bad)
+
+
+@pytest.fixture(scope="module")
+def thread_cluster():
+    """Workers as threads of this process, so that a test can make a block's task fail."""
+    lc = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
+    yield lc.scheduler_address
+    lc.close()
+
+
+def test_a_failed_block_is_retried_once_then_named(tmp_path, scene, thread_cluster, monkeypatch):
+    import spectralx.inference.distributed as dist
+    raster, ckpt = scene
+    real = dist.compute_block
+    tally = tmp_path / "failures.txt"      # a file: the task function reaches the worker pickled
+
+    def flaky(task, fail_times, tally=str(tally)):
+        seen = open(tally).read().count("x") if os.path.exists(tally) else 0
+        if task.block.index == 1 and seen < fail_times:
+            with open(tally, "a") as f:
+                f.write("x")
+            raise ConnectionResetError("worker lost")
+        return real(task)
+
+    logs = []
+    monkeypatch.setattr(dist, "compute_block", lambda task: flaky(task, 1))
+    res = segment(raster, ckpt, str(tmp_path / "retried.tif"), device="cpu", dask=thread_cluster, block_size=256,
+                  progress=Progress(on_log=logs.append))
+    assert tally.read_text() == "x" and any("retrying it once" in m for m in logs)
+    local = segment(raster, ckpt, str(tmp_path / "local.tif"), device="cpu")
+    np.testing.assert_array_equal(read(res.output)[0], read(local.output)[0])
+
+    tally.unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(dist, "compute_block", lambda task: flaky(task, 2))
+    with pytest.raises(SpectralXError, match=r"block 1 \(rows 0-255, columns 256-299\).*failed twice.*worker lost"):
+        segment(raster, ckpt, str(out / "x.tif"), device="cpu", dask=thread_cluster, block_size=256)
+    assert tally.read_text() == "xx" and os.listdir(out) == []

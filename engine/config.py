@@ -25,6 +25,20 @@ BACKBONE_PRESETS: Dict[str, Dict[str, int]] = {
 DEFAULT_SPECTRAL_SKIP = 32
 
 
+CHOICES: Dict[str, tuple] = {
+    "variant": ("default", "paper"),
+    "hypert_scale": ("shortcut", "sum"),
+    "aomoa_layout": ("split", "shared"),
+    "are_match": ("soft", "hard"),
+    "are_output": ("gated", "scalar"),
+    "method": ("spectralx", "lora", "slr", "full"),
+}
+
+# The paper variant: every switch set as the authors' reference code has it.
+PAPER_SWITCHES: Dict[str, Any] = {"hypert_scale": "sum", "aomoa_layout": "shared", "are_match": "hard",
+                                  "are_output": "scalar", "are_in_stage1": False, "spectral_skip": 0}
+
+
 @dataclass
 class ModelConfig:
     backbone_preset: str = "vit_tiny_patch16"
@@ -57,6 +71,21 @@ class ModelConfig:
     # The UPerNet logits are at 1/4 of the tile from 16-px tokens; at 30 m hyperspectral GSD a
     # per-pixel spectral path restores the detail a per-pixel classifier would see.
     spectral_skip: int = 0
+    # --- method and variant (SPEC §2; docs/deviations.md measures each switch) --------------------
+    # variant: "default" (this project's measured-best network) or "paper" (the reference code's
+    # choices). The switches below are what differs; a card written before they existed describes
+    # the "default" network of its time, which is what these defaults rebuild.
+    variant: str = "default"
+    hypert_scale: str = "shortcut"   # "shortcut": tokens + s*shortcut (s=0.1); "sum": s*(tokens + shortcut) (s=1)
+    aomoa_layout: str = "split"      # "split": own projections per half, D/8 bottleneck; "shared": paper's
+    are_match: str = "soft"          # "soft" attention match, or the paper's "hard" arg-max
+    are_output: str = "gated"        # "gated": x + a*gate*refined; "scalar": paper's x + a*relu(pool(refined))*x
+    are_in_stage1: bool = True       # the paper adds the Are-adapter in stage 2 only
+    # method: "spectralx" (HyperT + AoMoA + Are-adapter), or a PEFT baseline on the same HyperT and
+    # head: "lora" (rank-`lora_rank` adapters on qkv/proj/fc1/fc2 of the adapter blocks), "slr" (LoRA
+    # plus input/output scaling vectors), "full" (the backbone unfrozen)
+    method: str = "spectralx"
+    lora_rank: int = 16
 
     def __post_init__(self) -> None:
         if not self.adapter_blocks:
@@ -68,6 +97,19 @@ class ModelConfig:
             raise CheckpointError("backbone width must be even (split into spatial/spectral halves)")
         if len(self.adapter_blocks) != 4:
             raise CheckpointError("SpectralX needs exactly four adapter blocks for its 4-level neck")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise CheckpointError(f"{name} must be one of {', '.join(map(str, allowed))}, "
+                                      f"not {getattr(self, name)!r}")
+
+    @property
+    def uses_adapters(self) -> bool:
+        """AoMoA and the Are-adapter exist (SpectralX proper and its full fine-tune)."""
+        return self.method in ("spectralx", "full")
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.method in ("lora", "slr")
         if self.pos_embed not in ("absolute", "rope"):
             raise CheckpointError(f"unknown backbone position embedding '{self.pos_embed}' (absolute or rope)")
         if self.pos_embed == "rope" and self.embed_dim % (4 * self.num_heads):

@@ -6,7 +6,7 @@ from typing import Dict
 from .config import ModelConfig
 from .model import SpectralX
 
-PARTS = ("hypert", "aomoa", "are_adapter", "head")
+PARTS = ("hypert", "aomoa", "are_adapter", "lora", "head")
 
 
 def parameter_summary(cfg: ModelConfig, stage: str = "finetune") -> Dict[str, object]:
@@ -20,7 +20,8 @@ def parameter_summary(cfg: ModelConfig, stage: str = "finetune") -> Dict[str, ob
         total[part] = total.get(part, 0) + sum(p.numel() for _, p in params)
         trainable[part] = trainable.get(part, 0) + sum(p.numel() for _, p in params if p.requires_grad)
     backbone = total["backbone"]
-    adapters = sum(trainable[p] for p in ("hypert", "aomoa", "are_adapter"))
+    # the paper's count: HyperT's trainable part + AoMoA + Are-adapter (or the PEFT method's adapters)
+    adapters = sum(trainable.get(p, 0) for p in ("hypert", "aomoa", "are_adapter", "lora"))
     return {
         "backbone_preset": cfg.backbone_preset, "bands": cfg.in_bands, "classes": cfg.num_classes,
         "stage": stage, "backbone_params": backbone,

@@ -4,9 +4,10 @@
 LayerNorm -> down-projection -> LayerNorm -> a multi-gate mixture of shared experts (noisy top-k
 gating, one gate per attribute) -> up-projection, and the halves are concatenated.
 
-The bottleneck is D/8 for both fc1 and fc2 (a quarter of the half-width D/2). The paper's "quarter"
-read literally on fc2's 4D input would make fc2's branch 4x larger than the paper's parameter count;
-a shared bottleneck reproduces its 7.8 M for ViT-L.
+Two layouts (ModelConfig.aomoa_layout). "split" (this project's default): each half has its own
+LayerNorms, down- and up-projection, with one D/8 bottleneck for both fc1 and fc2. "shared" (the
+paper variant, as in the authors' reference code): one down/up projection shared by both halves, one
+gate per attribute, a bottleneck of a quarter of each half's input (D/8 for fc1, D/2 for fc2).
 """
 from __future__ import annotations
 
@@ -77,14 +78,57 @@ class MixtureOfAdapters(nn.Module):
         return torch.as_tensor(total)
 
 
+class SharedMixtureOfAdapters(nn.Module):
+    """The reference code's layout for one frozen linear: the spatial and spectral halves share one
+    down- and one up-projection and the experts, and differ only in their gate (one per attribute).
+    The bottleneck is a quarter of each half's input, so fc2's branch (input 4D) is 4x wider than
+    fc1's. Experts are r -> r/4 -> r MLPs: with them the ViT-L total (4 blocks) is ~8.8 M, within
+    15 % of the paper's 7.8 M for AoMoA (its expert width is not published)."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_experts: int, top_k: int):
+        super().__init__()
+        self.in_half, self.out_half = in_dim // 2, out_dim // 2
+        r = max(8, self.in_half // 4)
+        self.norm_in = nn.LayerNorm(self.in_half)
+        self.down = nn.Linear(self.in_half, r)
+        self.norm_mid = nn.LayerNorm(r)
+        self.gates = nn.ModuleList(NoisyTopKGate(r, num_experts, top_k) for _ in range(2))
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Linear(r, max(4, r // 4)), nn.GELU(), nn.Linear(max(4, r // 4), r))
+            for _ in range(num_experts))
+        self.up = nn.Linear(r, self.out_half)
+        nn.init.zeros_(self.up.weight)   # zero-init: the adapted model starts as the frozen one
+        nn.init.zeros_(self.up.bias)
+        self.last_gate_load: List[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # both halves through the shared projections at once: (2, ..., in_half)
+        halves = torch.stack((x[..., :self.in_half], x[..., self.in_half:2 * self.in_half]))
+        z = self.norm_mid(self.down(self.norm_in(halves)))
+        expert_out = torch.stack([e(z) for e in self.experts], dim=-1)      # (2, ..., r, E)
+        outs, loads = [], []
+        for a in range(2):  # a = 0 spatial, 1 spectral: one gate per attribute
+            gate = self.gates[a](z[a])
+            outs.append(self.up((expert_out[a] * gate.unsqueeze(-2)).sum(-1)))
+            loads.append(gate.reshape(-1, gate.shape[-1]).sum(0))
+        self.last_gate_load = loads
+        return torch.cat(outs, dim=-1)
+
+    balance_loss = MixtureOfAdapters.balance_loss
+
+
 class AoMoA(nn.Module):
     """MoA branches for fc1 and fc2 of one backbone block, with their learnable scales s."""
 
-    def __init__(self, dim: int, hidden: int, num_experts: int, top_k: int):
+    def __init__(self, dim: int, hidden: int, num_experts: int, top_k: int, layout: str = "split"):
         super().__init__()
-        bottleneck = max(8, dim // 8)
-        self.fc1 = MixtureOfAdapters(dim, hidden, bottleneck, num_experts, top_k)
-        self.fc2 = MixtureOfAdapters(hidden, dim, bottleneck, num_experts, top_k)
+        if layout == "shared":
+            self.fc1 = SharedMixtureOfAdapters(dim, hidden, num_experts, top_k)
+            self.fc2 = SharedMixtureOfAdapters(hidden, dim, num_experts, top_k)
+        else:
+            bottleneck = max(8, dim // 8)
+            self.fc1 = MixtureOfAdapters(dim, hidden, bottleneck, num_experts, top_k)
+            self.fc2 = MixtureOfAdapters(hidden, dim, bottleneck, num_experts, top_k)
         self.scale1 = nn.Parameter(torch.ones(hidden))
         self.scale2 = nn.Parameter(torch.ones(dim))
 

@@ -99,7 +99,10 @@ class HyperT(nn.Module):
         p = cfg.patch_size
         self.lowrank = nn.Sequential(nn.Conv2d(c, cfg.lowrank_dim, p // 4, p // 4),
                                      nn.Conv2d(cfg.lowrank_dim, d, 4, 4))
-        self.scale = nn.Parameter(torch.full((d,), 0.1))
+        # "shortcut": tokens + s*shortcut, s=0.1 (this project's default); "sum": the reference code's
+        # s*(tokens + shortcut), s=1, which lets stage 2 down-weight the (there frozen) HyperT tokens
+        self.scale_mode = cfg.hypert_scale
+        self.scale = nn.Parameter(torch.full((d,), 1.0 if self.scale_mode == "sum" else 0.1))
 
     def spectral_position(self) -> torch.Tensor:
         """(D_h, L): sin-cos of each band's wavelength, resampled along the band axis to D_h rows."""
@@ -120,4 +123,6 @@ class HyperT(nn.Module):
                             qe + self.spectral_match(qe, spectral)], dim=-1)
         tokens = tokens + self.match_ffn(self.match_norm(tokens))
         shortcut = self.lowrank(x).flatten(2).transpose(1, 2)               # (B, N, D)
+        if self.scale_mode == "sum":
+            return self.scale * (tokens + shortcut), spatial, spectral
         return tokens + self.scale * shortcut, spatial, spectral

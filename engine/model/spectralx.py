@@ -12,11 +12,13 @@ from .are_adapter import AreAdapter
 from .backbone import VisionTransformer
 from .decoder import ReconstructionHead, SegmentationHead
 from .hypert import HyperT
+from .lora import attach_lora, build_lora
 
-# Which parameter groups train in each stage (SPEC §2). The backbone is never among them.
+# Which parameter groups train in each stage (SPEC §2). The backbone's weights are never among them
+# for SpectralX (its LayerNorms may be: `backbone_norms`, see set_stage); `full` unfreezes it all.
 STAGE_TRAINABLE = {
-    "pretrain": ("hypert", "aomoa", "are_adapter", "recon_head"),
-    "finetune": ("hypert.lowrank", "hypert.scale", "hypert.norms", "aomoa", "are_adapter", "head"),
+    "pretrain": ("hypert", "aomoa", "are_adapter", "lora", "recon_head", "mask_token"),
+    "finetune": ("hypert.lowrank", "hypert.scale", "hypert.norms", "aomoa", "are_adapter", "lora", "head"),
     "frozen": (),
 }
 
@@ -29,11 +31,21 @@ class SpectralX(nn.Module):
         self.hypert = HyperT(cfg, wavelengths_nm)
         hidden = int(cfg.embed_dim * cfg.mlp_ratio)
         self.aomoa = nn.ModuleDict({
-            str(i): AoMoA(cfg.embed_dim, hidden, cfg.num_experts, cfg.top_k) for i in cfg.adapter_blocks})
-        self.are_adapter = AreAdapter(cfg)
+            str(i): AoMoA(cfg.embed_dim, hidden, cfg.num_experts, cfg.top_k, cfg.aomoa_layout)
+            for i in cfg.adapter_blocks}) if cfg.uses_adapters else nn.ModuleDict()
+        self.are_adapter = AreAdapter(cfg) if cfg.uses_adapters else None
+        self.lora = (build_lora(self.backbone, cfg.adapter_blocks, cfg.lora_rank, cfg.method == "slr")
+                     if cfg.uses_lora else nn.ModuleDict())
+        self._lora_hooks = attach_lora(self.backbone, self.lora) if cfg.uses_lora else {}
+        # backbone tensors that training changed (LayerNorms, or all of it for `full`): a checkpoint
+        # stores these beside its own tensors; every other backbone tensor comes from the backbone file
+        self.trained_backbone_keys: set = set()
+        self.tta_flips = False   # test-time flip averaging (set from the card at load)
         self.head = SegmentationHead(cfg.embed_dim, cfg.head_dim, cfg.num_classes, cfg.pool_scales,
                                      cfg.in_bands, cfg.spectral_skip)
         self.recon_head = ReconstructionHead(cfg.embed_dim, cfg.in_bands, cfg.patch_size)
+        # the paper variant's stage 1 hides tokens after HyperT behind a learned mask token
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.variant == "paper" else None
         self.set_stage("finetune")
 
     # -- parameter groups ------------------------------------------------------------------
@@ -52,24 +64,40 @@ class SpectralX(nn.Module):
             groups.setdefault(group, []).append((name, p))
         return groups
 
-    def set_stage(self, stage: str) -> None:
-        """Set requires_grad for a training stage; the backbone stays frozen in every stage."""
+    def set_stage(self, stage: str, backbone_norms: bool = False) -> None:
+        """Set requires_grad for a training stage. The backbone stays frozen, except its LayerNorms
+        when `backbone_norms` (the reference code trains them in stage 2) and all of it for the
+        `full` method (a comparison baseline) in stage 2."""
         if stage not in STAGE_TRAINABLE:
             raise ValueError(f"unknown stage {stage!r}")
         trainable = STAGE_TRAINABLE[stage]
+        if stage == "pretrain" and not self.cfg.are_in_stage1:
+            trainable = tuple(t for t in trainable if t != "are_adapter")
         for group, params in self.parameter_groups().items():
             on = any(group == t or group.startswith(t + ".") for t in trainable)
             for _, p in params:
                 p.requires_grad_(on and group != "backbone")
+        self.trained_backbone_keys = set()
+        if stage == "finetune":
+            for name, p in self.backbone.named_parameters():
+                norm = _is_layernorm_param(self.backbone, name)
+                if self.cfg.method == "full" or (backbone_norms and norm):
+                    p.requires_grad_(True)
+                    self.trained_backbone_keys.add("backbone." + name)
         self.stage = stage
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)
 
     # -- forward ---------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """x (B, C, H, W) normalized -> four (B, D, g, g) feature maps after the adapter blocks."""
+    def encode(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """x (B, C, H, W) normalized -> four (B, D, g, g) feature maps after the adapter blocks.
+        token_mask (B, N), 1 = hidden: those HyperT tokens are replaced by the mask token (stage 1
+        of the paper variant)."""
         tokens, spatial, spectral = self.hypert(x)
+        if token_mask is not None:
+            m = token_mask.unsqueeze(-1).to(tokens.dtype)
+            tokens = tokens * (1 - m) + self.mask_token.to(tokens.dtype) * m
         vit = self.backbone
         t = vit.add_position(tokens)
         prefix = vit.num_prefix_tokens  # cls + register tokens, skipped by the adapters
@@ -82,20 +110,32 @@ class SpectralX(nn.Module):
                 moa = self.aomoa[key]
                 t = blk.attn_residual(t, rope)
                 t = blk.mlp_residual(t, lambda h, moa=moa, blk=blk: moa.mlp(blk.mlp, h))
-                patches = self.are_adapter(t[:, prefix:], spatial, spectral)
-                t = torch.cat([t[:, :prefix], patches], dim=1)
+                patches = t[:, prefix:]
+                if self.are_adapter is not None and (self.stage != "pretrain" or self.cfg.are_in_stage1):
+                    patches = self.are_adapter(patches, spatial, spectral)
+                    t = torch.cat([t[:, :prefix], patches], dim=1)
                 feats.append(patches.transpose(1, 2).reshape(x.shape[0], -1, g, g))
             else:
-                t = blk(t, rope)
+                t = blk(t, rope)   # LoRA (when present) reaches the block's linears through hooks
+                if key in self.lora:
+                    feats.append(t[:, prefix:].transpose(1, 2).reshape(x.shape[0], -1, g, g))
         return feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Segmentation logits (B, K, H, W)."""
+        """Segmentation logits (B, K, H, W); in eval mode with `tta_flips`, averaged over the four
+        horizontal/vertical flips of the tile (each flipped back)."""
+        if self.tta_flips and not self.training:
+            out = 0
+            for dims in ((), (-1,), (-2,), (-2, -1)):
+                xi = x.flip(dims) if dims else x
+                yi = self.head(self.encode(xi), xi)
+                out = out + (yi.flip(dims) if dims else yi)
+            return out / 4
         return self.head(self.encode(x), x)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Stage-1 reconstruction of all C bands from (masked) input."""
-        return self.recon_head(self.encode(x)[-1])
+    def reconstruct(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Stage-1 reconstruction of all C bands from (masked) input or hidden tokens."""
+        return self.recon_head(self.encode(x, token_mask)[-1])
 
     def reset_buffers(self) -> None:
         """Recompute buffers that are derived, not stored (after a meta-device build)."""
@@ -104,9 +144,11 @@ class SpectralX(nn.Module):
                 m.reset_buffers()
 
     def balance_loss(self) -> torch.Tensor:
-        return sum(m.balance_loss() for m in self.aomoa.values())
+        return sum((m.balance_loss() for m in self.aomoa.values()), torch.zeros(()))
 
 
 def _is_layernorm_param(model: nn.Module, name: str) -> bool:
+    if "." not in name:          # a bare parameter of the model itself (cls token, pos embed)
+        return False
     module_name = name.rsplit(".", 1)[0]
     return isinstance(model.get_submodule(module_name), nn.LayerNorm)

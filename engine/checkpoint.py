@@ -290,6 +290,7 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
         raise CheckpointError(f"{path}: some tensors of the network were not filled from the files")
     model.set_stage("frozen")
     model.trained_backbone_keys = set(overrides)
+    model.tta_flips = bool((card.training or {}).get("tta", False))
     return model.to(device).eval(), card
 
 

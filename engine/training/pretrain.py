@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from ..checkpoint import ClassInfo, ModelCard, new_model, save_checkpoint
-from ..config import DEFAULT_SPECTRAL_SKIP
+from ..config import DEFAULT_SPECTRAL_SKIP, PAPER_SWITCHES
 from ..errors import SpectralXError
 from ..progress import Progress, ensure
-from .common import (check_output, count_parameters, load_base, lr_factor, make_optimizer, pick_device,
+from .loop import run_loop
+from .common import (check_output, count_parameters, load_base, pick_device,
                      place_backbone, require_one_source)
 from .rasters import (_open, gsd_of, mapping_for, normalize, read_mapped, same_sensor_mappings,
                       scene_statistics)
@@ -108,7 +109,7 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkp
              lr: float = 1e-3, device: str = "auto", seed: int = 0, progress: Optional[Progress] = None,
              sensor: Optional[str] = None, band_map="auto", weight_decay: float = 0.05,
              balance_weight: float = 0.01, command: Optional[str] = None,
-             description: Optional[str] = None) -> PretrainResult:
+             description: Optional[str] = None, variant: str = "default") -> PretrainResult:
     """Stage-1 masked reconstruction; writes a stage="pretrain" checkpoint to `output`."""
     t_start = time.time()
     progress = ensure(progress)
@@ -134,8 +135,10 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkp
         bands, mappings = same_sensor_mappings(images, sensor)
         # the head (unused in stage 1) gets the same options as a fine-tuned model's, so that
         # `finetune -c` starts from the architecture it would create itself
+        arch = ({"variant": "paper", **PAPER_SWITCHES} if variant == "paper"
+                else {"variant": variant, "spectral_skip": DEFAULT_SPECTRAL_SKIP})
         model, card = new_model(backbone, bands, PLACEHOLDER_CLASSES, preset=backbone_preset, img_size=tile_size,
-                                spectral_skip=DEFAULT_SPECTRAL_SKIP)
+                                **arch)
         backbone_path = backbone
     tile = card.tile_size
     norm, nvalid = scene_statistics(images, mappings)
@@ -146,42 +149,31 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkp
     model = model.to(dev)
     model.set_stage("pretrain")
     n_trainable, n_total = count_parameters(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, lr, weight_decay)
-    autocast = dev.type == "cuda"
     p = model.cfg.patch_size
-    losses: List[float] = []
-    history: List[Dict[str, Any]] = []
-    model.train()
-    progress.update(0, steps, "starting")
+    token_masking = model.cfg.variant == "paper"
+
+    def step_fn(step: int):
+        xb, vb = reader.batch(batch_size)
+        mask = random_patch_mask(xb.shape[0], model.cfg.grid, p, mask_ratio, gen)
+        xb, vb, mask = xb.to(dev), vb.to(dev), mask.to(dev)
+        if token_masking:
+            # the reference code: HyperT sees the whole tile; 75 % of its tokens are hidden from
+            # the backbone (replaced by a learned mask token) and their pixels reconstructed
+            token_mask = mask[:, 0, ::p, ::p].flatten(1)
+            rec = model.reconstruct(xb, token_mask=token_mask)
+        else:
+            rec = model.reconstruct(xb * (1 - mask))
+        weight = mask[:, 0] * vb.float()                       # masked and valid pixels
+        err = ((rec.float() - xb) ** 2).mean(1)                 # (B, H, W), mean over bands
+        rec_loss = (err * weight).sum() / weight.sum().clamp_min(1.0)
+        return rec_loss + balance_weight * model.balance_loss().to(dev), float(rec_loss.detach())
+
     try:
-        for step in range(1, steps + 1):
-            progress.check()
-            for g in opt.param_groups:
-                g["lr"] = lr * lr_factor(step - 1, steps)
-            xb, vb = reader.batch(batch_size)
-            mask = random_patch_mask(xb.shape[0], model.cfg.grid, p, mask_ratio, gen)
-            xb, vb, mask = xb.to(dev), vb.to(dev), mask.to(dev)
-            inp = xb * (1 - mask)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=autocast):
-                rec = model.reconstruct(inp)
-            weight = mask[:, 0] * vb.float()                       # masked and valid pixels
-            err = ((rec.float() - xb) ** 2).mean(1)                 # (B, H, W), mean over bands
-            rec_loss = (err * weight).sum() / weight.sum().clamp_min(1.0)
-            loss = rec_loss + balance_weight * model.balance_loss()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            losses.append(float(rec_loss.detach()))
-            msg = f"masked MSE {np.mean(losses[-20:]):.4f}"
-            if step % max(1, steps // 10) == 0 or step == steps:
-                history.append({"step": step, "masked_mse": float(np.mean(losses[-max(1, steps // 10):]))})
-                log(f"step {step}/{steps}: {msg}")
-            progress.update(step, steps, msg)
-        progress.check()
+        loop = run_loop(model, step_fn, steps=steps, lr=lr, weight_decay=weight_decay, device=dev,
+                        progress=progress, describe="masked_mse", log_every=max(1, steps // 10))
     finally:
         reader.close()
+    losses, history = loop.losses, loop.history
     model.eval()
     seconds = time.time() - t_start
     card.normalization = norm

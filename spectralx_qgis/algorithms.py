@@ -206,7 +206,9 @@ class SegmentAlgorithm(SpectralXAlgorithm):
              "inline JSON; empty = automatic from wavelength metadata. SENSOR: sensor and band order for rasters "
              "without wavelength metadata, e.g. landsat8:B2,B3,B4. EXTENT: only this area (empty = "
              "whole raster). OVERLAP: fraction of a tile shared with its neighbours (0-0.75). "
-             "BATCH_SIZE: tiles per batch. DEVICE: CPU/GPU. OUTPUT: class GeoTIFF. CONFIDENCE: optional "
+             "BATCH_SIZE: tiles per batch. DEVICE: CPU/GPU. DASK_SCHEDULER (advanced): run the blocks on a "
+             "Dask cluster, local:N (N worker processes on this machine) or a scheduler address such as "
+             "tcp://host:8786; empty = in QGIS's process. OUTPUT: class GeoTIFF. CONFIDENCE: optional "
              "confidence GeoTIFF (0-1).")
 
     def initAlgorithm(self, config=None):
@@ -244,6 +246,12 @@ class SegmentAlgorithm(SpectralXAlgorithm):
         p.setHelp(tr("Tiles run through the network at once; larger is faster on a GPU, uses more memory."))
         self.addParameter(p)
         self.addParameter(self._device_param())
+        p = QgsProcessingParameterString("DASK_SCHEDULER", tr("Dask scheduler (local:N or tcp://host:port)"),
+                                         optional=True)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        p.setHelp(tr("Empty: run in QGIS's process. local:N starts N worker processes on this machine; an "
+                     "address such as tcp://host:8786 uses a running Dask scheduler (needs Dask distributed)."))
+        self.addParameter(p)
         p = QgsProcessingParameterRasterDestination("OUTPUT", tr("Classes"))
         p.setHelp(tr("Class GeoTIFF (uint8, 0 = nodata) with colour table, class names and a .qml style."))
         self.addParameter(p)
@@ -287,6 +295,10 @@ class SegmentAlgorithm(SpectralXAlgorithm):
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             device=self._device(parameters, context), overwrite=True)
         args, kwargs = request.engine_args()
+        scheduler = (self.parameterAsString(parameters, "DASK_SCHEDULER", context) or "").strip()
+        if scheduler:
+            kwargs["dask"] = scheduler
+            feedback.pushInfo(tr(f"Running the blocks on Dask: {scheduler}"))
         result = inference.segment(*args, progress=feedback_progress(feedback), **kwargs)
         if feedback.isCanceled():
             return self.cancelled(context, feedback)

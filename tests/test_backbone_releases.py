@@ -281,3 +281,16 @@ def test_wrong_preset_and_existing_output_are_one_line_errors(releases, tmp_path
     assert code != 0 and "--overwrite" in err and (tmp_path / "o.safetensors").read_bytes() == b"keep"
     code, _, err = _cli(capsys, "backbone", "import", r["src"], "-o", r["src"], "--overwrite")
     assert code != 0 and "one of the inputs" in err
+
+
+def test_release_file_given_to_pretrain_is_imported_too(releases, tmp_path, monkeypatch, capsys):
+    models = tmp_path / "models"
+    monkeypatch.setenv("SPECTRALX_MODELS", str(models))
+    out = tmp_path / "stage1.safetensors"
+    code, stdout, err = _cli(capsys, "pretrain", IMAGE, "--backbone", releases["satmae++"]["src"], "--tile-size",
+                             "32", "--steps", "2", "--batch-size", "2", "--device", "cpu", "--quiet", "-o", out)
+    assert code == 0, err
+    assert "note: imported" in err and "SatMAE++" in err and "masked MSE" in stdout
+    from spectralx.checkpoint import read_card
+    (imported,) = models.iterdir()
+    assert read_card(str(out)).backbone.sha256 == sha256_file(str(imported))

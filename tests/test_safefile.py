@@ -157,3 +157,40 @@ def test_cli_refuses_malicious_backbone_in_one_line(tmp_path):
     assert proc.stderr.startswith("spectralx: error: refusing to load") and "posix.system" in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+
+
+def test_reader_fuzz_bounded_only_one_line_errors(tmp_path):
+    """Random header lengths, truncations and random bytes (seeded, 300 cases): every outcome is a
+    successful read or a CheckpointError, never another exception, and nothing is executed."""
+    import random
+    rng = random.Random(8)
+    good = tmp_path / "good.safetensors"
+    save_file({"a": torch.arange(12, dtype=torch.float32), "b": torch.ones(3, 3)}, str(good), metadata={"k": "v"})
+    data = good.read_bytes()
+    pick = tmp_path / "p.pth"
+    torch.save({"model": {"w": torch.ones(4)}, "args": argparse.Namespace(lr=0.1)}, pick)
+    pdata = pick.read_bytes()
+    path = tmp_path / "f.safetensors"
+    outcomes = {"ok": 0, "refused": 0}
+    for i in range(300):
+        kind = i % 4
+        if kind == 0:    # truncated valid file
+            blob = data[: rng.randrange(0, len(data))]
+        elif kind == 1:  # a random header length in front of the real header and data
+            blob = struct.pack("<Q", rng.randrange(0, 1 << 20)) + data[8:]
+        elif kind == 2:  # random bytes, often starting like a pickle
+            blob = bytes([0x80, rng.randrange(0, 6)]) + rng.randbytes(rng.randrange(0, 200))
+        else:            # a damaged torch zip
+            cut = rng.randrange(0, len(pdata))
+            blob = pdata[:cut] + rng.randbytes(8) + pdata[cut + 8:]
+        path.write_bytes(blob)
+        for reader in (read_safetensors, read_torch_pickle):
+            try:
+                reader(str(path))
+                outcomes["ok"] += 1
+            except CheckpointError as exc:
+                assert "\n" not in str(exc)
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 250
+    assert read_safetensors(str(good))[1] == {"k": "v"} and torch.equal(read_torch_pickle(str(pick))["model"]["w"],
+                                                                        torch.ones(4))

@@ -424,15 +424,16 @@ def test_regression_silently_wrong_results_are_refused(capsys, scene, make_check
     assert not (tmp_path / "x.tif").exists()
 
 
-def test_regression_training_divergence_writes_nothing(make_checkpoint, tmp_path):
-    from spectralx.checkpoint import load_checkpoint, save_checkpoint
+def test_regression_training_divergence_writes_nothing(tiny_backbone, tmp_path):
+    from spectralx.checkpoint import Band, ClassInfo, new_model, save_checkpoint
     from spectralx.errors import CheckpointError
-    model, card = load_checkpoint(make_checkpoint())
+    model, card = new_model(tiny_backbone, [Band(f"B{i}", w, 20.0) for i, w in enumerate(WAVELENGTHS)],
+                            [ClassInfo(1, "a", "#112233"), ClassInfo(2, "b", "#445566")], img_size=64)
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if n.startswith("head")).fill_(float("inf"))
     with pytest.raises(CheckpointError, match="diverged"):
         save_checkpoint(model, card, str(tmp_path / "diverged.safetensors"))
-    assert os.listdir(tmp_path) == ["model"]
+    assert os.listdir(tmp_path) == []
 
 
 # --- bug 8: every bad argument is one line ---------------------------------------------------------

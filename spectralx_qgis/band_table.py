@@ -59,6 +59,7 @@ class BandTable(QWidget):
         super().__init__(parent)
         self.card = None
         self.raster_path = ""
+        self.band_count = 0
         self.plan = None
         self.loaded = None              # a BandMapping loaded from a file (replaces the automatic one)
         self.overrides: Dict[int, Optional[int]] = {}
@@ -171,7 +172,7 @@ class BandTable(QWidget):
 
     def _default_order(self):
         key = self.sensor_key()
-        count = len(self.plan.raster_bands) if self.plan is not None else 0
+        count = len(self.plan.raster_bands) if self.plan is not None else self.band_count
         if not key:
             self.order_edit.clear()
             return
@@ -188,7 +189,8 @@ class BandTable(QWidget):
             self.refresh()
 
     # ------------------------------------------------------------- reading
-    def set_inputs(self, card, raster_path: str):
+    def set_inputs(self, card, raster_path: str, band_count: int = 0):
+        self.band_count = band_count
         if raster_path != self.raster_path:
             self._user_sensor = False
             self.sensor_combo.setCurrentIndex(0)
@@ -268,7 +270,8 @@ class BandTable(QWidget):
             src.setData(Qt.ItemDataRole.UserRole, AUTO if i not in self.overrides else chosen)
             src.setToolTip("Double-click to choose a raster band by hand")
             self.table.setItem(i, 2, src)
-            strategy = "manual" if i in self.overrides else (info.get("strategy") or "—")
+            by_hand = i in self.overrides or str(info.get("note", "")).startswith("chosen by hand")
+            strategy = "manual" if by_hand else (info.get("strategy") or "—")
             self.table.setItem(i, 3, _readonly(str(strategy)))
             quality = info.get("quality") if info else None
             q = _readonly("—" if quality is None else f"{100 * float(quality):.0f} %")

@@ -433,7 +433,10 @@ class SpectralXDock(QgsDockWidget):
             self.bands.set_inputs(None, "")
             self.band_status.setText("This layer is not a raster file; save it as GeoTIFF first.")
             return
-        self.bands.set_inputs(self.card, layer.source().split("|")[0] if layer is not None else "")
+        if layer is None:
+            self.bands.set_inputs(self.card, "")
+        else:
+            self.bands.set_inputs(self.card, layer.source().split("|")[0], layer.bandCount())
 
     def bands_pending(self) -> bool:
         return self.bands.pending()

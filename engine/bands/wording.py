@@ -49,6 +49,8 @@ REMEDIES: Dict[str, Dict[str, str]] = {
         "processing": "Save band map… in the SpectralX panel (or `spectralx bands -o`)",
     },
     "class_field": {"cli": "--class-field", "dock": "the Class field", "processing": "CLASS_FIELD"},
+    "val_fraction": {"cli": "--val-fraction", "dock": "a validation fraction (SpectralX › Fine-tune in the "
+                     "Processing toolbox)", "processing": "VAL_FRACTION"},
 }
 
 _MARK = re.compile(r"\[\[(\w+)\]\]")
@@ -82,6 +84,7 @@ _FLAG_PHRASES = [
     (re.compile(r"widen --tolerance|--tolerance"), "tolerance"),
     (re.compile(r"--allow-fill"), "allow_fill"),
     (re.compile(r"--class-field"), "class_field"),
+    (re.compile(r"--val-fraction"), "val_fraction"),
 ]
 
 

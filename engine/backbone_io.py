@@ -341,7 +341,9 @@ def backbone_info(path: str, verify: bool = True) -> dict:
                 "license": FAMILIES[conv.family].LICENSE, "dropped": len(conv.dropped),
                 "config": {**c, "img_size": conv.img_size}}
     c = own["config"]
-    info = {"file": path, "kind": "spectralx-backbone", "family": own.get("family", "spectralx"),
+    # files written before `backbone import` existed: the demo MAE of `spectralx pretrain-backbone`
+    family = own.get("family") or ("spectralx-mae" if "pretrain-backbone" in own.get("description", "") else "unknown")
+    info = {"file": path, "kind": "spectralx-backbone", "family": family,
             "preset": own.get("preset", c.get("backbone_preset")), "embed_dim": c["embed_dim"],
             "depth": c["depth"], "num_heads": c["num_heads"], "patch_size": c.get("patch_size", 16),
             "parameters": own.get("parameters"), "sha256": digest, "source": own.get("source", {}),

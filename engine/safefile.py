@@ -39,11 +39,15 @@ _hash_cache: Dict[Tuple[str, int, float], str] = {}
 #    state is set by dict update. Turned into a plain dict after loading (plain_containers).
 #  - pathlib paths: argument values in some training scripts; building one is string handling only.
 #  - numpy scalar / dtype / ndarray reconstruction: optimizer and args values saved as numpy numbers;
-#    object arrays still get their elements from this same restricted unpickler.
+#    object arrays still get their elements from this same restricted unpickler. A dtype's state is
+#    applied to an instance of its per-type class (`numpy.dtype[float64]`), so those are listed too.
+_NUMPY_DTYPE_CLASSES = [type(np.dtype(c)) for c in
+                        ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                         "float16", "float32", "float64", "complex64", "complex128")]
 SAFE_GLOBALS = [
     argparse.Namespace,
     pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
-    np.core.multiarray.scalar, np.dtype, np.core.multiarray._reconstruct, np.ndarray,
+    np.core.multiarray.scalar, np.dtype, np.core.multiarray._reconstruct, np.ndarray, *_NUMPY_DTYPE_CLASSES,
 ]
 _SAFE_NAMES = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS} | {
     "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct"}
@@ -142,11 +146,22 @@ def _refused_globals(path: str) -> List[str]:
     return [n for n in names if n not in _SAFE_NAMES]
 
 
-def _refusal(path: str, names: List[str]) -> CheckpointError:
+def _refusal(path: str, names: List[str], verb: str = "call") -> CheckpointError:
     more = f" (and {len(names) - 1} more: {', '.join(names[1:4])})" if len(names) > 1 else ""
     return CheckpointError(
-        f"refusing to load {os.path.basename(path)}: the file would call {names[0]}{more}; SpectralX "
+        f"refusing to load {os.path.basename(path)}: the file would {verb} {names[0]}{more}; SpectralX "
         "only reads tensors, plain values and argparse arguments from checkpoints and runs nothing from them")
+
+
+def _unpickler_reason(text: str) -> str:
+    """The informative line of torch's multi-paragraph weights-only error."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(("Weights only load failed", "(1)", "(2)", "Please file", "Check the documentation",
+                          "WeightsUnpickler error")) or "weights_only" in ln and "Re-running" in ln:
+            continue
+        return ln
+    return lines[0] if lines else "unreadable"
 
 
 def read_torch_pickle(path: str) -> object:
@@ -167,9 +182,13 @@ def read_torch_pickle(path: str) -> object:
         m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global[^\w]+([\w]+\.[\w.]+)", text)
         if m:
             raise _refusal(path, [m.group(1)]) from None
-        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+        m = re.search(r"but got <class '([^']+)'>", text)
+        if m:   # an allowed global rebuilt into a type outside the list (e.g. a numpy object array)
+            raise _refusal(path, [m.group(1)], "build") from None
+        reason = " ".join(_unpickler_reason(text).split()) if text.strip() else (
+            "the file ends early: damaged or truncated" if isinstance(exc, EOFError) else type(exc).__name__)
         raise CheckpointError(
-            f"{path} cannot be loaded safely as weights ({first[:200]}); SpectralX only reads tensors "
+            f"{path} cannot be loaded safely as weights ({reason[:200]}); SpectralX only reads tensors "
             "from .pth/.pt files and never runs code from them; convert it to .safetensors") from None
     return plain_containers(obj)
 

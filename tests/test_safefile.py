@@ -85,8 +85,12 @@ def test_sniff_tells_torch_zip_and_legacy_pickle_apart(tmp_path):
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_release_pickle_with_namespace_args_loads_as_plain_dict(tmp_path, legacy):
-    args = argparse.Namespace(model="mae_vit_large_patch16", input_size=224, lr=None, blr=1.5e-4,
-                              target_size=[224], output_dir="./output_dir", norm_pix_loss=True)
+    import pathlib
+
+    import numpy as np
+    args = argparse.Namespace(model="mae_vit_large_patch16", input_size=224, lr=None, blr=np.float64(1.5e-4),
+                              target_size=[224], output_dir=pathlib.Path("./output_dir"), norm_pix_loss=True,
+                              mean=np.array([0.43, 0.41, 0.30]), nested=argparse.Namespace(depth=np.int64(8)))
     path = tmp_path / "release.pth"
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))])
     torch.save({"model": {"w": torch.full((2,), 3.0)}, "optimizer": opt.state_dict(), "epoch": 799,
@@ -95,6 +99,16 @@ def test_release_pickle_with_namespace_args_loads_as_plain_dict(tmp_path, legacy
     assert type(obj["args"]) is dict
     assert obj["args"]["model"] == "mae_vit_large_patch16" and obj["args"]["target_size"] == [224]
     assert obj["epoch"] == 799 and torch.equal(obj["model"]["w"], torch.full((2,), 3.0))
+    assert obj["args"]["output_dir"] == "output_dir" and obj["args"]["nested"] == {"depth": 8}
+    assert obj["args"]["blr"] == 1.5e-4 and list(obj["args"]["mean"]) == [0.43, 0.41, 0.30]
+
+
+def test_numpy_object_array_is_refused_by_name(tmp_path):
+    import numpy as np
+    path = tmp_path / "obj.pth"
+    torch.save({"model": {"w": torch.ones(1)}, "args": {"x": np.array([1, "a"], dtype=object)}}, path)
+    with pytest.raises(CheckpointError, match=r"would build numpy\.dtype\[object_\]"):
+        read_torch_pickle(str(path))
 
 
 class _Payload:

@@ -21,7 +21,8 @@ from .common import Converted, shown, split_encoder, vit_shape
 NAME = "dinov3"
 TITLE = "DINOv3"
 LICENSE = "DINOv3 License (custom; weights on request at ai.meta.com/resources/models-and-libraries/dinov3-downloads)"
-DROP = ("mask_token", "local_cls_norm.", "cls_norm.", "head.")
+# (dino_head / ibot_head: the projection heads of DINO training checkpoints under `teacher`)
+DROP = ("mask_token", "local_cls_norm.", "cls_norm.", "head.", "dino_head.", "ibot_head.")
 
 
 def detect(keys) -> bool:

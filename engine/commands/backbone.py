@@ -73,6 +73,8 @@ def run_info(args):
         return
     kind = "SpectralX backbone" if info["kind"] == "spectralx-backbone" else "release file (not imported)"
     print(f"{args.file}: {kind}")
+    if info.get("description"):
+        print(info["description"])
     print(f"family: {info['family']}")
     print(f"preset: {info['preset']}")
     print(f"shape: width {info['embed_dim']}, depth {info['depth']}, {info['num_heads']} heads, "

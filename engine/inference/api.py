@@ -241,7 +241,8 @@ def run_local(job: SegmentJob, net: torch.nn.Module, progress: Progress) -> int:
                 for w, a in zip(writers, arrays):
                     w.write(row, a)
 
-            source = RasterStrips(job.raster, job.window, job.tiles, job.mapping.source_indexes, job.prep)
+            source = RasterStrips(job.raster, job.window, job.tiles, job.mapping.source_indexes, job.prep,
+                                  gdal_cache=job.work.gdal_cache)
             done = sum(b.n_tiles for b in job.work.blocks[:block.index])
             computed += run_pipeline(job.tiles, source, net, len(job.card.classes), encode, write,
                                      batch_size=job.batch_size, device=job.device, precision=job.precision,

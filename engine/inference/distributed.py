@@ -47,6 +47,7 @@ class BlockTask:
     batch_size: int
     group: int
     queue: int
+    gdal_cache: int
     confidence: bool
     percent: bool
 
@@ -91,7 +92,8 @@ def compute_block(task: BlockTask):
     b = task.block
     dtypes = [np.uint8] + ([np.uint8 if task.percent else np.float32] if task.confidence else [])
     out = BlockArrays(b.y0, b.shape, dtypes)
-    source = RasterStrips(task.raster, Window(*task.window), task.tiles, task.indexes, task.prep)
+    source = RasterStrips(task.raster, Window(*task.window), task.tiles, task.indexes, task.prep,
+                          gdal_cache=task.gdal_cache)
     computed = run_pipeline(task.tiles, source, net, len(card.classes),
                             encoder(card.classes, dev, task.confidence, task.percent), out.write,
                             batch_size=task.batch_size, device=dev, precision=task.precision,
@@ -134,7 +136,7 @@ def _task(job: SegmentJob, block: Block) -> BlockTask:
     return BlockTask(job.raster, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)), job.tiles,
                      block, list(job.mapping.source_indexes), job.prep, os.path.abspath(job.checkpoint),
                      os.path.abspath(job.backbone) if job.backbone else None, job.device_request,
-                     job.precision, job.batch_size, job.work.group, job.work.queue,
+                     job.precision, job.batch_size, job.work.group, job.work.queue, job.work.gdal_cache,
                      job.confidence is not None, job.confidence_format == "percent")
 
 

@@ -9,9 +9,10 @@ on the raster):
            the class/confidence rows waiting to be written (256 rows x block width).
 So the chunk width follows the band counts and the block width follows the class count; nothing
 follows the raster's height, and the width only up to one block. The budget (`--max-memory`) defaults
-to half the free RAM, capped at 2 GiB. One read gets a sixteenth of it, at most 64 MiB (so rasters of
-any size use the same chunk and peak memory does not grow with the raster); read-ahead (2 chunks,
-more on a GPU, which must never wait for the reader) and blending share the rest.
+to half the free RAM, capped at 2 GiB. GDAL's block cache gets an eighth of it (at most 256 MiB);
+one read a sixteenth, at most 64 MiB (so rasters of any size use the same chunk and peak memory does
+not grow with the raster); read-ahead (2 chunks, more on a GPU, which must never wait for the
+reader) and blending share the rest.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ GiB, MiB = 2 ** 30, 2 ** 20
 DEFAULT_CAP = 2 * GiB
 MIN_BUDGET = 64 * MiB
 READ_CAP = 64 * MiB
+GDAL_CACHE_CAP = 256 * MiB
 QUEUE = 2
 _UNITS = {"": 1, "b": 1, "k": 2 ** 10, "kb": 2 ** 10, "m": MiB, "mb": MiB, "g": GiB, "gb": GiB, "t": 2 ** 40,
           "tb": 2 ** 40, "kib": 2 ** 10, "mib": MiB, "gib": GiB, "tib": 2 ** 40}
@@ -83,6 +85,7 @@ class WorkPlan:
     queue: int                     # chunks read ahead
     read_bytes: int                # one chunk being read (raw + masks + normalized)
     queued_bytes: int              # one normalized chunk waiting for the model
+    gdal_cache: int                # GDAL block cache while reading
     blend_bytes: int               # one block's blending buffers and output rows
     block_width: int
     block_height: int
@@ -99,7 +102,8 @@ class WorkPlan:
                  f"({len(p.xs)} x {len(p.ys)})",
                  f"budget   {format_bytes(self.budget)}: reads {format_bytes(self.read_bytes)} + "
                  f"{format_bytes(self.queued_bytes * self.queue)} read ahead ({self.queue} chunks of "
-                 f"{self.group} tile columns), blending {format_bytes(self.blend_bytes)} per block",
+                 f"{self.group} tile columns), GDAL cache {format_bytes(self.gdal_cache)}, blending "
+                 f"{format_bytes(self.blend_bytes)} per block",
                  f"blocks   {len(self.blocks)} of up to {self.block_width} x {self.block_height} px"
                  + (f"; {self.halo_tiles} tiles straddle block seams and run twice" if self.halo_tiles else "")]
         return "\n".join(lines + self.notes)
@@ -159,7 +163,9 @@ def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, 
     queue = max(QUEUE, min(read_ahead, int(budget // 4 // max(1, queued_bytes))))
     blend_bytes = blend_cost_per_column(sh, classes) * (max(tiles.xs[b.c1 - 1] - tiles.xs[b.c0] for b in blocks)
                                                         + tiles.tile_width)
-    if read_bytes + queued_bytes * queue + blend_bytes > budget:
+    gdal_cache = min(GDAL_CACHE_CAP, budget // 8)
+    if read_bytes + queued_bytes * queue + blend_bytes + gdal_cache > budget:
         notes.append(f"note     one tile column of {read_bands} bands already needs "
                      f"{format_bytes(read_bytes)}; the budget of {format_bytes(budget)} is exceeded")
-    return WorkPlan(tiles, budget, blocks, group, queue, read_bytes, queued_bytes, blend_bytes, bw, bh, notes)
+    return WorkPlan(tiles, budget, blocks, group, queue, read_bytes, queued_bytes, gdal_cache, blend_bytes, bw, bh,
+                    notes)

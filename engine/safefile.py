@@ -175,8 +175,10 @@ def read_torch_pickle(path: str) -> object:
     if refused:
         raise _refusal(path, refused)
     try:
+        # zip checkpoints are memory-mapped: a release's optimizer state (twice the model) and decoder
+        # are never read into memory, only the encoder tensors that are used
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch-zip")
     except Exception as exc:
         text = str(exc)
         m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global[^\w]+([\w]+\.[\w.]+)", text)

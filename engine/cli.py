@@ -14,6 +14,7 @@ import os
 import pkgutil
 import signal
 import sys
+import time
 from typing import List, Optional
 
 from . import __version__, commands
@@ -50,15 +51,16 @@ _STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasat
 
 
 def _install_signal_handlers() -> dict:
-    """SIGTERM/SIGHUP raise Terminated (a KeyboardInterrupt) in the main thread; once one interrupt
-    is under way, further ones are ignored so that the cleanup it triggers is not cut short."""
+    """SIGTERM/SIGHUP raise Terminated (a KeyboardInterrupt) in the main thread; a repeat in the
+    next seconds is ignored so that the cleanup the first one triggers is not cut short."""
     previous = {}
-    stopping = []
+    stopping = []   # time of the first interrupt
 
     def stop(signum, frame):
-        if stopping:
+        # a repeat within a few seconds would cut the cleanup short; later, the user insists: stop again
+        if stopping and time.monotonic() - stopping[0] < 3.0:
             return
-        stopping.append(signum)
+        stopping[:] = [time.monotonic()]
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Terminated(signum, signal.Signals(signum).name)

@@ -359,15 +359,23 @@ def test_regression_signals_during_segment_leave_nothing(sig, make_checkpoint, t
     assert digest(raster, ckpt) == before
 
 
+def _loading_torch(pid):
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return "torch" in f.read()
+    except OSError:
+        return False
+
+
 def test_regression_ctrl_c_in_the_first_second(scene):
     proc = _spectralx("bands", scene["raster"])
-    time.sleep(0.25)                               # Python is still importing torch and the commands
+    # interrupt while the command line is still importing torch and the commands (the first second)
+    assert _wait_for(lambda: _loading_torch(proc.pid) or proc.poll() is not None, timeout=30)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err, err
-    assert proc.returncode in (130, 0), err        # 0: it had already finished, which is fine too
-    if proc.returncode == 130:
-        assert err.strip() == "spectralx: interrupted; unfinished outputs were removed"
+    assert proc.returncode == 130, err
+    assert err.strip() == "spectralx: interrupted; unfinished outputs were removed"
 
 
 def test_regression_broken_pipe_is_quiet():

@@ -1,27 +1,28 @@
-"""Accuracy bench (issue 4): EnMAP Potsdam split, SpectralX vs a random forest vs full fine-tuning.
+"""Accuracy bench (issue 9): SpectralX against a random forest on two real dev cases, over seeds.
 
-Data: bench/fixtures/enmap_potsdam (18 EnMAP L2A tiles of 32x32 px, 224 bands, 30 m, with level-3
-land-cover labels; the published 14/2/2 train/validation/test split). The tiles are put back on
-their scene grid (file names give their pixel offsets) as three partial scenes, one per split, with
-nodata elsewhere: what an analyst would open, and no pixel of one split is visible in another.
+Every method trains on the same labelled pixels and is scored on the same held-out pixels (SPEC §7),
+mean ± sd over seeds, with times:
 
-Compared, side by side in one run, on the same training pixels (all labelled pixels of the train
-tiles), evaluated by `spectralx.evaluate` on the test tiles:
+  enmap    EnMAP L2A over Potsdam (bench/fixtures/enmap_potsdam: 224 bands, 30 m, 18 tiles of 32x32 px
+           with level-3 land-cover labels). The published 14/2/2 tile split: train tiles -> test tiles,
+           validation tiles for early stopping. Tiles go back on their scene grid, one partial scene
+           per split (nodata elsewhere), so no pixel of one split is visible in another.
+  landsat  Landsat 8 OLI (bench/fixtures/landsat8_224078: a crop of the scene, 3 bands B2/B3/B4, no
+           wavelength metadata, so the sensor preset `landsat8:B2,B3,B4` supplies it) with its four
+           hand-drawn polygons, one per class. Each polygon is cut in two halves along its longer axis;
+           fold 1 trains on the first half of every polygon and tests on the second halves, fold 2
+           the other way round. No validation is possible (one polygon per class), so the default
+           recipe must work without early stopping. The 6 labelled points are a sanity check.
 
-  * SpectralX, tiny preset (ViT-Tiny backbone, frozen), fine-tuned with `spectralx.training.finetune`
-    (validation tiles for early stopping), test scene segmented with `spectralx.inference.segment`;
-  * optionally SpectralX with stage 1 first (`pretrain` on the unlabelled train + validation scenes);
-  * a random forest on per-pixel spectra (scikit-learn, 300 trees);
-  * the same network with the backbone unfrozen (full fine-tuning; same steps, data and schedule).
-
-Reports mIoU (over the classes present in the test labels), OA, kappa, trainable parameters and
-training time, as a table and as the "accuracy" section of bench/results.json.
+Methods (rows): the random forest; `spectralx finetune` with no tuning flags (what a user gets);
+the paper-faithful variant; stage 1 (`pretrain` on the training image) + stage 2; LoRA; full
+fine-tuning. `--quick` is a smoke run for `make test` (one seed, a few steps, forest + default).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as _dt
-import glob
 import json
 import os
 import platform
@@ -35,13 +36,12 @@ import numpy as np
 import results_file  # bench/ is the script's folder, first on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "fixtures", "enmap_potsdam")
-RESULTS = results_file.RESULTS
 REPO = os.path.dirname(HERE)
+ENMAP = os.path.join(HERE, "fixtures", "enmap_potsdam")
+LANDSAT = os.path.join(HERE, "fixtures", "landsat8_224078")
 DEMO_BACKBONE = os.path.join(REPO, "resources", "models", "demo-backbone.safetensors")
-TILE = 64
 NODATA = -32768.0
-CLASSES = [  # EnMAP-Box level-3 legend (checked against landcover_potsdam_polygon.level_3.qml)
+ENMAP_CLASSES = [  # EnMAP-Box level-3 legend (checked against landcover_potsdam_polygon.level_3.qml)
     {"value": 1, "name": "roof", "color": "#e31a1c"},
     {"value": 2, "name": "pavement", "color": "#969696"},
     {"value": 3, "name": "low vegetation", "color": "#a6d96a"},
@@ -49,42 +49,68 @@ CLASSES = [  # EnMAP-Box level-3 legend (checked against landcover_potsdam_polyg
     {"value": 5, "name": "soil", "color": "#a6611a"},
     {"value": 6, "name": "water", "color": "#1f78b4"},
 ]
+LANDSAT_CLASSES = [
+    {"value": 1, "name": "crop", "color": "#ffd92f"},
+    {"value": 2, "name": "developed", "color": "#e31a1c"},
+    {"value": 3, "name": "tree", "color": "#1b7837"},
+    {"value": 4, "name": "water", "color": "#1f78b4"},
+]
+LANDSAT_SENSOR = "landsat8:B2,B3,B4"
+
+# what each SpectralX row passes to finetune() on top of the data: only method-defining options, never
+# tuning flags (the default recipe is what is measured)
+METHODS = {
+    "spectralx": {"label": "SpectralX default (no tuning flags)", "kwargs": {}},
+    "paper": {"label": "SpectralX paper-faithful variant", "kwargs": {"variant": "paper"}},
+    "stage1": {"label": "stage 1 (pretrain) + stage 2, default", "kwargs": {}, "stage1": True},
+    "lora": {"label": "LoRA r16 (adapter blocks) + LayerNorms + head", "kwargs": {"method": "lora"}},
+    "full": {"label": "full fine-tune (backbone unfrozen)", "kwargs": {"method": "full"}},
+}
 
 
-def _split(name):
-    import csv
-    with open(os.path.join(DATA, f"{name}_files.csv")) as f:
-        return [(os.path.join(DATA, r["image"]), os.path.join(DATA, r["mask"])) for r in csv.DictReader(f)]
+# --------------------------------------------------------------------------------------------------
+# cases
+
+def _write(path, arr, crs, transform, nodata, tags=None, descriptions=None):
+    import rasterio
+    count = 1 if arr.ndim == 2 else arr.shape[0]
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[-1], height=arr.shape[-2], count=count,
+                       dtype=arr.dtype.name, crs=crs, transform=transform, nodata=nodata, tiled=True,
+                       blockxsize=64, blockysize=64) as ds:
+        ds.write(arr if arr.ndim == 3 else arr[None])
+        for i, t in enumerate(tags or [], 1):
+            ds.update_tags(i, **t)
+        for i, d in enumerate(descriptions or [], 1):
+            if d:
+                ds.set_band_description(i, d)
 
 
-def build_scenes(folder: str, scale: int = 1) -> dict:
-    """One partial scene per split (train/validation/test) on the common scene grid.
-
-    scale > 1 resamples the scenes (nearest neighbour) onto a grid `scale` times finer: a 16x16 px
-    token then spans (16/scale)^2 EnMAP pixels. Labels are resampled the same way, so every original
-    pixel counts scale^2 times and the accuracy ratios (OA, IoU, F1) are those of the original grid."""
+def enmap_case(folder: str) -> dict:
+    """One partial scene per split (train/validation/test) on the common scene grid."""
     import rasterio
     from rasterio.transform import Affine
-    splits = {k: _split(k) for k in ("train", "validation", "test")}
+
+    def split(name):
+        with open(os.path.join(ENMAP, f"{name}_files.csv")) as f:
+            return [(os.path.join(ENMAP, r["image"]), os.path.join(ENMAP, r["mask"])) for r in csv.DictReader(f)]
+
+    splits = {k: split(k) for k in ("train", "validation", "test")}
     tiles = [t for v in splits.values() for t in v]
-    offsets = {}
-    for img, _ in tiles:
-        x, y = map(int, re.search(r"_(\d+)_(\d+)\.tif$", img).groups())
-        offsets[img] = (x, y)
+    offsets = {img: tuple(map(int, re.search(r"_(\d+)_(\d+)\.tif$", img).groups())) for img, _ in tiles}
     with rasterio.open(tiles[0][0]) as ds:
         x0, y0 = offsets[tiles[0][0]]
         t = ds.transform
         scene_tr = Affine(t.a, 0, t.c - x0 * t.a, 0, t.e, t.f - y0 * t.e)
-        band_tags = [ds.tags(i) for i in range(1, ds.count + 1)]
-        descriptions = ds.descriptions
-        crs, count, ts = ds.crs, ds.count, ds.width
-    cols = [o[0] for o in offsets.values()]
-    rows = [o[1] for o in offsets.values()]
-    c0, r0 = min(cols), min(rows)
-    width, height = max(cols) + ts - c0, max(rows) + ts - r0
-    tr = scene_tr * Affine.translation(c0, r0) * Affine.scale(1.0 / scale)
-    out = {}
-    for split, items in splits.items():
+        tags = [ds.tags(i) for i in range(1, ds.count + 1)]
+        desc, crs, count, ts = ds.descriptions, ds.crs, ds.count, ds.width
+    c0 = min(o[0] for o in offsets.values())
+    r0 = min(o[1] for o in offsets.values())
+    width = max(o[0] for o in offsets.values()) + ts - c0
+    height = max(o[1] for o in offsets.values()) + ts - r0
+    tr = scene_tr * Affine.translation(c0, r0)
+    out = {"name": "enmap", "classes": ENMAP_CLASSES, "sensor": None, "folds": []}
+    paths = {}
+    for name, items in splits.items():
         img = np.full((count, height, width), NODATA, np.float32)
         lab = np.zeros((height, width), np.uint8)
         for ip, lp in items:
@@ -93,288 +119,286 @@ def build_scenes(folder: str, scale: int = 1) -> dict:
                 img[:, y - r0:y - r0 + ts, x - c0:x - c0 + ts] = ds.read()
             with rasterio.open(lp) as ds:
                 lab[y - r0:y - r0 + ts, x - c0:x - c0 + ts] = ds.read(1).astype(np.uint8)
-        if scale > 1:
-            img = img.repeat(scale, 1).repeat(scale, 2)
-            lab = lab.repeat(scale, 0).repeat(scale, 1)
-        ipath = os.path.join(folder, f"{split}_scene_x{scale}.tif")
-        lpath = os.path.join(folder, f"{split}_labels_x{scale}.tif")
-        with rasterio.open(ipath, "w", driver="GTiff", width=width * scale, height=height * scale, count=count,
-                           dtype="float32",
-                           crs=crs, transform=tr, nodata=NODATA, tiled=True, blockxsize=64, blockysize=64,
-                           interleave="pixel") as ds:
-            ds.write(img)
-            for i, tags in enumerate(band_tags, 1):
-                ds.update_tags(i, **tags)
-                ds.set_band_description(i, descriptions[i - 1] or f"band {i}")
-        with rasterio.open(lpath, "w", driver="GTiff", width=width * scale, height=height * scale, count=1,
-                           dtype="uint8",
-                           crs=crs, transform=tr, nodata=0) as ds:
-            ds.write(lab, 1)
-        out[split] = (ipath, lpath, len(items), int((lab > 0).sum()) // (scale * scale))
-    out["grid"] = (width, height)
-    out["scale"] = scale
+        ipath, lpath = os.path.join(folder, f"enmap_{name}.tif"), os.path.join(folder, f"enmap_{name}_labels.tif")
+        _write(ipath, img, crs, tr, NODATA, tags, desc)
+        _write(lpath, lab, crs, tr, 0)
+        paths[name] = (ipath, lpath, int((lab > 0).sum()))
+    out["folds"].append({"name": "14/2/2 tiles", "train": paths["train"][:2], "val": paths["validation"][:2],
+                         "test": paths["test"][:2], "train_pixels": paths["train"][2],
+                         "test_pixels": paths["test"][2]})
     return out
 
 
-def random_backbone(folder: str) -> str:
-    import torch
-    from spectralx.backbone_io import save_backbone
-    from spectralx.config import ModelConfig
-    from spectralx.model.backbone import VisionTransformer
-    torch.manual_seed(0)
-    cfg = ModelConfig.from_preset("vit_tiny_patch16", img_size=TILE)
-    path = os.path.join(folder, "random-vit-tiny.safetensors")
-    save_backbone(VisionTransformer(cfg).state_dict(), cfg, path,
-                  "RANDOM-INIT ViT-Tiny (no pretraining): bench fallback, not an optical foundation model")
-    return path
+def polygon_halves(image: str, polygons: str, classes) -> tuple:
+    """Two label rasters on the image grid: the first and the second half of every polygon."""
+    import fiona
+    import rasterio
+    from rasterio.features import rasterize
+    value_of = {c["name"]: c["value"] for c in classes}
+    with rasterio.open(image) as ds:
+        shape, tr = (ds.height, ds.width), ds.transform
+    a = np.zeros(shape, np.uint8)
+    b = np.zeros(shape, np.uint8)
+    with fiona.open(polygons) as src:
+        for feat in src:
+            v = value_of[feat["properties"]["name"]]
+            mask = rasterize([(feat["geometry"], 1)], out_shape=shape, transform=tr, fill=0, dtype="uint8") > 0
+            rr, cc = np.nonzero(mask)
+            # cut across the longer axis at the median: two halves of (nearly) equal pixel count
+            axis = rr if (rr.max() - rr.min()) >= (cc.max() - cc.min()) else cc
+            first = axis < np.median(axis)
+            a[rr[first], cc[first]] = v
+            b[rr[~first], cc[~first]] = v
+    return a, b
 
 
-def evaluate_raster(pred: str, labels: str) -> dict:
+def landsat_case(folder: str) -> dict:
+    import rasterio
+    image = os.path.join(LANDSAT, "landsat8_224078_crop.tif")
+    a, b = polygon_halves(image, os.path.join(LANDSAT, "landsat8_224078_polygons.gpkg"), LANDSAT_CLASSES)
+    with rasterio.open(image) as ds:
+        crs, tr = ds.crs, ds.transform
+    pa, pb = os.path.join(folder, "landsat_half_a.tif"), os.path.join(folder, "landsat_half_b.tif")
+    _write(pa, a, crs, tr, 0)
+    _write(pb, b, crs, tr, 0)
+    folds = [{"name": "train halves A, test halves B", "train": (image, pa), "val": None, "test": (image, pb),
+              "train_pixels": int((a > 0).sum()), "test_pixels": int((b > 0).sum())},
+             {"name": "train halves B, test halves A", "train": (image, pb), "val": None, "test": (image, pa),
+              "train_pixels": int((b > 0).sum()), "test_pixels": int((a > 0).sum())}]
+    return {"name": "landsat", "classes": LANDSAT_CLASSES, "sensor": LANDSAT_SENSOR, "folds": folds,
+            "points": os.path.join(LANDSAT, "landsat8_224078_points.gpkg")}
+
+
+# --------------------------------------------------------------------------------------------------
+# methods
+
+def evaluate_on(pred: str, labels: str) -> dict:
     from spectralx.evaluate import evaluate
     r = evaluate(pred, labels)
-    return {"miou": r["miou"], "overall_accuracy": r["overall_accuracy"], "kappa": r["kappa"],
-            "mean_f1": r["mean_f1"], "test_pixels": r["pixels"],
+    return {"miou": r["miou"], "oa": r["overall_accuracy"], "kappa": r["kappa"],
             "per_class_iou": {c["name"]: round(c["iou"], 4) for c in r["per_class"] if c["in_reference"]}}
 
 
-def run_spectralx(scenes, backbone, folder, args, *, unfreeze=False, checkpoint=None, name="spectralx"):
-    from spectralx.inference import segment
-    from spectralx.training import finetune
-    train_img, train_lab = scenes["train"][:2]
-    val_img, val_lab = scenes["validation"][:2]
-    test_img, test_lab = scenes["test"][:2]
-    out = None if unfreeze else os.path.join(folder, f"{name}.safetensors")
-    t0 = time.perf_counter()
-    res = finetune(train_img, train_lab, out, classes=CLASSES, checkpoint=checkpoint,
-                   backbone=backbone, tile_size=None if checkpoint else TILE, steps=args.steps,
-                   batch_size=args.batch_size, lr=args.lr, val_images=[val_img], val_labels=[val_lab],
-                   eval_every=args.eval_every, patience=args.patience, device="cpu", seed=args.seed,
-                   unfreeze_backbone=unfreeze, command=f"bench/accuracy_bench.py ({name})")
-    train_s = time.perf_counter() - t0
-    pred = os.path.join(folder, f"{name}_test.tif")
-    t1 = time.perf_counter()
-    segment(test_img, None, pred, model=(res.model, res.card), device="cpu", overwrite=True, style=False)
-    predict_s = time.perf_counter() - t1
-    if scenes.get("scale", 1) > 1:     # back to the 30 m grid: majority of each scale x scale block
-        pred = to_native(pred, scenes["scale"], scenes["native_test_labels"])
-        test_lab = scenes["native_test_labels"]
-    row = evaluate_raster(pred, test_lab)
-    tr = res.card.training
-    row.update({"trainable_parameters": tr["trainable_parameters"], "total_parameters": tr["total_parameters"],
-                "train_seconds": round(train_s, 1), "predict_seconds": round(predict_s, 1),
-                "steps_run": tr["steps_run"], "best_step": res.metrics.get("best_step"),
-                "val_miou": res.metrics.get("val_miou")})
-    return row, res
+def points_correct(pred: str, points: str) -> str:
+    from spectralx.evaluate import evaluate
+    r = evaluate(pred, points, class_field="name")
+    return f"{int(round(r['overall_accuracy'] * r['pixels']))}/{r['pixels']}"
 
 
-def to_native(pred_path: str, scale: int, native_like: str) -> str:
-    """Majority vote of each scale x scale block of a class raster, on the native grid of `native_like`."""
+def run_forest(case, fold, seed, folder):
+    """Random forest on the normalized per-pixel spectra of the same training pixels."""
     import rasterio
-    from spectralx.outputs import class_raster_profile
-    with rasterio.open(pred_path) as ds:
-        p = ds.read(1)
-        tags = ds.tags(1)
-    with rasterio.open(native_like) as ds:
-        w, h, crs, tr = ds.width, ds.height, ds.crs, ds.transform
-    blocks = p.reshape(h, scale, w, scale).transpose(0, 2, 1, 3).reshape(h, w, scale * scale)
-    counts = np.stack([(blocks == v).sum(-1) for v in range(1, 256) if (p == v).any()], -1) if p.any() else None
-    values = [v for v in range(1, 256) if (p == v).any()]
-    out = np.zeros((h, w), np.uint8)
-    if counts is not None:
-        out = np.asarray(values, np.uint8)[counts.argmax(-1)]
-        out[counts.max(-1) == 0] = 0
-    path = pred_path.replace(".tif", "_native.tif")
-    with rasterio.open(path, "w", **class_raster_profile(w, h, crs, tr)) as ds:
-        ds.write(out, 1)
-        ds.update_tags(1, **tags)
-    return path
-
-
-def run_random_forest(scenes, folder, args):
-    import rasterio
-    from sklearn.ensemble import RandomForestClassifier
-    from spectralx.outputs import class_raster_profile
-    from spectralx.training.rasters import scene_statistics, SimpleMapping, normalize, read_mapped
-
-    def pixels(img, lab):
-        with rasterio.open(img) as ds:
-            mapping = SimpleMapping.identity(ds.count)
-            x = read_mapped(ds, mapping)
-            prof = (ds.width, ds.height, ds.crs, ds.transform)
-        with rasterio.open(lab) as ds:
-            y = ds.read(1)
-        return x, y, mapping, prof
-
-    train_img, train_lab = scenes["train"][:2]
-    test_img, test_lab = scenes["test"][:2]
-    xtr, ytr, mapping, _ = pixels(train_img, train_lab)
-    norm, _ = scene_statistics([train_img], [mapping])
-    valid_tr = np.isfinite(xtr).any(0) & (ytr > 0)
-    ftr = normalize(xtr, norm)[:, valid_tr].T           # same spectra the network sees (nodata -> 0)
-    t0 = time.perf_counter()
-    rf = RandomForestClassifier(n_estimators=300, n_jobs=args.jobs, random_state=args.seed)
-    rf.fit(ftr, ytr[valid_tr])
-    train_s = time.perf_counter() - t0
-    xte, _, _, (w, h, crs, tr) = pixels(test_img, test_lab)
-    valid_te = np.isfinite(xte).any(0)
-    t1 = time.perf_counter()
-    pred = np.zeros((h, w), np.uint8)
-    pred[valid_te] = rf.predict(normalize(xte, norm)[:, valid_te].T)
-    predict_s = time.perf_counter() - t1
-    path = os.path.join(folder, "rf_test.tif")
-    from spectralx.outputs import class_tags
+    from spectralx.outputs import class_raster_profile, class_tags
+    from spectralx.training.baseline import fit_forest, predict_forest
     from spectralx.training.classes import parse_classes
+    from spectralx.training.rasters import normalize, read_mapped, same_sensor_mappings, scene_statistics
+    train_img, train_lab = fold["train"]
+    test_img, test_lab = fold["test"]
+    _, (mapping,) = same_sensor_mappings([train_img], case["sensor"])
+    norm, _ = scene_statistics([train_img], [mapping])
+    with rasterio.open(train_img) as ds:
+        xtr = read_mapped(ds, mapping)
+    with rasterio.open(train_lab) as ds:
+        ytr = ds.read(1)
+    ok = np.isfinite(xtr).any(0) & (ytr > 0)
+    t0 = time.perf_counter()
+    fit = fit_forest(normalize(xtr, norm)[:, ok].T, ytr[ok].astype(np.int64), seed=seed)
+    train_s = time.perf_counter() - t0
+    with rasterio.open(test_img) as ds:
+        xte = read_mapped(ds, mapping)
+        w, h, crs, tr = ds.width, ds.height, ds.crs, ds.transform
+    valid = np.isfinite(xte).any(0)
+    pred = np.zeros((h, w), np.uint8)
+    pred[valid] = predict_forest(fit, normalize(xte, norm)[:, valid].T)
+    path = os.path.join(folder, f"rf_{case['name']}_{seed}.tif")
     with rasterio.open(path, "w", **class_raster_profile(w, h, crs, tr)) as ds:
         ds.write(pred, 1)
-        ds.update_tags(1, **class_tags(parse_classes(CLASSES)))
-    row = evaluate_raster(path, test_lab)
-    n_nodes = sum(est.tree_.node_count for est in rf.estimators_)
-    row.update({"trainable_parameters": None, "tree_nodes": int(n_nodes), "train_seconds": round(train_s, 1),
-                "predict_seconds": round(predict_s, 1), "training_pixels": int(valid_tr.sum())})
+        ds.update_tags(1, **class_tags(parse_classes(case["classes"])))
+    row = evaluate_on(path, test_lab)
+    row.update({"train_seconds": train_s, "trainable_parameters": None})
+    if case.get("points"):
+        row["points"] = points_correct(path, case["points"])
     return row
 
 
-def run_pretrain(scenes, backbone, folder, args):
-    from spectralx.training import pretrain
+def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
+    from spectralx.inference import segment
+    from spectralx.training import finetune, pretrain
+    spec = METHODS[method]
+    train_img, train_lab = fold["train"]
+    test_img, test_lab = fold["test"]
+    kwargs = {**OVERRIDES, **spec["kwargs"]}
+    if steps:
+        kwargs["steps"] = steps
+    if fold["val"]:
+        kwargs.update(val_images=[fold["val"][0]], val_labels=[fold["val"][1]])
     t0 = time.perf_counter()
-    res = pretrain([scenes["train"][0], scenes["validation"][0]], os.path.join(folder, "stage1.safetensors"),
-                   backbone=backbone, tile_size=TILE, steps=args.pretrain_steps, batch_size=args.batch_size,
-                   device="cpu", seed=args.seed, command="bench/accuracy_bench.py (stage 1)")
-    return res.checkpoint, round(time.perf_counter() - t0, 1), res.metrics
+    start = {"backbone": backbone}
+    if spec.get("stage1"):
+        ck = os.path.join(folder, f"stage1_{case['name']}_{seed}.safetensors")
+        pretrain([train_img], ck, backbone=backbone, sensor=case["sensor"], seed=seed, device="cpu",
+                 command="bench/accuracy_bench.py (stage 1)", **({"steps": steps} if steps else {}))
+        start = {"checkpoint": ck, "backbone": backbone}
+    res = finetune([train_img], [train_lab], None, classes=case["classes"], sensor=case["sensor"],
+                   device="cpu", seed=seed, command=f"bench/accuracy_bench.py ({method})", **start, **kwargs)
+    train_s = time.perf_counter() - t0
+    pred = os.path.join(folder, f"{method}_{case['name']}_{seed}.tif")
+    segment(test_img, None, pred, model=(res.model, res.card), device="cpu", overwrite=True, style=False,
+            sensor=case["sensor"])
+    row = evaluate_on(pred, test_lab)
+    if not PAIRED_TTA:
+        return _finish(row, res, train_s, case, pred)
+    # the same trained model with test-time flip averaging toggled: a paired comparison for free
+    res.model.tta_flips = not res.model.tta_flips
+    other = pred.replace(".tif", "_tta_toggled.tif")
+    segment(test_img, None, other, model=(res.model, res.card), device="cpu", overwrite=True, style=False,
+            sensor=case["sensor"])
+    res.model.tta_flips = not res.model.tta_flips
+    row["miou_tta_toggled"] = evaluate_on(other, test_lab)["miou"]
+    return _finish(row, res, train_s, case, pred)
 
 
-def update_results(section: dict) -> None:
-    results_file.update_results("accuracy", section)
+def _finish(row, res, train_s, case, pred):
+    tr = res.card.training
+    row.update({"train_seconds": train_s, "trainable_parameters": tr["trainable_parameters"],
+                "steps_run": tr["steps_run"], "val_miou": res.metrics.get("val_miou"),
+                "card_rf_val_miou": (res.metrics.get("baselines", {}).get("random_forest", {}) or {}).get("val_miou")})
+    if case.get("points"):
+        row["points"] = points_correct(pred, case["points"])
+    return row
 
 
-def fmt_params(n):
-    return "-" if n is None else (f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k")
+# --------------------------------------------------------------------------------------------------
+
+OVERRIDES: dict = {}
+PAIRED_TTA = True      # also score each trained model with flip averaging toggled (off in --quick)
+
+
+def parse_set(text: str):
+    key, _, value = text.partition("=")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False, "none": None}.get(value.lower(), value)
+
+
+def mean_sd(values):
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if not len(v):
+        return None, None
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def summarize(runs):
+    """runs: list of per-(seed, fold) rows -> mean ± sd over seeds of the fold-averaged scores."""
+    by_seed = {}
+    for r in runs:
+        by_seed.setdefault(r["seed"], []).append(r)
+    per_seed = {s: {k: float(np.mean([r[k] for r in rs])) for k in ("miou", "oa", "kappa", "train_seconds")}
+                for s, rs in by_seed.items()}
+    out = {}
+    for k in ("miou", "oa", "kappa", "train_seconds"):
+        m, sd = mean_sd([v[k] for v in per_seed.values()])
+        out[k] = {"mean": round(m, 4), "sd": round(sd, 4)}
+    out["seeds"] = sorted(by_seed)
+    out["per_seed_miou"] = {str(s): round(v["miou"], 4) for s, v in per_seed.items()}
+    classes = {}
+    for r in runs:
+        for name, iou in r["per_class_iou"].items():
+            classes.setdefault(name, []).append(iou)
+    out["per_class_iou_mean"] = {k: round(float(np.mean(v)), 3) for k, v in classes.items()}
+    tp = [r.get("trainable_parameters") for r in runs if r.get("trainable_parameters")]
+    out["trainable_parameters"] = tp[0] if tp else None
+    if any("points" in r for r in runs):
+        out["points"] = [r["points"] for r in runs if "points" in r]
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--eval-every", type=int, default=25)
-    ap.add_argument("--patience", type=int, default=6)
-    ap.add_argument("--scale", type=int, default=4,
-                    help="grid refinement for the main SpectralX rows (nearest resampling; 1 = native 30 m)")
-    ap.add_argument("--no-native", action="store_true", help="skip the SpectralX row on the native 30 m grid")
-    ap.add_argument("--pretrain-steps", type=int, default=200,
-                    help="also run stage 1 (masked reconstruction) for N steps before fine-tuning (0: skip)")
-    ap.add_argument("--skip-full", action="store_true", help="skip the full fine-tuning row")
-    ap.add_argument("--backbone", help="backbone file (default: resources/models/demo-backbone.safetensors, "
-                    "else a random-init ViT-Tiny, labelled as such)")
-    ap.add_argument("--jobs", type=int, default=2, help="random forest worker processes")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, help="torch threads (default: all cores, or 1 when the machine "
-                    "is already busy: spinning OpenMP threads on a shared CPU are many times slower)")
+    ap.add_argument("--cases", default="enmap,landsat")
+    ap.add_argument("--methods", default="rf,spectralx,paper,stage1,lora,full",
+                    help="comma list of: rf, " + ", ".join(METHODS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, help="override the default number of steps (smoke runs only)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: seed 0, 4 steps, forest + default SpectralX; results not saved")
+    ap.add_argument("--backbone", default=DEMO_BACKBONE)
+    ap.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
+    ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    ap.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                    help="ablation: override a FinetuneOptions field for every SpectralX row "
+                         "(e.g. --set lr=3e-4 --set ema=0.99); the saved table is then labelled with it")
+    ap.add_argument("--log", help="append one JSON line per run to this file (ablation logs)")
     args = ap.parse_args()
+    global OVERRIDES, PAIRED_TTA
+    OVERRIDES = dict(parse_set(x) for x in args.set)
+    PAIRED_TTA = not args.quick
+    if args.quick:
+        args.methods, args.seeds, args.steps, args.no_save = "rf,spectralx", "0", args.steps or 4, True
     import torch
-    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    busy = bool(load_start) and load_start[0] > (os.cpu_count() or 1)
-    torch.set_num_threads(args.threads or (1 if busy else (os.cpu_count() or 1)))
+    torch.set_num_threads(args.threads or (os.cpu_count() or 1))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = [m for m in args.methods.split(",") if m]
+    load_start = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     t_start = time.perf_counter()
-    rows, labels, grids = {}, {}, {}
+    results = {}
     with tempfile.TemporaryDirectory(prefix="spectralx-accuracy-") as folder:
-        os.makedirs(os.path.join(folder, "x1"))
-        native = build_scenes(os.path.join(folder, "x1"), 1)
-        fine = native
-        if args.scale > 1:
-            os.makedirs(os.path.join(folder, f"x{args.scale}"))
-            fine = build_scenes(os.path.join(folder, f"x{args.scale}"), args.scale)
-            fine["native_test_labels"] = native["test"][1]
-        backbone = args.backbone or (DEMO_BACKBONE if os.path.isfile(DEMO_BACKBONE) else None)
-        if backbone:
-            from spectralx.backbone_io import backbone_description
-            from spectralx.safefile import sha256_file
-            desc = (backbone_description(backbone) or {}).get("description", "") or os.path.basename(backbone)
-            where = os.path.relpath(backbone, REPO) if os.path.abspath(backbone).startswith(REPO) else backbone
-            backbone_note = f"{where} (sha256 {sha256_file(backbone)[:12]}): {desc}"
-        else:
-            backbone = random_backbone(folder)
-            backbone_note = ("RANDOM-INIT ViT-Tiny (resources/models/demo-backbone.safetensors was not "
-                             "available): the frozen backbone carries no pretrained knowledge")
-        print(f"backbone: {backbone_note[:160]}", flush=True)
-        sx = f"x{args.scale}"
-        res_m = 30.0 / args.scale
-        print("random forest (300 trees, per-pixel spectra) ...", flush=True)
-        rows["random_forest"] = run_random_forest(native, folder, args)
-        labels["random_forest"] = "Random forest, 300 trees, per-pixel spectra"
-        grids["random_forest"] = "30 m (per pixel)"
-        if not args.no_native and args.scale > 1:
-            print("SpectralX tiny, backbone frozen, native 30 m grid ...", flush=True)
-            rows["spectralx_frozen_x1"], _ = run_spectralx(native, backbone, folder, args, name="spectralx_x1")
-            labels["spectralx_frozen_x1"] = "SpectralX tiny, backbone frozen"
-            grids["spectralx_frozen_x1"] = "30 m (native)"
-        print(f"SpectralX tiny, backbone frozen, {sx} grid ...", flush=True)
-        key = f"spectralx_frozen_{sx}"
-        rows[key], _ = run_spectralx(fine, backbone, folder, args, name=f"spectralx_{sx}")
-        labels[key] = "SpectralX tiny, backbone frozen"
-        grids[key] = f"{res_m:g} m ({sx} nearest)"
-        main_key = key
-        stage1 = None
-        if args.pretrain_steps:
-            print(f"SpectralX stage 1 ({args.pretrain_steps} steps) + stage 2, {sx} grid ...", flush=True)
-            ck, pre_s, pre_m = run_pretrain(fine, backbone, folder, args)
-            key = f"spectralx_stage1_frozen_{sx}"
-            rows[key], _ = run_spectralx(fine, backbone, folder, args, checkpoint=ck,
-                                         name=f"spectralx_stage1_{sx}")
-            rows[key]["pretrain_seconds"] = pre_s
-            rows[key]["pretrain_masked_mse"] = [round(pre_m["masked_mse_first"], 4),
-                                                round(pre_m["masked_mse_final"], 4)]
-            labels[key] = "SpectralX tiny, stage 1 + stage 2, frozen"
-            grids[key] = grids[main_key]
-            stage1 = {"steps": args.pretrain_steps, "seconds": pre_s, "images": "train + validation scenes (unlabelled)"}
-        if not args.skip_full:
-            print(f"same network, backbone unfrozen (full fine-tune), {sx} grid ...", flush=True)
-            key = f"full_finetune_{sx}"
-            rows[key], _ = run_spectralx(fine, backbone, folder, args, unfreeze=True, name=f"full_{sx}")
-            labels[key] = "Same network, backbone unfrozen (full FT)"
-            grids[key] = grids[main_key]
-    best_sx = max((k for k in rows if k.startswith("spectralx")), key=lambda k: rows[k]["miou"])
-    rf = rows["random_forest"]
+        for case_name in args.cases.split(","):
+            case = enmap_case(folder) if case_name == "enmap" else landsat_case(folder)
+            results[case_name] = {"folds": [{k: f[k] for k in ("name", "train_pixels", "test_pixels")}
+                                            for f in case["folds"]], "rows": {}}
+            for method in methods:
+                runs = []
+                for seed in seeds:
+                    for fold in case["folds"]:
+                        t0 = time.perf_counter()
+                        row = (run_forest(case, fold, seed, folder) if method == "rf" else
+                               run_spectralx(case, fold, seed, folder, method, args.backbone, args.steps))
+                        row.update({"seed": seed, "fold": fold["name"]})
+                        runs.append(row)
+                        if args.log:
+                            with open(args.log, "a") as f:
+                                f.write(json.dumps({"case": case_name, "method": method, "set": OVERRIDES,
+                                                    **row}, default=str) + "\n")
+                        print(f"{case_name:<8} {method:<10} seed {seed} {fold['name']:<32} mIoU {row['miou']:.3f} "
+                              f"OA {row['oa']:.3f}  ({time.perf_counter() - t0:.0f} s)"
+                              + (f" points {row['points']}" if "points" in row else ""), flush=True)
+                summary = summarize(runs)
+                summary["label"] = "random forest, per-pixel spectra" if method == "rf" else METHODS[method]["label"]
+                summary["runs"] = runs
+                results[case_name]["rows"][method] = summary
+    print()
+    print(f"mean ± sd over seeds {seeds}; {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
+          f"load at start {load_start}")
+    print(f"{'case':<8} {'method':<48} {'mIoU':>15} {'OA':>15} {'train s':>8}")
+    for case_name, res in results.items():
+        rf = res["rows"].get("rf")
+        for method, s in res["rows"].items():
+            gap = ""
+            if rf and method != "rf":
+                gap = f"  {s['miou']['mean'] - rf['miou']['mean']:+.3f} vs forest"
+            print(f"{case_name:<8} {s['label']:<48} {s['miou']['mean']:.3f} ± {s['miou']['sd']:.3f}   "
+                  f"{s['oa']['mean']:.3f} ± {s['oa']['sd']:.3f} {s['train_seconds']['mean']:8.1f}{gap}")
     section = {
-        "what": "EnMAP Potsdam 14/2/2 tile split (bench/fixtures/enmap_potsdam): train tiles -> test tiles; "
-                "validation tiles for early stopping; mIoU over the classes present in the test labels "
-                "(5: the test tiles hold no water); every method trains on the same labelled pixels",
+        "what": __doc__.split("\n\n")[1].strip(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python bench/accuracy_bench.py " + " ".join(sys.argv[1:]),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "load_average_at_start": [round(v, 2) for v in load_start] if load_start else None,
-                    "shared": "the 2 cores were shared with other jobs; times are wall-clock",
-                    "torch": torch.__version__},
-        "backbone": backbone_note,
-        "settings": {"tile_size": TILE, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-                     "eval_every": args.eval_every, "patience": args.patience, "seed": args.seed,
-                     "scale": args.scale, "stage1": stage1},
-        "data": {k: {"tiles": native[k][2], "labelled_pixels": native[k][3]} for k in ("train", "validation", "test")},
-        "evaluation": "spectralx.evaluate on the native 30 m test grid; predictions made on a finer grid are "
-                      "first reduced to 30 m by a majority vote over each block",
-        "rows": {k: {"method": labels[k], "grid": grids[k], **v} for k, v in rows.items()},
-        "targets": {
-            "spectralx_beats_random_forest_miou": rows[best_sx]["miou"] > rf["miou"],
-            "best_spectralx_row": best_sx,
-            "spectralx_finetune_seconds_max": max(r["train_seconds"] for k, r in rows.items() if k.startswith("spectralx")),
-            "spectralx_finetune_under_600_s": all(r["train_seconds"] < 600 for k, r in rows.items()
-                                                  if k.startswith("spectralx")),
-        },
+                    "load_average_at_start": load_start, "torch": torch.__version__},
+        "backbone": os.path.relpath(args.backbone, REPO) if args.backbone.startswith(REPO) else args.backbone,
+        "seeds": seeds, "steps_override": args.steps, "option_overrides": OVERRIDES,
+        "cases": {c: {"folds": r["folds"], "rows": {m: {k: v for k, v in s.items() if k != "runs"}
+                                                     for m, s in r["rows"].items()},
+                      "runs": {m: s["runs"] for m, s in r["rows"].items()}} for c, r in results.items()},
         "bench_seconds": round(time.perf_counter() - t_start, 1),
     }
-    update_results(section)
-    print()
-    print(f"Accuracy on the EnMAP Potsdam test tiles ({native['test'][3]} labelled px), {os.cpu_count()} CPU "
-          f"cores, {torch.get_num_threads()} torch thread(s), load {section['machine']['load_average_at_start']}")
-    print(f"backbone: {backbone_note[:200]}")
-    head = (f"{'method':<44} {'grid':<18} {'mIoU':>6} {'OA':>6} {'kappa':>6} {'trainable':>10} "
-            f"{'train s':>8}")
-    print(head)
-    print("-" * len(head))
-    for k, r in rows.items():
-        print(f"{labels[k]:<44} {grids[k]:<18} {r['miou']:6.3f} {r['overall_accuracy']:6.3f} {r['kappa']:6.3f} "
-              f"{fmt_params(r.get('trainable_parameters')):>10} {r['train_seconds']:8.1f}")
-    print(f"results: {os.path.relpath(RESULTS)} [accuracy] ({section['bench_seconds']} s)")
+    if not args.no_save:
+        results_file.update_results("accuracy", json.loads(json.dumps(section, default=str)))
+        print(f"results: {os.path.relpath(results_file.RESULTS)} [accuracy]")
     return 0
 
 

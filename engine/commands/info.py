@@ -42,3 +42,10 @@ def run(args):
         print(f"  {i:>3}  {b.name:<16} {b.wavelength_nm:8.1f} nm{fwhm}")
     if card.metrics:
         print("metrics: " + json.dumps({k: v for k, v in card.metrics.items() if not isinstance(v, (list, dict))}))
+    if card.stage == "finetune":
+        from ..training.baseline import comparison_line
+        tr = card.training or {}
+        if tr.get("method") or tr.get("variant"):
+            print(f"method: {tr.get('method', 'spectralx')}, variant {tr.get('variant', 'default')}"
+                  + (", test-time flip averaging" if tr.get("tta") else ""))
+        print("validation: " + comparison_line(card.metrics))

@@ -27,6 +27,9 @@ def register(sub):
     p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--description", help="model card description (default: generated from the run)")
+    p.add_argument("--variant", choices=("default", "paper"), default="default",
+                   help="network of a new model: default, or paper (the reference code's; its stage 1 hides "
+                        "75 %% of the tokens after HyperT instead of masking pixels)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -45,7 +48,7 @@ def run(args):
                        backbone_preset=args.backbone_preset, tile_size=args.tile_size, steps=args.steps,
                        batch_size=args.batch_size, mask_ratio=args.mask_ratio, lr=args.lr, device=args.device,
                        seed=args.seed, progress=bar, sensor=args.sensor, band_map=args.band_map,
-                       description=args.description,
+                       description=args.description, variant=args.variant,
                        command="spectralx " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     finally:
         bar.close()

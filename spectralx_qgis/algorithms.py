@@ -428,7 +428,7 @@ class PretrainAlgorithm(SpectralXAlgorithm):
              "sensor, which prepares HyperT and the adapters before fine-tuning. The frozen backbone is "
              "not changed.\n\nINPUT: one or more unlabelled rasters of the same sensor. CHECKPOINT: start "
              "from this checkpoint (optional). BACKBONE: backbone file. SENSOR: sensor and band order for rasters "
-             "without wavelength metadata. STEPS, BATCH_SIZE: training "
+             "without wavelength metadata, e.g. landsat8:B2,B3,B4. STEPS, BATCH_SIZE: training "
              "settings. OUTPUT: the stage-1 checkpoint, to pass to Fine-tune.")
 
     def initAlgorithm(self, config=None):

@@ -267,12 +267,13 @@ def check_outputs(outputs: Sequence[Optional[Output]], inputs: Iterable[Optional
     return done
 
 
-def check_inputs(paths: Iterable[Tuple[Optional[str], str]]) -> None:
-    """Every (path, what) given exists, is a file (not a folder) and is readable."""
+def check_inputs(paths: Iterable[Tuple[Optional[str], str]], folders_ok: bool = False) -> None:
+    """Every (path, what) given exists, is a file (not a folder; `folders_ok` for vector labels,
+    which OGR may read from a folder, e.g. a FileGDB .gdb) and is readable."""
     for path, what in paths:
         if not path:
             continue
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not folders_ok:
             raise InputError(f"{what} {path} is a folder, not a file; give the file itself")
         if not os.path.exists(path):
             raise InputError(f"{what} not found: {path}")

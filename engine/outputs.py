@@ -169,8 +169,8 @@ def qml_text(classes: Sequence, nodata_transparent: bool = True) -> str:
 def write_qml(path: str, classes: Sequence) -> str:
     """Write the paletted style (UTF-8) and return its path."""
     _check_classes(classes)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(qml_text(classes))
+    from .fileio import write_text
+    write_text(path, qml_text(classes))   # atomic: never half a style beside a raster
     return path
 
 

@@ -58,6 +58,7 @@ learning_rate = float_range(0.0, 1.0, lo_open=True)
 fraction = float_range(0.0, 1.0, hi_open=True)
 open_fraction = float_range(0.0, 1.0, lo_open=True, hi_open=True)
 positive_float = float_range(0.0, lo_open=True)
+finite_float = float_range(-math.inf)
 band_number = int_range(1)
 
 

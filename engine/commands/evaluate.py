@@ -42,7 +42,7 @@ def check_paths(args) -> None:
     from ..fileio import check_inputs, check_outputs, raster_files, vector_files
     from ._validate import check_rasters
     check_rasters([(args.prediction, "prediction")])
-    check_inputs([(args.reference, "reference")])
+    check_inputs([(args.reference, "reference")], folders_ok=True)   # OGR reads some folders (.gdb)
     if args.output:
         inputs = raster_files(args.prediction) + raster_files(args.reference) + vector_files(args.reference)
         check_outputs([(args.output, "result")], inputs, args.overwrite)

@@ -3,7 +3,7 @@
 import os
 
 from ..outputs import CONFIDENCE_FORMATS
-from ._validate import count_int, fraction, positive_int
+from ._validate import count_int, finite_float, fraction, positive_int
 
 
 def register(sub):
@@ -26,7 +26,7 @@ def register(sub):
                    help="band mapping: auto (from wavelengths) or a JSON file from `spectralx bands --json`")
     p.add_argument("--sensor", help="sensor preset for rasters without wavelength metadata (e.g. sentinel2, enmap)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--bbox", nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+    where.add_argument("--bbox", nargs=4, type=finite_float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
                        help="process only this box (raster CRS)")
     where.add_argument("--window", nargs=4, type=count_int, metavar=("COL", "ROW", "WIDTH", "HEIGHT"),
                        help="process only this pixel window")
@@ -95,10 +95,16 @@ def _options(args) -> dict:
                 block_size=args.block_size)
 
 
+def _workers(args) -> int:
+    if not args.dask:
+        return 0
+    from ..inference.distributed import planned_workers
+    return planned_workers(args.dask)
+
+
 def show_plan(args) -> int:
     from ..inference.api import plan_segment
-    opts = _options(args)
-    print(plan_segment(args.raster, args.checkpoint, square_blocks=bool(args.dask), **opts).describe())
+    print(plan_segment(args.raster, args.checkpoint, workers=_workers(args), **_options(args)).describe())
     return 0
 
 
@@ -114,7 +120,7 @@ def run_scenes(args) -> int:
         from ..inference.api import plan_segment
         for raster in args.raster:
             print(f"{raster}:")
-            print(plan_segment(raster, args.checkpoint, square_blocks=bool(args.dask), **_options(args)).describe())
+            print(plan_segment(raster, args.checkpoint, workers=1 if args.dask else 0, **_options(args)).describe())
         return 0
     bars = []
 

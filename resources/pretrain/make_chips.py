@@ -3,7 +3,8 @@
 RGB chips (64x64, uint8) for the demo backbone's masked-autoencoder pretraining, cut from:
   - Landsat 8 OLI path 224 row 078 (one 3-band file B2,B3,B4 -> R=B4, G=B3, B=B2)
   - Landsat 8 OLI path 224 row 077 (three single-band files B2, B3, B4)
-  - the 4-band (R,G,B,NIR) 5 m time series, four dates (R,G,B only)
+  - the 4-band (R,G,B,NIR) 5 m image, shipped as four files named as dates that are byte-identical
+    copies of one image (not a time series; R,G,B only)
 Landsat DNs are stretched to 8 bit per scene and band (2nd..98th percentile of valid pixels); chips
 touching the scene's fill (DN 0) are skipped. Positions come from a seeded shuffle of a non-overlapping
 64-px grid, so the file is reproducible:  python resources/pretrain/make_chips.py [DATA_DIR]

@@ -7,7 +7,7 @@ import os
 import tempfile
 from typing import Any, List, Optional
 
-from qgis.core import (Qgis, QgsCoordinateTransform, QgsMapLayerProxyModel, QgsProject,
+from qgis.core import (Qgis, QgsCoordinateTransform, QgsMapLayerProxyModel, QgsProject, QgsWkbTypes,
                        QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer)
 from qgis.gui import QgsDockWidget, QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import QUrl, Qt, pyqtSignal
@@ -24,15 +24,15 @@ from .requests import FinetuneRequest, SegmentRequest
 from .run_controller import RunController
 from .tasks import FinetuneTask, SegmentTask
 
-HELP_URL = "https://github.com/spectralx/spectralx-qgis#qgis-plugin"
-_LOCAL_HELP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-
-
 def help_url() -> QUrl:
-    """The plugin section of the README: the local copy in a checkout, else the project page."""
-    if os.path.isfile(_LOCAL_HELP):
-        return QUrl.fromLocalFile(_LOCAL_HELP)
-    return QUrl(HELP_URL)
+    """The panel's help page (bundled in help_text.py), written once to a temporary file and opened
+    in the system's browser."""
+    from .help_text import HELP_HTML
+    path = os.path.join(tempfile.gettempdir(), "spectralx_qgis_help.html")
+    if not os.path.isfile(path) or open(path, encoding="utf-8").read() != HELP_HTML:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(HELP_HTML)
+    return QUrl.fromLocalFile(path)
 
 
 class WrappingLabel(QLabel):
@@ -128,7 +128,7 @@ class SpectralXDock(QgsDockWidget):
         v = QVBoxLayout(box)
         form = QFormLayout()
         self.layer_combo = QgsMapLayerComboBox()
-        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.layer_combo.setAllowEmptyLayer(True)
         self.layer_combo.setLayer(None)
         self.layer_combo.setToolTip("The raster to classify (any GDAL file: GeoTIFF, ENVI, …)")
@@ -182,7 +182,7 @@ class SpectralXDock(QgsDockWidget):
         box = QGroupBox("Fine-tune from polygons")
         form = QFormLayout(box)
         self.polygon_combo = QgsMapLayerComboBox()
-        self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.polygon_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.polygon_combo.setAllowEmptyLayer(True)
         self.polygon_combo.setLayer(None)
         self.polygon_combo.setToolTip("Polygons you digitized over the raster, one class per polygon")
@@ -270,7 +270,7 @@ class SpectralXDock(QgsDockWidget):
         if isinstance(layer, QgsRasterLayer) and self.layer_combo.currentLayer() is None:
             self.set_layer(layer)
         elif isinstance(layer, QgsVectorLayer) and self.polygon_combo.currentLayer() is None and \
-                layer.geometryType() == 2:       # QgsWkbTypes.PolygonGeometry
+                layer.geometryType() == QgsWkbTypes.GeometryType.PolygonGeometry:
             self.polygon_combo.setLayer(layer)
 
     def preselect_layers(self, project: Optional[QgsProject] = None):

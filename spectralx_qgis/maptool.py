@@ -18,20 +18,20 @@ class RectangleMapTool(QgsMapTool):
         super().__init__(canvas)
         self.layer = layer
         self._start = None
-        self._band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self._band = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
         self._band.setColor(QColor(255, 127, 0, 60))
         self._band.setStrokeColor(QColor(255, 127, 0))
         self._band.setWidth(2)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
     def setLayer(self, layer):  # noqa: N802
         self.layer = layer
 
     def canvasPressEvent(self, e):  # noqa: N802
-        if e.button() != Qt.LeftButton:
+        if e.button() != Qt.MouseButton.LeftButton:
             return
         self._start = self.toMapCoordinates(e.pos())
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
 
     def canvasMoveEvent(self, e):  # noqa: N802
         if self._start is None:
@@ -39,13 +39,13 @@ class RectangleMapTool(QgsMapTool):
         self._show(QgsRectangle(self._start, self.toMapCoordinates(e.pos())))
 
     def canvasReleaseEvent(self, e):  # noqa: N802
-        if self._start is None or e.button() != Qt.LeftButton:
+        if self._start is None or e.button() != Qt.MouseButton.LeftButton:
             return
         rect = QgsRectangle(self._start, self.toMapCoordinates(e.pos()))
         self._start = None
         rect.normalize()
         if rect.width() <= 0 or rect.height() <= 0:
-            self._band.reset(QgsWkbTypes.PolygonGeometry)
+            self._band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
             return
         self._show(rect)
         self.canvasRectangleDrawn.emit(rect)
@@ -62,7 +62,7 @@ class RectangleMapTool(QgsMapTool):
         return xform.transformBoundingBox(rect)
 
     def _show(self, rect: QgsRectangle):
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         for x, y in ((rect.xMinimum(), rect.yMinimum()), (rect.xMaximum(), rect.yMinimum()),
                      (rect.xMaximum(), rect.yMaximum()), (rect.xMinimum(), rect.yMaximum())):
             self._band.addPoint(QgsPointXY(x, y), False)
@@ -70,7 +70,7 @@ class RectangleMapTool(QgsMapTool):
         self._band.show()
 
     def clear(self):
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
 
     def deactivate(self):
         self._start = None

@@ -38,7 +38,7 @@ class SpectralXPlugin:
         if self.dock is None:
             from .dock import SpectralXDock
             self.dock = SpectralXDock(self.iface, self.iface.mainWindow())
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.visibilityChanged.connect(self._dock_visibility)
         return self.dock
 

@@ -103,7 +103,7 @@ def rasterize_polygons(features, fields, class_field: str, source_crs: QgsCoordi
         if geom is None or geom.isEmpty():
             skip("without geometry")
             continue
-        if geom.type() != QgsWkbTypes.PolygonGeometry:
+        if geom.type() != QgsWkbTypes.GeometryType.PolygonGeometry:
             skip("that are not polygons")
             continue
         if _empty(value):

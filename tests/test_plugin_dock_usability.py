@@ -182,7 +182,10 @@ def test_every_control_has_a_tooltip_and_help_opens_the_docs(dock):
     url = help_url()
     assert url.isValid() and (url.isLocalFile() and os.path.isfile(url.toLocalFile()))
     with open(url.toLocalFile(), encoding="utf-8") as f:
-        assert "QGIS plugin" in f.read()
+        page = f.read()
+    for control in ("Sensor", "Save band map", "Load band map", "Segment layer", "Draw area", "Cancel",
+                    "Fine-tune from polygons", "SENSOR"):
+        assert control in page, control
 
 
 def test_training_progress_line():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -44,10 +45,13 @@ def test_zip_layout(plugin_zip):
     cp = configparser.ConfigParser()
     cp.read_string(meta)
     g = cp["general"]
-    for key in ("name", "description", "about", "version", "qgisMinimumVersion", "author", "email",
-                "repository", "tracker", "homepage", "license", "tags", "icon", "hasProcessingProvider"):
+    for key in ("name", "description", "about", "version", "qgisMinimumVersion", "qgisMaximumVersion", "author",
+                "license", "tags", "icon", "hasProcessingProvider", "supportsQt6"):
         assert g.get(key), key
     assert g["qgisMinimumVersion"] == "3.22" and g["hasProcessingProvider"] == "yes"
+    assert g["qgisMaximumVersion"] == "4.99" and g["supportsQt6"] == "True"       # QGIS 4 may load it
+    # no placeholder addresses: what the project does not have yet is left out, not invented
+    assert not re.search(r"example\.(org|com)|spectralx/spectralx-qgis", meta)
     # an empty plugin_dependencies= makes QGIS 3.22's Install from ZIP crash in its dependency dialog
     assert g.get("plugin_dependencies", "x").strip()
     # Qt only through qgis.PyQt (Qt6-ready), no absolute engine import in the plugin code

@@ -1,0 +1,36 @@
+"""The panel's help page, bundled with the plugin (the zip carries no README and the project has no
+public web address yet): what each box does, in the panel's words."""
+
+HELP_HTML = """<html><head><meta charset="utf-8"><title>SpectralX panel</title></head><body
+style="font-family:sans-serif;max-width:46em">
+<h2>SpectralX panel</h2>
+<p>Land-cover segmentation of multispectral and hyperspectral rasters with a SpectralX model: a frozen
+optical foundation model adapted to your sensor's bands.</p>
+<h3>Model</h3>
+<p>Pick a checkpoint (<code>.safetensors</code>). Its card lists the classes, the bands it expects and how well
+it did on held-out pixels, next to a random forest trained on the same pixels when the card has one.
+The backbone file is only needed when it is not beside the checkpoint.</p>
+<h3>Input and band mapping</h3>
+<p>Choose the raster. Each band the model expects is read from the raster band(s) nearest in wavelength;
+the table shows where each comes from and how well it matches (quality). Files that carry no wavelengths
+(every Landsat Level-1 file) need the <b>Sensor</b> picker: choose the sensor and check the band order
+(for a 3-band Landsat 8 file usually <code>B2,B3,B4</code>). Double-click a row to choose a raster band by
+hand. <b>Save band map…</b> writes the mapping as JSON for the command line (<code>--band-map</code>) and
+Processing (<code>BAND_MAP</code>); <b>Load band map…</b> reads one back.</p>
+<p>When a model cannot read a raster at all (a 218-band EnMAP model and a 3-band Landsat file), the panel
+says so: fine-tune a new model from this raster instead.</p>
+<h3>Run</h3>
+<p><b>Segment layer</b>, <b>Segment current view</b> or <b>Draw area</b> (drag a rectangle). Runs happen in
+the background; <b>Cancel</b> stops them and keeps nothing. Results go to the output folder and appear,
+styled, in the <i>SpectralX</i> layer group, named after the raster and the model.</p>
+<h3>Fine-tune from polygons</h3>
+<p>Digitize polygons over the raster with a class field (a name such as <i>water</i>), choose the layer and
+field, and press <b>Fine-tune from polygons</b>. The new model is written to the <i>models</i> subfolder of
+the output folder, beside a copy of the backbone it needs, and selected when done. The progress line shows
+the step, the time left and the latest validation mIoU.</p>
+<h3>Processing</h3>
+<p>The same runs are in the Processing toolbox (SpectralX): segment, fine-tune, pretrain and evaluate, with a
+<code>SENSOR</code> parameter such as <code>landsat8:B2,B3,B4</code>; they also work in batch mode, in models
+and with <code>qgis_process</code>.</p>
+</body></html>
+"""

@@ -2,6 +2,7 @@
 `spectralx segment A.tif B.tif … -c CHECKPOINT --output-dir DIR`: many scenes; `--dask`: on a cluster."""
 import os
 
+from .. import defaults
 from ..outputs import CONFIDENCE_FORMATS
 from ._validate import count_int, finite_float, fraction, positive_int
 
@@ -30,8 +31,10 @@ def register(sub):
                        help="process only this box (raster CRS)")
     where.add_argument("--window", nargs=4, type=count_int, metavar=("COL", "ROW", "WIDTH", "HEIGHT"),
                        help="process only this pixel window")
-    p.add_argument("--overlap", type=fraction, default=0.25, help="tile overlap fraction, 0..<1 (default 0.25)")
-    p.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass (default 4)")
+    p.add_argument("--overlap", type=fraction, default=defaults.OVERLAP,
+                   help=f"tile overlap fraction, 0..<1 (default {defaults.OVERLAP})")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE,
+                   help=f"tiles per forward pass (default {defaults.BATCH_SIZE})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="autocast on GPU: auto = bf16 on CUDA (fp16 if unsupported), fp16 on MPS; CPU runs fp32")

@@ -18,7 +18,7 @@ import torch
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from .. import __version__
+from .. import __version__, defaults
 from ..checkpoint import ClassInfo, ModelCard, load_checkpoint, read_card
 from ..devices import autocast_dtype, pick_device
 from ..errors import RasterError, SpectralXError
@@ -126,7 +126,7 @@ def encoder(classes: Sequence[ClassInfo], dev: str, with_confidence: bool, perce
 def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str], *,
                     backbone: Optional[str] = None, band_map: Any = "auto", sensor: Optional[str] = None,
                     window: Optional[Sequence[int]] = None, bbox: Optional[Sequence[float]] = None,
-                    overlap: float = 0.25, batch_size: int = 4, device: str = "auto",
+                    overlap: float = defaults.OVERLAP, batch_size: int = defaults.BATCH_SIZE, device: str = "auto",
                     confidence: Optional[str] = None, overwrite: bool = False, confidence_format: str = "float32",
                     precision: str = "auto", style: bool = True, card: Optional[ModelCard] = None,
                     max_memory: Union[None, int, str] = None, block_size: Optional[int] = None,
@@ -260,7 +260,7 @@ def run_local(job: SegmentJob, net: torch.nn.Module, progress: Progress) -> int:
 def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Optional[str] = None,
             band_map: Any = "auto", sensor: Optional[str] = None,
             window: Optional[Sequence[int]] = None, bbox: Optional[Sequence[float]] = None,
-            overlap: float = 0.25, batch_size: int = 4, device: str = "auto",
+            overlap: float = defaults.OVERLAP, batch_size: int = defaults.BATCH_SIZE, device: str = "auto",
             confidence: Optional[str] = None, overwrite: bool = False,
             progress: Optional[Progress] = None, confidence_format: str = "float32",
             precision: str = "auto", style: bool = True,

@@ -98,6 +98,11 @@ def _fsync_path(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str) -> None:
+    """Flush a finished file to disk (a full disk with delayed allocation reports ENOSPC here)."""
+    _fsync_path(path)
+
+
 @contextmanager
 def atomic_output(target: str, ext: Optional[str] = None) -> Iterator[str]:
     """Yield a temporary path to write; on success it is fsynced and renamed onto `target`.
@@ -281,6 +286,6 @@ def check_inputs(paths: Iterable[Tuple[Optional[str], str]], folders_ok: bool = 
             raise InputError(f"{what} {path} cannot be read (permission denied)")
 
 
-__all__ = ["TEMP_PREFIX", "temp_name", "atomic_output", "write_bytes", "write_text", "copy_file",
+__all__ = ["TEMP_PREFIX", "temp_name", "atomic_output", "fsync_file", "write_bytes", "write_text", "copy_file",
            "write_error", "is_out_of_space", "explain_failure", "remove_quietly", "raster_files", "vector_files",
            "same_file", "check_outputs", "check_inputs"]

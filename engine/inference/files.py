@@ -10,6 +10,7 @@ import os
 from typing import List, Optional, Tuple
 
 from ..errors import RasterError
+from ..fileio import fsync_file, write_error
 
 
 def temp_beside(path: str) -> str:
@@ -57,15 +58,17 @@ class OutputSet:
 
     def commit(self) -> None:
         done: List[str] = []
+        final = self.pairs[0][1] if self.pairs else ""
         try:
             for tmp, final in self.pairs:
+                fsync_file(tmp)   # the data is on disk before the name says it is complete
                 os.replace(tmp, final)
                 done.append(final)
         except OSError as exc:
-            for final in done:  # all or nothing: take back what was already renamed
-                _remove(final)
+            for name in done:  # all or nothing: take back what was already renamed
+                _remove(name)
             self.discard()
-            raise RasterError(f"cannot create {final}: {exc.strerror or exc}") from None
+            raise write_error(exc, final) from None   # "no space left on … while writing …; nothing was written"
         self.pairs = []
 
     def discard(self) -> None:

@@ -210,5 +210,24 @@ def engine_source() -> str:
 
 def defaults():
     """`spectralx.defaults` (run defaults, settings keys): pure Python, importable before torch is,
-    so the toolbox and the panel show the same numbers as the CLI even while dependencies are missing."""
-    return importlib.import_module(f"{_import_engine().__name__}.defaults")
+    so the toolbox and the panel show the same numbers as the CLI even while dependencies are missing.
+    When the engine package itself cannot be imported, the module is loaded from its file (bundled
+    copy or checkout), so that the panel and toolbox still build and show the guidance."""
+    if "defaults" in _state:
+        return _state["defaults"]
+    try:
+        module = importlib.import_module(f"{_import_engine().__name__}.defaults")
+    except Exception:  # noqa: BLE001
+        import importlib.util
+        here = os.path.dirname(os.path.abspath(__file__))
+        for path in (os.path.join(here, "_vendor", "spectralx", "defaults.py"),
+                     os.path.join(os.path.dirname(here), "engine", "defaults.py")):
+            if os.path.isfile(path):
+                spec = importlib.util.spec_from_file_location("spectralx_qgis_engine_defaults", path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                break
+        else:
+            raise
+    _state["defaults"] = module
+    return module

@@ -21,6 +21,10 @@ def _translate(text: str) -> str:
 
 
 def _baseline(card, metrics: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The random-forest block: metrics["baselines"]["random_forest"] (spectralx.training.baseline)."""
+    found = (metrics.get("baselines") or {}).get("random_forest") if isinstance(metrics.get("baselines"), dict) else None
+    if isinstance(found, dict):
+        return found
     for holder in (metrics, getattr(card, "training", None) or {}):
         for key in ("baseline", "random_forest", "rf_baseline", "forest_baseline"):
             value = holder.get(key) if isinstance(holder, dict) else None

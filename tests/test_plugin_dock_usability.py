@@ -210,10 +210,12 @@ def test_card_shows_metric_values_validation_status_and_baseline(dock, tmp_path)
     card = read_card(ENMAP_MODEL)
     card.metrics = {"validation": "none: no region could be held out (give more polygons per class, or "
                                   "--val-fraction > 0)", "best_step": 3, "final_train_loss": 1.29,
-                    "baseline": {"val_miou": 0.47}}
+                    "baselines": {"random_forest": {"validation": "none: no pixel was held out, so the "
+                                                                  "forest was not scored"}}}
     html = card_html(card, "m.safetensors")
     assert "Not validated" in html and "--val-fraction" not in html
-    card.metrics = dict(read_card(ENMAP_MODEL).metrics, baseline={"val_miou": 0.471})
+    assert "Random-forest baseline: none: no pixel was held out" in html
+    card.metrics = dict(read_card(ENMAP_MODEL).metrics, baselines={"random_forest": {"val_miou": 0.471}})
     html = card_html(card, "m.safetensors")
     assert "Random-forest baseline (same pixels): mIoU <b>0.471</b> — the forest is better" in html
 

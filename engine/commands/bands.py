@@ -94,8 +94,8 @@ def check_paths(args) -> None:
     from ._validate import check_rasters, checkpoint_inputs
     band_map = args.band_map if args.band_map and os.path.isfile(args.band_map) else None
     check_inputs([(args.checkpoint, "checkpoint"), (band_map, "band map")])
-    check_rasters([(args.raster, "raster")], wavelengths=bool(args.checkpoint), sensor=args.sensor,
-                  band_map=band_map)
+    check_rasters([(args.raster, "raster")], wavelengths=bool(args.checkpoint) and args.strategy != "index",
+                  sensor=args.sensor, band_map=band_map)
     if args.output:
         inputs = raster_files(args.raster) + checkpoint_inputs(args.checkpoint, None) + [band_map]
         check_outputs([(args.output, "band map")], inputs, args.overwrite)

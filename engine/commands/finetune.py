@@ -1,4 +1,5 @@
 """`spectralx finetune`: stage-2 training from polygons, points or label rasters."""
+import os
 import shlex
 import sys
 
@@ -123,6 +124,8 @@ def check_paths(args) -> None:
     check_inputs([(lab, "labels") for lab in labels], folders_ok=True)   # OGR reads some folders (.gdb)
     check_rasters([(img, "image") for img in images], wavelengths=True,
                   sensor=args.sensor, band_map=band_map)
+    from ..training.labels import is_raster
+    check_rasters([(lab, "label raster") for lab in labels if os.path.isfile(lab) and is_raster(lab)])
     inputs = [f for img in images for f in raster_files(img)] + [f for lab in labels for f in vector_files(lab)]
     inputs += checkpoint_inputs(args.checkpoint, args.backbone) + [args.classes, band_map]
     check_outputs([(args.output, "checkpoint")], inputs, args.overwrite)

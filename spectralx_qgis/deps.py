@@ -157,6 +157,11 @@ def guidance(html: bool = False) -> str:
         lines.append("    " + install_command(need))
         if sys.platform.startswith("win"):
             lines.append("(on Windows run it in the OSGeo4W Shell that comes with QGIS)")
+        if "rasterio" in missing:
+            # pip's rasterio wheel bundles its own GDAL; beside QGIS's it is a second GDAL in one process
+            lines.append("Prefer a rasterio built against QGIS's own GDAL where your platform has one: "
+                         "Debian/Ubuntu: sudo apt install python3-rasterio; OSGeo4W (Windows): the "
+                         "python3-rasterio package in the OSGeo4W installer.")
         if "torch" in need:
             lines.append("For a smaller CPU-only PyTorch add "
                          "--index-url https://download.pytorch.org/whl/cpu when installing torch.")

@@ -47,9 +47,13 @@ class WrappingLabel(QLabel):
         self.setMinimumWidth(50)
 
     def setText(self, text):  # noqa: N802
+        text = str(text)
+        if "</" in text or text.lstrip().startswith("<"):
+            super().setText(text)         # rich text (the install guidance) wraps at its own spaces
+            return
         # a zero-width space after separators lets Qt break long paths and band lists
-        super().setText(str(text).replace("/", "/\u200b").replace("_", "_\u200b").replace(",", ",\u200b"))
-        self.setToolTip(str(text))
+        super().setText(text.replace("/", "/\u200b").replace("_", "_\u200b").replace(",", ",\u200b"))
+        self.setToolTip(text)
 
     def text(self):
         return super().text().replace("\u200b", "")

@@ -66,8 +66,14 @@ def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, 
     assert dock.bands.order_edit.text() == "B2,B3,B4"          # the Landsat 8 layout for 3 bands
     assert dock.bands.sensor_spec() == "landsat8:B2,B3,B4"
     dock.steps_spin.setValue(4)
+    lines = []
+    dock.runs.status.connect(lines.append)
     task = run_task(dock, dock.finetune, timeout=300)
+    dock.runs.status.disconnect(lines.append)
     assert task.succeeded, task.error
+    # the training line: step/total, time left, and the validation mIoU (or that none was measured)
+    assert any(ln.startswith("step 4/4") and "validation mIoU" in ln for ln in lines), lines
+    assert any("left" in ln for ln in lines if ln.startswith("step 2/4")), lines
     new = dock.checkpoint_path()
     card = read_card(new)
     assert [round(b.wavelength_nm, 1) for b in card.bands] == [482.6, 561.3, 654.6]

@@ -74,6 +74,8 @@ class SegmentJob:
     precision: str
     confidence_format: str
     seconds_start: float = 0.0
+    budget: int = 0
+    block_size: Optional[int] = None
 
     def tags(self) -> dict:
         w = self.window
@@ -130,7 +132,7 @@ def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str
                     confidence: Optional[str] = None, overwrite: bool = False, confidence_format: str = "float32",
                     precision: str = "auto", style: bool = True, card: Optional[ModelCard] = None,
                     max_memory: Union[None, int, str] = None, block_size: Optional[int] = None,
-                    square_blocks: bool = False) -> SegmentJob:
+                    workers: int = 0) -> SegmentJob:
     """Every check that can fail (paths, device, subset, band mapping, budget), and the work plan;
     no weights are loaded and nothing is written. `output=None` plans without checking outputs."""
     t0 = time.perf_counter()
@@ -159,10 +161,20 @@ def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str
     if prep.bands != len(card.bands):
         raise SpectralXError(f"band mapping gives {prep.bands} bands but the checkpoint expects {len(card.bands)}")
     work = plan_work(tiles, len(mapping.source_indexes), prep.bands, len(card.classes), budget,
-                     block_size=block_size, square=square_blocks,
-                     read_ahead=2 if torch.device(dev).type == "cpu" else 8)   # a GPU must never wait
+                     block_size=block_size, workers=workers, read_ahead=read_ahead(dev))
     return SegmentJob(raster, checkpoint, backbone, output, conf_path, qml_path, card, mapping, prep, win, crs,
-                      transform, tiles, work, batch_size, dev, device, precision, confidence_format, t0)
+                      transform, tiles, work, batch_size, dev, device, precision, confidence_format, t0,
+                      budget, block_size)
+
+
+def read_ahead(dev: str) -> int:
+    return 2 if torch.device(dev).type == "cpu" else 8   # a GPU must never wait for the reader
+
+
+def plan_for_workers(job: SegmentJob, workers: int) -> None:
+    """Re-plan a checked job's blocks for a cluster of `workers` worker threads."""
+    job.work = plan_work(job.tiles, len(job.mapping.source_indexes), job.prep.bands, len(job.card.classes),
+                         job.budget, block_size=job.block_size, workers=workers, read_ahead=read_ahead(job.device))
 
 
 def plan_segment(raster: str, checkpoint: Optional[str], **kwargs) -> WorkPlan:
@@ -281,7 +293,7 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
                           window=window, bbox=bbox, overlap=overlap, batch_size=batch_size, device=device,
                           confidence=confidence, overwrite=overwrite, confidence_format=confidence_format,
                           precision=precision, style=style, card=model[1] if model is not None else None,
-                          max_memory=max_memory, block_size=block_size, square_blocks=bool(dask))
+                          max_memory=max_memory, block_size=block_size)
     for warning in getattr(job.mapping, "warnings", None) or []:
         progress.log(f"band mapping: {warning}")
     if dask:

@@ -1,6 +1,7 @@
 """The same engine on a Dask cluster: blocks of big rasters, or many scenes, over workers.
 
-The client checks and plans every scene (`prepare_segment`, square blocks with halos), then submits
+The client checks and plans every scene (`prepare_segment`; blocks with halos, about one band of rows
+per worker for a single scene, whole scenes up to a size cap for many: `memory.plan_work`), then submits
 one task per block: the worker loads the checkpoint once per process (cached), opens the raster
 itself from its path or URL (GDAL /vsi paths work), runs the block through the same `run_pipeline`
 as in-process, and returns the block's class values and confidence. The client writes the blocks in
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..errors import Cancelled, SpectralXError
 from ..progress import Progress, ensure
-from .api import OpenOutputs, SegmentJob, SegmentResult, result_of
+from .api import OpenOutputs, SegmentJob, SegmentResult, plan_for_workers, result_of
 from .tiling import Block
 
 INSTALL_HINT = "pip install 'spectralx-qgis[dask]' (or: pip install 'dask[distributed]')"
@@ -131,6 +132,19 @@ def connect(address: str):
                              "(dask scheduler) or check the address") from None
 
 
+def planned_workers(address: str) -> int:
+    """Worker threads `address` offers, for --plan: local:N without starting anything."""
+    address = address.strip()
+    if address == "local" or address.startswith("local:"):
+        n = address.partition(":")[2]
+        return int(n) if n.isdigit() and int(n) > 0 else max(1, (os.cpu_count() or 2) // 2)
+    client, _ = connect(address)
+    try:
+        return max(1, sum(client.nthreads().values()))
+    finally:
+        client.close()
+
+
 def _task(job: SegmentJob, block: Block) -> BlockTask:
     w = job.window
     return BlockTask(job.raster, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)), job.tiles,
@@ -166,7 +180,9 @@ def run_on_cluster(jobs: List[SegmentJob], address: str, progress: Optional[Prog
     client, cluster = connect(address)
     try:
         workers = max(1, sum(client.nthreads().values()))
-        progress.log(f"Dask: {len(client.nthreads())} workers at {client.scheduler.address}")
+        progress.log(f"Dask: {len(client.nthreads())} workers, {workers} threads")
+        for job in jobs:   # one scene: spread its rows over the workers; many: each scene its own task
+            plan_for_workers(job, workers if len(jobs) == 1 else 1)
         return _run(client, workers, jobs, progress, stop_on_error)
     finally:
         client.close()

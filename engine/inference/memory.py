@@ -125,13 +125,15 @@ def _round_block(px: int) -> int:
 
 
 def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, budget: Optional[int] = None,
-              block_size: Optional[int] = None, square: bool = False, read_ahead: int = QUEUE) -> WorkPlan:
+              block_size: Optional[int] = None, workers: int = 0, read_ahead: int = QUEUE) -> WorkPlan:
     """Blocks and reads for a run within `budget` bytes.
 
-    block_size forces square blocks of that many pixels (a multiple of 256); `square` asks for square
-    blocks of a default size (the distributed runner: work for several workers). Otherwise blocks are
+    block_size forces square blocks of that many pixels (a multiple of 256). Otherwise blocks are
     full-height column panels as wide as the blending share of the budget allows (one block for
-    most rasters), so there are no seams to recompute. `read_ahead`: chunks to queue if they fit.
+    most rasters), so there are no seams to recompute; for `workers` > 0 (a cluster) the height is
+    cut into bands too, about one per worker (at least 256 px, at most max(2048, 16 tiles)), so every
+    worker gets work while the tiles run twice at band seams stay few. `read_ahead`: chunks to queue
+    if they fit.
     """
     budget = budget or default_budget()
     notes = []
@@ -145,9 +147,9 @@ def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, 
         fit = int(budget // 2 // blend_cost_per_column(sh, classes))
         bw = tiles.width if fit >= tiles.width else _round_block(fit)
         bh = tiles.height
-        if square:
-            edge = _round_block(max(1024, 16 * tiles.tile))
-            bw, bh = min(bw, edge), edge
+        if workers:
+            per_worker = -(-tiles.height // workers)
+            bh = min(-(-per_worker // BLOCK) * BLOCK, _round_block(max(2048, 16 * tiles.tile)))
     bw, bh = min(bw, tiles.width), min(bh, tiles.height)
     blocks = plan_blocks(tiles, bw if bw < tiles.width else None, bh if bh < tiles.height else None)
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from ..checkpoint import load_checkpoint
 from ..errors import Cancelled, SpectralXError
 from ..progress import Progress, ensure
-from .api import prepare_model, prepare_segment, segment
+from .api import prepare_segment, segment
 from .distributed import SceneOutcome
 
 
@@ -53,7 +53,7 @@ def segment_scenes(rasters: List[str], checkpoint: str, output_dir: str, *, dask
         jobs = []
         for raster, cls, conf in plan:
             try:
-                jobs.append(prepare_segment(raster, checkpoint, cls, confidence=conf, square_blocks=True, **options))
+                jobs.append(prepare_segment(raster, checkpoint, cls, confidence=conf, **options))
                 outcomes.append(None)
             except SpectralXError as exc:
                 outcomes.append(SceneOutcome(raster, error=exc))

@@ -12,8 +12,17 @@ tiny preset (random weights: speed and memory do not depend on the weights):
       probabilities blended, then argmax) on the same raster already normalized in memory. Target:
       `segment()` at least as fast, although it also reads and writes files.
 
+  (d) memory bounded in width and band count (issue 10): peak resident memory of `segment()` with the
+      demo checkpoint (218 model bands) on 224-band EnMAP-like rasters: 1024^2 vs 4096^2 (target ratio
+      <= 1.10) and a flight line 16384 px wide (target < 1.5 GB). The 1024^2 GeoTIFF is the EnMAP
+      sample mirror-tiled with its band metadata; the larger ones are VRT mosaics of it.
+  (e) Dask distributed: the same 224-band 1024^2 raster, `segment(dask="local:2")` (2 worker
+      processes, 1 thread each, started and warmed before timing) vs in-process `segment()` (model
+      loaded, all cores); on a 2-core machine parity is the aim.
+
 Timings are the best of several interleaved repeats (the machine may be shared). Updates the
-"inference" section of bench/results.json and prints a table.
+"inference" section of bench/results.json and prints a table. `--rows hyper,dask` runs only (d)/(e)
+and keeps the other rows already in the file.
 """
 from __future__ import annotations
 
@@ -26,7 +35,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -155,6 +163,186 @@ def time_monai(model, x: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
+DEMO = os.path.join(os.path.dirname(HERE), "resources", "models", "demo.safetensors")
+ENMAP = os.path.join(os.path.dirname(HERE), "resources", "sample", "enmap_potsdam.tif")
+HYPER_TILE = 1024
+HYPER_MOSAICS = ((1, 1), (4, 4), (16, 0.5))   # copies of the tile across, down: 1024^2, 4096^2, 16384 x 512
+HYPER_BATCH = 8
+
+
+def write_hyper_tile(path: str, size: int = HYPER_TILE) -> str:
+    """The EnMAP sample (224 bands, int16, wavelengths, nodata) mirror-tiled to size x size px."""
+    with rasterio.open(ENMAP) as src:
+        data, profile = src.read(), src.profile
+        tags = [src.tags(i) for i in range(1, src.count + 1)]
+    h, w = data.shape[1:]
+    profile.update(width=size, height=size, tiled=True, blockxsize=256, blockysize=256, compress=None,
+                   interleave="pixel")
+
+    def mirror(idx, n):
+        return np.where((idx // n) % 2 == 0, idx % n, n - 1 - idx % n)
+    cols = mirror(np.arange(size), w)
+    with rasterio.open(path, "w", **profile) as dst:
+        for i, t in enumerate(tags, 1):
+            dst.update_tags(i, **t)
+        for r0 in range(0, size, 256):
+            rows = mirror(np.arange(r0, min(size, r0 + 256)), h)
+            dst.write(data[:, rows][:, :, cols], window=rasterio.windows.Window(0, r0, size, len(rows)))
+    return path
+
+
+def write_mosaic_vrt(path: str, tile: str, across: int, down: float) -> str:
+    """A VRT mosaic: `across` x `down` copies of `tile` side by side, band metadata kept."""
+    from xml.sax.saxutils import escape
+    with rasterio.open(tile) as src:
+        n, dtype, nodata, tags = src.count, src.dtypes[0], src.nodata, [src.tags(i) for i in range(1, src.count + 1)]
+        size, t = src.width, src.transform
+        crs = src.crs.to_wkt()
+    width, height = int(across * size), int(down * size)
+    gdal_type = {"int16": "Int16", "uint16": "UInt16", "float32": "Float32"}[dtype]
+    cells = [(c, r) for r in range(int(np.ceil(down))) for c in range(across)]
+    out = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">', f"  <SRS>{escape(crs)}</SRS>",
+           f"  <GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>"]
+    for b in range(1, n + 1):
+        out.append(f'  <VRTRasterBand dataType="{gdal_type}" band="{b}">')
+        if nodata is not None:
+            out.append(f"    <NoDataValue>{nodata}</NoDataValue>")
+        out.append("    <Metadata>" + "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in tags[b - 1].items())
+                   + "</Metadata>")
+        for c, r in cells:
+            h = min(size, height - r * size)
+            out.append(f'    <SimpleSource><SourceFilename relativeToVRT="0">{escape(tile)}</SourceFilename>'
+                       f'<SourceBand>{b}</SourceBand><SrcRect xOff="0" yOff="0" xSize="{size}" ySize="{h}"/>'
+                       f'<DstRect xOff="{c * size}" yOff="{r * size}" xSize="{size}" ySize="{h}"/></SimpleSource>')
+        out.append("  </VRTRasterBand>")
+    out.append("</VRTDataset>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+    return path
+
+
+def hyper_memory_child(raster: str, out_dir: str, max_tiles: str = "0") -> None:
+    """Fresh process: the demo checkpoint + one warm-up batch, then `segment()` (default memory
+    budget) over `raster`; prints peak resident memory as JSON. `max_tiles` > 0 stops the run there
+    (cancel: no output is kept); every buffer and GDAL's block cache reach their size within the first
+    256 rows, so a run stopped after that has the full run's peak."""
+    from spectralx.checkpoint import load_checkpoint
+    from spectralx.errors import Cancelled
+    from spectralx.inference import segment
+    from spectralx.progress import Progress
+    from spectralx.inference.api import plan_segment
+    proc = psutil.Process()
+    net, card = load_checkpoint(DEMO)
+    with torch.inference_mode():
+        net(torch.zeros(HYPER_BATCH, len(card.bands), card.tile_size, card.tile_size))
+    before = proc.memory_info().rss
+    plan = plan_segment(raster, DEMO, card=card, batch_size=HYPER_BATCH, device="cpu")
+    limit, done = int(max_tiles), [0]
+    progress = Progress(on_update=lambda d, t, m: done.__setitem__(0, d), is_cancelled=lambda: 0 < limit <= done[0])
+    t0 = time.perf_counter()
+    try:
+        segment(raster, DEMO, os.path.join(out_dir, "hyper_classes.tif"), model=(net, card), batch_size=HYPER_BATCH,
+                device="cpu", overwrite=True, progress=progress)
+    except Cancelled:
+        pass
+    print(json.dumps({"rss_before_run": before, "peak_rss": _ru_maxrss(), "seconds": time.perf_counter() - t0,
+                      "tiles": plan.tiles.n_tiles, "tiles_run": done[0], "blocks": len(plan.blocks),
+                      "read_bands": plan.read_bands, "budget": plan.budget, "group": plan.group}))
+
+
+def measure_hyper(raster: str, out_dir: str, max_tiles: int = 0) -> dict:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--hyper-child", raster, out_dir, str(max_tiles)],
+                          capture_output=True, text=True, env=env, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"memory child failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def hyper_rows(tmp: str, max_tiles: int = 0) -> dict:
+    tile = write_hyper_tile(os.path.join(tmp, "hyper.tif"), HYPER_TILE)
+    runs = {}
+    for across, down in HYPER_MOSAICS:
+        name = f"{across * HYPER_TILE}x{int(down * HYPER_TILE)}"
+        raster = tile if (across, down) == (1, 1) else write_mosaic_vrt(os.path.join(tmp, f"{name}.vrt"), tile,
+                                                                          across, down)
+        runs[name] = measure_hyper(raster, tmp, max_tiles)
+    mb = 2 ** 20
+    rows = {k: {"peak_rss_mb": round(v["peak_rss"] / mb, 1), "rss_before_run_mb": round(v["rss_before_run"] / mb, 1),
+                "seconds": round(v["seconds"], 1), "tiles": v["tiles"], "tiles_run": v["tiles_run"],
+                "blocks": v["blocks"]} for k, v in runs.items()}
+    names = list(runs)
+    first = runs[names[0]]
+    rows["ratio_large_to_small"] = round(runs[names[1]]["peak_rss"] / first["peak_rss"], 3)
+    rows["wide"] = names[2]
+    rows.update({"target_ratio": "<= 1.10", "target_wide": "< 1.5 GB (1536 MB)",
+                 "read_bands": first["read_bands"], "budget_mb": round(first["budget"] / mb),
+                 "tile_columns_per_read": first["group"], "checkpoint": "resources/models/demo.safetensors "
+                 "(218 bands, 6 classes, ViT-Tiny, 64 px tiles)", "batch_size": HYPER_BATCH,
+                 "note": "peak RSS of the whole process (torch, model, warm-up batch included), default "
+                         "memory budget; each run in a fresh subprocess"})
+    return rows
+
+
+def dask_rows(tmp: str, repeats: int) -> dict:
+    """(e): in-process vs local:2 on the 224-band 1024^2 raster, best of `repeats`, cluster warmed."""
+    import distributed
+    from spectralx.checkpoint import load_checkpoint
+    from spectralx.inference import segment
+    tile = os.path.join(tmp, "hyper.tif")
+    if not os.path.exists(tile):
+        write_hyper_tile(tile, HYPER_TILE)
+    net, card = load_checkpoint(DEMO)
+    out = os.path.join(tmp, "dask_classes.tif")
+
+    def local():
+        t0 = time.perf_counter()
+        segment(tile, DEMO, out, model=(net, card), batch_size=HYPER_BATCH, device="cpu", overwrite=True)
+        return time.perf_counter() - t0
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None)
+    try:
+        def remote():
+            t0 = time.perf_counter()
+            res = segment(tile, DEMO, out, batch_size=HYPER_BATCH, device="cpu", overwrite=True,
+                          dask=cluster.scheduler_address)
+            remote.blocks = res.blocks
+            return time.perf_counter() - t0
+        remote()                                   # warm-up: workers load the checkpoint once
+        local()
+        times = {"in_process": [], "dask_local_2": []}
+        for i in range(repeats):
+            for k, fn in ((("in_process", local), ("dask_local_2", remote)) if i % 2 == 0
+                          else (("dask_local_2", remote), ("in_process", local))):
+                times[k].append(fn())
+    finally:
+        cluster.close()
+    best = {k: min(v) for k, v in times.items()}
+    return {"in_process_s": round(best["in_process"], 2), "dask_local_2_s": round(best["dask_local_2"], 2),
+            "ratio_dask_to_in_process": round(best["dask_local_2"] / best["in_process"], 3),
+            "blocks": remote.blocks, "repeats": repeats, "target": "parity on a 2-core machine",
+            "all_runs_s": {k: [round(t, 2) for t in v] for k, v in times.items()},
+            "note": "224-band 1024^2 raster, demo checkpoint; 2 worker processes x 1 thread vs 1 process x all "
+                    "cores; cluster start-up and the workers' first checkpoint load not timed"}
+
+
+def print_extra(extra: dict) -> None:
+    d, e = extra.get("d_hyperspectral_memory"), extra.get("e_dask")
+    if d:
+        sizes = [k for k in d if isinstance(d[k], dict)]
+        for k in sizes:
+            print(f"  {'(d) peak RSS 224 bands ' + k:<34} {d[k]['peak_rss_mb']:>7.0f} MB   {d[k]['tiles_run']} of "
+                  f"{d[k]['tiles']} tiles, "
+                  f"{d[k]['blocks']} block(s), {d[k]['seconds']} s")
+        print(f"  {'(d) ratio ' + sizes[1] + '/' + sizes[0]:<34} {d['ratio_large_to_small']:>10.3f}   target <= 1.10")
+        print(f"  {'(d) ' + d['wide'] + ' px':<34} {d[d['wide']]['peak_rss_mb']:>7.0f} MB   target < 1536 MB")
+    if e:
+        print(f"  {'(e) in-process':<34} {e['in_process_s']:>8.2f} s")
+        print(f"  {'(e) Dask local:2':<34} {e['dask_local_2_s']:>8.2f} s   {e['blocks']} blocks")
+        print(f"  {'(e) Dask / in-process':<34} {e['ratio_dask_to_in_process']:>10.3f}   parity is the aim")
+
+
 def _ru_maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
@@ -209,13 +397,48 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--memory-child", nargs=3, metavar=("RUNNER", "RASTER", "OUT_DIR"), help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=REPEATS)
+    ap.add_argument("--hyper-child", nargs=3, metavar=("RASTER", "OUT_DIR", "MAX_TILES"), help=argparse.SUPPRESS)
+    ap.add_argument("--hyper-max-tiles", type=int, default=0, help="(d): stop each run after this many tiles "
+                    "(0 = whole rasters); the peak is reached within the first 256 rows")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks the bench runs")
+    ap.add_argument("--rows", default="core,hyper,dask",
+                    help="which rows: core = (a)-(c), hyper = (d), dask = (e); default all. Without core the "
+                         "other rows already in bench/results.json are kept")
     args = ap.parse_args()
-    global SPEED_SIZE, MEM_SIZES
+    global SPEED_SIZE, MEM_SIZES, HYPER_TILE
     if args.quick:
-        SPEED_SIZE, MEM_SIZES, args.repeats = 128, (128, 512), 1
+        SPEED_SIZE, MEM_SIZES, args.repeats, HYPER_TILE = 128, (128, 512), 1, 256
     if args.memory_child:
         memory_child(*args.memory_child)
+        return 0
+    if args.hyper_child:
+        hyper_memory_child(*args.hyper_child)
+        return 0
+    rows = {r.strip() for r in args.rows.split(",") if r.strip()}
+    if not rows <= {"core", "hyper", "dask"}:
+        ap.error(f"--rows: unknown {sorted(rows - {'core', 'hyper', 'dask'})}")
+    extra = {}
+    t_extra = time.perf_counter()
+    if rows & {"hyper", "dask"}:
+        with tempfile.TemporaryDirectory(prefix="spectralx-bench-") as tmp:
+            if "hyper" in rows:
+                extra["d_hyperspectral_memory"] = hyper_rows(tmp, args.hyper_max_tiles)
+            if "dask" in rows:
+                extra["e_dask"] = dask_rows(tmp, max(1, min(args.repeats, 3)))
+    if "core" not in rows:
+        extra["de_date"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        extra["de_load_average"] = [round(v, 2) for v in os.getloadavg()]
+        extra["de_seconds"] = round(time.perf_counter() - t_extra, 1)
+        if not args.quick:
+            import json as _json
+            try:
+                with open(RESULTS) as f:
+                    section = _json.load(f).get("inference", {})
+            except (OSError, ValueError):
+                section = {}
+            section.update(extra)
+            update_results(section)
+        print_extra(extra)
         return 0
 
     info = machine()
@@ -292,6 +515,7 @@ def main() -> int:
         "gpu": info["gpu"] if torch.cuda.is_available() else "GPU not measured",
         "bench_seconds": None,
     }
+    section.update(extra)
     section["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     section["bench_seconds"] = round(time.perf_counter() - t_start, 1)
     if not args.quick:
@@ -319,6 +543,7 @@ def main() -> int:
           f"{section['gpu']}; load average {info['load_average_at_start']} -> {section['load_average_at_end']}")
     for name, value, note in rows:
         print(f"  {name:<28} {value:>10}   {note}")
+    print_extra(extra)
     print(f"results: {os.path.relpath(RESULTS)} [inference] ({section['bench_seconds']} s)")
     return 0
 

@@ -79,6 +79,7 @@ def format_bytes(n: float) -> str:
 class WorkPlan:
     """Blocks, chunk size and queue depth of one run, and what they are expected to cost."""
     tiles: TilePlan
+    read_bands: int
     budget: int
     blocks: List[Block]
     group: int                     # tile columns per read
@@ -169,5 +170,5 @@ def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, 
     if read_bytes + queued_bytes * queue + blend_bytes + gdal_cache > budget:
         notes.append(f"note     one tile column of {read_bands} bands already needs "
                      f"{format_bytes(read_bytes)}; the budget of {format_bytes(budget)} is exceeded")
-    return WorkPlan(tiles, budget, blocks, group, queue, read_bytes, queued_bytes, gdal_cache, blend_bytes, bw, bh,
-                    notes)
+    return WorkPlan(tiles, read_bands, budget, blocks, group, queue, read_bytes, queued_bytes, gdal_cache,
+                    blend_bytes, bw, bh, notes)

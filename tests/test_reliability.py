@@ -101,6 +101,35 @@ def write_sparse_labels(path):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def model_folder(tiny_backbone, tmp_path_factory):
+    """One tiny 3-band checkpoint beside a copy of its backbone, made once for the module."""
+    import shutil
+
+    from spectralx.checkpoint import Band, ClassInfo, new_model, save_checkpoint
+    folder = tmp_path_factory.mktemp("model")
+    backbone = folder / os.path.basename(tiny_backbone)
+    shutil.copy(tiny_backbone, backbone)
+    torch.manual_seed(0)
+    model, card = new_model(str(backbone), [Band(f"B{i + 1}", w, 20.0) for i, w in enumerate(WAVELENGTHS)],
+                            [ClassInfo(1, "water", "#1f78b4"), ClassInfo(2, "crop", "#33a02c"),
+                             ClassInfo(3, "tree", "#e31a1c")], img_size=64)
+    save_checkpoint(model, card, str(folder / "model.safetensors"))
+    return folder
+
+
+@pytest.fixture
+def copy_checkpoint(model_folder, tmp_path):
+    """Factory: a private copy of the module's checkpoint folder (tests may damage it)."""
+    import shutil
+
+    def copy(name="model"):
+        folder = tmp_path / name
+        shutil.copytree(model_folder, folder)
+        return str(folder / "model.safetensors")
+    return copy
+
+
 @pytest.fixture
 def scene(tmp_path):
     """A 3-band scene with wavelengths, a class raster and a reference on its grid."""
@@ -142,9 +171,9 @@ def full_disk(tmp_path):
 
 # --- bug 2: an output naming an input --------------------------------------------------------------
 
-def test_regression_output_resolving_to_an_input_is_refused(capsys, scene, make_checkpoint, tiny_backbone,
+def test_regression_output_resolving_to_an_input_is_refused(capsys, scene, copy_checkpoint, tiny_backbone,
                                                             tmp_path):
-    ckpt = make_checkpoint()
+    ckpt = copy_checkpoint()
     backbone_beside = os.path.join(os.path.dirname(ckpt), os.path.basename(tiny_backbone))
     raster, pred, ref = scene["raster"], scene["pred"], scene["ref"]
     hard = str(scene["folder"] / "hardlink.tif")
@@ -194,8 +223,8 @@ def test_regression_same_file_sees_links_and_case(tmp_path):
 
 # --- bug 3: a full disk ----------------------------------------------------------------------------
 
-def test_regression_full_disk_leaves_nothing(capsys, scene, make_checkpoint, full_disk):
-    ckpt = make_checkpoint()
+def test_regression_full_disk_leaves_nothing(capsys, scene, copy_checkpoint, full_disk):
+    ckpt = copy_checkpoint()
     raster, pred, ref = scene["raster"], scene["pred"], scene["ref"]
     before = digest(raster, pred, ref, ckpt)
     files = listing(full_disk)
@@ -225,7 +254,7 @@ def test_regression_full_disk_finetune(capsys, tiny_backbone, tmp_path, monkeypa
     _small_tmpfs(nearly, "12m")                   # a 9 MB checkpoint fits, a 22 MB backbone does not
     try:
         args = ["finetune", "--image", IMAGE, "--labels", labels, "--backbone", tiny_backbone, "--tile-size", 64,
-                "--steps", 1, "--batch-size", 2, "--device", "cpu", "--classes"]
+                "--steps", 1, "--batch-size", 2, "--device", "cpu", "--no-baseline", "--classes"]
         table = tmp_path / "classes.json"
         table.write_text(json.dumps([{"value": 1, "name": "a", "color": "#112233"},
                                      {"value": 2, "name": "b", "color": "#445566"}]))
@@ -268,7 +297,7 @@ def test_regression_backbone_never_hard_linked(capsys, tiny_backbone, tmp_path, 
     out.mkdir()
     rc, out_text, err = cli(capsys, "finetune", "--image", IMAGE, "--labels", labels, "--backbone", backbone,
                             "--tile-size", 64, "--steps", 1, "--batch-size", 2, "--device", "cpu",
-                            "-o", out / "m.safetensors")
+                            "--no-baseline", "-o", out / "m.safetensors")
     assert rc == 0, err
     beside = out / "bb.safetensors"
     assert os.stat(beside).st_ino != os.stat(backbone).st_ino and os.stat(backbone).st_nlink == 1
@@ -286,8 +315,8 @@ def test_regression_backbone_never_hard_linked(capsys, tiny_backbone, tmp_path, 
 
 # --- bug 5: overwriting needs --overwrite, everywhere ------------------------------------------------
 
-def test_regression_existing_outputs_need_overwrite(capsys, scene, make_checkpoint, tiny_backbone, tmp_path):
-    ckpt = make_checkpoint()
+def test_regression_existing_outputs_need_overwrite(capsys, scene, copy_checkpoint, tiny_backbone, tmp_path):
+    ckpt = copy_checkpoint()
     raster, pred, ref = scene["raster"], scene["pred"], scene["ref"]
     out = tmp_path / "out"
     out.mkdir()
@@ -338,8 +367,8 @@ def _wait_for(predicate, timeout=60.0):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_regression_signals_during_segment_leave_nothing(sig, make_checkpoint, tmp_path):
-    ckpt = make_checkpoint()
+def test_regression_signals_during_segment_leave_nothing(sig, copy_checkpoint, tmp_path):
+    ckpt = copy_checkpoint()
     raster = write_raster(tmp_path / "big.tif", h=640, w=640)
     before = digest(raster, ckpt)
     out = tmp_path / "out"
@@ -401,8 +430,8 @@ def _nan_checkpoint(path):
     return name
 
 
-def test_regression_silently_wrong_results_are_refused(capsys, scene, make_checkpoint, tmp_path):
-    ckpt = make_checkpoint()
+def test_regression_silently_wrong_results_are_refused(capsys, scene, copy_checkpoint, tmp_path):
+    ckpt = copy_checkpoint()
     raster, ref = scene["raster"], scene["ref"]
     bad = _nan_checkpoint(ckpt)
     rc, _, err = cli(capsys, "info", ckpt, "--check")
@@ -422,7 +451,7 @@ def test_regression_silently_wrong_results_are_refused(capsys, scene, make_check
         rc, _, err = cli(capsys, *args)
         assert_one_line_error(rc, err, "complex")
     # wavelength metadata that is not a number: named, not ignored in favour of a guessed sensor
-    good = make_checkpoint(name="good")
+    good = copy_checkpoint("good")
     for text in ("abc", "nan"):
         odd = write_raster(tmp_path / f"odd_{text}.tif", tags={2: text})
         rc, _, err = cli(capsys, "segment", odd, "-c", good, "-o", tmp_path / "x.tif", "--device", "cpu")
@@ -446,7 +475,7 @@ def test_regression_training_divergence_writes_nothing(tiny_backbone, tmp_path):
 
 # --- bug 8: every bad argument is one line ---------------------------------------------------------
 
-def test_regression_bad_arguments_are_one_line(capsys, scene, make_checkpoint, tiny_backbone, tmp_path):
+def test_regression_bad_arguments_are_one_line(capsys, scene, copy_checkpoint, tiny_backbone, tmp_path):
     raster, pred = scene["raster"], scene["pred"]
     labels = scene["ref"]
     ft = ("finetune", "--image", raster, "--labels", labels, "--backbone", tiny_backbone, "-o", tmp_path / "m.st")
@@ -476,10 +505,10 @@ def test_regression_bad_arguments_are_one_line(capsys, scene, make_checkpoint, t
     assert os.listdir(tmp_path) == ["in"]
 
 
-def test_regression_long_output_names(capsys, scene, make_checkpoint, tmp_path):
+def test_regression_long_output_names(capsys, scene, copy_checkpoint, tmp_path):
     """A 240- or 250-character name is valid (the temporary name stays short); a name the file system
     cannot hold is one line before any work."""
-    ckpt = make_checkpoint()
+    ckpt = copy_checkpoint()
     out = tmp_path / "out"
     out.mkdir()
     name240 = "c" * 236 + ".tif"
@@ -494,10 +523,10 @@ def test_regression_long_output_names(capsys, scene, make_checkpoint, tmp_path):
     assert_one_line_error(rc, err, "file name is 305 bytes", "allows 255")
 
 
-def test_regression_card_values_are_checked(capsys, make_checkpoint, tmp_path):
+def test_regression_card_values_are_checked(capsys, copy_checkpoint, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
-    ckpt = make_checkpoint()
+    ckpt = copy_checkpoint()
     with safe_open(ckpt, "pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -530,8 +559,8 @@ def test_regression_card_values_are_checked(capsys, make_checkpoint, tmp_path):
 
 # --- bug 9: unclear messages -----------------------------------------------------------------------
 
-def test_regression_unclear_messages_are_named(capsys, scene, make_checkpoint, tmp_path):
-    ckpt = make_checkpoint()
+def test_regression_unclear_messages_are_named(capsys, scene, copy_checkpoint, tmp_path):
+    ckpt = copy_checkpoint()
     folder = tmp_path / "a_folder"
     folder.mkdir()
     for args in (("info", folder), ("segment", scene["raster"], "-c", folder, "-o", tmp_path / "x.tif"),

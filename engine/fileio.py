@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import shutil
 import uuid
@@ -88,14 +87,20 @@ def remove_quietly(*paths: Optional[str]) -> None:
 
 
 def _fsync_path(path: str, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-    try:
-        os.fsync(fd)
-    except OSError as exc:   # some file systems cannot fsync a folder; the data itself must be synced
-        if not directory:
-            raise exc
-    finally:
-        os.close(fd)
+    if directory:   # makes the rename durable; not every system can open or sync a folder (Windows)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return
+    with open(path, "rb+") as f:   # Windows needs a writable handle to flush a file
+        os.fsync(f.fileno())
 
 
 def fsync_file(path: str) -> None:
@@ -137,10 +142,11 @@ def write_text(target: str, text: str) -> None:
 
 def _reflink(src: str, dst: str) -> bool:
     try:
+        import fcntl   # POSIX only; elsewhere there is no reflink to try
         with open(src, "rb") as s, open(dst, "wb") as d:
             fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
         return True
-    except OSError:
+    except (ImportError, OSError):
         remove_quietly(dst)
         return False
 
@@ -228,7 +234,7 @@ def same_file(a: str, b: str) -> bool:
 def name_max(folder: str) -> int:
     try:
         return int(os.pathconf(folder, "PC_NAME_MAX"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):   # no pathconf on Windows: NTFS allows 255
         return 255
 
 

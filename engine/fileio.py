@@ -186,9 +186,12 @@ def explain_failure(exc: BaseException, reading: Optional[str] = None, writing: 
         return exc
     text = " ".join(str(exc).split())
     folder = os.path.dirname(os.path.abspath(writing)) if writing else None
+    low = text.lower()
     if writing and is_out_of_space(exc, folder):
         return write_error(exc, writing)
-    if writing and ("write" in text.lower() or "create" in text.lower()):
+    # GDAL says "Read or write failed" either way: the file it names (or the block call) decides
+    reading_failed = reading and (os.path.basename(reading) in text or "ireadblock" in low or "tiffread" in low)
+    if writing and not reading_failed and ("write" in low or "create" in low or TEMP_PREFIX in text):
         return OutputError(f"cannot write {writing}: {text[:160]}; nothing was written")
     if reading:
         return RasterError(f"cannot read {reading}: {text[:160]}; the file may be damaged or truncated: "

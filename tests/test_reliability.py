@@ -587,3 +587,21 @@ def test_regression_band_coverage_error_is_summarized(capsys, make_checkpoint, t
     rc, _, err = cli(capsys, "bands", raster, "-c", ckpt)
     assert_one_line_error(rc, err, "218", "418", "2446", "450", "900")
     assert len(err) < 400, len(err)      # not 218 band names
+
+
+def test_regression_gdal_failure_names_the_right_file():
+    """GDAL says "Read or write failed" for both: the file and the block call it names decide."""
+    from rasterio.errors import RasterioIOError
+    from spectralx.errors import OutputError, RasterError
+    from spectralx.fileio import explain_failure
+    read = RasterioIOError("Read or write failed. /data/in.tif, band 1: IReadBlock failed at X offset 0, "
+                           "Y offset 3: TIFFReadEncodedTile() failed.\nmore GDAL text")
+    got = explain_failure(read, reading="/data/in.tif", writing="/tmp/out.tif")
+    assert isinstance(got, RasterError) and str(got).startswith("cannot read /data/in.tif")
+    assert "\n" not in str(got)
+    write = RasterioIOError("Read or write failed. /tmp/.sx-1234abcd.tmp.tif, band 1: IWriteBlock failed")
+    got = explain_failure(write, reading="/data/in.tif", writing="/tmp/out.tif")
+    assert isinstance(got, OutputError) and "cannot write /tmp/out.tif" in str(got)
+    assert "nothing was written" in str(got)
+    bug = ValueError("a bug, not a file problem")
+    assert explain_failure(bug, reading="/data/in.tif", writing="/tmp/out.tif") is bug

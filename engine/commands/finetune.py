@@ -42,7 +42,7 @@ def register(sub):
     p.add_argument("--steps", type=positive_int, help=f"training steps (default {D.steps})")
     p.add_argument("--batch-size", type=positive_int, help=f"chips per step (default {D.batch_size})")
     p.add_argument("--lr", type=learning_rate, help="learning rate (default 1e-3; 1e-4 for --variant paper)")
-    p.add_argument("--ema", type=float, help=f"weight averaging decay, 0 = off (default {D.ema:g})")
+    p.add_argument("--ema", type=fraction, help=f"weight averaging decay, 0 = off (default {D.ema:g})")
     p.add_argument("--backbone-norms", action=argparse.BooleanOptionalAction, default=None,
                    help="train the backbone's LayerNorms (default: as the variant/method says)")
     p.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS, help=f"loss class weights (default {D.class_weighting})")

@@ -22,7 +22,7 @@ from .errors import InputError, OutputError
 TEMP_PREFIX = ".sx-"                  # temporary names: ".sx-<8 hex>.tmp<ext>", whatever the target's length
 _FICLONE = 0x40049409                 # Linux ioctl: share the source's blocks (btrfs, XFS, …)
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".qmd")
-_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def temp_name(target: str, ext: Optional[str] = None) -> str:
@@ -70,6 +70,9 @@ def write_error(exc: BaseException, target: str) -> OutputError:
     if code in (errno.EACCES, errno.EPERM):
         return OutputError(f"permission denied while writing {target}; choose a folder you can write to; "
                            "nothing was written")
+    if code == errno.EFBIG:
+        return OutputError(f"{target} is larger than the file system allows (e.g. FAT32's 4 GB); choose "
+                           "another drive; nothing was written")
     if code == errno.EROFS:
         return OutputError(f"{folder} is on a read-only file system; nothing was written")
     text = str(exc).strip()

@@ -17,7 +17,7 @@ from qgis.PyQt.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLa
                                  QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from . import deps, icons
-from .band_table import AUTO, BandTable  # noqa: F401  (AUTO: part of the panel's API)
+from .band_table import BandTable
 from .card_view import CardView
 from .maptool import RectangleMapTool
 from .requests import FinetuneRequest, SegmentRequest

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import traceback
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal

@@ -108,7 +108,7 @@ def test_finetune_then_segment_landsat_with_sensor(landsat_model, landsat_classe
 
 def test_every_algorithm_exit_codes(qp, landsat_model, landsat_classes, tmp_path):
     # segment: success is above; a model that cannot fit this raster is a handled error, said plainly
-    text = _handled_error(qp("run", "spectralx:segment", "--", f"INPUT={LANDSAT}", f"CHECKPOINT={ENMAP_MODEL}",
+    _handled_error(qp("run", "spectralx:segment", "--", f"INPUT={LANDSAT}", f"CHECKPOINT={ENMAP_MODEL}",
                              "SENSOR=landsat8:B2,B3,B4", "DEVICE=1", f"OUTPUT={tmp_path / 'x.tif'}"),
                           "this model needs 218 EnMAP HSI bands", "3 visible bands",
                           "fine-tune a new model from this raster instead")

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import BandMappingError, RasterError
+from ..errors import BandMappingError
 from .sensors import Sensor, SensorBand, canonical_band_name, parse_sensor, sensor_from_names, sensor_from_tags
 from .wording import Advice
 from .units import guess_units, parse_envi_list, parse_number, to_nm, unit_factor, wavelength_in_text
@@ -226,14 +226,8 @@ def detect_bands(path: str, sensor: Optional[str] = None, check_nodata: bool = T
     `sensor`: a preset key ('sentinel2', 'landsat8', 'enmap', …, see `list_sensors()`), optionally
     with the raster's bands in file order ('landsat8:B2,B3,B4'); it overrides the file's metadata.
     """
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    try:
-        ds = rasterio.open(path)
-    except RasterioIOError as exc:
-        raise RasterError(f"cannot open raster {path}: {exc}") from None
-    with ds:
+    from ..raster_io import open_raster
+    with open_raster(path) as ds:
         descriptions = list(ds.descriptions)
         bands = [RasterBand(i, (descriptions[i - 1] or f"band {i}"), None, None, "unknown")
                  for i in range(1, ds.count + 1)]

@@ -5,7 +5,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..errors import BandMappingError, RasterError
+from ..errors import BandMappingError
 from .detect import RasterBand, detect_bands
 from .mapping import STRATEGIES, BandMapping, map_bands
 from .units import parse_number
@@ -90,13 +90,9 @@ def validate_mapping(mapping: BandMapping, raster_band_count: int, targets: Sequ
 
 
 def _band_count(path: str) -> int:
-    import rasterio
-    from rasterio.errors import RasterioIOError
-    try:
-        with rasterio.open(path) as ds:
-            return ds.count
-    except RasterioIOError as exc:
-        raise RasterError(f"cannot open raster {path}: {exc}") from None
+    from ..raster_io import open_raster
+    with open_raster(path) as ds:
+        return ds.count
 
 
 def detect_bands_for_card(raster_path: str, card, sensor: Optional[str] = None

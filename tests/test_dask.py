@@ -21,11 +21,13 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    """2 worker processes, 1 thread each, loopback only, no dashboard: started once for this module."""
-    import dask
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None)
+    """`--dask local:2`'s own cluster (2 worker processes, 1 thread each, 127.0.0.1 only, no dashboard),
+    started once for this module; the tests reach it by its tcp:// address, as a remote one."""
+    from spectralx.inference.distributed import connect
+    client, lc = connect("local:2")
+    assert lc.scheduler_address.startswith("tcp://127.0.0.1:") and len(client.nthreads()) == 2
+    assert set(client.nthreads().values()) == {1}
+    client.close()
     yield lc.scheduler_address
     lc.close()
 

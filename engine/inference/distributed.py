@@ -121,7 +121,7 @@ def connect(address: str):
         # a worker that dies fails its task at once; the runner retries the block once itself
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
             cluster = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None)
+                                   dashboard_address=None, env=_worker_environment())
         return Client(cluster), cluster
     if "://" not in address:
         raise SpectralXError(f"--dask {address}: give local, local:N or a scheduler address like tcp://host:8786")
@@ -143,6 +143,25 @@ def planned_workers(address: str) -> int:
         return max(1, sum(client.nthreads().values()))
     finally:
         client.close()
+
+
+def _worker_environment() -> Dict[str, str]:
+    """Local workers are new Python processes: inside QGIS (whose executable is not Python) they are
+    started with the Python beside it, and they find the engine where this process found it (the
+    plugin's bundled copy)."""
+    import multiprocessing
+    import shutil
+    import sys
+    if not os.path.basename(sys.executable or "").lower().startswith("python"):
+        python = next((p for p in (os.path.join(sys.exec_prefix, "bin", "python3"), shutil.which("python3"))
+                       if p and os.path.exists(p)), None)
+        if python:
+            multiprocessing.set_executable(python)
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.basename(package) != "spectralx":   # an editable install maps engine/ -> spectralx
+        return {}
+    paths = [os.path.dirname(package)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _task(job: SegmentJob, block: Block) -> BlockTask:

@@ -183,7 +183,8 @@ def preset_name(conv: Converted, preset: Optional[str], path: str) -> str:
     """The preset a converted release is: the one named (checked against its shapes), the standard
     preset of its width/depth/heads, or a descriptive custom name for other sizes."""
     c = conv.config
-    if preset:
+    custom = f"vit_custom_w{c['embed_dim']}_d{c['depth']}_h{c['num_heads']}_patch{c['patch_size']}"
+    if preset and preset != custom:   # (a card of a model built on a custom-size release names that)
         p = BACKBONE_PRESETS.get(preset)
         if p is None:
             raise CheckpointError(f"unknown backbone preset '{preset}'; choose one of {', '.join(BACKBONE_PRESETS)}")
@@ -196,7 +197,7 @@ def preset_name(conv: Converted, preset: Optional[str], path: str) -> str:
     for name, p in BACKBONE_PRESETS.items():
         if (p["embed_dim"], p["depth"], p["num_heads"]) == (c["embed_dim"], c["depth"], c["num_heads"]):
             return name
-    return f"vit_custom_w{c['embed_dim']}_d{c['depth']}_h{c['num_heads']}_patch{c['patch_size']}"
+    return custom
 
 
 def _config(conv: Converted, preset: str, img_size: int) -> ModelConfig:

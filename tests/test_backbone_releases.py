@@ -294,3 +294,19 @@ def test_release_file_given_to_pretrain_is_imported_too(releases, tmp_path, monk
     from spectralx.checkpoint import read_card
     (imported,) = models.iterdir()
     assert read_card(str(out)).backbone.sha256 == sha256_file(str(imported))
+
+
+def test_library_accepts_a_release_file_as_backbone_without_import(releases, label_raster, tmp_path):
+    """The engine API maps a release in memory: the card references the release by its sha256 and
+    the checkpoint loads back against it (the CLI imports it instead, see above)."""
+    from spectralx.checkpoint import load_checkpoint, read_card
+    from spectralx.training import finetune
+    src = releases["dinov3"]["src"]
+    out = str(tmp_path / "ft.safetensors")
+    finetune(IMAGE, label_raster, out, backbone=src, tile_size=32, steps=1, batch_size=2,
+             val_images=[IMAGE], val_labels=[label_raster], device="cpu", seed=0)
+    card = read_card(out)
+    assert card.backbone.sha256 == sha256_file(src) and card.config.pos_embed == "rope"
+    model, _ = load_checkpoint(out, backbone=src)
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(1, 3, 32, 32))).all()

@@ -310,3 +310,11 @@ def test_library_accepts_a_release_file_as_backbone_without_import(releases, lab
     model, _ = load_checkpoint(out, backbone=src)
     with torch.no_grad():
         assert torch.isfinite(model(torch.randn(1, 3, 32, 32))).all()
+
+
+def test_explicit_family_is_obeyed_and_a_mismatch_is_noted(releases, tmp_path, capsys):
+    r = releases["timm"]
+    code, out, err = _cli(capsys, "backbone", "import", r["src"], "-o", tmp_path / "a.safetensors", "--family", "mae")
+    assert code == 0 and "(mae, as given)" in out and "its keys look like timm" in out
+    code, _, err = _cli(capsys, "backbone", "import", r["src"], "-o", tmp_path / "b.safetensors", "--family", "dinov3")
+    assert code == 2 and "not a DINOv3 checkpoint" in err and not (tmp_path / "b.safetensors").exists()

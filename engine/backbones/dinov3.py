@@ -47,7 +47,7 @@ def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, **_) -> C
     if masks:
         notes.append(f"folded {len(masks)} attn.qkv.bias_mask buffers into attn.qkv.bias")
     if "rope_embed.periods" not in state:
-        raise CheckpointError(f"{path}: DINOv3 checkpoint without rope_embed.periods")
+        raise CheckpointError(f"{path} is not a DINOv3 checkpoint (no rope_embed.periods); try --family auto")
     periods = state["rope_embed.periods"].float()
     state["rope_embed.periods"] = periods
     width = state["blocks.0.attn.qkv.weight"].shape[1]

@@ -32,9 +32,12 @@ def convert(raw: Dict[str, torch.Tensor], family: str = "auto", path: str = "the
     for key, tensor in raw.items():
         state[strip_prefixes(key)] = tensor
     if family == "auto":
-        family = detect_family(state, path)
+        family = detected = detect_family(state, path)
     elif family not in FAMILIES:
         raise CheckpointError(f"unknown backbone family '{family}'; choose auto or one of {', '.join(FAMILIES)}")
     else:
-        refuse_other_architectures(state, path)
-    return FAMILIES[family].convert(state, path, num_heads=num_heads, gsd_ratio=gsd_ratio)
+        detected = detect_family(state, path)
+    conv = FAMILIES[family].convert(state, path, num_heads=num_heads, gsd_ratio=gsd_ratio)
+    if detected != family:   # allowed (an encoder-only MAE looks like timm), but worth a word
+        conv.notes.append(f"mapped as {family} as asked; its keys look like {detected}")
+    return conv

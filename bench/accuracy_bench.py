@@ -255,6 +255,19 @@ def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
             sensor=case["sensor"])
     res.model.tta_flips = not res.model.tta_flips
     row["miou_tta_toggled"] = evaluate_on(other, test_lab)["miou"]
+    # ... and with the rare-class logit adjustment removed (when one was chosen)
+    adj = res.card.training.get("logit_adjustment")
+    if adj and adj["tau"]:
+        bias = res.model.class_bias.clone()
+        res.model.class_bias.zero_()
+        plain = pred.replace(".tif", "_plain.tif")
+        segment(test_img, None, plain, model=(res.model, res.card), device="cpu", overwrite=True, style=False,
+                sensor=case["sensor"])
+        res.model.class_bias.copy_(bias)
+        row["miou_without_adjustment"] = evaluate_on(plain, test_lab)["miou"]
+    else:
+        row["miou_without_adjustment"] = row["miou"]
+    row["tau"] = adj["tau"] if adj else None
     return _finish(row, res, train_s, case, pred)
 
 

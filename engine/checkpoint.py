@@ -291,6 +291,9 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
     model.set_stage("frozen")
     model.trained_backbone_keys = set(overrides)
     model.tta_flips = bool((card.training or {}).get("tta", False))
+    bias = ((card.training or {}).get("logit_adjustment") or {}).get("bias")
+    if bias is not None and len(bias) == model.cfg.num_classes:
+        model.class_bias = torch.tensor(bias, dtype=torch.float32)
     return model.to(device).eval(), card
 
 

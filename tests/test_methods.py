@@ -185,3 +185,42 @@ def test_accuracy_bench_quick_smoke():
     assert forest, proc.stdout
     miou = float(re.search(r"spectra\s+([0-9.]+) ±", forest[0]).group(1))
     assert miou > 0.9                       # the forest on the easy polygon-halves case
+
+
+def test_logit_adjustment_recovers_a_rare_class_and_is_neutral_when_balanced():
+    """A network whose scores rank a rare class right but never pick it (a common failure on a few
+    hundred roof pixels): the adjustment chosen on validation pixels gives the class back."""
+    from spectralx.training.calibration import choose_adjustment
+    rng = np.random.default_rng(0)
+    n_common, n_rare = 900, 60
+    labels = np.r_[np.zeros(n_common, int), np.ones(n_rare, int)]
+    logits = np.zeros((len(labels), 2))
+    logits[:, 0] = 1.0
+    logits[:, 1] = 0.2 + 0.6 * labels + 0.2 * rng.standard_normal(len(labels))   # ranks well, below 1.0
+    plain = (logits.argmax(1) == 1).sum()
+    assert plain < 10                                   # the rare class is (almost) never predicted
+    adj = choose_adjustment(logits, labels, train_counts=[3000, 150], class_values=[1, 2])
+    assert adj["tau"] > 0 and adj["val_miou_after"] > adj["val_miou_before"] + 0.2
+    assert adj["bias"][1] > adj["bias"][0]              # the rare class is pushed up
+    # balanced priors: no reason to move anything
+    adj = choose_adjustment(logits * 0 + np.eye(2)[labels], labels, train_counts=[500, 500], class_values=[1, 2])
+    assert adj["tau"] == 0.0
+    assert choose_adjustment(np.zeros((0, 2)), np.zeros(0, int), [1, 1], [1, 2]) is None
+
+
+def test_logit_adjustment_is_stored_in_the_card_and_applied_after_loading(tiny_backbone, block_labels, tmp_path):
+    from spectralx.checkpoint import load_checkpoint
+    from spectralx.training import finetune
+    out = str(tmp_path / "cal.safetensors")
+    res = finetune(IMAGE, block_labels, out, backbone=tiny_backbone, tile_size=64, steps=3, batch_size=2,
+                   eval_every=3, baseline=False, device="cpu")
+    adj = res.card.training["logit_adjustment"]
+    assert adj is not None and len(adj["bias"]) == 3 and adj["val_miou_after"] >= adj["val_miou_before"]
+    model, card = load_checkpoint(out, backbone=tiny_backbone)
+    assert torch.allclose(model.class_bias, torch.tensor(adj["bias"]))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        biased = model(x)
+        model.class_bias.zero_()
+        plain = model(x)
+    assert torch.allclose(biased - plain, torch.tensor(adj["bias"]).view(1, -1, 1, 1), atol=1e-5)

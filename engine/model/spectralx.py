@@ -41,6 +41,8 @@ class SpectralX(nn.Module):
         # stores these beside its own tensors; every other backbone tensor comes from the backbone file
         self.trained_backbone_keys: set = set()
         self.tta_flips = False   # test-time flip averaging (set from the card at load)
+        # per-class logit bias chosen after training (spectralx.training.calibration; from the card)
+        self.register_buffer("class_bias", torch.zeros(cfg.num_classes), persistent=False)
         self.head = SegmentationHead(cfg.embed_dim, cfg.head_dim, cfg.num_classes, cfg.pool_scales,
                                      cfg.in_bands, cfg.spectral_skip)
         self.recon_head = ReconstructionHead(cfg.embed_dim, cfg.in_bands, cfg.patch_size)
@@ -130,8 +132,10 @@ class SpectralX(nn.Module):
                 xi = x.flip(dims) if dims else x
                 yi = self.head(self.encode(xi), xi)
                 out = out + (yi.flip(dims) if dims else yi)
-            return out / 4
-        return self.head(self.encode(x), x)
+            out = out / 4
+        else:
+            out = self.head(self.encode(x), x)
+        return out if self.training else out + self.class_bias.to(out.dtype).view(1, -1, 1, 1)
 
     def reconstruct(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Stage-1 reconstruction of all C bands from (masked) input or hidden tokens."""
@@ -142,6 +146,8 @@ class SpectralX(nn.Module):
         for m in self.modules():
             if m is not self and hasattr(m, "reset_buffers"):
                 m.reset_buffers()
+        if self.class_bias.is_meta:
+            self.class_bias = torch.zeros(self.cfg.num_classes, device=self.hypert.scale.device)
 
     def balance_loss(self) -> torch.Tensor:
         return sum((m.balance_loss() for m in self.aomoa.values()), torch.zeros(()))

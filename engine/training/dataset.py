@@ -237,3 +237,29 @@ def predict_mask(model, x: np.ndarray, mask: np.ndarray, tile: int, device, batc
     if was_training:
         model.train()
     return out
+
+
+@torch.no_grad()
+def predict_logits(model, x: np.ndarray, mask: np.ndarray, tile: int, device, batch_size: int = 8) -> np.ndarray:
+    """(N, K) logits of the pixels where `mask` is True, in row-major order of the mask."""
+    origins = tile_origins(mask, tile)
+    was_training = model.training
+    model.eval()
+    k = None
+    out = None
+    for i in range(0, len(origins), batch_size):
+        part = origins[i:i + batch_size]
+        xb = torch.from_numpy(np.stack([x[:, r:r + tile, c:c + tile] for r, c in part])).float().to(device)
+        logits = model(xb).float().cpu().numpy()
+        if out is None:
+            k = logits.shape[1]
+            out = np.zeros((k,) + mask.shape, np.float32)
+        for (r, c), lg in zip(part, logits):
+            m = mask[r:r + tile, c:c + tile]
+            view = out[:, r:r + tile, c:c + tile]
+            view[:, m] = lg[:, m]
+    if was_training:
+        model.train()
+    if out is None:
+        return np.zeros((0, 0), np.float32)
+    return out[:, mask].T

@@ -30,7 +30,9 @@ from . import classes as classes_mod
 from .baseline import comparison_line, forest_baseline
 from .common import (adopt_classes, check_output, count_parameters, load_base, pick_device, place_backbone,
                      require_one_source)
-from .dataset import IGNORE, ChipSampler, Scene, label_window, pad_scene, predict_mask, split_regions
+from .calibration import choose_adjustment
+from .dataset import (IGNORE, ChipSampler, Scene, label_window, pad_scene, predict_logits, predict_mask,
+                      split_regions)
 from .labels import LabelSource, open_grid, read_labels
 from .loop import LoopResult, run_loop
 from .metrics import confusion, scores
@@ -262,6 +264,14 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
                     eval_every=eval_every, patience=opts.patience, log_every=eval_every,
                     full_state=opts.method == "full")
     model.tta_flips = opts.tta
+    adjustment = None
+    if opts.calibrate and has_val:
+        progress.update(loop.steps_run, opts.steps, "calibrating rare classes on validation")
+        adjustment = calibrate_on_validation(model, scenes, tile, dev, counts, [c.value for c in table])
+        if adjustment:
+            model.class_bias = torch.tensor(adjustment["bias"], dtype=torch.float32, device=dev)
+            log(f"logit adjustment tau {adjustment['tau']:g}: validation mIoU {adjustment['val_miou_before']:.3f} "
+                f"-> {adjustment['val_miou_after']:.3f} (tau chosen on these pixels)")
     seconds = time.time() - t_start
 
     # --- the random forest on the same pixels (SPEC §7) ------------------------------------------
@@ -292,7 +302,7 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         "base_checkpoint": os.path.basename(checkpoint) if checkpoint else None,
         "base_stage": base_stage,
         "options": opts.to_dict(),
-        "method": opts.method, "variant": opts.variant, "tta": opts.tta,
+        "method": opts.method, "variant": opts.variant, "tta": opts.tta, "logit_adjustment": adjustment,
         "steps": opts.steps, "steps_run": loop.steps_run, "stopped_early": loop.stopped_early,
         "batch_size": opts.batch_size, "lr": opts.learning_rate, "weight_decay": opts.weight_decay,
         "optimizer": "AdamW(0.9, 0.95)",
@@ -357,6 +367,19 @@ def validation_metrics(loop: LoopResult, validation_kind: str) -> Dict[str, Any]
         "confusion_matrix_axes": m["confusion_matrix_axes"],
         "best_step": loop.best_step, "validation": validation_kind,
     }
+
+
+def calibrate_on_validation(model, scenes: Sequence[Scene], tile: int, dev, train_counts, class_values):
+    """Validation logits of the trained model -> spectralx.training.calibration.choose_adjustment."""
+    logits, labels = [], []
+    for s in scenes:
+        mask = (s.role == 2) & (s.y >= 0)
+        if mask.any():
+            logits.append(predict_logits(model, s.x, mask, tile, dev))
+            labels.append(s.y[mask].astype(np.int64))
+    if not logits:
+        return None
+    return choose_adjustment(np.concatenate(logits), np.concatenate(labels), train_counts, class_values)
 
 
 def _validate(model, scenes: Sequence[Scene], tile: int, dev, k: int, table: List[ClassInfo]) -> Dict[str, Any]:

@@ -42,6 +42,7 @@ class FinetuneOptions:
     # after training
     baseline: bool = True              # fit and score the random-forest baseline (SPEC §7)
     tta: bool = False                  # flip averaging at inference (recorded in the card)
+    calibrate: bool = True             # logit adjustment for rare classes, tau chosen on validation
     # run
     seed: int = 0
     device: str = "auto"

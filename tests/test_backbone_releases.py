@@ -318,3 +318,12 @@ def test_explicit_family_is_obeyed_and_a_mismatch_is_noted(releases, tmp_path, c
     assert code == 0 and "(mae, as given)" in out and "its keys look like timm" in out
     code, _, err = _cli(capsys, "backbone", "import", r["src"], "-o", tmp_path / "b.safetensors", "--family", "dinov3")
     assert code == 2 and "not a DINOv3 checkpoint" in err and not (tmp_path / "b.safetensors").exists()
+
+
+def test_transformers_conversion_is_refused_with_advice(tmp_path, capsys):
+    from safetensors.torch import save_file
+    src = tmp_path / "model.safetensors"   # facebook/dinov3-vitl16-pretrain-sat493m style names
+    save_file({"embeddings.cls_token": torch.zeros(1, 1, 8), "embeddings.register_tokens": torch.zeros(1, 4, 8),
+               "layer.0.attention.q_proj.weight": torch.zeros(8, 8), "norm.weight": torch.ones(8)}, str(src))
+    code, _, err = _cli(capsys, "backbone", "import", src, "-o", tmp_path / "o.safetensors")
+    assert code == 2 and "transformers conversion" in err and "original release" in err

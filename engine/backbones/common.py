@@ -61,10 +61,20 @@ _OTHER_ARCHITECTURES = (
 )
 
 
+# Hugging Face `transformers` conversions (DINOv3, ViT, ViTMAE) rename every tensor.
+_TRANSFORMERS = re.compile(r"^(embeddings\.(cls_token|patch_embeddings|position_embeddings|register_tokens)"
+                           r"|layer\.\d+\.(attention|mlp|layernorm|norm))")
+
+
 def refuse_other_architectures(keys: Iterable[str], path: str) -> None:
     keys = list(keys)
     if any(re.match(r"^blocks\.\d+\.attn\.qkv\.weight$", k) for k in keys):
         return
+    hits = [k for k in keys if _TRANSFORMERS.search(k)]
+    if hits:
+        raise CheckpointError(
+            f"{path} is a Hugging Face transformers conversion (found {shown(hits, 2)}); import the "
+            "authors' original release file instead (see docs/backbones.md)")
     for name, pattern in _OTHER_ARCHITECTURES:
         hits = [k for k in keys if pattern.search(k)]
         if hits:

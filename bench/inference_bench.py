@@ -277,7 +277,8 @@ def hyper_rows(tmp: str, max_tiles: int = 0) -> dict:
     rows["wide"] = names[2]
     rows.update({"target_ratio": "<= 1.10", "target_wide": "< 1.5 GB (1536 MB)",
                  "read_bands": first["read_bands"], "budget_mb": round(first["budget"] / mb),
-                 "tile_columns_per_read": first["group"], "checkpoint": "resources/models/demo.safetensors "
+                 "tile_columns_per_read": first["group"], "max_tiles_per_run": max_tiles or None,
+                 "checkpoint": "resources/models/demo.safetensors "
                  "(218 bands, 6 classes, ViT-Tiny, 64 px tiles)", "batch_size": HYPER_BATCH,
                  "note": "peak RSS of the whole process (torch, model, warm-up batch included), default "
                          "memory budget; each run in a fresh subprocess"})

@@ -111,12 +111,15 @@ demo-model: setup
 	$(SPECTRALX) evaluate $(DEMO_OUT)/model-check.tif --reference $(DEMO_SPLIT)test.tif
 
 # `make screenshot`: real QGIS under Xvfb with a throwaway profile; the plugin is installed through
-# QGIS's own "Install from ZIP" (pyplugin_installer) from dist/spectralx_qgis.zip, the EnMAP sample
-# loaded, the panel open and a segmentation shown -> docs/screenshot.png.
+# QGIS's own "Install from ZIP" (pyplugin_installer) from dist/spectralx_qgis.zip, a Landsat 8 Level-1
+# crop without wavelengths mapped through the sensor picker, a model fine-tuned from the hand-drawn
+# polygons on the demo backbone and its segmentation shown -> docs/screenshot.png.
 SHOT_PROFILE := $(CURDIR)/build/screenshot-profile
-SHOT_CHECKPOINT ?= $(CURDIR)/$(DEMO_MODEL)
+SHOT_RASTER ?= $(CURDIR)/tests/fixtures/landsat8_224078_nowavelengths.tif
+SHOT_POLYGONS ?= $(CURDIR)/tests/fixtures/training_landsat8_224078_polygons.gpkg
+SHOT_STEPS ?= 40
 screenshot: package
-	@test -f "$(SHOT_CHECKPOINT)" || { echo "no checkpoint $(SHOT_CHECKPOINT): run 'make demo-model' or pass SHOT_CHECKPOINT=..."; exit 2; }
+	@test -f "$(DEMO_BACKBONE)" || { echo "no backbone $(DEMO_BACKBONE): run 'make demo-model'"; exit 2; }
 	@command -v xvfb-run >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth; }
 	rm -rf $(SHOT_PROFILE) docs/.screenshot_out
 	mkdir -p $(SHOT_PROFILE)/profiles/default/python/plugins $(SHOT_PROFILE)/profiles/default/QGIS docs
@@ -124,7 +127,8 @@ screenshot: package
 	  > $(SHOT_PROFILE)/profiles/default/QGIS/QGIS3.ini
 	rm -f /tmp/spectralx_screenshot.log
 	env -u QT_QPA_PLATFORM PYTHONPATH=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
-	  SPECTRALX_SAMPLE=$(CURDIR)/$(DEMO_SCENE) SPECTRALX_CHECKPOINT=$(SHOT_CHECKPOINT) \
+	  SPECTRALX_SAMPLE=$(SHOT_RASTER) SPECTRALX_POLYGONS=$(SHOT_POLYGONS) SPECTRALX_STEPS=$(SHOT_STEPS) \
+	  SPECTRALX_BACKBONE=$(CURDIR)/$(DEMO_BACKBONE) \
 	  SPECTRALX_SCREENSHOT=$(CURDIR)/docs/screenshot.png SPECTRALX_ZIP=$(CURDIR)/dist/spectralx_qgis.zip \
 	  HOME=$(SHOT_PROFILE) \
 	  timeout 900 xvfb-run -a -s "-screen 0 1600x1000x24" /usr/bin/qgis --profiles-path $(SHOT_PROFILE) \

@@ -1,7 +1,10 @@
 """`make screenshot`: run inside a real QGIS (`qgis --code`), under Xvfb.
 
-Installs the plugin zip through QGIS's "Install from ZIP" code path, loads the EnMAP sample, opens the SpectralX panel with the demo checkpoint, segments the layer in the
-background, waits for the styled result, and saves the main window to $SPECTRALX_SCREENSHOT.
+Installs the plugin zip through QGIS's "Install from ZIP" code path, loads a Landsat 8 Level-1 crop
+that carries no wavelengths and the analyst's polygons, opens the SpectralX panel, maps the raster
+through the sensor picker (Landsat 8, B2,B3,B4), fine-tunes a model from the polygons on the demo
+backbone, segments the layer with it, waits for the styled result, and saves the main window to
+$SPECTRALX_SCREENSHOT.
 Not part of the plugin zip (a developer tool).
 """
 import os
@@ -14,7 +17,9 @@ from qgis.utils import iface, plugins
 
 OUT = os.environ.get("SPECTRALX_SCREENSHOT", "docs/screenshot.png")
 SAMPLE = os.environ["SPECTRALX_SAMPLE"]
-CHECKPOINT = os.environ["SPECTRALX_CHECKPOINT"]
+POLYGONS = os.environ["SPECTRALX_POLYGONS"]
+BACKBONE = os.environ["SPECTRALX_BACKBONE"]
+STEPS = int(os.environ.get("SPECTRALX_STEPS", "120"))
 LOG = os.environ.get("SPECTRALX_SCREENSHOT_LOG", "/tmp/spectralx_screenshot.log")
 state = {"t": 0, "task_started": False}
 
@@ -49,37 +54,54 @@ def step():
         dock = plugin.dock
         if not state["task_started"]:
             iface.mainWindow().resize(1600, 1000)
-            layer = QgsRasterLayer(SAMPLE, "EnMAP L2A Potsdam (224 bands)")
+            layer = QgsRasterLayer(SAMPLE, "Landsat 8 L1 224/078, 2020-05-18 (no wavelengths)")
             QgsProject.instance().addMapLayer(layer)
-            # true-colour-ish display of the hyperspectral input
-            from qgis.core import QgsMultiBandColorRenderer, QgsContrastEnhancement
-            r = QgsMultiBandColorRenderer(layer.dataProvider(), 44, 28, 10)
-            for band, setter in ((44, r.setRedContrastEnhancement), (28, r.setGreenContrastEnhancement),
-                                 (10, r.setBlueContrastEnhancement)):
+            # natural colour: bands 3, 2, 1 are red, green, blue (B4, B3, B2)
+            from qgis.core import (QgsContrastEnhancement, QgsFillSymbol, QgsMultiBandColorRenderer,
+                                   QgsSingleSymbolRenderer, QgsVectorLayer)
+            r = QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1)
+            for band, setter in ((3, r.setRedContrastEnhancement), (2, r.setGreenContrastEnhancement),
+                                 (1, r.setBlueContrastEnhancement)):
+                stats = layer.dataProvider().bandStatistics(band)
                 ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-                ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
-                ce.setMinimumValue(0)
-                ce.setMaximumValue(1500)
+                ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+                ce.setMinimumValue(stats.minimumValue)
+                ce.setMaximumValue(stats.mean + 2 * stats.stdDev)
                 setter(ce)
             layer.setRenderer(r)
+            polygons = QgsVectorLayer(POLYGONS, "hand-drawn polygons (class: name)", "ogr")
+            polygons.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+                {"color": "0,0,0,0", "outline_color": "255,255,0", "outline_width": "0.6"})))
+            QgsProject.instance().addMapLayer(polygons)
             iface.setActiveLayer(layer)
             dock = plugin.show_dock()
             dock.setMinimumWidth(500)
             out_dir = os.path.join(os.path.dirname(os.path.abspath(OUT)), ".screenshot_out")
             os.makedirs(out_dir, exist_ok=True)
             dock.output_dir.setFilePath(out_dir)
-            dock.set_checkpoint(CHECKPOINT)
             dock.set_layer(layer)
+            dock.polygon_combo.setLayer(polygons)
+            dock.backbone_widget.setFilePath(BACKBONE)
+            dock.set_sensor("landsat8")          # the sensor picker: band order B2,B3,B4 filled in
+            dock.steps_spin.setValue(STEPS)
+            dock.device_combo.setCurrentIndex(max(dock.device_combo.findData("cpu"), 0))
             iface.mapCanvas().setExtent(layer.extent())
             iface.mapCanvas().refresh()
+            task = dock.finetune()
+            log(f"fine-tune started: {task} ({dock.status.text()})")
+            state["task_started"] = "finetune"
+            return QTimer.singleShot(1000, step)
+        if state["task_started"] == "finetune":
+            if dock.task is not None:
+                return QTimer.singleShot(1000, step)
+            log(f"fine-tune done: {dock.status.text()}")
             state["task_started"] = "bands"
             return QTimer.singleShot(500, step)
         if state["task_started"] == "bands":
             if dock.bands_pending():
                 return QTimer.singleShot(500, step)
-            dock.device_combo.setCurrentIndex(max(dock.device_combo.findData("cpu"), 0))
             task = dock.segment_layer()
-            log(f"segment started: {task}")
+            log(f"segment started: {task} ({dock.status.text()})")
             state["task_started"] = "segment"
             return QTimer.singleShot(500, step)
         if state["task_started"] == "segment":

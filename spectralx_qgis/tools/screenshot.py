@@ -31,6 +31,10 @@ def log(msg):
 
 def quit_qgis(code=0):
     log(f"exit {code}")
+    # close the project while the main window is alive, as File > Exit does: QGIS 3.22 crashes
+    # (signal 11 in its style dock) when ~QgisApp has to clear a layer tree with an active layer
+    iface.setActiveLayer(None)
+    QgsProject.instance().clear()
     QgsApplication.instance().exit(code)
 
 

@@ -329,6 +329,44 @@ def summarize(runs):
     return out
 
 
+def table(results, seeds, torch_threads, load_start) -> None:
+    print()
+    print(f"mean ± sd over seeds {seeds}; {os.cpu_count()} CPU cores, {torch_threads} torch thread(s) per run, "
+          f"load at start {load_start}")
+    print(f"{'case':<8} {'method':<48} {'mIoU':>15} {'OA':>15} {'train s':>8}")
+    for case_name, res in results.items():
+        rf = res["rows"].get("rf")
+        for method, s in res["rows"].items():
+            gap = ""
+            if rf and method != "rf":
+                gap = f"  {s['miou']['mean'] - rf['miou']['mean']:+.3f} vs forest"
+            print(f"{case_name:<8} {s['label']:<48} {s['miou']['mean']:.3f} ± {s['miou']['sd']:.3f}   "
+                  f"{s['oa']['mean']:.3f} ± {s['oa']['sd']:.3f} {s['train_seconds']['mean']:8.1f}{gap}")
+
+
+def label_of(method: str) -> str:
+    return "random forest, per-pixel spectra" if method == "rf" else METHODS[method]["label"]
+
+
+def results_from_log(paths, cases, methods) -> dict:
+    """Rows rebuilt from --log files (runs of several processes, e.g. one per method in parallel)."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs += [json.loads(x) for x in f if x.strip()]
+    results = {}
+    for case_name in cases:
+        rows = {}
+        for method in methods:
+            mine = [r for r in runs if r["case"] == case_name and r["method"] == method and not r.get("set")]
+            if mine:
+                rows[method] = {**summarize(mine), "label": label_of(method), "runs": mine}
+        folds = sorted({(r["fold"], r.get("train_pixels"), r.get("test_pixels")) for r in runs
+                        if r["case"] == case_name}, key=str)
+        results[case_name] = {"folds": [{"name": f[0]} for f in folds], "rows": rows}
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="enmap,landsat")
@@ -345,10 +383,15 @@ def main() -> int:
                     help="ablation: override a FinetuneOptions field for every SpectralX row "
                          "(e.g. --set lr=3e-4 --set ema=0.99); the saved table is then labelled with it")
     ap.add_argument("--log", help="append one JSON line per run to this file (ablation logs)")
+    ap.add_argument("--no-paired", action="store_true",
+                    help="skip the paired re-scoring of each model (flip averaging / logit adjustment toggled)")
+    ap.add_argument("--from-log", nargs="+", metavar="LOG",
+                    help="train nothing: build the table and bench/results.json from --log files of earlier "
+                         "runs without --set (e.g. one process per method run side by side)")
     args = ap.parse_args()
     global OVERRIDES, PAIRED_TTA
     OVERRIDES = dict(parse_set(x) for x in args.set)
-    PAIRED_TTA = not args.quick
+    PAIRED_TTA = not (args.quick or args.no_paired)
     if args.quick:
         args.methods, args.seeds, args.steps, args.no_save = "rf,spectralx", "0", args.steps or 4, True
     import torch
@@ -357,44 +400,38 @@ def main() -> int:
     methods = [m for m in args.methods.split(",") if m]
     load_start = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     t_start = time.perf_counter()
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="spectralx-accuracy-") as folder:
-        for case_name in args.cases.split(","):
-            case = enmap_case(folder) if case_name == "enmap" else landsat_case(folder)
-            results[case_name] = {"folds": [{k: f[k] for k in ("name", "train_pixels", "test_pixels")}
-                                            for f in case["folds"]], "rows": {}}
-            for method in methods:
-                runs = []
-                for seed in seeds:
-                    for fold in case["folds"]:
-                        t0 = time.perf_counter()
-                        row = (run_forest(case, fold, seed, folder) if method == "rf" else
-                               run_spectralx(case, fold, seed, folder, method, args.backbone, args.steps))
-                        row.update({"seed": seed, "fold": fold["name"]})
-                        runs.append(row)
-                        if args.log:
-                            with open(args.log, "a") as f:
-                                f.write(json.dumps({"case": case_name, "method": method, "set": OVERRIDES,
-                                                    **row}, default=str) + "\n")
-                        print(f"{case_name:<8} {method:<10} seed {seed} {fold['name']:<32} mIoU {row['miou']:.3f} "
-                              f"OA {row['oa']:.3f}  ({time.perf_counter() - t0:.0f} s)"
-                              + (f" points {row['points']}" if "points" in row else ""), flush=True)
-                summary = summarize(runs)
-                summary["label"] = "random forest, per-pixel spectra" if method == "rf" else METHODS[method]["label"]
-                summary["runs"] = runs
-                results[case_name]["rows"][method] = summary
-    print()
-    print(f"mean ± sd over seeds {seeds}; {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
-          f"load at start {load_start}")
-    print(f"{'case':<8} {'method':<48} {'mIoU':>15} {'OA':>15} {'train s':>8}")
-    for case_name, res in results.items():
-        rf = res["rows"].get("rf")
-        for method, s in res["rows"].items():
-            gap = ""
-            if rf and method != "rf":
-                gap = f"  {s['miou']['mean'] - rf['miou']['mean']:+.3f} vs forest"
-            print(f"{case_name:<8} {s['label']:<48} {s['miou']['mean']:.3f} ± {s['miou']['sd']:.3f}   "
-                  f"{s['oa']['mean']:.3f} ± {s['oa']['sd']:.3f} {s['train_seconds']['mean']:8.1f}{gap}")
+    if args.from_log:
+        results = results_from_log(args.from_log, args.cases.split(","), methods)
+        seeds = sorted({s for r in results.values() for row in r["rows"].values() for s in row["seeds"]})
+    else:
+        results = {}
+        with tempfile.TemporaryDirectory(prefix="spectralx-accuracy-") as folder:
+            for case_name in args.cases.split(","):
+                case = enmap_case(folder) if case_name == "enmap" else landsat_case(folder)
+                results[case_name] = {"folds": [{k: f[k] for k in ("name", "train_pixels", "test_pixels")}
+                                                for f in case["folds"]], "rows": {}}
+                for method in methods:
+                    runs = []
+                    for seed in seeds:
+                        for fold in case["folds"]:
+                            t0 = time.perf_counter()
+                            row = (run_forest(case, fold, seed, folder) if method == "rf" else
+                                   run_spectralx(case, fold, seed, folder, method, args.backbone, args.steps))
+                            row.update({"seed": seed, "fold": fold["name"], "train_pixels": fold["train_pixels"],
+                                        "test_pixels": fold["test_pixels"]})
+                            runs.append(row)
+                            if args.log:
+                                with open(args.log, "a") as f:
+                                    f.write(json.dumps({"case": case_name, "method": method, "set": OVERRIDES,
+                                                        **row}, default=str) + "\n")
+                            print(f"{case_name:<8} {method:<10} seed {seed} {fold['name']:<32} mIoU {row['miou']:.3f} "
+                                  f"OA {row['oa']:.3f}  ({time.perf_counter() - t0:.0f} s)"
+                                  + (f" points {row['points']}" if "points" in row else ""), flush=True)
+                    summary = summarize(runs)
+                    summary["label"] = label_of(method)
+                    summary["runs"] = runs
+                    results[case_name]["rows"][method] = summary
+    table(results, seeds, torch.get_num_threads(), load_start)
     section = {
         "what": __doc__.split("\n\n")[1].strip(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -409,7 +446,7 @@ def main() -> int:
                       "runs": {m: s["runs"] for m, s in r["rows"].items()}} for c, r in results.items()},
         "bench_seconds": round(time.perf_counter() - t_start, 1),
     }
-    if not args.no_save:
+    if not args.no_save and not OVERRIDES and not args.steps:
         results_file.update_results("accuracy", json.loads(json.dumps(section, default=str)))
         print(f"results: {os.path.relpath(results_file.RESULTS)} [accuracy]")
     return 0

@@ -44,10 +44,12 @@ def register(sub):
     p.add_argument("--lr", type=learning_rate, help="learning rate (default 1e-3; 1e-4 for --variant paper)")
     p.add_argument("--ema", type=fraction, help=f"weight averaging decay, 0 = off (default {D.ema:g})")
     p.add_argument("--backbone-norms", action=argparse.BooleanOptionalAction, default=None,
-                   help="train the backbone's LayerNorms (default: as the variant/method says)")
+                   help="train the backbone's LayerNorms, stored in the checkpoint (default: on)")
     p.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS, help=f"loss class weights (default {D.class_weighting})")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help=f"flip averaging when the model segments (stored in the card; default {'on' if D.tta else 'off'})")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=True,
+                   help="no logit adjustment for rare classes (by default tau is chosen on the validation pixels)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", default=True,
                    help="skip the random-forest baseline on the same pixels (shown beside the model's score)")
     p.add_argument("--val-fraction", type=fraction, default=0.2,
@@ -91,6 +93,7 @@ def run(args):
                        val_fraction=args.val_fraction, lr=args.lr, device=args.device, seed=args.seed,
                        method=args.method, variant=args.variant, ema=args.ema, backbone_norms=args.backbone_norms,
                        class_weighting=args.class_weighting, tta=args.tta, baseline=args.baseline,
+                       calibrate=args.calibrate,
                        progress=bar, sensor=args.sensor, band_map=args.band_map,
                        val_images=args.val_image, val_labels=args.val_labels, eval_every=args.eval_every,
                        patience=args.patience, description=args.description,

@@ -419,17 +419,17 @@ def main() -> int:
     if not rows <= {"core", "hyper", "dask"}:
         ap.error(f"--rows: unknown {sorted(rows - {'core', 'hyper', 'dask'})}")
     extra = {}
-    t_extra = time.perf_counter()
     if rows & {"hyper", "dask"}:
         with tempfile.TemporaryDirectory(prefix="spectralx-bench-") as tmp:
-            if "hyper" in rows:
-                extra["d_hyperspectral_memory"] = hyper_rows(tmp, args.hyper_max_tiles)
-            if "dask" in rows:
-                extra["e_dask"] = dask_rows(tmp, max(1, min(args.repeats, 3)))
+            for key, make in (("hyper", lambda: hyper_rows(tmp, args.hyper_max_tiles)),
+                              ("dask", lambda: dask_rows(tmp, max(1, min(args.repeats, 3))))):
+                if key in rows:
+                    load, t0 = [round(v, 2) for v in os.getloadavg()], time.perf_counter()
+                    section = make()
+                    section.update(date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                   load_average_at_start=load, seconds=round(time.perf_counter() - t0, 1))
+                    extra["d_hyperspectral_memory" if key == "hyper" else "e_dask"] = section
     if "core" not in rows:
-        extra["de_date"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        extra["de_load_average"] = [round(v, 2) for v in os.getloadavg()]
-        extra["de_seconds"] = round(time.perf_counter() - t_extra, 1)
         if not args.quick:
             import json as _json
             try:

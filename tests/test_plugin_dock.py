@@ -219,4 +219,4 @@ def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, chec
     assert sorted(c.name for c in card.classes) == ["tree", "water"]
     assert "tree" in dock.card_view.toHtml()
     assert not [f for f in os.listdir(dock.output_folder()) if f.endswith(".gpkg")]
-    assert not os.path.exists(os.path.dirname(task.params["labels"]))
+    assert not os.path.exists(os.path.dirname(task.request.labels))     # the burnt label raster is gone

@@ -354,6 +354,10 @@ def results_from_log(paths, cases, methods) -> dict:
     for path in paths:
         with open(path) as f:
             runs += [json.loads(x) for x in f if x.strip()]
+    latest = {}
+    for r in runs:          # a run repeated (a process restarted) counts once: the last one
+        latest[(r["case"], r["method"], r["seed"], r["fold"], json.dumps(r.get("set") or {}, sort_keys=True))] = r
+    runs = list(latest.values())
     results = {}
     for case_name in cases:
         rows = {}

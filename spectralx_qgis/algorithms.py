@@ -73,6 +73,12 @@ def drop_unnamed_layers(context) -> None:
         context.setLayersToLoadOnCompletion({k: v for k, v in layers.items() if str(k).strip()})
 
 
+# fine-tuning methods and variants offered in Processing (spectralx.training.options), default first
+FINETUNE_METHODS = [("spectralx", "SpectralX (HyperT + AoMoA + Are-adapter)"), ("lora", "LoRA baseline"),
+                    ("slr", "SLR baseline (LoRA + scaling)"), ("full", "Full fine-tune (backbone unfrozen)")]
+FINETUNE_VARIANTS = [("default", "Default (measured best)"), ("paper", "Paper-faithful")]
+
+
 class ClassLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
     """Applies the paletted class renderer when Processing loads the output layer."""
     _alive = []  # post-processors must outlive the algorithm instance
@@ -353,6 +359,15 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
         add_starting_point_parameters(self)
         d = deps.defaults()
         known = lambda name: d.training_default("finetune", name)  # noqa: E731
+        p = QgsProcessingParameterEnum(
+            "METHOD", tr("Method"), options=[label for _, label in FINETUNE_METHODS], defaultValue=0)
+        p.setHelp(tr("SpectralX (default), or a PEFT baseline on the same tokenizer and head for comparison: "
+                     "LoRA, SLR (LoRA + scaling vectors), full fine-tuning (backbone unfrozen)"))
+        self.addParameter(p)
+        p = QgsProcessingParameterEnum(
+            "VARIANT", tr("Network variant"), options=[label for _, label in FINETUNE_VARIANTS], defaultValue=0)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(p)
         for name, label, kind, default, lo, hi in [
                 ("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, known("batch_size"), 1,
                  d.BATCH_SIZE_MAX),
@@ -407,7 +422,9 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
                 batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
                 val_fraction=self.parameterAsDouble(parameters, "VAL_FRACTION", context),
                 lr=self._optional_number(parameters, "LEARNING_RATE", context),
-                device=self._device(parameters, context), seed=self.parameterAsInt(parameters, "SEED", context))
+                device=self._device(parameters, context), seed=self.parameterAsInt(parameters, "SEED", context),
+                method=FINETUNE_METHODS[self.parameterAsEnum(parameters, "METHOD", context)][0],
+                variant=FINETUNE_VARIANTS[self.parameterAsEnum(parameters, "VARIANT", context)][0])
             args, kwargs = request.engine_args()
             result = training.finetune(*args, progress=training_feedback_progress(feedback), **kwargs)
         finally:
@@ -416,7 +433,8 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
             return self.cancelled(context, feedback)
         metrics = getattr(result, "metrics", {}) or {}
         if metrics:
-            feedback.pushInfo(tr("Validation: ") + json.dumps(metrics, default=str)[:2000])
+            feedback.pushInfo(tr("Validation: ") + getattr(result, "comparison", ""))
+            feedback.pushInfo(tr("Metrics: ") + json.dumps(metrics, default=str)[:2000])
         return {"OUTPUT": getattr(result, "checkpoint", output),
                 "METRICS": json.dumps(metrics, default=str)}
 

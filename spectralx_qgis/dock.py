@@ -199,6 +199,14 @@ class SpectralXDock(QgsDockWidget):
         self.steps_spin.setValue(defaults.training_default("finetune", "steps"))
         self.steps_spin.setToolTip("Training steps. The best model on the held-out polygons is kept.")
         form.addRow("Steps", self.steps_spin)
+        self.method_combo = QComboBox()
+        for key, label in (("spectralx", "SpectralX"), ("lora", "LoRA (baseline)"), ("slr", "SLR (baseline)"),
+                           ("full", "Full fine-tune (baseline)")):
+            self.method_combo.addItem(label, key)
+        self.method_combo.setToolTip("SpectralX trains small adapters on the frozen backbone. The others are "
+                                     "baselines for comparison. Every new model is also compared with a "
+                                     "random forest on the same pixels (shown in its card).")
+        form.addRow("Method", self.method_combo)
         self.finetune_button = QPushButton("Fine-tune from polygons")
         self.finetune_button.setToolTip("Train a new model for this raster from the polygons; it is selected "
                                         "when done. Starts from the chosen checkpoint, or from the backbone "
@@ -595,7 +603,8 @@ class SpectralXDock(QgsDockWidget):
             checkpoint=self.checkpoint_path() or None, backbone=backbone, sensor=sensor,
             band_map=band_map if band_map not in ("auto",) else None,
             steps=self.steps_spin.value(), batch_size=self.batch_spin.value(),
-            device=self.device_combo.currentData() or deps.defaults().DEVICE)
+            device=self.device_combo.currentData() or deps.defaults().DEVICE,
+            method=self.method_combo.currentData() or None)
         return request, work
 
     def finetune(self):

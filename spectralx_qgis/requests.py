@@ -59,6 +59,8 @@ class FinetuneRequest:
     val_fraction: Optional[float] = None
     seed: Optional[int] = None
     device: str = "auto"
+    method: Optional[str] = None           # spectralx (default) | lora | slr | full
+    variant: Optional[str] = None          # default | paper
     extra: Dict[str, Any] = field(default_factory=dict)    # further spectralx.training.finetune options
 
     def engine_args(self):
@@ -66,7 +68,8 @@ class FinetuneRequest:
         kwargs = _drop_none(dict(
             class_field=self.class_field, checkpoint=self.checkpoint, backbone=self.backbone,
             sensor=self.sensor, band_map=self.band_map, steps=self.steps, batch_size=self.batch_size,
-            lr=self.lr, val_fraction=self.val_fraction, seed=self.seed, device=self.device))
+            lr=self.lr, val_fraction=self.val_fraction, seed=self.seed, device=self.device,
+            method=self.method, variant=self.variant))
         kwargs.update(self.extra)
         return (self.raster, self.labels, self.output), kwargs
 

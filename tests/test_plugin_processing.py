@@ -113,7 +113,9 @@ def test_finetune_pretrain_evaluate_processing(plugin, checkpoint_for, enmap_til
         assert res["OUTPUT"] == out and os.path.isfile(out)
         card = read_card(out)
         assert card.stage == "finetune" and sorted(c.name for c in card.classes) == ["tree", "water"]
-        json.loads(res["METRICS"])
+        assert card.training["method"] == "spectralx" and card.training["variant"] == "default"
+        metrics = json.loads(res["METRICS"])
+        assert "random_forest" in metrics["baselines"] or metrics["validation"].startswith("none")
 
         pre = str(tmp_path / "ft" / "pretrained.safetensors")
         res = processing.run("spectralx:pretrain", {"INPUT": [enmap_tile], "CHECKPOINT": base, "STEPS": 2,
@@ -168,3 +170,35 @@ def test_segment_inside_a_processing_model(plugin, enmap_tile, enmap_checkpoint,
     dest = str(tmp_path / "model_classes.tif")
     result = processing.run(reloaded, {"image": enmap_tile, "seg:classes": dest})
     assert os.path.isfile(dest) and result["seg:classes"] == dest
+
+
+def test_finetune_processing_lora_baseline_from_a_backbone(plugin, tiny_backbone, enmap_tile, tmp_path):
+    """METHOD picks a PEFT baseline; the card records it and the log compares with the forest."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+    from spectralx.checkpoint import read_card
+
+    class Log(QgsProcessingFeedback):
+        lines = []
+
+        def pushInfo(self, text):
+            self.lines.append(text)
+
+    labels = _polygon_layer(enmap_tile)
+    QgsProject.instance().addMapLayer(labels)
+    try:
+        out = str(tmp_path / "lora.safetensors")
+        alg = QgsApplication.processingRegistry().algorithmById("spectralx:finetune")
+        names = {p.name(): p for p in alg.parameterDefinitions()}
+        assert names["METHOD"].options()[0].startswith("SpectralX") and "LoRA" in names["METHOD"].options()[1]
+        log = Log()
+        processing.run("spectralx:finetune", {
+            "INPUT": enmap_tile, "LABELS": labels, "CLASS_FIELD": "class", "BACKBONE": tiny_backbone,
+            "METHOD": 1, "STEPS": 2, "BATCH_SIZE": 2, "VAL_FRACTION": 0.5, "DEVICE": 1, "OUTPUT": out},
+            feedback=log)
+        card = read_card(out)
+        assert card.config.method == "lora" and card.training["method"] == "lora"
+        assert any(line.startswith("Validation: ") and ("random forest" in line or "not validated" in line)
+                   for line in log.lines), log.lines
+    finally:
+        QgsProject.instance().removeAllMapLayers()

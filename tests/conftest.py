@@ -58,3 +58,14 @@ def make_checkpoint(tiny_backbone, tmp_path):
         save_checkpoint(model, card, path)
         return path
     return factory
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: on a shared 2-core machine two spinning OpenMP threads
+    per process make small training steps many times slower; restored afterwards. Use with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

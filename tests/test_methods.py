@@ -20,12 +20,7 @@ IMAGE = os.path.join(FIXTURES, "training_landsat8_224078.tif")
 POLYGONS = os.path.join(FIXTURES, "training_landsat8_224078_polygons.gpkg")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from rasterio.transform import from_origin
 
 from spectralx.checkpoint import ClassInfo
 from spectralx.errors import RasterError
-from spectralx.outputs import (BlockRowWriter, class_raster_profile, open_class_raster, open_confidence_raster,
+from spectralx.inference.writer import BlockWindowWriter
+from spectralx.outputs import (class_raster_profile, open_class_raster, open_confidence_raster,
                                qml_text, read_class_names, style_path, write_qml)
 
 CLASSES = [ClassInfo(1, "water", "#1F78B4"), ClassInfo(2, "crop & <grass>", "#33a02c"),
@@ -24,7 +25,7 @@ T = from_origin(400000.0, 5700000.0, 20.0, 20.0)
 def write_class_raster(path, data):
     h, w = data.shape
     ds = open_class_raster(str(path), w, h, "EPSG:32633", T, CLASSES, tags={"SPECTRALX_SOURCE": "x.tif"})
-    writer = BlockRowWriter(ds, block_rows=256)
+    writer = BlockWindowWriter(ds, 0, 0, w, block_rows=256)
     row = 0
     for n in (37, 100, 1, 300, h):          # odd strip heights, regrouped into block rows
         n = min(n, h - row)
@@ -86,7 +87,7 @@ def test_confidence_formats(tmp_path):
 
 def test_block_row_writer_rejects_gaps(tmp_path):
     ds = open_class_raster(str(tmp_path / "c.tif"), 10, 10, None, T, CLASSES)
-    w = BlockRowWriter(ds)
+    w = BlockWindowWriter(ds, 0, 0, 10)
     w.write(0, np.ones((3, 10), np.uint8))
     with pytest.raises(RuntimeError):
         w.write(5, np.ones((3, 10), np.uint8))

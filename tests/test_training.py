@@ -12,18 +12,10 @@ import torch
 from conftest import FIXTURES, run_cli
 
 IMAGE = os.path.join(FIXTURES, "training_landsat8_224078.tif")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning OpenMP threads per process make
-    small training steps 10x slower; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 POLYGONS = os.path.join(FIXTURES, "training_landsat8_224078_polygons.gpkg")
 TILE = 64
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _grid():

@@ -210,9 +210,14 @@ def test_training_progress_line():
 def test_card_shows_metric_values_validation_status_and_baseline(dock, tmp_path):
     from spectralx.checkpoint import read_card
     from spectralx_qgis.card_view import card_html
-    html = card_html(read_card(ENMAP_MODEL), ENMAP_MODEL)
-    assert "mIoU <b>0.412</b>" in html and "OA <b>0.750</b>" in html and "1206 held-out pixels" in html
-    assert "best_step" not in html and "final_train_loss" not in html and "best step 80" in html
+    demo = read_card(ENMAP_MODEL)
+    m = demo.metrics
+    html = card_html(demo, ENMAP_MODEL)
+    assert (f"mIoU <b>{m['val_miou']:.3f}</b>" in html and f"OA <b>{m['val_oa']:.3f}</b>" in html
+            and f"{m['val_pixels']} held-out pixels" in html)
+    assert "best_step" not in html and "final_train_loss" not in html and f"best step {m['best_step']}" in html
+    forest = m["baselines"]["random_forest"]["val_miou"]
+    assert f"Random-forest baseline (same pixels): mIoU <b>{forest:.3f}</b>" in html
     card = read_card(ENMAP_MODEL)
     card.metrics = {"validation": "none: no region could be held out (give more polygons per class, or "
                                   "--val-fraction > 0)", "best_step": 3, "final_train_loss": 1.29,

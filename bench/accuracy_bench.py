@@ -450,6 +450,11 @@ def main() -> int:
                       "runs": {m: s["runs"] for m, s in r["rows"].items()}} for c, r in results.items()},
         "bench_seconds": round(time.perf_counter() - t_start, 1),
     }
+    if args.from_log:
+        section["machine"]["load_average_at_start"] = None
+        section["machine"]["runs"] = ("built from --log files of runs made earlier, one process per method/seed side "
+                                      "by side (one torch thread each), on this machine under load from other jobs; "
+                                      "times are wall-clock under that load")
     if not args.no_save and not OVERRIDES and not args.steps:
         results_file.update_results("accuracy", json.loads(json.dumps(section, default=str)))
         print(f"results: {os.path.relpath(results_file.RESULTS)} [accuracy]")

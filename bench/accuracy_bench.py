@@ -227,7 +227,12 @@ def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
     spec = METHODS[method]
     train_img, train_lab = fold["train"]
     test_img, test_lab = fold["test"]
-    kwargs = {**OVERRIDES, **spec["kwargs"]}
+    from spectralx.config import ModelConfig
+    arch_keys = set(ModelConfig.__dataclass_fields__)       # network switches go to `architecture`
+    kwargs = {**{k: v for k, v in OVERRIDES.items() if k not in arch_keys}, **spec["kwargs"]}
+    arch = {k: v for k, v in OVERRIDES.items() if k in arch_keys}
+    if arch:
+        kwargs["architecture"] = arch
     if steps:
         kwargs["steps"] = steps
     if fold["val"]:
@@ -384,8 +389,8 @@ def main() -> int:
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
     ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     ap.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
-                    help="ablation: override a FinetuneOptions field for every SpectralX row "
-                         "(e.g. --set lr=3e-4 --set ema=0.99); the saved table is then labelled with it")
+                    help="ablation: override a FinetuneOptions field or a network switch (ModelConfig) for "
+                         "every SpectralX row (e.g. --set lr=3e-4 --set are_match=hard); not saved to results.json")
     ap.add_argument("--log", help="append one JSON line per run to this file (ablation logs)")
     ap.add_argument("--no-paired", action="store_true",
                     help="skip the paired re-scoring of each model (flip averaging / logit adjustment toggled)")

@@ -345,6 +345,16 @@ def print_extra(extra: dict) -> None:
 
 
 def _ru_maxrss() -> int:
+    """Peak resident memory of this process image. On Linux VmHWM from /proc: getrusage's ru_maxrss
+    survives execve (getrusage(2)), so a child started from a bench process that had already grown
+    reported the parent's peak (every (b) run read 1515 MB on 2026-11-30)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 

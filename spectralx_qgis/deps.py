@@ -24,6 +24,7 @@ REQUIREMENTS: List[Tuple[str, str, str]] = [
     # rasterio 1.4 with affine 3 misbehaves with the numpy/GDAL of QGIS 3.22-era systems
     ("rasterio", "rasterio>=1.3,<1.4 affine>=2.3,<3", "reading and writing rasters"),
     ("safetensors", "safetensors>=0.4", "reading checkpoints safely"),
+    ("sklearn", "scikit-learn>=1.1", "the random-forest baseline every fine-tuned model is compared with"),
 ]
 
 _state: Dict[str, object] = {}

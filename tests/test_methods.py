@@ -219,3 +219,21 @@ def test_logit_adjustment_is_stored_in_the_card_and_applied_after_loading(tiny_b
         model.class_bias.zero_()
         plain = model(x)
     assert torch.allclose(biased - plain, torch.tensor(adj["bias"]).view(1, -1, 1, 1), atol=1e-5)
+
+
+def test_missing_scikit_learn_keeps_the_model_and_says_so(tiny_backbone, block_labels, tmp_path, monkeypatch):
+    """A QGIS Python without scikit-learn: the fine-tune still writes its model; the card says why
+    there is no forest instead of pretending one was compared."""
+    from spectralx.training import baseline as bl
+    from spectralx.training import finetune
+
+    def missing():
+        raise bl.MissingDependency("the random-forest baseline needs scikit-learn (pip install scikit-learn)")
+    monkeypatch.setattr(bl, "_require_sklearn", missing)
+    out = tmp_path / "m.safetensors"
+    res = finetune(IMAGE, block_labels, str(out), backbone=tiny_backbone, tile_size=64, steps=2, batch_size=2,
+                   eval_every=2, device="cpu", calibrate=False)
+    assert out.is_file()
+    rf = res.metrics["baselines"]["random_forest"]
+    assert rf["validation"].startswith("not run: ") and "scikit-learn" in rf["validation"]
+    assert "random forest not scored (not run:" in res.comparison

@@ -27,7 +27,7 @@ from ..config import DEFAULT_SPECTRAL_SKIP, PAPER_SWITCHES
 from ..errors import LabelError, SpectralXError
 from ..progress import Progress, ensure
 from . import classes as classes_mod
-from .baseline import comparison_line, forest_baseline
+from .baseline import MissingDependency, comparison_line, forest_baseline
 from .common import (adopt_classes, check_output, count_parameters, load_base, pick_device, place_backbone,
                      require_one_source)
 from .calibration import choose_adjustment
@@ -278,7 +278,11 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     baseline = None
     if opts.baseline:
         progress.update(loop.steps_run, opts.steps, "random-forest baseline")
-        baseline = forest_baseline(scenes, k_classes, [c.value for c in table], names, seed=opts.seed)
+        try:
+            baseline = forest_baseline(scenes, k_classes, [c.value for c in table], names, seed=opts.seed)
+        except MissingDependency as exc:     # a QGIS Python without scikit-learn: say so, keep the model
+            baseline = {"validation": f"not run: {exc}"}
+            log(f"note: random-forest baseline not run: {exc}")
         progress.check()
 
     # --- card ---------------------------------------------------------------------------------

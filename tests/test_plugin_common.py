@@ -138,3 +138,14 @@ def test_plugin_imports_without_engine_side_effects():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("False")
+
+
+@pytest.fixture
+def project():
+    """The QGIS project, emptied before and after the test."""
+    from qgis.core import QgsProject
+    QgsProject.instance().removeAllMapLayers()
+    QgsProject.instance().layerTreeRoot().removeAllChildren()
+    yield QgsProject.instance()
+    QgsProject.instance().removeAllMapLayers()
+    QgsProject.instance().layerTreeRoot().removeAllChildren()

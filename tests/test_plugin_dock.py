@@ -4,24 +4,15 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 import rasterio
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature, QgsGeometry,
-                       QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+                       QgsPalettedRasterRenderer, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
 from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
 from test_plugin_common import (CLASSES, checkpoint_for, dock, enmap_checkpoint,  # noqa: F401
-                                enmap_tile, plugin, run_task, wait_for)
+                                enmap_tile, plugin, project, run_task, wait_for)
 
-
-@pytest.fixture
-def project():
-    QgsProject.instance().removeAllMapLayers()
-    QgsProject.instance().layerTreeRoot().removeAllChildren()
-    yield QgsProject.instance()
-    QgsProject.instance().removeAllMapLayers()
-    QgsProject.instance().layerTreeRoot().removeAllChildren()
 
 
 def _add_raster(project, path, name="enmap"):

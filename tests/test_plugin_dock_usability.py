@@ -11,25 +11,17 @@ import shutil
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer, QgsVectorLayer
 from qgis.PyQt.QtWidgets import QAbstractButton, QComboBox
 
 from test_plugin_common import (FIXTURES, REPO, checkpoint_for, dock, enmap_checkpoint,  # noqa: F401
-                                enmap_tile, plugin, run_task, wait_for)
+                                enmap_tile, plugin, project, run_task, wait_for)
 
 LANDSAT = os.path.join(FIXTURES, "landsat8_224078_nowavelengths.tif")
 POLYGONS = os.path.join(FIXTURES, "training_landsat8_224078_polygons.gpkg")
 BACKBONE = os.path.join(REPO, "resources", "models", "demo-backbone.safetensors")
 ENMAP_MODEL = os.path.join(REPO, "resources", "models", "demo.safetensors")
 
-
-@pytest.fixture
-def project():
-    QgsProject.instance().removeAllMapLayers()
-    QgsProject.instance().layerTreeRoot().removeAllChildren()
-    yield QgsProject.instance()
-    QgsProject.instance().removeAllMapLayers()
-    QgsProject.instance().layerTreeRoot().removeAllChildren()
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ demo: setup
 	@mkdir -p $(DEMO_OUT)
 	$(SPECTRALX) segment $(DEMO_SCENE) -c $(DEMO_MODEL) -o $(DEMO_OUT)/landcover.tif \
 	  --confidence $(DEMO_OUT)/confidence.tif --device cpu --overwrite
-	$(SPECTRALX) quicklook $(DEMO_OUT)/landcover.tif -o $(DEMO_OUT)/landcover.png --image $(DEMO_SCENE) \
+	$(SPECTRALX) quicklook $(DEMO_OUT)/landcover.tif -o $(DEMO_OUT)/landcover.png --image $(DEMO_SCENE) --overwrite \
 	  --reference $(DEMO_LABELS) \
 	  --title "SpectralX demo: EnMAP L2A Potsdam, 24 July 2022 (224 bands, 30 m)"
 	@echo

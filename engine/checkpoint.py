@@ -6,6 +6,7 @@ model folder, and its hash is verified before any weight is used.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -300,6 +301,11 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
 def save_checkpoint(model: SpectralX, card: ModelCard, path: str) -> None:
     """Write every non-backbone tensor plus the card; atomic (temporary file, then rename)."""
     card.architecture = model.cfg.to_dict()
+    written = card
+    ref = card.backbone
+    if ref.path and os.path.dirname(os.path.abspath(ref.path)) == os.path.dirname(os.path.abspath(path)):
+        # beside the checkpoint it is found first anyway: no machine-specific path in a file people share
+        written = dataclasses.replace(card, backbone=dataclasses.replace(ref, path=""))
     keep = getattr(model, "trained_backbone_keys", set())
     tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.") or k in keep}
     if card.stage == "finetune":  # segmentation never uses the reconstruction head (16*16*C*D weights)
@@ -312,7 +318,7 @@ def save_checkpoint(model: SpectralX, card: ModelCard, path: str) -> None:
     # serialised in memory (non-backbone tensors only: tens of MB), then one atomic write: a full
     # disk is an OSError we can report, never a half-written checkpoint
     data = to_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
-                    metadata={CARD_KEY: card.to_json()})
+                    metadata={CARD_KEY: written.to_json()})
     write_bytes(path, data)
 
 

@@ -216,26 +216,12 @@ def tile_origins(mask: np.ndarray, tile: int, stride: Optional[int] = None) -> L
     return out
 
 
-@torch.no_grad()
-def predict_mask(model, x: np.ndarray, mask: np.ndarray, tile: int, device, batch_size: int = 8,
-                 autocast: bool = False) -> np.ndarray:
+def predict_mask(model, x: np.ndarray, mask: np.ndarray, tile: int, device, batch_size: int = 8) -> np.ndarray:
     """Class index per pixel where `mask` is True (IGNORE elsewhere); non-overlapping tiles."""
     out = np.full(mask.shape, IGNORE, np.int16)
-    origins = tile_origins(mask, tile)
-    was_training = model.training
-    model.eval()
-    for i in range(0, len(origins), batch_size):
-        part = origins[i:i + batch_size]
-        xb = torch.from_numpy(np.stack([x[:, r:r + tile, c:c + tile] for r, c in part])).float().to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(xb)
-        pred = logits.argmax(1).cpu().numpy().astype(np.int16)
-        for (r, c), p in zip(part, pred):
-            m = mask[r:r + tile, c:c + tile]
-            view = out[r:r + tile, c:c + tile]
-            view[m] = p[m]
-    if was_training:
-        model.train()
+    logits = predict_logits(model, x, mask, tile, device, batch_size)
+    if len(logits):
+        out[mask] = logits.argmax(1).astype(np.int16)
     return out
 
 

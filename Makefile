@@ -55,6 +55,7 @@ package:
 	rm -rf build/package dist/spectralx_qgis.zip
 	mkdir -p $(PKG_DIR)/_vendor $(PKG_DIR)/icons dist
 	cp spectralx_qgis/*.py $(PKG_DIR)/
+	cp spectralx_qgis/model_catalog.json $(PKG_DIR)/
 	cp metadata.txt LICENSE $(PKG_DIR)/
 	cp resources/icons/spectralx.svg resources/icons/spectralx.png $(PKG_DIR)/icons/
 	printf '"""Third-party code bundled with the plugin (the SpectralX engine)."""\n' > $(PKG_DIR)/_vendor/__init__.py

@@ -103,10 +103,12 @@ class DigestCache:
 
     def save(self) -> None:
         """Atomically (temporary file + rename); a read-only folder just keeps no cache."""
-        if not (self.path and self._dirty and os.path.isdir(os.path.dirname(self.path))):
+        if not (self.path and os.path.isdir(os.path.dirname(self.path))):
             return
         # entries of files that are gone would otherwise accumulate forever
         live = {k: v for k, v in self.entries.items() if os.path.isfile(k)}
+        if not self._dirty and len(live) == len(self.entries):
+            return
         try:
             fd, tmp = tempfile.mkstemp(prefix=".digests-", suffix=".tmp", dir=os.path.dirname(self.path))
             try:
@@ -119,6 +121,7 @@ class DigestCache:
                 raise
         except OSError:
             return
+        self.entries = live
         self._dirty = False
 
 

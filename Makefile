@@ -4,17 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYS_PY := /usr/bin/python3
-TORCH_VERSION := 2.13.0
+# the torch pin of the one requirement list (the plugin's requirements.txt), installed first on its own
+TORCH_VERSION := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' spectralx_qgis/requirements.txt)
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test demo demo-model demo-backbone demo-finetune bench package screenshot clean
+.PHONY: setup test demo demo-model demo-backbone demo-finetune bench package screenshot clean wheelhouse
 
 setup: $(STAMP)
 
 # QGIS comes from Debian (it is built against the system Python); the venv sees it through
 # --system-site-packages. numpy is pinned to the system's so pip never upgrades it under GDAL/QGIS.
-$(STAMP): pyproject.toml setup.py requirements/runtime.txt requirements/dev.txt
+$(STAMP): pyproject.toml setup.py spectralx_qgis/requirements.txt requirements/runtime.txt requirements/cli.txt requirements/dev.txt
 	@if ! $(SYS_PY) -c "import qgis.core" 2>/dev/null; then \
 	  echo "Installing QGIS from Debian (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qgis python3-qgis; \
@@ -45,6 +46,14 @@ test: setup
 bench: setup
 	@set -e; for script in bench/*_bench.py; do echo "== $$script"; $(PY) $$script; done
 
+# `make wheelhouse`: every wheel of the pinned list (dependencies included) for QGIS's Python, in one
+# folder, for the installer's offline mode (copy the folder to a machine without internet; build it
+# with the same Python version and platform as that machine's QGIS). The installer test uses it too.
+WHEELHOUSE := build/wheelhouse
+wheelhouse: setup
+	$(SYS_PY) -m pip download -q --disable-pip-version-check -d $(WHEELHOUSE) -r spectralx_qgis/requirements.txt -c $(VENV)/constraints.txt
+	@ls $(WHEELHOUSE)/*.whl | wc -l | xargs echo "wheels in $(WHEELHOUSE):"
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info bench/results.json
 
@@ -55,6 +64,7 @@ package:
 	rm -rf build/package dist/spectralx_qgis.zip
 	mkdir -p $(PKG_DIR)/_vendor $(PKG_DIR)/icons dist
 	cp spectralx_qgis/*.py $(PKG_DIR)/
+	cp spectralx_qgis/requirements.txt $(PKG_DIR)/
 	cp spectralx_qgis/model_catalog.json $(PKG_DIR)/
 	cp metadata.txt LICENSE $(PKG_DIR)/
 	cp resources/icons/spectralx.svg resources/icons/spectralx.png $(PKG_DIR)/icons/

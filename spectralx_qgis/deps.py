@@ -2,8 +2,9 @@
 
 The plugin must load even when QGIS's Python lacks torch, rasterio or safetensors: nothing here
 imports them at module level. `check()` tries the real imports once (a broken install fails as
-clearly as a missing one) and `guidance()` explains, for *this* QGIS (its own Python executable),
-exactly what to install and how. The Processing algorithms and the dock show the same text.
+clearly as a missing one) and `guidance()` says what is missing and how to get it: the installer
+(panel button, Processing algorithm) first, the manual pip command as the fallback. Both use the one
+pinned list, `requirements.txt` (see requirements.py).
 
 The engine is imported from a copy bundled inside the plugin (`spectralx_qgis._vendor.spectralx`,
 added by `make package`) when present, else from an installed `spectralx` package. The engine uses
@@ -17,15 +18,11 @@ import sys
 import sysconfig
 from typing import Dict, List, Optional, Tuple
 
-# (import name, pip requirement, what it is for)
-REQUIREMENTS: List[Tuple[str, str, str]] = [
-    ("numpy", "numpy<2", "arrays"),
-    ("torch", "torch", "PyTorch, runs the neural network"),
-    # rasterio 1.4 with affine 3 misbehaves with the numpy/GDAL of QGIS 3.22-era systems
-    ("rasterio", "rasterio>=1.3,<1.4 affine>=2.3,<3", "reading and writing rasters"),
-    ("safetensors", "safetensors>=0.4", "reading checkpoints safely"),
-    ("sklearn", "scikit-learn>=1.1", "the random-forest baseline every fine-tuned model is compared with"),
-]
+from . import requirements
+
+# (import name, pip requirement, what it is for): numpy always comes from QGIS; the rest is the pinned list
+REQUIREMENTS: List[Tuple[str, str, str]] = [("numpy", "numpy", "arrays (QGIS's own)")] + [
+    (r.import_name, r.line, r.why) for r in requirements.load()]
 
 _state: Dict[str, object] = {}
 
@@ -46,6 +43,7 @@ def check(refresh: bool = False) -> Dict[str, str]:
     """Return {package: reason} for every dependency (and the engine) that cannot be imported."""
     if refresh:
         _state.clear()
+        importlib.invalidate_caches()       # a folder the installer just filled is seen now
     if "missing" not in _state:
         missing: Dict[str, str] = {}
         for mod, _pip, _why in REQUIREMENTS:
@@ -82,25 +80,15 @@ def probably_missing() -> List[str]:
 
 
 def qgis_python() -> str:
-    """The Python interpreter that belongs to the running QGIS (not QGIS's own executable)."""
-    exe = sys.executable or ""
-    base = os.path.basename(exe).lower()
-    if base.startswith("python") and os.path.isfile(exe):
-        return exe
-    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    prefix = sys.exec_prefix or sys.prefix
-    candidates = [
-        os.path.join(prefix, "python.exe"),                     # Windows / OSGeo4W apps\Python3x
-        os.path.join(prefix, "bin", f"python{ver}"),            # Linux, macOS framework
-        os.path.join(prefix, "bin", "python3"),
-        os.path.join(os.path.dirname(exe), "python3"),          # macOS QGIS.app/Contents/MacOS
-        os.path.join(os.path.dirname(exe), "bin", "python3"),
-        getattr(sys, "_base_executable", ""),
-    ]
-    for c in candidates:
-        if c and os.path.isfile(c):
-            return c
-    return f"python{ver}"
+    """The Python interpreter that belongs to the running QGIS, verified (python_finder); a plain
+    `pythonX.Y` when none is found (the guidance then says so)."""
+    if "python" not in _state:
+        from . import python_finder
+        try:
+            _state["python"] = python_finder.find().path
+        except Exception:  # noqa: BLE001  (InstallError: none found)
+            _state["python"] = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return _state["python"]  # type: ignore[return-value]
 
 
 def _externally_managed() -> bool:
@@ -110,70 +98,68 @@ def _externally_managed() -> bool:
         return False
 
 
-def install_command(packages: Optional[List[str]] = None) -> str:
-    """The pip command line that installs `packages` into this QGIS's Python."""
-    if packages is None:
-        packages = [pip for mod, pip, _ in REQUIREMENTS if mod in check()] or \
-                   [pip for _m, pip, _w in REQUIREMENTS]
+def install_command() -> str:
+    """The manual fallback: pip installs the pinned list into this QGIS's Python (user site)."""
     py = qgis_python()
     quoted = f'"{py}"' if " " in py else py
-    packages = [p for spec in packages for p in spec.split()]
-    if "numpy" not in check() and not any(p.startswith("numpy") for p in packages):
-        try:  # keep QGIS's own numpy: GDAL's and QGIS's bindings are built against it
-            import numpy
-            packages.append(f"numpy=={numpy.__version__}")
-        except Exception:  # noqa: BLE001
-            pass
-    packages = [f'"{p}"' if any(c in p for c in "<>") else p for p in packages]
+    req = requirements.PATH
+    req = f'"{req}"' if " " in req else req
     flags = ""
     in_venv = sys.prefix != getattr(sys, "base_prefix", sys.prefix)
     if not in_venv and (sys.platform.startswith("linux") or sys.platform == "darwin"):
         flags = " --user"
         if _externally_managed():
             flags += " --break-system-packages"
-    return f"{quoted} -m pip install{flags} {' '.join(packages)}"
+    keep = ""
+    try:  # keep QGIS's own numpy: GDAL's and QGIS's bindings are built against it
+        import numpy
+        keep = f" numpy=={numpy.__version__}"
+    except Exception:  # noqa: BLE001
+        pass
+    return f"{quoted} -m pip install{flags} -r {req}{keep}"
 
 
-def guidance(html: bool = False) -> str:
-    """What is missing and how to install it for this QGIS; empty when everything imports."""
+def requirement_list() -> str:
+    """The pinned list, one requirement a line (what the panel, Processing and the README show)."""
+    return "\n".join(requirements.lines())
+
+
+def guidance(html: bool = False, command: bool = True) -> str:
+    """What is missing and how to install it for this QGIS; empty when everything imports.
+    `command=False` leaves out the manual command (the panel shows it in a field of its own)."""
     missing = check()
     if not missing:
         return ""
-    lines = ["SpectralX cannot run: some Python packages are missing from QGIS's Python "
+    lines = ["SpectralX cannot run yet: Python packages are missing from QGIS's Python "
              f"({qgis_python()}, Python {sys.version.split()[0]})."]
     need = []
     for mod, pip, why in REQUIREMENTS:
         if mod in missing:
-            lines.append(f"- {mod} ({why}) is missing: {missing[mod]}")
+            lines.append(f"- {mod} ({why}): {missing[mod]}")
             need.append(pip)
     if "spectralx" in missing:
         lines.append(f"- the SpectralX engine could not be imported: {missing['spectralx']}. "
                      "Reinstall the plugin from its zip (it bundles the engine).")
     if need:
-        import importlib.util
-        if importlib.util.find_spec("pip") is None:
-            lines.append("pip is not installed for this Python; install it first (Debian/Ubuntu: "
-                         "sudo apt install python3-pip).")
-        lines.append("Install them for this QGIS with:")
-        lines.append("    " + install_command(need))
-        if sys.platform.startswith("win"):
-            lines.append("(on Windows run it in the OSGeo4W Shell that comes with QGIS)")
-        if "rasterio" in missing:
-            # pip's rasterio wheel bundles its own GDAL; beside QGIS's it is a second GDAL in one process
-            lines.append("Prefer a rasterio built against QGIS's own GDAL where your platform has one: "
-                         "Debian/Ubuntu: sudo apt install python3-rasterio; OSGeo4W (Windows): the "
-                         "python3-rasterio package in the OSGeo4W installer.")
-        if "torch" in need:
-            lines.append("For a smaller CPU-only PyTorch add "
-                         "--index-url https://download.pytorch.org/whl/cpu when installing torch.")
-        lines.append("Then restart QGIS.")
+        lines.append("Install them with the Install dependencies button in the SpectralX panel, or with "
+                     "Processing ▸ SpectralX ▸ Setup ▸ Install dependencies: it installs the pinned list "
+                     "into a folder of your QGIS profile (no administrator rights) and checks the GPU.")
+        lines.append("Pinned list: " + ", ".join(requirements.lines()))
+        if command:
+            lines.append("Manual fallback, in a terminal:")
+            lines.append("    " + install_command())
+            if sys.platform.startswith("win"):
+                lines.append("(on Windows run it in the OSGeo4W Shell that comes with QGIS)")
+            lines.append("Then restart QGIS.")
     text = "\n".join(lines)
     if html:
         import html as _html
         body = []
         for ln in lines:
             esc = _html.escape(ln)
-            body.append(f"<pre>{esc.strip()}</pre>" if ln.startswith("    ") else f"<p>{esc}</p>")
+            # the command wraps at spaces (white-space:pre-wrap), never cut off at the panel's edge
+            body.append(f"<p style='white-space:pre-wrap;font-family:monospace'>{esc.strip()}</p>"
+                        if ln.startswith("    ") else f"<p>{esc}</p>")
         return "".join(body)
     return text
 

@@ -14,7 +14,7 @@ from qgis.PyQt.QtCore import QUrl, Qt, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
                                  QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
-                                 QSpinBox, QToolButton, QVBoxLayout, QWidget)
+                                 QLineEdit, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from . import deps, icons
 from .band_table import BandTable
@@ -88,16 +88,44 @@ class SpectralXDock(QgsDockWidget):
         lay.setContentsMargins(4, 4, 4, 4)
 
         top = QHBoxLayout()
+        # missing dependencies: what is missing, the one-click installer, the manual command to copy
+        self.install_box = QWidget()
+        self.install_box.setStyleSheet("QWidget#installBox{background:#fff4e5;border:1px solid #e0a040}")
+        self.install_box.setObjectName("installBox")
+        ib = QVBoxLayout(self.install_box)
+        ib.setContentsMargins(6, 6, 6, 6)
         self.guidance = WrappingLabel()
-        self.guidance.setStyleSheet("QLabel{background:#fff4e5;border:1px solid #e0a040;padding:6px}")
-        self.guidance.hide()
+        ib.addWidget(self.guidance)
+        self.install_deps_button = QPushButton("Install dependencies…")
+        self.install_deps_button.setToolTip("Install the pinned packages into a folder of your QGIS profile, "
+                                            "with a progress bar, and check the GPU")
+        ib.addWidget(self.install_deps_button)
+        manual = QHBoxLayout()
+        self.manual_command = QLineEdit()
+        self.manual_command.setReadOnly(True)          # scrolls inside the field: never cut off or widening
+        self.manual_command.setToolTip("Manual fallback: run this in a terminal, then restart QGIS")
+        self.copy_command_button = QToolButton()
+        self.copy_command_button.setText("Copy")
+        self.copy_command_button.setToolTip("Copy the manual install command")
+        manual.addWidget(QLabel("Manual:"))
+        manual.addWidget(self.manual_command, 1)
+        manual.addWidget(self.copy_command_button)
+        ib.addLayout(manual)
+        self.install_box.hide()
+        self.setup_button = QToolButton()
+        self.setup_button.setText("Install…")
+        self.setup_button.setToolTip("Install or update the Python packages SpectralX needs "
+                                     "(for example the CUDA build of PyTorch) and check the GPU")
         self.help_button = QToolButton()
         self.help_button.setText("?")
         self.help_button.setToolTip("Open the SpectralX documentation")
-        top.addWidget(self.guidance, 1)
+        top.addWidget(self.install_box, 1)
         top.addStretch(0)
+        top.addWidget(self.setup_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.help_button, 0, Qt.AlignmentFlag.AlignTop)
         lay.addLayout(top)
+        self.install_dialog = None
+        self.model_dialog = None
 
         self.controls = QWidget()
         cl = QVBoxLayout(self.controls)
@@ -115,8 +143,13 @@ class SpectralXDock(QgsDockWidget):
         self.browse_button = QToolButton()
         self.browse_button.setText("…")
         self.browse_button.setToolTip("Open a checkpoint file")
+        self.models_button = QToolButton()
+        self.models_button.setText("Models…")
+        self.models_button.setToolTip("The model manager: your checkpoints and backbones, add a backbone, "
+                                      "download known foundation models")
         row.addWidget(self.checkpoint_combo, 1)
         row.addWidget(self.browse_button)
+        row.addWidget(self.models_button)
         form.addRow("Checkpoint", row)
         self.backbone_widget = QgsFileWidget()
         self.backbone_widget.setFilter("Backbone (*.safetensors *.pth *.pt *.ckpt)")
@@ -237,6 +270,10 @@ class SpectralXDock(QgsDockWidget):
 
         # signals
         self.help_button.clicked.connect(self.open_help)
+        self.install_deps_button.clicked.connect(self.open_installer)
+        self.setup_button.clicked.connect(self.open_installer)
+        self.copy_command_button.clicked.connect(self._copy_manual_command)
+        self.models_button.clicked.connect(self.open_model_manager)
         self.browse_button.clicked.connect(self._browse_checkpoint)
         self.checkpoint_combo.currentIndexChanged.connect(self._checkpoint_changed)
         self.layer_combo.layerChanged.connect(self._layer_changed)
@@ -321,14 +358,17 @@ class SpectralXDock(QgsDockWidget):
         return others[0] if others else ""
 
     # ------------------------------------------------------------ dependencies
-    def _check_dependencies(self):
-        text = deps.guidance(html=True)
+    def _check_dependencies(self, refresh: bool = False):
+        deps.check(refresh=refresh)
+        text = deps.guidance(html=True, command=False)
         if text:
             self.guidance.setText(text)
-            self.guidance.show()
+            self.manual_command.setText(deps.install_command())
+            self.manual_command.setCursorPosition(0)
+            self.install_box.show()
             self.controls.setEnabled(False)
             return False
-        self.guidance.hide()
+        self.install_box.hide()
         self.controls.setEnabled(True)
         self._fill_devices()
         self.bands.fill_sensors(deps.engine("bands").list_sensors())
@@ -336,7 +376,40 @@ class SpectralXDock(QgsDockWidget):
         return True
 
     def guidance_text(self) -> str:
-        return self.guidance.text() if self.guidance.isVisible() or not self.controls.isEnabled() else ""
+        if self.install_box.isVisible() or not self.controls.isEnabled():
+            return self.guidance.text() + "\n" + self.manual_command.text()
+        return ""
+
+    def _copy_manual_command(self):
+        from qgis.PyQt.QtWidgets import QApplication
+        QApplication.clipboard().setText(self.manual_command.text())
+        self.status.setText("Install command copied: run it in a terminal, then restart QGIS.")
+
+    def open_installer(self):
+        """The dependency installer's dialog (non-modal: QGIS stays usable while it installs)."""
+        from .install_dialog import InstallDialog
+        if self.install_dialog is None:
+            self.install_dialog = InstallDialog(self)
+            self.install_dialog.installed.connect(self._dependencies_installed)
+        self.install_dialog.show()
+        self.install_dialog.raise_()
+        return self.install_dialog
+
+    def _dependencies_installed(self, result):
+        if self._check_dependencies(refresh=True):
+            self._message("SpectralX dependencies installed: " + result.message, Qgis.Success)
+        elif not result.live_now:
+            self._message(result.message, Qgis.Warning)
+
+    def open_model_manager(self):
+        """The model manager: models in the user folder, backbone import, known releases."""
+        from .model_manager import ModelManagerDialog
+        if self.model_dialog is None:
+            self.model_dialog = ModelManagerDialog(self)
+            self.model_dialog.modelsChanged.connect(self._load_known_checkpoints)
+        self.model_dialog.show()
+        self.model_dialog.raise_()
+        return self.model_dialog
 
     def _fill_devices(self):
         self.device_combo.clear()

@@ -5,6 +5,7 @@ from qgis.core import QgsProcessingProvider
 
 from . import deps, icons
 from .algorithms import ALGORITHMS
+from .algorithms_setup import SETUP_ALGORITHMS
 
 
 class SpectralXProvider(QgsProcessingProvider):
@@ -21,7 +22,7 @@ class SpectralXProvider(QgsProcessingProvider):
         return icons.icon()
 
     def loadAlgorithms(self):
-        for alg in ALGORITHMS:
+        for alg in ALGORITHMS + SETUP_ALGORITHMS:
             self.addAlgorithm(alg())
 
     def supportedOutputRasterLayerExtensions(self):
@@ -32,5 +33,5 @@ class SpectralXProvider(QgsProcessingProvider):
         missing = deps.probably_missing()
         if not missing:
             return ""
-        return (f"SpectralX needs {', '.join(missing)} in QGIS's Python; "
-                f"install with: {deps.install_command(missing)}")
+        return (f"SpectralX needs {', '.join(missing)} in QGIS's Python: run SpectralX ▸ Setup ▸ "
+                "Install dependencies (or the panel's Install dependencies button)")

@@ -1,0 +1,201 @@
+"""The "Install dependencies" dialog: the installer (installer.py) in a QgsTask with a progress bar,
+a log and cancel, and the verification's verdict in plain words."""
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Optional
+
+from qgis.core import QgsApplication, QgsTask
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
+                                 QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout)
+
+from . import gpu_detect, proxy, python_finder, requirements, site_dir
+from .errors import InstallCancelled, InstallError
+from .installer import Installer, InstallOptions
+
+
+class InstallTask(QgsTask):
+    """Runs the installer in a worker thread; `done` is emitted on the main thread when it ends."""
+
+    logLine = pyqtSignal(str)
+    done = pyqtSignal(object)
+
+    def __init__(self, options: InstallOptions):
+        super().__init__("Installing SpectralX dependencies", QgsTask.CanCancel)
+        self.options = options
+        self.result_value = None
+        self.error: Optional[str] = None
+        self.cancelled_by_user = False
+
+    def run(self):
+        try:
+            self.result_value = Installer(self.options, log=self.logLine.emit, progress=self.setProgress,
+                                          cancelled=self.isCanceled).run()
+            return True
+        except InstallCancelled as exc:
+            self.cancelled_by_user = True
+            self.error = str(exc)
+        except InstallError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001  a bug: keep the traceback for the log
+            self.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        return False
+
+    def finished(self, result):
+        if not result and self.isCanceled():
+            self.cancelled_by_user = True
+        self.done.emit(self)
+
+
+class InstallDialog(QDialog):
+    """Shows what will be installed where, runs it, and reports what really happened."""
+
+    installed = pyqtSignal(object)      # the InstallResult of a successful install
+
+    def __init__(self, parent=None, root: Optional[str] = None, python: Optional[str] = None):
+        super().__init__(parent)
+        self.setWindowTitle("SpectralX: install dependencies")
+        self.setMinimumWidth(560)
+        self.root = root or site_dir.default_root()
+        self.task: Optional[InstallTask] = None
+        self.last_task: Optional[InstallTask] = None
+        lay = QVBoxLayout(self)
+
+        intro = QLabel("SpectralX installs the packages below with QGIS's own Python into a folder of your "
+                       "QGIS profile (no administrator rights). Packages QGIS's Python already has are kept; "
+                       "numpy is always QGIS's own. Afterwards it checks that everything imports and runs a "
+                       "matrix product on the chosen device.")
+        intro.setWordWrap(True)
+        lay.addWidget(intro)
+        self.requirement_view = QPlainTextEdit("\n".join(requirements.lines()))
+        self.requirement_view.setReadOnly(True)
+        self.requirement_view.setMaximumHeight(120)
+        lay.addWidget(self.requirement_view)
+
+        form = QFormLayout()
+        self.python_widget = QgsFileWidget()
+        self.python_widget.setToolTip("QGIS's own Python interpreter, found and checked automatically")
+        try:
+            found = python_finder.find() if python is None else python_finder.probe(python)
+            self.python_widget.setFilePath(found.path)
+            self.target = site_dir.folder(self.root, found.tag)
+        except InstallError as exc:
+            self.python_widget.setFilePath(python or "")
+            self.target = site_dir.folder(self.root)
+            self.python_widget.setToolTip(str(exc))
+        form.addRow("QGIS's Python", self.python_widget)
+        target = QLabel(self.target)
+        target.setWordWrap(True)
+        form.addRow("Installs into", target)
+
+        self.gpus = gpu_detect.nvidia_gpus()
+        self.build_combo = QComboBox()
+        for build in gpu_detect.builds(self.gpus):
+            self.build_combo.addItem(build.label, build.id)
+        form.addRow("PyTorch build", self.build_combo)
+        gpu_label = QLabel(gpu_detect.describe(self.gpus))
+        gpu_label.setWordWrap(True)
+        form.addRow("GPU", gpu_label)
+
+        self.offline_check = QCheckBox("Install only from a local folder of wheels (offline)")
+        self.wheel_widget = QgsFileWidget()
+        self.wheel_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.wheel_widget.setEnabled(False)
+        self.offline_check.toggled.connect(self.wheel_widget.setEnabled)
+        self.offline_check.toggled.connect(self.build_combo.setDisabled)
+        form.addRow(self.offline_check)
+        form.addRow("Wheel folder", self.wheel_widget)
+        self.proxy_url = proxy.qgis_proxy_url()
+        form.addRow("Network", QLabel(proxy.describe(self.proxy_url)))
+        lay.addLayout(form)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        lay.addWidget(self.progress)
+        self.verdict = QLabel("")
+        self.verdict.setWordWrap(True)
+        lay.addWidget(self.verdict)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_view.setMinimumHeight(160)
+        lay.addWidget(self.log_view)
+
+        buttons = QDialogButtonBox()
+        self.install_button = QPushButton("Install")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.close_button = buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        buttons.addButton(self.install_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.ActionRole)
+        lay.addWidget(buttons)
+        self.install_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.close)
+
+    # ------------------------------------------------------------------ run
+    def options(self) -> InstallOptions:
+        offline = self.offline_check.isChecked()
+        return InstallOptions(python=self.python_widget.filePath() or None,
+                              wheel_folder=(self.wheel_widget.filePath() or None) if offline else None,
+                              build=self.build_combo.currentData() or "auto", proxy=self.proxy_url,
+                              root=self.root)
+
+    def start(self) -> Optional[InstallTask]:
+        if self.task is not None:
+            return None
+        opts = self.options()
+        if self.offline_check.isChecked() and not opts.wheel_folder:
+            self.verdict.setText("Choose the folder that holds the wheels, or untick the offline option.")
+            return None
+        self.log_view.clear()
+        self.verdict.setText("Installing…")
+        self.progress.setValue(0)
+        self.task = InstallTask(opts)
+        self.task.logLine.connect(self.log_view.appendPlainText)
+        self.task.progressChanged.connect(lambda v: self.progress.setValue(int(v)))
+        self.task.done.connect(self._finished)
+        self.install_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        QgsApplication.taskManager().addTask(self.task)
+        return self.task
+
+    def cancel(self):
+        if self.task is not None:
+            self.cancel_button.setEnabled(False)
+            self.verdict.setText("Cancelling…")
+            self.task.cancel()
+
+    def _finished(self, task: InstallTask):
+        self.last_task, self.task = task, None
+        self.install_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if task.result_value is not None:
+            self.progress.setValue(100)
+            self.verdict.setText(task.result_value.message)
+            self.installed.emit(task.result_value)
+        elif task.cancelled_by_user:
+            self.progress.setValue(0)
+            self.verdict.setText("Cancelled: nothing was installed (the unfinished folder was removed).")
+        else:
+            self.verdict.setText(f"Not installed: {(task.error or 'unknown error').splitlines()[0]}")
+            if task.error and "\n" in task.error:
+                self.log_view.appendPlainText(task.error)
+
+    def closeEvent(self, event):  # noqa: N802
+        if self.task is not None:          # never leave an install running behind a closed dialog
+            self.cancel()
+        super().closeEvent(event)
+
+    def is_running(self) -> bool:
+        return self.task is not None
+
+
+def installed_folder(root: Optional[str] = None) -> Optional[str]:
+    """This QGIS's verified package folder, if the installer has made one."""
+    path = site_dir.folder(root or site_dir.default_root())
+    return path if os.path.isdir(path) and site_dir.record(path) else None

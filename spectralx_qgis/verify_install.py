@@ -1,0 +1,115 @@
+"""Verify an installation: import every package, run a matrix product on the chosen device, and say
+what really happened ("CUDA: NVIDIA RTX 4070, matmul ok" or "CPU only: CUDA build found no GPU").
+
+Runs standalone with QGIS's interpreter after an install (so a broken folder is found before it is
+used), and in-process for Processing's "Check installation". Imports nothing from QGIS or the plugin.
+
+    python verify_install.py --site FOLDER --device auto --modules torch,rasterio,...
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+
+def _inside(path: Optional[str], folder: Optional[str]) -> bool:
+    if not path or not folder:
+        return False
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder + os.sep)
+
+
+def import_all(modules: List[str], site: Optional[str] = None) -> Dict[str, dict]:
+    """{module: {version, file, from_site} or {error}} for each module."""
+    out = {}
+    for name in modules:
+        try:
+            mod = importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001  ImportError, OSError (DLL), RuntimeError (ABI)…
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"[:400]}
+            continue
+        file = getattr(mod, "__file__", None)
+        out[name] = {"version": str(getattr(mod, "__version__", "?")), "file": file,
+                     "from_site": _inside(file, site)}
+    return out
+
+
+def _matmul_ok(torch, device: str) -> bool:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(256, 256, generator=gen)
+    expected = a.double() @ a.double()
+    got = (a.to(device) @ a.to(device)).to("cpu").double()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    # TF32 on Ampere+ is ~1e-3 relative: a wrong device gives garbage, not 1 % errors
+    return bool(torch.allclose(got, expected, rtol=1e-2, atol=1e-1))
+
+
+def device_report(requested: str = "auto") -> dict:
+    """Runs a product on `requested` (auto|cuda|mps|cpu) and reports the device that really ran it."""
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001
+        return {"device": None, "ok": False, "line": f"PyTorch does not import: {type(exc).__name__}: {exc}"}
+    version = torch.__version__
+    cuda_build = getattr(torch.version, "cuda", None)
+    notes = []
+    if requested in ("auto", "cuda"):
+        if torch.cuda.is_available():
+            name = torch.cuda.get_device_name(0)
+            try:
+                ok = _matmul_ok(torch, "cuda")
+            except Exception as exc:  # noqa: BLE001  (driver too old, no kernel image for this GPU, …)
+                return {"device": "cpu", "ok": False, "torch": version, "cuda_build": cuda_build,
+                        "line": f"CPU only: CUDA sees {name} but a product on it failed: {exc}"[:400]}
+            return {"device": "cuda", "ok": ok, "name": name, "torch": version, "cuda_build": cuda_build,
+                    "line": f"CUDA: {name}, matmul {'ok' if ok else 'gave WRONG results'} "
+                            f"(torch {version}, CUDA {cuda_build})"}
+        if cuda_build:
+            notes.append(f"CUDA build (CUDA {cuda_build}) found no GPU")
+        elif requested == "cuda":
+            notes.append("this PyTorch is a CPU-only build")
+    mps = getattr(getattr(torch, "backends", None), "mps", None)
+    if requested in ("auto", "mps") and mps is not None and mps.is_available():
+        ok = _matmul_ok(torch, "mps")
+        return {"device": "mps", "ok": ok, "name": "Apple GPU", "torch": version,
+                "line": f"MPS: Apple GPU, matmul {'ok' if ok else 'gave WRONG results'} (torch {version})"}
+    if requested == "mps":
+        notes.append("MPS (Apple GPU) is not available")
+    ok = _matmul_ok(torch, "cpu")
+    build = f"CUDA {cuda_build} build" if cuda_build else "CPU-only build"
+    if notes:
+        line = f"CPU only: {'; '.join(notes)}; matmul {'ok' if ok else 'gave WRONG results'} on the CPU"
+    else:
+        line = f"CPU: matmul {'ok' if ok else 'gave WRONG results'}"
+    return {"device": "cpu", "ok": ok, "torch": version, "cuda_build": cuda_build,
+            "line": f"{line} (torch {version}, {build}, {torch.get_num_threads()} threads)"}
+
+
+def verify(modules: List[str], device: str = "auto", site: Optional[str] = None) -> dict:
+    if site:
+        sys.path.insert(0, site)              # exactly as the plugin puts it at start
+    imports = import_all(modules, site)
+    failed = {k: v["error"] for k, v in imports.items() if "error" in v}
+    report = device_report(device) if "torch" in modules and "torch" not in failed else None
+    ok = not failed and (report is None or report["ok"])
+    return {"ok": ok, "python": sys.executable, "imports": imports, "failed": failed, "device": report}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--site", default=None, help="package folder to put first on sys.path")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    parser.add_argument("--modules", required=True, help="comma-separated import names")
+    args = parser.parse_args(argv)
+    result = verify([m for m in args.modules.split(",") if m], args.device, args.site)
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

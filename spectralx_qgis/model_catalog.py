@@ -53,7 +53,7 @@ class Release:
     def access_text(self) -> str:
         if self.url:
             return "direct download"
-        return "on request / choose on its page: open the source page"
+        return "no direct link: see its page"
 
     def checksum_text(self) -> str:
         if self.sha256:

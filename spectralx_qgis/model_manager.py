@@ -154,15 +154,17 @@ class ModelManagerDialog(QDialog):
         lay.addLayout(top)
 
         self.models_table = self._table(MODEL_COLUMNS)
-        classes = MODEL_COLUMNS.index("Classes")      # long class lists are cut; the tooltip has them all
-        self.models_table.horizontalHeader().setSectionResizeMode(classes, QHeaderView.ResizeMode.Interactive)
-        self.models_table.setColumnWidth(classes, 220)
+        # long texts are cut (the tooltip has them all) so the numbers stay in view
+        self._fixed_width(self.models_table, MODEL_COLUMNS.index("Backbone"), 300)
+        self._fixed_width(self.models_table, MODEL_COLUMNS.index("Classes"), 220)
         lay.addWidget(self.models_table, 3)
 
         lay.addWidget(QLabel("<b>Known foundation-model releases</b> (read exactly as published; nothing in "
                              "them is executed)"))
         self.releases_table = self._table(RELEASE_COLUMNS)
         self.releases_table.itemSelectionChanged.connect(self._release_selected)
+        self._fixed_width(self.releases_table, RELEASE_COLUMNS.index("Release"), 330)
+        self._fixed_width(self.releases_table, RELEASE_COLUMNS.index("Licence"), 240)
         lay.addWidget(self.releases_table, 2)
         self.release_info = QLabel()
         self.release_info.setWordWrap(True)
@@ -207,6 +209,11 @@ class ModelManagerDialog(QDialog):
         t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         t.horizontalHeader().setStretchLastSection(True)
         return t
+
+    @staticmethod
+    def _fixed_width(table: QTableWidget, col: int, width: int) -> None:
+        table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+        table.setColumnWidth(col, width)
 
     def set_status(self, text: str, error: bool = False) -> None:
         self.status.setText(text)

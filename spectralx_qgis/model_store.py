@@ -176,10 +176,10 @@ class ModelEntry:
         if self.kind != "checkpoint":
             return ""
         if self.backbone_status == "ok":
-            return f"{self.backbone_file} (present)"
+            return f"present: {self.backbone_file}"
         if self.backbone_status == "mismatch":
-            return f"{self.backbone_file}: WRONG FILE (sha256 differs)"
-        return f"{self.backbone_file}: MISSING"
+            return f"WRONG FILE (sha256 differs): {self.backbone_file}"
+        return f"MISSING: {self.backbone_file}"
 
 
 def _number(v: Any) -> Optional[float]:

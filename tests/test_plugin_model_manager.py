@@ -68,12 +68,12 @@ def test_lists_the_folder_and_flags_the_missing_backbone(folder):
     assert demo[column("Classes")].startswith("6: roof, pavement, low vegetation")
     assert demo[column("Val mIoU")] == "0.408" and demo[column("Forest mIoU")] == "0.426"
     assert demo[column("Method")] == "spectralx"
-    assert demo[column("Backbone")] == "demo-backbone.safetensors (present)"
+    assert demo[column("Backbone")] == "present: demo-backbone.safetensors"
     assert demo[column("Size")] == "9.6 MB"
 
     r = list(rows).index("needs-scalemae")
     flag = dlg.models_table.item(r, column("Backbone"))
-    assert flag.text() == "scalemae-vitl16.safetensors: MISSING"
+    assert flag.text() == "MISSING: scalemae-vitl16.safetensors"
     assert flag.foreground().color().name() == "#b00020" and flag.font().bold()
     tip = flag.data(Qt.ItemDataRole.ToolTipRole)
     assert os.path.join(folder, "scalemae-vitl16.safetensors") in tip and "Add backbone" in tip

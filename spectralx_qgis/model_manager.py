@@ -105,6 +105,10 @@ class ImportTask(QgsTask):
             if os.path.exists(self.dest):
                 os.remove(self.dest)
             return False
+        # hashed here, in the worker, so the listing that follows (main thread) reads it from the cache
+        cache = model_store.DigestCache(os.path.dirname(self.dest))
+        cache.sha256(self.dest)
+        cache.save()
         return True
 
     def finished(self, result):

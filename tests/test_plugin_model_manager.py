@@ -4,6 +4,7 @@ importer, and a release downloaded from a server on 127.0.0.1 through the dialog
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 
@@ -107,6 +108,9 @@ def test_add_backbone_from_a_release_file_runs_the_importer(folder, tmp_path):
     added = os.path.join(folder, "scalemae-vitlarge-800.safetensors")
     assert os.path.isfile(added), dlg.status.text()
     assert changed == [1]
+    # hashed by the import task (worker thread), so listing the 1 GB file of a real release is instant
+    cache = json.load(open(os.path.join(folder, ".spectralx-digests.json")))
+    assert cache[added]["sha256"] == hashlib.sha256(open(added, "rb").read()).hexdigest()
     info = backbone_info(added)
     assert info["family"] == "scale-mae" and info["embed_dim"] == 128 and info["depth"] == 4
     assert info["source"]["file"] == "scalemae-vitlarge-800.pth"

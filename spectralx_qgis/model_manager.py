@@ -138,6 +138,7 @@ class ModelManagerDialog(QDialog):
         self.entries: List[model_store.ModelEntry] = []
         self.task: Optional[QgsTask] = None
         self.last_task: Optional[QgsTask] = None
+        self._download_note = ""            # what the download found, kept in the import's status
 
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
@@ -385,9 +386,10 @@ class ModelManagerDialog(QDialog):
             self.set_status(f"{task.release.file}: {why}; the download was deleted, try again", error=True)
             self.taskFinished.emit(task)
             return
+        self._download_note = (f"Downloaded {task.release.file} ({model_store.human_size(res.size)}, sha256 "
+                               f"{res.sha256}{'; ' + why if ok else ''}).")
+        self.set_status(self._download_note)
         self.taskFinished.emit(task)
-        self.set_status(f"Downloaded {task.release.file} ({model_store.human_size(res.size)}, sha256 {res.sha256}"
-                        f"{'; ' + why if ok else ''}); importing it…")
         self.add_backbone(res.path, family=task.release.family)
 
     # -- import ---------------------------------------------------------------------------------------
@@ -424,7 +426,8 @@ class ModelManagerDialog(QDialog):
                             "existing file to import it again)", error=True)
             return None
         os.makedirs(self.folder, exist_ok=True)
-        self.set_status(f"Importing {os.path.basename(path)} (reading the release, keeping the encoder)…")
+        self.set_status(f"{self._download_note} Importing {os.path.basename(path)} (reading the release, keeping "
+                        "the encoder)…".strip())
         self.progress.setRange(0, 0)          # the importer reports no progress: a busy bar
         return self._start(ImportTask(path, dest, family, self._import_done))
 
@@ -438,15 +441,18 @@ class ModelManagerDialog(QDialog):
             ok, why = release.check(sha256=src_sha) if release else (None, "")
             note = f"; {why}" if ok is not None else ""
             c = res.config
-            self.set_status(f"Added {os.path.basename(res.path)}: {res.family}, {res.preset} (width {c.embed_dim}, "
-                            f"{c.depth} blocks), licence {res.metadata.get('license', '?')}{note}",
-                            error=ok is False)
+            added = (f"Added {os.path.basename(res.path)}: {res.family}, {res.preset} (width {c.embed_dim}, "
+                     f"{c.depth} blocks), licence {res.metadata.get('license', '?')}{note}")
+            self.set_status(f"{self._download_note} {added}".strip(), error=ok is False)
+            self._download_note = ""
             self.refresh()
             self.modelsChanged.emit()
         elif task.cancelled_by_user:
-            self.set_status("Import cancelled; nothing was added")
+            self.set_status(f"{self._download_note} Import cancelled; nothing was added".strip())
         else:
-            self.set_status(f"Import of {os.path.basename(task.source)} failed: {task.error}", error=True)
+            self.set_status(f"{self._download_note} Import of {os.path.basename(task.source)} failed: "
+                            f"{task.error}".strip(), error=True)
+        self._download_note = ""
         self.taskFinished.emit(task)
 
     # -- tasks ----------------------------------------------------------------------------------------

@@ -163,7 +163,9 @@ def test_digests_are_cached_and_refreshed_when_the_file_changes(folder, monkeypa
 
 
 def test_read_only_folder_lists_without_a_cache(folder, monkeypatch):
-    monkeypatch.setattr(model_store.tempfile, "mkstemp", lambda **kw: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    def refuse(**kw):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(model_store.tempfile, "mkstemp", refuse)
     entries = by_name(model_store.list_models(folder))
     assert entries["demo.safetensors"].backbone_status == "ok"
     assert not os.path.exists(os.path.join(folder, model_store.DIGEST_CACHE))

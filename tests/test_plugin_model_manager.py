@@ -209,3 +209,31 @@ def test_download_with_a_wrong_checksum_is_refused(folder):
     assert not os.path.exists(os.path.join(folder, "releases", "m.pth"))
     assert not os.path.exists(os.path.join(folder, "releases", "m.pth.part"))
     assert sorted(n for n in os.listdir(folder) if n != "releases") == before
+
+
+def test_release_without_sha256_is_checked_by_its_published_md5_prefix(folder, tmp_path):
+    """MAE publishes only an md5 prefix: a match is reported and the import follows; a mismatch
+    deletes the download."""
+    from backbone_releases import mae_release
+    src = tmp_path / "mae_pretrain_vit_large.pth"
+    mae_release(str(src))
+    data = src.read_bytes()
+    md5 = hashlib.md5(data).hexdigest()
+    with ModelServer(data, name="mae_pretrain_vit_large.pth") as srv:
+        good = release_for(srv.url, data, sha256=None, md5_prefix=md5[:6], family="mae",
+                           file="mae_pretrain_vit_large.pth")
+        dlg = dialog(folder, releases=[good])
+        statuses = []
+        dlg.taskFinished.connect(lambda t: statuses.append(dlg.status.text()))
+        run_and_wait(dlg, lambda: dlg.download_release(), count=2)
+        assert f"md5 starts with the published {md5[:6]}" in statuses[0]
+        assert hashlib.sha256(data).hexdigest() in statuses[0]            # shown, since none is published
+        rows = {r[0]: r for r in table_rows(dlg.models_table)}
+        assert rows["mae_pretrain_vit_large"][column("Kind")] == "backbone (mae)"
+
+        bad = release_for(srv.url, data, sha256=None, md5_prefix="000000", family="mae", file="other.pth")
+        dlg = dialog(folder, releases=[bad])
+        run_and_wait(dlg, lambda: dlg.download_release())
+    assert "does not start with the published 000000" in dlg.status.text()
+    assert not os.path.exists(os.path.join(folder, "releases", "other.pth"))
+    assert not os.path.exists(os.path.join(folder, "other.safetensors"))

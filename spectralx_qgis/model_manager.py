@@ -189,6 +189,7 @@ class ModelManagerDialog(QDialog):
         row.addWidget(self.progress, 1)
         lay.addLayout(row)
         self.status = QLabel()
+        self.status.setTextFormat(Qt.TextFormat.PlainText)     # messages quote file names and server text
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.status)

@@ -90,7 +90,11 @@ class InstallDependencies(_SetupAlgorithm):
         except InstallError as exc:
             raise QgsProcessingException(str(exc)) from None
         deps.check(refresh=True)
-        device = (result.verification.get("device") or {}).get("line", "")
+        report = result.verification.get("device") or {}
+        device = report.get("line", "")
+        if report and not report.get("ok", True):
+            feedback.reportError(tr(f"The packages are installed, but the device asked for is not used: {device}"),
+                                 False)
         return {"FOLDER": result.folder or "", "DEVICE_REPORT": device}
 
 

@@ -124,7 +124,7 @@ class Installer:
         this_qgis = interp.tag == site_dir.current_tag()
         if live and this_qgis:
             site_dir.activate(root, interp.tag)
-        line = verification["device"]["line"] if verification.get("device") else "verified"
+        line = self._device_line(verification)
         message = f"Installed {len(wanted)} packages into {final}. {self._gpu_note(gpus, verification)}{line}."
         if not live:
             message += " Restart QGIS to use them (the previous installation is in use)."
@@ -286,21 +286,33 @@ class Installer:
             first = next(iter(result["failed"].items()))
             raise InstallError(f"installed, but {first[0]} does not import with QGIS's Python: {first[1]}; "
                                "nothing was kept")
-        if result["device"] and not result["device"]["ok"]:
-            raise InstallError(f"installed, but the device check failed: {result['device']['line']}; nothing was kept")
-        if result["device"]:
-            self.log(result["device"]["line"])
+        device = result["device"]
+        if device and not device.get("matmul_ok", device["ok"]):
+            raise InstallError(f"installed, but a matrix product gave wrong results: {device['line']}; "
+                               "nothing was kept")
+        if device:
+            # the packages work; a GPU that was asked for and is not used is said plainly, not hidden
+            self.log(device["line"] if device["ok"] else
+                     f"WARNING: {self.options.device.upper()} was asked for but not used: {device['line']}")
         return result
 
     def _nothing_to_do(self, interp, root, provided, gpus) -> InstallResult:
         existing = site_dir.folder(root, interp.tag)
         site = existing if site_dir.record(existing) else None
         verification = self._verify(interp, site) if site else self._verify(interp, "")
-        line = verification["device"]["line"] if verification.get("device") else ""
+        line = self._device_line(verification)
         message = f"QGIS's Python already has every requirement. {self._gpu_note(gpus, verification)}{line}."
         self.progress(100)
         self.log(message)
         return InstallResult(site, [], provided, verification, True, message, gpus)
+
+    def _device_line(self, verification) -> str:
+        device = verification.get("device")
+        if not device:
+            return "verified"
+        if device["ok"]:
+            return device["line"]
+        return f"WARNING: {self.options.device.upper()} was asked for but is not used: {device['line']}"
 
     @staticmethod
     def _gpu_note(gpus, verification) -> str:

@@ -86,7 +86,9 @@ def device_report(requested: str = "auto") -> dict:
         line = f"CPU only: {'; '.join(notes)}; matmul {'ok' if ok else 'gave WRONG results'} on the CPU"
     else:
         line = f"CPU: matmul {'ok' if ok else 'gave WRONG results'}"
-    return {"device": "cpu", "ok": ok, "torch": version, "cuda_build": cuda_build,
+    # a GPU asked for by name and not used is a failure, however well the CPU multiplies
+    return {"device": "cpu", "ok": ok and requested in ("auto", "cpu"), "matmul_ok": ok, "torch": version,
+            "cuda_build": cuda_build, "requested": requested,
             "line": f"{line} (torch {version}, {build}, {torch.get_num_threads()} threads)"}
 
 

@@ -427,16 +427,14 @@ class SpectralXDock(QgsDockWidget):
         paths = QgsSettings().value(deps.defaults().SETTING_CHECKPOINTS, []) or []
         if isinstance(paths, str):
             paths = [paths]
+        from . import model_store
         here = os.path.dirname(os.path.abspath(__file__))
-        folders = [os.path.join(here, "models"), os.path.join(os.path.dirname(here), "resources", "models")]
-        try:
-            folders.append(deps.engine("checkpoint").user_model_dir())
-        except Exception:  # noqa: BLE001
-            pass
+        # what the model manager knows (the user model folder) first, then the bundled demo model
+        folders = [model_store.user_model_dir(), os.path.join(here, "models"),
+                   os.path.join(os.path.dirname(here), "resources", "models")]
         for folder in folders:
             if os.path.isdir(folder):
-                paths += [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-                          if f.endswith(".safetensors") and "backbone" not in f.lower()]
+                paths += model_store.checkpoint_paths(folder)
         out = []
         for p in paths:
             if p and os.path.isfile(p) and p not in out:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+from spectralx_qgis import requirements
 from test_plugin_common import ENMAP_TILE, REPO
 
 SCRIPT = textwrap.dedent(r'''
@@ -40,7 +41,14 @@ SCRIPT = textwrap.dedent(r'''
     plugin.initGui()
     dock = plugin.show_dock()
     out = {"guidance": dock.guidance.text(), "controls_enabled": dock.controls.isEnabled(),
-           "provider": QgsApplication.processingRegistry().providerById("spectralx") is not None}
+           "provider": QgsApplication.processingRegistry().providerById("spectralx") is not None,
+           "manual": dock.manual_command.text(), "install_button": dock.install_deps_button.isVisibleTo(dock),
+           "warning": QgsApplication.processingRegistry().providerById("spectralx").warningMessage()}
+    dialog = dock.open_installer()          # the one-click installer, from the panel's button
+    out["dialog_requirements"] = dialog.requirement_view.toPlainText()
+    out["dialog_python"] = dialog.python_widget.filePath()
+    out["install_help"] = QgsApplication.processingRegistry().algorithmById(
+        "spectralx:install_dependencies").shortHelpString()
     import processing
     try:
         processing.run("spectralx:segment", {"INPUT": sys.argv[1], "CHECKPOINT": "x.safetensors",
@@ -63,13 +71,18 @@ def test_plugin_loads_without_torch_and_shows_guidance(tmp_path):
     out = json.loads(line[len("RESULT"):])
     assert out["provider"] and not out["controls_enabled"]
     guidance = out["guidance"]
-    assert "torch" in guidance and "is missing" in guidance
-    assert f"{sys.executable} -m pip install" in guidance and "torch" in guidance.split("pip install")[1]
-    assert "rasterio" not in guidance.split("pip install")[1]   # only what is actually missing
-    # the algorithms report the same guidance instead of a traceback
-    assert "pip install" in out["processing"] and "torch" in out["processing"]
+    assert "- torch (PyTorch: runs the neural network)" in guidance
+    assert "- rasterio" not in guidance                          # only what is actually missing
+    assert "Install dependencies" in guidance and out["install_button"]
+    # the manual fallback names this QGIS's interpreter and the same pinned list, in a field of its own
+    assert out["manual"].startswith(f"{sys.executable} -m pip install -r {requirements.PATH}")
+    assert out["dialog_python"] == sys.executable
+    assert out["dialog_requirements"].splitlines() == requirements.lines()
+    # the algorithms report the same guidance instead of a traceback, and point to the installer
+    assert "Install dependencies" in out["processing"] and "torch" in out["processing"]
     assert "Traceback" not in out["processing"]
-    assert "pip install" in out["help"]
+    assert "Install dependencies" in out["help"] and "Install dependencies" in out["warning"]
+    assert all(line in out["install_help"] for line in requirements.lines())
 
 
 def test_real_qgis_python_without_engine_dependencies(tmp_path):
@@ -87,5 +100,7 @@ def test_real_qgis_python_without_engine_dependencies(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))[len("RESULT"):])
     assert out["provider"] and not out["controls_enabled"]
-    assert f"{system_python} -m pip install" in out["guidance"]
-    assert "torch" in out["processing"] and "pip install" in out["processing"]
+    # QGIS's own interpreter (Debian's), verified by running it, in the dialog and the manual command
+    assert os.path.realpath(out["dialog_python"]) == os.path.realpath(system_python)
+    assert out["manual"].startswith(out["dialog_python"] + " -m pip install --user --break-system-packages -r ")
+    assert "torch" in out["processing"] and "Install dependencies" in out["processing"]

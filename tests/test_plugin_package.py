@@ -35,8 +35,13 @@ def test_zip_layout(plugin_zip):
                          "spectralx_qgis/icons/spectralx.png", "spectralx_qgis/LICENSE",
                          "spectralx_qgis/_vendor/__init__.py", "spectralx_qgis/_vendor/spectralx/__init__.py",
                          "spectralx_qgis/_vendor/spectralx/inference/__init__.py",
-                         "spectralx_qgis/_vendor/spectralx/bands/enmap.json"):
+                         "spectralx_qgis/_vendor/spectralx/bands/enmap.json",
+                         # issue 12: the installer's pinned list, its verifier, the model catalogue
+                         "spectralx_qgis/requirements.txt", "spectralx_qgis/verify_install.py",
+                         "spectralx_qgis/model_catalog.json"):
             assert required in names, required
+        with open(os.path.join(REPO, "spectralx_qgis", "requirements.txt"), encoding="utf-8") as f:
+            assert z.read("spectralx_qgis/requirements.txt").decode() == f.read()
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         meta = z.read("spectralx_qgis/metadata.txt").decode()
     with open(os.path.join(REPO, "metadata.txt"), encoding="utf-8") as f:

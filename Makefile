@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml setup.py spectralx_qgis/requirements.txt requirements/r
 	  echo "Installing rasterio and fiona built against the system GDAL from Debian (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-rasterio python3-fiona; \
 	fi
+	@# QGIS's own Python needs pip for the plugin's dependency installer (and make wheelhouse)
+	@if ! $(SYS_PY) -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null; then \
+	  echo "Installing pip for QGIS's Python from Debian (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip; \
+	fi
 	test -d $(VENV) || $(SYS_PY) -m venv --system-site-packages $(VENV)
 	$(SYS_PY) -c "import numpy; print('numpy==' + numpy.__version__)" > $(VENV)/constraints.txt
 	$(PY) -m pip install -q torch==$(TORCH_VERSION) -c $(VENV)/constraints.txt

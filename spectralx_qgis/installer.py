@@ -122,12 +122,17 @@ class Installer:
             if not committed:
                 shutil.rmtree(staging, ignore_errors=True)
         this_qgis = interp.tag == site_dir.current_tag()
+        # a package this QGIS already loaded from elsewhere (a CPU torch, say) stays loaded until restart
+        stale = self._already_loaded(final if live else final + ".pending") if this_qgis else []
         if live and this_qgis:
             site_dir.activate(root, interp.tag)
         line = self._device_line(verification)
         message = f"Installed {len(wanted)} packages into {final}. {self._gpu_note(gpus, verification)}{line}."
         if not live:
             message += " Restart QGIS to use them (the previous installation is in use)."
+        elif stale:
+            message += f" Restart QGIS to use them: {', '.join(stale[:5])} already loaded from elsewhere."
+            live = False
         self.progress(100)
         self.log(message)
         return InstallResult(final, wanted, provided, verification, live and this_qgis, message, gpus)
@@ -321,6 +326,19 @@ class Installer:
             return (f"nvidia-smi sees {gpus[0].name}, but PyTorch runs on the CPU (choose a CUDA build and "
                     "install again). ")
         return ""
+
+    @staticmethod
+    def _already_loaded(folder: str) -> List[str]:
+        """Top-level modules of `folder` that this process has already imported from somewhere else."""
+        out = []
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            mod = name[:-3] if name.endswith(".py") else name
+            if "." in mod or mod.startswith(("_", ".")) or mod not in sys.modules:
+                continue
+            f = getattr(sys.modules[mod], "__file__", None) or ""
+            if not os.path.realpath(f).startswith(os.path.realpath(folder) + os.sep):
+                out.append(mod)
+        return out
 
     @staticmethod
     def _in_use(final: str) -> bool:

@@ -149,3 +149,13 @@ def test_an_interpreter_that_has_everything_installs_nothing(tmp_path):
     assert result.verification["ok"] and result.verification["device"]["device"] == "cpu"
     assert result.message.startswith("QGIS's Python already has every requirement. CPU: matmul ok")
     assert not (tmp_path / "packages").exists()
+
+
+def test_packages_this_qgis_already_loaded_ask_for_a_restart(tmp_path):
+    """A CUDA torch installed while QGIS runs a CPU torch: the new one is used after a restart only."""
+    import torch  # noqa: F401  (loaded from the venv, as QGIS would have its own)
+    for name in ("torch", "spectralx_never_imported"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / "torch-2.13.0.dist-info").mkdir()
+    assert Installer._already_loaded(str(tmp_path)) == ["torch"]

@@ -24,7 +24,10 @@ def test_provider_registration(plugin):
     provider = QgsApplication.processingRegistry().providerById("spectralx")
     assert provider is not None
     ids = sorted(a.id() for a in provider.algorithms())
-    assert ids == ["spectralx:evaluate", "spectralx:finetune", "spectralx:pretrain", "spectralx:segment"]
+    assert ids == ["spectralx:check_installation", "spectralx:evaluate", "spectralx:finetune",
+                   "spectralx:install_dependencies", "spectralx:pretrain", "spectralx:segment"]
+    groups = {a.id(): a.groupId() for a in provider.algorithms()}
+    assert groups["spectralx:install_dependencies"] == groups["spectralx:check_installation"] == "setup"
     seg = QgsApplication.processingRegistry().algorithmById("spectralx:segment")
     names = [p.name() for p in seg.parameterDefinitions()]
     for n in ("INPUT", "CHECKPOINT", "BACKBONE", "BAND_MAP", "EXTENT", "OVERLAP", "BATCH_SIZE", "DEVICE",

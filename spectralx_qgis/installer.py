@@ -73,6 +73,11 @@ class Installer:
         self.progress(1)
         interp = python_finder.probe(opts.python) if opts.python else python_finder.find()
         self.log(f"QGIS's Python: {interp.describe()}")
+        if opts.python and interp.version != tuple(sys.version_info[:2]):
+            # its packages would land in a folder this QGIS never reads (binary wheels fit one version)
+            raise InstallError(f"{opts.python} is Python {interp.version[0]}.{interp.version[1]}, but this QGIS runs "
+                               f"Python {sys.version_info[0]}.{sys.version_info[1]}: choose QGIS's own interpreter "
+                               "(leave the field empty to find it automatically)")
         if opts.wheel_folder and not os.path.isdir(opts.wheel_folder):
             raise InstallError(f"wheel folder {opts.wheel_folder} does not exist; choose the folder that "
                                "holds the downloaded .whl files")
@@ -257,7 +262,13 @@ class Installer:
         rc = proc.wait()
         if rc != 0:
             detail = next((t for t in reversed(tail) if t.startswith("ERROR")), tail[-1] if tail else "")
-            raise InstallError(f"pip failed while {what} (exit {rc}): {detail.strip()[:400]}")
+            hint = ""
+            if "No matching distribution" in detail:
+                hint = ("; the wheel folder has no wheel of it for this Python (build the folder with pip "
+                        "download for QGIS's Python version and platform, as `make wheelhouse` does)"
+                        if self.options.wheel_folder else
+                        "; check the network or QGIS's proxy settings, or install from a folder of wheels")
+            raise InstallError(f"pip failed while {what} (exit {rc}): {detail.strip()[:400]}{hint}")
 
     @staticmethod
     def _kill(proc) -> None:

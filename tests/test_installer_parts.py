@@ -159,3 +159,18 @@ def test_packages_this_qgis_already_loaded_ask_for_a_restart(tmp_path):
         (tmp_path / name / "__init__.py").write_text("")
     (tmp_path / "torch-2.13.0.dist-info").mkdir()
     assert Installer._already_loaded(str(tmp_path)) == ["torch"]
+
+
+def test_another_python_version_or_an_incomplete_wheel_folder_is_refused(tmp_path):
+    root = tmp_path / "packages"
+    other = _fake_python(tmp_path / "py312" / "bin" / "python3", "/opt/py312", version=(3, 12))
+    with pytest.raises(InstallError, match=r"is Python 3\.12, but this QGIS runs Python 3\.11"):
+        Installer(InstallOptions(python=other, root=str(root))).run()
+    # offline, a folder without torch: pip's own reason, in one line, and nothing written
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with pytest.raises(InstallError) as err:
+        Installer(InstallOptions(python=SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable,
+                                 wheel_folder=str(wheels), root=str(root))).run()
+    assert "pip failed while resolving" in str(err.value) and "\n" not in str(err.value)
+    assert not root.exists()

@@ -138,7 +138,7 @@ demo-finetune: setup
 SHOT_PROFILE := $(CURDIR)/build/screenshot-profile
 SHOT_RASTER ?= $(CURDIR)/tests/fixtures/landsat8_224078_nowavelengths.tif
 SHOT_POLYGONS ?= $(CURDIR)/tests/fixtures/training_landsat8_224078_polygons.gpkg
-SHOT_STEPS ?= 40
+SHOT_STEPS ?= 300
 screenshot: package
 	@test -f "$(DEMO_BACKBONE)" || { echo "no backbone $(DEMO_BACKBONE): run 'make demo-model'"; exit 2; }
 	@command -v xvfb-run >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth; }
@@ -147,7 +147,9 @@ screenshot: package
 	printf '[qgis]\ncheckVersion=false\nshowTips322=false\n' \
 	  > $(SHOT_PROFILE)/profiles/default/QGIS/QGIS3.ini
 	rm -f /tmp/spectralx_screenshot.log
-	env -u QT_QPA_PLATFORM PYTHONPATH=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
+	@# the model manager's folder: the demo model and its backbone (the script adds the model it fine-tunes)
+	mkdir -p $(SHOT_PROFILE)/models && cp $(DEMO_MODEL) $(DEMO_BACKBONE) $(SHOT_PROFILE)/models/
+	env -u QT_QPA_PLATFORM SPECTRALX_MODELS=$(SHOT_PROFILE)/models PYTHONPATH=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
 	  SPECTRALX_SAMPLE=$(SHOT_RASTER) SPECTRALX_POLYGONS=$(SHOT_POLYGONS) SPECTRALX_STEPS=$(SHOT_STEPS) \
 	  SPECTRALX_BACKBONE=$(CURDIR)/$(DEMO_BACKBONE) \
 	  SPECTRALX_SCREENSHOT=$(CURDIR)/docs/screenshot.png SPECTRALX_ZIP=$(CURDIR)/dist/spectralx_qgis.zip \
@@ -157,4 +159,5 @@ screenshot: package
 	  || { cat /tmp/spectralx_screenshot.log; exit 1; }
 	@cat /tmp/spectralx_screenshot.log
 	rm -rf docs/.screenshot_out
-	@test -f docs/screenshot.png && echo "docs/screenshot.png written"
+	@test -f docs/screenshot.png && test -f docs/install-dialog.png && test -f docs/model-manager.png && \
+	  echo "docs/screenshot.png, docs/install-dialog.png, docs/model-manager.png written"

@@ -442,13 +442,23 @@ class SpectralXDock(QgsDockWidget):
         return out
 
     def _load_known_checkpoints(self):
+        """(Re)fill the picker; the chosen checkpoint stays chosen (a refresh after an install or a
+        model-manager change must not drop the analyst's model and its card)."""
+        current = self.checkpoint_path()
         self.checkpoint_combo.blockSignals(True)
         self.checkpoint_combo.clear()
         self.checkpoint_combo.addItem("— choose a checkpoint —", "")
-        for p in self._known_checkpoint_paths():
+        paths = self._known_checkpoint_paths()
+        if current and current not in paths and os.path.isfile(current):
+            paths.insert(0, current)
+        for p in paths:
             self.checkpoint_combo.addItem(os.path.basename(p), p)
             self.checkpoint_combo.setItemData(self.checkpoint_combo.count() - 1, p, Qt.ItemDataRole.ToolTipRole)
+        if current:
+            self.checkpoint_combo.setCurrentIndex(max(self.checkpoint_combo.findData(current), 0))
         self.checkpoint_combo.blockSignals(False)
+        if current and not self.checkpoint_path():      # the file is gone: say so through the card
+            self._checkpoint_changed()
 
     def _browse_checkpoint(self):
         path, _ = QFileDialog.getOpenFileName(self, "Open a SpectralX checkpoint", "",

@@ -196,7 +196,7 @@ class Installer:
         return args
 
     def _env(self) -> dict:
-        env = python_finder._clean_env()
+        env = python_finder.child_env()
         if self.options.wheel_folder:
             # offline means this folder only: not the indexes or links of pip.conf or PIP_* variables
             env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
@@ -290,7 +290,7 @@ class Installer:
         cmd = [interp.path, os.path.join(HERE, "verify_install.py"), "--site", site, "--device",
                self.options.device, "--modules", ",".join(modules)]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=python_finder._clean_env())
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=python_finder.child_env())
             result = json.loads(proc.stdout.strip().splitlines()[-1])
         except (OSError, subprocess.TimeoutExpired, IndexError, ValueError) as exc:
             raise InstallError(f"the installed packages could not be verified: {exc}") from None

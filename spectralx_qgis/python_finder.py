@@ -57,7 +57,7 @@ def probe(path: str, timeout: float = 60.0) -> Interpreter:
     """Run `path` and read what it is; InstallError if it is not a working Python."""
     try:
         proc = subprocess.run([path, "-c", PROBE], capture_output=True, text=True, timeout=timeout,
-                              env=_clean_env())
+                              env=child_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InstallError(f"{path} could not be run as Python: {exc}") from None
     try:
@@ -68,11 +68,11 @@ def probe(path: str, timeout: float = 60.0) -> Interpreter:
     return Interpreter(path, tuple(info["version"]), info["prefix"], info["platform"], info["numpy"], info["pip"])
 
 
-def _clean_env() -> dict:
-    """The environment without what would make a child Python see other packages than QGIS's."""
+def child_env() -> dict:
+    """The environment for QGIS's interpreter run as a child: QGIS's own, PYTHONPATH and PYTHONHOME
+    included (OSGeo4W and some Linux launchers set them), so the child sees the packages QGIS sees."""
     env = dict(os.environ)
-    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV"):
-        env.pop(key, None)
+    env.pop("PYTHONSTARTUP", None)          # interactive only; never run someone's startup file
     return env
 
 

@@ -174,3 +174,44 @@ def test_another_python_version_or_an_incomplete_wheel_folder_is_refused(tmp_pat
                                  wheel_folder=str(wheels), root=str(root))).run()
     assert "pip failed while resolving" in str(err.value) and "\n" not in str(err.value)
     assert not root.exists()
+
+
+@pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason="no system Python")
+def test_pip_really_goes_through_qgis_proxy(tmp_path, monkeypatch):
+    """A proxy on 127.0.0.1 that refuses everything: pip's requests for the index reach it, with the
+    credentials QGIS holds (so an install behind a corporate proxy uses QGIS's settings)."""
+    import base64
+    import socketserver
+    import threading
+    seen = []
+
+    class Refuse(socketserver.StreamRequestHandler):
+        def handle(self):
+            head = []
+            while True:
+                line = self.rfile.readline(65536).decode("latin-1").rstrip("\r\n")
+                if not line:
+                    break
+                head.append(line)
+            seen.append(head)
+            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Refuse)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "10")
+    url = f"http://ana:s3cret@127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(InstallError, match="pip failed while resolving"):
+            Installer(InstallOptions(python=SYSTEM_PYTHON, proxy=url, build="cpu",
+                                     root=str(tmp_path / "packages"))).run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen, "pip never contacted the proxy"
+    first = seen[0]
+    assert first[0].startswith("CONNECT ") and ":443 " in first[0]      # an HTTPS index, tunnelled
+    auth = "Proxy-Authorization: Basic " + base64.b64encode(b"ana:s3cret").decode()
+    assert any(line == auth for line in first)
+    assert not (tmp_path / "packages").exists()

@@ -50,4 +50,9 @@ def test_checkpoint_picker_lists_the_model_folder(dock, tmp_path, monkeypatch):
     listed = [dock.checkpoint_combo.itemData(i) for i in range(dock.checkpoint_combo.count())]
     assert str(folder / "second.safetensors") in listed
     assert dock.set_checkpoint(str(folder / "second.safetensors"))        # and its card reads
+    # a later refresh (another model added, dependencies installed) keeps the analyst's choice and card
+    card = dock.card
+    shutil.copy(DEMO, folder / "third.safetensors")
+    manager.modelsChanged.emit()
+    assert dock.checkpoint_path() == str(folder / "second.safetensors") and dock.card is card
     manager.close()

@@ -4,7 +4,9 @@ Installs the plugin zip through QGIS's "Install from ZIP" code path, loads a Lan
 that carries no wavelengths and the analyst's polygons, opens the SpectralX panel, maps the raster
 through the sensor picker (Landsat 8, B2,B3,B4), fine-tunes a model from the polygons on the demo
 backbone, segments the layer with it, waits for the styled result, and saves the main window to
-$SPECTRALX_SCREENSHOT.
+$SPECTRALX_SCREENSHOT; then runs the dependency installer's dialog (which verifies this QGIS) and
+opens the model manager on $SPECTRALX_MODELS, saving each beside it (install-dialog.png,
+model-manager.png).
 Not part of the plugin zip (a developer tool).
 """
 import os
@@ -130,7 +132,39 @@ def step():
             os.makedirs(os.path.dirname(os.path.abspath(OUT)), exist_ok=True)
             ok = img.save(OUT, "PNG")
             log(f"saved {OUT}: {ok} {img.width()}x{img.height()}")
-            return quit_qgis(0 if ok else 4)
+            if not ok:
+                return quit_qgis(4)
+            # the installer's dialog, after a real run (this QGIS's Python has everything: it verifies)
+            dialog = dock.open_installer()
+            dialog.root = os.path.join(os.path.dirname(os.path.abspath(OUT)), ".screenshot_out", "packages")
+            dialog.resize(760, 640)
+            state["dialog"] = dialog
+            dialog.start()
+            state["task_started"] = "install"
+            return QTimer.singleShot(1000, step)
+        if state["task_started"] == "install":
+            dialog = state["dialog"]
+            if dialog.is_running():
+                return QTimer.singleShot(500, step)
+            path = os.path.join(os.path.dirname(os.path.abspath(OUT)), "install-dialog.png")
+            log(f"install dialog: {dialog.verdict.text()}; saved {path}: {dialog.grab().save(path, 'PNG')}")
+            dialog.close()
+            import shutil
+            models = os.environ.get("SPECTRALX_MODELS")
+            log(f"model folder {models!r}; fine-tuned model {dock.checkpoint_path()!r}")
+            if models and dock.checkpoint_path():           # the model fine-tuned above joins the folder
+                shutil.copy(dock.checkpoint_path(), os.path.join(models, "landsat8-224078-polygons.safetensors"))
+            manager = dock.open_model_manager()
+            manager.resize(1100, 640)
+            state["manager"] = manager
+            state["task_started"] = "models"
+            return QTimer.singleShot(1500, step)
+        if state["task_started"] == "models":
+            manager = state["manager"]
+            path = os.path.join(os.path.dirname(os.path.abspath(OUT)), "model-manager.png")
+            log(f"model manager saved {path}: {manager.grab().save(path, 'PNG')}")
+            manager.close()
+            return quit_qgis(0)
     except Exception:  # noqa: BLE001
         log(traceback.format_exc())
         quit_qgis(5)

@@ -206,6 +206,21 @@ def test_regression_output_resolving_to_an_input_is_refused(capsys, scene, copy_
     assert not os.path.exists(tmp_path / "fine.tif")
 
 
+def test_regression_many_scenes_never_overwrite_another_scene(capsys, scene, copy_checkpoint, tmp_path):
+    """`segment A B --output-dir D --overwrite` where B is A's output name: B is an input, refused up front
+    (each scene's own check saw only its own raster)."""
+    import shutil
+    ckpt = copy_checkpoint()
+    a = scene["raster"]
+    b = str(scene["folder"] / "scene_classes.tif")            # what scene.tif's class raster would be called
+    shutil.copy(a, b)
+    before, files = digest(a, b, ckpt), listing(scene["folder"])
+    rc, out, err = cli(capsys, "segment", a, b, "-c", ckpt, "--output-dir", scene["folder"], "--overwrite",
+                       "--device", "cpu")
+    assert_one_line_error(rc, err, "is one of the inputs", "scene_classes.tif", "another --output-dir")
+    assert digest(a, b, ckpt) == before and listing(scene["folder"]) == files
+
+
 def test_regression_same_file_sees_links_and_case(tmp_path):
     from spectralx.fileio import same_file
     a = tmp_path / "A.tif"

@@ -17,8 +17,11 @@ from .api import prepare_segment, segment
 from .distributed import SceneOutcome
 
 
-def scene_outputs(rasters: List[str], output_dir: str) -> List[Tuple[str, str, str]]:
-    """(raster, class raster, confidence raster) per scene, named after the scene."""
+def scene_outputs(rasters: List[str], output_dir: str, checkpoint: Optional[str] = None) -> List[Tuple[str, str, str]]:
+    """(raster, class raster, confidence raster) per scene, named after the scene. An output that
+    would be any of the inputs (another scene, the checkpoint), not only its own scene, is refused
+    before anything runs: with --overwrite, scene A's output could otherwise replace scene B."""
+    from ..fileio import same_file
     if not os.path.isdir(output_dir):
         raise SpectralXError(f"output folder {output_dir} does not exist; create it first")
     seen = {}
@@ -31,6 +34,13 @@ def scene_outputs(rasters: List[str], output_dir: str) -> List[Tuple[str, str, s
         seen[stem] = raster
         out.append((raster, os.path.join(output_dir, f"{stem}_classes.tif"),
                     os.path.join(output_dir, f"{stem}_confidence.tif")))
+    inputs = list(rasters) + ([checkpoint] if checkpoint else [])
+    for raster, *outputs in out:
+        for output in outputs:
+            clash = next((i for i in inputs if same_file(output, i)), None)
+            if clash is not None:
+                raise SpectralXError(f"the output {output} of scene {raster} is one of the inputs ({clash}); "
+                                     "nothing was written: run the scenes into another --output-dir")
     return out
 
 
@@ -46,7 +56,7 @@ def segment_scenes(rasters: List[str], checkpoint: str, output_dir: str, *, dask
     """Segment every raster into `output_dir`; one outcome per raster (result or error), in order.
     `options` are segment()'s (band_map, overlap, batch_size, device, overwrite, max_memory, …)."""
     progress = ensure(progress)
-    plan = scene_outputs(rasters, output_dir)
+    plan = scene_outputs(rasters, output_dir, checkpoint)
     if dask:
         from .distributed import run_on_cluster
         outcomes: List[SceneOutcome] = []

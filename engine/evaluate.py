@@ -16,18 +16,13 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .errors import LabelError, RasterError
+from .raster_io import open_raster
 from .training.labels import (Grid, is_raster, raster_class_metadata, read_label_vector, same_grid)
 from .training.metrics import confusion, format_table, scores
 
 
 def _read_prediction(path: str):
-    import rasterio
-    if not os.path.exists(path):
-        raise RasterError(f"prediction raster not found: {path}")
-    try:
-        ds = rasterio.open(path)
-    except Exception as exc:
-        raise RasterError(f"cannot open prediction raster {path}: {exc}") from None
+    ds = open_raster(path, "prediction raster")       # one line: missing, folder, not a raster, …
     try:
         _require_class_raster(ds, path, "prediction")
     except RasterError:
@@ -62,7 +57,6 @@ def _prediction_values(ds, window=None) -> np.ndarray:
 
 def evaluate(prediction: str, reference: str, class_field: Optional[str] = None) -> Dict[str, Any]:
     """Compare a class raster with reference labels; see the module documentation."""
-    import rasterio
     from rasterio.warp import Resampling, reproject
     from rasterio.windows import Window
     notes = []
@@ -73,7 +67,7 @@ def evaluate(prediction: str, reference: str, class_field: Optional[str] = None)
             raise LabelError(f"reference not found: {reference}")
         if is_raster(reference):
             pred = _prediction_values(ds)
-            with rasterio.open(reference) as rs:
+            with open_raster(reference, "reference raster") as rs:
                 _require_class_raster(rs, reference, "reference")
                 rgrid = Grid.of(rs, reference)
                 ref_names, _ = raster_class_metadata(rs)

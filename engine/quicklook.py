@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import from_bounds
 
 from .errors import RasterError
+from .raster_io import open_raster
 from .fileio import atomic_output
 
 NODATA_RGB = (225, 225, 225)
@@ -38,7 +38,7 @@ def _font(size: int):
 
 def classes_from_raster(path: str) -> List[dict]:
     """[{value, name, color}] from a class raster's tags and colour table."""
-    with rasterio.open(path) as ds:
+    with open_raster(path, "class raster") as ds:
         tags = ds.tags(1)
         try:
             cmap = ds.colormap(1)
@@ -98,7 +98,7 @@ def _rgb_band_indexes(ds) -> List[int]:
 
 def render_rgb(image: str, bounds, shape: Tuple[int, int], bands: Optional[Sequence[int]] = None) -> np.ndarray:
     """(H, W, 3) uint8 rendering of `image` over `bounds` (2..98 % stretch per band; nodata grey)."""
-    with rasterio.open(image) as ds:
+    with open_raster(image, "image") as ds:
         idx = list(bands) if bands else _rgb_band_indexes(ds)
         if any(not 1 <= i <= ds.count for i in idx):
             raise RasterError(f"RGB bands {idx}: {image} has bands 1 to {ds.count}")
@@ -119,7 +119,7 @@ def render_rgb(image: str, bounds, shape: Tuple[int, int], bands: Optional[Seque
 
 def _read_classes(path: str, bounds, shape: Tuple[int, int]) -> np.ndarray:
     """Class values of `path` over `bounds` at `shape` (nearest; outside the raster: 0)."""
-    with rasterio.open(path) as ds:
+    with open_raster(path, "class raster") as ds:
         win = from_bounds(*bounds, transform=ds.transform)
         return ds.read(1, window=win, out_shape=shape, resampling=Resampling.nearest, boundless=True,
                        fill_value=0)
@@ -140,7 +140,7 @@ def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
         raise RasterError(f"class raster not found: {class_raster}")
     if max_side < 1:
         raise RasterError(f"the largest panel side must be at least 1 px, not {max_side}")
-    with rasterio.open(class_raster) as ds:
+    with open_raster(class_raster, "class raster") as ds:
         h, w = ds.height, ds.width
         bounds = ds.bounds
         # integer zoom for small rasters (crisp pixels), decimation for large ones

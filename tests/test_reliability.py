@@ -221,6 +221,36 @@ def test_regression_many_scenes_never_overwrite_another_scene(capsys, scene, cop
     assert digest(a, b, ckpt) == before and listing(scene["folder"]) == files
 
 
+def test_regression_every_raster_reader_says_what_is_wrong(capsys, scene, tiny_backbone, tmp_path):
+    """evaluate, quicklook and the label/image readers open rasters through raster_io.open_raster: a
+    damaged file or a folder is named with what it was meant to be, in one line (not GDAL's text)."""
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a GeoTIFF " * 64)
+    folder = tmp_path / "folder.tif"
+    folder.mkdir()
+    labels = write_classes(tmp_path / "labels.tif", seed=3)
+    cases = [
+        (("evaluate", junk, "--reference", scene["ref"]), f"prediction {junk}", "not a raster GDAL can read"),
+        (("evaluate", folder, "--reference", scene["ref"]), f"prediction {folder}", "is a folder"),
+        (("quicklook", junk, "-o", tmp_path / "q.png"), f"class raster {junk}", "not a raster GDAL can read"),
+        (("finetune", "--image", junk, "--labels", labels, "--backbone", tiny_backbone, "-o",
+          tmp_path / "m.safetensors"), f"image {junk}", "not a raster GDAL can read"),
+    ]
+    for args, what, why in cases:
+        rc, out, err = cli(capsys, *args)
+        assert_one_line_error(rc, err, what, why)
+    # the library functions (Python API, the plugin) say the same, without the command line's checks
+    from spectralx.errors import SpectralXError
+    from spectralx.evaluate import evaluate
+    from spectralx.training.labels import open_grid
+    for call, what in ((lambda: evaluate(str(junk), scene["ref"]), f"prediction raster {junk}"),
+                       (lambda: open_grid(str(junk)), f"image {junk}")):
+        with pytest.raises(SpectralXError, match="not a raster GDAL can read") as exc:
+            call()
+        assert what in str(exc.value) and "\n" not in str(exc.value)
+    assert sorted(os.listdir(tmp_path)) == sorted(["junk.tif", "folder.tif", "labels.tif", "in"])
+
+
 def test_regression_same_file_sees_links_and_case(tmp_path):
     from spectralx.fileio import same_file
     a = tmp_path / "A.tif"

@@ -97,9 +97,9 @@ def check_rasters(paths: Iterable[Tuple[Optional[str], str]], wavelengths: bool 
     """Open each (path, what) once: a folder, a missing file, a file GDAL cannot open, a truncated
     file (its last block unreadable) or complex pixels are one-line errors. With `wavelengths`,
     wavelength tags that are not numbers are an error unless --sensor or a band-map file replaces them."""
-    import rasterio
     from rasterio.windows import Window
 
+    from ..raster_io import open_raster
     for path, what in paths:
         if not path:
             continue
@@ -108,12 +108,7 @@ def check_rasters(paths: Iterable[Tuple[Optional[str], str]], wavelengths: bool 
             raise InputError(f"{what} {path} is a folder, not a raster file; give the raster file itself")
         if local and not os.path.exists(path):
             raise InputError(f"{what} not found: {path}")
-        try:
-            ds = rasterio.open(path)
-        except Exception as exc:
-            raise RasterError(f"cannot open {what} {path}: GDAL cannot read it as a raster "
-                              f"({_first_line(exc)})") from None
-        with ds:
+        with open_raster(path, what) as ds:      # the one wording for rasters GDAL cannot open
             complex_types = [t for t in ds.dtypes if t.startswith("complex")]
             if complex_types:
                 raise RasterError(f"{what} {path} holds complex pixels ({complex_types[0]}); SpectralX reads "

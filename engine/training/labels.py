@@ -392,11 +392,11 @@ def raster_class_metadata(dataset) -> Tuple[Dict[int, str], Dict[int, str]]:
 
 
 def read_label_raster(path: str, grid: Optional[Grid]) -> LabelSource:
-    import rasterio
+    from ..raster_io import open_raster
     try:
-        ds = rasterio.open(path)
-    except Exception as exc:
-        raise LabelError(f"cannot open label raster {path}: {exc}") from None
+        ds = open_raster(path, "label raster")
+    except RasterError as exc:
+        raise LabelError(str(exc)) from None
     with ds:
         lgrid = Grid.of(ds, path)
         if grid is not None and not same_grid(lgrid, grid):
@@ -430,11 +430,6 @@ def read_label_raster(path: str, grid: Optional[Grid]) -> LabelSource:
 
 
 def open_grid(image: str) -> Grid:
-    import rasterio
-    if not os.path.exists(image):
-        raise RasterError(f"image not found: {image}")
-    try:
-        with rasterio.open(image) as ds:
-            return Grid.of(ds, image)
-    except rasterio.errors.RasterioIOError as exc:
-        raise RasterError(f"cannot open image {image}: {exc}") from None
+    from ..raster_io import open_raster
+    with open_raster(image, "image") as ds:
+        return Grid.of(ds, image)

@@ -107,3 +107,21 @@ def test_spectral_skip_starts_as_plain_head_and_trains():
     assert diff[10, 10] > 0
     diff[10, 10] = 0
     assert torch.count_nonzero(diff) == 0
+
+
+def test_regression_aomoa_gate_under_cuda_autocast(monkeypatch):
+    """On CUDA, autocast runs softmax in float32 while the gate's logits are bf16; the gate scattered one
+    into the other and every GPU forward failed ('scatter(): Expected self.dtype to be equal to
+    src.dtype'), found on an H200 (bench/gpu_network_check.py). CPU autocast keeps softmax in bf16, so
+    CUDA's rule is imposed here: softmax answers in float32."""
+    import torch
+    from spectralx.model.aomoa import NoisyTopKGate
+    gate = NoisyTopKGate(16, 4, 2).eval()
+    torch.nn.init.normal_(gate.w_gate.weight)
+    real_softmax = torch.Tensor.softmax
+    monkeypatch.setattr(torch.Tensor, "softmax", lambda self, *a, **k: real_softmax(self.float(), *a, **k))
+    z = torch.randn(3, 5, 16).to(torch.bfloat16)
+    gate = gate.to(torch.bfloat16)
+    w = gate(z)
+    assert w.dtype == torch.bfloat16 and w.shape == (3, 5, 4)
+    assert torch.allclose(w.float().sum(-1), torch.ones(3, 5), atol=1e-2) and ((w > 0).sum(-1) == 2).all()

@@ -32,8 +32,11 @@ class NoisyTopKGate(nn.Module):
         if self.training:  # noise only while training, so inference is deterministic
             logits = logits + torch.randn_like(logits) * F.softplus(self.w_noise(z))
         top_val, top_idx = logits.topk(self.top_k, dim=-1)
-        weights = torch.zeros_like(logits).scatter(-1, top_idx, top_val.softmax(dim=-1))
-        return weights
+        # softmax in float32, scattered into a float32 tensor: under CUDA autocast softmax returns
+        # float32 while the logits are bf16, and scatter() refuses mixed dtypes (every GPU run failed)
+        soft = top_val.float().softmax(dim=-1)
+        weights = torch.zeros(logits.shape, dtype=soft.dtype, device=logits.device).scatter(-1, top_idx, soft)
+        return weights.to(logits.dtype)
 
 
 class MixtureOfAdapters(nn.Module):

@@ -17,15 +17,15 @@ for b in gpu_detect.builds(gpus):
     print('offer:', b.id, '|', b.label, '|', b.index_url, '|', b.torch_line('torch==2.13.0'))
 print('QGIS-style interpreter check:', python_finder.find().describe())
 "
-modules=numpy,torch,safetensors
+modules=numpy,torch,safetensors; engine="--engine engine"
 for dev in auto cuda cpu; do
   echo "== verify --device $dev"
-  $PY spectralx_qgis/verify_install.py --device $dev --modules $modules > "$OUT/verify_$dev.json"; echo "exit $?"
+  $PY spectralx_qgis/verify_install.py --device $dev --modules $modules $engine > "$OUT/verify_$dev.json"; echo "exit $?"
   $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['device']['line'])" "$OUT/verify_$dev.json"
 done
 echo "== verify --device auto with the GPU hidden (CUDA_VISIBLE_DEVICES='')"
-CUDA_VISIBLE_DEVICES= $PY spectralx_qgis/verify_install.py --device auto --modules $modules > "$OUT/verify_hidden.json"; echo "exit $?"
+CUDA_VISIBLE_DEVICES= $PY spectralx_qgis/verify_install.py --device auto --modules $modules $engine > "$OUT/verify_hidden.json"; echo "exit $?"
 $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['device']['line'])" "$OUT/verify_hidden.json"
 echo "== verify --device cuda with the GPU hidden"
-CUDA_VISIBLE_DEVICES= $PY spectralx_qgis/verify_install.py --device cuda --modules $modules > "$OUT/verify_hidden_cuda.json"; echo "exit $?"
+CUDA_VISIBLE_DEVICES= $PY spectralx_qgis/verify_install.py --device cuda --modules $modules $engine > "$OUT/verify_hidden_cuda.json"; echo "exit $?"
 $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['device']['line'])" "$OUT/verify_hidden_cuda.json"

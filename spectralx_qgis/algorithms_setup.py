@@ -121,7 +121,9 @@ class CheckInstallation(_SetupAlgorithm):
         feedback.pushInfo(f"Plugin package folder: {folder} "
                           f"({'installed ' + record.get('date', '') if record else 'not installed'})")
         modules = ["numpy"] + [r.import_name for r in requirements.load()]
-        result = verify_install.verify(modules, DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][0])
+        from .installer import engine_dir
+        result = verify_install.verify(modules, DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][0],
+                                       engine_dir=engine_dir())
         for name, info in result["imports"].items():
             if "error" in info:
                 feedback.pushInfo(f"  {name}: MISSING ({info['error']})")

@@ -289,6 +289,9 @@ class Installer:
         modules = ["numpy"] + [r.import_name for r in requirements.load()]
         cmd = [interp.path, os.path.join(HERE, "verify_install.py"), "--site", site, "--device",
                self.options.device, "--modules", ",".join(modules)]
+        engine = engine_dir()
+        if engine:                                # and the engine's own network on that device
+            cmd += ["--engine", engine]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=python_finder.child_env())
             result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -360,6 +363,14 @@ class Installer:
             if f and os.path.realpath(f).startswith(prefix):
                 return True
         return False
+
+
+def engine_dir() -> Optional[str]:
+    """The engine the plugin runs: its bundled copy, or the checkout's engine/ folder."""
+    for path in (os.path.join(HERE, "_vendor", "spectralx"), os.path.join(os.path.dirname(HERE), "engine")):
+        if os.path.isfile(os.path.join(path, "__init__.py")):
+            return path
+    return None
 
 
 def _norm(name: str) -> str:

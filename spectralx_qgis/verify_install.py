@@ -4,7 +4,7 @@ what really happened ("CUDA: NVIDIA RTX 4070, matmul ok" or "CPU only: CUDA buil
 Runs standalone with QGIS's interpreter after an install (so a broken folder is found before it is
 used), and in-process for Processing's "Check installation". Imports nothing from QGIS or the plugin.
 
-    python verify_install.py --site FOLDER --device auto --modules torch,rasterio,...
+    python verify_install.py --site FOLDER --device auto --modules torch,rasterio,... [--engine DIR]
 """
 from __future__ import annotations
 
@@ -92,12 +92,62 @@ def device_report(requested: str = "auto") -> dict:
             "line": f"{line} (torch {version}, {build}, {torch.get_num_threads()} threads)"}
 
 
-def verify(modules: List[str], device: str = "auto", site: Optional[str] = None) -> dict:
+def _load_engine(engine_dir: str):
+    """The SpectralX engine from its folder, under a private name (it uses relative imports only)."""
+    import importlib.util
+    name = "_spectralx_verify"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(engine_dir, "__init__.py"),
+                                                  submodule_search_locations=[engine_dir])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def network_report(engine_dir: str, device: str) -> dict:
+    """A small SpectralX network on `device` under the engine's own precision policy, against the CPU
+    in float32: a matrix product can pass where the network's kernels fail (a dtype clash under
+    CUDA autocast did exactly that)."""
+    try:
+        import torch
+        _load_engine(engine_dir)
+        config = importlib.import_module("_spectralx_verify.config")
+        model_mod = importlib.import_module("_spectralx_verify.model")
+        devices = importlib.import_module("_spectralx_verify.devices")
+        torch.manual_seed(0)
+        cfg = config.ModelConfig.from_preset("vit_tiny_patch16", in_bands=4, num_classes=3, img_size=32)
+        model = model_mod.SpectralX(cfg, torch.tensor([490.0, 560.0, 665.0, 842.0])).eval()
+        x = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            ref = model(x).argmax(1)
+            model = model.to(device)
+            with devices.autocast(device, "auto"):
+                got = model(x.to(device)).float().argmax(1).cpu()
+        dtype = devices.autocast_dtype(device, "auto")
+        precision = str(dtype).replace("torch.", "") if dtype is not None else "float32"
+        agree = float((ref == got).float().mean())
+    except Exception as exc:  # noqa: BLE001  the point is to catch what breaks
+        return {"ok": False, "line": f"the SpectralX network fails on {device}: {type(exc).__name__}: {exc}"[:400]}
+    ok = agree >= 0.9
+    return {"ok": ok, "agreement": agree, "precision": precision,
+            "line": f"SpectralX network {'ok' if ok else 'gives OTHER classes'} on {device} "
+                    f"({precision}, {agree:.1%} of pixels as on the CPU)"}
+
+
+def verify(modules: List[str], device: str = "auto", site: Optional[str] = None,
+           engine_dir: Optional[str] = None) -> dict:
     if site:
         sys.path.insert(0, site)              # exactly as the plugin puts it at start
     imports = import_all(modules, site)
     failed = {k: v["error"] for k, v in imports.items() if "error" in v}
     report = device_report(device) if "torch" in modules and "torch" not in failed else None
+    if report and report.get("device") and engine_dir and os.path.isdir(engine_dir):
+        net = network_report(engine_dir, report["device"])
+        report = dict(report, network=net, ok=report["ok"] and net["ok"], line=f"{report['line']}; {net['line']}")
+        if not net["ok"]:
+            report["matmul_ok"] = False        # the packages do not run the engine: not a usable install
     ok = not failed and (report is None or report["ok"])
     return {"ok": ok, "python": sys.executable, "imports": imports, "failed": failed, "device": report}
 
@@ -107,8 +157,9 @@ def main(argv=None) -> int:
     parser.add_argument("--site", default=None, help="package folder to put first on sys.path")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     parser.add_argument("--modules", required=True, help="comma-separated import names")
+    parser.add_argument("--engine", default=None, help="the SpectralX engine folder: also run a small network")
     args = parser.parse_args(argv)
-    result = verify([m for m in args.modules.split(",") if m], args.device, args.site)
+    result = verify([m for m in args.modules.split(",") if m], args.device, args.site, args.engine)
     print(json.dumps(result))
     return 0 if result["ok"] else 1
 

@@ -215,3 +215,27 @@ def test_pip_really_goes_through_qgis_proxy(tmp_path, monkeypatch):
     auth = "Proxy-Authorization: Basic " + base64.b64encode(b"ana:s3cret").decode()
     assert any(line == auth for line in first)
     assert not (tmp_path / "packages").exists()
+
+
+def test_verification_runs_the_engine_network_not_only_a_matmul(tmp_path, monkeypatch):
+    """A matrix product can pass where the engine's own kernels fail (the AoMoA dtype clash under CUDA
+    autocast did): the verifier also runs a small SpectralX network and compares it with the CPU."""
+    import shutil
+    from spectralx_qgis import verify_install
+    from spectralx_qgis.installer import engine_dir
+    for name in [m for m in sys.modules if m.startswith("_spectralx_verify")]:
+        monkeypatch.delitem(sys.modules, name)
+    good = verify_install.verify(["torch"], "cpu", engine_dir=engine_dir())
+    assert good["ok"] and good["device"]["network"]["agreement"] == 1.0
+    assert good["device"]["line"].endswith("SpectralX network ok on cpu (float32, 100.0% of pixels as on the CPU)")
+    # an engine whose gate breaks on this device: the installation is reported unusable
+    broken = tmp_path / "engine"
+    shutil.copytree(engine_dir(), broken)
+    gate = broken / "model" / "aomoa.py"
+    gate.write_text(gate.read_text().replace("        logits = self.w_gate(z)\n",
+                                             "        raise RuntimeError('no kernel image for this GPU')\n", 1))
+    for name in [m for m in sys.modules if m.startswith("_spectralx_verify")]:
+        monkeypatch.delitem(sys.modules, name)
+    bad = verify_install.verify(["torch"], "cpu", engine_dir=str(broken))
+    assert not bad["ok"] and bad["device"]["matmul_ok"] is False
+    assert "the SpectralX network fails on cpu: RuntimeError: no kernel image for this GPU" in bad["device"]["line"]

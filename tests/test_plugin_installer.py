@@ -94,6 +94,7 @@ def test_offline_install_then_a_fresh_qgis_imports_from_the_profile_folder(fresh
     assert "To install: torch 2.13.0" in out
     # the verification reports the device honestly: this machine has no GPU and a CPU build of torch
     assert "CPU: matmul ok (torch 2.13.0+cpu, CPU-only build" in out
+    assert "SpectralX network ok on cpu (float32, 100.0% of pixels as on the CPU)" in out   # the bundled engine
     folder = fresh_qgis.packages / TAG
     record = json.loads((folder / "spectralx-install.json").read_text())
     assert os.path.realpath(record["python"]) == os.path.realpath(SYSTEM_PYTHON)
@@ -110,7 +111,7 @@ def test_offline_install_then_a_fresh_qgis_imports_from_the_profile_folder(fresh
     assert f"torch 2.13.0+cpu (plugin folder: {folder}/torch)" in check.stdout
     assert f"safetensors 0.4.5 (plugin folder: {folder}/safetensors)" in check.stdout
     assert "numpy 1.24.2 (QGIS's Python: /usr/lib/python3/dist-packages/numpy)" in check.stdout
-    assert "Device: CPU: matmul ok" in check.stdout
+    assert "Device: CPU: matmul ok" in check.stdout and "SpectralX network ok on cpu" in check.stdout
     assert "Engine: bundled" in check.stdout
 
     # and the engine runs on them: segment the sample with the demo model in that fresh QGIS

@@ -56,32 +56,6 @@ def _put(q: "queue.Queue", item, stop: threading.Event, consumer: Optional[threa
     return False
 
 
-class _PinnedStager:
-    """Two page-locked host buffers used in turn: stack a batch into one, copy it to the GPU without
-    blocking, and reuse a buffer only once its previous copy has finished (CUDA event)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.buffers: List[Optional[torch.Tensor]] = [None, None]
-        self.events: List[Optional[torch.cuda.Event]] = [None, None]
-        self.turn = 0
-
-    def to_device(self, tiles: List[torch.Tensor]) -> torch.Tensor:
-        i, n = self.turn, len(tiles)
-        self.turn ^= 1
-        buf = self.buffers[i]
-        if buf is None or buf.shape[0] < n or buf.shape[1:] != tiles[0].shape:
-            buf = self.buffers[i] = torch.empty((n, *tiles[0].shape), dtype=tiles[0].dtype, pin_memory=True)
-            self.events[i] = None
-        if self.events[i] is not None:
-            self.events[i].synchronize()          # the last copy out of this buffer is done
-        torch.stack(tiles, out=buf[:n])
-        x = buf[:n].to(self.device, non_blocking=True)
-        self.events[i] = torch.cuda.Event()
-        self.events[i].record()
-        return x.contiguous(memory_format=torch.channels_last)
-
-
 def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.Tensor], num_classes: int,
                  encode: Callable[[int, torch.Tensor, np.ndarray], object], write: Callable[[object], None],
                  *, batch_size: int = 4, device: str = "cpu", precision: str = "auto",
@@ -108,7 +82,7 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
     outgoing: "queue.Queue" = queue.Queue(maxsize=queue_size * 2)
     group = max(1, min(group or block.c1 - block.c0, block.c1 - block.c0))
     groups = [(c, min(c + group, block.c1)) for c in range(block.c0, block.c1, group)]
-    stager = _PinnedStager(dev) if dev.type == "cuda" else None
+    cuda = dev.type == "cuda"
 
     def read_all() -> None:
         source.open()
@@ -116,7 +90,13 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
             for r in range(block.r0, block.r1):
                 for c0, c1 in groups:
                     x, valid = source.read(r, c0, c1)
-                    if not _put(strips, (r, c0, c1, torch.from_numpy(x), valid), stop):
+                    xt = torch.from_numpy(x)
+                    if cuda:
+                        # page-locked here, in the reader thread: the compute thread then copies each
+                        # chunk to the GPU once, asynchronously, and cuts its tiles there (stacking
+                        # strided tile views on the host was most of segment()'s time over the model's)
+                        xt = xt.pin_memory()
+                    if not _put(strips, (r, c0, c1, xt, valid), stop):
                         return
         finally:
             source.close()
@@ -173,7 +153,8 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
         nonlocal done
         progress.check()
         tiles = [t for _, _, t in batch]
-        x = stager.to_device(tiles) if stager is not None else torch.stack(tiles).to(dev)
+        x = torch.stack(tiles)                     # on the GPU when the chunks are there already
+        x = x.contiguous(memory_format=torch.channels_last) if cuda else x.to(dev)
         with torch.inference_mode(), autocast(str(dev), precision):
             logits = model(x)
         probs = torch.softmax(logits.float(), dim=1)
@@ -192,6 +173,8 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
         for _ in range(block.r1 - block.r0):
             for _ in groups:
                 r, c0, c1, xt, valid = next_chunk()
+                if cuda:
+                    xt = xt.to(dev, non_blocking=True)   # the pinned block stays alive until the copy ends
                 left = plan.xs[c0] - acc.x_off
                 if r not in valid_rows:
                     valid_rows[r] = np.zeros((plan.strip_height, acc.span), dtype=bool)

@@ -112,6 +112,10 @@ class SpectralXDock(QgsDockWidget):
         manual.addWidget(self.copy_command_button)
         ib.addLayout(manual)
         self.install_box.hide()
+        self.models_button = QToolButton()
+        self.models_button.setText("Models…")
+        self.models_button.setToolTip("The model manager: your checkpoints and backbones, add a backbone, "
+                                      "download known foundation models")
         self.setup_button = QToolButton()
         self.setup_button.setText("Install…")
         self.setup_button.setToolTip("Install or update the Python packages SpectralX needs "
@@ -121,6 +125,8 @@ class SpectralXDock(QgsDockWidget):
         self.help_button.setToolTip("Open the SpectralX documentation")
         top.addWidget(self.install_box, 1)
         top.addStretch(0)
+        # the model manager and the installer stay reachable while the controls wait for dependencies
+        top.addWidget(self.models_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.setup_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.help_button, 0, Qt.AlignmentFlag.AlignTop)
         lay.addLayout(top)
@@ -143,13 +149,8 @@ class SpectralXDock(QgsDockWidget):
         self.browse_button = QToolButton()
         self.browse_button.setText("…")
         self.browse_button.setToolTip("Open a checkpoint file")
-        self.models_button = QToolButton()
-        self.models_button.setText("Models…")
-        self.models_button.setToolTip("The model manager: your checkpoints and backbones, add a backbone, "
-                                      "download known foundation models")
         row.addWidget(self.checkpoint_combo, 1)
         row.addWidget(self.browse_button)
-        row.addWidget(self.models_button)
         form.addRow("Checkpoint", row)
         self.backbone_widget = QgsFileWidget()
         self.backbone_widget.setFilter("Backbone (*.safetensors *.pth *.pt *.ckpt)")

@@ -44,6 +44,9 @@ SCRIPT = textwrap.dedent(r'''
            "provider": QgsApplication.processingRegistry().providerById("spectralx") is not None,
            "manual": dock.manual_command.text(), "install_button": dock.install_deps_button.isVisibleTo(dock),
            "warning": QgsApplication.processingRegistry().providerById("spectralx").warningMessage()}
+    out["models_enabled"] = dock.models_button.isEnabled()
+    manager = dock.open_model_manager()     # usable before torch: listing, releases, downloads
+    out["manager_releases"] = manager.releases_table.rowCount()
     dialog = dock.open_installer()          # the one-click installer, from the panel's button
     out["dialog_requirements"] = dialog.requirement_view.toPlainText()
     out["dialog_python"] = dialog.python_widget.filePath()
@@ -74,6 +77,7 @@ def test_plugin_loads_without_torch_and_shows_guidance(tmp_path):
     assert "- torch (PyTorch: runs the neural network)" in guidance
     assert "- rasterio" not in guidance                          # only what is actually missing
     assert "Install dependencies" in guidance and out["install_button"]
+    assert out["models_enabled"] and out["manager_releases"] >= 4      # the model manager works without torch
     # the manual fallback names this QGIS's interpreter and the same pinned list, in a field of its own
     assert out["manual"].startswith(f"{sys.executable} -m pip install -r {requirements.PATH}")
     assert out["dialog_python"] == sys.executable

@@ -113,8 +113,10 @@ class Installer:
                              *self._source_args(build)] + [f"{n}=={v}" for n, v in wanted],
                       "installing", staging=staging, expected=expected, span=(10, 85))
             self.progress(86)
+            self._check_cancel()
             self.log(f"Verifying with {interp.path} on device '{self.options.device}'…")
             verification = self._verify(interp, staging)
+            self._check_cancel()                  # a cancel during the check still keeps nothing
             self.progress(97)
             final = site_dir.folder(root, interp.tag)
             record = {"python": interp.path, "python_version": list(interp.version), "platform": interp.platform,
@@ -283,7 +285,7 @@ class Installer:
 
     def _check_cancel(self) -> None:
         if self.cancelled():
-            raise InstallCancelled("cancelled before anything was installed")
+            raise InstallCancelled("cancelled: nothing was installed (the unfinished folder was removed)")
 
     def _verify(self, interp, site) -> dict:
         modules = ["numpy"] + [r.import_name for r in requirements.load()]

@@ -6,6 +6,17 @@ style="font-family:sans-serif;max-width:46em">
 <h2>SpectralX panel</h2>
 <p>Land-cover segmentation of multispectral and hyperspectral rasters with a SpectralX model: a frozen
 optical foundation model adapted to your sensor's bands.</p>
+<h3>Install… and Models…</h3>
+<p><b>Install…</b> installs what QGIS's Python lacks of SpectralX's pinned packages (PyTorch, rasterio,
+safetensors, scikit-learn, …) into a folder of your QGIS profile, with QGIS's own Python and no administrator
+rights, then checks them: every package imports, and a matrix product and a small SpectralX network run on
+your GPU (or the CPU), and the dialog says which really ran. Choose the CUDA build it offers for your NVIDIA
+driver, or install offline from a folder of wheels. Cancel keeps nothing. The same is
+<i>Processing ▸ SpectralX ▸ Setup ▸ Install dependencies</i>; <i>Check installation</i> repeats the check.</p>
+<p><b>Models…</b> opens the model manager: the checkpoints and backbones in your model folder (with each
+checkpoint's sensor, classes, scores and whether its backbone is there), <b>Add backbone from file…</b> for a
+foundation-model release you downloaded, and known releases with their licence, source page and, where they
+can be fetched directly, a download that resumes and checks the file's checksum.</p>
 <h3>Model</h3>
 <p>Pick a checkpoint (<code>.safetensors</code>). Its card lists the classes, the bands it expects and how well
 it did on held-out pixels, next to a random forest trained on the same pixels when the card has one.
@@ -29,7 +40,8 @@ field, and press <b>Fine-tune from polygons</b>. The new model is written to the
 the output folder, beside a copy of the backbone it needs, and selected when done. The progress line shows
 the step, the time left and the latest validation mIoU.</p>
 <h3>Processing</h3>
-<p>The same runs are in the Processing toolbox (SpectralX): segment, fine-tune, pretrain and evaluate, with a
+<p>The same runs are in the Processing toolbox (SpectralX): segment, fine-tune, pretrain and evaluate (and,
+under Setup, install dependencies and check installation), with a
 <code>SENSOR</code> parameter such as <code>landsat8:B2,B3,B4</code>; they also work in batch mode, in models
 and with <code>qgis_process</code>.</p>
 </body></html>

@@ -74,7 +74,8 @@ def fresh_qgis(tmp_path_factory):
     assert run("plugins", "enable", "spectralx_qgis").returncode == 0
     run.profile = profile
     run.packages = profile / "spectralx" / "python-packages"
-    return run
+    yield run
+    shutil.rmtree(run.packages, ignore_errors=True)      # ~0.8 GB of torch: not kept by pytest's tmp
 
 
 def test_offline_install_then_a_fresh_qgis_imports_from_the_profile_folder(fresh_qgis, wheelhouse, tmp_path):

@@ -226,8 +226,14 @@ class Installer:
             plan.append((item["metadata"]["name"], item["metadata"]["version"], url, size))
         return plan
 
-    def _pip(self, cmd, what, staging=None, expected=None, span=None) -> None:
+    def _pip(self, cmd, what, staging=None, expected=None, span=None) -> List[str]:
         """Run pip, streaming its output to the log; cancel kills it (and its children) at once."""
+        return self._run(cmd, what, staging, expected, span, log_output=True, tool="pip")
+
+    def _run(self, cmd, what, staging=None, expected=None, span=None, log_output=True,
+             tool="pip") -> List[str]:
+        """Run a child of QGIS's interpreter; its last output lines are returned. Cancel kills it (and
+        its children) at once; a failure is an InstallError with the child's own reason."""
         kwargs = {}
         if os.name == "posix":
             kwargs["start_new_session"] = True
@@ -254,7 +260,8 @@ class Installer:
                 break
             if line.strip():
                 tail = (tail + [line.rstrip()])[-20:]
-                self.log(line.rstrip())
+                if log_output:
+                    self.log(line.rstrip())
             if staging and span and time.monotonic() - last_size > 1.0:
                 last_size = time.monotonic()
                 done = _tree_size(staging)
@@ -262,7 +269,7 @@ class Installer:
                 frac = min(0.97, done / (2.5 * expected)) if expected else 0.5
                 self.progress(span[0] + (span[1] - span[0]) * frac)
         rc = proc.wait()
-        if rc != 0:
+        if rc != 0 and tool == "pip":
             detail = next((t for t in reversed(tail) if t.startswith("ERROR")), tail[-1] if tail else "")
             hint = ""
             if "No matching distribution" in detail:
@@ -271,6 +278,7 @@ class Installer:
                         if self.options.wheel_folder else
                         "; check the network or QGIS's proxy settings, or install from a folder of wheels")
             raise InstallError(f"pip failed while {what} (exit {rc}): {detail.strip()[:400]}{hint}")
+        return tail
 
     @staticmethod
     def _kill(proc) -> None:
@@ -294,11 +302,14 @@ class Installer:
         engine = engine_dir()
         if engine:                                # and the engine's own network on that device
             cmd += ["--engine", engine]
+        # streamed like pip, so that cancel stops it at once (importing torch and running the
+        # network can take tens of seconds); its verdict is its last line, JSON
+        tail = self._run(cmd, "verifying", log_output=False, tool="verify")
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=python_finder.child_env())
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.TimeoutExpired, IndexError, ValueError) as exc:
-            raise InstallError(f"the installed packages could not be verified: {exc}") from None
+            result = json.loads(next(t for t in reversed(tail) if t.startswith("{")))
+        except (StopIteration, ValueError):
+            raise InstallError("the installed packages could not be verified: "
+                               f"{(tail[-1] if tail else 'no output')[:300]}") from None
         for name, info in result["imports"].items():
             if "error" not in info:
                 where = "installed folder" if info["from_site"] else "QGIS's Python"
@@ -309,8 +320,7 @@ class Installer:
                                "nothing was kept")
         device = result["device"]
         if device and not device.get("matmul_ok", device["ok"]):
-            raise InstallError(f"installed, but a matrix product gave wrong results: {device['line']}; "
-                               "nothing was kept")
+            raise InstallError(f"installed, but the device check failed: {device['line']}; nothing was kept")
         if device:
             # the packages work; a GPU that was asked for and is not used is said plainly, not hidden
             self.log(device["line"] if device["ok"] else

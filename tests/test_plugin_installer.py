@@ -168,3 +168,25 @@ def test_a_crashed_install_is_never_put_on_sys_path(tmp_path):
         assert added == str(root / TAG) and sys.path[0] == added and not pending.exists()
     finally:
         sys.path[:] = before
+
+
+def test_cancel_during_verification_keeps_nothing(wheelhouse, tmp_path):
+    """Importing torch and running the network takes a while: a cancel then stops the check at once
+    and the verified-looking folder is not kept either."""
+    import time
+    from spectralx_qgis.errors import InstallCancelled
+    from spectralx_qgis.installer import Installer, InstallOptions
+    root = tmp_path / "packages"
+    log, asked = [], {}
+
+    def cancelled():
+        if any(line.startswith("Verifying with") for line in log):
+            asked.setdefault("at", time.monotonic())
+            return True
+        return False
+    with pytest.raises(InstallCancelled):
+        Installer(InstallOptions(python=SYSTEM_PYTHON, wheel_folder=wheelhouse, root=str(root)),
+                  log=log.append, cancelled=cancelled).run()
+    assert time.monotonic() - asked["at"] < 5                    # not after the whole check
+    assert not any(line.startswith("CPU: matmul") for line in log)
+    assert os.listdir(root) == []

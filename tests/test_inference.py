@@ -92,7 +92,7 @@ def whole_image_probs(model, data, card=None):
         return torch.softmax(model(torch.from_numpy(x)[None]), 1)[0].numpy()
 
 
-def blended_probs(path, model, card, overlap=0.25, batch_size=3, window=None):
+def blended_probs(path, model, card, overlap=0.25, batch_size=3, window=None, readers=1, group=None):
     """Run the real pipeline over a raster and collect the blended (K, H, W) probabilities."""
     with rasterio.open(path) as ds:
         win = window or Window(0, 0, ds.width, ds.height)
@@ -109,7 +109,8 @@ def blended_probs(path, model, card, overlap=0.25, batch_size=3, window=None):
         rows.append((row, p.shape[1]))
         out[:, row:row + p.shape[1]] = p
 
-    run_pipeline(plan, src, model, len(card.classes), encode, write, batch_size=batch_size)
+    run_pipeline(plan, src, model, len(card.classes), encode, write, batch_size=batch_size, readers=readers,
+                 group=group)
     return out, rows
 
 
@@ -297,6 +298,63 @@ def test_prepare_applies_mapping_normalization_fill_and_nodata():
 
 # -- cancel and output safety ---------------------------------------------------------------------
 
+@pytest.mark.parametrize("readers,group", [(2, None), (3, 2), (8, 1)])
+def test_several_reader_threads_give_the_same_blend(tmp_path, readers, group):
+    """Reader threads take chunks in turn (chunk j by thread j % readers), each into its own queue: the
+    model still sees them in order, so the blend is the single pass's, rows written once, in order."""
+    data = random_raster(150, 173)
+    path = write_raster(tmp_path / "in.tif", data)
+    model, card = PixelModel(), make_card()
+    got, rows = blended_probs(path, model, card, overlap=0.25, batch_size=3, readers=readers, group=group)
+    assert not np.isnan(got).any() and [r for r, _ in rows] == sorted(r for r, _ in rows)
+    np.testing.assert_allclose(got, whole_image_probs(model, data), atol=1e-5)
+
+
+def test_reader_threads_stop_on_cancel_and_on_a_read_error(tmp_path):
+    import threading
+    path = write_raster(tmp_path / "in.tif", random_raster(300, 300))
+    card = make_card()
+    plan = plan_tiles(300, 300, card.tile_size, 0.25)
+    prep = Preparer(np.eye(3, dtype=np.float32), None, card.normalization)
+    updates = []
+    progress = Progress(on_update=lambda d, t, m: updates.append(d), is_cancelled=lambda: len(updates) >= 2)
+    model = PixelModel()
+    with pytest.raises(Cancelled):
+        run_pipeline(plan, RasterStrips(path, Window(0, 0, 300, 300), plan, [1, 2, 3], prep), model, 3,
+                     lambda row, p, v: (row, p), lambda payload: None, batch_size=2, progress=progress,
+                     readers=3, group=1)
+    assert model.calls == 2
+
+    class Failing(RasterStrips):                 # the third chunk cannot be read (read by thread 2 of 3)
+        def clone(self):
+            return Failing(self.path, self.window, self.plan, self.indexes, self.prep)
+
+        def read(self, r, c0=0, c1=None):
+            if (r, c0) == (0, 2):
+                raise RasterError("block 2 of the input raster is damaged")
+            return super().read(r, c0, c1)
+    with pytest.raises(RasterError, match="block 2 of the input raster is damaged"):
+        run_pipeline(plan, Failing(path, Window(0, 0, 300, 300), plan, [1, 2, 3], prep), PixelModel(), 3,
+                     lambda row, p, v: (row, p), lambda payload: None, batch_size=2, readers=3, group=1)
+    assert not [t for t in threading.enumerate() if t.name.startswith("spectralx-reader")]
+
+
+def test_reader_threads_only_where_the_budget_has_room():
+    from spectralx.inference.memory import plan_work
+    plan = plan_tiles(4096, 4096, 224, 0.25)
+    roomy = plan_work(plan, 32, 32, 8, budget=8 << 30, readers=4)
+    assert roomy.readers == 4 and "x 4 reader threads" in roomy.describe()
+    counts = []
+    for budget in (96 << 20, 192 << 20, 384 << 20, 768 << 20):
+        w = plan_work(plan, 32, 32, 8, budget=budget, readers=4)
+        counts.append(w.readers)
+        base = w.read_bytes + w.queued_bytes * w.queue + w.blend_bytes + w.gdal_cache
+        # every reader beyond the first holds one chunk being read and one waiting, inside the budget
+        assert w.readers == 1 or base + (w.readers - 1) * (w.read_bytes + w.queued_bytes) <= budget
+    assert counts == sorted(counts) and counts[0] < 4
+    assert plan_work(plan, 32, 32, 8, budget=8 << 30).readers == 1       # one unless asked (the CPU)
+
+
 def test_cancel_stops_within_one_batch_and_leaves_no_file(tmp_path):
     path = write_raster(tmp_path / "in.tif", random_raster(300, 300))
     out_dir = tmp_path / "out"
@@ -407,6 +465,21 @@ def test_segment_command_end_to_end(tmp_path, make_checkpoint):
     again = run_cli("segment", path, "-c", ckpt, "-o", out)
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
     assert run_cli("segment", path, "-c", ckpt, "-o", out, "--overwrite", "--quiet").returncode == 0
+    # --reader-threads: the same classes and confidence, the plan says how many; 0 is a one-line error
+    args = (path, "-c", ckpt, "-o", out, "--confidence", tmp_path / "conf.tif", "--window", "5", "10", "80", "70",
+            "--batch-size", "3", "--device", "cpu", "--overwrite", "--quiet", "--overlap", "0.5")
+    assert run_cli("segment", *args).returncode == 0
+    with rasterio.open(out) as ds, rasterio.open(tmp_path / "conf.tif") as cs:
+        one_reader = (ds.read(1), cs.read(1))
+    proc = run_cli("segment", *args, "--reader-threads", "3")
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(out) as ds, rasterio.open(tmp_path / "conf.tif") as cs:
+        np.testing.assert_array_equal(ds.read(1), one_reader[0])
+        np.testing.assert_allclose(cs.read(1), one_reader[1], atol=1e-6)
+    plan = run_cli("segment", path, "-c", ckpt, "--plan", "--reader-threads", "2", "--max-memory", "1G")
+    assert plan.returncode == 0 and "x 2 reader threads" in plan.stdout, plan.stdout + plan.stderr
+    bad = run_cli("segment", path, "-c", ckpt, "-o", tmp_path / "x.tif", "--reader-threads", "0")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.tif").exists()
 
 
 def test_segment_real_enmap_tile(tmp_path, make_checkpoint):

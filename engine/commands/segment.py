@@ -49,6 +49,9 @@ def register(sub):
                        "comes on top)")
     scale.add_argument("--block-size", type=int, metavar="PX", help="force square blocks of PX pixels (a multiple "
                        "of 256; default: whole-height blocks as wide as the budget allows, usually one)")
+    scale.add_argument("--reader-threads", type=positive_int, default=None, metavar="N",
+                       help="threads that read and normalize the raster in turn (default 1; as many as "
+                       "--max-memory leaves room for): more can keep a GPU busy")
     scale.add_argument("--plan", action="store_true", help="print the plan (blocks, tiles, budget) and exit")
     scale.add_argument("--dask", metavar="ADDRESS", help="run on Dask distributed: local[:N] starts N worker "
                        "processes on this machine (loopback only), tcp://HOST:PORT uses a running scheduler; "
@@ -78,7 +81,8 @@ def run(args):
                          overlap=args.overlap, batch_size=args.batch_size, device=args.device,
                          confidence=args.confidence, confidence_format=args.confidence_format,
                          precision=args.precision, overwrite=args.overwrite, progress=progress,
-                         max_memory=args.max_memory, block_size=args.block_size, dask=args.dask)
+                         max_memory=args.max_memory, block_size=args.block_size, dask=args.dask,
+                         readers=args.reader_threads)
     except Exception as exc:   # GDAL's text for a full disk or a damaged input: one line instead
         raise explain_failure(exc, reading=args.raster, writing=args.output) from None
     finally:
@@ -95,7 +99,7 @@ def _options(args) -> dict:
     return dict(backbone=args.backbone, band_map=args.band_map, sensor=args.sensor, window=args.window,
                 bbox=args.bbox, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
                 confidence_format=args.confidence_format, precision=args.precision, max_memory=args.max_memory,
-                block_size=args.block_size)
+                block_size=args.block_size, readers=args.reader_threads)
 
 
 def _workers(args) -> int:

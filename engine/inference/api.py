@@ -132,7 +132,7 @@ def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str
                     confidence: Optional[str] = None, overwrite: bool = False, confidence_format: str = "float32",
                     precision: str = "auto", style: bool = True, card: Optional[ModelCard] = None,
                     max_memory: Union[None, int, str] = None, block_size: Optional[int] = None,
-                    workers: int = 0) -> SegmentJob:
+                    workers: int = 0, readers: Optional[int] = None) -> SegmentJob:
     """Every check that can fail (paths, device, subset, band mapping, budget), and the work plan;
     no weights are loaded and nothing is written. `output=None` plans without checking outputs."""
     t0 = time.perf_counter()
@@ -161,7 +161,8 @@ def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str
     if prep.bands != len(card.bands):
         raise SpectralXError(f"band mapping gives {prep.bands} bands but the checkpoint expects {len(card.bands)}")
     work = plan_work(tiles, len(mapping.source_indexes), prep.bands, len(card.classes), budget,
-                     block_size=block_size, workers=workers, read_ahead=read_ahead(dev))
+                     block_size=block_size, workers=workers, read_ahead=read_ahead(dev),
+                     readers=1 if workers else _readers(readers))
     return SegmentJob(raster, checkpoint, backbone, output, conf_path, qml_path, card, mapping, prep, win, crs,
                       transform, tiles, work, batch_size, dev, device, precision, confidence_format, t0,
                       budget, block_size)
@@ -169,6 +170,21 @@ def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str
 
 def read_ahead(dev: str) -> int:
     return 2 if torch.device(dev).type == "cpu" else 8   # a GPU must never wait for the reader
+
+
+# Reader threads when none are asked for: one. On a GPU one reader bounds segment() (an H200 ran at
+# 0.53 of the bare forward, 0.69 with reads cached: bench/gpu_segment_breakdown.py) and reading alone
+# is 1.4-1.7x faster with two threads (bench/reader_bench.py), but more readers were not yet measured
+# on a GPU, so they are an option (`readers=`, `--reader-threads`), not the default.
+DEFAULT_READERS = 1
+
+
+def _readers(readers: Optional[int]) -> int:
+    if readers is None:
+        return DEFAULT_READERS
+    if isinstance(readers, bool) or not isinstance(readers, int) or readers < 1:
+        raise SpectralXError(f"reader threads must be a whole number of at least 1, not {readers!r}")
+    return readers
 
 
 def plan_for_workers(job: SegmentJob, workers: int) -> None:
@@ -259,7 +275,8 @@ def run_local(job: SegmentJob, net: torch.nn.Module, progress: Progress) -> int:
             computed += run_pipeline(job.tiles, source, net, len(job.card.classes), encode, write,
                                      batch_size=job.batch_size, device=job.device, precision=job.precision,
                                      progress=progress, queue_size=job.work.queue, block=block,
-                                     group=job.work.group, tiles_done=done, tiles_total=total)
+                                     group=job.work.group, tiles_done=done, tiles_total=total,
+                                     readers=job.work.readers)
             for w in writers:
                 w.flush()
         outputs.commit()
@@ -278,7 +295,7 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
             precision: str = "auto", style: bool = True,
             model: Optional[Tuple[torch.nn.Module, ModelCard]] = None,
             max_memory: Union[None, int, str] = None, block_size: Optional[int] = None,
-            dask: Optional[str] = None) -> SegmentResult:
+            dask: Optional[str] = None, readers: Optional[int] = None) -> SegmentResult:
     """Classify `raster` into `output` (uint8 class GeoTIFF + `.qml` style; optional confidence).
 
     `model=(module, card)` runs an already loaded network instead of `checkpoint` (plugin cache, tests).
@@ -286,6 +303,8 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
     2 GiB); `block_size` forces square blocks of that many pixels (a multiple of 256).
     `dask` runs the blocks on a Dask cluster: "local", "local:N" or a scheduler address
     ("tcp://host:8786"); the class raster is the same as in-process.
+    `readers` reader threads (default 1; at most as many as `max_memory` leaves room for) read and
+    normalize chunks in turn: more can keep a GPU busy.
     Every check that can fail (paths, device, subset, band mapping) runs before the weights load.
     """
     progress = ensure(progress)
@@ -293,7 +312,7 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
                           window=window, bbox=bbox, overlap=overlap, batch_size=batch_size, device=device,
                           confidence=confidence, overwrite=overwrite, confidence_format=confidence_format,
                           precision=precision, style=style, card=model[1] if model is not None else None,
-                          max_memory=max_memory, block_size=block_size)
+                          max_memory=max_memory, block_size=block_size, readers=readers)
     for warning in getattr(job.mapping, "warnings", None) or []:
         progress.log(f"band mapping: {warning}")
     if dask:

@@ -91,6 +91,7 @@ class WorkPlan:
     block_width: int
     block_height: int
     notes: List[str] = field(default_factory=list)
+    readers: int = 1               # reader threads (each with its chunk being read and one queued)
 
     @property
     def halo_tiles(self) -> int:
@@ -101,7 +102,8 @@ class WorkPlan:
         p = self.tiles
         lines = [f"window   {p.width} x {p.height} px, {p.n_tiles} tiles of {p.tile} px "
                  f"({len(p.xs)} x {len(p.ys)})",
-                 f"budget   {format_bytes(self.budget)}: reads {format_bytes(self.read_bytes)} + "
+                 f"budget   {format_bytes(self.budget)}: reads {format_bytes(self.read_bytes)}"
+                 + (f" x {self.readers} reader threads" if self.readers > 1 else "") + " + "
                  f"{format_bytes(self.queued_bytes * self.queue)} read ahead ({self.queue} chunks of "
                  f"{self.group} tile columns), GDAL cache {format_bytes(self.gdal_cache)}, blending "
                  f"{format_bytes(self.blend_bytes)} per block",
@@ -126,7 +128,8 @@ def _round_block(px: int) -> int:
 
 
 def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, budget: Optional[int] = None,
-              block_size: Optional[int] = None, workers: int = 0, read_ahead: int = QUEUE) -> WorkPlan:
+              block_size: Optional[int] = None, workers: int = 0, read_ahead: int = QUEUE,
+              readers: int = 1) -> WorkPlan:
     """Blocks and reads for a run within `budget` bytes.
 
     block_size forces square blocks of that many pixels (a multiple of 256). Otherwise blocks are
@@ -167,8 +170,11 @@ def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, 
     blend_bytes = blend_cost_per_column(sh, classes) * (max(tiles.xs[b.c1 - 1] - tiles.xs[b.c0] for b in blocks)
                                                         + tiles.tile_width)
     gdal_cache = min(GDAL_CACHE_CAP, budget // 8)
-    if read_bytes + queued_bytes * queue + blend_bytes + gdal_cache > budget:
+    used = read_bytes + queued_bytes * queue + blend_bytes + gdal_cache
+    if used > budget:
         notes.append(f"note     one tile column of {read_bands} bands already needs "
                      f"{format_bytes(read_bytes)}; the budget of {format_bytes(budget)} is exceeded")
+    # each further reader holds a chunk being read and one waiting: only as many as the budget leaves room for
+    readers = max(1, min(readers, 1 + max(0, budget - used) // (read_bytes + queued_bytes)))
     return WorkPlan(tiles, read_bands, budget, blocks, group, queue, read_bytes, queued_bytes, gdal_cache,
-                    blend_bytes, bw, bh, notes)
+                    blend_bytes, bw, bh, notes, readers)

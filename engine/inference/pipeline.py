@@ -62,7 +62,7 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
                  progress: Optional[Progress] = None, queue_size: int = 2,
                  on_accumulator: Optional[Callable[[StripAccumulator], None]] = None,
                  block: Optional[Block] = None, group: Optional[int] = None,
-                 tiles_done: int = 0, tiles_total: Optional[int] = None) -> int:
+                 tiles_done: int = 0, tiles_total: Optional[int] = None, readers: int = 1) -> int:
     """Run every tile of `block` (default: the whole plan) through `model`.
 
     source: object with open(), read(r, c0, c1) -> (x (C, >=T, >=T) float32, valid (strip_h, span)
@@ -72,35 +72,41 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
            block's output rows [y0, y1) and columns [x0, x1) only (halo rows/columns are cut off)
     write(payload), on the writer thread, rows in order
     tiles_done/tiles_total: progress offset and total when the run is one block of several
+    readers: reader threads (needs source.clone()); chunk j is read by thread j % readers, each into
+             its own queue, so the chunks still reach the model in order and memory stays bounded
     """
     progress = ensure(progress)
     block = block or whole_window(plan)
     dev = torch.device(device)
     T = plan.tile
     stop = threading.Event()
-    strips: "queue.Queue" = queue.Queue(maxsize=queue_size)
     outgoing: "queue.Queue" = queue.Queue(maxsize=queue_size * 2)
     group = max(1, min(group or block.c1 - block.c0, block.c1 - block.c0))
     groups = [(c, min(c + group, block.c1)) for c in range(block.c0, block.c1, group)]
+    jobs = [(r, c0, c1) for r in range(block.r0, block.r1) for c0, c1 in groups]
     cuda = dev.type == "cuda"
+    n_readers = max(1, min(readers, len(jobs))) if hasattr(source, "clone") else 1
+    sources = [source] + [source.clone() for _ in range(n_readers - 1)]
+    strips: List["queue.Queue"] = [queue.Queue(maxsize=max(1, -(-queue_size // n_readers)))
+                                   for _ in range(n_readers)]
 
-    def read_all() -> None:
-        source.open()
+    def read_all(k: int) -> None:
+        src, out = sources[k], strips[k]
+        src.open()                    # in this thread: GDAL handles are not shared between threads
         try:
-            for r in range(block.r0, block.r1):
-                for c0, c1 in groups:
-                    x, valid = source.read(r, c0, c1)
-                    xt = torch.from_numpy(x)
-                    if cuda:
-                        # page-locked here, in the reader thread: the compute thread then copies each
-                        # chunk to the GPU once, asynchronously, and cuts its tiles there (stacking
-                        # strided tile views on the host was most of segment()'s time over the model's)
-                        xt = xt.pin_memory()
-                    if not _put(strips, (r, c0, c1, xt, valid), stop):
-                        return
+            for r, c0, c1 in jobs[k::n_readers]:
+                x, valid = src.read(r, c0, c1)
+                xt = torch.from_numpy(x)
+                if cuda:
+                    # page-locked here, in the reader thread: the compute thread then copies each
+                    # chunk to the GPU once, asynchronously, and cuts its tiles there (stacking
+                    # strided tile views on the host was most of segment()'s time over the model's)
+                    xt = xt.pin_memory()
+                if not _put(out, (r, c0, c1, xt, valid), stop):
+                    return
         finally:
-            source.close()
-        _put(strips, _DONE, stop)
+            src.close()
+        _put(out, _DONE, stop)
 
     def write_all() -> None:
         while not stop.is_set():   # stopped (cancel/error): drop what is queued, the files are discarded
@@ -112,12 +118,14 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
                 return
             write(item)
 
-    reader, writer = _Thread(read_all, "spectralx-reader"), _Thread(write_all, "spectralx-writer")
+    read_threads = [_Thread(lambda k=k: read_all(k), f"spectralx-reader-{k}") for k in range(n_readers)]
+    writer = _Thread(write_all, "spectralx-writer")
 
-    def next_chunk():
+    def next_chunk(j: int):
+        reader, source_queue = read_threads[j % n_readers], strips[j % n_readers]
         while True:
             try:
-                item = strips.get(timeout=0.1)
+                item = source_queue.get(timeout=0.1)
                 break
             except queue.Empty:
                 if reader.error is not None:
@@ -166,32 +174,32 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
         done += len(batch)
         progress.update(tiles_done + done + skipped, total, f"{tiles_done + done + skipped}/{total} tiles")
 
-    reader.start()
+    for reader in read_threads:
+        reader.start()
     writer.start()
     try:
         batch: List[Tuple[int, int, torch.Tensor]] = []
-        for _ in range(block.r1 - block.r0):
-            for _ in groups:
-                r, c0, c1, xt, valid = next_chunk()
-                if cuda:
-                    xt = xt.to(dev, non_blocking=True)   # the pinned block stays alive until the copy ends
-                left = plan.xs[c0] - acc.x_off
-                if r not in valid_rows:
-                    valid_rows[r] = np.zeros((plan.strip_height, acc.span), dtype=bool)
-                valid_rows[r][:, left:left + valid.shape[1]] = valid
-                # rows above the oldest pending tile are complete: emit them now, so that skipped
-                # (all-nodata) stretches never pile up
-                while acc.row < (batch[0][0] if batch else r):
-                    emit_row()
-                for c in range(c0, c1):
-                    x0 = plan.xs[c] - plan.xs[c0]
-                    if not valid[:, x0:x0 + tw].any():   # all nodata: nothing to predict, skip the forward pass
-                        skipped += 1
-                        continue
-                    batch.append((r, c, xt[:, :T, x0:x0 + T]))
-                    if len(batch) == batch_size:
-                        run_batch(batch)
-                        batch = []
+        for j in range(len(jobs)):
+            r, c0, c1, xt, valid = next_chunk(j)
+            if cuda:
+                xt = xt.to(dev, non_blocking=True)   # the pinned block stays alive until the copy ends
+            left = plan.xs[c0] - acc.x_off
+            if r not in valid_rows:
+                valid_rows[r] = np.zeros((plan.strip_height, acc.span), dtype=bool)
+            valid_rows[r][:, left:left + valid.shape[1]] = valid
+            # rows above the oldest pending tile are complete: emit them now, so that skipped
+            # (all-nodata) stretches never pile up
+            while acc.row < (batch[0][0] if batch else r):
+                emit_row()
+            for c in range(c0, c1):
+                x0 = plan.xs[c] - plan.xs[c0]
+                if not valid[:, x0:x0 + tw].any():   # all nodata: nothing to predict, skip the forward pass
+                    skipped += 1
+                    continue
+                batch.append((r, c, xt[:, :T, x0:x0 + T]))
+                if len(batch) == batch_size:
+                    run_batch(batch)
+                    batch = []
         if batch:
             run_batch(batch)
         while acc.row < block.r1:
@@ -202,11 +210,13 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
         writer.join()
         if writer.error is not None:
             raise writer.error
-        reader.join()
-        if reader.error is not None:
-            raise reader.error
+        for reader in read_threads:
+            reader.join()
+            if reader.error is not None:
+                raise reader.error
     finally:
         stop.set()
-        reader.join()
+        for reader in read_threads:
+            reader.join()
         writer.join()
     return done

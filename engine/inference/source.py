@@ -36,6 +36,10 @@ class RasterStrips:
         self.ds = None
         self.mask_mode = "none"
 
+    def clone(self) -> "RasterStrips":
+        """Another reader of the same window (its own dataset handle, for another reader thread)."""
+        return RasterStrips(self.path, self.window, self.plan, self.indexes, self.prep, self.gdal_cache)
+
     def open(self) -> None:
         if self.gdal_cache:
             self._env = rasterio.Env(GDAL_CACHEMAX=max(100_001, int(self.gdal_cache)))   # > 100000: bytes

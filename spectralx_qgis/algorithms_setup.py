@@ -121,14 +121,13 @@ class CheckInstallation(_SetupAlgorithm):
         feedback.pushInfo(f"Plugin package folder: {folder} "
                           f"({'installed ' + record.get('date', '') if record else 'not installed'})")
         modules = ["numpy"] + [r.import_name for r in requirements.load()]
-        from .installer import engine_dir
         result = verify_install.verify(modules, DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][0],
-                                       engine_dir=engine_dir())
+                                       engine_dir=deps.engine_folder())
         for name, info in result["imports"].items():
             if "error" in info:
                 feedback.pushInfo(f"  {name}: MISSING ({info['error']})")
             else:
-                where = "plugin folder" if verify_install._inside(info["file"], folder) else "QGIS's Python"
+                where = "plugin folder" if verify_install.is_inside(info["file"], folder) else "QGIS's Python"
                 feedback.pushInfo(f"  {name} {info['version']} ({where}: {os.path.dirname(info['file'] or '')})")
         missing = deps.check(refresh=True)
         feedback.pushInfo(f"Engine: {deps.engine_source()}")

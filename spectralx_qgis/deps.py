@@ -164,6 +164,16 @@ def guidance(html: bool = False, command: bool = True) -> str:
     return text
 
 
+def engine_folder() -> Optional[str]:
+    """The engine's source folder: the copy bundled in the plugin, else the checkout's engine/ (a
+    development install); None when the engine is only an installed package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in (os.path.join(here, "_vendor", "spectralx"), os.path.join(os.path.dirname(here), "engine")):
+        if os.path.isfile(os.path.join(path, "__init__.py")):
+            return path
+    return None
+
+
 def _import_engine():
     if "engine" in _state:
         return _state["engine"]
@@ -211,15 +221,12 @@ def defaults():
         module = importlib.import_module(f"{_import_engine().__name__}.defaults")
     except Exception:  # noqa: BLE001
         import importlib.util
-        here = os.path.dirname(os.path.abspath(__file__))
-        for path in (os.path.join(here, "_vendor", "spectralx", "defaults.py"),
-                     os.path.join(os.path.dirname(here), "engine", "defaults.py")):
-            if os.path.isfile(path):
-                spec = importlib.util.spec_from_file_location("spectralx_qgis_engine_defaults", path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                break
-        else:
+        folder = engine_folder()
+        if folder is None:
             raise
+        spec = importlib.util.spec_from_file_location("spectralx_qgis_engine_defaults",
+                                                      os.path.join(folder, "defaults.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     _state["defaults"] = module
     return module

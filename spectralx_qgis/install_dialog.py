@@ -2,7 +2,6 @@
 a log and cancel, and the verification's verdict in plain words."""
 from __future__ import annotations
 
-import os
 import traceback
 from typing import Optional
 
@@ -194,8 +193,3 @@ class InstallDialog(QDialog):
     def is_running(self) -> bool:
         return self.task is not None
 
-
-def installed_folder(root: Optional[str] = None) -> Optional[str]:
-    """This QGIS's verified package folder, if the installer has made one."""
-    path = site_dir.folder(root or site_dir.default_root())
-    return path if os.path.isdir(path) and site_dir.record(path) else None

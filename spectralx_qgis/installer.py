@@ -27,6 +27,8 @@ from typing import Callable, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
 from . import gpu_detect, python_finder, requirements, site_dir
+from .deps import engine_folder
+from .verify_install import is_inside
 from .errors import InstallCancelled, InstallError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -299,7 +301,7 @@ class Installer:
         modules = ["numpy"] + [r.import_name for r in requirements.load()]
         cmd = [interp.path, os.path.join(HERE, "verify_install.py"), "--site", site, "--device",
                self.options.device, "--modules", ",".join(modules)]
-        engine = engine_dir()
+        engine = engine_folder()
         if engine:                                # and the engine's own network on that device
             cmd += ["--engine", engine]
         # streamed like pip, so that cancel stops it at once (importing torch and running the
@@ -361,28 +363,14 @@ class Installer:
             mod = name[:-3] if name.endswith(".py") else name
             if "." in mod or mod.startswith(("_", ".")) or mod not in sys.modules:
                 continue
-            f = getattr(sys.modules[mod], "__file__", None) or ""
-            if not os.path.realpath(f).startswith(os.path.realpath(folder) + os.sep):
+            if not is_inside(getattr(sys.modules[mod], "__file__", None), folder):
                 out.append(mod)
         return out
 
     @staticmethod
     def _in_use(final: str) -> bool:
         """True when modules of this process were imported from `final` (it cannot be replaced under them)."""
-        prefix = os.path.realpath(final) + os.sep
-        for mod in list(sys.modules.values()):
-            f = getattr(mod, "__file__", None)
-            if f and os.path.realpath(f).startswith(prefix):
-                return True
-        return False
-
-
-def engine_dir() -> Optional[str]:
-    """The engine the plugin runs: its bundled copy, or the checkout's engine/ folder."""
-    for path in (os.path.join(HERE, "_vendor", "spectralx"), os.path.join(os.path.dirname(HERE), "engine")):
-        if os.path.isfile(os.path.join(path, "__init__.py")):
-            return path
-    return None
+        return any(is_inside(getattr(mod, "__file__", None), final) for mod in list(sys.modules.values()))
 
 
 def _norm(name: str) -> str:

@@ -16,7 +16,8 @@ import sys
 from typing import Dict, List, Optional
 
 
-def _inside(path: Optional[str], folder: Optional[str]) -> bool:
+def is_inside(path: Optional[str], folder: Optional[str]) -> bool:
+    """`path` lies in `folder` (links resolved); False for a missing path or folder."""
     if not path or not folder:
         return False
     path, folder = os.path.realpath(path), os.path.realpath(folder)
@@ -34,7 +35,7 @@ def import_all(modules: List[str], site: Optional[str] = None) -> Dict[str, dict
             continue
         file = getattr(mod, "__file__", None)
         out[name] = {"version": str(getattr(mod, "__version__", "?")), "file": file,
-                     "from_site": _inside(file, site)}
+                     "from_site": is_inside(file, site)}
     return out
 
 

@@ -222,15 +222,15 @@ def test_verification_runs_the_engine_network_not_only_a_matmul(tmp_path, monkey
     autocast did): the verifier also runs a small SpectralX network and compares it with the CPU."""
     import shutil
     from spectralx_qgis import verify_install
-    from spectralx_qgis.installer import engine_dir
+    from spectralx_qgis.deps import engine_folder
     for name in [m for m in sys.modules if m.startswith("_spectralx_verify")]:
         monkeypatch.delitem(sys.modules, name)
-    good = verify_install.verify(["torch"], "cpu", engine_dir=engine_dir())
+    good = verify_install.verify(["torch"], "cpu", engine_dir=engine_folder())
     assert good["ok"] and good["device"]["network"]["agreement"] == 1.0
     assert good["device"]["line"].endswith("SpectralX network ok on cpu (float32, 100.0% of pixels as on the CPU)")
     # an engine whose gate breaks on this device: the installation is reported unusable
     broken = tmp_path / "engine"
-    shutil.copytree(engine_dir(), broken)
+    shutil.copytree(engine_folder(), broken)
     gate = broken / "model" / "aomoa.py"
     gate.write_text(gate.read_text().replace("        logits = self.w_gate(z)\n",
                                              "        raise RuntimeError('no kernel image for this GPU')\n", 1))

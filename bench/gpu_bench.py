@@ -105,13 +105,14 @@ def time_bare(model, tiles_gpu: torch.Tensor, batch: int, precision: str) -> flo
     return time.perf_counter() - t0
 
 
-def time_segment(model, card, raster: str, out_dir: str, batch: int, precision: str) -> float:
+def time_segment(model, card, raster: str, out_dir: str, batch: int, precision: str,
+                 confidence: bool = True) -> float:
     from spectralx.inference import segment
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     segment(raster, None, os.path.join(out_dir, "classes.tif"), band_map=identity_mapping(), model=(model, card),
             overlap=OVERLAP, batch_size=batch, device="cuda", precision=precision, overwrite=True,
-            confidence=os.path.join(out_dir, "confidence.tif"))
+            confidence=os.path.join(out_dir, "confidence.tif") if confidence else None)
     torch.cuda.synchronize()
     return time.perf_counter() - t0
 

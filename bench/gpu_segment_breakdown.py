@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 import torch
 
@@ -83,15 +82,8 @@ def main() -> int:
         torch.cuda.empty_cache()
         results["full"] = best(lambda: gb.time_segment(model, card, raster, tmp, gb.BATCH, "bf16"))
 
-        def no_conf():
-            from spectralx.inference import segment
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            segment(raster, None, os.path.join(tmp, "c.tif"), band_map=gb.identity_mapping(), model=(model, card),
-                    overlap=gb.OVERLAP, batch_size=gb.BATCH, device="cuda", precision="bf16", overwrite=True)
-            torch.cuda.synchronize()
-            return time.perf_counter() - t0
-        results["no-confidence"] = best(no_conf)
+        results["no-confidence"] = best(lambda: gb.time_segment(model, card, raster, tmp, gb.BATCH, "bf16",
+                                                                confidence=False))
 
         cache = {}
 

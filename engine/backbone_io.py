@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from .backbones import FAMILIES, Converted, convert, strip_prefixes
-from .backbones.common import sincos_2d
+from .backbones.common import shown, sincos_2d
+from .backbones.limits import check_config, check_finite
 from .config import BACKBONE_PRESETS, ModelConfig
 from .errors import CheckpointError
 from .model.backbone import VisionTransformer, resize_pos_embed
@@ -123,8 +124,13 @@ def infer_preset(state: Dict[str, torch.Tensor]) -> str:
         f"--backbone-preset ({', '.join(BACKBONE_PRESETS)})")
 
 
-def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig) -> Tuple[Dict[str, torch.Tensor], MappingReport]:
-    """Fit encoder tensors (any prefixes) to our VisionTransformer's state dict for `cfg`."""
+def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig, path: str = "backbone",
+                       ) -> Tuple[Dict[str, torch.Tensor], MappingReport]:
+    """Fit encoder tensors (any prefixes) to our VisionTransformer's state dict for `cfg`.
+
+    Decoder and head keys are dropped (and listed); an encoder key the network has no place for is an
+    error naming it, because dropping it silently would compute another network (a timm ViT's
+    LayerScale, a second family's RoPE periods). NaN or infinite weights are refused."""
     report = MappingReport()
     with torch.device("meta"):  # only the target shapes are needed
         target = VisionTransformer(cfg).state_dict()
@@ -156,8 +162,14 @@ def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig) -> Tuple[
                 out[k] = torch.zeros(target[k].shape)
             else:
                 report.missing.append(k)
+    if report.unknown:
+        raise CheckpointError(
+            f"{path}: encoder keys a {cfg.backbone_preset} backbone has no place for: {shown(report.unknown)}; "
+            "dropping them would compute another network, so the file is refused (another architecture "
+            "variant, or pass the right --family)")
     if report.missing:
         raise CheckpointError(f"backbone is missing encoder keys: {', '.join(report.missing)}")
+    check_finite(out, path)
     return out, report
 
 
@@ -211,7 +223,8 @@ def _regenerate_position(state: Dict[str, torch.Tensor], position: dict, cfg: Mo
     want = cfg.num_tokens + (1 if cfg.class_token else 0)
     if state["pos_embed"].shape[1] == want:
         return []
-    ratio = float(position.get("gsd_ratio", 1.0))
+    from .backbones.scale_mae import check_gsd_ratio
+    ratio = check_gsd_ratio(position.get("gsd_ratio", 1.0), f"{cfg.backbone_preset} backbone description's gsd_ratio")
     state["pos_embed"] = sincos_2d(cfg.embed_dim, cfg.grid, ratio, cfg.class_token)
     return [f"pos_embed recomputed for a {cfg.grid}x{cfg.grid} grid (Scale-MAE GSD ratio {ratio:g})"]
 
@@ -227,7 +240,7 @@ def load_backbone(path: str, preset: Optional[str] = None, img_size: Optional[in
     the same once, to a file).
     """
     release = read_release(path)
-    own = json.loads(release.metadata[BACKBONE_META_KEY]) if BACKBONE_META_KEY in release.metadata else None
+    own = parse_description(release.metadata[BACKBONE_META_KEY], path) if BACKBONE_META_KEY in release.metadata else None
     if own is not None:
         bcfg = dict(own["config"])
         if img_size:
@@ -245,7 +258,7 @@ def load_backbone(path: str, preset: Optional[str] = None, img_size: Optional[in
         tensors = conv.state
         notes = conv.notes + _regenerate_position(tensors, conv.position, cfg)
         bcfg = cfg.backbone_dict()
-    state, report = map_backbone_state(tensors, cfg)
+    state, report = map_backbone_state(tensors, cfg, path)
     if own is None:
         report.dropped = conv.dropped + report.dropped
     report.notes += notes
@@ -264,7 +277,31 @@ def backbone_description(path: str) -> Optional[dict]:
     if not os.path.isfile(path) or sniff_format(path) != "safetensors":
         return None
     meta = read_safetensors_header(path).get("__metadata__") or {}
-    return json.loads(meta[BACKBONE_META_KEY]) if BACKBONE_META_KEY in meta else None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its safetensors metadata is not an object; the file is damaged")
+    return parse_description(meta[BACKBONE_META_KEY], path) if BACKBONE_META_KEY in meta else None
+
+
+def parse_description(text: Any, path: str) -> dict:
+    """The JSON description of a project backbone file, checked (types, and the config's ranges)
+    before anything reads a field or builds a network from it."""
+    try:
+        own = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        own = None
+    if not isinstance(own, dict):
+        raise CheckpointError(f"{path}: its backbone description ({BACKBONE_META_KEY}) is not a JSON object; "
+                              "the file is damaged: import the release again")
+    check_config(own.get("config"), path)
+    for key, kind in (("description", str), ("family", str), ("preset", str), ("license", str),
+                      ("source", dict), ("position", dict), ("tensors_sha256", str)):
+        if own.get(key) is not None and not isinstance(own[key], kind):
+            raise CheckpointError(f"{path}: its backbone description's '{key}' is not a {kind.__name__}; "
+                                  "the file is damaged: import the release again")
+    params = own.get("parameters")
+    if params is not None and (not isinstance(params, int) or isinstance(params, bool)):
+        raise CheckpointError(f"{path}: its backbone description's 'parameters' is not a number")
+    return own
 
 
 def parameter_count(state: Dict[str, torch.Tensor]) -> int:
@@ -305,7 +342,7 @@ def import_backbone(src: str, dst: str, family: str = "auto", preset: Optional[s
     conv = convert(release.tensors, family, src, gsd_ratio=gsd_ratio)
     name = preset_name(conv, preset, src)
     cfg = _config(conv, name, conv.img_size)
-    state, report = map_backbone_state(conv.state, cfg)
+    state, report = map_backbone_state(conv.state, cfg, src)
     report.dropped = conv.dropped + report.dropped
     report.notes += conv.notes
     fam = FAMILIES[conv.family]

@@ -27,8 +27,11 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
+from .pickle_walk import check_tensor, plain_objects
+from .torchzip import pickle_globals
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+MAX_HEADER_BYTES = 100_000_000    # the safetensors library's own limit on the JSON header
 _hash_cache: Dict[Tuple[str, int, float], str] = {}
 
 # Extra globals a release pickle may name, beyond torch's own weights-only list (tensors, storages,
@@ -76,6 +79,8 @@ def _safetensors_header(f, size: int) -> Tuple[Optional[dict], int, str]:
     (header_len,) = struct.unpack("<Q", head)
     if header_len < 2 or 8 + header_len > size:
         return None, 0, "damaged or truncated header"
+    if header_len > MAX_HEADER_BYTES:
+        return None, 0, f"header of {header_len:,} bytes, over the format's {MAX_HEADER_BYTES:,}"
     raw = f.read(header_len)
     if raw[:1] != b"{":
         return None, 0, "unreadable header"
@@ -83,6 +88,8 @@ def _safetensors_header(f, size: int) -> Tuple[Optional[dict], int, str]:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None, 0, "unreadable header"
+    except RecursionError:
+        return None, 0, "header nested too deeply"
     if not isinstance(header, dict):
         return None, 0, "bad header"
     return header, header_len, ""
@@ -165,12 +172,17 @@ def _unpickler_reason(text: str) -> str:
 
 
 def read_torch_pickle(path: str) -> object:
-    """A torch checkpoint (zip or legacy) read by the restricted unpickler; Namespaces become dicts."""
+    """A torch checkpoint (zip or legacy) read by the restricted unpickler; Namespaces become dicts.
+
+    Bounded before anything is expanded (torchzip: declared record sizes, a streamed pickle scan with
+    an instruction budget) and after (pickle_walk: each object once, depth and entry limits, tensors
+    that hold their own data)."""
     if os.path.isdir(path):
         raise CheckpointError(f"{path} is a folder, not a file; give the weights file itself")
     kind = sniff_format(path)
     if kind not in ("torch-zip", "pickle"):
         raise CheckpointError(f"{path} is not a torch checkpoint (neither a zip archive nor a pickle)")
+    pickle_globals(path, kind)       # limits first: raises before torch reads anything
     refused = _refused_globals(path) if kind == "torch-zip" else []
     if refused:
         raise _refusal(path, refused)
@@ -192,20 +204,15 @@ def read_torch_pickle(path: str) -> object:
         raise CheckpointError(
             f"{path} cannot be loaded safely as weights ({reason[:200]}); SpectralX only reads tensors "
             "from .pth/.pt files and never runs code from them; convert it to .safetensors") from None
-    return plain_containers(obj)
+    plain, tensors = plain_objects(obj, path)
+    for t, label in tensors:
+        check_tensor(t, path, label)
+    return plain
 
 
 def plain_containers(obj: object) -> object:
-    """Namespaces -> dicts and paths -> strings, recursively (so nothing outside builtins leaves here)."""
-    if isinstance(obj, argparse.Namespace):
-        obj = vars(obj)
-    if isinstance(obj, pathlib.PurePath):
-        return str(obj)
-    if isinstance(obj, dict):
-        return type(obj)((k, plain_containers(v)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(plain_containers(v) for v in obj)
-    return obj
+    """Namespaces -> dicts and paths -> strings (each object once, bounded; see pickle_walk)."""
+    return plain_objects(obj, "the checkpoint")[0]
 
 
 def write_safetensors_atomic(tensors: Dict[str, torch.Tensor], metadata: Dict[str, str], path: str) -> None:

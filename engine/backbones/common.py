@@ -9,6 +9,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import CheckpointError
+from .limits import block_depth, check_encoder
 
 # Wrappers and prefixes releases put around the encoder (DDP `module.`, MAE-style `encoder.`,
 # DINO training checkpoints `teacher` -> `backbone.`).
@@ -102,11 +103,12 @@ def split_encoder(state: Dict[str, torch.Tensor], drop: Tuple[str, ...], family:
         raise CheckpointError(
             f"{path}: keys unknown to a {family} encoder: {shown(unknown)}; this architecture variant "
             "is not supported (or pass the right --family)")
+    check_encoder(encoder, path)      # ranks, kinds, depth and width limits: before anything is built
     return encoder, dropped
 
 
-def depth_of(state: Dict[str, torch.Tensor]) -> int:
-    return 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
+def depth_of(state: Dict[str, torch.Tensor], path: str = "the file") -> int:
+    return block_depth(state, path)
 
 
 def vit_shape(state: Dict[str, torch.Tensor], path: str, num_heads: Optional[int] = None) -> Dict[str, Any]:
@@ -115,11 +117,11 @@ def vit_shape(state: Dict[str, torch.Tensor], path: str, num_heads: Optional[int
     if "blocks.0.attn.qkv.weight" not in state:
         raise CheckpointError(f"{path}: the ViT encoder has no blocks.0.attn.qkv.weight")
     width = state["blocks.0.attn.qkv.weight"].shape[1]
-    depth = depth_of(state)
+    depth = depth_of(state, path)
     fc1 = state.get("blocks.0.mlp.fc1.weight")
     patch = state.get("patch_embed.proj.weight")
     heads = num_heads or max(1, width // 64)
-    if width % heads:
+    if not 1 <= heads <= width or width % heads:
         raise CheckpointError(f"{path}: width {width} does not split into {heads} heads")
     return dict(embed_dim=int(width), depth=int(depth), num_heads=int(heads),
                 mlp_ratio=float(fc1.shape[0] / width) if fc1 is not None else 4.0,

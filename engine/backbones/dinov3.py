@@ -17,6 +17,7 @@ import torch
 
 from ..errors import CheckpointError
 from .common import Converted, shown, split_encoder, vit_shape
+from .limits import check_tensor_kind
 
 NAME = "dinov3"
 TITLE = "DINOv3"
@@ -40,25 +41,36 @@ def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, **_) -> C
     masks = [k for k in state if k.endswith(".attn.qkv.bias_mask")]
     for k in masks:
         mask = state.pop(k)
-        if not torch.isfinite(mask).all():
-            raise CheckpointError(f"{path}: {k} is not set (NaN); the checkpoint was saved before initialisation")
         bias_key = k[: -len("_mask")]
-        state[bias_key] = state[bias_key] * mask.to(state[bias_key].dtype)
+        bias = state.get(bias_key)
+        if not isinstance(bias, torch.Tensor) or not isinstance(mask, torch.Tensor) or mask.shape != bias.shape:
+            raise CheckpointError(f"{path}: {k} has shape {tuple(getattr(mask, 'shape', ()))} but {bias_key} "
+                                  f"{tuple(getattr(bias, 'shape', ())) if bias is not None else 'is missing'}; "
+                                  "a DINOv3 mask has one value per bias entry")
+        check_tensor_kind(bias_key, bias, path)
+        if mask.is_complex() or not torch.isfinite(mask.float()).all():
+            raise CheckpointError(f"{path}: {k} is not set (NaN); the checkpoint was saved before initialisation")
+        state[bias_key] = bias * mask.to(bias.dtype)
     if masks:
         notes.append(f"folded {len(masks)} attn.qkv.bias_mask buffers into attn.qkv.bias")
     if "rope_embed.periods" not in state:
         raise CheckpointError(f"{path} is not a DINOv3 checkpoint (no rope_embed.periods); try --family auto")
-    periods = state["rope_embed.periods"].float()
-    state["rope_embed.periods"] = periods
-    width = state["blocks.0.attn.qkv.weight"].shape[1]
+    encoder, dropped = split_encoder(state, DROP, TITLE, path)   # checks ranks, kinds and limits
+    periods = encoder["rope_embed.periods"].float()
+    if not bool((periods > 0).all()):
+        raise CheckpointError(f"{path}: rope_embed.periods must be positive periods, got {periods[:4].tolist()}")
+    encoder["rope_embed.periods"] = periods
+    width = encoder["blocks.0.attn.qkv.weight"].shape[1]
     head_dim = 4 * periods.numel()
     if width % head_dim:
         raise CheckpointError(f"{path}: {periods.numel()} RoPE periods do not fit width {width}")
-    encoder, dropped = split_encoder(state, DROP, TITLE, path)
     config = vit_shape(encoder, path, num_heads or width // head_dim)
     q = periods.numel()
+    rope_base = float(periods[1] ** q) if q > 1 else 100.0
+    if not 0 < rope_base <= 1e9:
+        raise CheckpointError(f"{path}: rope_embed.periods imply a RoPE base of {rope_base:g}; DINOv3 uses 100")
     config.update(num_register_tokens=int(encoder["storage_tokens"].shape[1]) if "storage_tokens" in encoder else 0,
                   layer_scale="blocks.0.ls1.gamma" in encoder, pos_embed="rope", norm_eps=1e-5,
-                  rope_base=float(periods[1] ** q) if q > 1 else 100.0)
+                  rope_base=rope_base)
     return Converted(NAME, encoder, config, 224, dropped, notes,
                      {"kind": "rope", "coords": "patch centres in [-1, 1] per side (DINOv3 'separate')"})

@@ -14,6 +14,7 @@ from typing import Dict
 
 import torch
 
+from ..errors import CheckpointError
 from .common import Converted, grid_of, sincos_2d, split_encoder, vit_shape
 
 NAME = "scale-mae"
@@ -22,11 +23,28 @@ LICENSE = "CC BY-NC 4.0 (non-commercial; github.com/bair-climate-initiative/scal
 DROP = ("decoder_", "mask_token", "fpn.", "fcn_high.", "fcn_low.", "fcn.", "pos_emb_projection.")
 
 
+# GSD ratios a position table is computed for: Scale-MAE's evaluations use 0.1-10; beyond 1e3 the
+# positions times the ratio leave the range where the sin-cos table means anything (1e308: infinite)
+MIN_GSD_RATIO, MAX_GSD_RATIO = 1e-3, 1e3
+
+
+def check_gsd_ratio(value, where: str = "--gsd-ratio") -> float:
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        ratio = float("nan")
+    if not MIN_GSD_RATIO <= ratio <= MAX_GSD_RATIO:
+        raise CheckpointError(f"{where} {str(value)[:40]}: a Scale-MAE GSD ratio must be from {MIN_GSD_RATIO:g} to "
+                              f"{MAX_GSD_RATIO:g}")
+    return ratio
+
+
 def detect(keys) -> bool:
     return "mask_token_decoder" in keys or any(k.startswith(("fpn.", "fcn_high.", "fcn_low.", "fcn.")) for k in keys)
 
 
 def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, gsd_ratio: float = 1.0) -> Converted:
+    gsd_ratio = check_gsd_ratio(gsd_ratio)
     encoder, dropped = split_encoder(state, DROP, TITLE, path)
     config = vit_shape(encoder, path, num_heads)
     notes = []

@@ -1,7 +1,8 @@
 """timm / ImageNet ViTs and MAE (He et al., CVPR 2022) releases: `.safetensors` or `.pth` state dicts
 under timm names, bare or wrapped (`model`, `state_dict`).
 
-timm: the classifier (`head.*`) and the pooled-output norm (`fc_norm.*`) are dropped. MAE
+timm: the classifier (`head.*`) and the pooled-output norm (`fc_norm.*`) are dropped; LayerScale
+(`blocks.N.ls1.gamma`, `ls2.gamma`: DeiT III and timm models made with `init_values`) is kept. MAE
 pretraining checkpoints (`mae_pretrain_vit_*.pth`, `{model, optimizer, epoch, scaler, args}`) add the
 decoder (`decoder_*`, `mask_token`), dropped. Position tables are kept and resized bicubically.
 """
@@ -21,6 +22,8 @@ class _Family:
     def convert(self, state: Dict[str, torch.Tensor], path: str, num_heads=None, **_) -> Converted:
         encoder, dropped = split_encoder(state, self.DROP, self.TITLE, path)
         config = vit_shape(encoder, path, num_heads)
+        # LayerScale (DeiT III, timm `init_values`): blocks.N.ls1/ls2.gamma scale both branches
+        config["layer_scale"] = "blocks.0.ls1.gamma" in encoder
         grid = grid_of(encoder["pos_embed"], config["class_token"]) if "pos_embed" in encoder else 14
         return Converted(self.NAME, encoder, config, grid * config["patch_size"], dropped, [], {"kind": "table"})
 

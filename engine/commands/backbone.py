@@ -20,9 +20,9 @@ def register(sub):
     imp.add_argument("--family", default="auto", choices=FAMILY_CHOICES,
                      help="model family (default auto: detected from the key names)")
     imp.add_argument("--preset", help="backbone preset to check the shapes against (default: from the shapes)")
-    imp.add_argument("--gsd-ratio", type=_positive_float, default=1.0,
+    imp.add_argument("--gsd-ratio", type=_gsd_ratio, default=1.0,
                      help="Scale-MAE only: ground-sample-distance ratio its position embedding is computed "
-                          "for (default 1.0, Scale-MAE's evaluation default)")
+                          "for, 0.001 to 1000 (default 1.0, Scale-MAE's evaluation default)")
     imp.add_argument("--license", dest="license_note", help="license note to record (default: the family's)")
     imp.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     imp.set_defaults(func=run_import)
@@ -33,9 +33,10 @@ def register(sub):
     info.set_defaults(func=run_info)
 
 
-def _positive_float(text):
-    from ._validate import positive_float
-    return positive_float(text)
+def _gsd_ratio(text):
+    from ..backbones.scale_mae import MAX_GSD_RATIO, MIN_GSD_RATIO
+    from ._validate import float_range
+    return float_range(MIN_GSD_RATIO, MAX_GSD_RATIO)(text)
 
 
 def run_import(args):

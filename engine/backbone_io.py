@@ -168,7 +168,7 @@ def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig, path: str
             "dropping them would compute another network, so the file is refused (another architecture "
             "variant, or pass the right --family)")
     if report.missing:
-        raise CheckpointError(f"backbone is missing encoder keys: {', '.join(report.missing)}")
+        raise CheckpointError(f"{path} is missing encoder keys: {shown(report.missing)}")
     check_finite(out, path)
     return out, report
 
@@ -372,9 +372,10 @@ def backbone_info(path: str, verify: bool = True) -> dict:
         conv = convert(release.tensors, "auto", path)
         name = preset_name(conv, None, path)
         c = conv.config
+        state, _ = map_backbone_state(conv.state, _config(conv, name, conv.img_size), path)  # as import would
         return {"file": path, "kind": "release", "family": conv.family, "preset": name,
                 "embed_dim": c["embed_dim"], "depth": c["depth"], "num_heads": c["num_heads"],
-                "patch_size": c["patch_size"], "parameters": parameter_count(conv.state),
+                "patch_size": c["patch_size"], "parameters": parameter_count(state),
                 "sha256": digest, "source": {"file": os.path.basename(path), "sha256": digest, **release.wrapper},
                 "license": FAMILIES[conv.family].LICENSE, "dropped": len(conv.dropped),
                 "config": {**c, "img_size": conv.img_size}}

@@ -18,7 +18,7 @@ import torch
 
 from .errors import CheckpointError
 
-MAX_ITEMS = 2_000_000    # container entries walked; a ViT-L release with optimizer state has ~20 000
+MAX_ITEMS = 1_000_000    # container entries walked; a ViT-L release with optimizer state has ~20 000
 MAX_DEPTH = 32           # nesting; real checkpoints nest 3-5 deep ({optimizer: {state: {0: {...}}}})
 
 _CONTAINERS = (dict, list, tuple, set, frozenset, argparse.Namespace)

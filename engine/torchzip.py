@@ -28,7 +28,7 @@ MiB = 1 << 20
 MAX_RECORDS = 200_000            # a ViT-L release with optimizer state has about 2 000
 MAX_PICKLE_BYTES = 64 * MiB      # a ViT-L release's data.pkl is a few hundred KiB
 MAX_INFLATED_BYTES = 64 * MiB    # all compressed records together, once inflated
-MAX_PICKLE_OPS = 2_000_000       # a ViT-L release's pickle has about 60 000 opcodes
+MAX_PICKLE_OPS = 1_000_000       # a ViT-L release's pickle has about 60 000 opcodes
 _LEGACY_PICKLES = 5              # magic number, protocol, system info, the objects, storage keys
 
 

@@ -21,6 +21,9 @@ FAMILIES = ("scale-mae", "satmae++", "dinov3", "mae", "timm")
 NO_CHECKSUM = ("no published checksum: the file's sha256 is shown after download; the importer still "
                "checks its format")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# a release's file name as published: a plain name the model folder can hold (no "..", no separators,
+# no NUL or other control characters, not hidden)
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _HEX_PREFIX = re.compile(r"^[0-9a-f]{4,63}$")
 
 
@@ -98,6 +101,9 @@ def _validate(i: int, d: object, seen: set) -> Release:
     for k in _REQUIRED:
         if not isinstance(d.get(k), str) or not d[k].strip():
             raise CatalogError(f"{label}: '{k}' must be a non-empty text")
+    for k, v in d.items():
+        if isinstance(v, str) and any(not c.isprintable() for c in v):
+            raise CatalogError(f"{label}: '{k}' holds a control character")
     for k in ("preset", "license_url", "checksum_source", "notes"):
         if k in d and not isinstance(d[k], str):
             raise CatalogError(f"{label}: '{k}' must be a text")
@@ -110,8 +116,8 @@ def _validate(i: int, d: object, seen: set) -> Release:
         v = d.get(k)
         if v not in (None, "") and (not isinstance(v, str) or not v.startswith("https://")):
             raise CatalogError(f"{label}: '{k}' must be an https:// address or null")
-    if os.path.basename(d["file"]) != d["file"]:
-        raise CatalogError(f"{label}: 'file' must be a bare file name")
+    if not _FILE_NAME.match(d["file"]) or d["file"].endswith("."):
+        raise CatalogError(f"{label}: 'file' must be a bare file name (letters, digits, . _ + -)")
     size = d.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
         raise CatalogError(f"{label}: 'size' must be a positive number of bytes or null")
@@ -122,6 +128,9 @@ def _validate(i: int, d: object, seen: set) -> Release:
         v = d.get(k)
         if v is not None and (not isinstance(v, str) or not _HEX_PREFIX.match(v)):
             raise CatalogError(f"{label}: '{k}' must be lower-case hex digits or null")
+    if d.get("url") and not (size or sha or d.get("sha256_prefix") or d.get("md5_prefix")):
+        # nothing to tell a complete download from a cut or substituted one
+        raise CatalogError(f"{label}: a downloadable release needs its 'size' when no checksum is published")
     return Release(**d)
 
 

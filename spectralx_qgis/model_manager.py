@@ -60,7 +60,7 @@ class DownloadTask(QgsTask):
         try:
             self.result_value = download.download(
                 self.release.url, self.dest, expected_sha256=self.release.sha256, progress=self._progress,
-                cancelled=self.isCanceled, proxy=self.proxy)
+                cancelled=self.isCanceled, proxy=self.proxy, expected_size=self.release.size)
             return True
         except download.DownloadCancelled as exc:
             self.cancelled_by_user = True
@@ -251,7 +251,7 @@ class ModelManagerDialog(QDialog):
                 if e.kind in ("damaged", "unknown", "release"):
                     item.setForeground(QBrush(_WARN if e.kind == "damaged" else _DIM))
                 t.setItem(r, c, item)
-            if e.kind == "checkpoint" and e.backbone_status != "ok":
+            if e.kind == "checkpoint" and e.backbone_status not in ("ok", "none"):
                 flag = t.item(r, MODEL_COLUMNS.index("Backbone"))
                 flag.setForeground(QBrush(_WARN))
                 font = QFont(flag.font())

@@ -1,5 +1,7 @@
 """A real HTTP server on 127.0.0.1 for the model download tests: serves one file, honours Range
-(or ignores it on request), and can cut the connection after N bytes of its first answer."""
+(or ignores it on request), and can cut the connection after N bytes of its first answer. `answer`
+replaces the whole answer (hostile servers: trickling, endless, wrong ranges); such handlers must
+stop by themselves (a bounded loop, or when the client goes away)."""
 from __future__ import annotations
 
 import threading
@@ -15,6 +17,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         srv = self.server
         srv.requests.append({"path": self.path, "range": self.headers.get("Range")})
+        if srv.answer is not None:
+            srv.answer(self, srv.data)
+            return
         if self.path != srv.route:
             self.send_error(404, "Not Found")
             return
@@ -50,7 +55,8 @@ class _Handler(BaseHTTPRequestHandler):
 class ModelServer:
     """with ModelServer(data) as s: s.url -> http://127.0.0.1:PORT/<name>"""
 
-    def __init__(self, data: bytes, name: str = "release.bin", ignore_range: bool = False, cut_after=()):
+    def __init__(self, data: bytes, name: str = "release.bin", ignore_range: bool = False, cut_after=(),
+                 answer=None):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.data = data
@@ -58,6 +64,7 @@ class ModelServer:
         self.httpd.ignore_range = ignore_range
         self.httpd.cut_after = list(cut_after)    # per request, in order: bytes sent before the cut
         self.httpd.requests = []
+        self.httpd.answer = answer                # answer(handler, data): the whole response, or None
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

@@ -282,3 +282,168 @@ def test_regression_damaged_backbone_descriptions_are_one_line(desc, tmp_path, c
     _refused(capsys, "backbone", "info", bad, words=("bad.safetensors", "backbone description"))
     with pytest.raises(CheckpointError, match="backbone description"):
         load_backbone(str(bad))
+
+
+# -- 4. the model downloader ------------------------------------------------------------------------------
+
+PAYLOAD = bytes(range(256)) * 4000          # 1 024 000 bytes
+
+
+def _headers(h, status=200, **headers):
+    h.send_response(status)
+    for k, v in headers.items():
+        h.send_header(k.replace("_", "-"), str(v))
+    h.end_headers()
+
+
+def _write_for(h, seconds, piece=b"x", pause=0.05, limit=None):
+    """Write `piece` every `pause` s for at most `seconds` (or `limit` bytes); stops when the client goes."""
+    end, sent = time.monotonic() + seconds, 0
+    try:
+        while time.monotonic() < end and (limit is None or sent < limit):
+            h.wfile.write(piece)
+            h.wfile.flush()
+            sent += len(piece)
+            time.sleep(pause)
+    except OSError:
+        pass
+    h.close_connection = True
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_regression_download_cancel_acts_while_the_server_trickles(where, tmp_path):
+    """A server sending a byte now and then (or its headers slowly) held cancel for up to 100 s."""
+    from model_server import ModelServer
+    from spectralx_qgis.download import DownloadCancelled, download, part_path
+
+    def trickle(h, data):
+        if where == "headers":
+            time.sleep(3)
+        _headers(h, Content_Length=len(data))
+        _write_for(h, 5)
+
+    dest = str(tmp_path / "release.pth")
+    with ModelServer(PAYLOAD, answer=trickle) as srv:
+        start = time.monotonic()
+        with pytest.raises(DownloadCancelled):
+            download(srv.url, dest, proxy="", timeout=20, cancelled=lambda: time.monotonic() - start > 0.5)
+        assert time.monotonic() - start < 1.5
+    assert not os.path.exists(dest)
+    if where == "body":
+        assert 0 < os.path.getsize(part_path(dest)) < 100        # what came is kept for a resume
+
+
+def test_regression_download_never_writes_past_the_release_size(tmp_path):
+    """An endless stream wrote 317 MB: the catalogue's size (else a cap) stops it, nothing is kept."""
+    from model_server import ModelServer
+    from spectralx_qgis.download import DownloadError, download, part_path
+
+    def endless(h, data):            # no length, just bytes (bounded here at 8 MiB / 5 s)
+        _headers(h, Connection="close")
+        _write_for(h, 5, piece=b"\0" * 65536, pause=0, limit=8 << 20)
+
+    def lying(h, data):
+        _headers(h, Content_Length=10 * len(data))
+        _write_for(h, 1, piece=b"\0" * 65536, pause=0, limit=len(data))
+
+    dest = str(tmp_path / "release.pth")
+    for answer, kwargs, words in ((endless, {"expected_size": len(PAYLOAD)}, "more than the release's size"),
+                                  (endless, {"max_size": 2 << 20}, "more than the 2097152 bytes allowed"),
+                                  (lying, {"expected_size": len(PAYLOAD)}, "the release is 1024000 bytes")):
+        with ModelServer(PAYLOAD, answer=answer) as srv:
+            with pytest.raises(DownloadError, match=words) as err:
+                download(srv.url, dest, proxy="", **kwargs)
+        assert "\n" not in str(err.value)
+        assert not os.path.exists(dest) and not os.path.exists(part_path(dest))
+
+
+def test_regression_download_partial_answers_and_short_bodies_are_not_complete(tmp_path):
+    """A 206 for other bytes than asked, a 206 ending before the total, a 0-byte or short body and a
+    body of unknown length were all accepted as complete when no sha256 was known."""
+    from model_server import ModelServer
+    from spectralx_qgis.download import DownloadError, download, part_path
+    size = len(PAYLOAD)
+    dest = str(tmp_path / "release.pth")
+
+    def wrong_start(h, data):        # asked for bytes 1000-, sends the file from 0 as a 206
+        _headers(h, 206, Content_Range=f"bytes 0-{size - 1}/{size}", Content_Length=size)
+        h.wfile.write(data)
+
+    def ends_early(h, data):         # the right start, but only up to byte 1999 of the file
+        _headers(h, 206, Content_Range=f"bytes 1000-1999/{size}", Content_Length=1000)
+        h.wfile.write(data[1000:2000])
+
+    for answer in (wrong_start, ends_early):
+        with open(part_path(dest), "wb") as f:
+            f.write(PAYLOAD[:1000])
+        with ModelServer(PAYLOAD, answer=answer) as srv:
+            with pytest.raises(DownloadError) as err:
+                download(srv.url, dest, proxy="")
+        assert not os.path.exists(dest) and "\n" not in str(err.value)
+        kept = open(part_path(dest), "rb").read()
+        assert kept == PAYLOAD[:len(kept)]                      # never another offset's bytes
+        os.remove(part_path(dest))
+
+    def empty(h, data):
+        _headers(h, Content_Length=0)
+
+    def short(h, data):
+        _headers(h, Content_Length=1000)
+        h.wfile.write(data[:1000])
+
+    def unknown_length(h, data):
+        _headers(h, Connection="close")
+        h.wfile.write(data)
+        h.close_connection = True
+
+    for answer, kwargs, words in ((empty, {}, "empty file"), (short, {"expected_size": size}, "announces 1000"),
+                                  (unknown_length, {}, "cannot be called complete")):
+        with ModelServer(PAYLOAD, answer=answer) as srv:
+            with pytest.raises(DownloadError, match=words):
+                download(srv.url, dest, proxy="", **kwargs)
+        assert not os.path.exists(dest)
+    with ModelServer(PAYLOAD, answer=unknown_length) as srv:     # with the size known it is complete
+        assert download(srv.url, dest, proxy="", expected_size=size).size == size
+
+
+def test_regression_download_part_symlink_and_redirect_loop(tmp_path):
+    """A `.part` that is a symbolic link had the bytes appended to its target; a redirect loop gave
+    a three-line error."""
+    from model_server import ModelServer
+    from spectralx_qgis.download import DownloadError, download, part_path
+    dest = str(tmp_path / "release.pth")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    os.symlink(victim, part_path(dest))
+    with ModelServer(PAYLOAD) as srv:
+        with pytest.raises(DownloadError, match="symbolic link"):
+            download(srv.url, dest, proxy="")
+    assert victim.read_bytes() == b"precious" and not os.path.exists(dest)
+    os.remove(part_path(dest))
+
+    def loop(h, data):
+        h.send_response(302)
+        h.send_header("Location", h.path)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    with ModelServer(PAYLOAD, answer=loop) as srv:
+        with pytest.raises(DownloadError) as err:
+            download(srv.url, dest, proxy="")
+    assert "redirects in a loop" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("file", "..", "bare file name"), ("file", "a\x00b.pth", "control character"), ("file", "../x.pth", "bare file name"),
+    ("file", ".hidden.pth", "bare file name"), ("name", "bad\x1b[31mname", "control character"),
+    ("size", None, "needs its 'size'")])
+def test_regression_catalogue_entries_are_checked(field, value, words, tmp_path):
+    from spectralx_qgis import model_catalog
+    doc = json.load(open(model_catalog.CATALOG_FILE, encoding="utf-8"))
+    entry = next(r for r in doc["releases"] if r["id"].startswith("scale-mae"))
+    entry[field] = value
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(model_catalog.CatalogError, match=words) as err:
+        model_catalog.load(str(path))
+    assert "\n" not in str(err.value) and "\x1b" not in str(err.value)

@@ -32,23 +32,69 @@ class ClassRaster:
 
     @property
     def pixel_area_ha(self) -> Optional[float]:
-        """Hectares per pixel, None in a geographic CRS (degrees: pixel areas vary with latitude) or none."""
-        if self.crs is None or not getattr(self.crs, "is_projected", False):
-            return None
-        try:
-            unit = float(self.crs.linear_units_factor[1])      # metres per CRS unit
-        except Exception:
-            unit = 1.0
-        t = self.transform
-        return abs(t.a * t.e - t.b * t.d) * unit * unit / 10_000.0
+        return pixel_area_ha(self.crs, self.transform)
 
     def name(self, value: int) -> str:
         return self.names.get(int(value), str(int(value)))
 
 
+def pixel_area_ha(crs, transform) -> Optional[float]:
+    """Hectares per pixel, None in a geographic CRS (degrees: pixel areas vary with latitude) or none."""
+    if crs is None or not getattr(crs, "is_projected", False):
+        return None
+    try:
+        unit = float(crs.linear_units_factor[1])      # metres per CRS unit
+    except Exception:
+        unit = 1.0
+    t = transform
+    return abs(t.a * t.e - t.b * t.d) * unit * unit / 10_000.0
+
+
+def class_metadata(ds) -> Tuple[Dict[int, str], Dict[int, str]]:
+    """(names, colours) per class value: the JSON class table or CLASS_<value> tags that SpectralX class
+    rasters carry, the colour table, else a .qml style beside the file. (spectralx.training.labels reads
+    more forms, but importing it loads torch: seconds and 200 MB for a sample or polygons.)"""
+    import json
+    import os
+    names: Dict[int, str] = {}
+    colours: Dict[int, str] = {}
+    try:
+        colours = {int(v): "#%02x%02x%02x" % tuple(c[:3]) for v, c in ds.colormap(1).items()}
+    except Exception:   # no colour table
+        pass
+    tags = dict(ds.tags())
+    tags.update(ds.tags(1))
+    for key in ("spectralx_classes", "SPECTRALX_CLASSES", "CLASSES", "classes"):
+        try:
+            table = json.loads(tags[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        table = table.get("classes", table) if isinstance(table, dict) else table
+        for item in table if isinstance(table, list) else []:
+            if isinstance(item, dict) and "value" in item:
+                names[int(item["value"])] = str(item.get("name", item["value"]))
+                if item.get("color"):
+                    colours[int(item["value"])] = str(item["color"])
+        if names:
+            break
+    if not names:
+        names = {int(k[6:]): str(v) for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
+    qml = os.path.splitext(ds.name)[0] + ".qml"
+    if not names and os.path.isfile(qml):
+        import xml.etree.ElementTree as ET
+        try:
+            for e in ET.parse(qml).iter("paletteEntry"):
+                v = int(float(e.get("value")))
+                names[v] = e.get("label") or str(v)
+                if e.get("color"):
+                    colours[v] = e.get("color")[:7]
+        except (ET.ParseError, TypeError, ValueError):
+            pass
+    return names, colours
+
+
 def describe(path: str, what: str = "class raster") -> ClassRaster:
     """Open and check a class raster (one band, whole numbers); one-line errors otherwise."""
-    from .training.labels import raster_class_metadata
     with open_raster(path, what) as ds:
         if ds.count != 1:
             raise RasterError(f"the {what} {path} has {ds.count} bands; a class raster has one band of class "
@@ -57,7 +103,7 @@ def describe(path: str, what: str = "class raster") -> ClassRaster:
         if dtype.startswith("complex"):
             raise RasterError(f"the {what} {path} holds complex values ({dtype}); a class raster holds "
                               "whole-number class values")
-        names, colours = raster_class_metadata(ds)
+        names, colours = class_metadata(ds)
         return ClassRaster(path, ds.width, ds.height, ds.crs, ds.transform, ds.nodata,
                            {int(k): v for k, v in names.items() if 0 < int(k) <= MAX_VALUE}, colours)
 
@@ -113,4 +159,4 @@ def count_classes(path: str, budget: int) -> np.ndarray:
     return counts
 
 
-__all__ = ["ClassRaster", "describe", "strip_rows", "class_values", "strips", "count_classes"]
+__all__ = ["ClassRaster", "pixel_area_ha", "class_metadata", "describe", "strip_rows", "class_values", "strips", "count_classes"]

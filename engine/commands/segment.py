@@ -41,6 +41,10 @@ def register(sub):
     p.add_argument("--confidence", metavar="FILE", help="also write the max class probability raster")
     p.add_argument("--confidence-format", default="float32", choices=CONFIDENCE_FORMATS,
                    help="float32 0..1 (default) or percent (uint8 1..100)")
+    p.add_argument("--vector", metavar="OUT.gpkg", help="also write the classes as polygons (GeoPackage, styled; "
+                   "see spectralx vectorize), with each polygon's mean confidence")
+    from .vectorize import add_mmu_argument
+    add_mmu_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     scale = p.add_argument_group("memory and scale-out")
@@ -69,11 +73,17 @@ def run(args):
     args.raster = args.raster[0]
     if args.plan:
         return show_plan(args)
+    from ._validate import check_segment_paths
+    from .vectorize import check_segment_vector, segment_then_vectorize
+    check_segment_paths(args)
+    check_segment_vector(args)          # --vector OUT.gpkg [--mmu AREA]: refused before any work
+    segment_then_vectorize(args, lambda: _segment_one(args))
+
+
+def _segment_one(args):
     from ..inference import segment
     from ..progress import TqdmProgress
     from ..fileio import explain_failure
-    from ._validate import check_segment_paths
-    check_segment_paths(args)
     progress = TqdmProgress("segment", disable=args.quiet)
     try:
         result = segment(args.raster, args.checkpoint, args.output, backbone=args.backbone,
@@ -89,10 +99,11 @@ def run(args):
         progress.close()
     col, row, w, h = result.window
     print(f"wrote {result.output} ({w} x {h} px, {result.tiles} tiles, {result.seconds:.1f} s on {result.device})")
-    if result.confidence:
+    if result.confidence and not getattr(args, "temporary_confidence", False):
         print(f"wrote {result.confidence}")
     if result.style:
         print(f"wrote {result.style}")
+    return result
 
 
 def _options(args) -> dict:
@@ -120,9 +131,10 @@ def run_scenes(args) -> int:
     from ..errors import SpectralXError
     from ..inference.scenes import segment_scenes, summary_table
     from ..progress import TqdmProgress
-    if not args.output_dir or args.output or args.confidence:
+    if not args.output_dir or args.output or args.confidence or args.vector:
         raise SpectralXError("several rasters go to --output-dir DIR (each gets NAME_classes.tif and "
-                             "NAME_confidence.tif); -o and --confidence name the files of one raster")
+                             "NAME_confidence.tif); -o, --confidence and --vector name the files of one raster "
+                             "(spectralx vectorize makes polygons of each class raster)")
     if args.plan:
         from ..inference.api import plan_segment
         for raster in args.raster:

@@ -105,6 +105,8 @@ class InstallDialog(QDialog):
         self.wheel_widget.setEnabled(False)
         self.offline_check.toggled.connect(self.wheel_widget.setEnabled)
         self.offline_check.toggled.connect(self.build_combo.setDisabled)
+        self.offline_check.setToolTip("Only wheels (.whl) are installed from the folder, never source packages; "
+                                      "wheels run inside QGIS once installed, so use a folder you trust")
         form.addRow(self.offline_check)
         form.addRow("Wheel folder", self.wheel_widget)
         self.proxy_url = proxy.qgis_proxy_url()

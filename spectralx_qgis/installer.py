@@ -107,7 +107,10 @@ class Installer:
             return self._nothing_to_do(interp, root, provided, gpus)
         self.log("To install: " + ", ".join(f"{n} {v}" for n, v in wanted))
         expected = sum(s for n, _v, _u, s in plan if n.lower() not in NEVER_INSTALL) or None
-        staging = site_dir.new_staging(root, interp.tag)
+        try:
+            staging = site_dir.new_staging(root, interp.tag)
+        except OSError as exc:
+            raise InstallError(_unwritable(root, exc)) from None
         committed = False
         try:
             self.progress(10)
@@ -125,7 +128,10 @@ class Installer:
                       "installed": [list(x) for x in wanted], "provided": provided, "build": build.id,
                       "requirements": requirements.lines(), "device": verification["device"],
                       "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-            live = site_dir.commit(staging, root, interp.tag, record, in_use=self._in_use(final))
+            try:
+                live = site_dir.commit(staging, root, interp.tag, record, in_use=self._in_use(final))
+            except OSError as exc:
+                raise InstallError(_unwritable(root, exc)) from None
             committed = True
         finally:
             if not committed:
@@ -162,7 +168,8 @@ class Installer:
                                           None if self.options.build == "default"
                                           else gpu_detect.INDEX.format(self.options.build))
         if self.options.wheel_folder:
-            self.log(f"Offline: only wheels from {self.options.wheel_folder}")
+            self.log(f"Offline: only wheels from {self.options.wheel_folder} (no source packages; the wheels "
+                     "are installed as they are and run inside QGIS: use a folder you trust)")
         else:
             self.log(f"PyTorch build: {choice.label}")
         return choice
@@ -192,7 +199,8 @@ class Installer:
     def _source_args(self, build) -> List[str]:
         args = []
         if self.options.wheel_folder:
-            args += ["--no-index", "--find-links", os.path.abspath(self.options.wheel_folder)]
+            # wheels only: an sdist in the folder would run its build backend (code) during the install
+            args += ["--no-index", "--find-links", os.path.abspath(self.options.wheel_folder), "--only-binary", ":all:"]
         elif build.index_url:
             args += ["--extra-index-url", build.index_url]
         if self.options.proxy:
@@ -371,6 +379,11 @@ class Installer:
     def _in_use(final: str) -> bool:
         """True when modules of this process were imported from `final` (it cannot be replaced under them)."""
         return any(is_inside(getattr(mod, "__file__", None), final) for mod in list(sys.modules.values()))
+
+
+def _unwritable(root: str, exc: OSError) -> str:
+    return (f"cannot write the package folder {root}: {exc.strerror or exc} (is the QGIS profile folder "
+            "read-only or full?); nothing was installed")
 
 
 def _norm(name: str) -> str:

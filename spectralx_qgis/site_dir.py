@@ -11,22 +11,66 @@ A folder is used only if it holds the marker the installer writes after verifyin
 or crashed install (a staging folder) is never put on sys.path; stale staging folders are removed at
 the next start. A finished install that could not replace the folder in use (Windows keeps loaded
 DLLs locked) waits as `.pending` and is swapped in before anything is imported at the next start.
+Swaps hold a lock file in the root (two QGIS windows, or two installs, would otherwise rename the
+same folders under each other).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 from .python_finder import site_tag
 
 MARKER = "spectralx-install.json"
 STAGING_PREFIX = ".staging-"
+LOCK_FILE = ".swap.lock"
+_THREAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def swap_lock(root: str) -> Iterator[None]:
+    """Exclusive across threads and processes while folders in `root` are renamed."""
+    os.makedirs(root, exist_ok=True)
+    with _THREAD_LOCK, open(os.path.join(root, LOCK_FILE), "a+b") as f:
+        if os.name == "nt":
+            import msvcrt
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)   # itself retries for 10 s
+                    break
+                except OSError:
+                    continue
+            try:
+                yield
+            finally:
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _remove(path: str) -> None:
+    """A folder, file or link, whatever it is (a plain file or a link left where a folder belongs)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def default_root() -> str:
@@ -97,7 +141,7 @@ def _swap_in(pending: str, final: str) -> bool:
             return False
     os.replace(pending, final)
     if old:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     return True
 
 
@@ -110,12 +154,12 @@ def commit(staging: str, root: str, tag: str, data: dict, in_use: bool) -> bool:
         os.fsync(f.fileno())
     final = folder(root, tag)
     pending = final + ".pending"
-    if os.path.exists(pending):
-        shutil.rmtree(pending, ignore_errors=True)
-    os.replace(staging, pending)
-    if in_use:
-        return False
-    return _swap_in(pending, final)
+    with swap_lock(root):
+        _remove(pending)
+        os.replace(staging, pending)
+        if in_use:
+            return False
+        return _swap_in(pending, final)
 
 
 def activate(root: Optional[str] = None, tag: Optional[str] = None) -> Optional[str]:
@@ -127,7 +171,12 @@ def activate(root: Optional[str] = None, tag: Optional[str] = None) -> Optional[
     remove_stale_staging(root)
     pending = final + ".pending"
     if record(pending) is not None:
-        _swap_in(pending, final)
+        try:
+            with swap_lock(root):
+                if record(pending) is not None:
+                    _swap_in(pending, final)
+        except OSError:      # a read-only profile: use what is there
+            pass
     if record(final) is None:
         return None
     if final not in sys.path:

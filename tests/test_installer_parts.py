@@ -124,7 +124,8 @@ def test_offline_ignores_pip_config_and_environment(monkeypatch, tmp_path):
     inst = Installer(InstallOptions(wheel_folder=str(tmp_path)))
     env = inst._env()
     assert env["PIP_CONFIG_FILE"] == os.devnull and not [k for k in env if k.startswith("PIP_") and k != "PIP_CONFIG_FILE"]
-    assert inst._source_args(gpu_detect.Build("cpu", "", "https://x/cpu")) == ["--no-index", "--find-links", str(tmp_path)]
+    assert inst._source_args(gpu_detect.Build("cpu", "", "https://x/cpu")) == [
+        "--no-index", "--find-links", str(tmp_path), "--only-binary", ":all:"]
 
 
 def test_refusals_are_one_line_and_write_nothing(tmp_path):

@@ -447,3 +447,103 @@ def test_regression_catalogue_entries_are_checked(field, value, words, tmp_path)
     with pytest.raises(model_catalog.CatalogError, match=words) as err:
         model_catalog.load(str(path))
     assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
+
+
+# -- 5. the installer ---------------------------------------------------------------------------------------
+
+def _one_package_plan(monkeypatch):
+    from spectralx_qgis.installer import Installer
+    monkeypatch.setattr(Installer, "_plan", lambda self, *a: [("tqdm", "4.67.1", "", 0)])
+
+
+def test_regression_installer_unwritable_profile_is_one_line(tmp_path, monkeypatch):
+    """A read-only (or not-a-folder) profile let an OSError escape Installer.run."""
+    import errno
+    import sys
+
+    from spectralx_qgis import site_dir
+    from spectralx_qgis.errors import InstallError
+    from spectralx_qgis.installer import Installer, InstallOptions
+    _one_package_plan(monkeypatch)
+    blocker = tmp_path / "profile"
+    blocker.write_text("a file where the profile folder should be")
+    with pytest.raises(InstallError, match="cannot write the package folder") as err:
+        Installer(InstallOptions(python=sys.executable, build="cpu", root=str(blocker / "packages")),
+                  log=lambda _m: None).run()
+    assert "\n" not in str(err.value)
+
+    def read_only(root, tag):
+        raise OSError(errno.EROFS, "Read-only file system", root)
+    monkeypatch.setattr(site_dir, "new_staging", read_only)
+    with pytest.raises(InstallError, match="Read-only file system"):
+        Installer(InstallOptions(python=sys.executable, build="cpu", root=str(tmp_path / "packages")),
+                  log=lambda _m: None).run()
+
+
+def test_regression_concurrent_commits_and_a_plain_file_in_place(tmp_path):
+    """Concurrent site_dir.commit() calls raised ENOTEMPTY/FileNotFoundError; a plain file where the
+    folder belongs left a `.old-PID` file behind."""
+    import threading
+
+    from spectralx_qgis import site_dir
+    root, tag = str(tmp_path / "packages"), "python3.11-linux-x86_64"
+    errors = []
+
+    def install(n):
+        try:
+            for round_ in range(3):
+                staging = site_dir.new_staging(root, tag)
+                with open(os.path.join(staging, "pkg.py"), "w") as f:
+                    f.write(f"N = {n}{round_}\n")
+                site_dir.commit(staging, root, tag, {"n": n}, in_use=False)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+    threads = [threading.Thread(target=install, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    final = site_dir.folder(root, tag)
+    assert site_dir.record(final) is not None
+    assert sorted(os.listdir(root)) == [site_dir.LOCK_FILE, tag]
+
+    os.remove(os.path.join(final, site_dir.MARKER))
+    import shutil
+    shutil.rmtree(final)
+    with open(final, "w") as f:
+        f.write("not a folder")
+    staging = site_dir.new_staging(root, tag)
+    assert site_dir.commit(staging, root, tag, {"n": 0}, in_use=False)
+    assert os.path.isdir(final) and sorted(os.listdir(root)) == [site_dir.LOCK_FILE, tag]
+
+
+SYSTEM_PYTHON = "/usr/bin/python3.11"
+
+
+@pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason="no system Python")
+def test_regression_offline_folder_never_builds_source_packages(tmp_path):
+    """pip ran an sdist's build backend (code) from an offline wheel folder: wheels only now."""
+    import io
+    import tarfile
+
+    from spectralx_qgis.errors import InstallError
+    from spectralx_qgis.installer import Installer, InstallOptions
+    marker = tmp_path / "backend-ran"
+    files = {"pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+             "backend.py": f"open({str(marker)!r}, 'w').write('ran')\n",
+             "PKG-INFO": "Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0\n"}
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with tarfile.open(wheels / "torch-2.13.0.tar.gz", "w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(f"torch-2.13.0/{name}")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    log = []
+    with pytest.raises(InstallError) as err:
+        Installer(InstallOptions(python=SYSTEM_PYTHON, wheel_folder=str(wheels), root=str(tmp_path / "p")),
+                  log=log.append).run()
+    assert not marker.exists(), "pip ran the source package's build backend"
+    assert "\n" not in str(err.value)
+    assert any("use a folder you trust" in line for line in log)

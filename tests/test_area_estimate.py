@@ -2,8 +2,13 @@
 (2014), Remote Sensing of Environment 148, 42-57, Section 5, and a coverage property on a synthetic map."""
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
+
+from conftest import run_cli
 
 from spectralx.area_estimate import estimate
 from spectralx.errors import LabelError
@@ -124,3 +129,119 @@ def test_intervals_cover_the_true_areas_95_percent():
     # binomial spread of 200 runs at 0.95: sd 0.015; a wrong variance (unweighted, or no W^2) lands far outside
     assert np.all(rate >= 0.90) and np.all(rate <= 0.99), rate
     assert 0.90 <= covered_oa / runs <= 0.99
+
+
+# --- from a map and reference points: `spectralx evaluate MAP --reference POINTS --class-field F --area` --
+
+def _paper_map_and_points(tmp_path, crs_points=None, transform_points=None, edit=None):
+    """A 100 x 100 map with the paper's class shares (200, 150, 3200, 6450 px) and 640 points laid out
+    as Table 8 (stratum = map class, reference = the table's column)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from spectralx.checkpoint import ClassInfo
+    from spectralx.outputs import open_class_raster
+    from spectralx.vector_io import write_points
+    flat = np.repeat([1, 2, 3, 4], [200, 150, 3200, 6450]).astype(np.uint8)
+    data = flat.reshape(100, 100)
+    classes = [ClassInfo(i + 1, n, c) for i, (n, c) in enumerate(zip(NAMES, ["#ff0000", "#00ff00", "#006400",
+                                                                             "#ffff99"]))]
+    transform = from_origin(600_000, 4_500_000, 30, 30)
+    path = str(tmp_path / "map.tif")
+    with open_class_raster(path, 100, 100, "EPSG:32619", transform, classes) as ds:
+        ds.write(data, 1)
+    rows, cols, strata, refs = [], [], [], []
+    for i, counts in enumerate(COUNTS):
+        cells = np.flatnonzero(flat == i + 1)[:sum(counts)]
+        r, c = np.divmod(cells, 100)
+        rows += r.tolist()
+        cols += c.tolist()
+        strata += [i + 1] * len(cells)
+        refs += [j + 1 for j, k in enumerate(counts) for _ in range(k)]
+    xs = [transform.c + (c + 0.5) * 30 for c in cols]
+    ys = [transform.f - (r + 0.5) * 30 for r in rows]
+    wkt = rasterio.crs.CRS.from_epsg(32619).to_wkt()
+    if crs_points:
+        from rasterio.warp import transform as warp
+        xs, ys = warp("EPSG:32619", crs_points, xs, ys)
+        wkt = rasterio.crs.CRS.from_string(crs_points).to_wkt()
+    fields = {"stratum": strata, "truth": [NAMES[r - 1] for r in refs], "code": refs}
+    if edit:
+        edit(xs, ys, fields)
+    points = str(tmp_path / "points.gpkg")
+    write_points(points, xs, ys, fields, wkt)
+    return path, points
+
+
+def test_evaluate_area_reproduces_the_paper_from_a_map_and_points(tmp_path):
+    path, points = _paper_map_and_points(tmp_path)
+    proc = run_cli("evaluate", path, "--reference", points, "--class-field", "truth", "--area")
+    assert proc.returncode == 0, proc.stderr
+    report = tmp_path / "points_report.json"
+    result = json.loads(report.read_text())
+    assert result["design"] == "stratified" and result["sample_size"] == 640
+    assert result["error_matrix_counts"] == COUNTS
+    assert np.round(result["error_matrix_proportions"], 4).tolist() == TABLE9
+    assert [round(c["users_accuracy"]["estimate"], 2) for c in result["classes"]] == USERS
+    assert [round(c["producers_accuracy"]["estimate"], 2) for c in result["classes"]] == PRODUCERS
+    # 0.09 ha pixels, 10 000 of them: the paper's proportions x 900 ha
+    assert result["pixel_area_ha"] == pytest.approx(0.09)
+    assert round(result["classes"][0]["area_ha"]["estimate"], 3) == round(0.0235086247 * 900, 3)
+    assert "overall accuracy 0.947 ± 0.018" in proc.stdout
+    html = (tmp_path / "points_report.html").read_text()
+    assert "Overall accuracy: 0.947 ± 0.018" in html and "data:image/png;base64," in html
+    png = (tmp_path / "points_report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # class values work as well as names; the same numbers
+    again = run_cli("evaluate", path, "--reference", points, "--class-field", "code", "--area", "-o",
+                    tmp_path / "codes.json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "codes.json").read_text())["classes"] == result["classes"]
+
+
+def test_evaluate_area_reprojects_points_in_another_crs(tmp_path):
+    path, points = _paper_map_and_points(tmp_path, crs_points="EPSG:4326")
+    proc = run_cli("evaluate", path, "--reference", points, "--class-field", "truth", "--area", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout[:proc.stdout.rindex("}") + 1])
+    assert result["error_matrix_counts"] == COUNTS
+    assert "reference points reprojected to the map's CRS" in result["notes"]
+
+
+def _bad(case):
+    def edit(xs, ys, fields):
+        if case == "unknown_class":
+            fields["truth"][5] = "wetland"
+        elif case == "outside":
+            xs[3] -= 1e5
+        elif case == "other_strata":
+            fields["stratum"][0] = 4
+        elif case == "empty_stratum":     # every stratum-2 point gone: 150 mapped px without a point
+            keep = [i for i, s in enumerate(fields["stratum"]) if s != 2]
+            xs[:] = [xs[i] for i in keep]
+            ys[:] = [ys[i] for i in keep]
+            for k in fields:
+                fields[k] = [fields[k][i] for i in keep]
+        elif case == "unlabelled":
+            fields["truth"] = [None] * len(fields["truth"])
+    return edit
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("unknown_class", "reference class 'wetland' in field 'truth'"),
+    ("outside", "1 reference points lie outside the map"),
+    ("other_strata", "have a stratum other than the map class under them"),
+    ("empty_stratum", "map class 2 forest gain covers 150 px but has no reference point"),
+    ("unlabelled", "has a reference class in 'truth' yet"),
+    ("no_field", "the class field 'label' is not in"),
+    ("exists", "already exists")])
+def test_evaluate_area_bad_input_is_one_line_and_writes_nothing(tmp_path, case, expect):
+    path, points = _paper_map_and_points(tmp_path, edit=_bad(case))
+    field = "label" if case == "no_field" else "truth"
+    if case == "exists":
+        (tmp_path / "points_report.html").write_text("mine")
+    before = sorted(os.listdir(tmp_path))
+    proc = run_cli("evaluate", path, "--reference", points, "--class-field", field, "--area")
+    assert proc.returncode == 2, proc.stderr
+    assert expect in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert sorted(os.listdir(tmp_path)) == before        # nothing written, no temporary file left

@@ -14,11 +14,23 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-o", "--output", help="also write the JSON result to this file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    area = p.add_argument_group("accuracy and area with confidence intervals (Olofsson et al. 2014)")
+    area.add_argument("--area", action="store_true", help="reference points of a sample (e.g. from spectralx "
+                      "sample): error matrix in area proportions, overall/user's/producer's accuracy and the "
+                      "error-adjusted area of every class, each with its 95 %% interval; writes -o REPORT.json "
+                      "(default POINTS_report.json) with REPORT.html and REPORT.png beside it")
+    area.add_argument("--design", default="auto", choices=("auto", "stratified", "simple"),
+                      help="sampling design: stratified (strata = map classes, the points' 'stratum' field), "
+                      "simple (simple random or systematic), auto (stratified when the points have a stratum)")
+    area.add_argument("--max-memory", metavar="SIZE", help="memory for reading the map (default as segment)")
     p.set_defaults(func=run)
 
 
 def run(args):
     from ..evaluate import evaluate, format_table
+    if args.area:
+        from ._evaluate_area import run_area
+        return run_area(args)
     check_paths(args)
     result = evaluate(args.prediction, args.reference, class_field=args.class_field)
     text = json.dumps(result, indent=1)

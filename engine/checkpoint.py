@@ -23,9 +23,14 @@ from .errors import CheckpointError, InputError
 from .fileio import write_bytes
 from .model import SpectralX
 from .model.decoder import ReconstructionHead
+from .model.forest import ForestArrays, ForestModel
 from .safefile import read_safetensors, read_safetensors_header, sha256_file
 
 CARD_KEY = "spectralx_model_card"
+FOREST_METHOD = "forest"
+NO_BACKBONE = "none"           # a forest checkpoint's backbone reference
+FOREST_NOT_NETWORK = ("a random forest, not a SpectralX network: it has no network or backbone to fine-tune; "
+                      "start a new model from a backbone (--backbone)")
 FORMAT_NAME = "spectralx-checkpoint"
 FORMAT_VERSION = 1
 # Tensors a checkpoint may leave out: the stage-1 reconstruction head, dropped from fine-tuned
@@ -90,7 +95,32 @@ class ModelCard:
 
     @property
     def config(self) -> ModelConfig:
+        if self.is_forest:
+            raise CheckpointError(f"this checkpoint: {FOREST_NOT_NETWORK}")
         return ModelConfig.from_dict(self.architecture)
+
+    @property
+    def is_forest(self) -> bool:
+        """A forest-only checkpoint (`finetune --method forest`): no network, no backbone."""
+        return self.architecture.get("method") == FOREST_METHOD
+
+    @property
+    def fusion_weight(self) -> float:
+        """Weight of the forest pooled with the network at inference (0: the network alone)."""
+        if self.is_forest:
+            return 1.0
+        w = ((self.training or {}).get("fusion") or {}).get("weight", 0.0)
+        return float(w) if _is_number(w) and 0 <= w <= 1 else 0.0
+
+    @property
+    def map_source(self) -> str:
+        """Which model makes this checkpoint's map, in words (cards, logs, the dock)."""
+        w = self.fusion_weight
+        if w >= 1:
+            return "random forest (per-pixel spectra)"
+        if w > 0:
+            return f"SpectralX network pooled with a random forest (forest weight {w:g})"
+        return "SpectralX network"
 
     @property
     def tile_size(self) -> int:
@@ -193,6 +223,8 @@ def user_model_dir() -> str:
 def backbone_candidates(card: ModelCard, checkpoint_path: str, backbone: Optional[str] = None) -> List[str]:
     """Where a card's backbone is looked for, in order: the one given, else beside the checkpoint,
     the path recorded in the card, the user's model folder."""
+    if card.is_forest:
+        return []
     if backbone:
         return [backbone]
     name = os.path.basename(card.backbone.file)
@@ -205,6 +237,8 @@ def backbone_candidates(card: ModelCard, checkpoint_path: str, backbone: Optiona
 
 def resolve_backbone(card: ModelCard, checkpoint_path: str, backbone: Optional[str] = None) -> str:
     """Find the backbone file for a card and verify its sha256."""
+    if card.is_forest:
+        raise CheckpointError(f"{checkpoint_path}: {FOREST_NOT_NETWORK}")
     if backbone and os.path.isdir(backbone):
         raise InputError(f"backbone {backbone} is a folder, not a file; give the backbone file itself")
     candidates = backbone_candidates(card, checkpoint_path, backbone)
@@ -247,11 +281,25 @@ def build_model(card: ModelCard, materialize: bool = True) -> SpectralX:
         return SpectralX(cfg, wl)
 
 
+def load_forest_checkpoint(path: str, card: ModelCard, tensors: Dict[str, torch.Tensor]) -> ForestModel:
+    forest = ForestArrays.from_tensors(tensors, len(card.bands), len(card.classes), path)
+    if forest is None or tensors:
+        raise CheckpointError(f"{path}: a random-forest checkpoint must hold the forest's arrays and nothing "
+                              f"else (found {sorted(tensors)[:5]}); the file is damaged")
+    return ForestModel(forest).eval()
+
+
 def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cpu") -> Tuple[SpectralX, ModelCard]:
-    """Load a checkpoint and its verified backbone into a ready (eval-mode) model."""
+    """Load a checkpoint and its verified backbone into a ready (eval-mode) model (a forest checkpoint
+    gives a ForestModel, which segments the same way and needs no backbone)."""
     card = read_card(path)
+    if card.is_forest:
+        tensors, _ = read_safetensors(path)
+        return load_forest_checkpoint(path, card, tensors).to(device), card
     backbone_path = resolve_backbone(card, path, backbone)
     tensors, _ = read_safetensors(path)
+    # the forest pooled with the network (when the card says so) rides beside the network's tensors
+    forest = ForestArrays.from_tensors(tensors, len(card.bands), len(card.classes), path)
     # Built on the meta device: random initialisation of weights that are overwritten next cost
     # seconds (tens of seconds for ViT-L).
     model = build_model(card, materialize=False)
@@ -295,11 +343,18 @@ def load_checkpoint(path: str, backbone: Optional[str] = None, device: str = "cp
     bias = ((card.training or {}).get("logit_adjustment") or {}).get("bias")
     if bias is not None and len(bias) == model.cfg.num_classes:
         model.class_bias = torch.tensor(bias, dtype=torch.float32)
+    if card.fusion_weight > 0 and forest is None:
+        raise CheckpointError(f"{path}: the model card pools the network with a random forest, but the file "
+                              "holds no forest; the file is damaged")
+    model.forest = forest
+    model.fusion_weight = card.fusion_weight if forest is not None else 0.0
     return model.to(device).eval(), card
 
 
 def save_checkpoint(model: SpectralX, card: ModelCard, path: str) -> None:
     """Write every non-backbone tensor plus the card; atomic (temporary file, then rename)."""
+    if isinstance(model, ForestModel):
+        return _write(model.forest.to_tensors(), card, path)
     card.architecture = model.cfg.to_dict()
     written = card
     ref = card.backbone
@@ -314,12 +369,27 @@ def save_checkpoint(model: SpectralX, card: ModelCard, path: str) -> None:
     if bad:
         raise CheckpointError(f"training diverged: tensor {bad[0]} holds {bad[1]} NaN/infinite value(s); "
                               f"{path} was not written; try a lower --lr")
+    if getattr(model, "forest", None) is not None:
+        tensors.update(model.forest.to_tensors())
+    _write(tensors, written, path)
+
+
+def _write(tensors: Dict[str, torch.Tensor], card: ModelCard, path: str) -> None:
     from safetensors.torch import save as to_bytes
     # serialised in memory (non-backbone tensors only: tens of MB), then one atomic write: a full
     # disk is an OSError we can report, never a half-written checkpoint
     data = to_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
-                    metadata={CARD_KEY: written.to_json()})
+                    metadata={CARD_KEY: card.to_json()})
     write_bytes(path, data)
+
+
+def forest_card(forest: ForestArrays, bands: List[Band], classes: List[ClassInfo], tile_size: int) -> ModelCard:
+    """The card of a forest-only checkpoint: bands, classes, tile size for the streaming pipeline."""
+    arch = {"method": FOREST_METHOD, "img_size": int(tile_size), "in_bands": len(bands),
+            "num_classes": len(classes), "forest": forest.describe()}
+    return ModelCard(architecture=arch, bands=list(bands), classes=list(classes),
+                     backbone=BackboneRef(file="", sha256="", preset=NO_BACKBONE,
+                                          description="none: a per-pixel random forest needs no backbone"))
 
 
 def backbone_ref_for(path: str, preset: str, description: str = "") -> BackboneRef:

@@ -11,6 +11,8 @@ from .aomoa import AoMoA
 from .are_adapter import AreAdapter
 from .backbone import VisionTransformer
 from .decoder import ReconstructionHead, SegmentationHead
+from .forest import forest_log_proba
+from .fusion import pool
 from .hypert import HyperT
 from .lora import attach_lora, build_lora
 
@@ -43,6 +45,10 @@ class SpectralX(nn.Module):
         self.tta_flips = False   # test-time flip averaging (set from the card at load)
         # per-class logit bias chosen after training (spectralx.training.calibration; from the card)
         self.register_buffer("class_bias", torch.zeros(cfg.num_classes), persistent=False)
+        # the per-pixel random forest pooled with the network at inference (spectralx.model.fusion;
+        # weight 0 = network alone, 1 = forest alone); arrays, not parameters: never trained here
+        self.forest = None
+        self.fusion_weight = 0.0
         self.head = SegmentationHead(cfg.embed_dim, cfg.head_dim, cfg.num_classes, cfg.pool_scales,
                                      cfg.in_bands, cfg.spectral_skip)
         self.recon_head = ReconstructionHead(cfg.embed_dim, cfg.in_bands, cfg.patch_size)
@@ -125,7 +131,11 @@ class SpectralX(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Segmentation logits (B, K, H, W); in eval mode with `tta_flips`, averaged over the four
-        horizontal/vertical flips of the tile (each flipped back)."""
+        horizontal/vertical flips of the tile (each flipped back). In eval mode with a forest attached,
+        the result is pooled with the forest's (spectralx.model.fusion)."""
+        fused = self.forest is not None and self.fusion_weight > 0 and not self.training
+        if fused and self.fusion_weight >= 1:
+            return forest_log_proba(self.forest, x)       # the forest alone: no network to run
         if self.tta_flips and not self.training:
             out = 0
             for dims in ((), (-1,), (-2,), (-2, -1)):
@@ -135,7 +145,10 @@ class SpectralX(nn.Module):
             out = out / 4
         else:
             out = self.head(self.encode(x), x)
-        return out if self.training else out + self.class_bias.to(out.dtype).view(1, -1, 1, 1)
+        if self.training:
+            return out
+        out = out + self.class_bias.to(out.dtype).view(1, -1, 1, 1)
+        return pool(out, forest_log_proba(self.forest, x), self.fusion_weight) if fused else out
 
     def reconstruct(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Stage-1 reconstruction of all C bands from (masked) input or hidden tokens."""

@@ -6,7 +6,7 @@ import sys
 import argparse
 
 from ..config import DEFAULT_SPECTRAL_SKIP
-from ..training.options import CLASS_WEIGHTINGS, METHODS, VARIANTS, FinetuneOptions
+from ..training.options import CLASS_WEIGHTINGS, FUSIONS, METHODS, VARIANTS, FinetuneOptions
 
 D = FinetuneOptions()   # the defaults, shown in --help
 from ._validate import count_int, fraction, learning_rate, positive_int, tile_size
@@ -35,7 +35,13 @@ def register(sub):
     p.add_argument("--method", choices=METHODS, default=D.method,
                    help="spectralx (default: HyperT + AoMoA + Are-adapter on the frozen backbone), or a "
                         "PEFT baseline on the same HyperT and head: lora (rank 16 on the adapter blocks' "
-                        "qkv/proj/fc1/fc2 + LayerNorms), slr (LoRA + scaling vectors), full (backbone unfrozen)")
+                        "qkv/proj/fc1/fc2 + LayerNorms), slr (LoRA + scaling vectors), full (backbone unfrozen), "
+                        "or forest: the per-pixel random forest alone, written as a checkpoint that segments "
+                        "like any other (no network, no backbone needed)")
+    p.add_argument("--fuse", choices=FUSIONS, default=D.fuse,
+                   help="forest (default): pool the network's class probabilities with a random forest's on "
+                        "the same pixels, the forest's weight (0 = network alone .. 1 = forest alone) chosen on "
+                        "the validation pixels; none: the network alone")
     p.add_argument("--variant", choices=VARIANTS, default=D.variant,
                    help="default (this project's measured-best network and recipe) or paper (the "
                         "reference code's network, lr 1e-4; docs/deviations.md lists every difference)")
@@ -77,10 +83,12 @@ def run(args):
     if len(args.image) != len(args.labels):
         from ..errors import LabelError
         raise LabelError(f"give --labels once per --image ({len(args.image)} images, {len(args.labels)} labels)")
-    if not args.checkpoint and not args.backbone:
+    if not args.checkpoint and not args.backbone and args.method != "forest":
         from ..errors import CheckpointError
         raise CheckpointError("give a starting point: -c CHECKPOINT or --backbone FILE")
     check_paths(args)
+    if args.method == "forest":
+        args.backbone = None           # a forest needs none: never import or reference one
     if args.backbone and not args.checkpoint:  # a release file (Scale-MAE, DINOv3, …): import it once
         from ..backbone_io import ensure_project_backbone
         args.backbone = ensure_project_backbone(args.backbone, args.backbone_preset,
@@ -93,7 +101,7 @@ def run(args):
                        val_fraction=args.val_fraction, lr=args.lr, device=args.device, seed=args.seed,
                        method=args.method, variant=args.variant, ema=args.ema, backbone_norms=args.backbone_norms,
                        class_weighting=args.class_weighting, tta=args.tta, baseline=args.baseline,
-                       calibrate=args.calibrate,
+                       calibrate=args.calibrate, fuse=args.fuse,
                        progress=bar, sensor=args.sensor, band_map=args.band_map,
                        val_images=args.val_image, val_labels=args.val_labels, eval_every=args.eval_every,
                        patience=args.patience, description=args.description,
@@ -104,8 +112,9 @@ def run(args):
     m = res.metrics
     rf = (m.get("baselines") or {}).get("random_forest") or {}
     if "val_miou" in m:
+        step = f"best step {m['best_step']}, " if m.get("best_step") is not None else ""
         print(f"wrote {res.checkpoint}: validation mIoU {m['val_miou']:.3f}, OA {m['val_oa']:.3f} "
-              f"(best step {m['best_step']}, {m['validation']})")
+              f"({step}{m['validation']})")
         print(res.comparison)
         for name, iou in m["per_class_iou"].items():
             forest = rf.get("per_class_iou", {}).get(name)
@@ -113,6 +122,10 @@ def run(args):
     else:
         print(f"wrote {res.checkpoint}")
         print(res.comparison)
+    if res.card is not None:
+        print(f"map: {res.card.map_source}")
+    for w in m.get("warnings") or []:
+        print(f"WARNING: {w}")
 
 
 def check_paths(args) -> None:

@@ -24,12 +24,18 @@ def run(args):
     if args.json:
         print(card.to_json())
         return
-    cfg = card.config
     print(f"SpectralX checkpoint {args.checkpoint} (format {card.format_version}, stage {card.stage})")
     if card.description:
         print(card.description)
-    print(f"network: {cfg.backbone_preset}, tile {cfg.img_size} px, {cfg.in_bands} bands -> {cfg.num_classes} classes")
-    print(f"backbone: {card.backbone.file} (sha256 {card.backbone.sha256[:16]}…) {card.backbone.description}")
+    if card.is_forest:
+        f = card.architecture.get("forest") or {}
+        print(f"random forest: {f.get('trees', '?')} trees, {f.get('nodes', '?')} nodes, {len(card.bands)} bands -> "
+              f"{len(card.classes)} classes (no network, no backbone); tile {card.tile_size} px")
+    else:
+        cfg = card.config
+        print(f"network: {cfg.backbone_preset}, tile {cfg.img_size} px, {cfg.in_bands} bands -> {cfg.num_classes} classes")
+        print(f"backbone: {card.backbone.file} (sha256 {card.backbone.sha256[:16]}…) {card.backbone.description}")
+    print(f"map made by: {card.map_source}")
     if card.gsd_m:
         print(f"ground sampling distance: {card.gsd_m} m")
     print(f"normalization: {card.normalization.method}")
@@ -49,3 +55,5 @@ def run(args):
             print(f"method: {tr.get('method', 'spectralx')}, variant {tr.get('variant', 'default')}"
                   + (", test-time flip averaging" if tr.get("tta") else ""))
         print("validation: " + comparison_line(card.metrics))
+        for w in card.metrics.get("warnings") or []:
+            print("WARNING: " + w)

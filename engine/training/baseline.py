@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from ..errors import SpectralXError
+from ..model.forest import MAX_LEAF_NODES, ForestArrays
 from .metrics import confusion, scores
 
 # 200 trees: within 0.005 mIoU of 500 on the dev cases, and ~3 s for the 3 806 pixels x 218 bands of
@@ -67,7 +68,8 @@ def fit_forest(features: np.ndarray, labels: np.ndarray, seed: int = 0, trees: i
     rng = np.random.default_rng(seed)
     idx = subsample(labels, RF_MAX_TRAIN_PIXELS, rng)
     t0 = time.perf_counter()
-    rf = forest_cls(n_estimators=trees, n_jobs=jobs if jobs is not None else -1, random_state=seed)
+    rf = forest_cls(n_estimators=trees, n_jobs=jobs if jobs is not None else -1, random_state=seed,
+                    max_leaf_nodes=MAX_LEAF_NODES)
     rf.fit(np.asarray(features[idx], np.float32), labels[idx])
     return ForestResult(rf, time.perf_counter() - t0, int(len(idx)))
 
@@ -92,17 +94,27 @@ def pixels_of(scenes: Sequence, role: int):
     return np.concatenate(xs), np.concatenate(ys)
 
 
+@dataclass
+class Baseline:
+    card: Dict[str, Any]                   # the card's block: scores on the validation pixels
+    forest: ForestArrays                   # the fitted forest as arrays (deployable, fusable)
+    val_proba: Optional[np.ndarray]        # (N, K) its probabilities on the validation pixels
+
+
 def forest_baseline(scenes: Sequence, num_classes: int, class_values: Sequence[int],
-                    class_names: Sequence[str], seed: int = 0) -> Dict[str, Any]:
-    """Fit on the training pixels of `scenes`, score on their validation pixels: the card's block."""
+                    class_names: Sequence[str], seed: int = 0) -> Baseline:
+    """Fit on the training pixels of `scenes`, score on their validation pixels."""
     t0 = time.perf_counter()
     x_train, y_train = pixels_of(scenes, 1)
     x_val, y_val = pixels_of(scenes, 2)
     fit = fit_forest(x_train, y_train, seed=seed)
+    arrays = ForestArrays.from_sklearn(fit.forest, num_classes)
     out: Dict[str, Any] = {"method": "random forest on per-pixel spectra (scikit-learn)", "trees": RF_TREES,
-                           "train_pixels": fit.train_pixels, "seed": seed}
+                           "train_pixels": fit.train_pixels, "seed": seed, "max_leaf_nodes": MAX_LEAF_NODES}
+    proba = None
     if len(y_val):
-        pred = predict_forest(fit, x_val)
+        proba = arrays.predict_proba(x_val)
+        pred = proba.argmax(1)
         m = scores(confusion(y_val, pred, num_classes), list(class_values), list(class_names))
         out.update({"val_miou": m["miou"], "val_oa": m["overall_accuracy"], "val_kappa": m["kappa"],
                     "val_pixels": int(len(y_val)),
@@ -110,7 +122,7 @@ def forest_baseline(scenes: Sequence, num_classes: int, class_values: Sequence[i
     else:
         out["validation"] = "none: no pixel was held out, so the forest was not scored"
     out["seconds"] = round(time.perf_counter() - t0, 2)
-    return out
+    return Baseline(out, arrays, proba)
 
 
 def _thousands(n: int) -> str:
@@ -120,6 +132,9 @@ def _thousands(n: int) -> str:
 def comparison_line(metrics: Dict[str, Any]) -> str:
     """One line for logs, `info`, the dock and Processing: the model beside the forest, or why not."""
     rf = (metrics.get("baselines") or {}).get("random_forest") or {}
+    if metrics.get("model") == "forest" and "val_miou" in metrics:     # a forest checkpoint
+        return (f"random forest val mIoU {metrics['val_miou']:.3f} (OA {metrics['val_oa']:.3f}) on "
+                f"{_thousands(metrics['val_pixels'])} validation pixels; no network in this model")
     if "val_miou" not in metrics:
         return ("not validated: no polygon/region could be held out, so neither SpectralX nor the random "
                 "forest was scored; draw more than one polygon per class or give validation images")
@@ -133,4 +148,18 @@ def comparison_line(metrics: Dict[str, Any]) -> str:
         line += " · random forest not scored (" + rf.get("validation", "no validation pixels") + ")"
     else:
         line += f" on {_thousands(metrics.get('val_pixels', 0))} validation pixels (random-forest baseline skipped)"
-    return line
+    return line + fusion_clause(metrics)
+
+
+def fusion_clause(metrics: Dict[str, Any]) -> str:
+    """' · map: pooled (forest weight 0.4) 0.512, the best of the three on validation' or ''."""
+    f = metrics.get("fusion")
+    if not f:
+        return ""
+    v = f["val_miou"]
+    what = {"network": "the network alone", "forest": "the random forest alone"}.get(
+        f["map"], f"network + forest pooled (forest weight {f['weight']:g})")
+    best = f["best_on_validation"]
+    return (f" · map: {what}, val mIoU {v['fused']:.3f}"
+            + (" (the best of network, forest and pool on validation)" if v["fused"] >= max(v.values()) - 1e-9
+               else f" ({best} scores best on validation)"))

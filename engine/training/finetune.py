@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import ClassInfo, ModelCard, new_model, save_checkpoint
+from ..checkpoint import ClassInfo, ModelCard, forest_card, new_model, save_checkpoint
 from ..config import DEFAULT_SPECTRAL_SKIP, PAPER_SWITCHES
 from ..errors import LabelError, SpectralXError
 from ..progress import Progress, ensure
@@ -31,6 +31,8 @@ from .baseline import MissingDependency, comparison_line, forest_baseline
 from .common import (adopt_classes, check_output, count_parameters, load_base, pick_device, place_backbone,
                      require_one_source)
 from .calibration import choose_adjustment
+from .fusion import choose_fusion
+from .health import model_warnings
 from .dataset import (IGNORE, ChipSampler, Scene, label_window, pad_scene, predict_logits, predict_mask,
                       split_regions)
 from .labels import LabelSource, open_grid, read_labels
@@ -95,7 +97,12 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         raise LabelError(f"give one label file per image ({len(images)} images, {len(labels)} label files)")
     if len(val_images) != len(val_labels):
         raise LabelError("give one validation label file per validation image")
-    require_one_source(checkpoint, backbone)
+    forest_only = opts.method == "forest"
+    if forest_only and checkpoint:
+        raise SpectralXError("a random forest is trained from the image's own bands, not from a checkpoint: "
+                             "drop the checkpoint (-c), or choose a network method to fine-tune it")
+    if not forest_only:
+        require_one_source(checkpoint, backbone)
     check_output(output)
     rng = np.random.default_rng(opts.seed)
     torch.manual_seed(opts.seed)
@@ -142,7 +149,11 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     k_classes = len(table)
 
     # --- model and bands --------------------------------------------------------------------
-    if checkpoint:
+    if forest_only:   # no network: the bands as detected, a tile size for the streaming pipeline
+        bands, mappings = same_sensor_mappings(all_images, sensor)
+        model, card = None, forest_card_for(bands, table)
+        backbone_path, base_stage = None, "init"
+    elif checkpoint:
         model, card, backbone_path = load_base(checkpoint, backbone)
         if tile_size and int(tile_size) != card.tile_size:
             raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be "
@@ -238,6 +249,9 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         log(f"note: class(es) {missing} have no training pixel over the images")
     log(f"training pixels {split.train_pixels} in {split.train_regions} regions; validation pixels "
         f"{split.val_pixels} ({validation_kind})")
+    if forest_only:
+        return finish_forest(scenes, table, card, opts, norm, output, progress, images, labels, sources,
+                             validation_kind, split, command, description, t_start)
 
     # --- training ---------------------------------------------------------------------------
     dev = pick_device(opts.device)
@@ -272,23 +286,49 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
             model.class_bias = torch.tensor(adjustment["bias"], dtype=torch.float32, device=dev)
             log(f"logit adjustment tau {adjustment['tau']:g}: validation mIoU {adjustment['val_miou_before']:.3f} "
                 f"-> {adjustment['val_miou_after']:.3f} (tau chosen on these pixels)")
+    if has_val and loop.best_metrics is None:     # 0 steps: score the network as it is
+        loop.best_metrics = _validate(model, scenes, tile, dev, k_classes, table)
     seconds = time.time() - t_start
 
-    # --- the random forest on the same pixels (SPEC §7) ------------------------------------------
+    # --- the random forest on the same pixels (SPEC §7), pooled with the network --------------------
     baseline = None
-    if opts.baseline:
+    forest = None
+    if opts.baseline or opts.fuse == "forest":
         progress.update(loop.steps_run, opts.steps, "random-forest baseline")
         try:
-            baseline = forest_baseline(scenes, k_classes, [c.value for c in table], names, seed=opts.seed)
+            forest = forest_baseline(scenes, k_classes, [c.value for c in table], names, seed=opts.seed)
+            baseline = forest.card
         except MissingDependency as exc:     # a QGIS Python without scikit-learn: say so, keep the model
             baseline = {"validation": f"not run: {exc}"}
             log(f"note: random-forest baseline not run: {exc}")
         progress.check()
+    val_logits, val_true = validation_logits(model, scenes, tile, dev) if has_val else (None, None)
+    fusion = None
+    if forest is not None and opts.fuse == "forest":
+        fusion = choose_fusion(val_logits, forest.val_proba, val_true, [c.value for c in table], names) \
+            if has_val else None
+        model.forest = forest.forest
+        model.fusion_weight = fusion["weight"] if fusion else 0.0
+        if fusion:
+            v = fusion["val_miou"]
+            log(f"fusion with the random forest: forest weight {fusion['weight']:g} chosen on the validation "
+                f"pixels (mIoU network {v['network']:.3f}, forest {v['forest']:.3f}, pooled {v['fused']:.3f})")
+        else:
+            log("note: no validation pixels to choose a fusion weight: the map is the network's alone")
 
     # --- card ---------------------------------------------------------------------------------
     metrics = validation_metrics(loop, validation_kind)
     metrics["final_train_loss"] = float(np.mean(loop.losses[-20:])) if loop.losses else None
-    metrics["baselines"] = {"random_forest": baseline} if baseline else {}
+    metrics["baselines"] = {"random_forest": baseline} if baseline and opts.baseline else {}
+    if fusion:
+        metrics["fusion"] = fusion
+    metrics["warnings"] = model_warnings(
+        steps_run=loop.steps_run, final_loss=metrics["final_train_loss"], train_classes=len(train_classes),
+        confusion=confusion(val_true, val_logits.argmax(1), k_classes) if has_val and len(val_true) else None,
+        class_names=names, network_val_miou=(fusion["val_miou"]["network"] if fusion else metrics.get("val_miou")),
+        forest_val_miou=(forest.card.get("val_miou") if forest is not None else None))
+    for warning in metrics["warnings"]:
+        log("WARNING: " + warning)
     card.classes = list(table)
     card.normalization = norm
     card.stage = "finetune"
@@ -307,6 +347,9 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         "base_stage": base_stage,
         "options": opts.to_dict(),
         "method": opts.method, "variant": opts.variant, "tta": opts.tta, "logit_adjustment": adjustment,
+        "fusion": ({"weight": model.fusion_weight, "map": fusion["map"] if fusion else "network",
+                    "method": fusion["method"] if fusion else "network alone (no validation pixels)"}
+                   if model.forest is not None else None),
         "steps": opts.steps, "steps_run": loop.steps_run, "stopped_early": loop.stopped_early,
         "batch_size": opts.batch_size, "lr": opts.learning_rate, "weight_decay": opts.weight_decay,
         "optimizer": "AdamW(0.9, 0.95)",
@@ -328,7 +371,8 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     card.description = description or (
         f"SpectralX ({opts.method}, {opts.variant}) fine-tuned on {len(images)} image(s) for {k_classes} "
         f"classes ({', '.join(names)})"
-        + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else ""))
+        + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else "")
+        + (f"; map: {card.map_source}" if model.forest is not None else ""))
     log(comparison_line(metrics))
     if output is not None:
         save_checkpoint(model.to("cpu"), card, output)
@@ -373,8 +417,9 @@ def validation_metrics(loop: LoopResult, validation_kind: str) -> Dict[str, Any]
     }
 
 
-def calibrate_on_validation(model, scenes: Sequence[Scene], tile: int, dev, train_counts, class_values):
-    """Validation logits of the trained model -> spectralx.training.calibration.choose_adjustment."""
+def validation_logits(model, scenes: Sequence[Scene], tile: int, dev):
+    """(N, K) logits of the model as it stands (class bias included) and (N,) class indices of the
+    validation pixels, in the order of spectralx.training.baseline.pixels_of."""
     logits, labels = [], []
     for s in scenes:
         mask = (s.role == 2) & (s.y >= 0)
@@ -382,8 +427,69 @@ def calibrate_on_validation(model, scenes: Sequence[Scene], tile: int, dev, trai
             logits.append(predict_logits(model, s.x, mask, tile, dev))
             labels.append(s.y[mask].astype(np.int64))
     if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def calibrate_on_validation(model, scenes: Sequence[Scene], tile: int, dev, train_counts, class_values):
+    """Validation logits of the trained model -> spectralx.training.calibration.choose_adjustment."""
+    logits, labels = validation_logits(model, scenes, tile, dev)
+    if not len(labels):
         return None
-    return choose_adjustment(np.concatenate(logits), np.concatenate(labels), train_counts, class_values)
+    return choose_adjustment(logits, labels, train_counts, class_values)
+
+
+FOREST_TILE = 256   # a forest is per pixel: large tiles only save the pipeline's per-tile overhead
+
+
+def forest_card_for(bands, table) -> ModelCard:
+    """The card of a forest-only model before its forest exists (bands, classes, tile size)."""
+    from ..model.forest import ForestArrays
+    empty = ForestArrays(*(np.zeros(0, t) for t in (np.int32, np.float64, np.int32, np.int32)),
+                         value=np.zeros((0, len(table)), np.float32), roots=np.zeros(0, np.int32))
+    return forest_card(empty, bands, list(table), FOREST_TILE)
+
+
+def finish_forest(scenes, table, card, opts, norm, output, progress, images, labels, sources, validation_kind,
+                  split, command, description, t_start) -> FinetuneResult:
+    """`--method forest`: fit the per-pixel random forest on the training pixels, score it on the
+    validation pixels, and write it as a checkpoint (no network, no backbone)."""
+    from ..model.forest import ForestModel
+    names = [c.name for c in table]
+    progress.update(0, 1, "random forest")
+    base = forest_baseline(scenes, len(table), [c.value for c in table], names, seed=opts.seed)
+    progress.check()
+    rf = base.card
+    metrics: Dict[str, Any] = {"validation": validation_kind, "model": "forest"}
+    if "val_miou" in rf:
+        metrics.update({"val_miou": rf["val_miou"], "val_oa": rf["val_oa"], "val_kappa": rf["val_kappa"],
+                        "val_pixels": rf["val_pixels"], "per_class_iou": rf["per_class_iou"]})
+    metrics["baselines"] = {"random_forest": rf}
+    metrics["warnings"] = []
+    model = ForestModel(base.forest)
+    final = forest_card(base.forest, card.bands, list(table), card.tile_size)
+    final.normalization = norm
+    final.stage = "finetune"
+    final.gsd_m = gsd_of(images[0])
+    final.metrics = metrics
+    final.training = {
+        "stage": "finetune", "method": "forest", "images": [os.path.basename(p) for p in images],
+        "labels": [os.path.basename(p) for p in labels], "label_summary": [s.summary() for s in sources],
+        "options": opts.to_dict(), "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,
+        "forest": {k: v for k, v in rf.items() if k in ("method", "trees", "train_pixels", "seed", "max_leaf_nodes")},
+        "seed": opts.seed, "seconds": round(time.time() - t_start, 1), "trainable_parameters": 0,
+        "steps_run": 0, "fusion": {"weight": 1.0, "map": "forest", "method": "random forest alone"},
+        "command": command or "spectralx.training.finetune(method='forest')",
+    }
+    final.description = description or (
+        f"random forest ({rf['trees']} trees, per-pixel spectra) trained on {len(images)} image(s) for "
+        f"{len(table)} classes ({', '.join(names)})"
+        + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else ""))
+    progress.log(comparison_line(metrics))
+    if output is not None:
+        save_checkpoint(model, final, output)
+        progress.log(f"wrote {output}")
+    return FinetuneResult(checkpoint=output, metrics=metrics, card=final, model=model)
 
 
 def _validate(model, scenes: Sequence[Scene], tile: int, dev, k: int, table: List[ClassInfo]) -> Dict[str, Any]:

@@ -12,7 +12,9 @@ from typing import Any, Dict, Optional
 
 from ..errors import SpectralXError
 
-METHODS = ("spectralx", "lora", "slr", "full")
+METHODS = ("spectralx", "lora", "slr", "full", "forest")
+NETWORK_METHODS = METHODS[:4]
+FUSIONS = ("forest", "none")
 VARIANTS = ("default", "paper")
 CLASS_WEIGHTINGS = ("none", "sqrt-inverse", "inverse")
 
@@ -20,7 +22,8 @@ CLASS_WEIGHTINGS = ("none", "sqrt-inverse", "inverse")
 @dataclass
 class FinetuneOptions:
     # what is trained
-    method: str = "spectralx"          # spectralx | lora | slr | full (PEFT baselines, SPEC §2)
+    method: str = "spectralx"          # spectralx | lora | slr | full (PEFT baselines, SPEC §2) | forest
+    #                                    (the per-pixel random forest alone, no network)
     variant: str = "default"           # default | paper (the reference code's network and schedule)
     backbone_norms: Optional[bool] = None   # train the backbone's LayerNorms (None: yes)
     # schedule
@@ -43,6 +46,7 @@ class FinetuneOptions:
     baseline: bool = True              # fit and score the random-forest baseline (SPEC §7)
     tta: bool = False                  # flip averaging at inference (recorded in the card)
     calibrate: bool = True             # logit adjustment for rare classes, tau chosen on validation
+    fuse: str = "forest"               # pool the network with the forest, weight chosen on validation
     # run
     seed: int = 0
     device: str = "auto"
@@ -76,8 +80,12 @@ class FinetuneOptions:
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise SpectralXError(f"unknown class weighting '{self.class_weighting}'; use one of "
                                  f"{', '.join(CLASS_WEIGHTINGS)}")
-        if int(self.steps) < 1 or int(self.batch_size) < 1:
-            raise SpectralXError("steps and batch size must be at least 1")
+        if self.fuse not in FUSIONS:
+            raise SpectralXError(f"unknown fusion '{self.fuse}'; use one of {', '.join(FUSIONS)}")
+        # 0 steps is allowed from Python (the untrained network, flagged in its card); the command
+        # line asks for at least 1
+        if int(self.steps) < 0 or int(self.batch_size) < 1:
+            raise SpectralXError("steps must be 0 or more and the batch size at least 1")
         if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
             raise SpectralXError(f"learning rate must be a positive number, got {self.learning_rate}")
         if not 0 <= self.val_fraction < 1:

@@ -75,7 +75,11 @@ def drop_unnamed_layers(context) -> None:
 
 # fine-tuning methods and variants offered in Processing (spectralx.training.options), default first
 FINETUNE_METHODS = [("spectralx", "SpectralX (HyperT + AoMoA + Are-adapter)"), ("lora", "LoRA baseline"),
-                    ("slr", "SLR baseline (LoRA + scaling)"), ("full", "Full fine-tune (backbone unfrozen)")]
+                    ("slr", "SLR baseline (LoRA + scaling)"), ("full", "Full fine-tune (backbone unfrozen)"),
+                    ("forest", "Random forest alone (per-pixel spectra, no network)")]
+# pooling the network with the random forest (spectralx.model.fusion), default first
+FINETUNE_FUSIONS = [("forest", "Pool with a random forest (weight chosen on validation pixels)"),
+                    ("none", "Network alone")]
 FINETUNE_VARIANTS = [("default", "Default (measured best)"), ("paper", "Paper-faithful")]
 
 
@@ -348,7 +352,11 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
              "(names or integer values). CHECKPOINT: start from this checkpoint (optional). BACKBONE: "
              "backbone file (needed when no checkpoint is given, or when it is not beside it). SENSOR: sensor and "
              "band order for rasters without wavelength metadata, e.g. landsat8:B2,B3,B4. STEPS, "
-             "BATCH_SIZE, LEARNING_RATE, VAL_FRACTION: training settings. OUTPUT: new checkpoint.")
+             "BATCH_SIZE, LEARNING_RATE, VAL_FRACTION: training settings. METHOD: SpectralX, a PEFT baseline, "
+             "or the random forest alone. FUSE: pool the network with a random forest trained on the same "
+             "pixels, its weight chosen on the validation pixels (default), or the network alone. The log "
+             "names the model that makes the map and warns when the network trained badly. OUTPUT: new "
+             "checkpoint.")
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", tr("Training raster")))
@@ -362,7 +370,15 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
         p = QgsProcessingParameterEnum(
             "METHOD", tr("Method"), options=[label for _, label in FINETUNE_METHODS], defaultValue=0)
         p.setHelp(tr("SpectralX (default), or a PEFT baseline on the same tokenizer and head for comparison: "
-                     "LoRA, SLR (LoRA + scaling vectors), full fine-tuning (backbone unfrozen)"))
+                     "LoRA, SLR (LoRA + scaling vectors), full fine-tuning (backbone unfrozen); or the "
+                     "per-pixel random forest alone (no network, no backbone needed)"))
+        self.addParameter(p)
+        p = QgsProcessingParameterEnum(
+            "FUSE", tr("Fusion with a random forest"), options=[label for _, label in FINETUNE_FUSIONS],
+            defaultValue=0)
+        p.setHelp(tr("Pool the network's class probabilities with a random forest trained on the same pixels; "
+                     "the forest's weight (0 = network alone, 1 = forest alone) is chosen on the validation "
+                     "pixels and the card shows all three scores"))
         self.addParameter(p)
         p = QgsProcessingParameterEnum(
             "VARIANT", tr("Network variant"), options=[label for _, label in FINETUNE_VARIANTS], defaultValue=0)
@@ -424,7 +440,8 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
                 lr=self._optional_number(parameters, "LEARNING_RATE", context),
                 device=self._device(parameters, context), seed=self.parameterAsInt(parameters, "SEED", context),
                 method=FINETUNE_METHODS[self.parameterAsEnum(parameters, "METHOD", context)][0],
-                variant=FINETUNE_VARIANTS[self.parameterAsEnum(parameters, "VARIANT", context)][0])
+                variant=FINETUNE_VARIANTS[self.parameterAsEnum(parameters, "VARIANT", context)][0],
+                fuse=FINETUNE_FUSIONS[self.parameterAsEnum(parameters, "FUSE", context)][0])
             args, kwargs = request.engine_args()
             result = training.finetune(*args, progress=training_feedback_progress(feedback), **kwargs)
         finally:
@@ -434,6 +451,11 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
         metrics = getattr(result, "metrics", {}) or {}
         if metrics:
             feedback.pushInfo(tr("Validation: ") + getattr(result, "comparison", ""))
+            card = getattr(result, "card", None)
+            if card is not None:
+                feedback.pushInfo(tr("Map made by: ") + card.map_source)
+            for warning in metrics.get("warnings") or []:
+                feedback.reportError(tr("Warning: ") + warning, fatalError=False)
             feedback.pushInfo(tr("Metrics: ") + json.dumps(metrics, default=str)[:2000])
         return {"OUTPUT": getattr(result, "checkpoint", output),
                 "METRICS": json.dumps(metrics, default=str)}

@@ -72,6 +72,10 @@ def metrics_html(card) -> str:
             lines.append("Random-forest baseline: " + e(str(rf.get("validation", "not scored"))))
     else:
         lines.append("<span style='color:#555'>No random-forest baseline in this card.</span>")
+    lines[:0] = warnings_html(metrics)
+    fusion = fusion_html(metrics)
+    if fusion:
+        lines.insert(len(lines) - 1 if rf is not None else len(lines), fusion)
     extra = []
     if isinstance(metrics.get("best_step"), (int, float)):
         extra.append(f"best step {int(metrics['best_step'])}")
@@ -80,6 +84,34 @@ def metrics_html(card) -> str:
     if extra:
         lines.append("<span style='color:#555'>" + ", ".join(extra) + "</span>")
     return "<br/>".join(lines)
+
+
+def warnings_html(metrics: Dict[str, Any]) -> list:
+    """The model's warnings (spectralx.training.health), first and in red: an analyst trains once."""
+    found = metrics.get("warnings")
+    if not isinstance(found, list):
+        return []
+    return [f"<span style='color:#b00'><b>⚠ Warning</b>: {html.escape(str(w))}</span>" for w in found[:5]]
+
+
+def fusion_html(metrics: Dict[str, Any]) -> str:
+    """The three validation scores side by side (network, forest, pool) and which one makes the map."""
+    f = metrics.get("fusion")
+    if not isinstance(f, dict) or not isinstance(f.get("val_miou"), dict):
+        return ""
+    v = f["val_miou"]
+    try:
+        three = {k: float(v[k]) for k in ("network", "forest", "fused")}
+        weight = float(f.get("weight", 0))
+    except (KeyError, TypeError, ValueError):
+        return ""
+    best = max(three, key=three.get)
+    label = {"network": "network", "forest": "random forest", "fused": f"pool (forest weight {weight:g})"}
+    cells = ", ".join((f"<b>{label[k]} {three[k]:.3f}</b>" if k == best else f"{label[k]} {three[k]:.3f}")
+                      for k in ("network", "forest", "fused"))
+    what = {"network": "the network alone", "forest": "the random forest alone"}.get(
+        str(f.get("map")), f"the network pooled with the forest (forest weight {weight:g})")
+    return f"Validation mIoU of the three models: {cells}. <b>The map uses {html.escape(what)}</b>."
 
 
 def card_html(card, path: str) -> str:
@@ -91,7 +123,10 @@ def card_html(card, path: str) -> str:
         parts.append(f"<br/><i>{e(short)}</i>")
     stage = getattr(card, "stage", "")
     gsd = f", {card.gsd_m:g} m GSD" if getattr(card, "gsd_m", None) else ""
-    parts.append(f"<br/>Stage: {e(str(stage))}; tile {card.tile_size} px{gsd}; backbone {e(card.backbone.preset)}")
+    if getattr(card, "is_forest", False):
+        parts.append(f"<br/>Random forest (per-pixel spectra, no network, no backbone); tile {card.tile_size} px{gsd}")
+    else:
+        parts.append(f"<br/>Stage: {e(str(stage))}; tile {card.tile_size} px{gsd}; backbone {e(card.backbone.preset)}")
     parts.append("<br/><b>Classes</b><table cellspacing='2' cellpadding='0'>")
     per_row = 3
     for i, c in enumerate(card.classes):

@@ -12,7 +12,7 @@ from qgis.core import (Qgis, QgsCoordinateTransform, QgsMapLayerProxyModel, QgsP
 from qgis.gui import QgsDockWidget, QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import QUrl, Qt, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
-from qgis.PyQt.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
                                  QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
                                  QLineEdit, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
@@ -235,12 +235,22 @@ class SpectralXDock(QgsDockWidget):
         form.addRow("Steps", self.steps_spin)
         self.method_combo = QComboBox()
         for key, label in (("spectralx", "SpectralX"), ("lora", "LoRA (baseline)"), ("slr", "SLR (baseline)"),
-                           ("full", "Full fine-tune (baseline)")):
+                           ("full", "Full fine-tune (baseline)"), ("forest", "Random forest (no network)")):
             self.method_combo.addItem(label, key)
-        self.method_combo.setToolTip("SpectralX trains small adapters on the frozen backbone. The others are "
-                                     "baselines for comparison. Every new model is also compared with a "
-                                     "random forest on the same pixels (shown in its card).")
+        self.method_combo.setToolTip("SpectralX trains small adapters on the frozen backbone. LoRA, SLR and full "
+                                     "fine-tuning are baselines for comparison; Random forest trains the "
+                                     "per-pixel forest alone (no backbone needed). Every new model is also "
+                                     "compared with a random forest on the same pixels (shown in its card).")
         form.addRow("Method", self.method_combo)
+        self.fuse_check = QCheckBox("Pool with a random forest")
+        self.fuse_check.setChecked(defaults.training_default("finetune", "fuse") != "none")
+        self.fuse_check.setToolTip("Combine the network's class probabilities with a random forest trained on "
+                                   "the same pixels. The forest's weight (0 = network alone, 1 = forest alone) "
+                                   "is chosen on the held-out polygons; the card shows all three scores and "
+                                   "which model makes the map.")
+        form.addRow(self.fuse_check)
+        self.method_combo.currentIndexChanged.connect(
+            lambda _i: self.fuse_check.setEnabled(self.method_combo.currentData() != "forest"))
         self.finetune_button = QPushButton("Fine-tune from polygons")
         self.finetune_button.setToolTip("Train a new model for this raster from the polygons; it is selected "
                                         "when done. Starts from the chosen checkpoint, or from the backbone "
@@ -572,6 +582,8 @@ class SpectralXDock(QgsDockWidget):
             return explicit
         # beside the checkpoint or in the user's model folder: the engine finds (and verifies) it.
         # No hashing here: a ViT-L backbone is 1.2 GB, and this runs on the UI thread.
+        if getattr(self.card, "is_forest", False):
+            return None                   # a forest checkpoint has no backbone to find
         name = os.path.basename(self.card.backbone.file)
         folders = [os.path.dirname(self.checkpoint_path()), deps.engine("checkpoint").user_model_dir()]
         if any(os.path.isfile(os.path.join(f, name)) for f in folders):
@@ -686,7 +698,8 @@ class SpectralXDock(QgsDockWidget):
             band_map=band_map if band_map not in ("auto",) else None,
             steps=self.steps_spin.value(), batch_size=self.batch_spin.value(),
             device=self.device_combo.currentData() or deps.defaults().DEVICE,
-            method=self.method_combo.currentData() or None)
+            method=self.method_combo.currentData() or None,
+            fuse="forest" if self.fuse_check.isChecked() else "none")
         return request, work
 
     def finetune(self):
@@ -698,7 +711,8 @@ class SpectralXDock(QgsDockWidget):
         if layer is None or not isinstance(polygons, QgsVectorLayer) or not field:
             self._message("Choose a raster layer, a polygon layer and its class field.", Qgis.Warning)
             return None
-        if self.card is None and not self.backbone_widget.filePath():
+        forest = self.method_combo.currentData() == "forest"
+        if self.card is None and not self.backbone_widget.filePath() and not forest:
             self._message("Choose a checkpoint to start from, or a backbone file.", Qgis.Warning)
             return None
         try:
@@ -719,8 +733,14 @@ class SpectralXDock(QgsDockWidget):
         self.set_checkpoint(path)
         beside = os.path.join(os.path.dirname(path), os.path.basename(card.backbone.file))
         note = (f" Its backbone {os.path.basename(beside)} sits beside it in {os.path.dirname(path)}: "
-                "keep the two together.") if os.path.isfile(beside) else ""
-        self._message(f"New model {os.path.basename(path)} selected.{note}", Qgis.Success)
+                "keep the two together.") if card.backbone.file and os.path.isfile(beside) else ""
+        warnings = (card.metrics or {}).get("warnings") or []
+        if warnings:   # a model that trained badly is said so where the analyst looks, not only in the card
+            self._message(f"New model {os.path.basename(path)} selected, but: {warnings[0]}"
+                          + (f" (+{len(warnings) - 1} more in its card)" if len(warnings) > 1 else "")
+                          + f". Its map uses {card.map_source}.", Qgis.Warning)
+            return
+        self._message(f"New model {os.path.basename(path)} selected (map: {card.map_source}).{note}", Qgis.Success)
 
     def cancel(self):
         self.runs.cancel()

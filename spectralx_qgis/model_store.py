@@ -157,7 +157,7 @@ class ModelEntry:
     backbone_file: str = ""
     backbone_expected_sha256: str = ""
     backbone_path: Optional[str] = None      # where it was found (first existing candidate)
-    backbone_status: str = ""               # ok | missing | mismatch
+    backbone_status: str = ""               # ok | missing | mismatch | none (a forest needs none)
     backbone_searched: List[str] = field(default_factory=list)
     # backbones
     family: str = ""
@@ -175,6 +175,8 @@ class ModelEntry:
         """The backbone column: present/missing in words a user can act on."""
         if self.kind != "checkpoint":
             return ""
+        if self.backbone_status == "none":
+            return "none needed (random forest)"
         if self.backbone_status == "ok":
             return f"present: {self.backbone_file}"
         if self.backbone_status == "mismatch":
@@ -228,6 +230,9 @@ def _checkpoint_entry(e: ModelEntry, text: str, digests: Optional[DigestCache]) 
     e.forest_miou = _number(forest.get("val_miou")) if isinstance(forest, dict) else None
     e.description = str(card.get("description") or "")
     ref = card.get("backbone") if isinstance(card.get("backbone"), dict) else {}
+    if arch.get("method") == "forest":       # a random-forest checkpoint: nothing to look for
+        e.backbone_status = "none"
+        return
     e.backbone_file = os.path.basename(str(ref.get("file") or ""))
     e.backbone_expected_sha256 = str(ref.get("sha256") or "")
     e.backbone_searched = backbone_candidates(card, e.path)

@@ -59,8 +59,9 @@ class FinetuneRequest:
     val_fraction: Optional[float] = None
     seed: Optional[int] = None
     device: str = "auto"
-    method: Optional[str] = None           # spectralx (default) | lora | slr | full
+    method: Optional[str] = None           # spectralx (default) | lora | slr | full | forest
     variant: Optional[str] = None          # default | paper
+    fuse: Optional[str] = None             # forest (default: pooled, weight chosen on validation) | none
     extra: Dict[str, Any] = field(default_factory=dict)    # further spectralx.training.finetune options
 
     def engine_args(self):
@@ -69,8 +70,11 @@ class FinetuneRequest:
             class_field=self.class_field, checkpoint=self.checkpoint, backbone=self.backbone,
             sensor=self.sensor, band_map=self.band_map, steps=self.steps, batch_size=self.batch_size,
             lr=self.lr, val_fraction=self.val_fraction, seed=self.seed, device=self.device,
-            method=self.method, variant=self.variant))
+            method=self.method, variant=self.variant, fuse=self.fuse))
         kwargs.update(self.extra)
+        if self.method == "forest":     # trained from the raster's own bands: no network to start from
+            kwargs.pop("checkpoint", None)
+            kwargs.pop("backbone", None)
         return (self.raster, self.labels, self.output), kwargs
 
 

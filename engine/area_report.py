@@ -49,13 +49,14 @@ def _reference_values(raw: List[Any], names: Dict[int, str], field: str, path: s
 
 
 def assess(prediction: str, points: str, class_field: str, design: str = "auto",
-           budget: int = 256 * 2 ** 20, stratum_field: str = "stratum") -> Dict[str, Any]:
+           budget: int = 256 * 2 ** 20, stratum_field: str = "stratum", layer: Optional[str] = None
+           ) -> Dict[str, Any]:
     """The full area/accuracy result (JSON-ready) of `prediction` against the reference `points`."""
     if design not in DESIGNS:
         raise LabelError(f"design must be one of {', '.join(DESIGNS)}, not '{design}'")
     info = describe(prediction, "map")
     wkt = info.crs.to_wkt() if info.crs else None
-    pts = read_points(points, class_field, wkt, stratum_field=stratum_field)
+    pts = read_points(points, class_field, wkt, stratum_field=stratum_field, layer_name=layer)
     notes = []
     if pts["reprojected"]:
         notes.append("reference points reprojected to the map's CRS")

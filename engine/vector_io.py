@@ -115,8 +115,8 @@ def write_layer_style(path: str, layer_name: str, qml: str, style_name: str = "S
             ds = None
 
 
-def open_vector(path: str, what: str = "reference points"):
-    """(dataset, layer) of a vector file: the `reference_sample` layer, or its only layer."""
+def open_vector(path: str, what: str = "reference points", layer: Optional[str] = None):
+    """(dataset, layer) of a vector file: the layer named, else `reference_sample`, else its only layer."""
     with gdal_exceptions() as (gdal, ogr, osr):
         try:
             ds = ogr.Open(path, 0)
@@ -126,7 +126,9 @@ def open_vector(path: str, what: str = "reference points"):
         names = [n for n in names if n not in ("layer_styles",)]
         if not names:
             raise LabelError(f"{what} {path} holds no layer")
-        name = SAMPLE_LAYER if SAMPLE_LAYER in names else names[0] if len(names) == 1 else None
+        if layer and layer not in names:
+            raise LabelError(f"{what} {path} has no layer '{layer}'; its layers are: {', '.join(names)}")
+        name = layer or (SAMPLE_LAYER if SAMPLE_LAYER in names else names[0] if len(names) == 1 else None)
         if name is None:
             raise LabelError(f"{what} {path} holds several layers ({', '.join(names[:6])}); keep the points in a "
                              f"layer named {SAMPLE_LAYER} or in a file of their own")
@@ -134,11 +136,11 @@ def open_vector(path: str, what: str = "reference points"):
 
 
 def read_points(path: str, class_field: str, crs_wkt: Optional[str], stratum_field: str = "stratum",
-                what: str = "reference points") -> Dict[str, Any]:
+                what: str = "reference points", layer_name: Optional[str] = None) -> Dict[str, Any]:
     """Points of a vector file in the raster's CRS: ids, x, y, the reference value (None where empty)
     and the stratum (None when there is no stratum field), plus the layer's sample metadata."""
     with gdal_exceptions() as (gdal, ogr, osr):
-        ds, layer = open_vector(path, what)
+        ds, layer = open_vector(path, what, layer_name)
         defn = layer.GetLayerDefn()
         fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
         if class_field not in fields:

@@ -6,6 +6,12 @@ from qgis.core import QgsProcessingProvider
 from . import deps, icons
 from .algorithms import ALGORITHMS
 from .algorithms_setup import SETUP_ALGORITHMS
+from .alg_area_report import AccuracyAreaReportAlgorithm
+from .alg_sample import CreateReferenceSampleAlgorithm
+from .alg_vectorize import VectorizeClassesAlgorithm
+
+# analyst's reporting: sample -> label -> accuracy and area; polygons with an MMU (one algorithm per file)
+REPORT_ALGORITHMS = [CreateReferenceSampleAlgorithm, AccuracyAreaReportAlgorithm, VectorizeClassesAlgorithm]
 
 
 class SpectralXProvider(QgsProcessingProvider):
@@ -22,7 +28,7 @@ class SpectralXProvider(QgsProcessingProvider):
         return icons.icon()
 
     def loadAlgorithms(self):
-        for alg in ALGORITHMS + SETUP_ALGORITHMS:
+        for alg in ALGORITHMS + REPORT_ALGORITHMS + SETUP_ALGORITHMS:
             self.addAlgorithm(alg())
 
     def supportedOutputRasterLayerExtensions(self):

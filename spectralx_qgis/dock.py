@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDial
 from . import deps, icons
 from .band_table import BandTable
 from .card_view import CardView
+from . import dock_reporting
 from .maptool import RectangleMapTool
 from .requests import FinetuneRequest, SegmentRequest
 from .run_controller import RunController
@@ -202,6 +203,8 @@ class SpectralXDock(QgsDockWidget):
         self.output_dir.setToolTip("Class rasters are written here; fine-tuned models in its 'models' subfolder.")
         self.output_dir.fileChanged.connect(self._save_output_dir)
         form.addRow("Output folder", self.output_dir)
+        self.vector_option = dock_reporting.VectorOption()
+        form.addRow("Vector output (MMU)", self.vector_option)
         buttons = QGridLayout()
         self.segment_layer_button = QPushButton(icons.icon(), "Segment layer")
         self.segment_layer_button.setToolTip("Classify the whole raster layer in the background")
@@ -213,6 +216,12 @@ class SpectralXDock(QgsDockWidget):
         buttons.addWidget(self.segment_layer_button, 0, 0, 1, 2)
         buttons.addWidget(self.segment_view_button, 1, 0)
         buttons.addWidget(self.draw_button, 1, 1)
+        self.report_button = QPushButton("Accuracy and area report…")
+        self.report_button.setToolTip("Accuracy and error-adjusted areas with 95 % intervals from labelled reference "
+                                      "points (Processing ▸ SpectralX ▸ Create reference sample draws them); the "
+                                      "report opens here")
+        self.report_button.clicked.connect(lambda: dock_reporting.run_report(self))
+        buttons.addWidget(self.report_button, 2, 0, 1, 2)
         form.addRow(buttons)
         cl.addWidget(box)
 
@@ -675,6 +684,7 @@ class SpectralXDock(QgsDockWidget):
                 self.last_layers = self.runs.load_segmentation(task, name, classes)
             except Exception as exc:  # noqa: BLE001
                 self._message(str(exc), Qgis.Critical)
+            dock_reporting.vectorize_after(self, task, name)     # the Vector output (MMU) option
 
     def finetune_request(self, layer, polygons, field: str):
         """Burn the polygons into a label raster (through QGIS) and describe the fine-tune run.

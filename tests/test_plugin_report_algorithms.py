@@ -98,3 +98,50 @@ def test_vectorize_and_bad_inputs_through_qgis_process(qp, landcover, tmp_path):
                       f"OUTPUT={tmp_path / 'none.gpkg'}"), "no classified pixel")
     assert not (tmp_path / "small.gpkg").exists() and not (tmp_path / "none.gpkg").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".sx-")] == []
+
+
+# --- the dock: Vector output (MMU) and the report window (pytest-qgis, in process) --------------------
+
+from test_plugin_common import (CLASSES, dock, enmap_checkpoint, enmap_tile, plugin, project,  # noqa: E402,F401
+                                run_task, wait_for)
+
+
+def test_dock_vector_option_loads_styled_polygons(project, dock, enmap_tile, enmap_checkpoint):
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsRasterLayer, QgsVectorLayer
+    layer = QgsRasterLayer(enmap_tile, "enmap")
+    project.addMapLayer(layer)
+    dock.set_checkpoint(enmap_checkpoint)
+    dock.set_layer(layer)
+    wait_for(lambda: not dock.bands_pending())
+    dock.vector_option.check.setChecked(True)
+    dock.vector_option.mmu_edit.setText("0.5ha")             # 30 m pixels: 6 px
+    task = run_task(dock, dock.segment_layer)
+    assert task.succeeded, task.error
+    wait_for(lambda: getattr(dock, "last_polygons", None) is not None, timeout=120)
+    polygons = dock.last_polygons
+    assert isinstance(polygons, QgsVectorLayer) and polygons.isValid() and polygons.featureCount() > 0
+    renderer = polygons.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == "class_id"
+    labels = {c.label() for c in renderer.categories()}
+    assert labels <= set(CLASSES) and labels
+    areas = [f["area_ha"] for f in polygons.getFeatures()]
+    assert min(areas) >= 0.5 - 1e-9 and all(0 < f["confidence"] <= 1 for f in polygons.getFeatures())
+    group = project.layerTreeRoot().findGroup("SpectralX")
+    assert polygons.id() in [n.layerId() for n in group.findLayers()]
+    assert polygons.source().split("|")[0] == os.path.splitext(task.request.output)[0] + "_polygons.gpkg"
+
+
+def test_report_opens_in_a_qgis_window(qgis_app, tmp_path):
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    from spectralx.area_estimate import estimate
+    from spectralx.area_report_files import write_report
+
+    from spectralx_qgis.dock_reporting import show_report
+    result = estimate([[40, 2], [3, 50]], [3000, 7000], ["water", "crop"], pixel_area_ha=0.01)
+    result.update(map="m.tif", reference="p.gpkg", class_field="reference", design="stratified", notes=[])
+    paths = write_report(result, str(tmp_path / "report.json"))
+    dialog = show_report(paths["html"])
+    text = dialog.findChild(QTextBrowser).toPlainText()
+    assert "Overall accuracy" in text and "water" in text and "user's accuracy" in text
+    dialog.close()

@@ -30,7 +30,7 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         hint = f" (see {self.prog} --help)"
-        self.exit(EXIT_ERROR, f"spectralx: error: {message}{hint}\n")
+        self.exit(EXIT_ERROR, f"spectralx: error: {one_line(message)}{hint}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,8 +99,19 @@ def _stdout_closed() -> None:
         pass
 
 
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
+MAX_ERROR_CHARS = 500     # an error line a terminal shows whole; long lists are cut in the middle
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """Whitespace folded, control characters shown as escapes (a raw ESC from a file name or a
+    band map would reach the terminal), and the middle of an overlong line elided so that what to do
+    (at the end) stays."""
+    text = " ".join(str(text).split())
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    if len(text) > limit:
+        head = limit * 2 // 3
+        text = f"{text[:head]} … {text[-(limit - head - 3):]}"
+    return text
 
 
 def _library_error(exc: BaseException) -> bool:
@@ -117,7 +128,7 @@ def _system_message(exc: BaseException) -> str:
         return "no space left on the device; nothing was written"
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
-    return one_line(first)[:400]
+    return one_line(first)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

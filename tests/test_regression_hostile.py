@@ -547,3 +547,116 @@ def test_regression_offline_folder_never_builds_source_packages(tmp_path):
     assert not marker.exists(), "pip ran the source package's build backend"
     assert "\n" not in str(err.value)
     assert any("use a folder you trust" in line for line in log)
+
+
+# -- 6. options and band maps -------------------------------------------------------------------------------
+
+LANDSAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "landsat8_224078_crop64.tif")
+
+
+def _s2(names=("B2", "B3", "B4")):
+    from spectralx.bands import SENSORS
+    from spectralx.checkpoint import Band
+    s2 = SENSORS["sentinel2"]
+    return [Band(n, s2.band(n).wavelength_nm, s2.band(n).fwhm_nm) for n in names]
+
+
+@pytest.mark.parametrize("option,value,words", [
+    ("--dask", "tcp://", "no host name"), ("--dask", "tcp://:8786", "no host name"),
+    ("--dask", "tcp://host:99999", "port"), ("--max-memory", "9" * 400, "not a size"),
+    ("--max-memory", "1T", "more than this machine's")])
+def test_regression_dask_and_memory_options_are_one_line(option, value, words, make_checkpoint, capsys):
+    """`--dask tcp://` and a 400-digit --max-memory gave tracebacks; 1T on a 23 GB machine was
+    accepted without a word."""
+    from spectralx.inference.memory import total_ram
+    if value == "1T" and (total_ram() or 0) >= 1 << 40:
+        pytest.skip("this machine has a terabyte of memory")
+    ckpt = make_checkpoint(wavelengths=(482.6, 561.3, 654.6))
+    err = _refused(capsys, "segment", LANDSAT, "-c", ckpt, "--plan", "--sensor", "landsat8", option, value,
+                   words=(words,))
+    assert len(err) < 600
+
+
+def test_regression_a_file_given_as_output_dir_is_named(make_checkpoint, tmp_path, capsys):
+    ckpt = make_checkpoint(wavelengths=(482.6, 561.3, 654.6))
+    not_a_folder = tmp_path / "results"
+    not_a_folder.write_text("a file")
+    _refused(capsys, "segment", LANDSAT, LANDSAT, "-c", ckpt, "--sensor", "landsat8", "--output-dir",
+             not_a_folder, words=("is a file, not a folder",))
+    assert not_a_folder.read_text() == "a file"
+
+
+def _stored_map():
+    from spectralx.bands import resolve_band_map
+    return resolve_band_map(LANDSAT, _s2(), sensor="landsat8").to_dict()
+
+
+def _edit(**changes):
+    def make():
+        doc = _stored_map()
+        for k, v in changes.items():
+            if callable(v):
+                v(doc)
+            else:
+                doc[k] = v
+        return doc
+    return make
+
+
+def _weights(value):
+    def edit(doc):
+        doc["weights"] = [[value * abs(w) for w in row] for row in doc["weights"]]
+    return edit
+
+
+def _fraction(doc):
+    doc["source_indexes"] = [i + 0.5 for i in doc["source_indexes"]]
+
+
+BAD_MAPS = {   # name -> (JSON text or a document maker, words of the one-line error)
+    "nested": ('{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    "format-version": (_edit(format_version="abc"), "unsupported band-map format"),
+    "warnings": (_edit(warnings=5), "'warnings' must be a list"),
+    "negative": (_edit(w=_weights(-1.0)), "must not be negative"),
+    "fraction": (_edit(f=_fraction), "not a whole number"),
+    "band-count": (_edit(raster_band_count=11), "made for a 11-band raster"),
+    "count-type": (_edit(raster_band_count="7"), "raster_band_count"),
+    "zero-row": (_edit(w=_weights(0.0)), "neither filled nor given any weight"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_MAPS))
+def test_regression_band_map_files_are_checked(name, tmp_path):
+    """Deep nesting, a non-numeric format_version and non-list warnings gave tracebacks; negative
+    or all-zero weights, fractional band numbers and a raster_band_count that contradicts the raster
+    were accepted silently."""
+    from spectralx.bands import resolve_band_map
+    from spectralx.errors import BandMappingError
+    make, words = BAD_MAPS[name]
+    path = tmp_path / "map.json"
+    path.write_text(make if isinstance(make, str) else json.dumps(make()))
+    with pytest.raises(BandMappingError, match=words) as err:
+        resolve_band_map(LANDSAT, _s2(), band_map=str(path), sensor="landsat8")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 500
+
+
+def test_regression_sensor_strings_and_error_lines(tmp_path, capsys):
+    """`landsat8:B9,B9,B9` was accepted; a raw ESC was echoed in an error; an error line ran to 1 093
+    characters."""
+    from spectralx.bands import parse_sensor
+    from spectralx.errors import BandMappingError
+    with pytest.raises(BandMappingError, match="B9 is listed twice"):
+        parse_sensor("landsat8:B9,B9,B9")
+    err = _refused(capsys, "bands", LANDSAT, "--sensor", "landsat8:B2,\x1b[31mB3")
+    assert "\x1b" not in err and "[31mB3" in err
+    err = _refused(capsys, "bands", LANDSAT, "--sensor", "\x1b]0;pwned\x07landsat8")
+    assert "\x1b" not in err and "\x07" not in err
+    names = {f"not_a_band_{i:03d}": i for i in range(300)}       # 300 unknown names in a hand-written map
+    path = tmp_path / "names.json"
+    path.write_text(json.dumps(names))
+    from spectralx.bands import resolve_band_map
+    with pytest.raises(BandMappingError) as exc:
+        resolve_band_map(LANDSAT, _s2(), band_map=str(path), sensor="landsat8")
+    assert "(+294 more)" in str(exc.value) and len(str(exc.value)) < 400
+    from spectralx.cli import one_line
+    assert len(one_line("x" * 1093 + " do this")) <= 500 and one_line("x" * 1093 + " do this").endswith("do this")

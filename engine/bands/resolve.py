@@ -11,6 +11,8 @@ from .mapping import STRATEGIES, BandMapping, map_bands
 from .units import parse_number
 from .wording import Advice
 
+MAX_BAND_MAP_BYTES = 16 * 2 ** 20    # a 224 x 224-band map with every weight written is about 1 MiB
+
 
 def _load_card(card):
     """(card, its bands) from a ModelCard, a checkpoint path, or a plain list of Band-like objects."""
@@ -27,11 +29,17 @@ def _load_band_map(band_map: Union[str, os.PathLike]) -> Any:
     path = os.fspath(band_map)
     if not os.path.isfile(path):
         raise BandMappingError(f"band map '{path}' is neither a file nor one of: {', '.join(STRATEGIES)}")
+    if os.path.getsize(path) > MAX_BAND_MAP_BYTES:
+        raise BandMappingError(f"band map {path} is {os.path.getsize(path) // 2 ** 20} MiB; a band map is a few "
+                               "KiB (even for 224 bands), so this is not one")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Advice(f"cannot read band map {path} ({exc}); write one with [[write_band_map]]") from None
+    except RecursionError:
+        raise Advice(f"cannot read band map {path} (nested too deeply to be a band map); write one with "
+                     "[[write_band_map]]") from None
 
 
 def _explicit_indexes(doc: Any, targets: list) -> Optional[List[Optional[int]]]:
@@ -52,13 +60,22 @@ def _explicit_indexes(doc: Any, targets: list) -> Optional[List[Optional[int]]]:
         names = [t.name for t in targets]
         unknown = [k for k in doc if k not in names]
         if unknown:
-            raise BandMappingError(f"band map names {', '.join(map(str, unknown))}, which are not checkpoint bands "
-                                   f"({', '.join(names)})")
+            raise BandMappingError(f"band map names {_few(unknown)}, which are not checkpoint bands "
+                                   f"({_few(names)})")
         missing = [n for n in names if n not in doc]
         if missing:
-            raise BandMappingError(f"band map gives no raster band for {', '.join(missing)}; add them (null to fill)")
+            raise BandMappingError(f"band map gives no raster band for {_few(missing)}; add them (null to fill)")
         return _check_numbers([doc[n] for n in names])
     return None
+
+
+def _few(items: Sequence, n: int = 6) -> str:
+    """A few names of a long list, each cut short and without control characters (one short line)."""
+    def one(x):
+        text = "".join(c if c.isprintable() else "?" for c in str(x))
+        return text if len(text) <= 30 else text[:29] + "…"
+    shown = ", ".join(one(x) for x in list(items)[:n])
+    return shown + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
 def _check_numbers(values: list) -> list:
@@ -75,16 +92,17 @@ def validate_mapping(mapping: BandMapping, raster_band_count: int, targets: Sequ
                      "make a new one for this checkpoint with [[write_band_map]]")
     too_high = [i for i in mapping.source_indexes if i > raster_band_count]
     if too_high:
-        raise BandMappingError(f"{source} reads raster band(s) {', '.join(map(str, too_high))} but the raster has "
+        raise BandMappingError(f"{source} reads raster band(s) {_few(too_high)} but the raster has "
                                f"{raster_band_count} bands; was it made for another raster?")
     if mapping.raster_band_count and mapping.raster_band_count != raster_band_count:
-        mapping.warnings.append(f"band map was made for a {mapping.raster_band_count}-band raster; "
-                                f"this one has {raster_band_count}")
+        # band positions of another layout: the bands read would be other wavelengths
+        raise Advice(f"{source} was made for a {mapping.raster_band_count}-band raster but this one has "
+                     f"{raster_band_count} bands; make one for this raster with [[write_band_map]]")
     for row, t in zip(mapping.rows, targets):
         wl = parse_number(row.get("target_wavelength_nm"))
         if row.get("target") not in (None, t.name) or (wl is not None and t.wavelength_nm is not None
                                                      and abs(wl - t.wavelength_nm) > 1.0):
-            raise BandMappingError(f"{source} row '{row.get('target')}' ({wl} nm) does not match checkpoint band "
+            raise BandMappingError(f"{source} row '{_few([row.get('target')])}' ({wl} nm) does not match checkpoint band "
                                    f"'{t.name}' ({t.wavelength_nm} nm); make a new one for this checkpoint")
     return mapping
 

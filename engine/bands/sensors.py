@@ -163,7 +163,7 @@ def parse_sensor(spec: str) -> Tuple[Sensor, Optional[List[SensorBand]]]:
     name, _, band_list = str(spec).partition(":")
     sensor = find_sensor(name)
     if sensor is None:
-        raise BandMappingError(f"unknown sensor preset '{name}'; choose one of: "
+        raise BandMappingError(f"unknown sensor preset '{_printable(name, 40)}'; choose one of: "
                                + ", ".join(k for k, _ in list_sensors()))
     if not band_list.strip():
         return sensor, None
@@ -171,11 +171,19 @@ def parse_sensor(spec: str) -> Tuple[Sensor, Optional[List[SensorBand]]]:
     for item in band_list.split(","):
         band = sensor.band(item) or next((b for b in sensor.bands if b.name == item.strip()), None)
         if band is None:
-            raise BandMappingError(f"sensor preset '{sensor.key}' has no band '{item.strip()}'; its bands are "
+            raise BandMappingError(f"sensor preset '{sensor.key}' has no band '{_printable(item.strip(), 30)}'; its bands are "
                                    + ", ".join(b.name for b in sensor.bands[:16])
                                    + (" …" if len(sensor.bands) > 16 else ""))
+        if band in chosen:
+            raise BandMappingError(f"sensor preset '{sensor.key}': band {band.name} is listed twice in "
+                                   f"'{_printable(band_list)}'; list each of the raster's bands once, in file order")
         chosen.append(band)
     return sensor, chosen
+
+
+def _printable(text: str, limit: int = 60) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # Dataset tags that name the platform (Sentinel-2 SAFE, Landsat MTL, generic GDAL/ENVI keys).

@@ -123,13 +123,34 @@ def connect(address: str):
             cluster = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=None, env=_worker_environment())
         return Client(cluster), cluster
-    if "://" not in address:
-        raise SpectralXError(f"--dask {address}: give local, local:N or a scheduler address like tcp://host:8786")
+    check_scheduler_address(address)
     try:
         return Client(address, timeout="20s"), None
-    except (OSError, TimeoutError) as exc:
-        raise SpectralXError(f"cannot reach the Dask scheduler at {address}: {exc}; start it "
-                             "(dask scheduler) or check the address") from None
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise SpectralXError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(exc).split())[:200]}; "
+                             "start it (dask scheduler) or check the address") from None
+
+
+_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")   # inproc: a cluster in this process
+
+
+def check_scheduler_address(address: str) -> None:
+    """scheme://host[:port] with a known scheme, a host and a valid port (an empty host made Dask raise
+    a traceback)."""
+    from urllib.parse import urlsplit
+    shown = "".join(c if c.isprintable() else "?" for c in address)[:80]
+    usage = f"--dask {shown}: give local, local:N or a scheduler address like tcp://host:8786"
+    if "://" not in address:
+        raise SpectralXError(usage)
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        raise SpectralXError(f"{usage} (the port is not a number from 1 to 65535)") from None
+    if parts.scheme not in _SCHEMES:
+        raise SpectralXError(f"{usage} (unknown protocol '{parts.scheme[:20]}'; {', '.join(_SCHEMES[:4])} are)")
+    if not parts.hostname or port == 0 or (parts.path not in ("", "/") and parts.scheme != "inproc"):
+        raise SpectralXError(f"{usage} (no host name)" if not parts.hostname else usage)
 
 
 def planned_workers(address: str) -> int:
@@ -138,6 +159,7 @@ def planned_workers(address: str) -> int:
     if address == "local" or address.startswith("local:"):
         n = address.partition(":")[2]
         return int(n) if n.isdigit() and int(n) > 0 else max(1, (os.cpu_count() or 2) // 2)
+    check_scheduler_address(address)
     client, _ = connect(address)
     try:
         return max(1, sum(client.nthreads().values()))

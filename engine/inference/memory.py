@@ -16,6 +16,7 @@ reader) and blending share the rest.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -50,25 +51,44 @@ def available_ram() -> Optional[int]:
         return None
 
 
+def total_ram() -> Optional[int]:
+    """This machine's physical memory in bytes, None when the system cannot say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def default_budget() -> int:
     free = available_ram()
     return DEFAULT_CAP if free is None else max(MIN_BUDGET, min(DEFAULT_CAP, free // 2))
 
 
 def parse_memory(value: Union[None, int, float, str]) -> int:
-    """Bytes from 2G, 1.5GB, 512M, 800MiB or a plain number of bytes; None -> the default budget."""
+    """Bytes from 2G, 1.5GB, 512M, 800MiB or a plain number of bytes; None -> the default budget.
+    A budget larger than this machine's memory is refused: the plan would assume memory that is not
+    there (and a 400-digit number is not a size)."""
     if value is None or value == "" or value == "auto":
         return default_budget()
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         size = float(value)
     else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        m = re.fullmatch(r"\s*([0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})\s*([a-zA-Z]{0,3})\s*", str(value)[:100])
         if not m or m.group(2).lower() not in _UNITS:
-            raise SpectralXError(f"memory budget '{value}' is not a size; write e.g. 2G, 1.5GB or 800M")
+            raise SpectralXError(f"memory budget '{_shown(value)}' is not a size; write e.g. 2G, 1.5GB or 800M")
         size = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    if size < MIN_BUDGET:
-        raise SpectralXError(f"memory budget {format_bytes(size)} is too small; give at least 64M")
+    if not math.isfinite(size) or size < MIN_BUDGET:
+        raise SpectralXError(f"memory budget {_shown(value)} is too small; give at least 64M")
+    ram = total_ram()
+    if ram is not None and size > ram:
+        raise SpectralXError(f"memory budget {format_bytes(size)} is more than this machine's {format_bytes(ram)} "
+                             f"of memory; give at most {ram // GiB}G (or leave --max-memory out)")
     return int(size)
+
+
+def _shown(value) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def format_bytes(n: float) -> str:

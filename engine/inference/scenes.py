@@ -22,6 +22,8 @@ def scene_outputs(rasters: List[str], output_dir: str, checkpoint: Optional[str]
     would be any of the inputs (another scene, the checkpoint), not only its own scene, is refused
     before anything runs: with --overwrite, scene A's output could otherwise replace scene B."""
     from ..fileio import same_file
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise SpectralXError(f"--output-dir {output_dir} is a file, not a folder; give a folder for the outputs")
     if not os.path.isdir(output_dir):
         raise SpectralXError(f"output folder {output_dir} does not exist; create it first")
     seen = {}

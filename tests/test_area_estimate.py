@@ -208,6 +208,20 @@ def test_evaluate_area_reprojects_points_in_another_crs(tmp_path):
     assert "reference points reprojected to the map's CRS" in result["notes"]
 
 
+def test_evaluate_area_simple_design_uses_map_classes_as_post_strata(tmp_path):
+    """Points without a stratum (a simple random sample): `auto` picks the simple design; the estimator is
+    the same with the map classes as post-strata, so the same counts give the same numbers."""
+    path, points = _paper_map_and_points(tmp_path, edit=lambda xs, ys, fields: fields.pop("stratum"))
+    proc = run_cli("evaluate", path, "--reference", points, "--class-field", "code", "--area")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "points_report.json").read_text())
+    assert result["design"] == "simple" and "post-strata" in result["method"]
+    assert [round(c["users_accuracy"]["estimate"], 2) for c in result["classes"]] == USERS
+    forced = run_cli("evaluate", path, "--reference", points, "--class-field", "code", "--area", "--design",
+                     "stratified", "-o", tmp_path / "s.json")
+    assert forced.returncode == 2 and "has no 'stratum' field" in forced.stderr
+
+
 def _bad(case):
     def edit(xs, ys, fields):
         if case == "unknown_class":

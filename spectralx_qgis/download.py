@@ -161,7 +161,11 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
         try:
             transfer.wait_headers(stop, timeout + 5)
         except DownloadCancelled:
+            transfer.close()              # the worker stops (and closes) when its answer comes
             raise DownloadCancelled(cancel_message(start)) from None
+        except BaseException:
+            transfer.close()
+            raise
         return transfer
 
     try:
@@ -368,6 +372,9 @@ class _Transfer:
         return self
 
     def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
         self._stop.set()
         sock = getattr(getattr(getattr(self.resp, "fp", None), "raw", None), "_sock", None)
         try:   # wake a worker blocked in a read (best effort; it would end by its timeout anyway)

@@ -11,8 +11,8 @@ A folder is used only if it holds the marker the installer writes after verifyin
 or crashed install (a staging folder) is never put on sys.path; stale staging folders are removed at
 the next start. A finished install that could not replace the folder in use (Windows keeps loaded
 DLLs locked) waits as `.pending` and is swapped in before anything is imported at the next start.
-Swaps hold a lock file in the root (two QGIS windows, or two installs, would otherwise rename the
-same folders under each other).
+Swaps hold a lock on the root (two QGIS windows, or two installs, would otherwise rename the same
+folders under each other).
 """
 from __future__ import annotations
 
@@ -31,35 +31,39 @@ from .python_finder import site_tag
 
 MARKER = "spectralx-install.json"
 STAGING_PREFIX = ".staging-"
-LOCK_FILE = ".swap.lock"
 _THREAD_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def swap_lock(root: str) -> Iterator[None]:
-    """Exclusive across threads and processes while folders in `root` are renamed."""
+    """Exclusive across threads and processes while folders in `root` are renamed. POSIX: flock on
+    the root folder itself (nothing is added to it); Windows: a lock file in the temp folder."""
     os.makedirs(root, exist_ok=True)
-    with _THREAD_LOCK, open(os.path.join(root, LOCK_FILE), "a+b") as f:
+    with _THREAD_LOCK:
         if os.name == "nt":
+            import hashlib
             import msvcrt
-            while True:
+            key = hashlib.sha1(os.path.abspath(root).lower().encode()).hexdigest()[:16]
+            with open(os.path.join(tempfile.gettempdir(), f"spectralx-swap-{key}.lock"), "a+b") as f:
+                while True:
+                    try:
+                        msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)   # itself retries for 10 s
+                        break
+                    except OSError:
+                        continue
                 try:
-                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)   # itself retries for 10 s
-                    break
-                except OSError:
-                    continue
-            try:
-                yield
-            finally:
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+                    yield
+                finally:
+                    f.seek(0)
+                    msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
         else:
             import fcntl
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            fd = os.open(root, os.O_RDONLY)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+                os.close(fd)          # releases the lock
 
 
 def _remove(path: str) -> None:

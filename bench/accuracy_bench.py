@@ -251,6 +251,21 @@ def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
     segment(test_img, None, pred, model=(res.model, res.card), device="cpu", overwrite=True, style=False,
             sensor=case["sensor"])
     row = evaluate_on(pred, test_lab)
+    row["fusion_weight"] = float(getattr(res.model, "fusion_weight", 0.0))
+    if getattr(res.model, "forest", None) is not None:
+        # the same trained model as the network alone and as its forest alone: paired, on the same
+        # test pixels (the map the checkpoint deploys is `miou`)
+        for key, weight in (("miou_network", 0.0), ("miou_forest", 1.0)):
+            res.model.fusion_weight = weight
+            other = pred.replace(".tif", f"_{key}.tif")
+            segment(test_img, None, other, model=(res.model, res.card), device="cpu", overwrite=True,
+                    style=False, sensor=case["sensor"])
+            row[key] = evaluate_on(other, test_lab)["miou"]
+        res.model.fusion_weight = row["fusion_weight"]
+        fusion = res.metrics.get("fusion") or {}
+        row["val_miou_three"] = fusion.get("val_miou")
+        if DUMP:
+            dump_scores(res, case, fold, seed, method, DUMP)
     if not PAIRED_TTA:
         return _finish(row, res, train_s, case, pred)
     # the same trained model with test-time flip averaging toggled: a paired comparison for free
@@ -276,6 +291,38 @@ def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
     return _finish(row, res, train_s, case, pred)
 
 
+def dump_scores(res, case, fold, seed, method, folder):
+    """Network logits and forest probabilities of one trained model on the validation and test pixels
+    (non-overlapping tiles), saved for offline comparison of fusion rules (--dump)."""
+    import rasterio
+    from spectralx.training.dataset import pad_scene, predict_logits
+    from spectralx.training.rasters import mapping_for, normalize, read_mapped
+    model, card = res.model, res.card
+    keep_w = model.fusion_weight
+    model.fusion_weight = 0.0
+    out = {}
+    for split in ("val", "test"):
+        if not fold.get(split):
+            continue
+        img, lab = fold[split]
+        mapping = mapping_for(img, card, sensor=case["sensor"])
+        with rasterio.open(img) as ds:
+            x = read_mapped(ds, mapping)
+        with rasterio.open(lab) as ds:
+            y = ds.read(1).astype(np.int16)
+        valid = np.isfinite(x).any(0)
+        x = normalize(x, card.normalization)
+        mask = valid & (y > 0)
+        xp, yp, _, pad = pad_scene(x, np.where(mask, y, -1).astype(np.int16), np.zeros_like(y), card.tile_size)
+        logits = predict_logits(model, xp.astype(np.float32), yp > 0, card.tile_size, "cpu")
+        out[f"{split}_logits"] = logits
+        out[f"{split}_forest"] = model.forest.predict_proba(xp[:, yp > 0].T.astype(np.float32))
+        out[f"{split}_y"] = yp[yp > 0] - 1
+    model.fusion_weight = keep_w
+    path = os.path.join(folder, f"{case['name']}_{method}_{seed}_{fold['name'].replace('/', '-').replace(' ', '_')}.npz")
+    np.savez_compressed(path, **out, weight=keep_w, class_bias=model.class_bias.numpy())
+
+
 def _finish(row, res, train_s, case, pred):
     tr = res.card.training
     row.update({"train_seconds": train_s, "trainable_parameters": tr["trainable_parameters"],
@@ -289,6 +336,7 @@ def _finish(row, res, train_s, case, pred):
 # --------------------------------------------------------------------------------------------------
 
 OVERRIDES: dict = {}
+DUMP = None            # folder for per-run validation/test scores (--dump)
 PAIRED_TTA = True      # also score each trained model with flip averaging toggled (off in --quick)
 
 
@@ -322,6 +370,12 @@ def summarize(runs):
         out[k] = {"mean": round(m, 4), "sd": round(sd, 4)}
     out["seeds"] = sorted(by_seed)
     out["per_seed_miou"] = {str(s): round(v["miou"], 4) for s, v in per_seed.items()}
+    for key in ("miou_network", "miou_forest", "fusion_weight"):    # paired scores of the same models
+        if all(r.get(key) is not None for r in runs):
+            seed_means = {s: float(np.mean([r[key] for r in rs])) for s, rs in by_seed.items()}
+            m, sd = mean_sd(list(seed_means.values()))
+            out[key] = {"mean": round(m, 4), "sd": round(sd, 4),
+                        "per_seed": {str(s): round(v, 4) for s, v in seed_means.items()}}
     classes = {}
     for r in runs:
         for name, iou in r["per_class_iou"].items():
@@ -347,6 +401,15 @@ def table(results, seeds, torch_threads, load_start) -> None:
                 gap = f"  {s['miou']['mean'] - rf['miou']['mean']:+.3f} vs forest"
             print(f"{case_name:<8} {s['label']:<48} {s['miou']['mean']:.3f} ± {s['miou']['sd']:.3f}   "
                   f"{s['oa']['mean']:.3f} ± {s['oa']['sd']:.3f} {s['train_seconds']['mean']:8.1f}{gap}")
+            for key, what in (("miou_network", "  the same models, network alone"),
+                              ("miou_forest", "  the same models, their forest alone")):
+                if key in s:
+                    gap = f"  {s[key]['mean'] - rf['miou']['mean']:+.3f} vs forest" if rf else ""
+                    print(f"{case_name:<8} {what:<48} {s[key]['mean']:.3f} ± {s[key]['sd']:.3f}   "
+                          f"{'':>15} {'':>8}{gap}")
+            if rf and method != "rf":
+                low = min(s["per_seed_miou"].values())
+                print(f"{case_name:<8} {'  worst seed':<48} {low:.3f} ({low - rf['miou']['mean']:+.3f} vs forest)")
 
 
 def label_of(method: str) -> str:
@@ -392,13 +455,19 @@ def main() -> int:
                     help="ablation: override a FinetuneOptions field or a network switch (ModelConfig) for "
                          "every SpectralX row (e.g. --set lr=3e-4 --set are_match=hard); not saved to results.json")
     ap.add_argument("--log", help="append one JSON line per run to this file (ablation logs)")
+    ap.add_argument("--dump", metavar="FOLDER",
+                    help="save each SpectralX run's network logits and forest probabilities on the validation "
+                         "and test pixels (npz) for offline comparison of fusion rules")
     ap.add_argument("--no-paired", action="store_true",
                     help="skip the paired re-scoring of each model (flip averaging / logit adjustment toggled)")
     ap.add_argument("--from-log", nargs="+", metavar="LOG",
                     help="train nothing: build the table and bench/results.json from --log files of earlier "
                          "runs without --set (e.g. one process per method run side by side)")
     args = ap.parse_args()
-    global OVERRIDES, PAIRED_TTA
+    global OVERRIDES, PAIRED_TTA, DUMP
+    DUMP = args.dump
+    if DUMP:
+        os.makedirs(DUMP, exist_ok=True)
     OVERRIDES = dict(parse_set(x) for x in args.set)
     PAIRED_TTA = not (args.quick or args.no_paired)
     if args.quick:
@@ -435,6 +504,8 @@ def main() -> int:
                                                         **row}, default=str) + "\n")
                             print(f"{case_name:<8} {method:<10} seed {seed} {fold['name']:<32} mIoU {row['miou']:.3f} "
                                   f"OA {row['oa']:.3f}  ({time.perf_counter() - t0:.0f} s)"
+                                  + (f" network {row['miou_network']:.3f} forest {row['miou_forest']:.3f} "
+                                     f"w {row['fusion_weight']:g}" if "miou_network" in row else "")
                                   + (f" points {row['points']}" if "points" in row else ""), flush=True)
                     summary = summarize(runs)
                     summary["label"] = label_of(method)

@@ -101,7 +101,7 @@ def test_forest_checkpoint_is_plain_tensors_and_damage_is_refused(forest_checkpo
     with safe_open(forest_checkpoint, "pt") as f:
         keys = set(f.keys())
         dtypes = {k: f.get_tensor(k).dtype for k in keys}
-    assert keys == {f"forest.{k}" for k in ("feature", "threshold", "left", "right", "value", "roots")}
+    assert keys == {f"forest.{k}" for k in ("feature", "threshold", "left", "right", "value", "roots", "context")}
     assert dtypes["forest.threshold"] == torch.float64 and dtypes["forest.left"] == torch.int32
     card = read_card(forest_checkpoint)
     assert card.is_forest and card.backbone.file == "" and card.fusion_weight == 1.0
@@ -138,23 +138,29 @@ def load_safetensors(path):
 
 
 def test_forest_checkpoint_streams_like_in_memory_and_shows_in_info(forest_checkpoint, tmp_path):
+    from spectralx.model.forest import with_context
+    from spectralx.training.rasters import mapping_for, normalize, read_mapped
     model, card = load_checkpoint(forest_checkpoint)
-    _, _, x = labelled_pixels()
-    proba = model.forest.predict_proba(x.reshape(x.shape[0], -1).T.astype(np.float32))
+    assert model.forest.context == 3                   # the default: spectra + 3x3 mean spectrum
+    big = mosaic(tmp_path / "mosaic.tif")
+    with rasterio.open(big) as ds:
+        x = normalize(read_mapped(ds, mapping_for(big, card)), card.normalization)
+    feats = with_context(x, model.forest.context)
+    proba = model.forest.predict_proba(feats.reshape(feats.shape[0], -1).T)
     values = np.array([c.value for c in card.classes])
     want = values[proba.argmax(1)].reshape(x.shape[1:])
-    want = np.tile(want, (2, 2))
-    proba = np.tile(proba.max(1).reshape(x.shape[1:]), (2, 2))
-    # several blocks and tiles with overlap: blending per-pixel probabilities changes nothing
-    res = segment(mosaic(tmp_path / "mosaic.tif"), forest_checkpoint, str(tmp_path / "rf.tif"), device="cpu",
+    # several blocks and overlapping tiles: blending per-pixel probabilities changes nothing except
+    # where a tile's edge cuts a pixel's 3x3 neighbourhood (those weigh little in the blend)
+    res = segment(big, forest_checkpoint, str(tmp_path / "rf.tif"), device="cpu",
                   block_size=256, max_memory="64M", confidence=str(tmp_path / "rf_conf.tif"))
     assert res.blocks > 1
     with rasterio.open(res.output) as ds:
         got = ds.read(1)
-    assert (got == want).mean() > 0.999, (got != want).sum()
+    assert (got == want).mean() > 0.995, (got != want).sum()
     with rasterio.open(res.confidence) as ds:
         conf = ds.read(1)
-    np.testing.assert_allclose(conf, proba, atol=1e-5)
+    close = np.isclose(conf, proba.max(1).reshape(x.shape[1:]), atol=1e-4)
+    assert close.mean() > 0.99
     info = run_cli("info", forest_checkpoint, "--check", check=True).stdout
     assert "random forest: 200 trees" in info and "no network, no backbone" in info
     assert "map made by: random forest" in info
@@ -188,8 +194,10 @@ def test_every_landsat_finetune_is_validated_and_fusion_is_recorded(fused):
     assert "val_miou" in m and m["val_pixels"] > 50, m.get("validation")
     f = m["fusion"]
     assert set(f["val_miou"]) == {"network", "forest", "fused"}
-    assert f["val_miou"]["fused"] >= max(f["val_miou"]["network"], f["val_miou"]["forest"]) - 1e-9
-    assert [w for w, _ in f["grid"]][0] == 0.0 and [w for w, _ in f["grid"]][-1] == 1.0
+    # the forest alone is one of the weights tried, so the map is never below it on validation
+    assert f["val_miou"]["fused"] >= f["val_miou"]["forest"] - 1e-9
+    assert [w for w, _ in f["grid"]] == [0.8, 0.9, 1.0] and f["weight"] in (0.8, 0.9, 1.0)
+    assert "3x3 neighbourhood" in res.card.training["fusion"]["forest"]
     card = read_card(out)
     assert card.fusion_weight == f["weight"] and card.training["fusion"]["weight"] == f["weight"]
     assert "map:" in res.comparison and "random forest" in res.comparison
@@ -218,7 +226,9 @@ def test_fused_model_streams_like_one_block(fused, tmp_path):
         net_only = model(x)
         model.fusion_weight = 0.5
         pooled = model(x)
-    p = model.forest.predict_proba(x[0].permute(1, 2, 0).reshape(-1, 3).numpy())
+    from spectralx.model.forest import with_context
+    feats = with_context(x[0].numpy(), model.forest.context)
+    p = model.forest.predict_proba(feats.reshape(feats.shape[0], -1).T)
     np.testing.assert_allclose(forest_only[0].permute(1, 2, 0).reshape(-1, 3).numpy(), p, atol=5e-3)
     want = 0.5 * torch.log_softmax(net_only, 1) + 0.5 * torch.log(
         (torch.from_numpy(p).float().T.reshape(1, 3, 64, 64) + 1e-3) / (1 + 3e-3))
@@ -257,3 +267,19 @@ def test_finetune_cli_fuse_option_and_forest_method_refuse_a_checkpoint(tmp_path
                    "--class-field", "name", "-o", tmp_path / "z.safetensors")
     assert proc.returncode != 0 and "random forest, not a SpectralX network" in proc.stderr
     assert json.loads(run_cli("info", forest_checkpoint, "--json", check=True).stdout)["architecture"]["method"] == "forest"
+
+
+def test_context_features_are_the_mean_of_valid_neighbours():
+    from spectralx.model.forest import with_context, with_context_at
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 9, 11)).astype(np.float32)
+    x[:, 2:4, 5:8] = 0                                   # nodata is 0 in every band: never counted
+    got = with_context(x, 3)
+    assert got.shape == (8, 9, 11) and np.array_equal(got[:4], x)
+    valid = (x != 0).any(0)
+    for r, c in ((0, 0), (3, 4), (8, 10), (5, 6)):
+        rows, cols = slice(max(r - 1, 0), r + 2), slice(max(c - 1, 0), c + 2)
+        want = x[:, rows, cols][:, valid[rows, cols]].mean(1)
+        np.testing.assert_allclose(got[4:, r, c], want, rtol=1e-5)
+    mask = rng.random((9, 11)) > 0.5
+    np.testing.assert_allclose(with_context_at(x, 3, mask), got[:, mask].T, rtol=1e-6)

@@ -38,6 +38,10 @@ def register(sub):
                         "qkv/proj/fc1/fc2 + LayerNorms), slr (LoRA + scaling vectors), full (backbone unfrozen), "
                         "or forest: the per-pixel random forest alone, written as a checkpoint that segments "
                         "like any other (no network, no backbone needed)")
+    p.add_argument("--forest-context", type=int, choices=(0, 3, 5, 7), default=D.forest_context,
+                   help="the deployed forest (--fuse forest, --method forest) also sees the mean spectrum of each "
+                        f"pixel's N x N neighbourhood; 0 = per-pixel spectra alone (default {D.forest_context}; the "
+                        "card's random-forest baseline is always per-pixel)")
     p.add_argument("--fuse", choices=FUSIONS, default=D.fuse,
                    help="forest (default): pool the network's class probabilities with a random forest's on "
                         "the same pixels, the forest's weight (0 = network alone .. 1 = forest alone) chosen on "
@@ -101,7 +105,7 @@ def run(args):
                        val_fraction=args.val_fraction, lr=args.lr, device=args.device, seed=args.seed,
                        method=args.method, variant=args.variant, ema=args.ema, backbone_norms=args.backbone_norms,
                        class_weighting=args.class_weighting, tta=args.tta, baseline=args.baseline,
-                       calibrate=args.calibrate, fuse=args.fuse,
+                       calibrate=args.calibrate, fuse=args.fuse, forest_context=args.forest_context,
                        progress=bar, sensor=args.sensor, band_map=args.band_map,
                        val_images=args.val_image, val_labels=args.val_labels, eval_every=args.eval_every,
                        patience=args.patience, description=args.description,

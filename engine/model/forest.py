@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import CheckpointError
 
 PREFIX = "forest."
+CONTEXT_SIZES = (0, 3, 5, 7)  # neighbourhoods of the mean-spectrum features a forest may use
 MAX_NODES = 20_000_000        # ~0.6 GB of arrays for 6 classes: far above any forest we write
 MAX_DEPTH = 200
 # Each tree is grown to at most this many leaves: with 200 trees a forest stays under ~70 MB whatever
@@ -40,6 +41,7 @@ class ForestArrays:
     value: np.ndarray        # (N, K) float32 class distribution (sums to 1 at leaves)
     roots: np.ndarray        # (T,) int32
     depth: int = 0           # longest root-to-leaf path (levels to descend)
+    context: int = 0         # neighbourhood of the mean-spectrum features (0: spectra alone; with_context)
 
     @property
     def num_classes(self) -> int:
@@ -55,11 +57,15 @@ class ForestArrays:
 
     def describe(self) -> Dict[str, int]:
         return {"trees": self.num_trees, "nodes": self.num_nodes, "depth": int(self.depth),
-                "classes": self.num_classes}
+                "classes": self.num_classes, "context": int(self.context)}
+
+    def features(self, bands: int) -> int:
+        """Feature count the trees may split on for `bands` input bands."""
+        return bands * (2 if self.context else 1)
 
     # -- conversion -------------------------------------------------------------------------
     @classmethod
-    def from_sklearn(cls, forest, num_classes: int) -> "ForestArrays":
+    def from_sklearn(cls, forest, num_classes: int, context: int = 0) -> "ForestArrays":
         """From a fitted RandomForestClassifier whose classes are indices 0..num_classes-1 (a subset
         may be absent from training: those columns stay 0)."""
         cols = np.asarray(forest.classes_, np.int64)
@@ -80,13 +86,15 @@ class ForestArrays:
             roots.append(offset)
             offset += t.node_count
         arrays = cls(np.concatenate(feats), np.concatenate(thrs), np.concatenate(lefts), np.concatenate(rights),
-                     np.concatenate(values), np.asarray(roots, np.int32))
+                     np.concatenate(values), np.asarray(roots, np.int32), context=int(context))
         arrays.depth = arrays.validate(int(forest.n_features_in_), "forest")
         return arrays
 
     def to_tensors(self) -> Dict[str, torch.Tensor]:
-        return {PREFIX + k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
-                for k in ("feature", "threshold", "left", "right", "value", "roots")}
+        out = {PREFIX + k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
+               for k in ("feature", "threshold", "left", "right", "value", "roots")}
+        out[PREFIX + "context"] = torch.tensor([self.context], dtype=torch.int32)
+        return out
 
     @classmethod
     def from_tensors(cls, tensors: Dict[str, torch.Tensor], num_features: int, num_classes: int,
@@ -96,7 +104,7 @@ class ForestArrays:
         if not keys:
             return None
         want = {"feature": torch.int32, "threshold": torch.float64, "left": torch.int32, "right": torch.int32,
-                "value": torch.float32, "roots": torch.int32}
+                "value": torch.float32, "roots": torch.int32, "context": torch.int32}
         got = {k[len(PREFIX):]: tensors.pop(k) for k in keys}
         extra = sorted(set(got) - set(want))
         missing = sorted(set(want) - set(got))
@@ -106,11 +114,15 @@ class ForestArrays:
         for name, dtype in want.items():
             if got[name].dtype != dtype:
                 raise CheckpointError(f"{source}: forest tensor {name} is {got[name].dtype}, expected {dtype}")
-        arrays = cls(**{k: got[k].numpy() for k in want})
+        context = got.pop("context").reshape(-1)
+        if context.numel() != 1 or int(context[0]) not in CONTEXT_SIZES:
+            raise CheckpointError(f"{source}: forest neighbourhood size {context.tolist()} is not one of "
+                                  f"{CONTEXT_SIZES}; the file is damaged")
+        arrays = cls(**{k: got[k].numpy() for k in got}, context=int(context[0]))
         if arrays.value.ndim != 2 or arrays.value.shape[1] != num_classes:
             raise CheckpointError(f"{source}: the forest's class distributions have shape "
                                   f"{tuple(arrays.value.shape)}, expected (nodes, {num_classes})")
-        arrays.depth = arrays.validate(num_features, source)
+        arrays.depth = arrays.validate(arrays.features(num_features), source)
         return arrays
 
     def validate(self, num_features: int, source: str) -> int:
@@ -250,6 +262,46 @@ def _predict_compiled(trees, x: np.ndarray, num_classes: int) -> np.ndarray:
     return out / len(trees)
 
 
+def box_sum(a: np.ndarray, size: int) -> np.ndarray:
+    """Sum over the size x size window around each pixel of (..., H, W), zeros beyond the edges
+    (an integral image: exact, no SciPy)."""
+    r = size // 2
+    h, w = a.shape[-2:]
+    pad = [(0, 0)] * (a.ndim - 2) + [(r + 1, r), (r + 1, r)]
+    c = np.pad(a.astype(np.float64), pad).cumsum(-1).cumsum(-2)
+    return (c[..., size:size + h, size:size + w] - c[..., :h, size:size + w]
+            - c[..., size:size + h, :w] + c[..., :h, :w])
+
+
+def with_context(x: np.ndarray, size: int, chunk: int = 16) -> np.ndarray:
+    """(C, H, W) normalized spectra -> (2C, H, W): each pixel's spectrum and the mean spectrum of the
+    valid pixels in its size x size neighbourhood (nodata is 0 in every band after normalization, in
+    training and at inference alike, and never counts). size 0: the spectra alone."""
+    if not size:
+        return x
+    valid = (x != 0).any(0)
+    count = np.maximum(box_sum(valid, size), 1.0)
+    out = np.empty((2 * x.shape[0],) + x.shape[1:], np.float32)
+    out[:x.shape[0]] = x
+    for b in range(0, x.shape[0], chunk):       # a few bands at a time: bounded float64 temporaries
+        out[x.shape[0] + b:x.shape[0] + b + chunk] = box_sum(x[b:b + chunk], size) / count
+    return out
+
+
+def with_context_at(x: np.ndarray, size: int, mask: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """`with_context` at the pixels of `mask` only, as (N, C or 2C) rows: a large labelled scene never
+    holds a second full copy of itself."""
+    spectra = x[:, mask].T.astype(np.float32)
+    if not size:
+        return spectra
+    valid = (x != 0).any(0)
+    count = np.maximum(box_sum(valid, size), 1.0)[mask]
+    means = np.empty_like(spectra)
+    for b in range(0, x.shape[0], chunk):
+        means[:, b:b + chunk] = (box_sum(x[b:b + chunk], size)[:, mask] / count).T
+    return np.concatenate([spectra, means], 1)
+
+
 # probabilities are smoothed before their logarithm: a class no tree voted for must not veto a
 # pooled decision (log 0), and a pure forest map keeps its arg-max
 PROBA_FLOOR = 1e-3
@@ -257,8 +309,11 @@ PROBA_FLOOR = 1e-3
 
 def forest_log_proba(forest: ForestArrays, x: torch.Tensor, floor: float = PROBA_FLOOR) -> torch.Tensor:
     """(B, C, H, W) normalized tiles -> (B, K, H, W) log of the smoothed forest probabilities."""
-    b, c, h, w = x.shape
-    flat = x.detach().float().permute(0, 2, 3, 1).reshape(-1, c).cpu().numpy()
+    arr = x.detach().float().cpu().numpy()
+    if forest.context:
+        arr = np.stack([with_context(t, forest.context) for t in arr])
+    b, c, h, w = arr.shape
+    flat = arr.transpose(0, 2, 3, 1).reshape(-1, c)
     p = forest.predict_proba(flat)
     p = (p + floor) / (1 + floor * p.shape[1])
     out = torch.from_numpy(np.log(p).astype(np.float32)).reshape(b, h, w, -1).permute(0, 3, 1, 2)

@@ -165,11 +165,14 @@ class ChipSampler:
     """Chips of the tile size around training pixels, stratified by class, with flips/rotations."""
 
     def __init__(self, scenes: Sequence[Scene], num_classes: int, tile: int, rng: np.random.Generator,
-                 augment: bool = True):
+                 augment: bool = True, spectral_jitter: float = 0.0):
         self.scenes = list(scenes)
         self.tile = tile
         self.rng = rng
         self.augment = augment
+        # per-chip, per-band gain and offset noise on the normalized spectra (z-scores): illumination
+        # and calibration differences a few hundred labelled pixels never show
+        self.spectral_jitter = float(spectral_jitter)
         self.pools: Dict[int, List[np.ndarray]] = {}
         for k in range(num_classes):
             rows = []
@@ -210,6 +213,11 @@ class ChipSampler:
                 rot = int(self.rng.integers(4))
                 if rot:
                     x, y = np.rot90(x, rot, axes=(1, 2)), np.rot90(y, rot)
+            if self.spectral_jitter:
+                c = x.shape[0]
+                gain = 1 + self.spectral_jitter * self.rng.standard_normal((c, 1, 1))
+                offset = self.spectral_jitter * self.rng.standard_normal((c, 1, 1))
+                x = (x.astype(np.float32) * gain + offset).astype(np.float32)
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
         return torch.from_numpy(np.stack(xs)).float(), torch.from_numpy(np.stack(ys))

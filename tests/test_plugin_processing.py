@@ -24,8 +24,9 @@ def test_provider_registration(plugin):
     provider = QgsApplication.processingRegistry().providerById("spectralx")
     assert provider is not None
     ids = sorted(a.id() for a in provider.algorithms())
-    assert ids == ["spectralx:check_installation", "spectralx:evaluate", "spectralx:finetune",
-                   "spectralx:install_dependencies", "spectralx:pretrain", "spectralx:segment"]
+    assert ids == ["spectralx:accuracy_area_report", "spectralx:check_installation", "spectralx:evaluate",
+                   "spectralx:finetune", "spectralx:install_dependencies", "spectralx:pretrain",
+                   "spectralx:reference_sample", "spectralx:segment", "spectralx:vectorize"]
     groups = {a.id(): a.groupId() for a in provider.algorithms()}
     assert groups["spectralx:install_dependencies"] == groups["spectralx:check_installation"] == "setup"
     seg = QgsApplication.processingRegistry().algorithmById("spectralx:segment")

@@ -9,7 +9,7 @@ TORCH_VERSION := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' spectralx_qgis/requ
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test demo demo-model demo-backbone demo-finetune bench package screenshot clean wheelhouse
+.PHONY: setup test docs demo demo-model demo-backbone demo-finetune bench package screenshot clean wheelhouse
 
 setup: $(STAMP)
 
@@ -45,6 +45,12 @@ $(STAMP): pyproject.toml setup.py spectralx_qgis/requirements.txt requirements/r
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# `make docs`: the documentation site (MkDocs + Material, pinned in requirements/dev.txt) from docs/
+# into build/site, offline, in strict mode: a broken link, anchor or missing image is an error.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
+	@echo "documentation site: build/site/index.html"
 
 # `make bench`: every bench/*_bench.py in turn; each prints its table and updates its own section
 # of bench/results.json.

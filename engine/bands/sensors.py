@@ -38,6 +38,9 @@ class Sensor:
     # Band subsets files commonly carry, by band count, in file order (e.g. Sentinel-2 L2A without B10).
     subsets: Dict[int, List[str]] = field(default_factory=dict)
     aliases: Tuple[str, ...] = ()
+    # the value the sensor's products hold outside the scene footprint (Landsat Level-1 and Sentinel-2
+    # collars are DN 0); with no nodata declared, a pixel with it in every band is nodata
+    fill: float = 0.0
 
     def band(self, name: str) -> Optional[SensorBand]:
         canon = canonical_band_name(name) or _COLOUR_NAMES.get(str(name).strip().lower())
@@ -135,7 +138,7 @@ def _build() -> Dict[str, Sensor]:
                ("l7", "etm", "etm+", "landsat-7", "landsat_7", "le07")),
         Sensor("landsat5", "Landsat 4/5 TM", [SensorBand(*b) for b in _TM], _TM_SUBSETS,
                ("l5", "l4", "tm", "landsat4", "landsat-5", "landsat_5", "lt05", "lt04")),
-        Sensor("enmap", "EnMAP HSI (224 bands)", _enmap(), {}, ("enmap_hsi", "enmap-hsi")),
+        Sensor("enmap", "EnMAP HSI (224 bands)", _enmap(), {}, ("enmap_hsi", "enmap-hsi"), fill=-32768.0),
         Sensor("rgbn", "Generic red, green, blue, NIR camera (approximate wavelengths)",
                [SensorBand(*b) for b in _GENERIC], {3: ["red", "green", "blue"]}, ("rgb", "generic")),
     ]
@@ -156,6 +159,12 @@ def find_sensor(name: str) -> Optional[Sensor]:
         if key == s.key or key in s.aliases:
             return s
     return None
+
+
+def fill_value(sensor: Optional[str]) -> float:
+    """The fill value of a sensor named by key, alias or 'key:bands' (0 for an unknown or no sensor)."""
+    found = find_sensor(str(sensor).partition(":")[0]) if sensor else None
+    return found.fill if found is not None else 0.0
 
 
 def parse_sensor(spec: str) -> Tuple[Sensor, Optional[List[SensorBand]]]:

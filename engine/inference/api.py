@@ -19,6 +19,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from .. import __version__, defaults
+from ..bands.sensors import fill_value
 from ..checkpoint import ClassInfo, ModelCard, load_checkpoint, read_card
 from ..devices import autocast_dtype, pick_device
 from ..errors import RasterError, SpectralXError
@@ -29,7 +30,7 @@ from .files import OutputSet, check_output
 from .memory import WorkPlan, parse_memory, plan_work
 from .pipeline import run_pipeline
 from .prepare import Preparer
-from .source import RasterStrips
+from .source import RasterStrips, declares_nodata
 from .subset import resolve_window
 from .tiling import TilePlan, plan_tiles
 from .writer import BlockWindowWriter
@@ -244,6 +245,19 @@ def result_of(job: SegmentJob, computed: int, workers: int = 0) -> SegmentResult
                          blocks=len(job.work.blocks), workers=workers)
 
 
+def log_fill_rule(job: SegmentJob, progress: Progress) -> None:
+    """Say when a raster declares no nodata, so the fill rule applies (see source.RasterStrips)."""
+    ds = open_raster(job.raster, "input raster")
+    try:
+        if declares_nodata(ds, job.mapping.source_indexes):
+            return
+    finally:
+        ds.close()
+    value = fill_value(job.mapping.sensor)
+    progress.log(f"no nodata value declared: pixels equal to {value:g} in every band are treated as nodata "
+                 "(the sensor's fill value, e.g. a Level-1 collar)")
+
+
 def prepare_model(net: torch.nn.Module, dev: str) -> torch.nn.Module:
     """The network on its device for inference; on CUDA in channels-last layout (the convolutions of
     the stem and decoder run faster on tensor cores that way; the values do not change)."""
@@ -270,7 +284,7 @@ def run_local(job: SegmentJob, net: torch.nn.Module, progress: Progress) -> int:
                     w.write(row, a)
 
             source = RasterStrips(job.raster, job.window, job.tiles, job.mapping.source_indexes, job.prep,
-                                  gdal_cache=job.work.gdal_cache)
+                                  gdal_cache=job.work.gdal_cache, fill=fill_value(job.mapping.sensor))
             done = sum(b.n_tiles for b in job.work.blocks[:block.index])
             computed += run_pipeline(job.tiles, source, net, len(job.card.classes), encode, write,
                                      batch_size=job.batch_size, device=job.device, precision=job.precision,
@@ -315,6 +329,7 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
                           max_memory=max_memory, block_size=block_size, readers=readers)
     for warning in getattr(job.mapping, "warnings", None) or []:
         progress.log(f"band mapping: {warning}")
+    log_fill_rule(job, progress)
     if dask:
         from .distributed import run_on_cluster
         if checkpoint is None:

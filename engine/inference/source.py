@@ -23,9 +23,18 @@ from .prepare import Preparer
 from .tiling import TilePlan
 
 
+def declares_nodata(ds, indexes: List[int]) -> bool:
+    """Whether the raster says where its nodata is (a nodata value, a mask or an alpha band) for
+    these bands. Without it, pixels equal to the fill value in every band are nodata (see `fill`)."""
+    return not all(MaskFlags.all_valid in ds.mask_flag_enums[i - 1] for i in indexes)
+
+
 class RasterStrips:
+    """`fill`: the value a raster without declared nodata holds outside its footprint (the Landsat
+    Level-1 and Sentinel-2 collar is DN 0): a pixel with that value in every band read is nodata."""
+
     def __init__(self, path: str, window: Window, plan: TilePlan, indexes: List[int], preparer: Preparer,
-                 gdal_cache: Optional[int] = None):
+                 gdal_cache: Optional[int] = None, fill: Optional[float] = 0.0):
         self.path = path
         self.gdal_cache = gdal_cache   # bytes of GDAL block cache while reading (None: GDAL's default)
         self._env = None
@@ -35,10 +44,11 @@ class RasterStrips:
         self.prep = preparer
         self.ds = None
         self.mask_mode = "none"
+        self.fill = fill
 
     def clone(self) -> "RasterStrips":
         """Another reader of the same window (its own dataset handle, for another reader thread)."""
-        return RasterStrips(self.path, self.window, self.plan, self.indexes, self.prep, self.gdal_cache)
+        return RasterStrips(self.path, self.window, self.plan, self.indexes, self.prep, self.gdal_cache, self.fill)
 
     def open(self) -> None:
         if self.gdal_cache:
@@ -48,7 +58,7 @@ class RasterStrips:
         flags = [self.ds.mask_flag_enums[i - 1] for i in self.indexes]
         nodatavals = [self.ds.nodatavals[i - 1] for i in self.indexes]
         if all(MaskFlags.all_valid in f for f in flags):
-            self.mask_mode = "none"
+            self.mask_mode = "none" if self.fill is None else "fill"
         elif all(MaskFlags.nodata in f for f in flags):
             self.mask_mode = "nodata"
             self.nodata = np.array([np.nan if v is None else v for v in nodatavals], dtype=np.float64)
@@ -70,6 +80,10 @@ class RasterStrips:
             invalid = raw == self.nodata.astype(raw.dtype)[:, None, None]
         elif self.mask_mode == "masks":
             invalid = self.ds.read_masks(self.indexes, window=window) == 0
+        elif self.mask_mode == "fill":
+            collar = (raw == np.float32(self.fill)).all(0)
+            if collar.any():
+                invalid = np.broadcast_to(collar, raw.shape).copy()
         if self.floating:  # NaN/inf are nodata in float rasters whatever the metadata says (as in training)
             bad = ~np.isfinite(raw)
             if bad.any():

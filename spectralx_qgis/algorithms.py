@@ -362,8 +362,14 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", tr("Training raster")))
         self.addParameter(QgsProcessingParameterFeatureSource(
             "LABELS", tr("Labelled polygons"), [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterField("CLASS_FIELD", tr("Class field"),
-                                                      parentLayerParameterName="LABELS"))
+        # optional, no default: QGIS would otherwise pre-select the first field ('fid'); empty picks
+        # the class field by the panel's rule (class_field.py)
+        p = QgsProcessingParameterField("CLASS_FIELD", tr("Class field (empty: a text field such as 'class')"),
+                                        parentLayerParameterName="LABELS", optional=True)
+        p.setHelp(tr("The field holding each polygon's class. Empty: a text field named like a class ('class', "
+                     "'label', 'landcover', 'name', …), else the first text field. A field with a different "
+                     "value on every polygon (an identifier such as fid) is refused."))
+        self.addParameter(p)
         add_starting_point_parameters(self)
         d = deps.defaults()
         known = lambda name: d.training_default("finetune", name)  # noqa: E731
@@ -397,8 +403,12 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(self._device_param())
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT", tr("New checkpoint"), fileFilter="SpectralX checkpoint (*.safetensors)"))
+        p = QgsProcessingParameterFileDestination(
+            "OUTPUT", tr("New checkpoint (empty: the model folder)"), fileFilter="SpectralX checkpoint (*.safetensors)",
+            optional=True, createByDefault=False)
+        p.setHelp(tr("Where to write the new model. Empty or a temporary file: the model folder (where the panel and "
+                     "the model manager list it), named after the raster, the class field and the time."))
+        self.addParameter(p)
         self.addOutput(QgsProcessingOutputString("METRICS", tr("Validation metrics (JSON)")))
 
     def execute(self, parameters, context, feedback):
@@ -412,16 +422,16 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
         source = self.parameterAsSource(parameters, "LABELS", context)
         if source is None:
             raise QgsProcessingException(tr("no polygon layer given (LABELS)"))
-        field = self.parameterAsFields(parameters, "CLASS_FIELD", context)
-        if not field:
-            raise QgsProcessingException(tr("choose the field that holds the class (CLASS_FIELD)"))
-        output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        field = class_field_for(self.parameterAsFields(parameters, "CLASS_FIELD", context), source, feedback)
+        output = model_output(parameters.get("OUTPUT"), self.parameterAsFileOutput(parameters, "OUTPUT", context),
+                              layer.name(), field)
+        feedback.pushInfo(tr(f"New model: {output}"))
         sensor = self._sensor(parameters, context)
         # the polygons are read by QGIS and burnt by its GDAL: no second GDAL (fiona) in this process
         work = tempfile.mkdtemp(prefix="spectralx_labels_")
         try:
             try:
-                burnt = rasterize_polygons(source.getFeatures(), source.fields(), field[0], source.sourceCrs(),
+                burnt = rasterize_polygons(source.getFeatures(), source.fields(), field, source.sourceCrs(),
                                            image, os.path.join(work, "labels.tif"),
                                            deps.engine("training.classes"), what=tr("the LABELS layer"),
                                            feedback=feedback)
@@ -459,6 +469,41 @@ class FinetuneAlgorithm(SpectralXAlgorithm):
             feedback.pushInfo(tr("Metrics: ") + json.dumps(metrics, default=str)[:2000])
         return {"OUTPUT": getattr(result, "checkpoint", output),
                 "METRICS": json.dumps(metrics, default=str)}
+
+
+def class_field_for(chosen, source, feedback) -> str:
+    """CLASS_FIELD as given, else by the panel's rule; an identifier-like field is refused (one line)."""
+    from .class_field import default_class_field, identifier_problem
+    field = chosen[0] if chosen else default_class_field(source.fields())
+    if not field:
+        raise QgsProcessingException(tr("the LABELS layer has no field that could hold classes: add a text field "
+                                        "with the class names and choose it as CLASS_FIELD"))
+    if not chosen:
+        feedback.pushInfo(tr(f"Class field: {field} (chosen: set CLASS_FIELD to use another)"))
+    idx = source.fields().lookupField(field)
+    if idx < 0:
+        raise QgsProcessingException(tr(f"the LABELS layer has no field '{field}' (CLASS_FIELD)"))
+    values = (f.attributes()[idx] for f in source.getFeatures())
+    problem = identifier_problem(field, values, tr("the LABELS layer"), "CLASS_FIELD")
+    if problem:
+        raise QgsProcessingException(problem)
+    return field
+
+
+def model_output(raw, path: str, raster_name: str, field: str) -> str:
+    """OUTPUT as given; empty or temporary -> the model folder, named '<raster>_<field>_<time>'."""
+    from qgis.core import QgsProcessingOutputLayerDefinition
+    from . import model_store
+    from .run_controller import RunController, slug
+    if isinstance(raw, QgsProcessingOutputLayerDefinition):
+        raw = raw.sink.staticValue()
+    temporary = raw in (None, "", QgsProcessing.TEMPORARY_OUTPUT) or not path
+    if not temporary:
+        return path
+    folder = model_store.user_model_dir()
+    os.makedirs(folder, exist_ok=True)
+    stem = f"{slug(raster_name)[:24]}_{slug(field)[:12]}_{RunController.stamp()[:15]}"
+    return os.path.join(folder, stem + ".safetensors")
 
 
 class PretrainAlgorithm(SpectralXAlgorithm):

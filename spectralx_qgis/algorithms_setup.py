@@ -44,8 +44,10 @@ class _SetupAlgorithm(QgsProcessingAlgorithm):
         return icons.icon()
 
     def shortHelpString(self):
+        # QGIS shows the help as HTML: '<1.4' would start a tag and vanish, so the list is escaped
+        import html
         return tr(self._help) + "\n\n" + tr("The pinned requirements (one list, the plugin's requirements.txt):\n") + \
-            "\n".join(requirements.lines())
+            "\n".join(html.escape(line) for line in requirements.lines())
 
     def createInstance(self):
         return type(self)()

@@ -144,7 +144,24 @@ def card_html(card, path: str) -> str:
     parts.append(f"<b>Expected bands</b>: {len(card.bands)}, {min(wl):.0f}–{max(wl):.0f} nm "
                  f"<span style='color:#666'>({e(names)}){trained}</span>")
     parts.append("<br/><b>Quality</b>: " + metrics_html(card))
+    parts.append(rounds_html(card))
     return "".join(parts)
+
+
+def _score(v) -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "–"
+
+
+def rounds_html(card) -> str:
+    """The loop's rounds (labels and validation scores per round), when the card has more than one."""
+    rounds = [r for r in ((card.training or {}).get("rounds") or []) if isinstance(r, dict)]
+    if len(rounds) < 2:
+        return ""
+    rows = "".join(f"<tr><td>{int(r.get('round', i + 1))}</td><td align='right'>{int(r.get('labelled_pixels') or 0)}</td>"
+                   f"<td>{_score(r.get('val_miou'))}</td><td>{_score(r.get('network_val_miou'))}</td>"
+                   f"<td>{_score(r.get('forest_val_miou'))}</td></tr>" for i, r in enumerate(rounds[-10:]))
+    return ("<br/><b>Rounds</b><table cellspacing='4' cellpadding='0'><tr><th>round</th><th>labelled px</th>"
+            f"<th>map mIoU</th><th>network</th><th>forest</th></tr>{rows}</table>")
 
 
 class CardView(QTextBrowser):

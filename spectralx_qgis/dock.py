@@ -11,7 +11,6 @@ from qgis.core import (Qgis, QgsCoordinateTransform, QgsMapLayerProxyModel, QgsP
                        QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer)
 from qgis.gui import QgsDockWidget, QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import QUrl, Qt, pyqtSignal
-from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
                                  QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
                                  QLineEdit, QSpinBox, QToolButton, QVBoxLayout, QWidget)
@@ -75,6 +74,8 @@ class SpectralXDock(QgsDockWidget):
         self.card = None
         self.map_tool: Optional[RectangleMapTool] = None
         self.last_layers: List[Any] = []
+        self.last_bbox = None             # the area of the last segmentation (None: the whole layer)
+        self.start_note = ""              # said when a fine-tune does not start from the selected checkpoint
         self.runs = RunController(self)
         self._alive = True
         self._build()
@@ -265,6 +266,23 @@ class SpectralXDock(QgsDockWidget):
                                         "when done. Starts from the chosen checkpoint, or from the backbone "
                                         "alone when none is chosen.")
         form.addRow(self.finetune_button)
+        # the loop's second half: where to label next, then the next round from the current model
+        loop = QGridLayout()
+        self.suggest_spin = QSpinBox()
+        self.suggest_spin.setRange(1, 1000)
+        self.suggest_spin.setValue(20)
+        self.suggest_spin.setToolTip("How many places to suggest")
+        self.suggest_button = QPushButton("Suggest where to label")
+        self.suggest_button.setToolTip("Adds a point layer of places where a new label helps most: the model is "
+                                       "unsure there, or its network and forest disagree; spread over the area "
+                                       "and the classes. Uses the area of the last segmentation, else the layer.")
+        self.again_button = QPushButton("Fine-tune again")
+        self.again_button.setToolTip("The next round: continues from the selected fine-tuned model with every "
+                                     "polygon of the layer (old and new); the card keeps each round's scores")
+        loop.addWidget(self.suggest_button, 0, 0)
+        loop.addWidget(self.suggest_spin, 0, 1)
+        loop.addWidget(self.again_button, 1, 0, 1, 2)
+        form.addRow(loop)
         cl.addWidget(box)
 
         # progress
@@ -303,6 +321,8 @@ class SpectralXDock(QgsDockWidget):
         self.segment_view_button.clicked.connect(self.segment_view)
         self.draw_button.toggled.connect(self._toggle_draw)
         self.finetune_button.clicked.connect(self.finetune)
+        self.suggest_button.clicked.connect(self.suggest)
+        self.again_button.clicked.connect(self.finetune_again)
         self.cancel_button.clicked.connect(self.cancel)
         self.runs.busyChanged.connect(self._set_busy)
         self.runs.progress.connect(self.progress.setValue)
@@ -315,7 +335,20 @@ class SpectralXDock(QgsDockWidget):
         QgsSettings().setValue(deps.defaults().SETTING_OUTPUT_DIR, path)
 
     def open_help(self):
-        QDesktopServices.openUrl(help_url())
+        """The help in a QGIS window (a system browser may not exist, or not open from QGIS)."""
+        from qgis.PyQt.QtWidgets import QDialog, QTextBrowser
+        from .help_text import HELP_HTML
+        if getattr(self, "help_dialog", None) is None:
+            self.help_dialog = QDialog(self)
+            self.help_dialog.setWindowTitle("SpectralX help")
+            browser = QTextBrowser(self.help_dialog)
+            browser.setOpenExternalLinks(True)
+            browser.setHtml(HELP_HTML)
+            QVBoxLayout(self.help_dialog).addWidget(browser)
+            self.help_dialog.resize(640, 700)
+        self.help_dialog.show()
+        self.help_dialog.raise_()
+        return self.help_dialog
 
     @property
     def task(self):
@@ -362,20 +395,8 @@ class SpectralXDock(QgsDockWidget):
     @staticmethod
     def default_class_field(layer) -> str:
         """A text field, by the names analysts use for classes first ('fid' is never a class)."""
-        if not isinstance(layer, QgsVectorLayer):
-            return ""
-        fields = layer.fields()
-        guesses = ("class", "classname", "class_name", "label", "landcover", "land_cover", "lulc", "name",
-                   "category", "type")
-        text = [f.name() for f in fields if f.type() == 10]        # QVariant.String
-        for guess in guesses:
-            for name in text:
-                if name.lower() == guess:
-                    return name
-        if text:
-            return text[0]
-        others = [f.name() for f in fields if f.name().lower() not in ("fid", "id", "ogc_fid")]
-        return others[0] if others else ""
+        from .class_field import default_class_field
+        return default_class_field(layer.fields()) if isinstance(layer, QgsVectorLayer) else ""
 
     # ------------------------------------------------------------ dependencies
     def _check_dependencies(self, refresh: bool = False):
@@ -525,6 +546,7 @@ class SpectralXDock(QgsDockWidget):
 
     # ------------------------------------------------------------------ layer
     def _layer_changed(self, _layer):
+        self.last_bbox = None
         if self.map_tool is not None:
             self.map_tool.setLayer(self.current_layer())
         self.refresh_bands()
@@ -566,7 +588,8 @@ class SpectralXDock(QgsDockWidget):
     # ------------------------------------------------------------------- runs
     def _set_busy(self, busy: bool):
         self.cancel_button.setEnabled(busy)
-        for b in (self.segment_layer_button, self.segment_view_button, self.finetune_button, self.draw_button):
+        for b in (self.segment_layer_button, self.segment_view_button, self.finetune_button, self.draw_button,
+                  self.suggest_button, self.again_button):
             b.setEnabled(not busy)
         if busy and self.draw_button.isChecked():
             self.draw_button.setChecked(False)        # leaves the map tool too
@@ -675,6 +698,7 @@ class SpectralXDock(QgsDockWidget):
             return None
         name = self.runs.layer_name(layer.name(), self.checkpoint_path(), kind)
         classes = list(self.card.classes)
+        self.last_bbox = request.bbox      # Suggest where to label scores the same area
         task = SegmentTask(request, description=f"SpectralX: segment {layer.name()}")
         return self.runs.start(task, lambda t: self._segment_done(t, name, classes))
 
@@ -689,6 +713,7 @@ class SpectralXDock(QgsDockWidget):
     def finetune_request(self, layer, polygons, field: str):
         """Burn the polygons into a label raster (through QGIS) and describe the fine-tune run.
         Returns (request, temporary folder to remove after the run)."""
+        from .dock_loop import next_round
         from .polygons import rasterize_polygons
         image = layer.source().split("|")[0]
         work = tempfile.mkdtemp(prefix="spectralx_labels_")
@@ -696,21 +721,46 @@ class SpectralXDock(QgsDockWidget):
             burnt = rasterize_polygons(polygons.getFeatures(), polygons.fields(), field, polygons.crs(), image,
                                        os.path.join(work, "labels.tif"), deps.engine("training.classes"),
                                        what=f"'{polygons.name()}'")
-            backbone = self._backbone() if self.card is not None else (self.backbone_widget.filePath() or None)
-            band_map, sensor = (self.bands.for_run() if self.card is not None else (None, self.bands.sensor_spec()))
+            start = self.starting_point(layer)
         except Exception:
             import shutil
             shutil.rmtree(work, ignore_errors=True)
             raise
+        self.start_note = start.note
         request = FinetuneRequest(
-            image, burnt.path, self.runs.model_path(self.output_folder(), self.checkpoint_path()),
-            checkpoint=self.checkpoint_path() or None, backbone=backbone, sensor=sensor,
-            band_map=band_map if band_map not in ("auto",) else None,
+            image, burnt.path, self.runs.model_path(self.output_folder(), start.checkpoint or "", layer.name(),
+                                                    next_round(self.card) if start.checkpoint else 1),
+            checkpoint=start.checkpoint, backbone=start.backbone, sensor=start.sensor,
+            band_map=start.band_map if start.band_map not in ("auto",) else None,
             steps=self.steps_spin.value(), batch_size=self.batch_spin.value(),
             device=self.device_combo.currentData() or deps.defaults().DEVICE,
             method=self.method_combo.currentData() or None,
             fuse="forest" if self.fuse_check.isChecked() else "none")
         return request, work
+
+    def starting_point(self, layer):
+        """The selected checkpoint, or its backbone when it cannot read `layer` (starting_point.py)."""
+        from . import starting_point
+        explicit = self.backbone_widget.filePath().strip()
+        if self.card is None:
+            return starting_point.Start(None, explicit or None, None, self.bands.sensor_spec())
+        plan = self.bands.plan
+        if plan is None:          # the band table is still reading: the same plan, here
+            plan = deps.engine("bands").plan_bands(layer.source().split("|")[0], self.card, self.bands.sensor_spec())
+        if self.bands.loaded is None and plan.error is not None and starting_point.cannot_read(plan.error):
+            reason = plan.error.for_audience("dock").rsplit(": ", 1)[0]
+            return starting_point.from_backbone(self.card, self.checkpoint_path(), explicit,
+                                                self.bands.sensor_spec(), reason)
+        band_map, sensor = self.bands.for_run()
+        return starting_point.Start(self.checkpoint_path(), self._backbone(), band_map, sensor)
+
+    def suggest(self, n: Optional[int] = None):
+        from . import dock_loop
+        return dock_loop.suggest(self, n)
+
+    def finetune_again(self):
+        from . import dock_loop
+        return dock_loop.finetune_again(self)
 
     def finetune(self):
         if not self._can_start():
@@ -725,11 +775,19 @@ class SpectralXDock(QgsDockWidget):
         if self.card is None and not self.backbone_widget.filePath() and not forest:
             self._message("Choose a checkpoint to start from, or a backbone file.", Qgis.Warning)
             return None
+        from .class_field import identifier_problem
+        problem = identifier_problem(field, (f[field] for f in polygons.getFeatures()), f"'{polygons.name()}'",
+                                     "the Class field")
+        if problem:
+            self._message(problem[0].upper() + problem[1:] + ".", Qgis.Warning)
+            return None
         try:
             request, work = self.finetune_request(layer, polygons, field)
         except Exception as exc:  # noqa: BLE001
             self._message(deps.engine("bands").explain(exc, "dock"), Qgis.Critical)
             return None
+        if self.start_note:
+            self._message(self.start_note, Qgis.Info)
         task = FinetuneTask(request, description=f"SpectralX: fine-tune on {polygons.name()}", cleanup=work)
         return self.runs.start(task, lambda t: self._finetune_done(t, request))
 

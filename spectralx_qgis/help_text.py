@@ -29,7 +29,8 @@ the table shows where each comes from and how well it matches (quality). Files t
 hand. <b>Save band map…</b> writes the mapping as JSON for the command line (<code>--band-map</code>) and
 Processing (<code>BAND_MAP</code>); <b>Load band map…</b> reads one back.</p>
 <p>When a model cannot read a raster at all (a 218-band EnMAP model and a 3-band Landsat file), the panel
-says so: fine-tune a new model from this raster instead.</p>
+says so; <b>Fine-tune from polygons</b> then starts a new model from that model's backbone and says so in
+one line (the checkpoint itself is not changed).</p>
 <h3>Run</h3>
 <p><b>Segment layer</b>, <b>Segment current view</b> or <b>Draw area</b> (drag a rectangle). Runs happen in
 the background; <b>Cancel</b> stops them and keeps nothing. Results go to the output folder and appear,
@@ -39,6 +40,13 @@ styled, in the <i>SpectralX</i> layer group, named after the raster and the mode
 field, and press <b>Fine-tune from polygons</b>. The new model is written to the <i>models</i> subfolder of
 the output folder, beside a copy of the backbone it needs, and selected when done. The progress line shows
 the step, the time left and the latest validation mIoU.</p>
+<h3>Where to label next, and the next round</h3>
+<p><b>Suggest where to label</b> adds a point layer of places (20 by default) where a new label helps the
+model most: it is unsure there, or its network and its random forest disagree. The places are spread over
+the area of the last segmentation and over the predicted classes; each carries the predicted class, the
+confidence and why it was picked. Digitize a polygon of the right class at each place in the same polygon
+layer, then press <b>Fine-tune again</b>: the next round continues from the selected model with every
+polygon (old and new), and the model card lists each round's labels and validation scores.</p>
 <h3>Processing</h3>
 <p>The same runs are in the Processing toolbox (SpectralX): segment, fine-tune, pretrain and evaluate (and,
 under Setup, install dependencies and check installation), with a

@@ -8,10 +8,13 @@ from .algorithms import ALGORITHMS
 from .algorithms_setup import SETUP_ALGORITHMS
 from .alg_area_report import AccuracyAreaReportAlgorithm
 from .alg_sample import CreateReferenceSampleAlgorithm
+from .alg_suggest import SuggestAlgorithm
 from .alg_vectorize import VectorizeClassesAlgorithm
 
 # analyst's reporting: sample -> label -> accuracy and area; polygons with an MMU (one algorithm per file)
 REPORT_ALGORITHMS = [CreateReferenceSampleAlgorithm, AccuracyAreaReportAlgorithm, VectorizeClassesAlgorithm]
+# the loop's second half: where to label next
+LOOP_ALGORITHMS = [SuggestAlgorithm]
 
 
 class SpectralXProvider(QgsProcessingProvider):
@@ -28,7 +31,7 @@ class SpectralXProvider(QgsProcessingProvider):
         return icons.icon()
 
     def loadAlgorithms(self):
-        for alg in ALGORITHMS + REPORT_ALGORITHMS + SETUP_ALGORITHMS:
+        for alg in ALGORITHMS + REPORT_ALGORITHMS + LOOP_ALGORITHMS + SETUP_ALGORITHMS:
             self.addAlgorithm(alg())
 
     def supportedOutputRasterLayerExtensions(self):

@@ -62,12 +62,19 @@ class RunController(QObject):
         stem = f"{slug(layer_name)}_{slug(model_name(checkpoint))}_{kind or 'layer'}_{self.stamp()}"
         return os.path.join(folder, stem + ".tif"), os.path.join(folder, stem + "_confidence.tif")
 
-    def model_path(self, folder: str, base_checkpoint: str) -> str:
+    def model_path(self, folder: str, base_checkpoint: str, raster_name: str = "", round_no: int = 1) -> str:
         """Fine-tuned models go to `<output folder>/models/`: the checkpoint and the backbone the
-        engine places beside it (a checkpoint needs its backbone) stay together, out of the rasters."""
+        engine places beside it (a checkpoint needs its backbone) stay together, out of the rasters.
+        Named after the raster, the round and the minute, never after the base model: names do not
+        grow round after round (`a_finetuned_…_finetuned_…`)."""
         models = os.path.join(folder, "models")
         os.makedirs(models, exist_ok=True)
-        return os.path.join(models, f"{slug(model_name(base_checkpoint))}_finetuned_{self.stamp()}.safetensors")
+        root = slug(raster_name)[:24] if raster_name else slug(model_name(base_checkpoint))[:24]
+        stem = f"{root}_r{max(1, int(round_no))}_{self.stamp()[:13]}"
+        path, n = os.path.join(models, stem + ".safetensors"), 2
+        while os.path.exists(path):
+            path, n = os.path.join(models, f"{stem}_{n}.safetensors"), n + 1
+        return path
 
     @staticmethod
     def layer_name(layer_name: str, checkpoint: str, kind: str) -> str:

@@ -55,6 +55,9 @@ def spectralx_group(project: Optional[QgsProject] = None):
     if group is None:
         group = root.insertGroup(0, GROUP_NAME)
     group.setExpanded(True)
+    # a result added to a group the analyst switched off would be invisible: show the group (the
+    # layers already in it keep their own check boxes)
+    group.setItemVisibilityChecked(True)
     return group
 
 

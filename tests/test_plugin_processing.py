@@ -26,7 +26,8 @@ def test_provider_registration(plugin):
     ids = sorted(a.id() for a in provider.algorithms())
     assert ids == ["spectralx:accuracy_area_report", "spectralx:check_installation", "spectralx:evaluate",
                    "spectralx:finetune", "spectralx:install_dependencies", "spectralx:pretrain",
-                   "spectralx:reference_sample", "spectralx:segment", "spectralx:vectorize"]
+                   "spectralx:reference_sample", "spectralx:segment", "spectralx:suggest",
+                   "spectralx:vectorize"]
     groups = {a.id(): a.groupId() for a in provider.algorithms()}
     assert groups["spectralx:install_dependencies"] == groups["spectralx:check_installation"] == "setup"
     seg = QgsApplication.processingRegistry().algorithmById("spectralx:segment")

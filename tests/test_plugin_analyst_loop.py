@@ -1,0 +1,249 @@
+"""Issue 20: the analyst's loop in QGIS. Fixes 1, 2, 4, 6, 7 (each failed on the code before) and the
+loop's second half: *Suggest where to label* (dock, Processing) and *Fine-tune again* with the rounds
+in the card. Real data: crops of the Landsat 8 fixture (3 bands with wavelengths) and the EnMAP tile;
+the tiny random backbone for the network parts, so every run takes seconds."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProcessingException, QgsProcessingFeedback,
+                       QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+
+from test_plugin_common import (FIXTURES, dock, enmap_checkpoint, enmap_tile, plugin, project,  # noqa: F401
+                                run_task, wait_for, checkpoint_for)
+
+LANDSAT = os.path.join(FIXTURES, "training_landsat8_224078.tif")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Log(QgsProcessingFeedback):
+    def __init__(self):
+        super().__init__()
+        self.lines, self.errors = [], []
+
+    def pushInfo(self, text):  # noqa: N802
+        self.lines.append(text)
+
+    def reportError(self, text, fatalError=False):  # noqa: N802
+        self.errors.append(text)
+
+
+def landsat_crop(path, size=48, col=80, row=60, collar=0):
+    """A window of the Landsat fixture (band tags kept); `collar` left columns set to DN 0 (fill)."""
+    from rasterio.windows import Window
+    with rasterio.open(LANDSAT) as ds:
+        win = Window(col, row, size, size)
+        data = ds.read(window=win)
+        profile = ds.profile
+        profile.update(width=size, height=size, transform=ds.window_transform(win), tiled=False)
+        profile.pop("blockxsize", None)
+        profile.pop("blockysize", None)
+        tags = [ds.tags(i) for i in range(1, ds.count + 1)]
+        desc = ds.descriptions
+    data[:, :, :collar] = 0
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(data)
+        for i, t in enumerate(tags, 1):
+            out.update_tags(i, **t)
+            if desc[i - 1]:
+                out.set_band_description(i, desc[i - 1])
+    return str(path)
+
+
+def halves(raster, field="landcover", extra=""):
+    """A memory layer with a 'water' left half and a 'tree' right half of the raster."""
+    with rasterio.open(raster) as ds:
+        b, epsg = ds.bounds, ds.crs.to_epsg()
+    vl = QgsVectorLayer(f"Polygon?crs=EPSG:{epsg}{extra}&field={field}:string", "digitized", "memory")
+    mid = (b.left + b.right) / 2
+    feats = []
+    for name, rect in (("water", QgsRectangle(b.left, b.bottom, mid, b.top)),
+                       ("tree", QgsRectangle(mid, b.bottom, b.right, b.top))):
+        f = QgsFeature(vl.fields())
+        f.setGeometry(QgsGeometry.fromRect(rect))
+        f[field] = name
+        if "fid" in extra:
+            f["fid"] = len(feats) + 1
+        feats.append(f)
+    vl.dataProvider().addFeatures(feats)
+    return vl
+
+
+def _add(project, path, name):
+    layer = QgsRasterLayer(path, name)
+    assert layer.isValid()
+    project.addMapLayer(layer)
+    return layer
+
+
+# 1 ------------------------------------------------------------------------------------------------
+def test_finetune_with_a_checkpoint_that_cannot_read_the_raster_starts_from_its_backbone(
+        project, dock, enmap_checkpoint, tmp_path):
+    from spectralx.checkpoint import read_card
+    raster = landsat_crop(tmp_path / "landsat.tif")
+    layer = _add(project, raster, "landsat")
+    dock.set_checkpoint(enmap_checkpoint)                # the EnMAP model, still selected
+    dock.set_layer(layer)
+    wait_for(lambda: not dock.bands_pending())
+    polygons = halves(raster)
+    project.addMapLayer(polygons)
+    dock.polygon_combo.setLayer(polygons)
+    dock.steps_spin.setValue(2)
+    dock.fuse_check.setChecked(False)
+    task = run_task(dock, dock.finetune, timeout=300)
+    assert task.succeeded, task.error
+    assert task.request.checkpoint is None and os.path.basename(task.request.backbone) == "tiny-backbone.safetensors"
+    assert "enmap.safetensors cannot read this raster" in dock.start_note
+    assert "starts from its backbone tiny-backbone.safetensors" in dock.start_note
+    card = read_card(dock.checkpoint_path())
+    assert len(card.bands) == 3 and sorted(c.name for c in card.classes) == ["tree", "water"]
+
+
+# 2 ------------------------------------------------------------------------------------------------
+def test_processing_finetune_picks_the_text_class_field_refuses_ids_and_writes_to_the_model_folder(
+        plugin, tmp_path, monkeypatch):
+    import processing
+    monkeypatch.setenv("SPECTRALX_MODELS", str(tmp_path / "models"))
+    raster = landsat_crop(tmp_path / "landsat.tif")
+    labels = halves(raster, extra="&field=fid:integer")
+    alg = QgsApplication.processingRegistry().algorithmById("spectralx:finetune")
+    field = alg.parameterDefinition("CLASS_FIELD")
+    assert field.defaultValue() in (None, "") and field.flags() & field.FlagOptional   # never 'fid' by default
+    out = alg.parameterDefinition("OUTPUT")
+    assert not out.createByDefault()
+    log = Log()
+    res = processing.run("spectralx:finetune", {"INPUT": raster, "LABELS": labels, "METHOD": 4, "DEVICE": 1},
+                         feedback=log)
+    assert "Class field: landcover (chosen: set CLASS_FIELD to use another)" in log.lines
+    path = res["OUTPUT"]
+    assert os.path.dirname(path) == str(tmp_path / "models") and os.path.isfile(path)
+    assert os.path.basename(path).startswith("landsat_landcover_") and len(os.path.basename(path)) < 50
+    # an identifier is not a class: one line naming the parameter
+    with pytest.raises(QgsProcessingException, match=r"'fid' has a different value on every one of the 2 "
+                                                     r"polygons.*CLASS_FIELD"):
+        processing.run("spectralx:finetune", {"INPUT": raster, "LABELS": labels, "CLASS_FIELD": "fid",
+                                              "METHOD": 4, "DEVICE": 1})
+
+
+# 4 ------------------------------------------------------------------------------------------------
+def test_an_all_zero_collar_without_nodata_is_not_classified(plugin, checkpoint_for, tmp_path):
+    import processing
+    raster = landsat_crop(tmp_path / "collar.tif", size=64, collar=12)
+    with rasterio.open(raster) as ds:
+        assert ds.nodata is None                          # as a Level-1 file: no nodata declared
+    ckpt = checkpoint_for(raster, ("water", "tree"), "rgb")
+    log = Log()
+    out = str(tmp_path / "classes.tif")
+    processing.run("spectralx:segment", {"INPUT": raster, "CHECKPOINT": ckpt, "DEVICE": 1, "OUTPUT": out},
+                   feedback=log)
+    with rasterio.open(out) as ds:
+        classes = ds.read(1)
+    assert (classes[:, :12] == 0).all()                   # the collar is nodata
+    assert (classes[:, 12:] > 0).all()                    # the scene is classified
+    assert any("no nodata value declared: pixels equal to 0 in every band are treated as nodata" in x
+               for x in log.lines), log.lines
+
+
+# 6 ------------------------------------------------------------------------------------------------
+def test_segmentation_progress_shows_the_time_left(qgis_app):
+    from spectralx_qgis.bridge import task_progress
+    from spectralx_qgis.tasks import EngineTask
+    now = [10.0]
+    lines = []
+    progress = task_progress(EngineTask("segment"), lines.append, clock=lambda: now[0])
+    progress.update(0, 40, "0/40 tiles")
+    now[0] = 20.0
+    progress.update(10, 40, "10/40 tiles")
+    progress.update(10, 40, "segmenting 64 x 64 px")       # other messages pass unchanged
+    assert lines == ["tile 0/40", "tile 10/40 · about 30 s left", "segmenting 64 x 64 px"]
+
+
+# 7 ------------------------------------------------------------------------------------------------
+def test_panel_help_group_names_and_setup_help(project, dock, plugin):
+    from spectralx_qgis import styling
+    from spectralx_qgis.run_controller import RunController
+    # the help opens inside QGIS (no system browser needed)
+    dialog = dock.open_help()
+    from qgis.PyQt.QtWidgets import QTextBrowser
+    assert dialog.isVisible() and "Fine-tune from polygons" in dialog.findChild(QTextBrowser).toPlainText()
+    # a result added to a group the analyst hid is shown
+    group = styling.spectralx_group(project)
+    group.setItemVisibilityChecked(False)
+    layer = QgsRasterLayer(os.path.join(FIXTURES, "landsat8_224078_crop64.tif"), "x")
+    styling.add_to_group(layer, project)
+    assert project.layerTreeRoot().findLayer(layer.id()).isVisible()
+    # model names do not chain '_finetuned_' round after round
+    base = "enmap_finetuned_20240101_101010_000001_finetuned_20240101_111111_000002.safetensors"
+    path = RunController().model_path(dock.output_folder(), base, "LC08_L1TP_224078_20200518_20200518_01_RT crop", 3)
+    name = os.path.basename(path)
+    assert "_finetuned_" not in name and name.startswith("LC08_L1TP_224078_2020051_r3_") and len(name) < 60
+    # the pinned list keeps '<1.4' and '<12' in Processing's HTML help
+    alg = QgsApplication.processingRegistry().algorithmById("spectralx:install_dependencies")
+    assert "&lt;1.4" in alg.shortHelpString() and "&lt;12" in alg.shortHelpString()
+
+
+# 8 and 9 --------------------------------------------------------------------------------------------
+def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project, dock, tiny_backbone, tmp_path):
+    from spectralx.checkpoint import read_card
+    raster = landsat_crop(tmp_path / "landsat.tif", size=64)
+    layer = _add(project, raster, "landsat")
+    dock.set_layer(layer)
+    dock.backbone_widget.setFilePath(tiny_backbone)
+    polygons = halves(raster)
+    project.addMapLayer(polygons)
+    dock.polygon_combo.setLayer(polygons)
+    dock.steps_spin.setValue(2)
+    task = run_task(dock, dock.finetune, timeout=300)        # round 1, from the backbone
+    assert task.succeeded, task.error
+    first = dock.checkpoint_path()
+    wait_for(lambda: not dock.bands_pending())
+    # where to label next: a point layer in the SpectralX group
+    task = run_task(dock, lambda: dock.suggest(6), timeout=300)
+    assert task.succeeded, task.error
+    points = dock.suggestion_layer
+    assert points.featureCount() == 6 and project.layerTreeRoot().findLayer(points.id()) is not None
+    names = points.fields().names()
+    for f in ("rank", "map_class", "confidence", "disagreement", "reason", "label"):
+        assert f in names
+    assert {f["map_class"] for f in points.getFeatures()} <= {"water", "tree"}
+    # round 2 continues from round 1; the card keeps both rounds
+    task = run_task(dock, dock.finetune_again, timeout=300)
+    assert task.succeeded, task.error
+    assert task.request.checkpoint == first and "_r2_" in os.path.basename(dock.checkpoint_path())
+    rounds = read_card(dock.checkpoint_path()).training["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(set(r) >= {"labels", "val_miou", "forest_val_miou"} for r in rounds)
+    assert "Rounds" in dock.card_view.toHtml()
+
+
+def test_processing_suggest(plugin, tmp_path):
+    import processing
+    from spectralx.training import finetune
+    raster = landsat_crop(tmp_path / "landsat.tif", size=64)
+    forest = str(tmp_path / "forest.safetensors")
+    finetune(raster, _labels_raster(raster, tmp_path), forest, method="forest")
+    out = str(tmp_path / "places.gpkg")
+    res = processing.run("spectralx:suggest", {"INPUT": raster, "CHECKPOINT": forest, "N": 5, "DEVICE": 1,
+                                               "OUTPUT": out})
+    assert res["POINTS"] == 5
+    layer = QgsVectorLayer(f"{out}|layername=suggestions", "p", "ogr")
+    assert layer.featureCount() == 5
+
+
+def _labels_raster(raster, tmp_path):
+    """Left half water (1), right half tree (2): a label raster on the raster's grid."""
+    with rasterio.open(raster) as ds:
+        profile = ds.profile
+    h, w = profile["height"], profile["width"]
+    lab = np.zeros((h, w), np.uint8)
+    lab[4:-4, 2:w // 2 - 2] = 1
+    lab[4:-4, w // 2 + 2:-2] = 2
+    profile.update(count=1, dtype="uint8", nodata=None)
+    path = str(tmp_path / "labels.tif")
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(lab, 1)
+    return path

@@ -18,7 +18,7 @@ UNIQUE_MIN_FEATURES = 8
 
 def _is_text(field) -> bool:
     from qgis.PyQt.QtCore import QVariant
-    return field.type() == QVariant.String
+    return field.type() == QVariant.Type.String      # scoped: the same in Qt5 and Qt6
 
 
 def default_class_field(fields) -> str:

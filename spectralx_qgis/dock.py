@@ -806,7 +806,7 @@ class SpectralXDock(QgsDockWidget):
         if warnings:   # a model that trained badly is said so where the analyst looks, not only in the card
             self._message(f"New model {os.path.basename(path)} selected, but: {warnings[0]}"
                           + (f" (+{len(warnings) - 1} more in its card)" if len(warnings) > 1 else "")
-                          + f". Its map uses {card.map_source}.", Qgis.Warning)
+                          + f". Its map uses {card.map_source}.{note}", Qgis.Warning)
             return
         self._message(f"New model {os.path.basename(path)} selected (map: {card.map_source}).{note}", Qgis.Success)
 

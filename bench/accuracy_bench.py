@@ -179,6 +179,26 @@ def evaluate_on(pred: str, labels: str) -> dict:
             "per_class_iou": {c["name"]: round(c["iou"], 4) for c in r["per_class"] if c["in_reference"]}}
 
 
+def with_label_budget(fold: dict, per_class: int, seed: int, folder: str) -> dict:
+    """The fold with its training labels cut to at most `per_class` random pixels of each class
+    (drawn with the run's seed, so each seed sees another subset); validation and test unchanged."""
+    import rasterio
+    img, lab = fold["train"]
+    with rasterio.open(lab) as ds:
+        y = ds.read(1)
+        profile = ds.profile
+    rng = np.random.default_rng(1000 + seed)
+    keep = np.zeros_like(y)
+    for v in np.unique(y[y > 0]):
+        idx = np.flatnonzero(y == v)
+        pick = idx if len(idx) <= per_class else rng.choice(idx, per_class, replace=False)
+        keep.flat[pick] = v
+    path = os.path.join(folder, f"budget_{per_class}_{seed}_{os.path.basename(lab)}")
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(keep, 1)
+    return {**fold, "train": (img, path), "train_pixels": int((keep > 0).sum())}
+
+
 def points_correct(pred: str, points: str) -> str:
     from spectralx.evaluate import evaluate
     r = evaluate(pred, points, class_field="name")
@@ -336,6 +356,7 @@ def _finish(row, res, train_s, case, pred):
 # --------------------------------------------------------------------------------------------------
 
 OVERRIDES: dict = {}
+BUDGET = None          # labelled training pixels per class (--labels-per-class), for the label-scarcity curve
 DUMP = None            # folder for per-run validation/test scores (--dump)
 PAIRED_TTA = True      # also score each trained model with flip averaging toggled (off in --quick)
 
@@ -424,13 +445,15 @@ def results_from_log(paths, cases, methods) -> dict:
             runs += [json.loads(x) for x in f if x.strip()]
     latest = {}
     for r in runs:          # a run repeated (a process restarted) counts once: the last one
-        latest[(r["case"], r["method"], r["seed"], r["fold"], json.dumps(r.get("set") or {}, sort_keys=True))] = r
+        latest[(r["case"], r["method"], r["seed"], r["fold"], json.dumps(r.get("set") or {}, sort_keys=True),
+                r.get("labels_per_class"))] = r
     runs = list(latest.values())
     results = {}
     for case_name in cases:
         rows = {}
         for method in methods:
-            mine = [r for r in runs if r["case"] == case_name and r["method"] == method and not r.get("set")]
+            mine = [r for r in runs if r["case"] == case_name and r["method"] == method and not r.get("set")
+                    and not r.get("labels_per_class")]
             if mine:
                 rows[method] = {**summarize(mine), "label": label_of(method), "runs": mine}
         folds = sorted({(r["fold"], r.get("train_pixels"), r.get("test_pixels")) for r in runs
@@ -455,6 +478,9 @@ def main() -> int:
                     help="ablation: override a FinetuneOptions field or a network switch (ModelConfig) for "
                          "every SpectralX row (e.g. --set lr=3e-4 --set are_match=hard); not saved to results.json")
     ap.add_argument("--log", help="append one JSON line per run to this file (ablation logs)")
+    ap.add_argument("--labels-per-class", type=int, metavar="N",
+                    help="label-scarcity curve: train every method on at most N random training pixels per class "
+                         "(seeded per run); validation and test pixels unchanged; not saved to results.json")
     ap.add_argument("--dump", metavar="FOLDER",
                     help="save each SpectralX run's network logits and forest probabilities on the validation "
                          "and test pixels (npz) for offline comparison of fusion rules")
@@ -464,8 +490,9 @@ def main() -> int:
                     help="train nothing: build the table and bench/results.json from --log files of earlier "
                          "runs without --set (e.g. one process per method run side by side)")
     args = ap.parse_args()
-    global OVERRIDES, PAIRED_TTA, DUMP
+    global OVERRIDES, PAIRED_TTA, DUMP, BUDGET
     DUMP = args.dump
+    BUDGET = args.labels_per_class
     if DUMP:
         os.makedirs(DUMP, exist_ok=True)
     OVERRIDES = dict(parse_set(x) for x in args.set)
@@ -492,6 +519,8 @@ def main() -> int:
                     runs = []
                     for seed in seeds:
                         for fold in case["folds"]:
+                            if BUDGET:
+                                fold = with_label_budget(fold, BUDGET, seed, folder)
                             t0 = time.perf_counter()
                             row = (run_forest(case, fold, seed, folder) if method == "rf" else
                                    run_spectralx(case, fold, seed, folder, method, args.backbone, args.steps))
@@ -501,6 +530,7 @@ def main() -> int:
                             if args.log:
                                 with open(args.log, "a") as f:
                                     f.write(json.dumps({"case": case_name, "method": method, "set": OVERRIDES,
+                                                        "labels_per_class": BUDGET,
                                                         **row}, default=str) + "\n")
                             print(f"{case_name:<8} {method:<10} seed {seed} {fold['name']:<32} mIoU {row['miou']:.3f} "
                                   f"OA {row['oa']:.3f}  ({time.perf_counter() - t0:.0f} s)"
@@ -531,7 +561,7 @@ def main() -> int:
         section["machine"]["runs"] = ("built from --log files of runs made earlier, one process per method/seed side "
                                       "by side (one torch thread each), on this machine under load from other jobs; "
                                       "times are wall-clock under that load")
-    if not args.no_save and not OVERRIDES and not args.steps:
+    if not args.no_save and not OVERRIDES and not args.steps and not BUDGET:
         results_file.update_results("accuracy", json.loads(json.dumps(section, default=str)))
         print(f"results: {os.path.relpath(results_file.RESULTS)} [accuracy]")
     return 0

@@ -201,7 +201,8 @@ class SpectralXDock(QgsDockWidget):
         self.output_dir = QgsFileWidget()
         self.output_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_dir.setFilePath(QgsSettings().value(defaults.SETTING_OUTPUT_DIR, defaults.default_output_dir()))
-        self.output_dir.setToolTip("Class rasters are written here; fine-tuned models in its 'models' subfolder.")
+        self.output_dir.setToolTip("Class rasters are written here; fine-tuned models go to the model folder "
+                                   "(Models…).")
         self.output_dir.fileChanged.connect(self._save_output_dir)
         form.addRow("Output folder", self.output_dir)
         self.vector_option = dock_reporting.VectorOption()
@@ -500,6 +501,8 @@ class SpectralXDock(QgsDockWidget):
         self.checkpoint_combo.blockSignals(False)
         if current and not self.checkpoint_path():      # the file is gone: say so through the card
             self._checkpoint_changed()
+        elif current and self.card is None:             # a stale error in the card: read the file again
+            self._checkpoint_changed()
 
     def _browse_checkpoint(self):
         path, _ = QFileDialog.getOpenFileName(self, "Open a SpectralX checkpoint", "",
@@ -607,6 +610,12 @@ class SpectralXDock(QgsDockWidget):
         folder = self.output_dir.filePath() or deps.defaults().default_output_dir()
         os.makedirs(folder, exist_ok=True)
         return folder
+
+    @staticmethod
+    def models_folder() -> str:
+        """Where fine-tuned models go: the model manager's folder (one folder for all models)."""
+        from . import model_store
+        return model_store.user_model_dir()
 
     def _backbone(self) -> Optional[str]:
         explicit = self.backbone_widget.filePath().strip()
@@ -728,7 +737,7 @@ class SpectralXDock(QgsDockWidget):
             raise
         self.start_note = start.note
         request = FinetuneRequest(
-            image, burnt.path, self.runs.model_path(self.output_folder(), start.checkpoint or "", layer.name(),
+            image, burnt.path, self.runs.model_path(self.models_folder(), start.checkpoint or "", layer.name(),
                                                     next_round(self.card) if start.checkpoint else 1),
             checkpoint=start.checkpoint, backbone=start.backbone, sensor=start.sensor,
             band_map=start.band_map if start.band_map not in ("auto",) else None,
@@ -799,6 +808,8 @@ class SpectralXDock(QgsDockWidget):
         if request.backbone:
             QgsSettings().setValue(deps.defaults().backbone_setting(card.backbone.sha256), request.backbone)
         self.set_checkpoint(path)
+        if self.model_dialog is not None:               # the new model is listed where models are managed
+            self.model_dialog.refresh()
         beside = os.path.join(os.path.dirname(path), os.path.basename(card.backbone.file))
         note = (f" Its backbone {os.path.basename(beside)} sits beside it in {os.path.dirname(path)}: "
                 "keep the two together.") if card.backbone.file and os.path.isfile(beside) else ""

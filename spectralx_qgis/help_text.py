@@ -14,8 +14,10 @@ your GPU (or the CPU), and the dialog says which really ran. Choose the CUDA bui
 driver, or install offline from a folder of wheels. Cancel keeps nothing. The same is
 <i>Processing ▸ SpectralX ▸ Setup ▸ Install dependencies</i>; <i>Check installation</i> repeats the check.</p>
 <p><b>Models…</b> opens the model manager: the checkpoints and backbones in your model folder (with each
-checkpoint's sensor, classes, scores and whether its backbone is there), <b>Add backbone from file…</b> for a
-foundation-model release you downloaded, and known releases with their licence, source page and, where they
+checkpoint's sensor, classes, scores and whether its backbone is there; the panel's fine-tuned models are
+written there too), <b>Add model or backbone…</b> for a checkpoint or backbone file (linked or copied in, a
+checkpoint with the backbone beside it) or a foundation-model release you downloaded (imported),
+<b>Refresh</b> (the panel's checkpoint list follows), and known releases with their licence, source page and, where they
 can be fetched directly, a download that resumes and checks the file's checksum.</p>
 <h3>Model</h3>
 <p>Pick a checkpoint (<code>.safetensors</code>). Its card lists the classes, the bands it expects and how well
@@ -37,8 +39,8 @@ the background; <b>Cancel</b> stops them and keeps nothing. Results go to the ou
 styled, in the <i>SpectralX</i> layer group, named after the raster and the model.</p>
 <h3>Fine-tune from polygons</h3>
 <p>Digitize polygons over the raster with a class field (a name such as <i>water</i>), choose the layer and
-field, and press <b>Fine-tune from polygons</b>. The new model is written to the <i>models</i> subfolder of
-the output folder, beside a copy of the backbone it needs, and selected when done. The progress line shows
+field, and press <b>Fine-tune from polygons</b>. The new model is written to the model folder (the one
+<b>Models…</b> lists), beside the backbone it needs, and selected when done. The progress line shows
 the step, the time left and the latest validation mIoU.</p>
 <h3>Where to label next, and the next round</h3>
 <p><b>Suggest where to label</b> adds a point layer of places (20 by default) where a new label helps the

@@ -19,7 +19,7 @@ from qgis.PyQt.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, Q
                                  QHeaderView, QLabel, QProgressBar, QPushButton, QTableWidget,
                                  QTableWidgetItem, QVBoxLayout)
 
-from . import deps, download, model_catalog, model_store
+from . import deps, download, model_add, model_catalog, model_store
 from .proxy import qgis_proxy_url
 
 MODEL_COLUMNS = ["Name", "Kind", "Backbone", "Sensor", "Bands", "Classes", "Tile", "Val mIoU", "Forest mIoU",
@@ -115,6 +115,32 @@ class ImportTask(QgsTask):
         self.callback(self)
 
 
+class CopyTask(QgsTask):
+    """model_add.add() in a worker thread (copying a 1 GB backbone must not freeze QGIS)."""
+
+    def __init__(self, plan: model_add.AddPlan, callback: Callable[["CopyTask"], None]):
+        super().__init__(f"SpectralX: add {os.path.basename(plan.destination)}", QgsTask.CanCancel)
+        self.plan, self.callback = plan, callback
+        self.how: List[str] = []
+        self.error: Optional[str] = None
+        self.cancelled_by_user = False
+
+    def run(self):
+        try:
+            self.how = model_add.add(self.plan, self.isCanceled)
+        except model_add.AddError as exc:
+            self.error = str(exc)
+            self.cancelled_by_user = self.isCanceled()
+            return False
+        except Exception as exc:  # noqa: BLE001  a bug: keep the traceback for the log
+            self.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            return False
+        return True
+
+    def finished(self, result):
+        self.callback(self)
+
+
 class ModelManagerDialog(QDialog):
     """Lists the model folder, adds backbones, downloads known releases. `modelsChanged` is emitted
     whenever the folder's content changed (the dock refreshes its checkpoint picker)."""
@@ -149,11 +175,14 @@ class ModelManagerDialog(QDialog):
         self.open_button = QPushButton("Open folder")
         self.open_button.clicked.connect(self.open_folder)
         self.refresh_button = QPushButton("Refresh")
-        self.refresh_button.clicked.connect(self.refresh)
-        self.add_button = QPushButton("Add backbone from file…")
-        self.add_button.setToolTip("Import a foundation-model release (Scale-MAE, SatMAE++, DINOv3, MAE, timm: "
-                                   ".pth/.pt/.safetensors) once into the model folder as a SpectralX backbone")
-        self.add_button.clicked.connect(lambda: self.add_backbone())
+        self.refresh_button.setToolTip("List the folder again; the panel's checkpoint list follows")
+        self.refresh_button.clicked.connect(self.refresh_all)
+        self.add_button = QPushButton("Add model or backbone…")
+        self.add_button.setToolTip("Put a file into the model folder: a SpectralX checkpoint (with its backbone "
+                                   "when it sits beside it) or backbone file is linked or copied in; a "
+                                   "foundation-model release (Scale-MAE, SatMAE++, DINOv3, MAE, timm: "
+                                   ".pth/.pt/.safetensors) is imported once as a SpectralX backbone")
+        self.add_button.clicked.connect(lambda: self.add_file())
         for b in (self.open_button, self.refresh_button, self.add_button):
             top.addWidget(b)
         lay.addLayout(top)
@@ -264,6 +293,13 @@ class ModelManagerDialog(QDialog):
             self.set_status(f"No models in {self.folder} yet: add a backbone from a release file, download "
                             "a release below, or fine-tune a model into this folder.")
 
+    def refresh_all(self) -> None:
+        """The Refresh button: a fresh listing without the messages of earlier actions, and the panel's
+        checkpoint list refilled (files added or removed outside QGIS)."""
+        self.set_status(self.catalog_error, error=bool(self.catalog_error))
+        self.refresh()
+        self.modelsChanged.emit()
+
     def _model_cells(self, e: model_store.ModelEntry) -> List[str]:
         size = model_store.human_size(e.size)
         if e.kind == "checkpoint":
@@ -296,7 +332,7 @@ class ModelManagerDialog(QDialog):
             return (f"{e.backbone_path} is not the backbone this model was trained with (its sha256 differs "
                     f"from {e.backbone_expected_sha256[:16]}…); put the right file there")
         return (f"Backbone {e.backbone_file} not found; looked in:\n" + "\n".join(e.backbone_searched)
-                + "\nAdd it with 'Add backbone from file…' (import its release under this name) or copy it "
+                + "\nAdd it with 'Add model or backbone…' (import its release under this name) or copy it "
                 "beside the checkpoint.")
 
     def open_folder(self) -> None:
@@ -338,7 +374,7 @@ class ModelManagerDialog(QDialog):
                      html.escape(rel.checksum_text())]
             if not rel.downloadable:
                 parts.append("No direct download: get the file from " + link(rel.source_page, "its source page")
-                             + ", then use 'Add backbone from file…'.")
+                             + ", then use 'Add model or backbone…'.")
             if rel.notes:
                 parts.append(html.escape(rel.notes))
             self.release_info.setText("<br>".join(parts))
@@ -351,7 +387,7 @@ class ModelManagerDialog(QDialog):
             return None
         if not release.downloadable:
             self.set_status(f"{release.name} has no direct download: get it from {release.source_page}, then "
-                            "use 'Add backbone from file…'.")
+                            "use 'Add model or backbone…'.")
             return None
         dest = os.path.join(self.folder, RELEASES_SUBFOLDER, release.file)
         if os.path.isfile(dest):       # downloaded before (an earlier import may have failed)
@@ -404,8 +440,52 @@ class ModelManagerDialog(QDialog):
             dest = os.path.join(self.folder, f"{stem}-backbone.safetensors")
         return None if os.path.exists(dest) else dest
 
+    def add_file(self, path: Optional[str] = None) -> Optional[QgsTask]:
+        """Add any usable file: a SpectralX checkpoint or backbone is linked or copied in (a checkpoint
+        with the backbone beside it), a release is imported. Bad files: one line, nothing written."""
+        if self.task is not None:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Add a model or backbone to the model folder", "",
+                "Models and releases (*.safetensors *.pth *.pt *.ckpt *.bin);;All files (*)")
+            if not path:
+                return None
+        if not os.path.isfile(path):
+            self.set_status(f"{path} is not a file: choose the model's .safetensors file", error=True)
+            return None
+        entry = model_store.describe_file(path)
+        if model_add.is_release(entry):
+            return self.add_backbone(path)
+        try:
+            plan = model_add.plan(path, self.folder, entry)
+            os.makedirs(self.folder, exist_ok=True)
+        except model_add.AddError as exc:
+            self.set_status(str(exc), error=True)
+            return None
+        except OSError as exc:
+            self.set_status(f"cannot create the model folder {self.folder}: {exc.strerror or exc}", error=True)
+            return None
+        self.set_status(f"Adding {os.path.basename(path)}…")
+        return self._start(CopyTask(plan, self._copy_done))
+
+    def _copy_done(self, task: CopyTask) -> None:
+        self._finish(task)
+        if task.error is None:
+            names = [os.path.basename(d) for _s, d in task.plan.files]
+            what = names[-1] + (f" with its backbone {names[0]}" if len(names) > 1 else "")
+            how = "linked" if set(task.how) == {"linked"} else "copied"
+            self.set_status(f"Added {what} ({task.plan.kind}, {how} into the model folder)"
+                            + (f"; {task.plan.note}" if task.plan.note else ""), error=bool(task.plan.note))
+            self.refresh()
+            self.modelsChanged.emit()
+        else:
+            self.set_status(task.error, error=not task.cancelled_by_user)
+        self.taskFinished.emit(task)
+
     def add_backbone(self, path: Optional[str] = None, family: str = "auto") -> Optional[QgsTask]:
-        """Import a release file into the model folder with the engine's importer (in a QgsTask)."""
+        """Import a release file into the model folder with the engine's importer (in a QgsTask); a
+        file that already is a SpectralX checkpoint or backbone is added as it is (add_file)."""
         if self.task is not None:
             return None
         if path is None:
@@ -414,6 +494,8 @@ class ModelManagerDialog(QDialog):
                 "Weights (*.pth *.pt *.ckpt *.bin *.safetensors);;All files (*)")
             if not path:
                 return None
+        if os.path.isfile(path) and model_store.describe_file(path).kind in ("checkpoint", "backbone"):
+            return self.add_file(path)
         try:
             deps.engine("backbone_io")
         except deps.MissingDependencies:

@@ -201,6 +201,20 @@ def backbone_candidates(card: dict, checkpoint_path: str) -> List[str]:
     return out
 
 
+def sensor_text(sensor: Any, bands: Any) -> str:
+    """The Sensor column: the sensor the model was trained with, else (a card that records none, such
+    as the demo model's) what its bands cover, so the column is never empty for a checkpoint."""
+    if isinstance(sensor, str) and sensor.strip():
+        sensor = sensor.strip()          # a preset, or a preset with a band list (`enmap:B1,B2,…`)
+        return sensor if len(sensor) <= 40 else sensor[:39] + "…"
+    if not isinstance(bands, list) or not bands:
+        return "bands unknown"
+    waves = [w for w in (_number(b.get("wavelength_nm")) for b in bands if isinstance(b, dict)) if w]
+    if not waves:
+        return f"{len(bands)} bands"
+    return f"{len(bands)} bands, {min(waves):.0f}-{max(waves):.0f} nm"
+
+
 def _checkpoint_entry(e: ModelEntry, text: str, digests: Optional[DigestCache]) -> None:
     try:
         card = json.loads(text)
@@ -223,7 +237,7 @@ def _checkpoint_entry(e: ModelEntry, text: str, digests: Optional[DigestCache]) 
     tile = card.get("tile_size", arch.get("img_size"))
     e.tile = int(tile) if _number(tile) is not None else None
     e.gsd_m = _number(card.get("gsd_m"))
-    e.sensor = training.get("sensor") if isinstance(training.get("sensor"), str) else None
+    e.sensor = sensor_text(training.get("sensor"), bands)
     e.stage = str(card.get("stage") or "")
     e.method = str(training.get("method") or arch.get("method") or "")
     e.val_miou = _number(metrics.get("val_miou"))
@@ -284,7 +298,7 @@ def describe_file(path: str, digests: Optional[DigestCache] = None) -> ModelEntr
                    name=os.path.splitext(os.path.basename(path))[0])
     if path.lower().endswith(RELEASE_SUFFIXES):
         e.kind = "release"
-        e.error = "a release file, not yet usable: import it (Add backbone from file…)"
+        e.error = "a release file, not yet usable: import it (Add model or backbone…)"
         return e
     try:
         header = read_header(path)
@@ -300,7 +314,7 @@ def describe_file(path: str, digests: Optional[DigestCache] = None) -> ModelEntr
         _backbone_entry(e, str(meta[BACKBONE_KEY]), digests)
     else:
         e.error = ("safetensors weights without SpectralX metadata (another tool's file or a release): "
-                   "import it as a backbone (Add backbone from file…)")
+                   "import it as a backbone (Add model or backbone…)")
     return e
 
 

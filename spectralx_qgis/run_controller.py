@@ -62,13 +62,16 @@ class RunController(QObject):
         stem = f"{slug(layer_name)}_{slug(model_name(checkpoint))}_{kind or 'layer'}_{self.stamp()}"
         return os.path.join(folder, stem + ".tif"), os.path.join(folder, stem + "_confidence.tif")
 
-    def model_path(self, folder: str, base_checkpoint: str, raster_name: str = "", round_no: int = 1) -> str:
-        """Fine-tuned models go to `<output folder>/models/`: the checkpoint and the backbone the
-        engine places beside it (a checkpoint needs its backbone) stay together, out of the rasters.
+    def model_path(self, models: str, base_checkpoint: str, raster_name: str = "", round_no: int = 1) -> str:
+        """A new model's path in the model folder `models` (the model manager's folder, so every model
+        the panel writes is listed there; the engine puts the backbone beside it when it is elsewhere).
         Named after the raster, the round and the minute, never after the base model: names do not
         grow round after round (`a_finetuned_…_finetuned_…`)."""
-        models = os.path.join(folder, "models")
-        os.makedirs(models, exist_ok=True)
+        try:
+            os.makedirs(models, exist_ok=True)
+        except OSError as exc:
+            raise RuntimeError(f"cannot write to the model folder {models} ({exc.strerror or exc}): make it "
+                               "writable, or set SPECTRALX_MODELS to a writable folder and restart QGIS") from None
         root = slug(raster_name)[:24] if raster_name else slug(model_name(base_checkpoint))[:24]
         stem = f"{root}_r{max(1, int(round_no))}_{self.stamp()[:13]}"
         path, n = os.path.join(models, stem + ".safetensors"), 2

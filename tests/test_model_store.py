@@ -85,7 +85,7 @@ def test_listing_shows_checkpoints_backbones_and_why_others_cannot_be_used(folde
     assert demo.val_miou == pytest.approx(card["metrics"]["val_miou"])
     assert demo.forest_miou == pytest.approx(card["metrics"]["baselines"]["random_forest"]["val_miou"])
     assert demo.method == card["training"]["method"] == "spectralx"
-    assert demo.sensor is None and demo.gsd_m == 30.0
+    assert demo.sensor == "218 bands, 418-2446 nm" and demo.gsd_m == 30.0    # no sensor in its card
     assert demo.size == os.path.getsize(DEMO)
     assert demo.backbone_status == "ok" and demo.backbone_path == os.path.join(folder, "demo-backbone.safetensors")
     assert "present" in demo.backbone_text()
@@ -255,3 +255,22 @@ def test_damaged_catalogue_is_refused_in_one_line(tmp_path, edit, message):
     path.write_text("{")
     with pytest.raises(model_catalog.CatalogError, match="not valid JSON"):
         model_catalog.load(str(path))
+
+
+def test_adding_copies_through_a_temporary_name_when_links_fail(tmp_path, monkeypatch):
+    """Another file system (no hard link): a copy renamed into place; a cancelled copy leaves nothing."""
+    from spectralx_qgis import model_add
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(DEMO_BACKBONE, tmp_path / "bb.safetensors")
+
+    def no_link(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+    monkeypatch.setattr(os, "link", no_link)
+    plan = model_add.plan(str(tmp_path / "bb.safetensors"), str(folder))
+    with pytest.raises(model_add.AddError, match="cancelled: nothing was added"):
+        model_add.add(plan, cancelled=lambda: True)
+    assert os.listdir(folder) == []
+    assert model_add.add(plan) == ["copied"]
+    assert open(folder / "bb.safetensors", "rb").read() == open(DEMO_BACKBONE, "rb").read()
+    assert os.listdir(folder) == ["bb.safetensors"]

@@ -129,6 +129,82 @@ def test_processing_finetune_picks_the_text_class_field_refuses_ids_and_writes_t
                                               "METHOD": 4, "DEVICE": 1})
 
 
+# 3 ------------------------------------------------------------------------------------------------
+def _manager_rows(dlg):
+    from spectralx_qgis.model_manager import MODEL_COLUMNS
+    t = dlg.models_table
+    return {t.item(r, 0).text(): {c: (t.item(r, i).text() if t.item(r, i) else "") for i, c in enumerate(MODEL_COLUMNS)}
+            for r in range(t.rowCount())}
+
+
+def test_the_panel_writes_models_where_the_model_manager_lists_them(project, dock, tmp_path):
+    from spectralx_qgis import model_store
+    raster = landsat_crop(tmp_path / "landsat.tif", size=32)
+    dock.set_layer(_add(project, raster, "landsat"))
+    wait_for(lambda: not dock.bands_pending())
+    polygons = halves(raster)
+    project.addMapLayer(polygons)
+    dock.polygon_combo.setLayer(polygons)
+    dock.method_combo.setCurrentIndex(dock.method_combo.findData("forest"))    # no backbone: seconds
+    manager = dock.open_model_manager()
+    task = run_task(dock, dock.finetune, timeout=300)
+    assert task.succeeded, task.error
+    new = dock.checkpoint_path()
+    assert os.path.dirname(new) == model_store.user_model_dir() == manager.folder
+    assert os.listdir(dock.output_folder()) == []              # the output folder holds rasters only
+    rows = _manager_rows(manager)                              # listed at once in the open manager
+    name = os.path.splitext(os.path.basename(new))[0]
+    assert rows[name]["Kind"] == "checkpoint (finetune)"
+    assert rows[name]["Sensor"] == "3 bands, 482-655 nm"      # no preset chosen: what its bands cover
+
+
+def test_model_manager_adds_checkpoints_and_backbones_and_refresh_reaches_the_panel(project, dock, tmp_path):
+    import shutil
+    from test_model_store import DEMO, DEMO_BACKBONE
+    from test_plugin_model_manager import run_and_wait
+    manager = dock.open_model_manager()
+    folder = manager.folder
+
+    def files():
+        return sorted(n for n in os.listdir(folder) if not n.startswith("."))      # not the digest cache
+    # a checkpoint from elsewhere comes in with the backbone beside it; the panel lists it
+    elsewhere = tmp_path / "usb"
+    elsewhere.mkdir()
+    shutil.copy(DEMO, elsewhere / "enmap-demo.safetensors")
+    shutil.copy(DEMO_BACKBONE, elsewhere / "demo-backbone.safetensors")
+    run_and_wait(manager, lambda: manager.add_file(str(elsewhere / "enmap-demo.safetensors")))
+    assert files() == ["demo-backbone.safetensors", "enmap-demo.safetensors"], \
+        manager.status.text()
+    assert "Added enmap-demo.safetensors with its backbone demo-backbone.safetensors" in manager.status.text()
+    rows = _manager_rows(manager)
+    assert rows["enmap-demo"]["Backbone"] == "present: demo-backbone.safetensors"
+    assert rows["enmap-demo"]["Sensor"] == "218 bands, 418-2446 nm"     # its card names no sensor
+    assert dock.checkpoint_combo.findData(os.path.join(folder, "enmap-demo.safetensors")) > 0
+    # the same file again, a different file of that name, a damaged file: one line each, nothing written
+    assert manager.add_file(str(elsewhere / "enmap-demo.safetensors")) is None
+    assert manager.status.text() == f"enmap-demo.safetensors is already in the model folder {folder}"
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(DEMO_BACKBONE, other / "enmap-demo.safetensors")
+    assert manager.add_backbone(str(other / "enmap-demo.safetensors")) is None
+    assert "a different file named enmap-demo.safetensors is already in the model folder" in manager.status.text()
+    (other / "cut.safetensors").write_bytes(open(DEMO, "rb").read()[:4000])
+    assert manager.add_file(str(other / "cut.safetensors")) is None
+    assert manager.status.text().startswith("cut.safetensors cannot be added: damaged or truncated")
+    assert files() == ["demo-backbone.safetensors", "enmap-demo.safetensors"]
+    # a SpectralX backbone file is added as it is (no 'already a SpectralX backbone file')
+    shutil.copy(DEMO_BACKBONE, other / "my-backbone.safetensors")
+    run_and_wait(manager, lambda: manager.add_backbone(str(other / "my-backbone.safetensors")))
+    assert _manager_rows(manager)["my-backbone"]["Kind"] == "backbone (spectralx-mae)"
+    # a model copied into the folder outside QGIS: Refresh lists it in the panel and drops the stale error
+    shutil.copy(DEMO, os.path.join(folder, "dropped.safetensors"))
+    manager.set_status("an error of an earlier action", error=True)
+    manager.refresh_button.click()
+    assert manager.status.text() == ""
+    assert dock.checkpoint_combo.findData(os.path.join(folder, "dropped.safetensors")) > 0
+    assert all(r["Sensor"] for r in _manager_rows(manager).values() if r["Kind"].startswith("checkpoint"))
+
+
 # 4 ------------------------------------------------------------------------------------------------
 def test_an_all_zero_collar_without_nodata_is_not_classified(plugin, checkpoint_for, tmp_path):
     import processing

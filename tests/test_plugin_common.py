@@ -106,7 +106,9 @@ def plugin(qgis_iface, qgis_processing):
 
 
 @pytest.fixture
-def dock(plugin, tmp_path):
+def dock(plugin, tmp_path, monkeypatch):
+    # the panel writes fine-tuned models to the model folder: never the real ~/.local/share
+    monkeypatch.setenv("SPECTRALX_MODELS", str(tmp_path / "models"))
     d = plugin.show_dock()
     out = tmp_path / "out"
     out.mkdir()

@@ -199,10 +199,12 @@ def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, chec
     task = run_task(dock, dock.finetune, timeout=300)
     assert task.succeeded, task.error
     new = dock.checkpoint_path()
-    # models go to <output folder>/models with the backbone they need; nothing else lands anywhere
-    models = os.path.join(dock.output_folder(), "models")
+    # models go to the model folder (the model manager's) with the backbone they need; nothing else
+    # lands anywhere, the output folder stays empty
+    from spectralx_qgis import model_store
+    models = model_store.user_model_dir()
     assert new != base and os.path.isfile(new) and os.path.dirname(new) == models
-    assert os.listdir(dock.output_folder()) == ["models"]
+    assert os.listdir(dock.output_folder()) == []
     assert sorted(os.listdir(models)) == sorted([os.path.basename(new), os.path.basename(read_card(new).backbone.file)])
     assert "keep the two together" in dock.status.text()
     card = read_card(new)

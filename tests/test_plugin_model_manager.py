@@ -12,7 +12,7 @@ import pytest
 
 from backbone_releases import satmae_pp_release, scale_mae_release
 from model_server import ModelServer
-from test_model_store import DEMO, DEMO_BACKBONE, other_backbone, write_with_card
+from test_model_store import DEMO, DEMO_BACKBONE, demo_card, other_backbone, write_with_card
 from test_plugin_common import wait_for
 
 pytestmark = pytest.mark.usefixtures("qgis_app", "one_thread")
@@ -67,17 +67,21 @@ def test_lists_the_folder_and_flags_the_missing_backbone(folder):
     assert demo[column("Kind")] == "checkpoint (finetune)"
     assert demo[column("Bands")] == "218" and demo[column("Tile")] == "64"
     assert demo[column("Classes")].startswith("6: roof, pavement, low vegetation")
-    assert demo[column("Val mIoU")] == "0.408" and demo[column("Forest mIoU")] == "0.426"
+    metrics = demo_card()["metrics"]                 # the demo model is rebuilt now and then
+    assert demo[column("Val mIoU")] == f"{metrics['val_miou']:.3f}"
+    assert demo[column("Forest mIoU")] == f"{metrics['baselines']['random_forest']['val_miou']:.3f}"
+    assert demo[column("Sensor")] == "218 bands, 418-2446 nm"
     assert demo[column("Method")] == "spectralx"
     assert demo[column("Backbone")] == "present: demo-backbone.safetensors"
-    assert demo[column("Size")] == "9.6 MB"
+    from spectralx_qgis.model_store import human_size
+    assert demo[column("Size")] == human_size(os.path.getsize(DEMO)) and demo[column("Size")].endswith(" MB")
 
     r = list(rows).index("needs-scalemae")
     flag = dlg.models_table.item(r, column("Backbone"))
     assert flag.text() == "MISSING: scalemae-vitl16.safetensors"
     assert flag.foreground().color().name() == "#b00020" and flag.font().bold()
     tip = flag.data(Qt.ItemDataRole.ToolTipRole)
-    assert os.path.join(folder, "scalemae-vitl16.safetensors") in tip and "Add backbone" in tip
+    assert os.path.join(folder, "scalemae-vitl16.safetensors") in tip and "Add model or backbone" in tip
     assert dlg.models_table.item(0, column("Backbone")).foreground().color().name() != "#b00020"
 
     bb = rows["demo-backbone"]

@@ -114,15 +114,15 @@ class BandTable(QWidget):
                               "'Raster band' cell to choose one by hand.")
         lay.addWidget(self.table)
 
-        row = QHBoxLayout()
+        row = QVBoxLayout()             # one above the other: side by side they widen a 300 px panel
         self.load_button = QPushButton("Load band map…")
         self.load_button.setToolTip("Use a band map saved earlier (the JSON `spectralx bands -o` writes)")
         self.save_button = QPushButton("Save band map…")
         self.save_button.setToolTip("Save this mapping as JSON, for the command line (--band-map) or "
                                     "Processing (BAND_MAP)")
-        row.addWidget(self.load_button)
-        row.addWidget(self.save_button)
-        row.addStretch(1)
+        row.setSpacing(2)
+        row.addWidget(self.load_button, 0, Qt.AlignmentFlag.AlignLeft)
+        row.addWidget(self.save_button, 0, Qt.AlignmentFlag.AlignLeft)
         lay.addLayout(row)
         self.status = QLabel("Choose a checkpoint and a raster layer.")
         self.status.setWordWrap(True)

@@ -35,6 +35,15 @@ def help_url() -> QUrl:
     return QUrl.fromLocalFile(path)
 
 
+def narrow_form(parent=None) -> QFormLayout:
+    """A form whose fields go below their labels when the panel is narrow (a 300 px dock shows
+    every control instead of cutting off the right side)."""
+    form = QFormLayout(parent) if parent is not None else QFormLayout()
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    return form
+
+
 class WrappingLabel(QLabel):
     """A word-wrapped label that never asks for more width than the panel has (long paths wrap
     anywhere instead of widening the dock and pushing buttons off screen)."""
@@ -85,9 +94,15 @@ class SpectralXDock(QgsDockWidget):
     # ------------------------------------------------------------------ UI
     def _build(self):
         defaults = deps.defaults()
+        # the header (Models…, Install…, ?, and Install dependencies… when packages are missing) sits
+        # above the scroll area: never cut off by a narrow panel, never below the fold
+        outer = QWidget()
+        outer_lay = QVBoxLayout(outer)
+        outer_lay.setContentsMargins(4, 4, 4, 0)
         body = QWidget()
+        self.body = body
         lay = QVBoxLayout(body)
-        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setContentsMargins(0, 0, 4, 4)
 
         top = QHBoxLayout()
         # missing dependencies: what is missing, the one-click installer, the manual command to copy
@@ -101,7 +116,7 @@ class SpectralXDock(QgsDockWidget):
         self.install_deps_button = QPushButton("Install dependencies…")
         self.install_deps_button.setToolTip("Install the pinned packages into a folder of your QGIS profile, "
                                             "with a progress bar, and check the GPU")
-        ib.addWidget(self.install_deps_button)
+        self.install_deps_button.hide()
         manual = QHBoxLayout()
         self.manual_command = QLineEdit()
         self.manual_command.setReadOnly(True)          # scrolls inside the field: never cut off or widening
@@ -125,13 +140,14 @@ class SpectralXDock(QgsDockWidget):
         self.help_button = QToolButton()
         self.help_button.setText("?")
         self.help_button.setToolTip("Open the SpectralX documentation")
-        top.addWidget(self.install_box, 1)
-        top.addStretch(0)
+        top.addStretch(1)
         # the model manager and the installer stay reachable while the controls wait for dependencies
-        top.addWidget(self.models_button, 0, Qt.AlignmentFlag.AlignTop)
-        top.addWidget(self.setup_button, 0, Qt.AlignmentFlag.AlignTop)
-        top.addWidget(self.help_button, 0, Qt.AlignmentFlag.AlignTop)
-        lay.addLayout(top)
+        top.addWidget(self.models_button)
+        top.addWidget(self.setup_button)
+        top.addWidget(self.help_button)
+        outer_lay.addLayout(top)
+        outer_lay.addWidget(self.install_deps_button)
+        lay.addWidget(self.install_box)
         self.install_dialog = None
         self.model_dialog = None
 
@@ -142,7 +158,7 @@ class SpectralXDock(QgsDockWidget):
 
         # model
         box = QGroupBox("Model")
-        form = QFormLayout(box)
+        form = narrow_form(box)
         row = QHBoxLayout()
         self.checkpoint_combo = QComboBox()
         self.checkpoint_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -166,7 +182,7 @@ class SpectralXDock(QgsDockWidget):
         # input + bands
         box = QGroupBox("Input and band mapping")
         v = QVBoxLayout(box)
-        form = QFormLayout()
+        form = narrow_form()
         self.layer_combo = QgsMapLayerComboBox()
         self.layer_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.layer_combo.setAllowEmptyLayer(True)
@@ -182,7 +198,7 @@ class SpectralXDock(QgsDockWidget):
 
         # run settings
         box = QGroupBox("Run")
-        form = QFormLayout(box)
+        form = narrow_form(box)
         self.device_combo = QComboBox()
         self.device_combo.setToolTip("Where the network runs. Automatic picks a CUDA GPU, then Apple MPS, then the CPU.")
         form.addRow("Device", self.device_combo)
@@ -215,9 +231,10 @@ class SpectralXDock(QgsDockWidget):
         self.draw_button = QPushButton("Draw area")
         self.draw_button.setCheckable(True)
         self.draw_button.setToolTip("Drag a rectangle on the map: just that area is classified")
-        buttons.addWidget(self.segment_layer_button, 0, 0, 1, 2)
-        buttons.addWidget(self.segment_view_button, 1, 0)
-        buttons.addWidget(self.draw_button, 1, 1)
+        # the two short buttons share a row, the long ones get their own (fits a 300 px panel)
+        buttons.addWidget(self.segment_layer_button, 0, 0)
+        buttons.addWidget(self.draw_button, 0, 1)
+        buttons.addWidget(self.segment_view_button, 1, 0, 1, 2)
         self.report_button = QPushButton("Accuracy and area report…")
         self.report_button.setToolTip("Accuracy and error-adjusted areas with 95 % intervals from labelled reference "
                                       "points (Processing ▸ SpectralX ▸ Create reference sample draws them); the "
@@ -229,7 +246,7 @@ class SpectralXDock(QgsDockWidget):
 
         # fine-tune
         box = QGroupBox("Fine-tune from polygons")
-        form = QFormLayout(box)
+        form = narrow_form(box)
         self.polygon_combo = QgsMapLayerComboBox()
         self.polygon_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.polygon_combo.setAllowEmptyLayer(True)
@@ -245,6 +262,8 @@ class SpectralXDock(QgsDockWidget):
         self.steps_spin.setToolTip("Training steps. The best model on the held-out polygons is kept.")
         form.addRow("Steps", self.steps_spin)
         self.method_combo = QComboBox()
+        self.method_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method_combo.setMinimumContentsLength(12)
         for key, label in (("spectralx", "SpectralX"), ("lora", "LoRA (baseline)"), ("slr", "SLR (baseline)"),
                            ("full", "Full fine-tune (baseline)"), ("forest", "Random forest (no network)")):
             self.method_combo.addItem(label, key)
@@ -268,7 +287,6 @@ class SpectralXDock(QgsDockWidget):
                                         "alone when none is chosen.")
         form.addRow(self.finetune_button)
         # the loop's second half: where to label next, then the next round from the current model
-        loop = QGridLayout()
         self.suggest_spin = QSpinBox()
         self.suggest_spin.setRange(1, 1000)
         self.suggest_spin.setValue(20)
@@ -280,10 +298,9 @@ class SpectralXDock(QgsDockWidget):
         self.again_button = QPushButton("Fine-tune again")
         self.again_button.setToolTip("The next round: continues from the selected fine-tuned model with every "
                                      "polygon of the layer (old and new); the card keeps each round's scores")
-        loop.addWidget(self.suggest_button, 0, 0)
-        loop.addWidget(self.suggest_spin, 0, 1)
-        loop.addWidget(self.again_button, 1, 0, 1, 2)
-        form.addRow(loop)
+        form.addRow("Places to suggest", self.suggest_spin)
+        form.addRow(self.suggest_button)
+        form.addRow(self.again_button)
         cl.addWidget(box)
 
         # progress
@@ -305,7 +322,9 @@ class SpectralXDock(QgsDockWidget):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
-        self.setWidget(scroll)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        outer_lay.addWidget(scroll, 1)
+        self.setWidget(outer)
 
         # signals
         self.help_button.clicked.connect(self.open_help)
@@ -408,9 +427,11 @@ class SpectralXDock(QgsDockWidget):
             self.manual_command.setText(deps.install_command())
             self.manual_command.setCursorPosition(0)
             self.install_box.show()
+            self.install_deps_button.show()
             self.controls.setEnabled(False)
             return False
         self.install_box.hide()
+        self.install_deps_button.hide()
         self.controls.setEnabled(True)
         self._fill_devices()
         self.bands.fill_sensors(deps.engine("bands").list_sensors())

@@ -49,6 +49,25 @@ class InstallTask(QgsTask):
         self.done.emit(self)
 
 
+def installed_state(target: str, packages_present: bool) -> str:
+    """What is installed already, from the installer's record in `target` (or the one waiting for a
+    restart): shown when the dialog opens, so a second visit is not a blank form."""
+    waiting = site_dir.record(target + ".pending")
+    rec = waiting or site_dir.record(target)
+    if rec is None:
+        return ("QGIS's Python already has every requirement: nothing to install (Install checks again)."
+                if packages_present else "")
+    date = str(rec.get("date") or "")[:16].replace("T", " ")
+    device = rec.get("device") if isinstance(rec.get("device"), dict) else {}
+    count = len(rec.get("installed") or [])
+    text = (f"Installed{' on ' + date if date else ''}: {count} packages ({rec.get('build', '?')} build) into "
+            f"{target}." + (f" Checked: {device['line']}." if device.get("line") else ""))
+    if waiting is not None:
+        return text + " Restart QGIS to use them (the previous installation was in use)."
+    return text + (" SpectralX's dependencies are loaded in this QGIS." if packages_present
+                   else " Restart QGIS to use them.")
+
+
 class InstallDialog(QDialog):
     """Shows what will be installed where, runs it, and reports what really happened."""
 
@@ -137,6 +156,22 @@ class InstallDialog(QDialog):
         self.install_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.close)
+        self.show_installed_state()
+
+    def show_installed_state(self) -> None:
+        """The verdict line and progress bar say what is installed (nothing while an install runs)."""
+        if self.task is not None:
+            return
+        from . import deps
+        text = installed_state(self.target, deps.ok())
+        if text:
+            self.verdict.setText(text)
+            self.progress.setValue(100)
+
+    def showEvent(self, event):  # noqa: N802
+        super().showEvent(event)
+        if self.task is None and self.last_task is None:     # after a run its own verdict stays
+            self.show_installed_state()
 
     # ------------------------------------------------------------------ run
     def options(self) -> InstallOptions:

@@ -262,6 +262,92 @@ def test_panel_help_group_names_and_setup_help(project, dock, plugin):
     assert "&lt;1.4" in alg.shortHelpString() and "&lt;12" in alg.shortHelpString()
 
 
+def _fully_shown(widget, top):
+    """The widget's whole rectangle is inside every ancestor up to `top` (nothing cut off by a narrow
+    panel or a scroll area's viewport)."""
+    from qgis.PyQt.QtCore import QRect
+    w = widget
+    while w is not top:
+        parent = w.parentWidget()
+        rect = QRect(widget.mapTo(parent, widget.rect().topLeft()), widget.size())
+        if not parent.rect().contains(rect):
+            return False
+        w = parent
+    return widget.isVisibleTo(top)
+
+
+def _at_width(dock, width, height=640):
+    from qgis.PyQt.QtCore import QCoreApplication
+    dock.setFloating(True)
+    dock.resize(width, height)
+    dock.show()
+    for _ in range(3):
+        QCoreApplication.processEvents()
+
+
+@pytest.fixture
+def desktop_font(qgis_app):
+    """A 10 pt font as on a desktop (offscreen Qt uses 12 pt at 100 dpi: larger than any default)."""
+    from qgis.PyQt.QtWidgets import QApplication
+    before = QApplication.font()
+    font = type(before)(before)
+    font.setPointSizeF(10)
+    QApplication.setFont(font)
+    yield
+    QApplication.setFont(before)
+
+
+def test_panel_at_300_px_shows_the_header_buttons_whole(dock):
+    from qgis.PyQt.QtWidgets import QScrollArea
+    _at_width(dock, 300)                         # offscreen's large default font: the strict case
+    for button in (dock.models_button, dock.setup_button, dock.help_button):
+        assert _fully_shown(button, dock), button.text()
+
+
+def test_panel_controls_fit_300_px_with_a_desktop_font(desktop_font, dock):
+    from qgis.PyQt.QtWidgets import QScrollArea
+    _at_width(dock, 300)
+    scroll = dock.findChild(QScrollArea)
+    assert dock.body.minimumSizeHint().width() <= scroll.viewport().width()
+    for button in (dock.finetune_button, dock.suggest_button, dock.segment_view_button, dock.draw_button,
+                   dock.bands.save_button, dock.report_button):
+        rect = button.rect().translated(button.mapTo(dock.body, button.rect().topLeft()))
+        assert dock.body.rect().contains(rect) and rect.right() < scroll.viewport().width(), button.text()
+
+
+def test_without_torch_the_install_button_is_above_the_fold(dock, monkeypatch):
+    from spectralx_qgis import deps
+    monkeypatch.setattr(deps, "check", lambda refresh=False: {"torch": "PyTorch: runs the neural network"})
+    monkeypatch.setattr(deps, "guidance", lambda html=False, command=True:
+                        "SpectralX needs Python packages this QGIS does not have yet: " + "torch, " * 40
+                        + "<br>Press <b>Install dependencies…</b>.")
+    dock._check_dependencies()
+    _at_width(dock, 300, 360)                    # a short panel: the guidance runs past the fold
+    assert _fully_shown(dock.install_deps_button, dock)
+    assert _fully_shown(dock.help_button, dock) and not dock.controls.isEnabled()
+
+
+def test_reopening_the_installer_after_a_success_shows_what_is_installed(dock, tmp_path):
+    import json
+    from spectralx_qgis import site_dir
+    from spectralx_qgis.install_dialog import InstallDialog
+    root = str(tmp_path / "packages")
+    target = site_dir.folder(root)
+    os.makedirs(target)
+    with open(os.path.join(target, site_dir.MARKER), "w") as f:
+        json.dump({"installed": [["torch", "2.3.1"], ["timm", "1.0.9"]], "build": "cpu",
+                   "device": {"line": "CPU: matmul ok"}, "date": "2026-12-01T10:20:30+00:00"}, f)
+    dialog = InstallDialog(dock, root=root)      # a new dialog (QGIS restarted after the install)
+    dialog.show()
+    assert dialog.verdict.text() == (f"Installed on 2026-12-01 10:20: 2 packages (cpu build) into {target}. "
+                                     "Checked: CPU: matmul ok. SpectralX's dependencies are loaded in this QGIS.")
+    assert dialog.progress.value() == 100
+    # nothing recorded, and this QGIS's Python has everything: said so, not a blank form
+    empty = InstallDialog(dock, root=str(tmp_path / "none"))
+    empty.show()
+    assert empty.verdict.text().startswith("QGIS's Python already has every requirement")
+
+
 # 8 and 9 --------------------------------------------------------------------------------------------
 def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project, dock, tiny_backbone, tmp_path):
     from spectralx.checkpoint import read_card

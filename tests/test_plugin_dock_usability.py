@@ -140,7 +140,7 @@ def test_save_and_load_band_map(project, dock, enmap_tile, enmap_checkpoint, tmp
 
 
 def test_long_texts_wrap_instead_of_widening_the_panel(dock):
-    body = dock.widget().widget()
+    body = dock.body
     before = body.minimumSizeHint().width()
     long_path = "/home/analyst/" + "/".join(["a_very_long_folder_name_of_a_project"] * 8) + "/result.tif"
     dock._message(f"Segmented into {long_path} in 12.3 s")
@@ -170,7 +170,7 @@ def test_class_field_default_is_a_text_field(project, dock):
 def test_every_control_has_a_tooltip_and_help_opens_the_docs(dock):
     from spectralx_qgis.dock import help_url
     # the analyst's controls (not the table's corner button or a line edit's own clear button)
-    controls = [w for w in dock.widget().widget().findChildren((QAbstractButton, QComboBox))
+    controls = [w for w in dock.widget().findChildren((QAbstractButton, QComboBox))
                 if w.isVisibleTo(dock) and not any(w.parent().inherits(c) for c in
                                                    ("QgsFileWidget", "QLineEdit", "QAbstractItemView"))]
     assert len(controls) >= 12

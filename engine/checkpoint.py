@@ -355,6 +355,10 @@ def save_checkpoint(model: SpectralX, card: ModelCard, path: str) -> None:
     """Write every non-backbone tensor plus the card; atomic (temporary file, then rename)."""
     if isinstance(model, ForestModel):
         return _write(model.forest.to_tensors(), card, path)
+    from .inference.quantize import is_quantized
+    if is_quantized(model):   # an inference-only copy: a card's numbers always come from the float model
+        raise CheckpointError("this network runs with an int8 backbone (segment --precision int8); "
+                              "save the float model it was made from")
     card.architecture = model.cfg.to_dict()
     written = card
     ref = card.backbone

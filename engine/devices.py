@@ -2,7 +2,9 @@
 
 Autocast policy lives here too so the CLI, Processing and the dock all run a model the same way:
 bf16 on CUDA when the card supports it (fp16 otherwise or on request), fp16 on Apple MPS, full
-precision on CPU (CPU autocast is slower than fp32 for these convolution-heavy models).
+precision on CPU (CPU autocast is slower than fp32 for these convolution-heavy models). "int8"
+is no autocast but the CPU's quantized-backbone path (spectralx.inference.precision), which segment()
+takes, alone or through auto.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 
 from .errors import SpectralXError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def _mps_available() -> bool:
@@ -59,6 +61,10 @@ def autocast_dtype(device: str, precision: str = "auto") -> Optional[torch.dtype
     if precision not in PRECISIONS:
         raise SpectralXError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     kind = torch.device(device).type
+    if precision == "int8":   # a quantized network, run without autocast; dynamic int8 is CPU-only in torch
+        if kind != "cpu":
+            raise SpectralXError(f"precision int8 runs on the CPU only, not on {device}; use auto, bf16 or fp16 there")
+        return None
     if precision == "fp32" or kind == "cpu" and precision == "auto":
         return None
     if precision == "fp16":

@@ -36,8 +36,13 @@ def register(sub):
     p.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE,
                    help=f"tiles per forward pass (default {defaults.BATCH_SIZE})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="autocast on GPU: auto = bf16 on CUDA (fp16 if unsupported), fp16 on MPS; CPU runs fp32")
+    from ..devices import PRECISIONS
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto = bf16 on CUDA (fp16 if unsupported), fp16 on MPS; on the CPU int8 for ViT-B "
+                   "and larger backbones when it agreed with fp32 and ran faster on a test tile (checked "
+                   "once per run), fp32 otherwise. int8: the frozen backbone's linears quantized (CPU only; "
+                   "the model card's accuracy was measured in float). bf16 on a CPU without native bf16 "
+                   "is slow (docs/dev/cpu-speed.md)")
     p.add_argument("--confidence", metavar="FILE", help="also write the max class probability raster")
     p.add_argument("--confidence-format", default="float32", choices=CONFIDENCE_FORMATS,
                    help="float32 0..1 (default) or percent (uint8 1..100)")

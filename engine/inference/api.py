@@ -29,6 +29,7 @@ from ..raster_io import is_local, open_raster
 from .files import OutputSet, check_output
 from .memory import WorkPlan, parse_memory, plan_work
 from .pipeline import run_pipeline
+from .precision import select
 from .prepare import Preparer
 from .source import RasterStrips, declares_nodata
 from .subset import resolve_window
@@ -50,6 +51,7 @@ class SegmentResult:
     skipped_tiles: int = 0                              # all-nodata tiles that needed no forward pass
     blocks: int = 1                                     # blocks the window was processed in
     workers: int = 0                                    # Dask workers (0: in this process)
+    precision: str = ""                                 # the path that ran: fp32, bf16, fp16, int8
 
 
 @dataclass
@@ -77,10 +79,13 @@ class SegmentJob:
     seconds_start: float = 0.0
     budget: int = 0
     block_size: Optional[int] = None
+    path: str = ""           # the numeric path chosen when the weights loaded (precision.select)
 
     def tags(self) -> dict:
         w = self.window
-        return {"SPECTRALX_VERSION": __version__, "SPECTRALX_SOURCE": os.path.basename(self.raster),
+        # a quantized map says so in its own file (the model card's accuracy was measured in float)
+        extra = {"SPECTRALX_PRECISION": self.path} if self.path else {}
+        return {**extra, "SPECTRALX_VERSION": __version__, "SPECTRALX_SOURCE": os.path.basename(self.raster),
                 "SPECTRALX_CHECKPOINT": os.path.basename(self.checkpoint) if self.checkpoint else "(in memory)",
                 "SPECTRALX_WINDOW": " ".join(str(int(v)) for v in (w.col_off, w.row_off, w.width, w.height))}
 
@@ -242,7 +247,7 @@ def result_of(job: SegmentJob, computed: int, workers: int = 0) -> SegmentResult
                          classes=list(job.card.classes), seconds=time.perf_counter() - job.seconds_start,
                          tiles=job.tiles.n_tiles, window=(int(w.col_off), int(w.row_off), int(w.width), int(w.height)),
                          device=job.device, band_map=job.mapping, skipped_tiles=planned - computed,
-                         blocks=len(job.work.blocks), workers=workers)
+                         blocks=len(job.work.blocks), workers=workers, precision=job.path)
 
 
 def log_fill_rule(job: SegmentJob, progress: Progress) -> None:
@@ -334,12 +339,18 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
         from .distributed import run_on_cluster
         if checkpoint is None:
             raise SpectralXError("a Dask run needs the checkpoint file (workers load it themselves)")
+        if job.precision == "int8":   # workers never measure: auto stays float there (distributed.py)
+            job.path = "int8"
         outcome = run_on_cluster([job], dask, progress)[0]
         if outcome.error is not None:
             raise outcome.error
         return outcome.result
     net = model[0] if model is not None else load_checkpoint(checkpoint, backbone=backbone)[0]
     net = prepare_model(net, job.device)
+    net, path = select(net, job.device, job.precision)
+    if path.note:
+        progress.log(path.note)
+    job.precision, job.path = path.autocast, path.name
     p = job.tiles
     progress.log(f"segmenting {p.width} x {p.height} px in {p.n_tiles} tiles of {p.tile} px on {job.device}"
                  + (f", {len(job.work.blocks)} blocks" if len(job.work.blocks) > 1 else ""))

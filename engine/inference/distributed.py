@@ -71,13 +71,16 @@ def _model_for(task: BlockTask):
     from ..checkpoint import load_checkpoint
     from ..devices import pick_device
     from .api import prepare_model
+    from .precision import select
     st = os.stat(task.checkpoint)
     dev = pick_device(task.device)
-    key = (os.path.abspath(task.checkpoint), task.backbone, dev, st.st_size, st.st_mtime_ns)
+    key = (os.path.abspath(task.checkpoint), task.backbone, dev, task.precision, st.st_size, st.st_mtime_ns)
     if key not in _MODELS:
         _MODELS.clear()   # one model per worker process
         net, card = load_checkpoint(task.checkpoint, backbone=task.backbone)
-        _MODELS[key] = (prepare_model(net, dev), card, dev)
+        # measure=False: auto never times here, so every worker (and block) takes the same path
+        net, path = select(prepare_model(net, dev), dev, task.precision, measure=False)
+        _MODELS[key] = (net, card, dev, path.autocast)
     return _MODELS[key]
 
 
@@ -89,7 +92,7 @@ def compute_block(task: BlockTask):
     from .pipeline import run_pipeline
     from .source import RasterStrips
     from .writer import BlockArrays
-    net, card, dev = _model_for(task)
+    net, card, dev, precision = _model_for(task)
     b = task.block
     dtypes = [np.uint8] + ([np.uint8 if task.percent else np.float32] if task.confidence else [])
     out = BlockArrays(b.y0, b.shape, dtypes)
@@ -97,7 +100,7 @@ def compute_block(task: BlockTask):
                           gdal_cache=task.gdal_cache)
     computed = run_pipeline(task.tiles, source, net, len(card.classes),
                             encoder(card.classes, dev, task.confidence, task.percent), out.write,
-                            batch_size=task.batch_size, device=dev, precision=task.precision,
+                            batch_size=task.batch_size, device=dev, precision=precision,
                             queue_size=task.queue, block=b, group=task.group)
     arrays = out.arrays
     return arrays[0], (arrays[1] if task.confidence else None), computed

@@ -258,7 +258,7 @@ def log_fill_rule(job: SegmentJob, progress: Progress) -> None:
             return
     finally:
         ds.close()
-    value = fill_value(job.mapping.sensor)
+    value = fill_value(getattr(job.mapping, "sensor", None))
     progress.log(f"no nodata value declared: pixels equal to {value:g} in every band are treated as nodata "
                  "(the sensor's fill value, e.g. a Level-1 collar)")
 
@@ -289,7 +289,7 @@ def run_local(job: SegmentJob, net: torch.nn.Module, progress: Progress) -> int:
                     w.write(row, a)
 
             source = RasterStrips(job.raster, job.window, job.tiles, job.mapping.source_indexes, job.prep,
-                                  gdal_cache=job.work.gdal_cache, fill=fill_value(job.mapping.sensor))
+                                  gdal_cache=job.work.gdal_cache, fill=fill_value(getattr(job.mapping, "sensor", None)))
             done = sum(b.n_tiles for b in job.work.blocks[:block.index])
             computed += run_pipeline(job.tiles, source, net, len(job.card.classes), encode, write,
                                      batch_size=job.batch_size, device=job.device, precision=job.precision,

@@ -1,6 +1,6 @@
 """Label-scarcity curve: test mIoU against labelled training pixels per class, from accuracy-bench logs.
 
-Runs: `python bench/accuracy_bench.py --cases enmap --methods rf,spectralx --seeds 0,1,2
+Runs: `python bench/accuracy_bench.py --cases enmap --methods rf,spectralx,lora --seeds 0,1,2
 --labels-per-class N --no-save --log LOG` for each N, plus one log with all labels. Each SpectralX
 run scores its default map (network pooled with its forest), the network alone and its forest alone
 (paired: the same trained model). Lines: mean over seeds, bars ± sd.
@@ -19,6 +19,7 @@ import numpy as np
 SERIES = [  # (label, method in the log, key of the row)
     ("random forest, per-pixel spectra (the bar)", "rf", "miou"),
     ("SpectralX network alone", "spectralx", "miou_network"),
+    ("LoRA r16 network alone (PEFT baseline)", "lora", "miou_network"),
     ("forest, spectra + 3x3 mean (in the checkpoint)", "spectralx", "miou_forest"),
     ("SpectralX default: network + forest pooled", "spectralx", "miou"),
 ]

@@ -244,7 +244,7 @@ def test_degenerate_flag_fires_untrained_and_not_on_the_demo_model(tiny_backbone
     assert any("not trained (0 steps)" in w for w in warnings), warnings
     assert read_card(str(tmp_path / "zero.safetensors")).metrics["warnings"] == warnings
     demo = read_card(os.path.join(REPO, "resources", "models", "demo.safetensors"))
-    assert card_warnings(demo) == []
+    assert card_warnings(demo) == [] and demo.metrics["warnings"] == []
     # and the checks themselves: a collapsed network, a loss at chance, a network far below the forest
     from spectralx.training.health import model_warnings
     cm = np.array([[0, 40, 0], [0, 50, 0], [0, 30, 2]])

@@ -27,6 +27,9 @@ from .requests import FinetuneRequest, PretrainRequest, SegmentRequest
 
 DEVICES = [("auto", "Automatic (best available)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"),
            ("mps", "Apple GPU (MPS)")]
+# the engine's --precision names (spectralx.devices.PRECISIONS), in the order offered
+PRECISIONS = [("auto", "Automatic (measured on this machine)"), ("fp32", "fp32 (float, as validated)"),
+              ("bf16", "bf16"), ("fp16", "fp16 (GPU)"), ("int8", "int8 backbone (CPU)")]
 
 
 SENSOR_HELP = ("For rasters without wavelength metadata (every Landsat Level-1 file): the sensor and the "
@@ -216,7 +219,8 @@ class SegmentAlgorithm(SpectralXAlgorithm):
              "inline JSON; empty = automatic from wavelength metadata. SENSOR: sensor and band order for rasters "
              "without wavelength metadata, e.g. landsat8:B2,B3,B4. EXTENT: only this area (empty = "
              "whole raster). OVERLAP: fraction of a tile shared with its neighbours (0-0.75). "
-             "BATCH_SIZE: tiles per batch. DEVICE: CPU/GPU. DASK_SCHEDULER (advanced): run the blocks on a "
+             "BATCH_SIZE: tiles per batch. DEVICE: CPU/GPU. PRECISION (advanced): automatic, fp32, bf16, fp16 "
+             "or int8 (the CPU's quantized backbone). DASK_SCHEDULER (advanced): run the blocks on a "
              "Dask cluster, local:N (N worker processes on this machine) or a scheduler address such as "
              "tcp://host:8786; empty = in QGIS's process. OUTPUT: class GeoTIFF. CONFIDENCE: optional "
              "confidence GeoTIFF (0-1).")
@@ -256,6 +260,14 @@ class SegmentAlgorithm(SpectralXAlgorithm):
         p.setHelp(tr("Tiles run through the network at once; larger is faster on a GPU, uses more memory."))
         self.addParameter(p)
         self.addParameter(self._device_param())
+        p = QgsProcessingParameterEnum("PRECISION", tr("Precision"), options=[d[1] for d in PRECISIONS],
+                                       defaultValue=0)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        p.setHelp(tr("Automatic: bf16 on a CUDA GPU; on the CPU the int8 backbone for ViT-B and larger "
+                     "models when it agreed with fp32 and ran faster on a test tile, fp32 otherwise. int8 "
+                     "quantizes the frozen backbone's linears (CPU only); the model card's accuracy was "
+                     "measured in float."))
+        self.addParameter(p)
         p = QgsProcessingParameterString("DASK_SCHEDULER", tr("Dask scheduler (local:N or tcp://host:port)"),
                                          optional=True)
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -305,6 +317,7 @@ class SegmentAlgorithm(SpectralXAlgorithm):
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             device=self._device(parameters, context), overwrite=True)
         args, kwargs = request.engine_args()
+        kwargs["precision"] = PRECISIONS[self.parameterAsEnum(parameters, "PRECISION", context)][0]
         scheduler = (self.parameterAsString(parameters, "DASK_SCHEDULER", context) or "").strip()
         if scheduler:
             kwargs["dask"] = scheduler

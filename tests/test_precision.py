@@ -14,6 +14,7 @@ from spectralx.errors import CheckpointError, SpectralXError
 from spectralx.inference import precision as P
 from spectralx.inference.quantize import is_quantized, quantize_backbone
 from spectralx.model import SpectralX
+from test_plugin_common import enmap_checkpoint, enmap_tile, plugin  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 WAVELENGTHS = (490.0, 560.0, 665.0, 842.0)
@@ -161,3 +162,19 @@ def test_segment_int8_says_so_in_its_outputs(make_checkpoint, tmp_path):
     assert runs["fp32"][0].precision == "fp32"
     assert any("int8" in t and "measured in float" in t for t in logs)
     assert (runs["int8"][1] == runs["fp32"][1]).mean() >= 0.95
+
+
+def test_processing_segment_takes_a_precision(plugin, enmap_tile, enmap_checkpoint, tmp_path):
+    import processing
+    from qgis.core import QgsApplication
+
+    from spectralx.devices import PRECISIONS
+    from spectralx_qgis.algorithms import PRECISIONS as OFFERED
+    assert sorted(p for p, _ in OFFERED) == sorted(PRECISIONS)
+    seg = QgsApplication.processingRegistry().algorithmById("spectralx:segment")
+    assert seg.parameterDefinition("PRECISION").type() == "enum"
+    out = str(tmp_path / "classes.tif")
+    processing.run("spectralx:segment", {"INPUT": enmap_tile, "CHECKPOINT": enmap_checkpoint, "DEVICE": 1,
+                                         "PRECISION": [p for p, _ in OFFERED].index("int8"), "OUTPUT": out})
+    with rasterio.open(out) as ds:
+        assert ds.tags()["SPECTRALX_PRECISION"] == "int8"

@@ -41,7 +41,8 @@ def add_round(base_training: Optional[dict], class_names: Sequence[str], per_cla
         "round": (rounds[-1].get("round", len(rounds)) if rounds else 0) + 1,
         "labelled_pixels": int(sum(labels.values())),
         "labels": labels,
-        "val_miou": _score(metrics.get("val_miou")),
+        # the map's score: the pool when the network is pooled with its forest, else the network's
+        "val_miou": _score(scores.get("fused", metrics.get("val_miou"))),
         "network_val_miou": _score(scores.get("network", metrics.get("val_miou"))),
         "forest_val_miou": _score(scores.get("forest", forest)),
         "map": fusion.get("map"),

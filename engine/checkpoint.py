@@ -117,7 +117,8 @@ class ModelCard:
         """Which model makes this checkpoint's map, in words (cards, logs, the dock)."""
         w = self.fusion_weight
         if w >= 1:
-            return "random forest (per-pixel spectra)"
+            ctx = int((self.architecture.get("forest") or {}).get("context") or 0) if self.is_forest else 0
+            return f"random forest (spectra + {ctx}x{ctx} mean spectrum)" if ctx else "random forest (per-pixel spectra)"
         if w > 0:
             return f"SpectralX network pooled with a random forest (forest weight {w:g})"
         return "SpectralX network"

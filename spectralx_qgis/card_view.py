@@ -121,10 +121,14 @@ def card_html(card, path: str) -> str:
     if desc:
         short = desc if len(desc) <= 140 else desc[:desc.rfind(" ", 0, 140)] + " …"
         parts.append(f"<br/><i>{e(short)}</i>")
+    # how good it is, and which model makes the map, before what it is: visible without scrolling
+    parts.append("<br/><b>Quality</b>: " + metrics_html(card) + "<br/>")
     stage = getattr(card, "stage", "")
     gsd = f", {card.gsd_m:g} m GSD" if getattr(card, "gsd_m", None) else ""
     if getattr(card, "is_forest", False):
-        parts.append(f"<br/>Random forest (per-pixel spectra, no network, no backbone); tile {card.tile_size} px{gsd}")
+        ctx = int(((card.architecture or {}).get("forest") or {}).get("context") or 0)
+        what = f"spectra + {ctx}x{ctx} mean spectrum" if ctx else "per-pixel spectra"
+        parts.append(f"<br/>Random forest ({what}, no network, no backbone); tile {card.tile_size} px{gsd}")
     else:
         parts.append(f"<br/>Stage: {e(str(stage))}; tile {card.tile_size} px{gsd}; backbone {e(card.backbone.preset)}")
     parts.append("<br/><b>Classes</b><table cellspacing='2' cellpadding='0'>")
@@ -143,7 +147,6 @@ def card_html(card, path: str) -> str:
     trained = f"; trained on {e(str(sensor))}" if sensor else ""
     parts.append(f"<b>Expected bands</b>: {len(card.bands)}, {min(wl):.0f}–{max(wl):.0f} nm "
                  f"<span style='color:#666'>({e(names)}){trained}</span>")
-    parts.append("<br/><b>Quality</b>: " + metrics_html(card))
     parts.append(rounds_html(card))
     return "".join(parts)
 

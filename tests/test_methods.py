@@ -173,8 +173,10 @@ def test_accuracy_bench_quick_smoke():
     proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "accuracy_bench.py"), "--quick",
                            "--threads", "1"], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [ln for ln in proc.stdout.splitlines() if "vs forest" in ln]
+    lines = [ln for ln in proc.stdout.splitlines() if "SpectralX default" in ln and "vs forest" in ln]
     assert len(lines) == 2, proc.stdout            # one SpectralX row per case, compared with its forest
+    # ... with the same models re-scored as the network alone and as their forest alone (paired)
+    assert sum("the same models, network alone" in ln for ln in proc.stdout.splitlines()) == 2
     import re
     forest = [ln for ln in proc.stdout.splitlines() if ln.startswith("landsat") and "random forest" in ln]
     assert forest, proc.stdout

@@ -41,7 +41,7 @@ def test_processing_forest_method_and_fuse_parameter(plugin, enmap_tile, tiny_ba
                                               "METHOD": forest, "DEVICE": 1, "OUTPUT": out}, feedback=log)
         card = read_card(out)
         assert card.is_forest and "val_miou" in card.metrics
-        assert "Map made by: random forest (per-pixel spectra)" in log.lines, log.lines
+        assert "Map made by: random forest (spectra + 3x3 mean spectrum)" in log.lines, log.lines
         # a 2-step network pooled with its forest: the log names the map's model and warns in red
         out = str(tmp_path / "fused.safetensors")
         log = Log()
@@ -85,7 +85,8 @@ def test_dock_trains_a_forest_without_backbone_and_shows_its_card(project, dock,
     card = read_card(new)
     assert card.is_forest and os.listdir(os.path.dirname(new)) == [os.path.basename(new)]   # no backbone copied
     html = dock.card_view.toHtml()
-    assert "Random forest (per-pixel spectra, no network, no backbone)" in html
+    assert "Random forest (spectra + 3x3 mean spectrum, no network, no backbone)" in html
+    assert html.index("Quality") < html.index("Classes")      # the scores come first, unscrolled
     assert "map: random forest" in dock.status.text()
 
 

@@ -93,16 +93,22 @@ def class_metadata(ds) -> Tuple[Dict[int, str], Dict[int, str]]:
     return names, colours
 
 
+def require_class_raster(ds, path: str, what: str) -> None:
+    """A class raster is one band of class values: a multi-band image (e.g. the input scene given by
+    mistake) or complex pixels would otherwise be read on band 1 as if they were classes."""
+    if ds.count != 1:
+        raise RasterError(f"the {what} {path} has {ds.count} bands; a class raster has one band of class "
+                          "values (e.g. the output of spectralx segment)")
+    dtype = ds.dtypes[0]
+    if dtype.startswith("complex"):
+        raise RasterError(f"the {what} {path} holds complex values ({dtype}); a class raster holds "
+                          "whole-number class values")
+
+
 def describe(path: str, what: str = "class raster") -> ClassRaster:
     """Open and check a class raster (one band, whole numbers); one-line errors otherwise."""
     with open_raster(path, what) as ds:
-        if ds.count != 1:
-            raise RasterError(f"the {what} {path} has {ds.count} bands; a class raster has one band of class "
-                              "values (e.g. the output of spectralx segment)")
-        dtype = ds.dtypes[0]
-        if dtype.startswith("complex"):
-            raise RasterError(f"the {what} {path} holds complex values ({dtype}); a class raster holds "
-                              "whole-number class values")
+        require_class_raster(ds, path, what)
         names, colours = class_metadata(ds)
         return ClassRaster(path, ds.width, ds.height, ds.crs, ds.transform, ds.nodata,
                            {int(k): v for k, v in names.items() if 0 < int(k) <= MAX_VALUE}, colours)

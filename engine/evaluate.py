@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from .class_raster import require_class_raster
 from .errors import LabelError, RasterError
 from .raster_io import open_raster
 from .training.labels import (Grid, is_raster, raster_class_metadata, read_label_vector, same_grid)
@@ -24,23 +25,11 @@ from .training.metrics import confusion, format_table, scores
 def _read_prediction(path: str):
     ds = open_raster(path, "prediction raster")       # one line: missing, folder, not a raster, …
     try:
-        _require_class_raster(ds, path, "prediction")
+        require_class_raster(ds, path, "prediction")
     except RasterError:
         ds.close()
         raise
     return ds
-
-
-def _require_class_raster(ds, path: str, what: str) -> None:
-    """A class raster is one band of class values: a multi-band image (e.g. the input scene given by
-    mistake) or complex pixels would otherwise be scored on band 1 as if they were classes."""
-    if ds.count != 1:
-        raise RasterError(f"the {what} {path} has {ds.count} bands; a class raster has one band of class "
-                          "values (e.g. the output of spectralx segment)")
-    dtype = ds.dtypes[0]
-    if dtype.startswith("complex"):
-        raise RasterError(f"the {what} {path} holds complex values ({dtype}); a class raster holds "
-                          "whole-number class values")
 
 
 def _prediction_values(ds, window=None) -> np.ndarray:
@@ -68,7 +57,7 @@ def evaluate(prediction: str, reference: str, class_field: Optional[str] = None)
         if is_raster(reference):
             pred = _prediction_values(ds)
             with open_raster(reference, "reference raster") as rs:
-                _require_class_raster(rs, reference, "reference")
+                require_class_raster(rs, reference, "reference")
                 rgrid = Grid.of(rs, reference)
                 ref_names, _ = raster_class_metadata(rs)
                 if same_grid(rgrid, grid):

@@ -9,27 +9,16 @@ import os
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProcessingException, QgsProcessingFeedback,
+from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProcessingException,
                        QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
 
+from test_plugin_common import feedback_log
 from test_plugin_common import (FIXTURES, dock, enmap_checkpoint, enmap_tile, plugin, project,  # noqa: F401
                                 run_task, wait_for, checkpoint_for)
 
 LANDSAT = os.path.join(FIXTURES, "training_landsat8_224078.tif")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class Log(QgsProcessingFeedback):
-    def __init__(self):
-        super().__init__()
-        self.lines, self.errors = [], []
-
-    def pushInfo(self, text):  # noqa: N802
-        self.lines.append(text)
-
-    def reportError(self, text, fatalError=False):  # noqa: N802
-        self.errors.append(text)
 
 
 def landsat_crop(path, size=48, col=80, row=60, collar=0):
@@ -115,7 +104,7 @@ def test_processing_finetune_picks_the_text_class_field_refuses_ids_and_writes_t
     assert field.defaultValue() in (None, "") and field.flags() & field.FlagOptional   # never 'fid' by default
     out = alg.parameterDefinition("OUTPUT")
     assert not out.createByDefault()
-    log = Log()
+    log = feedback_log()
     res = processing.run("spectralx:finetune", {"INPUT": raster, "LABELS": labels, "METHOD": 4, "DEVICE": 1},
                          feedback=log)
     assert "Class field: landcover (chosen: set CLASS_FIELD to use another)" in log.lines
@@ -212,7 +201,7 @@ def test_an_all_zero_collar_without_nodata_is_not_classified(plugin, checkpoint_
     with rasterio.open(raster) as ds:
         assert ds.nodata is None                          # as a Level-1 file: no nodata declared
     ckpt = checkpoint_for(raster, ("water", "tree"), "rgb")
-    log = Log()
+    log = feedback_log()
     out = str(tmp_path / "classes.tif")
     processing.run("spectralx:segment", {"INPUT": raster, "CHECKPOINT": ckpt, "DEVICE": 1, "OUTPUT": out},
                    feedback=log)

@@ -151,3 +151,41 @@ def project():
     yield QgsProject.instance()
     QgsProject.instance().removeAllMapLayers()
     QgsProject.instance().layerTreeRoot().removeAllChildren()
+
+
+def feedback_log():
+    """A Processing feedback that keeps what an algorithm logs (`.lines`) and reports (`.errors`);
+    qgis is imported here, after QT_QPA_PLATFORM is set above."""
+    from qgis.core import QgsProcessingFeedback
+
+    class FeedbackLog(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.lines, self.errors = [], []
+
+        def pushInfo(self, text):  # noqa: N802
+            self.lines.append(text)
+
+        def reportError(self, text, fatalError=False):  # noqa: N802
+            self.errors.append(text)
+    return FeedbackLog()
+
+
+def halves_layer(raster: str, field: str = "landcover", crs: str = ""):
+    """A memory polygon layer: a 'water' left half and a 'tree' right half of the raster's extent
+    (what an analyst digitizes in a first round)."""
+    import rasterio
+    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
+    with rasterio.open(raster) as ds:
+        b, epsg = ds.bounds, ds.crs.to_epsg()
+    vl = QgsVectorLayer(f"Polygon?crs={crs or f'EPSG:{epsg}'}&field={field}:string", "digitized", "memory")
+    mid = (b.left + b.right) / 2
+    feats = []
+    for name, rect in (("water", QgsRectangle(b.left, b.bottom, mid, b.top)),
+                       ("tree", QgsRectangle(mid, b.bottom, b.right, b.top))):
+        f = QgsFeature(vl.fields())
+        f.setGeometry(QgsGeometry.fromRect(rect))
+        f[field] = name
+        feats.append(f)
+    vl.dataProvider().addFeatures(feats)
+    return vl

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import QgsApplication, QgsProcessingFeedback, QgsProject
+from qgis.core import QgsApplication, QgsProject
 
-from test_plugin_common import dock, enmap_tile, plugin, project, run_task  # noqa: F401
+from test_plugin_common import feedback_log
+from test_plugin_common import dock, enmap_tile, halves_layer, plugin, project, run_task  # noqa: F401
 from test_plugin_dock import _add_raster
-from test_plugin_processing import _polygon_layer
-
-
-class Log(QgsProcessingFeedback):
-    def __init__(self):
-        super().__init__()
-        self.lines, self.errors = [], []
-
-    def pushInfo(self, text):  # noqa: N802
-        self.lines.append(text)
-
-    def reportError(self, text, fatalError=False):  # noqa: N802
-        self.errors.append(text)
 
 
 def test_processing_forest_method_and_fuse_parameter(plugin, enmap_tile, tiny_backbone, tmp_path):
@@ -31,12 +19,12 @@ def test_processing_forest_method_and_fuse_parameter(plugin, enmap_tile, tiny_ba
     assert params["FUSE"].options()[params["FUSE"].defaultValue()].startswith("Pool with a random forest")
     methods = params["METHOD"].options()
     forest = next(i for i, o in enumerate(methods) if o.startswith("Random forest"))
-    labels = _polygon_layer(enmap_tile)
+    labels = halves_layer(enmap_tile, field="class")
     QgsProject.instance().addMapLayer(labels)
     try:
         # the forest alone: no backbone given, none needed; one polygon per class still validates
         out = str(tmp_path / "forest.safetensors")
-        log = Log()
+        log = feedback_log()
         processing.run("spectralx:finetune", {"INPUT": enmap_tile, "LABELS": labels, "CLASS_FIELD": "class",
                                               "METHOD": forest, "DEVICE": 1, "OUTPUT": out}, feedback=log)
         card = read_card(out)
@@ -44,7 +32,7 @@ def test_processing_forest_method_and_fuse_parameter(plugin, enmap_tile, tiny_ba
         assert "Map made by: random forest (spectra + 3x3 mean spectrum)" in log.lines, log.lines
         # a 2-step network pooled with its forest: the log names the map's model and warns in red
         out = str(tmp_path / "fused.safetensors")
-        log = Log()
+        log = feedback_log()
         processing.run("spectralx:finetune", {"INPUT": enmap_tile, "LABELS": labels, "CLASS_FIELD": "class",
                                               "BACKBONE": tiny_backbone, "STEPS": 2, "BATCH_SIZE": 2,
                                               "DEVICE": 1, "OUTPUT": out}, feedback=log)
@@ -58,21 +46,10 @@ def test_processing_forest_method_and_fuse_parameter(plugin, enmap_tile, tiny_ba
 
 
 def test_dock_trains_a_forest_without_backbone_and_shows_its_card(project, dock, enmap_tile):
-    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
     from spectralx.checkpoint import read_card
     layer = _add_raster(project, enmap_tile)
     dock.set_layer(layer)
-    ext = layer.extent()
-    vl = QgsVectorLayer(f"Polygon?crs={layer.crs().authid()}&field=landcover:string", "digitized", "memory")
-    vl.startEditing()
-    mid = ext.center().x()
-    for name, rect in (("water", QgsRectangle(ext.xMinimum(), ext.yMinimum(), mid, ext.yMaximum())),
-                       ("tree", QgsRectangle(mid, ext.yMinimum(), ext.xMaximum(), ext.yMaximum()))):
-        f = QgsFeature(vl.fields())
-        f.setGeometry(QgsGeometry.fromRect(rect))
-        f["landcover"] = name
-        vl.addFeature(f)
-    assert vl.commitChanges()
+    vl = halves_layer(enmap_tile)
     project.addMapLayer(vl)
     dock.polygon_combo.setLayer(vl)
     dock.field_combo.setField("landcover")

@@ -283,3 +283,10 @@ def test_context_features_are_the_mean_of_valid_neighbours():
         np.testing.assert_allclose(got[4:, r, c], want, rtol=1e-5)
     mask = rng.random((9, 11)) > 0.5
     np.testing.assert_allclose(with_context_at(x, 3, mask), got[:, mask].T, rtol=1e-6)
+
+
+def test_validation_on_the_far_part_says_so(fused):
+    res, _ = fused
+    # one polygon per class on the Landsat crop: nothing can be held out whole
+    assert res.metrics["validation"].startswith("the far 20% of 3 class(es)' only polygon/region")
+    assert "optimistic" in res.metrics["validation"]

@@ -60,6 +60,7 @@ class SplitReport:
     val_regions: int = 0
     per_class: Dict[int, Dict[str, int]] = field(default_factory=dict)   # class index -> counts
     notes: List[str] = field(default_factory=list)
+    cut_regions: int = 0     # polygons/regions split in space (far part validates): optimistic scores
 
 
 def split_regions(scenes: Sequence[Scene], num_classes: int, val_fraction: float,
@@ -136,6 +137,7 @@ def split_regions(scenes: Sequence[Scene], num_classes: int, val_fraction: float
             f"class '{class_names[k]}' has no polygon/region to hold out whole: the far {val_fraction:.0%} of "
             "its largest one (along its longer axis) validates, the rest trains (validation pixels next to "
             "training pixels score optimistically: draw more polygons for a fair score)")
+    report.cut_regions = len(cut_regions)
     report.train_pixels = sum(d["train"] for d in report.per_class.values())
     report.val_pixels = sum(d["val"] for d in report.per_class.values())
     report.val_regions = len(val_set)

@@ -234,6 +234,10 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         kinds = {s.geometry_kind for s in sources}
         validation_kind = ("held-out whole " + ("polygons" if kinds == {"polygon"} else "points" if kinds == {"point"}
                            else "connected label regions" if kinds == {"raster"} else "features/regions"))
+        if split.cut_regions:   # a class with a single polygon validates on the far part of it
+            far = (f"the far {opts.val_fraction:.0%} of {split.cut_regions} class(es)' only polygon/region "
+                   "(next to training pixels: optimistic)")
+            validation_kind = far if not split.val_regions else f"{validation_kind}, and {far}"
     for note in split.notes:
         log("note: " + note)
     train_classes = [k for k in range(k_classes) if split.per_class.get(k, {}).get("train", 0) > 0]

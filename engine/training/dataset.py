@@ -122,22 +122,30 @@ def split_regions(scenes: Sequence[Scene], num_classes: int, val_fraction: float
             if not chosen:
                 cut_regions[int(ids[sel[np.argmax(counts[sel])]])] = k
     val_set = np.array(sorted(val_ids), dtype=np.int64)
+    split_done = set()
     for s in scenes:
         labelled = (s.y >= 0) & (s.region > 0)
         is_val = labelled & np.isin(s.region, val_set)
         for rid in cut_regions:
-            is_val |= far_part(s.region == rid, val_fraction)
+            far = far_part(s.region == rid, val_fraction)
+            if far.any():
+                split_done.add(rid)
+                is_val |= far
         s.role = np.where(is_val, 2, np.where(labelled, 1, 0)).astype(np.uint8)
         for k in range(num_classes):
             d = report.per_class.setdefault(k, {"train": 0, "val": 0})
             d["train"] += int(((s.role == 1) & (s.y == k)).sum())
             d["val"] += int(((s.role == 2) & (s.y == k)).sum())
     for rid, k in cut_regions.items():
+        if rid not in split_done:
+            report.notes.append(f"class '{class_names[k]}' has a single polygon/region too small to split: all "
+                                "of it trains, none validates")
+            continue
         report.notes.append(
             f"class '{class_names[k]}' has no polygon/region to hold out whole: the far {val_fraction:.0%} of "
             "its largest one (along its longer axis) validates, the rest trains (validation pixels next to "
             "training pixels score optimistically: draw more polygons for a fair score)")
-    report.cut_regions = len(cut_regions)
+    report.cut_regions = len(split_done)
     report.train_pixels = sum(d["train"] for d in report.per_class.values())
     report.val_pixels = sum(d["val"] for d in report.per_class.values())
     report.val_regions = len(val_set)

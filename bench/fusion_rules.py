@@ -6,7 +6,8 @@ parameters on the validation pixels only and is scored on the test pixels; mean 
 seeds. Non-overlapping tiles here (the bench's segment() blends overlapping ones), so absolute test
 figures differ slightly from the bench's; the rules are compared on the same scores.
 
-    python bench/fusion_rules.py bench/work/dump
+    python bench/accuracy_bench.py --cases enmap --methods spectralx --no-save --dump DUMP_FOLDER
+    python bench/fusion_rules.py DUMP_FOLDER [--context 3]
 """
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ def context_forests(runs, files, size: int) -> None:
 def main(folder: str, context: int = 0) -> int:
     files = sorted(glob.glob(os.path.join(folder, "*.npz")))
     if not files:
-        print(f"no dumps in {folder}")
+        print(f"no dumps in {folder}: run accuracy_bench.py --dump {folder} first")
         return 1
     runs = [dict(np.load(f)) for f in files]
     if context:
@@ -158,7 +159,7 @@ def main(folder: str, context: int = 0) -> int:
 if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", nargs="?", default=os.path.join(HERE, "work", "dump"))
+    ap.add_argument("folder", help="the --dump folder of an accuracy_bench.py run")
     ap.add_argument("--context", type=int, default=0, help="refit the forest with this neighbourhood (0: as dumped)")
     a = ap.parse_args()
     sys.exit(main(a.folder, a.context))

@@ -388,10 +388,12 @@ def _write(tensors: Dict[str, torch.Tensor], card: ModelCard, path: str) -> None
     write_bytes(path, data)
 
 
-def forest_card(forest: ForestArrays, bands: List[Band], classes: List[ClassInfo], tile_size: int) -> ModelCard:
-    """The card of a forest-only checkpoint: bands, classes, tile size for the streaming pipeline."""
+def forest_card(bands: List[Band], classes: List[ClassInfo], tile_size: int,
+                forest: Optional[ForestArrays] = None) -> ModelCard:
+    """The card of a forest-only checkpoint: bands, classes, tile size for the streaming pipeline, and
+    the forest's size once it is fitted."""
     arch = {"method": FOREST_METHOD, "img_size": int(tile_size), "in_bands": len(bands),
-            "num_classes": len(classes), "forest": forest.describe()}
+            "num_classes": len(classes), "forest": forest.describe() if forest is not None else {}}
     return ModelCard(architecture=arch, bands=list(bands), classes=list(classes),
                      backbone=BackboneRef(file="", sha256="", preset=NO_BACKBONE,
                                           description="none: a per-pixel random forest needs no backbone"))

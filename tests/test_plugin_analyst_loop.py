@@ -9,10 +9,9 @@ import os
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProcessingException,
-                       QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+from qgis.core import QgsApplication, QgsProcessingException, QgsProject, QgsRasterLayer, QgsVectorLayer
 
-from test_plugin_common import feedback_log
+from test_plugin_common import feedback_log, halves_layer
 from test_plugin_common import (FIXTURES, dock, enmap_checkpoint, enmap_tile, plugin, project,  # noqa: F401
                                 run_task, wait_for, checkpoint_for)
 
@@ -43,25 +42,6 @@ def landsat_crop(path, size=48, col=80, row=60, collar=0):
     return str(path)
 
 
-def halves(raster, field="landcover", extra=""):
-    """A memory layer with a 'water' left half and a 'tree' right half of the raster."""
-    with rasterio.open(raster) as ds:
-        b, epsg = ds.bounds, ds.crs.to_epsg()
-    vl = QgsVectorLayer(f"Polygon?crs=EPSG:{epsg}{extra}&field={field}:string", "digitized", "memory")
-    mid = (b.left + b.right) / 2
-    feats = []
-    for name, rect in (("water", QgsRectangle(b.left, b.bottom, mid, b.top)),
-                       ("tree", QgsRectangle(mid, b.bottom, b.right, b.top))):
-        f = QgsFeature(vl.fields())
-        f.setGeometry(QgsGeometry.fromRect(rect))
-        f[field] = name
-        if "fid" in extra:
-            f["fid"] = len(feats) + 1
-        feats.append(f)
-    vl.dataProvider().addFeatures(feats)
-    return vl
-
-
 def _add(project, path, name):
     layer = QgsRasterLayer(path, name)
     assert layer.isValid()
@@ -78,7 +58,7 @@ def test_finetune_with_a_checkpoint_that_cannot_read_the_raster_starts_from_its_
     dock.set_checkpoint(enmap_checkpoint)                # the EnMAP model, still selected
     dock.set_layer(layer)
     wait_for(lambda: not dock.bands_pending())
-    polygons = halves(raster)
+    polygons = halves_layer(raster)
     project.addMapLayer(polygons)
     dock.polygon_combo.setLayer(polygons)
     dock.steps_spin.setValue(2)
@@ -98,7 +78,7 @@ def test_processing_finetune_picks_the_text_class_field_refuses_ids_and_writes_t
     import processing
     monkeypatch.setenv("SPECTRALX_MODELS", str(tmp_path / "models"))
     raster = landsat_crop(tmp_path / "landsat.tif")
-    labels = halves(raster, extra="&field=fid:integer")
+    labels = halves_layer(raster, fid=True)
     alg = QgsApplication.processingRegistry().algorithmById("spectralx:finetune")
     field = alg.parameterDefinition("CLASS_FIELD")
     assert field.defaultValue() in (None, "") and field.flags() & field.FlagOptional   # never 'fid' by default
@@ -131,7 +111,7 @@ def test_the_panel_writes_models_where_the_model_manager_lists_them(project, doc
     raster = landsat_crop(tmp_path / "landsat.tif", size=32)
     dock.set_layer(_add(project, raster, "landsat"))
     wait_for(lambda: not dock.bands_pending())
-    polygons = halves(raster)
+    polygons = halves_layer(raster)
     project.addMapLayer(polygons)
     dock.polygon_combo.setLayer(polygons)
     dock.method_combo.setCurrentIndex(dock.method_combo.findData("forest"))    # no backbone: seconds
@@ -344,7 +324,7 @@ def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project,
     layer = _add(project, raster, "landsat")
     dock.set_layer(layer)
     dock.backbone_widget.setFilePath(tiny_backbone)
-    polygons = halves(raster)
+    polygons = halves_layer(raster)
     project.addMapLayer(polygons)
     dock.polygon_combo.setLayer(polygons)
     dock.steps_spin.setValue(2)

@@ -171,14 +171,16 @@ def feedback_log():
     return FeedbackLog()
 
 
-def halves_layer(raster: str, field: str = "landcover", crs: str = ""):
+def halves_layer(raster: str, field: str = "landcover", fid: bool = False):
     """A memory polygon layer: a 'water' left half and a 'tree' right half of the raster's extent
-    (what an analyst digitizes in a first round)."""
+    (what an analyst digitizes in a first round); `fid` adds an integer id field before the class
+    field, numbered 1, 2 (a field unique per feature)."""
     import rasterio
     from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
     with rasterio.open(raster) as ds:
         b, epsg = ds.bounds, ds.crs.to_epsg()
-    vl = QgsVectorLayer(f"Polygon?crs={crs or f'EPSG:{epsg}'}&field={field}:string", "digitized", "memory")
+    ids = "&field=fid:integer" if fid else ""
+    vl = QgsVectorLayer(f"Polygon?crs=EPSG:{epsg}{ids}&field={field}:string", "digitized", "memory")
     mid = (b.left + b.right) / 2
     feats = []
     for name, rect in (("water", QgsRectangle(b.left, b.bottom, mid, b.top)),
@@ -186,6 +188,8 @@ def halves_layer(raster: str, field: str = "landcover", crs: str = ""):
         f = QgsFeature(vl.fields())
         f.setGeometry(QgsGeometry.fromRect(rect))
         f[field] = name
+        if fid:
+            f["fid"] = len(feats) + 1
         feats.append(f)
     vl.dataProvider().addFeatures(feats)
     return vl

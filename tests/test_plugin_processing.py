@@ -7,12 +7,11 @@ import os
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsPalettedRasterRenderer, QgsProject,
-                       QgsRectangle, QgsVectorLayer)
+from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProject
 from qgis.PyQt.QtGui import QColor
 
 from test_plugin_common import (CLASSES, checkpoint_for, enmap_checkpoint, enmap_tile,  # noqa: F401
-                                plugin)
+                                halves_layer, plugin)
 
 
 def _checkpoint_classes(path):
@@ -85,29 +84,11 @@ def test_segment_reports_engine_errors(plugin, enmap_tile, tmp_path):
     assert not (tmp_path / "x.tif").exists()
 
 
-def _polygon_layer(raster, field="class"):
-    """Two labelled polygons over the left and right halves of a raster (memory layer)."""
-    with rasterio.open(raster) as ds:
-        b = ds.bounds
-        crs = ds.crs.to_epsg()
-    vl = QgsVectorLayer(f"Polygon?crs=EPSG:{crs}&field={field}:string", "labels", "memory")
-    mid = (b.left + b.right) / 2
-    feats = []
-    for name, rect in (("water", QgsRectangle(b.left, b.bottom, mid, b.top)),
-                       ("tree", QgsRectangle(mid, b.bottom, b.right, b.top))):
-        f = QgsFeature(vl.fields())
-        f.setGeometry(QgsGeometry.fromRect(rect))
-        f["class"] = name
-        feats.append(f)
-    vl.dataProvider().addFeatures(feats)
-    return vl
-
-
 def test_finetune_pretrain_evaluate_processing(plugin, checkpoint_for, enmap_tile, tmp_path):
     import processing
     from spectralx.checkpoint import read_card
     base = checkpoint_for(enmap_tile, ("water", "tree"), "base")
-    labels = _polygon_layer(enmap_tile)
+    labels = halves_layer(enmap_tile, field="class")
     QgsProject.instance().addMapLayer(labels)
     try:
         out = str(tmp_path / "ft" / "finetuned.safetensors")
@@ -189,7 +170,7 @@ def test_finetune_processing_lora_baseline_from_a_backbone(plugin, tiny_backbone
         def pushInfo(self, text):
             self.lines.append(text)
 
-    labels = _polygon_layer(enmap_tile)
+    labels = halves_layer(enmap_tile, field="class")
     QgsProject.instance().addMapLayer(labels)
     try:
         out = str(tmp_path / "lora.safetensors")

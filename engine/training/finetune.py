@@ -44,6 +44,7 @@ from .rasters import (_open, gsd_of, mapping_for, normalize, read_mapped, same_s
                       scene_statistics)
 
 MAX_SCENE_VALUES = 600_000_000   # ~2.4 GB of float32 per labelled window: refuse beyond
+FOREST_TILE = 256   # a forest is per pixel: large tiles only save the pipeline's per-tile overhead
 
 
 @dataclass
@@ -152,7 +153,7 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     # --- model and bands --------------------------------------------------------------------
     if forest_only:   # no network: the bands as detected, a tile size for the streaming pipeline
         bands, mappings = same_sensor_mappings(all_images, sensor)
-        model, card = None, forest_card_for(bands, table)
+        model, card = None, forest_card(bands, list(table), FOREST_TILE)
         backbone_path, base_stage = None, "init"
     elif checkpoint:
         model, card, backbone_path = load_base(checkpoint, backbone)
@@ -284,12 +285,17 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
                     eval_every=eval_every, patience=opts.patience, log_every=eval_every,
                     full_state=opts.method == "full")
     model.tta_flips = opts.tta
+    # the network's validation logits, computed once: the logit adjustment, the fusion weight and the
+    # warnings all read them (a new class bias only shifts them)
+    val_logits, val_true = validation_logits(model, scenes, tile, dev) if has_val else (None, None)
     adjustment = None
-    if opts.calibrate and has_val:
+    if opts.calibrate and has_val and len(val_true):
         progress.update(loop.steps_run, opts.steps, "calibrating rare classes on validation")
-        adjustment = calibrate_on_validation(model, scenes, tile, dev, counts, [c.value for c in table])
+        adjustment = choose_adjustment(val_logits, val_true, counts, [c.value for c in table])
         if adjustment:
-            model.class_bias = torch.tensor(adjustment["bias"], dtype=torch.float32, device=dev)
+            bias = np.asarray(adjustment["bias"], np.float32)
+            val_logits = val_logits - model.class_bias.float().cpu().numpy() + bias
+            model.class_bias = torch.tensor(bias, device=dev)
             log(f"logit adjustment tau {adjustment['tau']:g}: validation mIoU {adjustment['val_miou_before']:.3f} "
                 f"-> {adjustment['val_miou_after']:.3f} (tau chosen on these pixels)")
     if has_val and loop.best_metrics is None:     # 0 steps: score the network as it is
@@ -311,7 +317,6 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
             baseline = {"validation": f"not run: {exc}"}
             log(f"note: random-forest baseline not run: {exc}")
         progress.check()
-    val_logits, val_true = validation_logits(model, scenes, tile, dev) if has_val else (None, None)
     fusion = None
     if forest is not None and opts.fuse == "forest":
         fusion = choose_fusion(val_logits, forest.val_proba, val_true, [c.value for c in table], names) \
@@ -445,25 +450,6 @@ def validation_logits(model, scenes: Sequence[Scene], tile: int, dev):
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def calibrate_on_validation(model, scenes: Sequence[Scene], tile: int, dev, train_counts, class_values):
-    """Validation logits of the trained model -> spectralx.training.calibration.choose_adjustment."""
-    logits, labels = validation_logits(model, scenes, tile, dev)
-    if not len(labels):
-        return None
-    return choose_adjustment(logits, labels, train_counts, class_values)
-
-
-FOREST_TILE = 256   # a forest is per pixel: large tiles only save the pipeline's per-tile overhead
-
-
-def forest_card_for(bands, table) -> ModelCard:
-    """The card of a forest-only model before its forest exists (bands, classes, tile size)."""
-    from ..model.forest import ForestArrays
-    empty = ForestArrays(*(np.zeros(0, t) for t in (np.int32, np.float64, np.int32, np.int32)),
-                         value=np.zeros((0, len(table)), np.float32), roots=np.zeros(0, np.int32))
-    return forest_card(empty, bands, list(table), FOREST_TILE)
-
-
 def finish_forest(scenes, table, card, opts, norm, output, progress, images, labels, sources, validation_kind,
                   split, command, description, t_start) -> FinetuneResult:
     """`--method forest`: fit the per-pixel random forest on the training pixels, score it on the
@@ -482,7 +468,7 @@ def finish_forest(scenes, table, card, opts, norm, output, progress, images, lab
     metrics["baselines"] = {"random_forest": rf}
     metrics["warnings"] = []
     model = ForestModel(base.forest)
-    final = forest_card(base.forest, card.bands, list(table), card.tile_size)
+    final = forest_card(card.bands, list(table), card.tile_size, base.forest)
     final.normalization = norm
     final.stage = "finetune"
     final.gsd_m = gsd_of(images[0])

@@ -22,6 +22,7 @@ from .backbones import FAMILIES, Converted, convert, strip_prefixes
 from .backbones.common import shown, sincos_2d
 from .backbones.limits import check_config, check_finite
 from .config import BACKBONE_PRESETS, ModelConfig
+from .contract.model_folder import user_model_dir
 from .errors import CheckpointError
 from .model.backbone import VisionTransformer, resize_pos_embed
 from .safefile import (PICKLE_SUFFIXES, read_safetensors, read_safetensors_header, read_torch_pickle,
@@ -408,7 +409,6 @@ def ensure_project_backbone(path: str, preset: Optional[str] = None,
     backbone files are returned as they are."""
     if not path or not is_release_file(path):
         return path
-    from .checkpoint import user_model_dir
     folder = user_model_dir()
     os.makedirs(folder, exist_ok=True)
     stem = os.path.splitext(os.path.basename(path))[0]

@@ -7,233 +7,28 @@ model folder, and its hash is verified before any weight is used.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import json
-import math
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from . import __version__
-from .backbone_io import load_backbone
+from .backbone_io import backbone_description, load_backbone
 from .config import ModelConfig
+# the card, its constants and the model-folder rules are torch-free (spectralx.contract); re-exported
+# here, where the engine always found them
+from .contract.card import (CARD_KEY, FOREST_METHOD, FOREST_NOT_NETWORK, FORMAT_NAME, FORMAT_VERSION,  # noqa: F401
+                            NO_BACKBONE, BackboneRef, Band, ClassInfo, ModelCard, Normalization, read_card)
+from .contract.model_folder import backbone_candidates, user_model_dir  # noqa: F401
 from .errors import CheckpointError, InputError
 from .fileio import write_bytes
 from .model import SpectralX
 from .model.decoder import ReconstructionHead
 from .model.forest import ForestArrays, ForestModel
-from .safefile import read_safetensors, read_safetensors_header, sha256_file
+from .safefile import read_safetensors, sha256_file
 
-CARD_KEY = "spectralx_model_card"
-FOREST_METHOD = "forest"
-NO_BACKBONE = "none"           # a forest checkpoint's backbone reference
-FOREST_NOT_NETWORK = ("a random forest, not a SpectralX network: it has no network or backbone to fine-tune; "
-                      "start a new model from a backbone (--backbone)")
-FORMAT_NAME = "spectralx-checkpoint"
-FORMAT_VERSION = 1
 # Tensors a checkpoint may leave out: the stage-1 reconstruction head, dropped from fine-tuned
 # checkpoints (11 M of a ViT-Tiny checkpoint's 13 M values for 224 bands); loading keeps its init.
 _OPTIONAL_PREFIXES = ("recon_head.",)
-
-
-@dataclass
-class Band:
-    name: str
-    wavelength_nm: float
-    fwhm_nm: Optional[float] = None
-
-
-@dataclass
-class ClassInfo:
-    value: int
-    name: str
-    color: str  # "#rrggbb"
-
-
-@dataclass
-class Normalization:
-    """Scene-level per-band statistics: x' = (x * scale + offset - mean) / std, then clipped.
-
-    `scale`/`offset` turn stored integers into physical units (e.g. reflectance 0.0001); the same
-    transform is used in training and inference so tiles never get their own min-max (no seams).
-    """
-    method: str = "zscore"          # "zscore" or "none"
-    mean: List[float] = field(default_factory=list)
-    std: List[float] = field(default_factory=list)
-    clip: float = 6.0
-
-
-@dataclass
-class BackboneRef:
-    file: str
-    sha256: str
-    preset: str
-    description: str = ""
-    # where the backbone was when the checkpoint was written: found there too if it is not beside
-    # the checkpoint (the user's file is referenced, never hard-linked); its sha256 is still checked
-    path: str = ""
-
-
-@dataclass
-class ModelCard:
-    architecture: Dict[str, Any]
-    bands: List[Band]
-    classes: List[ClassInfo]
-    backbone: BackboneRef
-    normalization: Normalization = field(default_factory=Normalization)
-    gsd_m: Optional[float] = None
-    stage: str = "init"             # init | pretrain | finetune
-    training: Dict[str, Any] = field(default_factory=dict)
-    metrics: Dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-    format: str = FORMAT_NAME
-    format_version: int = FORMAT_VERSION
-    engine_version: str = __version__
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-
-    @property
-    def config(self) -> ModelConfig:
-        if self.is_forest:
-            raise CheckpointError(f"this checkpoint: {FOREST_NOT_NETWORK}")
-        return ModelConfig.from_dict(self.architecture)
-
-    @property
-    def is_forest(self) -> bool:
-        """A forest-only checkpoint (`finetune --method forest`): no network, no backbone."""
-        return self.architecture.get("method") == FOREST_METHOD
-
-    @property
-    def fusion_weight(self) -> float:
-        """Weight of the forest pooled with the network at inference (0: the network alone)."""
-        if self.is_forest:
-            return 1.0
-        w = ((self.training or {}).get("fusion") or {}).get("weight", 0.0)
-        return float(w) if _is_number(w) and 0 <= w <= 1 else 0.0
-
-    @property
-    def map_source(self) -> str:
-        """Which model makes this checkpoint's map, in words (cards, logs, the dock)."""
-        w = self.fusion_weight
-        if w >= 1:
-            ctx = int((self.architecture.get("forest") or {}).get("context") or 0) if self.is_forest else 0
-            return f"random forest (spectra + {ctx}x{ctx} mean spectrum)" if ctx else "random forest (per-pixel spectra)"
-        if w > 0:
-            return f"SpectralX network pooled with a random forest (forest weight {w:g})"
-        return "SpectralX network"
-
-    @property
-    def tile_size(self) -> int:
-        return int(self.architecture["img_size"])
-
-    def to_json(self) -> str:
-        d = asdict(self)
-        d["tile_size"] = self.tile_size
-        return json.dumps(d, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "model card") -> "ModelCard":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{source}: model card is not valid JSON ({exc})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
-            raise CheckpointError(f"{source}: not a SpectralX model card")
-        if int(d.get("format_version", 0)) > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{source}: checkpoint format {d['format_version']} is newer than this SpectralX "
-                f"({FORMAT_VERSION}); update the plugin")
-        d.pop("tile_size", None)
-        _check_card_values(d, source)
-        try:
-            return cls(
-                architecture=d.pop("architecture"),
-                bands=[Band(**b) for b in d.pop("bands")],
-                classes=[ClassInfo(**c) for c in d.pop("classes")],
-                backbone=BackboneRef(**d.pop("backbone")),
-                normalization=Normalization(**d.pop("normalization", {})),
-                **d)
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(f"{source}: model card is incomplete or malformed ({exc})") from None
-
-    def class_names(self) -> Dict[int, str]:
-        return {c.value: c.name for c in self.classes}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _check_card_values(d: dict, source: str) -> None:
-    """Values a network cannot run with are named here, in one line, instead of failing later (a
-    string wavelength) or silently producing garbage (a zero standard deviation)."""
-    bands = d.get("bands")
-    if not isinstance(bands, list) or not all(isinstance(b, dict) for b in bands):
-        raise CheckpointError(f"{source}: model card 'bands' must be a list of objects")
-    for i, b in enumerate(bands, 1):
-        wl, fwhm = b.get("wavelength_nm"), b.get("fwhm_nm")
-        if not _is_number(wl) or wl <= 0:
-            raise CheckpointError(f"{source}: model card band {i} ({b.get('name', '?')}) has wavelength "
-                                  f"{wl!r}; it must be a positive number of nm; the card is damaged")
-        if fwhm is not None and (not _is_number(fwhm) or fwhm < 0):
-            raise CheckpointError(f"{source}: model card band {i} ({b.get('name', '?')}) has FWHM {fwhm!r}; "
-                                  "it must be a number of nm or null")
-    norm = d.get("normalization") or {}
-    if not isinstance(norm, dict):
-        raise CheckpointError(f"{source}: model card 'normalization' must be an object")
-    for key in ("mean", "std"):
-        values = norm.get(key, [])
-        if not isinstance(values, list) or not all(_is_number(v) for v in values):
-            raise CheckpointError(f"{source}: normalization {key} must be a list of finite numbers")
-        if values and len(values) != len(bands):
-            raise CheckpointError(f"{source}: normalization {key} has {len(values)} values for "
-                                  f"{len(bands)} bands")
-    zero = [i for i, v in enumerate(norm.get("std", []), 1) if v <= 0]
-    if zero and norm.get("method", "zscore") != "none":
-        raise CheckpointError(f"{source}: normalization std of band {zero[0]} is {norm['std'][zero[0] - 1]:g} "
-                              f"({len(zero)} band(s) ≤ 0): dividing by it is undefined; the card is damaged, "
-                              "retrain or use another checkpoint")
-    classes = d.get("classes")
-    if not isinstance(classes, list) or not all(isinstance(c, dict) for c in classes):
-        raise CheckpointError(f"{source}: model card 'classes' must be a list of objects")
-    for c in classes:
-        v = c.get("value")
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 255:
-            raise CheckpointError(f"{source}: class {c.get('name', '?')!r} has value {v!r}; class values "
-                                  "are whole numbers 1..255")
-
-
-def read_card(path: str) -> ModelCard:
-    """Read only the model card (no tensors): cheap, for `info` and the plugin's checkpoint picker."""
-    if os.path.isdir(path):
-        raise InputError(f"checkpoint {path} is a folder, not a file; give the .safetensors file itself")
-    header = read_safetensors_header(path)
-    meta = header.get("__metadata__") or {}
-    if CARD_KEY not in meta:
-        raise CheckpointError(f"{path} is a safetensors file without a SpectralX model card; "
-                              "is it a backbone or another tool's weights?")
-    return ModelCard.from_json(meta[CARD_KEY], source=path)
-
-
-def user_model_dir() -> str:
-    return os.environ.get("SPECTRALX_MODELS") or os.path.join(
-        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "spectralx", "models")
-
-
-def backbone_candidates(card: ModelCard, checkpoint_path: str, backbone: Optional[str] = None) -> List[str]:
-    """Where a card's backbone is looked for, in order: the one given, else beside the checkpoint,
-    the path recorded in the card, the user's model folder."""
-    if card.is_forest:
-        return []
-    if backbone:
-        return [backbone]
-    name = os.path.basename(card.backbone.file)
-    candidates = [os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), name)]
-    if card.backbone.path:
-        candidates.append(card.backbone.path)
-    candidates.append(os.path.join(user_model_dir(), name))
-    return candidates
 
 
 def resolve_backbone(card: ModelCard, checkpoint_path: str, backbone: Optional[str] = None) -> str:
@@ -407,7 +202,6 @@ def backbone_ref_for(path: str, preset: str, description: str = "") -> BackboneR
 def new_model(backbone_path: str, bands: List[Band], classes: List[ClassInfo], preset: Optional[str] = None,
               img_size: Optional[int] = None, **arch: Any) -> Tuple[SpectralX, ModelCard]:
     """A fresh SpectralX (adapters initialised, backbone loaded from a file) and its card."""
-    from .backbone_io import backbone_description
     own = backbone_description(backbone_path)
     state, bcfg, _ = load_backbone(backbone_path, preset, img_size)
     backbone_shape = {k: v for k, v in bcfg.items() if k not in ("backbone_preset", "img_size")}

@@ -18,7 +18,8 @@ import time
 from typing import List, Optional
 
 from . import __version__, commands
-from .errors import Cancelled, SpectralXError, Terminated
+from .errors import Cancelled, SpectralXError, Terminated, for_cli, one_line  # noqa: F401 (one_line: re-export)
+from .contract.errors import MAX_ERROR_CHARS  # noqa: F401
 
 EXIT_ERROR = 2        # bad input (SpectralXError, bad argument)
 EXIT_OS = 1           # the system refused (memory, I/O)
@@ -99,36 +100,10 @@ def _stdout_closed() -> None:
         pass
 
 
-MAX_ERROR_CHARS = 500     # an error line a terminal shows whole; long lists are cut in the middle
-
-
-def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """Whitespace folded, control characters shown as escapes (a raw ESC from a file name or a
-    band map would reach the terminal), and the middle of an overlong line elided so that what to do
-    (at the end) stays."""
-    text = " ".join(str(text).split())
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-    if len(text) > limit:
-        head = limit * 2 // 3
-        text = f"{text[:head]} … {text[-(limit - head - 3):]}"
-    return text
-
-
 def _library_error(exc: BaseException) -> bool:
     """Errors raised by the raster/vector/tensor libraries for bad files (not our bugs)."""
     module = type(exc).__module__ or ""
     return module.startswith(("rasterio", "fiona", "safetensors"))
-
-
-def _system_message(exc: BaseException) -> str:
-    from .fileio import is_out_of_space
-    if isinstance(exc, MemoryError):
-        return "out of memory; try a smaller --batch-size or --tile-size, or a smaller window"
-    if is_out_of_space(exc):
-        return "no space left on the device; nothing was written"
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return one_line(first)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -141,27 +116,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.flush()          # a closed pipe shows up here when stdout is buffered
         return code
     except Cancelled as exc:
-        print(f"spectralx: {exc}", file=sys.stderr)
+        print(for_cli(exc), file=sys.stderr)
         return 130
     except Terminated as exc:
-        print(f"spectralx: stopped by {exc.name}; unfinished outputs were removed", file=sys.stderr)
+        print(for_cli(exc), file=sys.stderr)
         return 128 + exc.signum
-    except KeyboardInterrupt:
-        print("spectralx: interrupted; unfinished outputs were removed", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(for_cli(exc), file=sys.stderr)
         return 130
     except BrokenPipeError:
         _stdout_closed()
         return EXIT_PIPE
     except SpectralXError as exc:
-        print(f"spectralx: error: {one_line(exc)}", file=sys.stderr)
+        print(for_cli(exc), file=sys.stderr)
         return EXIT_ERROR
     except (OSError, MemoryError) as exc:  # disk full, permissions, out of memory: still one line
-        print(f"spectralx: error: {_system_message(exc)}", file=sys.stderr)
+        print(for_cli(exc), file=sys.stderr)
         return EXIT_OS
     except Exception as exc:
         if not _library_error(exc):
             raise
-        print(f"spectralx: error: {_system_message(exc)}", file=sys.stderr)
+        print(for_cli(exc), file=sys.stderr)
         return EXIT_OS
     finally:
         _restore(previous)

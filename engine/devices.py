@@ -14,9 +14,8 @@ from typing import ContextManager, List, Optional, Tuple
 
 import torch
 
+from .contract.options import PRECISIONS  # noqa: F401  (the one list; re-exported here)
 from .errors import SpectralXError
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def _mps_available() -> bool:

@@ -20,18 +20,17 @@ import json
 import os
 import pathlib
 import re
-import struct
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from .contract.card import MAX_HEADER_BYTES, _safetensors_header, read_header, sniff_format  # noqa: F401
 from .errors import CheckpointError
 from .pickle_walk import check_tensor, plain_objects
 from .torchzip import pickle_globals
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
-MAX_HEADER_BYTES = 100_000_000    # the safetensors library's own limit on the JSON header
 _hash_cache: Dict[Tuple[str, int, float], str] = {}
 
 # Extra globals a release pickle may name, beyond torch's own weights-only list (tensors, storages,
@@ -69,68 +68,9 @@ def sha256_file(path: str) -> str:
     return _hash_cache[key]
 
 
-def _safetensors_header(f, size: int) -> Tuple[Optional[dict], int, str]:
-    """(header, header length, "") if the open file is a safetensors file by its rules, else
-    (None, 0, why not)."""
-    f.seek(0)
-    head = f.read(8)
-    if len(head) < 8:
-        return None, 0, "too short"
-    (header_len,) = struct.unpack("<Q", head)
-    if header_len < 2 or 8 + header_len > size:
-        return None, 0, "damaged or truncated header"
-    if header_len > MAX_HEADER_BYTES:
-        return None, 0, f"header of {header_len:,} bytes, over the format's {MAX_HEADER_BYTES:,}"
-    raw = f.read(header_len)
-    if raw[:1] != b"{":
-        return None, 0, "unreadable header"
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None, 0, "unreadable header"
-    except RecursionError:
-        return None, 0, "header nested too deeply"
-    if not isinstance(header, dict):
-        return None, 0, "bad header"
-    return header, header_len, ""
-
-
-def sniff_format(path: str) -> str:
-    """'safetensors', 'torch-zip', 'pickle' or 'unknown', by each format's own rules."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-        if head == b"PK\x03\x04":
-            return "torch-zip"
-        if _safetensors_header(f, size)[0] is not None:
-            return "safetensors"
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "pickle"
-    return "unknown"
-
-
-def read_safetensors_header(path: str) -> dict:
-    """Parse the JSON header of a safetensors file, with one-line errors for anything else."""
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path} is a folder, not a file; give the weights file itself")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: file not found")
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        header, header_len, why = _safetensors_header(f, size)
-    if header is None:
-        if sniff_format(path) in ("torch-zip", "pickle"):
-            raise CheckpointError(
-                f"{path} is a pickle/zip file, not safetensors; pickles are never loaded as checkpoints "
-                "because unpickling can run code")
-        raise CheckpointError(f"{path} is not a valid safetensors file ({why})")
-    data_end = max((v["data_offsets"][1] for k, v in header.items()
-                    if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
-    if 8 + header_len + data_end > size:
-        raise CheckpointError(
-            f"{path} is truncated: it holds {size} bytes but its header describes {8 + header_len + data_end}; "
-            "copy or download it again")
-    return header
+# the header reader is torch-free (spectralx.contract.card, which the plugin uses too); re-exported
+# under the engine's long-standing name
+read_safetensors_header = read_header
 
 
 def read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:

@@ -5,14 +5,19 @@ from typing import Dict, Optional
 
 import torch
 
+from ..contract.registry import FAMILIES as FAMILY_NAMES
 from ..errors import CheckpointError
 from . import dinov3, satmae_pp, scale_mae
 from .common import Converted, refuse_other_architectures, strip_prefixes
 from .timm_vit import MAE, TIMM
 
 # Detection order matters: Scale-MAE and SatMAE++ checkpoints also carry MAE decoder keys.
-FAMILIES = {m.NAME: m for m in (scale_mae, satmae_pp, dinov3, MAE, TIMM)}
-FAMILY_NAMES = tuple(FAMILIES)
+_CONVERTERS = {m.NAME: m for m in (scale_mae, satmae_pp, dinov3, MAE, TIMM)}
+# the family names and their detection order are the contract's (spectralx.contract.registry): one
+# converter module per name, in that order
+if set(_CONVERTERS) != set(FAMILY_NAMES):
+    raise ImportError(f"backbone converters {sorted(_CONVERTERS)} differ from the registry's families {FAMILY_NAMES}")
+FAMILIES = {name: _CONVERTERS[name] for name in FAMILY_NAMES}
 _EXCLUSIVE = ("scale-mae", "satmae++", "dinov3")
 
 

@@ -7,26 +7,15 @@ as inference does (SPEC §2: scene-level statistics, never per-tile min-max).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..bands import detect_bands, resolve_band_map
+from ..bands import BandMapping, detect_bands, resolve_band_map
 from ..checkpoint import Band, ModelCard, Normalization
 from ..errors import BandMappingError
 from ..inference.prepare import Preparer
 from ..raster_io import open_raster
-
-
-@dataclass
-class SimpleMapping:
-    """Identity band mapping (source band i -> checkpoint band i), same fields as spectralx.bands'."""
-    source_indexes: List[int]
-    weights: np.ndarray
-
-    def to_dict(self):
-        return {"source_indexes": self.source_indexes, "strategy": "identity"}
 
 
 def _open(path: str):
@@ -51,8 +40,8 @@ def detect_image_bands(path: str, sensor: Optional[str] = None) -> Tuple[List[Ba
 
 
 def same_sensor_mappings(images: Sequence[str], sensor: Optional[str] = None):
-    """New-model bands from the first image, and identity-style mappings for every image (they must
-    carry the same bands)."""
+    """New-model bands from the first image, and identity mappings (BandMapping.identity) for every
+    image (they must carry the same bands)."""
     bands, idx = detect_image_bands(images[0], sensor)
     with _open(images[0]) as ds:
         count = ds.count
@@ -68,7 +57,7 @@ def same_sensor_mappings(images: Sequence[str], sensor: Optional[str] = None):
             raise BandMappingError(
                 f"{p} does not have the same bands as {images[0]}; train from one sensor, or start from "
                 "a checkpoint (-c) so that each image's bands are mapped")
-    mapping = SimpleMapping(list(idx), np.eye(len(idx), dtype=np.float32))
+    mapping = BandMapping.identity(idx, [b.name for b in bands], raster_band_count=count, sensor=sensor)
     return bands, [mapping for _ in images]
 
 

@@ -5,7 +5,8 @@ Per seed:
 1. Round 1: a few small "polygons" per class (square windows of the training tiles' labels around a
    random labelled pixel, same class only) -> fine-tune from the demo backbone (forest pooled, the
    default), validated on the validation tiles.
-2. `suggest`'s scoring (engine.suggest: 1 - confidence + network/forest disagreement, 3x3 mean, picks
+2. `suggest`'s scoring (engine.suggest.place_scores: 1 - confidence + network/forest disagreement, 3x3
+   mean, times the 5x5 uniformity of the predicted class; picks
    over the classes in turn at the default minimum distance) over the whole image, with the picks
    restricted to the pool: training-tile pixels that have a reference label (elsewhere the sample has
    no reference to "ask the analyst" for) and were not labelled in round 1.
@@ -92,15 +93,10 @@ def map_probabilities(ckpt):
 
 
 def suggested_places(ckpt, pool, n):
-    from spectralx.suggest import default_min_distance, smooth, spread
+    from spectralx.suggest import default_min_distance, place_scores, spread
     card, valid, p_map, p_net, p_forest = map_probabilities(ckpt)
-    h, w = valid.shape
-    conf, dis = np.zeros((h, w)), np.zeros((h, w))
-    pred = np.zeros((h, w), np.int64)
-    conf[valid], pred[valid] = p_map.max(1), p_map.argmax(1)
-    if p_net is not None and p_forest is not None:
-        dis[valid] = 0.5 * np.abs(p_net - p_forest).sum(1)
-    score = smooth((1.0 - conf) + dis, valid)
+    w = valid.shape[1]
+    score, pred, _conf, _dis = place_scores(p_map, p_net, p_forest, valid)   # suggest()'s own scoring
     score[~pool] = -np.inf                    # only where the sample has a reference to ask for
     picked = spread(score, pred, n, default_min_distance(int(pool.sum()), n))
     return [divmod(int(i), w) for i in picked]

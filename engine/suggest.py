@@ -4,7 +4,9 @@ A pixel is worth labelling where the model is unsure (1 - the map's confidence) 
 views disagree (the network and the random forest pooled with it: half the L1 distance between
 their class probabilities, 0 = same, 1 = no class in common). The score is the sum of the two,
 averaged over a 3 x 3 neighbourhood so a point lands in an uncertain patch rather than on one noisy
-pixel. Points are then picked greedily, best score first, taking the classes in turn (the predicted
+pixel, and weighted by how uniform the map is around it (the share of the 5 x 5 neighbours predicted
+the same class): a point on a mixed edge is hard to label and its polygon holds few pixels, while an
+unsure patch inside one predicted region can be drawn and teaches the model a whole area. Points are then picked greedily, best score first, taking the classes in turn (the predicted
 class of each point) and never closer than a minimum distance to a point already picked: spread in
 space and across classes, so a round of labels does not pile up on one confused edge.
 
@@ -138,6 +140,35 @@ def smooth(score: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
+def uniformity(pred: np.ndarray, valid: np.ndarray, size: int = 5) -> np.ndarray:
+    """Share of the valid pixels in each pixel's size x size window predicted the same class as it."""
+    k = int(pred.max()) + 1 if pred.size else 1
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(pred.astype(np.int64)), k).permute(2, 0, 1).float()
+    onehot = onehot * torch.from_numpy(valid.astype(np.float32))
+    counts = torch.nn.functional.avg_pool2d(onehot[None], size, 1, size // 2, count_include_pad=True)[0]
+    n = torch.nn.functional.avg_pool2d(torch.from_numpy(valid.astype(np.float32))[None, None], size, 1,
+                                       size // 2, count_include_pad=True)[0, 0]
+    same = counts.gather(0, torch.from_numpy(pred.astype(np.int64))[None])[0]
+    return (same / n.clamp_min(1e-6)).numpy().astype(np.float64)
+
+
+def place_scores(p_map: np.ndarray, p_net: Optional[np.ndarray], p_forest: Optional[np.ndarray],
+                 valid: np.ndarray):
+    """(score, predicted class index, confidence, disagreement) per pixel of the area from the class
+    probabilities of its valid pixels (rows of p_* in row-major order of `valid`)."""
+    h, w = valid.shape
+    conf = np.zeros((h, w))
+    conf[valid] = p_map.max(1)
+    pred = np.zeros((h, w), np.int64)
+    pred[valid] = p_map.argmax(1)
+    dis = np.zeros((h, w))
+    if p_net is not None and p_forest is not None:
+        dis[valid] = 0.5 * np.abs(p_net - p_forest).sum(1)
+    score = smooth((1.0 - conf) + dis, valid)
+    score[valid] *= uniformity(pred, valid)[valid]       # invalid pixels stay -inf
+    return score, pred, conf, dis
+
+
 def spread(score: np.ndarray, pred: np.ndarray, n: int, min_distance: float) -> List[int]:
     """Flat indices of up to n pixels: classes in turn (the class whose best remaining pixel scores
     highest first), each the best pixel of its class at least `min_distance` px from every pick."""
@@ -208,17 +239,10 @@ def suggest(raster: str, checkpoint: Optional[str], *, n: int = 20, min_distance
     with torch.no_grad():
         p_map, p_net, p_forest = class_probabilities(net, card, x, valid, dev, batch_size, progress)
     h, w = valid.shape
-    conf = np.zeros((h, w))
-    conf[valid] = p_map.max(1)
-    pred = np.zeros((h, w), np.int64)
-    pred[valid] = p_map.argmax(1)
-    dis = np.zeros((h, w))
-    if p_net is not None and p_forest is not None:
-        dis[valid] = 0.5 * np.abs(p_net - p_forest).sum(1)
     progress.update(2, 3, "choosing places")
+    score, pred, conf, dis = place_scores(p_map, p_net, p_forest, valid)
     pixel = abs(transform.a)
     min_px = default_min_distance(int(valid.sum()), n) if min_distance is None else min_distance / pixel
-    score = smooth((1.0 - conf) + dis, valid)
     picked = spread(score, pred, n, min_px)
     notes = []
     if len(picked) < n:

@@ -16,13 +16,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import ClassInfo, ModelCard, forest_card, new_model, save_checkpoint
+from ..checkpoint import ClassInfo, ModelCard, Normalization, forest_card, new_model, save_checkpoint
 from ..config import DEFAULT_SPECTRAL_SKIP, PAPER_SWITCHES
 from ..errors import LabelError, SpectralXError
 from ..progress import Progress, ensure
@@ -34,8 +34,8 @@ from .common import (adopt_classes, check_output, count_parameters, load_base, p
 from .calibration import choose_adjustment
 from .fusion import choose_fusion
 from .health import model_warnings
-from .dataset import (IGNORE, ChipSampler, Scene, label_window, pad_scene, predict_logits, predict_mask,
-                      split_regions)
+from .dataset import (IGNORE, ChipSampler, Scene, SplitReport, label_window, pad_scene, predict_logits,
+                      predict_mask, split_regions)
 from .labels import LabelSource, open_grid, read_labels
 from .loop import LoopResult, run_loop
 from .metrics import confusion, scores
@@ -67,6 +67,51 @@ def _as_list(v) -> List[str]:
     return [str(v)] if isinstance(v, (str, os.PathLike)) else [str(x) for x in v]
 
 
+@dataclass
+class FinetuneJob:
+    """A fine-tuning run, checked and read (prepare_finetune): the labels and class table, the starting
+    model and its bands, the labelled scenes normalized and split. Nothing is trained yet."""
+    images: List[str]
+    labels: List[str]
+    val_images: List[str]
+    val_labels: List[str]
+    output: Optional[str]
+    opts: FinetuneOptions
+    sources: List[LabelSource]
+    table: List[ClassInfo]
+    model: Any                            # the starting network (None for method "forest")
+    card: ModelCard
+    backbone_path: Optional[str]
+    base_stage: str
+    norm: Normalization
+    scenes: List[Scene]                   # training scenes, then the explicit validation scenes
+    split: SplitReport
+    validation_kind: str
+    train_classes: List[int]              # class indexes with training pixels
+    rng: np.random.Generator              # the run's generator, as the split left it
+    checkpoint: Optional[str] = None
+    sensor: Optional[str] = None
+    command: Optional[str] = None
+    description: Optional[str] = None
+    t_start: float = field(default_factory=time.time)
+
+    @property
+    def names(self) -> List[str]:
+        return [c.name for c in self.table]
+
+    @property
+    def values(self) -> List[int]:
+        return [c.value for c in self.table]
+
+    @property
+    def train_scenes(self) -> List[Scene]:
+        return self.scenes[:len(self.images)]
+
+    @property
+    def forest_only(self) -> bool:
+        return self.opts.method == "forest"
+
+
 def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]], output: Optional[str], *,
              options: Optional[FinetuneOptions] = None, class_field: Optional[str] = None, classes=None,
              checkpoint: Optional[str] = None, backbone: Optional[str] = None,
@@ -85,42 +130,89 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     val_images/val_labels: explicit validation data instead of holding out a fraction of the
     regions. Training options: `options` (FinetuneOptions) and/or its fields as keywords (steps,
     lr, method, variant, …); `unfreeze_backbone=True` is the older spelling of method="full".
+    Prepare (every check, the data read) -> job -> run (train, calibrate, pool, write).
     """
     t_start = time.time()
     progress = ensure(progress)
     if unfreeze_backbone:
         option_overrides["method"] = "full"
     opts = FinetuneOptions.build(options, **option_overrides)
+    job = prepare_finetune(images, labels, output, opts, class_field=class_field, classes=classes,
+                           checkpoint=checkpoint, backbone=backbone, backbone_preset=backbone_preset,
+                           tile_size=tile_size, progress=progress, sensor=sensor, band_map=band_map,
+                           val_images=val_images, val_labels=val_labels, command=command,
+                           description=description, architecture=architecture, t_start=t_start)
+    if job.forest_only:
+        return finish_forest(job, progress)
+    return run_finetune(job, progress)
+
+
+# --- prepare: everything that can be wrong with the input, checked before the first step ----------
+
+def prepare_finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]], output: Optional[str],
+                     opts: FinetuneOptions, *, class_field: Optional[str] = None, classes=None,
+                     checkpoint: Optional[str] = None, backbone: Optional[str] = None,
+                     backbone_preset: Optional[str] = None, tile_size: Optional[int] = None,
+                     progress: Optional[Progress] = None, sensor: Optional[str] = None, band_map="auto",
+                     val_images: Optional[Sequence[str]] = None, val_labels: Optional[Sequence[str]] = None,
+                     command: Optional[str] = None, description: Optional[str] = None,
+                     architecture: Optional[dict] = None, t_start: Optional[float] = None) -> FinetuneJob:
+    """Check the inputs, open the labels, build the class table and the starting model, read the
+    labelled scenes and split them into training and validation: a FinetuneJob for run_finetune."""
+    progress = ensure(progress)
     images, labels = _as_list(images), _as_list(labels)
     val_images, val_labels = _as_list(val_images), _as_list(val_labels)
+    _check_inputs(images, labels, val_images, val_labels, opts, checkpoint, backbone)
+    check_output(output)
+    rng = np.random.default_rng(opts.seed)
+    torch.manual_seed(opts.seed)
+    all_images = images + val_images
+    sources = open_label_sources(all_images, labels + val_labels, class_field, progress)
+    table, lookups = class_table(sources, classes)
+    start = starting_model(all_images, table, opts, checkpoint=checkpoint, backbone=backbone,
+                           backbone_preset=backbone_preset, tile_size=tile_size, sensor=sensor,
+                           band_map=band_map, architecture=architecture, log=progress.log)
+    opts, model, card, mappings, backbone_path, base_stage = start
+    norm, nvalid = scene_statistics(images, mappings[:len(images)])
+    if sum(nvalid) == 0:
+        raise LabelError("the training images hold no valid (non-nodata) pixel")
+    scenes = read_scenes(all_images, sources, lookups, mappings, table, norm, card)
+    split, validation_kind = split_scenes(scenes, len(images), sources, opts, rng, [c.name for c in table])
+    train_classes = _check_split(split, [c.name for c in table], validation_kind, progress.log)
+    return FinetuneJob(images, labels, val_images, val_labels, output, opts, sources, table, model, card,
+                       backbone_path, base_stage, norm, scenes, split, validation_kind, train_classes, rng,
+                       checkpoint=checkpoint, sensor=sensor, command=command, description=description,
+                       t_start=t_start if t_start is not None else time.time())
+
+
+def _check_inputs(images: List[str], labels: List[str], val_images: List[str], val_labels: List[str],
+                  opts: FinetuneOptions, checkpoint: Optional[str], backbone: Optional[str]) -> None:
     if not images:
         raise LabelError("no training image given")
     if len(images) != len(labels):
         raise LabelError(f"give one label file per image ({len(images)} images, {len(labels)} label files)")
     if len(val_images) != len(val_labels):
         raise LabelError("give one validation label file per validation image")
-    forest_only = opts.method == "forest"
-    if forest_only and checkpoint:
+    if opts.method == "forest" and checkpoint:
         raise SpectralXError("a random forest is trained from the image's own bands, not from a checkpoint: "
                              "drop the checkpoint (-c), or choose a network method to fine-tune it")
-    if not forest_only:
+    if opts.method != "forest":
         require_one_source(checkpoint, backbone)
-    check_output(output)
-    rng = np.random.default_rng(opts.seed)
-    torch.manual_seed(opts.seed)
-    log = progress.log
 
-    # --- labels: open and check everything (no rasterizing yet) ------------------------------
-    all_images = images + val_images
-    all_labels = labels + val_labels
-    grids = [open_grid(p) for p in all_images]
-    sources: List[LabelSource] = []
-    for img, lab, grid in zip(all_images, all_labels, grids):
-        sources.append(read_labels(lab, grid, class_field))
+
+def open_label_sources(images: Sequence[str], labels: Sequence[str], class_field: Optional[str],
+                       progress: Progress) -> List[LabelSource]:
+    """Open and check every label file on its image's grid (nothing is rasterized yet)."""
+    grids = [open_grid(p) for p in images]
+    sources = [read_labels(lab, grid, class_field) for lab, grid in zip(labels, grids)]
     for s in sources:
         progress.log("labels " + s.summary())
+    return sources
 
-    # --- class table ------------------------------------------------------------------------
+
+def class_table(sources: Sequence[LabelSource], classes=None) -> Tuple[List[ClassInfo], List[Dict[Any, int]]]:
+    """The class table (given, or derived from the labels) and, per label source, its label keys ->
+    class values; a key that is in no class is refused by name."""
     given = classes_mod.parse_classes(classes) if classes is not None else None
     names_seen = {k for s in sources if s.class_kind == "text" for k in s.keys}
     values_seen = {k for s in sources if s.class_kind == "int" for k in s.keys}
@@ -147,51 +239,53 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
             raise LabelError(f"{s.path}: class(es) {unknown[:10]} are not in the class table "
                              f"({', '.join(f'{c.value}={c.name}' for c in table)}); add them to --classes")
         lookups.append(lookup)
-    index_of = {c.value: i for i, c in enumerate(table)}
-    k_classes = len(table)
+    return table, lookups
 
-    # --- model and bands --------------------------------------------------------------------
-    if forest_only:   # no network: the bands as detected, a tile size for the streaming pipeline
-        bands, mappings = same_sensor_mappings(all_images, sensor)
-        model, card = None, forest_card(bands, list(table), FOREST_TILE)
-        backbone_path, base_stage = None, "init"
-    elif checkpoint:
-        model, card, backbone_path = load_base(checkpoint, backbone)
-        if tile_size and int(tile_size) != card.tile_size:
-            raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be "
-                                 f"changed to {tile_size} when fine-tuning from it")
-        base_cfg = card.config
-        if base_cfg.method != opts.method and opts.method != "spectralx":
-            raise SpectralXError(f"the checkpoint was trained with method '{base_cfg.method}'; fine-tune it with "
-                                 "the same method, or start a new model from the backbone (--backbone)")
-        opts = FinetuneOptions.build(opts, method=base_cfg.method, variant=base_cfg.variant)
-        head_arch = dict(architecture or {})
-        if card.stage == "pretrain" and not card.architecture.get("spectral_skip") and opts.variant != "paper":
-            # a stage-1 model has no segmentation head worth keeping as is: give it the default skip
-            head_arch.setdefault("spectral_skip", DEFAULT_SPECTRAL_SKIP)
-        model, card, rebuilt = adopt_classes(model, card, table, head_arch)
-        if rebuilt:
-            log(f"class table ({k_classes} classes) / head options adopted: classifier rebuilt, all "
-                "other tensors kept")
-        mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in all_images]
-        base_stage = card.stage
-    else:
-        bands, mappings = same_sensor_mappings(all_images, sensor)
+
+def starting_model(images: Sequence[str], table: List[ClassInfo], opts: FinetuneOptions, *,
+                   checkpoint: Optional[str], backbone: Optional[str], backbone_preset: Optional[str],
+                   tile_size: Optional[int], sensor: Optional[str], band_map, architecture: Optional[dict],
+                   log) -> Tuple[FinetuneOptions, Any, ModelCard, list, Optional[str], str]:
+    """(options, model, card, band mapping per image, backbone file, base stage): a forest's card
+    (no network), a checkpoint with the class table adopted (its method and variant kept), or a
+    new model on a backbone with the bands of the first image."""
+    if opts.method == "forest":   # no network: the bands as detected, a tile size for the streaming pipeline
+        bands, mappings = same_sensor_mappings(images, sensor)
+        return opts, None, forest_card(bands, list(table), FOREST_TILE), mappings, None, "init"
+    if not checkpoint:
+        bands, mappings = same_sensor_mappings(images, sensor)
         model, card = new_model(backbone, bands, table, preset=backbone_preset, img_size=tile_size,
                                 **new_architecture(opts, architecture))
-        backbone_path = backbone
-        base_stage = "init"
+        return opts, model, card, mappings, backbone, "init"
+    model, card, backbone_path = load_base(checkpoint, backbone)
+    if tile_size and int(tile_size) != card.tile_size:
+        raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be "
+                             f"changed to {tile_size} when fine-tuning from it")
+    base_cfg = card.config
+    if base_cfg.method != opts.method and opts.method != "spectralx":
+        raise SpectralXError(f"the checkpoint was trained with method '{base_cfg.method}'; fine-tune it with "
+                             "the same method, or start a new model from the backbone (--backbone)")
+    opts = FinetuneOptions.build(opts, method=base_cfg.method, variant=base_cfg.variant)
+    head_arch = dict(architecture or {})
+    if card.stage == "pretrain" and not card.architecture.get("spectral_skip") and opts.variant != "paper":
+        # a stage-1 model has no segmentation head worth keeping as is: give it the default skip
+        head_arch.setdefault("spectral_skip", DEFAULT_SPECTRAL_SKIP)
+    model, card, rebuilt = adopt_classes(model, card, table, head_arch)
+    if rebuilt:
+        log(f"class table ({len(table)} classes) / head options adopted: classifier rebuilt, all "
+            "other tensors kept")
+    mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in images]
+    return opts, model, card, mappings, backbone_path, card.stage
+
+
+def read_scenes(images: Sequence[str], sources: Sequence[LabelSource], lookups: Sequence[Dict[Any, int]],
+                mappings: Sequence, table: List[ClassInfo], norm: Normalization, card: ModelCard) -> List[Scene]:
+    """Rasterize each label source in a window around its labels, read and normalize those pixels."""
     tile = card.tile_size
-
-    # --- normalization statistics (scene level, training images only) -----------------------
-    norm, nvalid = scene_statistics(images, mappings[:len(images)])
-    if sum(nvalid) == 0:
-        raise LabelError("the training images hold no valid (non-nodata) pixel")
-
-    # --- scenes: rasterize labels in a window around them, read and normalize the pixels -----
+    index_of = {c.value: i for i, c in enumerate(table)}
     scenes: List[Scene] = []
     region_offset = 0
-    for i, (img, src, lookup, mapping) in enumerate(zip(all_images, sources, lookups, mappings)):
+    for img, src, lookup, mapping in zip(images, sources, lookups, mappings):
         win = label_window(src.pixel_bbox, tile // 2, src.grid.width, src.grid.height)
         n_values = len(card.bands) * int(win.width) * int(win.height)
         if n_values > MAX_SCENE_VALUES:
@@ -218,9 +312,15 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         scenes.append(Scene(image=img, labels=src.path, x=xp, y=yp, region=rp,
                             window=(int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
                             pad=pad))
-    train_scenes = scenes[:len(images)]
-    val_scenes = scenes[len(images):]
-    names = [c.name for c in table]
+    return scenes
+
+
+def split_scenes(scenes: List[Scene], n_train: int, sources: Sequence[LabelSource], opts: FinetuneOptions,
+                 rng: np.random.Generator, names: List[str]) -> Tuple[SplitReport, str]:
+    """Training/validation pixels: the explicit validation scenes, else whole regions held out of the
+    training scenes; and what the validation is, in words."""
+    train_scenes, val_scenes = scenes[:n_train], scenes[n_train:]
+    k_classes = len(names)
     if val_scenes:
         split = split_regions(train_scenes, k_classes, 0.0, rng, names)
         for s in val_scenes:
@@ -229,18 +329,23 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         for k in range(k_classes):
             n_val = sum(int(((s.role == 2) & (s.y == k)).sum()) for s in val_scenes)
             split.per_class.setdefault(k, {"train": 0, "val": 0})["val"] = n_val
-        validation_kind = "explicit validation images"
-    else:
-        split = split_regions(train_scenes, k_classes, opts.val_fraction, rng, names)
-        kinds = {s.geometry_kind for s in sources}
-        validation_kind = ("held-out whole " + ("polygons" if kinds == {"polygon"} else "points" if kinds == {"point"}
-                           else "connected label regions" if kinds == {"raster"} else "features/regions"))
-        if split.cut_regions:   # a class with a single polygon validates on the far part of it
-            far = (f"the far {opts.val_fraction:.0%} of {split.cut_regions} class(es)' only polygon/region "
-                   "(next to training pixels: optimistic)")
-            validation_kind = far if not split.val_regions else f"{validation_kind}, and {far}"
+        return split, "explicit validation images"
+    split = split_regions(train_scenes, k_classes, opts.val_fraction, rng, names)
+    kinds = {s.geometry_kind for s in sources}
+    validation_kind = ("held-out whole " + ("polygons" if kinds == {"polygon"} else "points" if kinds == {"point"}
+                       else "connected label regions" if kinds == {"raster"} else "features/regions"))
+    if split.cut_regions:   # a class with a single polygon validates on the far part of it
+        far = (f"the far {opts.val_fraction:.0%} of {split.cut_regions} class(es)' only polygon/region "
+               "(next to training pixels: optimistic)")
+        validation_kind = far if not split.val_regions else f"{validation_kind}, and {far}"
+    return split, validation_kind
+
+
+def _check_split(split: SplitReport, names: List[str], validation_kind: str, log) -> List[int]:
+    """The classes with training pixels (at least two), after logging the split."""
     for note in split.notes:
         log("note: " + note)
+    k_classes = len(names)
     train_classes = [k for k in range(k_classes) if split.per_class.get(k, {}).get("train", 0) > 0]
     if not train_classes:
         raise LabelError("no labelled pixel over valid image data: the features are smaller than a pixel "
@@ -255,22 +360,69 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         log(f"note: class(es) {missing} have no training pixel over the images")
     log(f"training pixels {split.train_pixels} in {split.train_regions} regions; validation pixels "
         f"{split.val_pixels} ({validation_kind})")
-    if forest_only:
-        return finish_forest(scenes, table, card, opts, norm, output, progress, images, labels, sources,
-                             validation_kind, split, command, description, t_start)
+    return train_classes
 
-    # --- training ---------------------------------------------------------------------------
+
+# --- run: train, calibrate, pool with the forest, write the card ----------------------------------
+
+@dataclass
+class _Trained:
+    """What training left for the steps after it."""
+    loop: LoopResult
+    dev: Any
+    counts: np.ndarray                    # training pixels per class
+    class_weights: np.ndarray
+    eval_every: int
+    n_trainable: int
+    n_total: int
+    has_val: bool
+
+
+def run_finetune(job: FinetuneJob, progress: Optional[Progress] = None) -> FinetuneResult:
+    """Train the job's network, then calibrate it, pool it with the random forest and write it."""
+    progress = ensure(progress)
+    log = progress.log
+    trained = train_network(job, progress)
+    model, loop, dev, has_val = job.model, trained.loop, trained.dev, trained.has_val
+    # the network's validation logits, computed once: the logit adjustment, the fusion weight and the
+    # warnings all read them (a new class bias only shifts them)
+    val_logits, val_true = validation_logits(model, job.scenes, job.card.tile_size, dev) if has_val else (None, None)
+    val_logits, adjustment = _calibrate(job, trained, val_logits, val_true, progress)
+    if has_val and loop.best_metrics is None:     # 0 steps: score the network as it is
+        loop.best_metrics = _validate(model, job.scenes, job.card.tile_size, dev, len(job.table), job.table)
+    seconds = time.time() - job.t_start
+    baseline, forest = _forest_baseline(job, loop, progress)
+    fusion = _fuse(job, forest, val_logits, val_true, has_val, log)
+    metrics = _network_metrics(job, trained, baseline, fusion, val_logits, val_true)
+    for warning in metrics["warnings"]:
+        log("WARNING: " + warning)
+    _fill_card(job, trained, metrics, adjustment, fusion, forest, seconds)
+    log(comparison_line(metrics))
+    card = job.card
+    if job.output is not None:
+        save_checkpoint(model.to("cpu"), card, job.output)
+        place_backbone(job.backbone_path, job.output, log)
+        log(f"wrote {job.output}")
+    return FinetuneResult(checkpoint=job.output, metrics=metrics, card=card, model=model, history=loop.history)
+
+
+def train_network(job: FinetuneJob, progress: Progress) -> _Trained:
+    """The shared training loop on chips of the training scenes (spectralx.training.loop)."""
+    opts, table, tile = job.opts, job.table, job.card.tile_size
+    k_classes = len(table)
     dev = pick_device(opts.device)
-    model = model.to(dev)
+    model = job.model = job.model.to(dev)
     model.set_stage("finetune", backbone_norms=opts.train_backbone_norms)
     n_trainable, n_total = count_parameters(model)
+    split = job.split
     counts = np.array([split.per_class.get(k, {}).get("train", 0) for k in range(k_classes)], np.float64)
     w = class_weights(counts, opts.class_weighting)
     ce_weight = torch.tensor(w, dtype=torch.float32, device=dev)
-    sampler = ChipSampler(train_scenes, k_classes, tile, rng, augment=opts.augment,
+    sampler = ChipSampler(job.train_scenes, k_classes, tile, job.rng, augment=opts.augment,
                           spectral_jitter=opts.spectral_jitter)
     has_val = split.val_pixels > 0
     eval_every = int(opts.eval_every or max(10, min(100, opts.steps // 10)))
+    scenes = job.scenes
 
     def step_fn(step: int):
         xb, yb = sampler.batch(opts.batch_size)
@@ -285,80 +437,114 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
                     eval_every=eval_every, patience=opts.patience, log_every=eval_every,
                     full_state=opts.method == "full")
     model.tta_flips = opts.tta
-    # the network's validation logits, computed once: the logit adjustment, the fusion weight and the
-    # warnings all read them (a new class bias only shifts them)
-    val_logits, val_true = validation_logits(model, scenes, tile, dev) if has_val else (None, None)
-    adjustment = None
-    if opts.calibrate and has_val and len(val_true):
-        progress.update(loop.steps_run, opts.steps, "calibrating rare classes on validation")
-        adjustment = choose_adjustment(val_logits, val_true, counts, [c.value for c in table])
-        if adjustment:
-            bias = np.asarray(adjustment["bias"], np.float32)
-            val_logits = val_logits - model.class_bias.float().cpu().numpy() + bias
-            model.class_bias = torch.tensor(bias, device=dev)
-            log(f"logit adjustment tau {adjustment['tau']:g}: validation mIoU {adjustment['val_miou_before']:.3f} "
-                f"-> {adjustment['val_miou_after']:.3f} (tau chosen on these pixels)")
-    if has_val and loop.best_metrics is None:     # 0 steps: score the network as it is
-        loop.best_metrics = _validate(model, scenes, tile, dev, k_classes, table)
-    seconds = time.time() - t_start
+    return _Trained(loop, dev, counts, w, eval_every, n_trainable, n_total, has_val)
 
-    # --- the random forest on the same pixels (SPEC §7), pooled with the network --------------------
-    baseline = None
-    forest = None
-    if opts.baseline or opts.fuse == "forest":
-        progress.update(loop.steps_run, opts.steps, "random-forest baseline")
-        try:
-            forest = forest_baseline(scenes, k_classes, [c.value for c in table], names, seed=opts.seed)
-            baseline = forest.card
-            if opts.forest_context and opts.fuse == "forest":   # the pooled forest sees neighbourhoods
-                forest = forest_baseline(scenes, k_classes, [c.value for c in table], names, seed=opts.seed,
-                                         context=opts.forest_context)
-        except MissingDependency as exc:     # a QGIS Python without scikit-learn: say so, keep the model
-            baseline = {"validation": f"not run: {exc}"}
-            log(f"note: random-forest baseline not run: {exc}")
-        progress.check()
-    fusion = None
-    if forest is not None and opts.fuse == "forest":
-        fusion = choose_fusion(val_logits, forest.val_proba, val_true, [c.value for c in table], names) \
-            if has_val else None
-        model.forest = forest.forest
-        model.fusion_weight = fusion["weight"] if fusion else 0.0
-        if fusion:
-            v = fusion["val_miou"]
-            log(f"fusion with the random forest: forest weight {fusion['weight']:g} chosen on the validation "
-                f"pixels (mIoU network {v['network']:.3f}, forest {v['forest']:.3f}, pooled {v['fused']:.3f})")
-        else:
-            log("note: no validation pixels to choose a fusion weight: the map is the network's alone")
 
-    # --- card ---------------------------------------------------------------------------------
-    metrics = validation_metrics(loop, validation_kind)
+def _calibrate(job: FinetuneJob, trained: _Trained, val_logits, val_true, progress: Progress):
+    """The logit adjustment for rare classes (tau chosen on validation), applied to the model and to
+    the validation logits; (val_logits, adjustment or None)."""
+    opts, model = job.opts, job.model
+    if not (opts.calibrate and trained.has_val and len(val_true)):
+        return val_logits, None
+    progress.update(trained.loop.steps_run, opts.steps, "calibrating rare classes on validation")
+    adjustment = choose_adjustment(val_logits, val_true, trained.counts, job.values)
+    if adjustment:
+        bias = np.asarray(adjustment["bias"], np.float32)
+        val_logits = val_logits - model.class_bias.float().cpu().numpy() + bias
+        model.class_bias = torch.tensor(bias, device=trained.dev)
+        progress.log(f"logit adjustment tau {adjustment['tau']:g}: validation mIoU "
+                     f"{adjustment['val_miou_before']:.3f} -> {adjustment['val_miou_after']:.3f} "
+                     "(tau chosen on these pixels)")
+    return val_logits, adjustment
+
+
+def _forest_baseline(job: FinetuneJob, loop: LoopResult, progress: Progress):
+    """The random forest on the same pixels (SPEC §7): (its card or why not, the fitted forest)."""
+    opts = job.opts
+    if not (opts.baseline or opts.fuse == "forest"):
+        return None, None
+    progress.update(loop.steps_run, opts.steps, "random-forest baseline")
+    baseline = forest = None
+    try:
+        forest = forest_baseline(job.scenes, len(job.table), job.values, job.names, seed=opts.seed)
+        baseline = forest.card
+        if opts.forest_context and opts.fuse == "forest":   # the pooled forest sees neighbourhoods
+            forest = forest_baseline(job.scenes, len(job.table), job.values, job.names, seed=opts.seed,
+                                     context=opts.forest_context)
+    except MissingDependency as exc:     # a QGIS Python without scikit-learn: say so, keep the model
+        baseline = {"validation": f"not run: {exc}"}
+        progress.log(f"note: random-forest baseline not run: {exc}")
+    progress.check()
+    return baseline, forest
+
+
+def _fuse(job: FinetuneJob, forest, val_logits, val_true, has_val: bool, log) -> Optional[Dict[str, Any]]:
+    """Pool the network with the forest, the forest's weight chosen on the validation pixels."""
+    if forest is None or job.opts.fuse != "forest":
+        return None
+    fusion = choose_fusion(val_logits, forest.val_proba, val_true, job.values, job.names) if has_val else None
+    model = job.model
+    model.forest = forest.forest
+    model.fusion_weight = fusion["weight"] if fusion else 0.0
+    if fusion:
+        v = fusion["val_miou"]
+        log(f"fusion with the random forest: forest weight {fusion['weight']:g} chosen on the validation "
+            f"pixels (mIoU network {v['network']:.3f}, forest {v['forest']:.3f}, pooled {v['fused']:.3f})")
+    else:
+        log("note: no validation pixels to choose a fusion weight: the map is the network's alone")
+    return fusion
+
+
+def _network_metrics(job: FinetuneJob, trained: _Trained, baseline, fusion, val_logits, val_true) -> Dict[str, Any]:
+    loop, k_classes = trained.loop, len(job.table)
+    metrics = validation_metrics(loop, job.validation_kind)
     metrics["final_train_loss"] = float(np.mean(loop.losses[-20:])) if loop.losses else None
-    metrics["baselines"] = {"random_forest": baseline} if baseline and opts.baseline else {}
+    metrics["baselines"] = {"random_forest": baseline} if baseline and job.opts.baseline else {}
     if fusion:
         metrics["fusion"] = fusion
+    has_val = trained.has_val
     metrics["warnings"] = model_warnings(
-        steps_run=loop.steps_run, final_loss=metrics["final_train_loss"], train_classes=len(train_classes),
+        steps_run=loop.steps_run, final_loss=metrics["final_train_loss"], train_classes=len(job.train_classes),
         confusion=confusion(val_true, val_logits.argmax(1), k_classes) if has_val and len(val_true) else None,
-        class_names=names, network_val_miou=(fusion["val_miou"]["network"] if fusion else metrics.get("val_miou")),
+        class_names=job.names,
+        network_val_miou=(fusion["val_miou"]["network"] if fusion else metrics.get("val_miou")),
         forest_val_miou=baseline.get("val_miou") if baseline else None)
-    for warning in metrics["warnings"]:
-        log("WARNING: " + warning)
-    card.classes = list(table)
-    card.normalization = norm
+    return metrics
+
+
+def _fill_card(job: FinetuneJob, trained: _Trained, metrics: Dict[str, Any], adjustment, fusion, forest,
+               seconds: float) -> None:
+    card, opts, model = job.card, job.opts, job.model
+    card.classes = list(job.table)
+    card.normalization = job.norm
     card.stage = "finetune"
-    card.gsd_m = gsd_of(images[0]) or card.gsd_m
+    card.gsd_m = gsd_of(job.images[0]) or card.gsd_m
     card.metrics = metrics
     card.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    card.training = {
+    card.training = _training_record(job, trained, metrics, adjustment, fusion, forest, seconds)
+    card.description = job.description or (
+        f"SpectralX ({opts.method}, {opts.variant}) fine-tuned on {len(job.images)} image(s) for {len(job.table)} "
+        f"classes ({', '.join(job.names)})"
+        + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else "")
+        + (f"; map: {card.map_source}" if model.forest is not None else ""))
+
+
+def _training_record(job: FinetuneJob, trained: _Trained, metrics: Dict[str, Any], adjustment, fusion, forest,
+                     seconds: float) -> Dict[str, Any]:
+    """The card's provenance of a network fine-tune. One literal, long on purpose: every field a card
+    reader (info, the dock's card view, the loop's rounds) may look for, in one place."""
+    card, opts, model, split, loop = job.card, job.opts, job.model, job.split, trained.loop
+    base = lambda paths: [os.path.basename(p) for p in paths]  # noqa: E731
+    return {
         "stage": "finetune",
-        "images": [os.path.basename(p) for p in images],
-        "labels": [os.path.basename(p) for p in labels],
-        "validation_images": [os.path.basename(p) for p in val_images],
-        "validation_labels": [os.path.basename(p) for p in val_labels],
-        "class_field": next((s.class_field for s in sources if s.class_field), None),
-        "label_summary": [s.summary() for s in sources],
-        "base_checkpoint": os.path.basename(checkpoint) if checkpoint else None,
-        "base_stage": base_stage,
+        "images": base(job.images),
+        "labels": base(job.labels),
+        "validation_images": base(job.val_images),
+        "validation_labels": base(job.val_labels),
+        "class_field": next((s.class_field for s in job.sources if s.class_field), None),
+        "label_summary": [s.summary() for s in job.sources],
+        "base_checkpoint": os.path.basename(job.checkpoint) if job.checkpoint else None,
+        "base_stage": job.base_stage,
         "options": opts.to_dict(),
         "method": opts.method, "variant": opts.variant, "tta": opts.tta, "logit_adjustment": adjustment,
         "fusion": ({"weight": model.fusion_weight, "map": fusion["map"] if fusion else "network",
@@ -370,34 +556,23 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
         "optimizer": "AdamW(0.9, 0.95)",
         "loss": f"cross-entropy (unlabelled ignored, class weights {opts.class_weighting}, label smoothing "
                 f"{opts.label_smoothing}) + {opts.balance_weight} x AoMoA balance",
-        "class_weights": [round(float(v), 4) for v in w],
+        "class_weights": [round(float(v), 4) for v in trained.class_weights],
         "augmentation": ("flips + 90-degree rotations" if opts.augment else "none")
                         + (f" + spectral jitter {opts.spectral_jitter:g}" if opts.spectral_jitter else ""),
-        "eval_every": eval_every, "patience": opts.patience, "val_fraction": opts.val_fraction,
+        "eval_every": trained.eval_every, "patience": opts.patience, "val_fraction": opts.val_fraction,
         "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,
         "train_regions": split.train_regions, "val_regions": split.val_regions,
-        "trainable_parameters": n_trainable, "total_parameters": n_total,
+        "trainable_parameters": trained.n_trainable, "total_parameters": trained.n_total,
         "backbone_frozen": opts.method != "full",
         "backbone_tensors_in_checkpoint": len(model.trained_backbone_keys),
-        "sensor": sensor, "seed": opts.seed, "device": str(dev), "seconds": round(seconds, 1),
+        "sensor": job.sensor, "seed": opts.seed, "device": str(trained.dev), "seconds": round(seconds, 1),
         "finished": card.created, "history": loop.history,
         # the loop's rounds: the base model's (when continuing from one) plus this run
-        "rounds": add_round(card.training if checkpoint else None, names, split.per_class, metrics,
+        "rounds": add_round(card.training if job.checkpoint else None, job.names, split.per_class, metrics,
                             loop.steps_run, card.created),
-        "command": command or ("spectralx " + " ".join(sys.argv[1:]) if sys.argv and "spectralx" in
-                               os.path.basename(sys.argv[0]) else "spectralx.training.finetune(...)"),
+        "command": job.command or ("spectralx " + " ".join(sys.argv[1:]) if sys.argv and "spectralx" in
+                                   os.path.basename(sys.argv[0]) else "spectralx.training.finetune(...)"),
     }
-    card.description = description or (
-        f"SpectralX ({opts.method}, {opts.variant}) fine-tuned on {len(images)} image(s) for {k_classes} "
-        f"classes ({', '.join(names)})"
-        + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else "")
-        + (f"; map: {card.map_source}" if model.forest is not None else ""))
-    log(comparison_line(metrics))
-    if output is not None:
-        save_checkpoint(model.to("cpu"), card, output)
-        place_backbone(backbone_path, output, log)
-        log(f"wrote {output}")
-    return FinetuneResult(checkpoint=output, metrics=metrics, card=card, model=model, history=loop.history)
 
 
 def new_architecture(opts: FinetuneOptions, architecture: Optional[dict] = None) -> Dict[str, Any]:
@@ -450,48 +625,47 @@ def validation_logits(model, scenes: Sequence[Scene], tile: int, dev):
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def finish_forest(scenes, table, card, opts, norm, output, progress, images, labels, sources, validation_kind,
-                  split, command, description, t_start) -> FinetuneResult:
+def finish_forest(job: FinetuneJob, progress: Optional[Progress] = None) -> FinetuneResult:
     """`--method forest`: fit the per-pixel random forest on the training pixels, score it on the
     validation pixels, and write it as a checkpoint (no network, no backbone)."""
     from ..model.forest import ForestModel
-    names = [c.name for c in table]
+    progress = ensure(progress)
+    opts, table, names, images, split = job.opts, job.table, job.names, job.images, job.split
     progress.update(0, 1, "random forest")
-    base = forest_baseline(scenes, len(table), [c.value for c in table], names, seed=opts.seed,
-                           context=opts.forest_context)
+    base = forest_baseline(job.scenes, len(table), job.values, names, seed=opts.seed, context=opts.forest_context)
     progress.check()
     rf = base.card
-    metrics: Dict[str, Any] = {"validation": validation_kind, "model": "forest"}
+    metrics: Dict[str, Any] = {"validation": job.validation_kind, "model": "forest"}
     if "val_miou" in rf:
         metrics.update({"val_miou": rf["val_miou"], "val_oa": rf["val_oa"], "val_kappa": rf["val_kappa"],
                         "val_pixels": rf["val_pixels"], "per_class_iou": rf["per_class_iou"]})
     metrics["baselines"] = {"random_forest": rf}
     metrics["warnings"] = []
     model = ForestModel(base.forest)
-    final = forest_card(card.bands, list(table), card.tile_size, base.forest)
-    final.normalization = norm
+    final = forest_card(job.card.bands, list(table), job.card.tile_size, base.forest)
+    final.normalization = job.norm
     final.stage = "finetune"
     final.gsd_m = gsd_of(images[0])
     final.metrics = metrics
     final.training = {
         "stage": "finetune", "method": "forest", "images": [os.path.basename(p) for p in images],
-        "labels": [os.path.basename(p) for p in labels], "label_summary": [s.summary() for s in sources],
+        "labels": [os.path.basename(p) for p in job.labels], "label_summary": [s.summary() for s in job.sources],
         "options": opts.to_dict(), "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,
         "forest": {k: v for k, v in rf.items() if k in ("method", "trees", "train_pixels", "seed", "max_leaf_nodes",
                                                          "context")},
-        "seed": opts.seed, "seconds": round(time.time() - t_start, 1), "trainable_parameters": 0,
+        "seed": opts.seed, "seconds": round(time.time() - job.t_start, 1), "trainable_parameters": 0,
         "steps_run": 0, "fusion": {"weight": 1.0, "map": "forest", "method": "random forest alone"},
-        "command": command or "spectralx.training.finetune(method='forest')",
+        "command": job.command or "spectralx.training.finetune(method='forest')",
     }
-    final.description = description or (
+    final.description = job.description or (
         f"random forest ({rf['trees']} trees, per-pixel spectra) trained on {len(images)} image(s) for "
         f"{len(table)} classes ({', '.join(names)})"
         + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else ""))
     progress.log(comparison_line(metrics))
-    if output is not None:
-        save_checkpoint(model, final, output)
-        progress.log(f"wrote {output}")
-    return FinetuneResult(checkpoint=output, metrics=metrics, card=final, model=model)
+    if job.output is not None:
+        save_checkpoint(model, final, job.output)
+        progress.log(f"wrote {job.output}")
+    return FinetuneResult(checkpoint=job.output, metrics=metrics, card=final, model=model)
 
 
 def _validate(model, scenes: Sequence[Scene], tile: int, dev, k: int, table: List[ClassInfo]) -> Dict[str, Any]:

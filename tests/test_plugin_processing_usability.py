@@ -25,7 +25,6 @@ def test_sensor_parameter_and_engine_defaults(plugin):
     import inspect
 
     from spectralx.training import finetune
-    from spectralx.training import pretrain
     try:                                      # the training package's own defaults, wherever it keeps them
         from spectralx.training.options import FinetuneOptions
         steps = FinetuneOptions().steps
@@ -33,7 +32,8 @@ def test_sensor_parameter_and_engine_defaults(plugin):
         steps = inspect.signature(finetune).parameters["steps"].default
     assert ft.parameterDefinition("STEPS").defaultValue() == steps == defaults.training_default("finetune", "steps")
     pre = registry.algorithmById("spectralx:pretrain")
-    assert pre.parameterDefinition("STEPS").defaultValue() == inspect.signature(pretrain).parameters["steps"].default
+    from spectralx.training.options import PretrainOptions   # pretrain's options dataclass (issue 19)
+    assert pre.parameterDefinition("STEPS").defaultValue() == PretrainOptions().steps
 
 
 def test_unknown_sensor_is_one_line_in_processing_words(plugin, tmp_path):
@@ -76,7 +76,7 @@ def test_cancel_is_reported_as_cancelled(plugin, checkpoint_for, tmp_path):
 
 def test_empty_optional_output_is_not_announced(plugin):
     from qgis.core import QgsProcessingContext
-    from spectralx_qgis.algorithms import drop_unnamed_layers
+    from spectralx_qgis.processing.base import drop_unnamed_layers
     context = QgsProcessingContext()
     details = QgsProcessingContext.LayerDetails("classes", QgsProject.instance(), "OUTPUT")
     context.addLayerToLoadOnCompletion("/tmp/classes.tif", details)

@@ -62,15 +62,15 @@ def register(sub):
                    help="no logit adjustment for rare classes (by default tau is chosen on the validation pixels)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", default=True,
                    help="skip the random-forest baseline on the same pixels (shown beside the model's score)")
-    p.add_argument("--val-fraction", type=fraction, default=0.2,
+    p.add_argument("--val-fraction", type=fraction, default=D.val_fraction,
                    help="share of each class's polygons/regions held out for validation (default 0.2)")
     p.add_argument("--val-image", action="append", default=[], metavar="RASTER",
                    help="explicit validation image (with --val-labels; replaces --val-fraction)")
     p.add_argument("--val-labels", action="append", default=[], metavar="FILE")
     p.add_argument("--eval-every", type=positive_int, help="validate every N steps (default steps/10)")
     p.add_argument("--patience", type=positive_int, help=f"early stop after N validations without gain (default {D.patience})")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=count_int, default=0)
+    p.add_argument("--device", default=D.device, help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=count_int, default=D.seed)
     p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--description", help="model card description (default: a generated summary)")

@@ -2,6 +2,7 @@
 import shlex
 import sys
 
+from ..contract import defaults as D
 from ._validate import count_int, learning_rate, open_fraction, positive_int, tile_size
 
 
@@ -18,12 +19,12 @@ def register(sub):
     p.add_argument("--sensor", help="sensor preset for band wavelengths (when the image has no metadata)")
     p.add_argument("--band-map", default="auto", help="band mapping: auto or a JSON file (with -c)")
     p.add_argument("--tile-size", type=tile_size, help="model tile size in px (new model only; multiple of 32)")
-    p.add_argument("--steps", type=positive_int, default=500)
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--mask-ratio", type=open_fraction, default=0.75)
-    p.add_argument("--lr", type=learning_rate, default=1e-3)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=count_int, default=0)
+    p.add_argument("--steps", type=positive_int, default=D.PRETRAIN_STEPS)
+    p.add_argument("--batch-size", type=positive_int, default=D.PRETRAIN_BATCH_SIZE)
+    p.add_argument("--mask-ratio", type=open_fraction, default=D.PRETRAIN_MASK_RATIO)
+    p.add_argument("--lr", type=learning_rate, default=D.PRETRAIN_LR)
+    p.add_argument("--device", default=D.DEVICE)
+    p.add_argument("--seed", type=count_int, default=D.SEED)
     p.add_argument("-o", "--output", required=True, help="new checkpoint (.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--description", help="model card description (default: generated from the run)")
@@ -36,7 +37,7 @@ def register(sub):
 
 def run(args):
     from ..progress import TqdmProgress
-    from ..training import pretrain
+    from ..training import PretrainOptions, pretrain
     check_paths(args)
     if args.backbone and not args.checkpoint:  # a release file (Scale-MAE, DINOv3, …): import it once
         from ..backbone_io import ensure_project_backbone
@@ -44,11 +45,11 @@ def run(args):
                                                 log=lambda note: print(f"spectralx: {note}", file=sys.stderr))
     bar = TqdmProgress("pretrain", disable=args.quiet)
     try:
-        res = pretrain(args.images, args.output, checkpoint=args.checkpoint, backbone=args.backbone,
-                       backbone_preset=args.backbone_preset, tile_size=args.tile_size, steps=args.steps,
-                       batch_size=args.batch_size, mask_ratio=args.mask_ratio, lr=args.lr, device=args.device,
-                       seed=args.seed, progress=bar, sensor=args.sensor, band_map=args.band_map,
-                       description=args.description, variant=args.variant,
+        options = PretrainOptions.build(steps=args.steps, batch_size=args.batch_size, mask_ratio=args.mask_ratio,
+                                        lr=args.lr, device=args.device, seed=args.seed, variant=args.variant)
+        res = pretrain(args.images, args.output, options=options, checkpoint=args.checkpoint,
+                       backbone=args.backbone, backbone_preset=args.backbone_preset, tile_size=args.tile_size,
+                       progress=bar, sensor=args.sensor, band_map=args.band_map, description=args.description,
                        command="spectralx " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     finally:
         bar.close()

@@ -23,6 +23,7 @@ from ..config import DEFAULT_SPECTRAL_SKIP, PAPER_SWITCHES
 from ..errors import SpectralXError
 from ..progress import Progress, ensure
 from .loop import run_loop
+from .options import PretrainOptions
 from .common import (check_output, count_parameters, load_base, pick_device,
                      place_backbone, require_one_source)
 from .rasters import (_open, gsd_of, mapping_for, normalize, read_mapped, same_sensor_mappings,
@@ -103,49 +104,39 @@ class _ChipReader:
         return torch.from_numpy(np.stack(out_x)), torch.from_numpy(np.stack(out_v))
 
 
-def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkpoint: Optional[str] = None,
+def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *,
+             options: Optional[PretrainOptions] = None, checkpoint: Optional[str] = None,
              backbone: Optional[str] = None, backbone_preset: Optional[str] = None,
-             tile_size: Optional[int] = None, steps: int = 500, batch_size: int = 4, mask_ratio: float = 0.75,
-             lr: float = 1e-3, device: str = "auto", seed: int = 0, progress: Optional[Progress] = None,
-             sensor: Optional[str] = None, band_map="auto", weight_decay: float = 0.05,
-             balance_weight: float = 0.01, command: Optional[str] = None,
-             description: Optional[str] = None, variant: str = "default") -> PretrainResult:
-    """Stage-1 masked reconstruction; writes a stage="pretrain" checkpoint to `output`."""
+             tile_size: Optional[int] = None, progress: Optional[Progress] = None,
+             sensor: Optional[str] = None, band_map="auto", command: Optional[str] = None,
+             description: Optional[str] = None, **option_overrides: Any) -> PretrainResult:
+    """Stage-1 masked reconstruction; writes a stage="pretrain" checkpoint to `output`.
+
+    Training options: `options` (PretrainOptions) and/or its fields as keywords (steps, batch_size,
+    mask_ratio, lr, weight_decay, balance_weight, variant, seed, device)."""
     t_start = time.time()
     progress = ensure(progress)
     images = [str(images)] if isinstance(images, (str, os.PathLike)) else [str(p) for p in images]
     if not images:
         raise SpectralXError("no image given to pretrain on")
-    if not 0 < mask_ratio < 1:
-        raise SpectralXError(f"mask ratio must be in (0, 1), got {mask_ratio}")
-    if steps < 1 or batch_size < 1:
-        raise SpectralXError("steps and batch size must be at least 1")
+    opts = PretrainOptions.build(options, **option_overrides)
+    steps, batch_size, mask_ratio, seed = opts.steps, opts.batch_size, opts.mask_ratio, opts.seed
+    lr, weight_decay, balance_weight = opts.lr, opts.weight_decay, opts.balance_weight
     require_one_source(checkpoint, backbone)
     check_output(output)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     log = progress.log
-    if checkpoint:
-        model, card, backbone_path = load_base(checkpoint, backbone)
-        if tile_size and int(tile_size) != card.tile_size:
-            raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be changed")
-        mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in images]
-    else:
-        bands, mappings = same_sensor_mappings(images, sensor)
-        # the head (unused in stage 1) gets the same options as a fine-tuned model's, so that
-        # `finetune -c` starts from the architecture it would create itself
-        arch = ({"variant": "paper", **PAPER_SWITCHES} if variant == "paper"
-                else {"variant": variant, "spectral_skip": DEFAULT_SPECTRAL_SKIP})
-        model, card = new_model(backbone, bands, PLACEHOLDER_CLASSES, preset=backbone_preset, img_size=tile_size,
-                                **arch)
-        backbone_path = backbone
+    model, card, mappings, backbone_path = starting_model(images, opts, checkpoint=checkpoint, backbone=backbone,
+                                                          backbone_preset=backbone_preset, tile_size=tile_size,
+                                                          sensor=sensor, band_map=band_map)
     tile = card.tile_size
     norm, nvalid = scene_statistics(images, mappings)
     if sum(nvalid) == 0:
         raise SpectralXError("the images hold no valid (non-nodata) pixel")
     reader = _ChipReader(images, mappings, norm, tile, rng)
-    dev = pick_device(device)
+    dev = pick_device(opts.device)
     model = model.to(dev)
     model.set_stage("pretrain")
     n_trainable, n_total = count_parameters(model)
@@ -175,7 +166,41 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkp
         reader.close()
     losses, history = loop.losses, loop.history
     model.eval()
-    seconds = time.time() - t_start
+    fill_card(card, opts, images, norm, losses, history, model, n_trainable, n_total, checkpoint, sensor, dev,
+              time.time() - t_start, command, description)
+    if output is not None:
+        save_checkpoint(model.to("cpu"), card, output)
+        place_backbone(backbone_path, output, log)
+        log(f"wrote {output}")
+    return PretrainResult(checkpoint=output, metrics=card.metrics, card=card, model=model, history=history)
+
+
+def starting_model(images: List[str], opts: PretrainOptions, *, checkpoint: Optional[str], backbone: Optional[str],
+                   backbone_preset: Optional[str], tile_size: Optional[int], sensor: Optional[str], band_map):
+    """(model, card, band mapping per image, backbone file): a checkpoint to continue, or a new model
+    on a backbone with the bands of the first image."""
+    if checkpoint:
+        model, card, backbone_path = load_base(checkpoint, backbone)
+        if tile_size and int(tile_size) != card.tile_size:
+            raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be changed")
+        return model, card, [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in images], backbone_path
+    bands, mappings = same_sensor_mappings(images, sensor)
+    # the head (unused in stage 1) gets the same options as a fine-tuned model's, so that
+    # `finetune -c` starts from the architecture it would create itself
+    arch = ({"variant": "paper", **PAPER_SWITCHES} if opts.variant == "paper"
+            else {"variant": opts.variant, "spectral_skip": DEFAULT_SPECTRAL_SKIP})
+    model, card = new_model(backbone, bands, PLACEHOLDER_CLASSES, preset=backbone_preset, img_size=tile_size,
+                            **arch)
+    return model, card, mappings, backbone
+
+
+def fill_card(card: ModelCard, opts: PretrainOptions, images: List[str], norm, losses, history, model,
+              n_trainable: int, n_total: int, checkpoint: Optional[str], sensor: Optional[str], dev,
+              seconds: float, command: Optional[str], description: Optional[str]) -> None:
+    """The stage-1 card: normalization, reconstruction figures and provenance."""
+    steps, batch_size, mask_ratio, seed = opts.steps, opts.batch_size, opts.mask_ratio, opts.seed
+    lr, weight_decay = opts.lr, opts.weight_decay
+    p = model.cfg.patch_size
     card.normalization = norm
     card.stage = "pretrain"
     card.gsd_m = gsd_of(images[0]) or card.gsd_m
@@ -198,8 +223,3 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *, checkp
     card.description = description or (
         f"SpectralX stage-1 (masked reconstruction) on {len(images)} unlabelled image(s); classes are a "
         "placeholder: fine-tune it (finetune -c) before segmenting")
-    if output is not None:
-        save_checkpoint(model.to("cpu"), card, output)
-        place_backbone(backbone_path, output, log)
-        log(f"wrote {output}")
-    return PretrainResult(checkpoint=output, metrics=card.metrics, card=card, model=model, history=history)

@@ -208,8 +208,10 @@ def raster_files(path: str) -> List[str]:
     """The files GDAL reads for a raster (ENVI .hdr, .aux.xml, .ovr, …); just `path` if it cannot say."""
     try:
         import rasterio
+
+        from .raster_io import open_raster
         with rasterio.Env(CPL_LOG_ERRORS="OFF"):
-            with rasterio.open(path) as ds:
+            with open_raster(path) as ds:
                 return [path] + [f for f in (ds.files or []) if f != path]
     except Exception:
         return [path]

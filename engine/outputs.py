@@ -18,6 +18,7 @@ from xml.sax.saxutils import quoteattr
 import rasterio
 
 from .errors import RasterError
+from .raster_io import open_raster
 
 BLOCK = 256           # GeoTIFF tile side; also the row granularity of the block writer
 NODATA = 0            # class value reserved for nodata / unclassified
@@ -74,7 +75,7 @@ def class_tags(classes: Sequence) -> Dict[str, str]:
 
 def read_class_names(path: str) -> Dict[int, str]:
     """Class names embedded by `open_class_raster` (value -> name)."""
-    with rasterio.open(path) as ds:
+    with open_raster(path, "class raster") as ds:
         tags = ds.tags(1)
     return {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
 

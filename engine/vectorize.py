@@ -29,6 +29,7 @@ from .class_raster import describe
 from .errors import Cancelled, RasterError, SpectralXError
 from .fileio import atomic_output, remove_quietly, temp_name
 from .progress import Progress, ensure
+from .raster_io import open_gdal
 from .vector_io import gdal_exceptions, write_layer_style
 from .vector_styles import categorized_qml
 
@@ -173,7 +174,7 @@ def vectorize(classes: str, output: str, mmu=None, confidence: Optional[str] = N
 
 def _run(gdal, ogr, osr, info, tmp, threshold, confidence, sieved, ids_tif, budget, progress) -> VectorizeResult:
     stages = 3 if confidence else 2
-    src = gdal.Open(info.path)
+    src = open_gdal(info.path, "class raster", gdal)
     band = src.GetRasterBand(1)
     nodata = band.GetNoDataValue()
     work = src

@@ -140,8 +140,8 @@ def check_band_list(bands: Optional[Sequence[int]], raster: Optional[str], optio
     """1-based band numbers that must exist in `raster`."""
     if not bands or not raster:
         return
-    import rasterio
-    with rasterio.open(raster) as ds:
+    from ..raster_io import open_raster
+    with open_raster(raster, "raster") as ds:
         count = ds.count
     bad = [b for b in bands if not 1 <= b <= count]
     if bad:

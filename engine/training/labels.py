@@ -136,11 +136,11 @@ def is_raster(path: str) -> bool:
     if path.lower().endswith((".gpkg", ".shp", ".geojson", ".json", ".kml", ".gml", ".fgb", ".sqlite",
                               ".csv", ".tab", ".gdb", ".zip")):
         return False
-    import rasterio
+    from ..raster_io import open_raster
     try:
-        with rasterio.open(path):
+        with open_raster(path, "label file"):
             return True
-    except Exception:
+    except Exception:   # RasterError, or anything GDAL raises for a file that is not a raster
         return False
 
 
@@ -203,9 +203,42 @@ def _to_key(value: Any, kind: str) -> Any:
 
 
 def read_label_vector(path: str, grid: Grid, class_field: Optional[str] = None) -> LabelSource:
+    raw, skipped, fname, ftype, src_crs = _read_vector_features(path, class_field)
+    n_total = len(raw) + sum(skipped.values())
+    kind, raw = _class_kind(raw, skipped, n_total, ftype, fname, path)
+    feats, kinds = _features_over_grid(raw, kind, grid, src_crs, skipped)
+    out = LabelSource(path=path, kind="vector", grid=grid, class_kind=kind, skipped=dict(skipped),
+                      class_field=fname, geometry_kind="mixed" if len(kinds) > 1 else (kinds.pop() if kinds else ""))
+    if not feats:
+        crs_note = ""
+        if src_crs is None:
+            crs_note = " (the vector has no CRS; it was assumed to be the image's)"
+        elif src_crs != grid.crs:
+            crs_note = f" (reprojected from {src_crs.to_string()} to {grid.crs.to_string() if grid.crs else '?'})"
+        raise LabelError(f"{path}: none of its {n_total} features lies over the image "
+                         f"{os.path.basename(grid.path)}{crs_note}; "
+                         + (f"skipped {', '.join(f'{n} {w}' for w, n in sorted(skipped.items()))}; " if skipped else "")
+                         + "check that the labels belong to this image")
+    out._features = feats
+    out.used = len(feats)
+    out.keys = sorted({k for _, k in feats}, key=lambda k: (str(type(k)), k))
+    # pixel bounding box of all kept features (clipped to the grid)
+    from rasterio.transform import rowcol
+    xs0 = min(_coords_bbox(g)[0] for g, _ in feats)
+    ys0 = min(_coords_bbox(g)[1] for g, _ in feats)
+    xs1 = max(_coords_bbox(g)[2] for g, _ in feats)
+    ys1 = max(_coords_bbox(g)[3] for g, _ in feats)
+    rows, cols = rowcol(grid.transform, [xs0, xs1, xs0, xs1], [ys0, ys0, ys1, ys1])
+    r0, r1 = max(0, min(rows) - 1), min(grid.height, max(rows) + 2)
+    c0, c1 = max(0, min(cols) - 1), min(grid.width, max(cols) + 2)
+    out.pixel_bbox = (r0, c0, r1, c1)
+    return out
+
+
+def _read_vector_features(path: str, class_field: Optional[str]):
+    """(features as (geometry, class value), skipped counts, class field, its type, the layer's CRS)."""
     import fiona
     from rasterio.crs import CRS
-    from rasterio.warp import transform_geom
     layer = None
     target = path
     if "|layername=" in path:                       # QGIS-style "file.gpkg|layername=x"
@@ -245,7 +278,11 @@ def read_label_vector(path: str, grid: Grid, class_field: Optional[str] = None) 
                 skipped["with an empty class"] += 1
                 continue
             raw.append((geom.__geo_interface__ if hasattr(geom, "__geo_interface__") else dict(geom), value))
-    n_total = len(raw) + sum(skipped.values())
+    return raw, skipped, fname, ftype, src_crs
+
+
+def _class_kind(raw: List[Tuple[dict, Any]], skipped: Counter, n_total: int, ftype: str, fname: str, path: str):
+    """("int" or "text", the features left: integer classes <= 0 are skipped and counted)."""
     if ftype.startswith("int"):
         kind = "int"
     elif ftype.startswith("float") or ftype == "real":
@@ -262,6 +299,12 @@ def read_label_vector(path: str, grid: Grid, class_field: Optional[str] = None) 
             # 0 (and negatives) mean "unlabelled" in rasters; as vector classes they are skipped
             raw = [(g, v) for g, v in raw if int(float(v)) > 0]
             skipped["with class value <= 0"] += n_total - len(raw) - sum(skipped.values())
+    return kind, raw
+
+
+def _features_over_grid(raw: List[Tuple[dict, Any]], kind: str, grid: Grid, src_crs, skipped: Counter):
+    """The features over the image, in its CRS, with their class keys; and their geometry kinds."""
+    from rasterio.warp import transform_geom
     left, bottom, right, top = grid.bounds
     feats: List[Tuple[dict, Any]] = []
     kinds = set()
@@ -281,32 +324,7 @@ def read_label_vector(path: str, grid: Grid, class_field: Optional[str] = None) 
             continue
         kinds.add("point" if "Point" in geom.get("type", "") else "polygon")
         feats.append((geom, _to_key(float(value) if kind == "int" else value, kind)))
-    out = LabelSource(path=path, kind="vector", grid=grid, class_kind=kind, skipped=dict(skipped),
-                      class_field=fname, geometry_kind="mixed" if len(kinds) > 1 else (kinds.pop() if kinds else ""))
-    if not feats:
-        crs_note = ""
-        if src_crs is None:
-            crs_note = " (the vector has no CRS; it was assumed to be the image's)"
-        elif src_crs != grid.crs:
-            crs_note = f" (reprojected from {src_crs.to_string()} to {grid.crs.to_string() if grid.crs else '?'})"
-        raise LabelError(f"{path}: none of its {n_total} features lies over the image "
-                         f"{os.path.basename(grid.path)}{crs_note}; "
-                         + (f"skipped {', '.join(f'{n} {w}' for w, n in sorted(skipped.items()))}; " if skipped else "")
-                         + "check that the labels belong to this image")
-    out._features = feats
-    out.used = len(feats)
-    out.keys = sorted({k for _, k in feats}, key=lambda k: (str(type(k)), k))
-    # pixel bounding box of all kept features (clipped to the grid)
-    from rasterio.transform import rowcol
-    xs0 = min(_coords_bbox(g)[0] for g, _ in feats)
-    ys0 = min(_coords_bbox(g)[1] for g, _ in feats)
-    xs1 = max(_coords_bbox(g)[2] for g, _ in feats)
-    ys1 = max(_coords_bbox(g)[3] for g, _ in feats)
-    rows, cols = rowcol(grid.transform, [xs0, xs1, xs0, xs1], [ys0, ys0, ys1, ys1])
-    r0, r1 = max(0, min(rows) - 1), min(grid.height, max(rows) + 2)
-    c0, c1 = max(0, min(cols) - 1), min(grid.width, max(cols) + 2)
-    out.pixel_bbox = (r0, c0, r1, c1)
-    return out
+    return feats, kinds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,9 +386,9 @@ def raster_class_metadata(dataset) -> Tuple[Dict[int, str], Dict[int, str]]:
         names = {int(k[6:]): str(v) for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
     if not names:
         try:
-            from osgeo import gdal  # optional: GDAL's Python bindings (present alongside QGIS)
-            ds = gdal.Open(dataset.name)
-            cats = ds.GetRasterBand(1).GetCategoryNames() if ds is not None else None
+            from ..raster_io import open_gdal   # optional: GDAL's Python bindings (present alongside QGIS)
+            ds = open_gdal(dataset.name, "label raster")
+            cats = ds.GetRasterBand(1).GetCategoryNames()
             if cats:
                 names = {i: str(n) for i, n in enumerate(cats) if n}
         except Exception:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import BandMappingError
-from .detect import RasterBand, _generic_name
+from .detect import RasterBand, _generic_name, detect_bands
 from .mapping import BandMapping, _auto, map_bands
 from .sensors import SENSORS, Sensor, canonical_band_name, find_sensor, sensor_from_names
 from .wording import Advice
@@ -87,11 +87,22 @@ def fit_verdict(targets: Sequence, raster_bands: Sequence[RasterBand]) -> Option
             "raster instead")
 
 
+def detect_bands_for_card(raster_path: str, card, sensor: Optional[str] = None
+                          ) -> Tuple[List[RasterBand], Optional[str], bool]:
+    """Detect `raster_path`'s bands; a raster without wavelength metadata that the user gave no
+    sensor for is read with the sensor the checkpoint was trained on (same kind of file).
+    Returns (bands, sensor used, whether that fallback was taken)."""
+    raster_bands = detect_bands(raster_path, sensor=sensor)
+    trained_on = (getattr(card, "training", None) or {}).get("sensor") if not sensor else None
+    if trained_on and all(b.wavelength_nm is None for b in raster_bands):
+        return detect_bands(raster_path, sensor=trained_on), trained_on, True
+    return raster_bands, sensor, False
+
+
 def plan_bands(raster_path: str, card, sensor: Optional[str] = None, strategy: str = "auto",
                tolerance_nm: Optional[float] = None, allow_fill: bool = False) -> BandPlan:
     """Detect and map in one go; mapping problems are returned in the plan, not raised (a raster
     that cannot be opened still raises). `card`: a ModelCard (or anything with `.bands`)."""
-    from .resolve import detect_bands_for_card
     targets = list(getattr(card, "bands", card))
     raster_bands, used, fallback = detect_bands_for_card(raster_path, card, sensor)
     try:

@@ -5,8 +5,10 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from ..contract.card import read_card
 from ..errors import BandMappingError
 from .detect import RasterBand, detect_bands
+from .fit import detect_bands_for_card, plan_bands  # noqa: F401 (detect_bands_for_card: re-export)
 from .mapping import STRATEGIES, BandMapping, map_bands
 from .units import parse_number
 from .wording import Advice
@@ -17,7 +19,6 @@ MAX_BAND_MAP_BYTES = 16 * 2 ** 20    # a 224 x 224-band map with every weight wr
 def _load_card(card):
     """(card, its bands) from a ModelCard, a checkpoint path, or a plain list of Band-like objects."""
     if isinstance(card, (str, os.PathLike)):
-        from ..checkpoint import read_card  # lazy: keeps `spectralx.bands` free of torch
         card = read_card(os.fspath(card))
     bands = getattr(card, "bands", card)
     if not bands:
@@ -113,18 +114,6 @@ def _band_count(path: str) -> int:
         return ds.count
 
 
-def detect_bands_for_card(raster_path: str, card, sensor: Optional[str] = None
-                          ) -> Tuple[List[RasterBand], Optional[str], bool]:
-    """Detect `raster_path`'s bands; a raster without wavelength metadata that the user gave no
-    sensor for is read with the sensor the checkpoint was trained on (same kind of file).
-    Returns (bands, sensor used, whether that fallback was taken)."""
-    raster_bands = detect_bands(raster_path, sensor=sensor)
-    trained_on = (getattr(card, "training", None) or {}).get("sensor") if not sensor else None
-    if trained_on and all(b.wavelength_nm is None for b in raster_bands):
-        return detect_bands(raster_path, sensor=trained_on), trained_on, True
-    return raster_bands, sensor, False
-
-
 def resolve_band_map(raster_path: str, card, band_map: Union[str, os.PathLike, Dict, list, BandMapping, None] = "auto",
                      sensor: Optional[str] = None, *, tolerance_nm: Optional[float] = None,
                      allow_fill: bool = False) -> BandMapping:
@@ -136,7 +125,6 @@ def resolve_band_map(raster_path: str, card, band_map: Union[str, os.PathLike, D
     if isinstance(band_map, BandMapping):
         return validate_mapping(band_map, _band_count(raster_path), targets)
     if isinstance(band_map, str) and band_map in STRATEGIES:
-        from .fit import plan_bands
         plan = plan_bands(raster_path, card, sensor, strategy=band_map, tolerance_nm=tolerance_nm,
                           allow_fill=allow_fill)
         if plan.error is not None:

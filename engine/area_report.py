@@ -84,36 +84,8 @@ def assess(prediction: str, points: str, class_field: str, design: str = "auto",
     if bad:
         raise LabelError(f"reference class value {bad[0]} in '{class_field}' is not a class value (1..{MAX_VALUE})")
 
-    # one pass: mapped pixels per class and the map class under every point
-    counts = np.zeros(MAX_VALUE + 1, np.int64)
-    mapped = np.zeros(len(ref), np.int64)
-    order = np.argsort(rows, kind="stable")
-    for r0, strip in strips(prediction, budget, "map"):
-        counts += np.bincount(strip.ravel(), minlength=MAX_VALUE + 1)
-        lo, hi = np.searchsorted(rows[order], [r0, r0 + strip.shape[0]])
-        sel = order[lo:hi]
-        mapped[sel] = strip[rows[sel] - r0, cols[sel]]
-    nodata = mapped == 0
-    if nodata.any():
-        i = int(np.flatnonzero(nodata)[0])
-        raise LabelError(f"{int(nodata.sum())} reference points fall on map nodata (first: point {ids[i]}); "
-                         "the sample must be drawn over the mapped area")
-
-    chosen = design
-    if design == "auto":
-        chosen = "stratified" if pts["stratum"] is not None else "simple"
-    if chosen == "stratified":
-        if pts["stratum"] is None:
-            raise LabelError(f"{points} has no '{stratum_field}' field; a stratified design needs each point's "
-                             "stratum (spectralx sample writes it), or choose the simple design")
-        strata = np.array([pts["stratum"][i] if pts["stratum"][i] is not None else -1 for i in labelled], np.int64)
-        differ = strata != mapped
-        if differ.any():
-            i = int(np.flatnonzero(differ)[0])
-            raise LabelError(
-                f"{int(differ.sum())} points have a stratum other than the map class under them (first: point "
-                f"{ids[i]}, stratum {strata[i]}, map class {mapped[i]}); these estimators need strata = map "
-                "classes of this map: draw the sample on this map (spectralx sample) or use the simple design")
+    counts, mapped = _map_under_points(prediction, budget, rows, cols, ids)
+    chosen = _design(design, pts, labelled, mapped, ids, points, stratum_field)
 
     known = set(np.flatnonzero(counts[1:] > 0) + 1) | set(info.names)
     strange = sorted(set(ref.tolist()) - known)
@@ -142,6 +114,45 @@ def assess(prediction: str, points: str, class_field: str, design: str = "auto",
                    "labelled_points": len(labelled), "unlabelled_points": len(refs) - len(labelled),
                    "skipped": pts["skipped"], "notes": notes, "crs": wkt and info.crs.to_string()})
     return result
+
+
+def _map_under_points(prediction: str, budget: int, rows: np.ndarray, cols: np.ndarray, ids: list):
+    """One pass over the map: (mapped pixels per class value, the map class under every point)."""
+    counts = np.zeros(MAX_VALUE + 1, np.int64)
+    mapped = np.zeros(len(rows), np.int64)
+    order = np.argsort(rows, kind="stable")
+    for r0, strip in strips(prediction, budget, "map"):
+        counts += np.bincount(strip.ravel(), minlength=MAX_VALUE + 1)
+        lo, hi = np.searchsorted(rows[order], [r0, r0 + strip.shape[0]])
+        sel = order[lo:hi]
+        mapped[sel] = strip[rows[sel] - r0, cols[sel]]
+    nodata = mapped == 0
+    if nodata.any():
+        i = int(np.flatnonzero(nodata)[0])
+        raise LabelError(f"{int(nodata.sum())} reference points fall on map nodata (first: point {ids[i]}); "
+                         "the sample must be drawn over the mapped area")
+    return counts, mapped
+
+
+def _design(design: str, pts: Dict[str, Any], labelled: list, mapped: np.ndarray, ids: list, points: str,
+            stratum_field: str) -> str:
+    """The sampling design used ("simple" or "stratified"), its strata checked against the map."""
+    chosen = design
+    if design == "auto":
+        chosen = "stratified" if pts["stratum"] is not None else "simple"
+    if chosen == "stratified":
+        if pts["stratum"] is None:
+            raise LabelError(f"{points} has no '{stratum_field}' field; a stratified design needs each point's "
+                             "stratum (spectralx sample writes it), or choose the simple design")
+        strata = np.array([pts["stratum"][i] if pts["stratum"][i] is not None else -1 for i in labelled], np.int64)
+        differ = strata != mapped
+        if differ.any():
+            i = int(np.flatnonzero(differ)[0])
+            raise LabelError(
+                f"{int(differ.sum())} points have a stratum other than the map class under them (first: point "
+                f"{ids[i]}, stratum {strata[i]}, map class {mapped[i]}); these estimators need strata = map "
+                "classes of this map: draw the sample on this map (spectralx sample) or use the simple design")
+    return chosen
 
 
 __all__ = ["DESIGNS", "assess"]

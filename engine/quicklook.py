@@ -125,6 +125,40 @@ def _read_classes(path: str, bounds, shape: Tuple[int, int]) -> np.ndarray:
                        fill_value=0)
 
 
+def _compose(panels, labels, legend_rows, title: Optional[str], out_h: int):
+    """The panels side by side under their labels (and the title), the legend on the right."""
+    from PIL import Image, ImageDraw
+    font, small = _font(16), _font(13)
+    pad, sw, line = 12, 18, 24
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max([measure.textlength(t, font=small) for _, t in legend_rows] + [120])
+    legend_w = int(pad + sw + 8 + text_w + pad)
+    head = 28 + (22 if title else 0)
+    legend_h = 22 + line * (len(legend_rows) + 1)
+    width = pad + sum(p.width + pad for p in panels) + legend_w
+    height = head + max(out_h, legend_h) + pad
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((pad, 6), title, fill=TEXT, font=font)
+    x = pad
+    for p, lab in zip(panels, labels):
+        draw.text((x, head - 22), lab, fill=TEXT, font=small)
+        canvas.paste(p, (x, head))
+        draw.rectangle([x - 1, head - 1, x + p.width, head + p.height], outline=(90, 90, 90))
+        x += p.width + pad
+    lx, ly = x, head
+    draw.text((lx, ly), "Legend", fill=TEXT, font=font)
+    ly += 22
+    for c, text in legend_rows:
+        draw.rectangle([lx, ly + 2, lx + sw, ly + 2 + sw], fill=_hex(c["color"]), outline=(60, 60, 60))
+        draw.text((lx + sw + 8, ly + 3), text, fill=TEXT, font=small)
+        ly += line
+    draw.rectangle([lx, ly + 2, lx + sw, ly + 2 + sw], fill=NODATA_RGB, outline=(60, 60, 60))
+    draw.text((lx + sw + 8, ly + 3), "nodata / unclassified", fill=TEXT, font=small)
+    return canvas
+
+
 def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
               rgb_bands: Optional[Sequence[int]] = None, classes: Optional[Sequence] = None,
               reference: Optional[str] = None, title: Optional[str] = None, max_side: int = 1000,
@@ -134,7 +168,7 @@ def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
 
     Returns {"output", "size", "scale", "classes": [{value, name, color, pixels, percent}]}.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     if not os.path.isfile(class_raster):
         raise RasterError(f"class raster not found: {class_raster}")
@@ -172,36 +206,9 @@ def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
         panels.insert(0, Image.fromarray(rgb).resize((out_w, out_h), Image.NEAREST))
         labels.insert(0, "input (RGB)")
 
-    font, small = _font(16), _font(13)
-    pad, sw, line = 12, 18, 24
     legend_rows = [(c, f"{c['name']}  ({100.0 * counts[c['value']] / total:.1f} %)" if 0 < c["value"] < 256
                     else c["name"]) for c in table]
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    text_w = max([measure.textlength(t, font=small) for _, t in legend_rows] + [120])
-    legend_w = int(pad + sw + 8 + text_w + pad)
-    head = 28 + (22 if title else 0)
-    legend_h = 22 + line * (len(legend_rows) + 1)
-    width = pad + sum(p.width + pad for p in panels) + legend_w
-    height = head + max(out_h, legend_h) + pad
-    canvas = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((pad, 6), title, fill=TEXT, font=font)
-    x = pad
-    for p, lab in zip(panels, labels):
-        draw.text((x, head - 22), lab, fill=TEXT, font=small)
-        canvas.paste(p, (x, head))
-        draw.rectangle([x - 1, head - 1, x + p.width, head + p.height], outline=(90, 90, 90))
-        x += p.width + pad
-    lx, ly = x, head
-    draw.text((lx, ly), "Legend", fill=TEXT, font=font)
-    ly += 22
-    for c, text in legend_rows:
-        draw.rectangle([lx, ly + 2, lx + sw, ly + 2 + sw], fill=_hex(c["color"]), outline=(60, 60, 60))
-        draw.text((lx + sw + 8, ly + 3), text, fill=TEXT, font=small)
-        ly += line
-    draw.rectangle([lx, ly + 2, lx + sw, ly + 2 + sw], fill=NODATA_RGB, outline=(60, 60, 60))
-    draw.text((lx + sw + 8, ly + 3), "nodata / unclassified", fill=TEXT, font=small)
+    canvas = _compose(panels, labels, legend_rows, title, out_h)
 
     os.makedirs(os.path.dirname(os.path.abspath(output)) or ".", exist_ok=True)
     with atomic_output(output, ".png") as tmp:   # a full disk or Ctrl-C leaves no partial PNG

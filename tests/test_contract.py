@@ -95,7 +95,8 @@ def test_option_dataclasses_check_their_values():
         PretrainOptions.build(stepz=3)
     with pytest.raises(SpectralXError, match="precision"):
         SegmentOptions.build(precision="fp8")
-    assert SegmentOptions().to_kwargs()["overlap"] == 0.25
+    from spectralx.contract import defaults
+    assert SegmentOptions().to_kwargs()["overlap"] == defaults.OVERLAP == 0.5
     assert FinetuneOptions.build(FinetuneOptions(steps=7), lr=None).steps == 7
 
 

@@ -263,7 +263,7 @@ def test_all_nodata_tiles_are_skipped_and_the_rest_is_unchanged(tmp_path):
     path = write_raster(tmp_path / "in.tif", data, nodata=-9999)
     model, card = PixelModel(), make_card()
     res = segment(path, None, str(tmp_path / "out.tif"), band_map=identity_map(), model=(model, card),
-                  confidence=str(tmp_path / "conf.tif"), batch_size=1)
+                  confidence=str(tmp_path / "conf.tif"), batch_size=1, overlap=0.25)
     assert res.tiles == 16 and res.skipped_tiles == 4 and model.calls == 12
     expected = whole_image_probs(model, data[:, :, 100:])
     with rasterio.open(res.output) as out, rasterio.open(res.confidence) as conf:

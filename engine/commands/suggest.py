@@ -6,7 +6,8 @@ def register(sub):
     p = sub.add_parser(
         "suggest", help="places where a new label helps the model most (a point layer)",
         description="Scores every pixel of the raster (or --bbox) by the model's uncertainty (1 - confidence) "
-        "plus the disagreement between its network and its random forest, and picks N places, best first, "
+        "plus the disagreement between its network and its random forest, weighted by how uniform the map is "
+        "around each pixel (a patch you can label, not a mixed edge), and picks N places, best first, "
         "taking the predicted classes in turn and at least --min-distance apart. Writes a GeoPackage of "
         "points with the predicted class, confidence, disagreement, why each was picked and an empty "
         "'label' field; label them (or digitize polygons there), then fine-tune again with -c CHECKPOINT.")

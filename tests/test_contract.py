@@ -177,3 +177,11 @@ def test_identity_band_mapping_is_the_one_type():
 def test_release_json_is_package_data():
     text = open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8").read()
     assert '"spectralx.contract" = ["*.json"]' in text
+
+
+def test_header_reader_names_damaged_offsets(tmp_path):
+    from spectralx.contract import CheckpointError, read_header
+    p = tmp_path / "odd.safetensors"
+    _write_safetensors(p, {"w": {"dtype": "F32", "shape": [1], "data_offsets": "0-4"}})
+    with pytest.raises(CheckpointError, match="damaged data offsets"):
+        read_header(str(p))

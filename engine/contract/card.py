@@ -215,6 +215,7 @@ def read_card(path: str) -> ModelCard:
     return ModelCard.from_json(meta[CARD_KEY], source=path)
 
 
+# --- the safetensors header: an 8-byte little-endian length N, then N bytes of JSON object ----------
 
 def _safetensors_header(f, size: int) -> Tuple[Optional[dict], int, str]:
     """(header, header length, "") if the open file is a safetensors file by its rules, else
@@ -271,8 +272,17 @@ def read_header(path: str) -> dict:
                 f"{path} is a pickle/zip file, not safetensors; pickles are never loaded as checkpoints "
                 "because unpickling can run code")
         raise CheckpointError(f"{path} is not a valid safetensors file ({why})")
-    data_end = max((v["data_offsets"][1] for k, v in header.items()
-                    if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
+    ends = []
+    for k, v in header.items():
+        if k == "__metadata__" or not isinstance(v, dict) or "data_offsets" not in v:
+            continue
+        offsets = v["data_offsets"]
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)):
+            raise CheckpointError(f"{path} is not a valid safetensors file (tensor {str(k)[:60]!r} has "
+                                  "damaged data offsets)")
+        ends.append(offsets[1])
+    data_end = max(ends, default=0)
     if 8 + header_len + data_end > size:
         raise CheckpointError(
             f"{path} is truncated: it holds {size} bytes but its header describes {8 + header_len + data_end}; "

@@ -57,8 +57,7 @@ def test_old_paths_re_export_the_one_implementation():
     assert devices.PRECISIONS is contract.PRECISIONS
     assert FAMILY_NAMES is contract.FAMILIES and tuple(converters) == contract.FAMILIES
     assert BandMapping is contract.BandMapping
-    from spectralx.contract import wording as contract_wording
-    assert wording.explain is contract_wording.explain and wording.Advice is contract_wording.Advice
+    assert wording.explain is contract.errors.explain and wording.Advice is contract.errors.Advice
     assert FinetuneOptions is contract.FinetuneOptions and PretrainOptions is contract.PretrainOptions
 
 

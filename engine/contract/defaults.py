@@ -99,6 +99,7 @@ def training_default(function: str, name: str) -> Any:
     leaves it to the method (e.g. the fine-tuning learning rate) or for an unknown name."""
     from dataclasses import MISSING, fields
 
+    # imported here, not above: the options dataclasses take their field defaults from this module
     from .options import FinetuneOptions, PretrainOptions
     cls = {"finetune": FinetuneOptions, "pretrain": PretrainOptions}[function]
     for f in fields(cls):

@@ -9,7 +9,7 @@ interpolation otherwise. Bad bands never serve as sources.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 

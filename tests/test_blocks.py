@@ -55,6 +55,7 @@ class ConvModel(torch.nn.Module):
 
 def run(path, out, model, **kw):
     kw.setdefault("batch_size", 5)
+    kw.setdefault("overlap", 0.25)          # the tile plans these tests count against
     res = segment(str(path), None, str(out), band_map=identity_map(), model=(model, make_card()),
                   confidence=str(out).replace(".tif", "_conf.tif"), **kw)
     with rasterio.open(res.output) as o, rasterio.open(res.confidence) as c:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..contract.card import read_card
 from ..errors import BandMappingError
-from .detect import RasterBand, detect_bands
+from .detect import detect_bands
 from .fit import detect_bands_for_card, plan_bands  # noqa: F401 (detect_bands_for_card: re-export)
 from .mapping import STRATEGIES, BandMapping, map_bands
 from .units import parse_number

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Dict, Optional, Type, TypeVar, Union
+from typing import Any, Dict, Optional, Type, Union
 
 from . import defaults as D
 from .errors import SpectralXError
@@ -20,16 +20,13 @@ FUSIONS = ("forest", "none")
 VARIANTS = ("default", "paper")
 CLASS_WEIGHTINGS = ("none", "sqrt-inverse", "inverse")
 
-_T = TypeVar("_T")
-
-
-def _build(cls: Type[_T], base: Optional[_T], kind: str, overrides: Dict[str, Any]) -> _T:
+def _build(cls: Type[Any], base: Any, kind: str, overrides: Dict[str, Any]) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown {kind} option(s): {', '.join(unknown)}")
     opts = replace(base or cls(), **{k: v for k, v in overrides.items() if v is not None})
-    opts.check()   # type: ignore[attr-defined]
+    opts.check()
     return opts
 
 

@@ -42,7 +42,7 @@ def _build(obj: Any, values: List[Any]) -> Any:
     if isinstance(obj, dict):
         pairs = zip(values[::2], values[1::2])
         return type(obj)(pairs) if type(obj) in (dict,) or hasattr(type(obj), "move_to_end") else dict(pairs)
-    if isinstance(obj, tuple) and not type(obj) is tuple:
+    if isinstance(obj, tuple) and type(obj) is not tuple:
         try:
             return type(obj)(values)      # torch.Size
         except TypeError:

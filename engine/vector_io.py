@@ -174,7 +174,7 @@ def read_points(path: str, class_field: str, crs_wkt: Optional[str], stratum_fie
             out["reference"].append(f.GetField(class_field) if f.IsFieldSetAndNotNull(class_field) else None)
             if has_stratum:
                 out["stratum"].append(f.GetField(stratum_field) if f.IsFieldSetAndNotNull(stratum_field) else None)
-        ds = None
+        del ds      # closes the dataset (the layer is read)
         return out
 
 

@@ -10,7 +10,7 @@ def default_report(points: str) -> str:
 
 def run_area(args) -> int:
     from ..area_report import assess
-    from ..area_report_files import report_paths, write_report
+    from ..area_report_files import write_report
     from ..errors import SpectralXError
     from ..inference.memory import parse_memory
     if not args.class_field:

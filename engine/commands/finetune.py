@@ -7,9 +7,9 @@ import argparse
 
 from ..config import DEFAULT_SPECTRAL_SKIP
 from ..training.options import CLASS_WEIGHTINGS, FUSIONS, METHODS, VARIANTS, FinetuneOptions
+from ._validate import count_int, fraction, learning_rate, positive_int, tile_size
 
 D = FinetuneOptions()   # the defaults, shown in --help
-from ._validate import count_int, fraction, learning_rate, positive_int, tile_size
 
 
 def register(sub):

@@ -71,19 +71,21 @@ clean:
 # QGIS plugin zip: the plugin folder only, with the engine bundled as spectralx_qgis/_vendor/spectralx
 # (imported as a subpackage: nothing generic lands in QGIS's top-level module namespace).
 PKG_DIR := build/package/spectralx_qgis
+# the plugin's subpackages (spectralx_qgis/tools, the screenshot script, stays out of the zip)
+PLUGIN_SUBPACKAGES := panel processing setup models
 package:
 	rm -rf build/package dist/spectralx_qgis.zip
 	mkdir -p $(PKG_DIR)/_vendor $(PKG_DIR)/icons dist
 	cp spectralx_qgis/*.py $(PKG_DIR)/
+	for sub in $(PLUGIN_SUBPACKAGES); do mkdir -p $(PKG_DIR)/$$sub && cp spectralx_qgis/$$sub/*.py $(PKG_DIR)/$$sub/; done
 	cp spectralx_qgis/requirements.txt $(PKG_DIR)/
-	cp spectralx_qgis/model_catalog.json $(PKG_DIR)/
 	cp metadata.txt LICENSE $(PKG_DIR)/
 	cp resources/icons/spectralx.svg resources/icons/spectralx.png $(PKG_DIR)/icons/
-	printf '"""Third-party code bundled with the plugin (the SpectralX engine)."""\n' > $(PKG_DIR)/_vendor/__init__.py
+	cp spectralx_qgis/_vendor/__init__.py $(PKG_DIR)/_vendor/
 	cp -r engine $(PKG_DIR)/_vendor/spectralx
 	@# the demo model is large for a plugin zip: only bundled on request (make package WITH_DEMO_MODEL=1)
-	@if [ -n "$(WITH_DEMO_MODEL)" ] && ls resources/models/*.safetensors >/dev/null 2>&1; then mkdir -p $(PKG_DIR)/models && \
-	  cp resources/models/*.safetensors $(PKG_DIR)/models/ && { cp resources/models/*.md $(PKG_DIR)/models/ 2>/dev/null || true; }; fi
+	@if [ -n "$(WITH_DEMO_MODEL)" ] && ls resources/models/*.safetensors >/dev/null 2>&1; then mkdir -p $(PKG_DIR)/demo_models && \
+	  cp resources/models/*.safetensors $(PKG_DIR)/demo_models/ && { cp resources/models/*.md $(PKG_DIR)/demo_models/ 2>/dev/null || true; }; fi
 	find build/package -name '__pycache__' -prune -exec rm -rf {} + ; find build/package -name '*.pyc' -delete
 	cd build/package && $(SYS_PY) -m zipfile -c ../../dist/spectralx_qgis.zip spectralx_qgis
 	@$(SYS_PY) -c "import zipfile; z = zipfile.ZipFile('dist/spectralx_qgis.zip'); tops = {n.split('/')[0] for n in z.namelist()}; assert tops == {'spectralx_qgis'}, tops; print('dist/spectralx_qgis.zip:', len(z.namelist()), 'files,', sum(i.file_size for i in z.infolist()) // 1024, 'KiB')"

@@ -8,7 +8,7 @@ so the plugin loads (and explains what to install) even when they are missing.
 def classFactory(iface):  # noqa: N802 (QGIS API)
     # packages the installer put in the profile's folder go on sys.path before anything imports them
     try:
-        from .site_dir import activate
+        from .setup.site_dir import activate
         activate()
     except Exception as exc:  # noqa: BLE001  never stop QGIS from loading the plugin over this
         import sys

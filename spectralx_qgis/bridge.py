@@ -5,7 +5,9 @@ import re
 import time
 from typing import Callable, Optional
 
-from . import deps
+from ._vendor.spectralx import progress
+
+Progress = progress.Progress          # the engine's progress and cancel object (torch-free)
 
 
 def _percent(done: int, total: int) -> float:
@@ -16,7 +18,6 @@ def _percent(done: int, total: int) -> float:
 
 def feedback_progress(feedback):
     """A Progress that reports to a QgsProcessingFeedback and cancels when it is cancelled."""
-    Progress = deps.engine("progress").Progress
     if feedback is None:
         return Progress()
     last = {"msg": None}
@@ -35,7 +36,6 @@ def feedback_progress(feedback):
 def task_progress(task, on_message: Optional[Callable[[str], None]] = None, clock=time.monotonic):
     """A Progress that reports to a QgsTask (setProgress; panel and task manager) and its cancel;
     a segmentation's tile counts come with the time left."""
-    Progress = deps.engine("progress").Progress
     tiles = TileText(clock)
 
     def on_update(done, total, message=""):
@@ -115,7 +115,6 @@ class TileText:
 
 def training_feedback_progress(feedback):
     """feedback_progress with the training line (step/total, time left, latest validation mIoU)."""
-    Progress = deps.engine("progress").Progress
     text = TrainingText()
     last = {"msg": None}
 
@@ -131,7 +130,6 @@ def training_feedback_progress(feedback):
 
 def training_task_progress(task, on_message: Optional[Callable[[str], None]] = None):
     """task_progress with the training line in the panel's status."""
-    Progress = deps.engine("progress").Progress
     text = TrainingText()
 
     def on_update(done, total, message=""):

@@ -18,7 +18,7 @@ class SpectralXPlugin:
     # Processing only (qgis_process, and the first step of initGui)
     def initProcessing(self):  # noqa: N802
         if self.provider is None:
-            from .provider import SpectralXProvider
+            from .processing.provider import SpectralXProvider
             self.provider = SpectralXProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
@@ -36,7 +36,7 @@ class SpectralXPlugin:
 
     def _ensure_dock(self):
         if self.dock is None:
-            from .dock import SpectralXDock
+            from .panel.dock import SpectralXDock
             self.dock = SpectralXDock(self.iface, self.iface.mainWindow())
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.visibilityChanged.connect(self._dock_visibility)

@@ -74,6 +74,8 @@ def rasterize_polygons(features, fields, class_field: str, source_crs: QgsCoordi
                        feedback=None) -> BurntLabels:
     """Burn `features` (QgsFeature iterable; class in `class_field`) into `output` (GeoTIFF, uint16)
     on the grid of `raster_path`. `engine_classes`: spectralx.training.classes (the class-table rules)."""
+    # Long (~85 lines) on purpose: one GDAL session (memory layer -> reprojection -> burn -> count) whose
+    # handles must all be released in order before the file is read; split, each part would re-open them.
     from osgeo import gdal, ogr, osr
     index = fields.indexOf(class_field)
     if index < 0:

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from spectralx_qgis import gpu_detect, proxy, python_finder
-from spectralx_qgis.errors import InstallError
-from spectralx_qgis.installer import Installer, InstallOptions
+from spectralx_qgis.setup import gpu_detect, proxy, python_finder
+from spectralx_qgis.setup.errors import InstallError
+from spectralx_qgis.setup.installer import Installer, InstallOptions
 
 SYSTEM_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -222,8 +222,8 @@ def test_verification_runs_the_engine_network_not_only_a_matmul(tmp_path, monkey
     """A matrix product can pass where the engine's own kernels fail (the AoMoA dtype clash under CUDA
     autocast did): the verifier also runs a small SpectralX network and compares it with the CPU."""
     import shutil
-    from spectralx_qgis import verify_install
-    from spectralx_qgis.deps import engine_folder
+    from spectralx_qgis.setup import verify_install
+    from spectralx_qgis.setup.deps import engine_folder
     for name in [m for m in sys.modules if m.startswith("_spectralx_verify")]:
         monkeypatch.delitem(sys.modules, name)
     good = verify_install.verify(["torch"], "cpu", engine_dir=engine_folder())

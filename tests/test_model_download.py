@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from model_server import ModelServer
-from spectralx_qgis.download import DownloadCancelled, DownloadError, download, part_path
+from spectralx_qgis.models.download import DownloadCancelled, DownloadError, download, part_path
 
 SIZE = 1_000_003                        # not a multiple of the chunk size
 

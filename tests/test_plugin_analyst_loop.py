@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from qgis.core import QgsApplication, QgsProcessingException, QgsProject, QgsRasterLayer, QgsVectorLayer
 
-from test_plugin_common import feedback_log, halves_layer
+from test_plugin_common import feedback_log, halves_layer, assert_done
 from test_plugin_common import (FIXTURES, dock, enmap_checkpoint, enmap_tile, plugin, project,  # noqa: F401
                                 run_task, wait_for, checkpoint_for)
 
@@ -57,14 +57,14 @@ def test_finetune_with_a_checkpoint_that_cannot_read_the_raster_starts_from_its_
     layer = _add(project, raster, "landsat")
     dock.set_checkpoint(enmap_checkpoint)                # the EnMAP model, still selected
     dock.set_layer(layer)
-    wait_for(lambda: not dock.bands_pending())
+    wait_for(lambda: not dock.bands.pending())
     polygons = halves_layer(raster)
     project.addMapLayer(polygons)
     dock.polygon_combo.setLayer(polygons)
     dock.steps_spin.setValue(2)
     dock.fuse_check.setChecked(False)
     task = run_task(dock, dock.finetune, timeout=300)
-    assert task.succeeded, task.error
+    assert_done(task)
     assert task.request.checkpoint is None and os.path.basename(task.request.backbone) == "tiny-backbone.safetensors"
     assert "enmap.safetensors cannot read this raster" in dock.start_note
     assert "starts from its backbone tiny-backbone.safetensors" in dock.start_note
@@ -100,24 +100,24 @@ def test_processing_finetune_picks_the_text_class_field_refuses_ids_and_writes_t
 
 # 3 ------------------------------------------------------------------------------------------------
 def _manager_rows(dlg):
-    from spectralx_qgis.model_manager import MODEL_COLUMNS
+    from spectralx_qgis.models.manager import MODEL_COLUMNS
     t = dlg.models_table
     return {t.item(r, 0).text(): {c: (t.item(r, i).text() if t.item(r, i) else "") for i, c in enumerate(MODEL_COLUMNS)}
             for r in range(t.rowCount())}
 
 
 def test_the_panel_writes_models_where_the_model_manager_lists_them(project, dock, tmp_path):
-    from spectralx_qgis import model_store
+    from spectralx_qgis.models import store as model_store
     raster = landsat_crop(tmp_path / "landsat.tif", size=32)
     dock.set_layer(_add(project, raster, "landsat"))
-    wait_for(lambda: not dock.bands_pending())
+    wait_for(lambda: not dock.bands.pending())
     polygons = halves_layer(raster)
     project.addMapLayer(polygons)
     dock.polygon_combo.setLayer(polygons)
     dock.method_combo.setCurrentIndex(dock.method_combo.findData("forest"))    # no backbone: seconds
     manager = dock.open_model_manager()
     task = run_task(dock, dock.finetune, timeout=300)
-    assert task.succeeded, task.error
+    assert_done(task)
     new = dock.checkpoint_path()
     assert os.path.dirname(new) == model_store.user_model_dir() == manager.folder
     assert os.listdir(dock.output_folder()) == []              # the output folder holds rasters only
@@ -196,7 +196,7 @@ def test_an_all_zero_collar_without_nodata_is_not_classified(plugin, checkpoint_
 # 6 ------------------------------------------------------------------------------------------------
 def test_segmentation_progress_shows_the_time_left(qgis_app):
     from spectralx_qgis.bridge import task_progress
-    from spectralx_qgis.tasks import EngineTask
+    from spectralx_qgis.panel.tasks import EngineTask
     now = [10.0]
     lines = []
     progress = task_progress(EngineTask("segment"), lines.append, clock=lambda: now[0])
@@ -210,7 +210,7 @@ def test_segmentation_progress_shows_the_time_left(qgis_app):
 # 7 ------------------------------------------------------------------------------------------------
 def test_panel_help_group_names_and_setup_help(project, dock, plugin):
     from spectralx_qgis import styling
-    from spectralx_qgis.run_controller import RunController
+    from spectralx_qgis.panel.run_controller import RunController
     # the help opens inside QGIS (no system browser needed)
     dialog = dock.open_help()
     from qgis.PyQt.QtWidgets import QTextBrowser
@@ -285,7 +285,7 @@ def test_panel_controls_fit_300_px_with_a_desktop_font(desktop_font, dock):
 
 
 def test_without_torch_the_install_button_is_above_the_fold(dock, monkeypatch):
-    from spectralx_qgis import deps
+    from spectralx_qgis.setup import deps
     monkeypatch.setattr(deps, "check", lambda refresh=False: {"torch": "PyTorch: runs the neural network"})
     monkeypatch.setattr(deps, "guidance", lambda html=False, command=True:
                         "SpectralX needs Python packages this QGIS does not have yet: " + "torch, " * 40
@@ -298,8 +298,8 @@ def test_without_torch_the_install_button_is_above_the_fold(dock, monkeypatch):
 
 def test_reopening_the_installer_after_a_success_shows_what_is_installed(dock, tmp_path):
     import json
-    from spectralx_qgis import site_dir
-    from spectralx_qgis.install_dialog import InstallDialog
+    from spectralx_qgis.setup import site_dir
+    from spectralx_qgis.setup.install_dialog import InstallDialog
     root = str(tmp_path / "packages")
     target = site_dir.folder(root)
     os.makedirs(target)
@@ -329,12 +329,12 @@ def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project,
     dock.polygon_combo.setLayer(polygons)
     dock.steps_spin.setValue(2)
     task = run_task(dock, dock.finetune, timeout=300)        # round 1, from the backbone
-    assert task.succeeded, task.error
+    assert_done(task)
     first = dock.checkpoint_path()
-    wait_for(lambda: not dock.bands_pending())
+    wait_for(lambda: not dock.bands.pending())
     # where to label next: a point layer in the SpectralX group
     task = run_task(dock, lambda: dock.suggest(6), timeout=300)
-    assert task.succeeded, task.error
+    assert_done(task)
     points = dock.suggestion_layer
     assert points.featureCount() == 6 and project.layerTreeRoot().findLayer(points.id()) is not None
     names = points.fields().names()
@@ -343,7 +343,7 @@ def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project,
     assert {f["map_class"] for f in points.getFeatures()} <= {"water", "tree"}
     # round 2 continues from round 1; the card keeps both rounds
     task = run_task(dock, dock.finetune_again, timeout=300)
-    assert task.succeeded, task.error
+    assert_done(task)
     assert task.request.checkpoint == first and "_r2_" in os.path.basename(dock.checkpoint_path())
     rounds = read_card(dock.checkpoint_path()).training["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]

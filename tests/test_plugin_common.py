@@ -32,6 +32,17 @@ def wait_for(predicate, timeout=180.0):
             raise AssertionError("timed out waiting for the QGIS task")
 
 
+def assert_done(task):
+    """The background task ended with Done (else its Failed message or Cancelled is the failure text)."""
+    from spectralx_qgis.panel.tasks import Done
+    assert isinstance(task.outcome, Done), task.outcome
+
+
+def assert_cancelled(task):
+    from spectralx_qgis.panel.tasks import Cancelled
+    assert isinstance(task.outcome, Cancelled), task.outcome
+
+
 def raster_wavelengths(path):
     from spectralx.bands import detect_bands
     return [b.wavelength_nm for b in detect_bands(path, check_nodata=False)]
@@ -133,8 +144,8 @@ def run_task(dock, start, timeout=180.0):
 
 def test_plugin_imports_without_engine_side_effects():
     """Importing the plugin package and its Qt modules must not import torch (it loads lazily)."""
-    code = ("import sys, spectralx_qgis, spectralx_qgis.plugin, spectralx_qgis.dock, "
-            "spectralx_qgis.provider; print('torch' in sys.modules)")
+    code = ("import sys, spectralx_qgis, spectralx_qgis.plugin, spectralx_qgis.panel.dock, "
+            "spectralx_qgis.processing.provider; print('torch' in sys.modules)")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=120)

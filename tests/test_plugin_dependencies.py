@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from spectralx_qgis import requirements
+from spectralx_qgis.setup import requirements
 from test_plugin_common import ENMAP_TILE, REPO
 
 SCRIPT = textwrap.dedent(r'''

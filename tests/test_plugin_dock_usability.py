@@ -14,6 +14,7 @@ import rasterio
 from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer, QgsVectorLayer
 from qgis.PyQt.QtWidgets import QAbstractButton, QComboBox
 
+from test_plugin_common import assert_done, assert_cancelled
 from test_plugin_common import (FIXTURES, REPO, checkpoint_for, dock, enmap_checkpoint,  # noqa: F401
                                 enmap_tile, plugin, project, run_task, wait_for)
 
@@ -54,7 +55,7 @@ def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, 
     assert dock.field_combo.currentField() == "name"          # the text class field, not fid
     dock.layer_combo.setLayer(landsat)
     dock.backbone_widget.setFilePath(BACKBONE)                 # a new model: no checkpoint to start from
-    dock.set_sensor("landsat8")
+    dock.bands.set_sensor("landsat8")
     assert dock.bands.order_edit.text() == "B2,B3,B4"          # the Landsat 8 layout for 3 bands
     assert dock.bands.sensor_spec() == "landsat8:B2,B3,B4"
     dock.steps_spin.setValue(4)
@@ -62,7 +63,7 @@ def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, 
     dock.runs.status.connect(lines.append)
     task = run_task(dock, dock.finetune, timeout=300)
     dock.runs.status.disconnect(lines.append)
-    assert task.succeeded, task.error
+    assert_done(task)
     # the training line: step/total, time left, and the validation mIoU (or that none was measured)
     assert any(ln.startswith("step 4/4") and "validation mIoU" in ln for ln in lines), lines
     assert any("left" in ln for ln in lines if ln.startswith("step 2/4")), lines
@@ -70,13 +71,13 @@ def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, 
     card = read_card(new)
     assert [round(b.wavelength_nm, 1) for b in card.bands] == [482.6, 561.3, 654.6]
     assert "Not validated" in dock.card_view.toHtml() or "Validation" in dock.card_view.toPlainText()
-    wait_for(lambda: not dock.bands_pending())
+    wait_for(lambda: not dock.bands.pending())
     assert dock.band_table.rowCount() == 3
     assert all(dock.band_table.item(i, 3).text() == "nearest" for i in range(3))   # mapped, not by hand
     assert "read as landsat8:B2,B3,B4" in dock.band_status.text()
     assert not dock.bands.overrides
     task = run_task(dock, dock.segment_layer)
-    assert task.succeeded, task.error
+    assert_done(task)
     layers = _spectralx_layers(project)
     classes = [lyr for lyr in layers if isinstance(lyr.renderer(), QgsPalettedRasterRenderer)]
     assert len(classes) == 1
@@ -89,7 +90,7 @@ def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, 
 def test_no_wavelengths_says_what_to_do_in_panel_words(project, dock, landsat, enmap_checkpoint):
     dock.set_checkpoint(enmap_checkpoint)
     dock.layer_combo.setLayer(landsat)
-    wait_for(lambda: not dock.bands_pending())
+    wait_for(lambda: not dock.bands.pending())
     text = dock.band_status.text()
     assert "Sensor picker" in text and "--" not in text
     task = dock.segment_layer()
@@ -99,8 +100,8 @@ def test_no_wavelengths_says_what_to_do_in_panel_words(project, dock, landsat, e
 def test_model_that_cannot_fit_gets_a_plain_verdict(project, dock, landsat):
     dock.set_checkpoint(ENMAP_MODEL)
     dock.layer_combo.setLayer(landsat)
-    dock.set_sensor("landsat8")
-    wait_for(lambda: not dock.bands_pending())
+    dock.bands.set_sensor("landsat8")
+    wait_for(lambda: not dock.bands.pending())
     assert dock.band_status.text() == ("this model needs 218 EnMAP HSI bands 418–2446 nm; this raster has 3 "
                                        "visible bands (483–655 nm), covering 42 of them: fine-tune a new model "
                                        "from this raster instead")
@@ -113,19 +114,19 @@ def test_save_and_load_band_map(project, dock, enmap_tile, enmap_checkpoint, tmp
     project.addMapLayer(layer)
     dock.set_checkpoint(enmap_checkpoint)
     dock.layer_combo.setLayer(layer)
-    wait_for(lambda: not dock.bands_pending())
-    dock.set_row_source(10, 5)                  # one row by hand, then saved as the CLI's JSON
+    wait_for(lambda: not dock.bands.pending())
+    dock.bands.set_row_source(10, 5)                  # one row by hand, then saved as the CLI's JSON
     path = tmp_path / "bands.json"
     dock.bands.save_band_map(str(path))
     saved = BandMapping.from_json(path.read_text())
     assert saved.weights[10, saved.source_indexes.index(5)] == 1.0
     assert "chosen by hand" in saved.rows[10]["note"]
-    dock.set_row_source(10, -1)
-    assert dock.band_map_argument() == "auto"
+    dock.bands.set_row_source(10, -1)
+    assert dock.bands.band_map_argument() == "auto"
     dock.bands.load_band_map(str(path))          # back, from the file
     assert dock.band_table.item(10, 3).text() == "manual"
     assert "loaded band map" in dock.band_status.text()
-    mapping = BandMapping.from_json(dock.band_map_argument())
+    mapping = BandMapping.from_json(dock.bands.band_map_argument())
     assert mapping.source_indexes == saved.source_indexes
     # a map for another checkpoint is refused with what to do, in the panel's words
     doc = json.loads(path.read_text())
@@ -168,7 +169,7 @@ def test_class_field_default_is_a_text_field(project, dock):
 
 
 def test_every_control_has_a_tooltip_and_help_opens_the_docs(dock):
-    from spectralx_qgis.dock import help_url
+    from spectralx_qgis.panel.help_text import help_url
     # the analyst's controls (not the table's corner button or a line edit's own clear button)
     controls = [w for w in dock.widget().findChildren((QAbstractButton, QComboBox))
                 if w.isVisibleTo(dock) and not any(w.parent().inherits(c) for c in
@@ -201,7 +202,7 @@ def test_training_progress_line():
 
 def test_card_shows_metric_values_validation_status_and_baseline(dock, tmp_path):
     from spectralx.checkpoint import read_card
-    from spectralx_qgis.card_view import card_html
+    from spectralx_qgis.panel.card_view import card_html
     demo = read_card(ENMAP_MODEL)
     m = demo.metrics
     html = card_html(demo, ENMAP_MODEL)
@@ -231,7 +232,7 @@ def test_cancel_says_cancelled_and_draw_area_is_off_during_a_run(project, dock, 
     project.addMapLayer(layer)
     dock.set_checkpoint(ckpt)
     dock.set_layer(layer)
-    wait_for(lambda: not dock.bands_pending())
+    wait_for(lambda: not dock.bands.pending())
     dock.batch_spin.setValue(1)
     states = []
 
@@ -244,7 +245,7 @@ def test_cancel_says_cancelled_and_draw_area_is_off_during_a_run(project, dock, 
 
     task = run_task(dock, start)
     assert states == [(False, False, True)]        # Draw area off and disabled while running
-    assert task.cancelled_by_user and not task.succeeded
+    assert_cancelled(task)
     assert dock.status.text() == "Cancelled: nothing was written."
     assert dock.draw_button.isEnabled() and not dock.cancel_button.isEnabled()
     assert os.listdir(dock.output_folder()) == []
@@ -255,11 +256,11 @@ def test_layer_names_name_the_model_and_repeat_runs_differ(project, dock, enmap_
     project.addMapLayer(layer)
     dock.set_checkpoint(enmap_checkpoint)
     dock.set_layer(layer)
-    wait_for(lambda: not dock.bands_pending())
+    wait_for(lambda: not dock.bands.pending())
     names = []
     for _ in range(2):
         task = run_task(dock, dock.segment_layer)
-        assert task.succeeded, task.error
+        assert_done(task)
         names.append(dock.last_layers[0].name())
     assert names == ["enmap · classes · enmap", "enmap · classes · enmap (2)"]
     assert len(set(os.listdir(dock.output_folder()))) == 6      # 2 x (classes, qml, confidence)

@@ -6,7 +6,7 @@ import os
 
 from qgis.core import QgsApplication, QgsProject
 
-from test_plugin_common import feedback_log
+from test_plugin_common import feedback_log, assert_done
 from test_plugin_common import dock, enmap_tile, halves_layer, plugin, project, run_task  # noqa: F401
 from test_plugin_dock import _add_raster
 
@@ -57,7 +57,7 @@ def test_dock_trains_a_forest_without_backbone_and_shows_its_card(project, dock,
     dock.method_combo.setCurrentIndex(dock.method_combo.findData("forest"))
     assert not dock.fuse_check.isEnabled()          # nothing to pool a forest with
     task = run_task(dock, dock.finetune, timeout=300)
-    assert task.succeeded, task.error
+    assert_done(task)
     new = dock.checkpoint_path()
     card = read_card(new)
     assert card.is_forest and os.listdir(os.path.dirname(new)) == [os.path.basename(new)]   # no backbone copied
@@ -70,7 +70,7 @@ def test_dock_trains_a_forest_without_backbone_and_shows_its_card(project, dock,
 def test_card_view_shows_warnings_first_and_the_three_scores():
     from types import SimpleNamespace
 
-    from spectralx_qgis.card_view import metrics_html
+    from spectralx_qgis.panel.card_view import metrics_html
     metrics = {"val_miou": 0.31, "val_oa": 0.6, "val_pixels": 900, "validation": "held-out whole polygons",
                "warnings": ["the network predicts 'tree' on 95% of the validation pixels (the labels: 40%)"],
                "baselines": {"random_forest": {"val_miou": 0.45}},

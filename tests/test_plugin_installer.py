@@ -128,8 +128,8 @@ def test_offline_install_then_a_fresh_qgis_imports_from_the_profile_folder(fresh
 
 
 def test_cancel_in_the_panel_dialog_leaves_nothing_for_the_next_start(qgis_app, wheelhouse, tmp_path):
-    from spectralx_qgis import site_dir
-    from spectralx_qgis.install_dialog import InstallDialog
+    from spectralx_qgis.setup import site_dir
+    from spectralx_qgis.setup.install_dialog import InstallDialog
     root = str(tmp_path / "packages")
     dialog = InstallDialog(None, root=root, python=SYSTEM_PYTHON)
     assert dialog.python_widget.filePath() == SYSTEM_PYTHON
@@ -143,7 +143,8 @@ def test_cancel_in_the_panel_dialog_leaves_nothing_for_the_next_start(qgis_app, 
     assert staging, os.listdir(root)
     dialog.cancel()
     wait_for(lambda: dialog.last_task is task, 120)
-    assert task.cancelled_by_user and task.result_value is None
+    from spectralx_qgis.outcomes import Cancelled
+    assert isinstance(task.outcome, Cancelled)
     assert dialog.verdict.text().startswith("Cancelled")
     assert os.listdir(root) == []                                     # staging removed, nothing pending
     assert site_dir.activate(root, TAG) is None                       # the next start finds nothing to use
@@ -152,7 +153,7 @@ def test_cancel_in_the_panel_dialog_leaves_nothing_for_the_next_start(qgis_app, 
 def test_a_crashed_install_is_never_put_on_sys_path(tmp_path):
     """A staging folder left by a killed QGIS (dead pid) is removed at start and never activated; a
     finished one waiting as .pending is swapped in."""
-    from spectralx_qgis import site_dir
+    from spectralx_qgis.setup import site_dir
     root = tmp_path / "packages"
     dead = root / f".staging-{TAG}-999999999-abc"
     (dead / "torch").mkdir(parents=True)
@@ -174,8 +175,8 @@ def test_cancel_during_verification_keeps_nothing(wheelhouse, tmp_path):
     """Importing torch and running the network takes a while: a cancel then stops the check at once
     and the verified-looking folder is not kept either."""
     import time
-    from spectralx_qgis.errors import InstallCancelled
-    from spectralx_qgis.installer import Installer, InstallOptions
+    from spectralx_qgis.setup.errors import InstallCancelled
+    from spectralx_qgis.setup.installer import Installer, InstallOptions
     root = tmp_path / "packages"
     log, asked = [], {}
 

@@ -32,7 +32,7 @@ def folder(tmp_path, monkeypatch):
 
 
 def dialog(folder, **kw):
-    from spectralx_qgis.model_manager import ModelManagerDialog
+    from spectralx_qgis.models.manager import ModelManagerDialog
     return ModelManagerDialog(folder=folder, **kw)
 
 
@@ -42,7 +42,7 @@ def table_rows(table):
 
 
 def column(name):
-    from spectralx_qgis.model_manager import MODEL_COLUMNS
+    from spectralx_qgis.models.manager import MODEL_COLUMNS
     return MODEL_COLUMNS.index(name)
 
 
@@ -73,7 +73,7 @@ def test_lists_the_folder_and_flags_the_missing_backbone(folder):
     assert demo[column("Sensor")] == "218 bands, 418-2446 nm"
     assert demo[column("Method")] == "spectralx"
     assert demo[column("Backbone")] == "present: demo-backbone.safetensors"
-    from spectralx_qgis.model_store import human_size
+    from spectralx_qgis.models.store import human_size
     assert demo[column("Size")] == human_size(os.path.getsize(DEMO)) and demo[column("Size")].endswith(" MB")
 
     r = list(rows).index("needs-scalemae")
@@ -160,18 +160,18 @@ def test_import_of_a_non_release_file_fails_in_one_line(folder, tmp_path):
 
 
 def test_add_backbone_without_dependencies_explains(folder, monkeypatch, tmp_path):
-    from spectralx_qgis import deps
+    from spectralx_qgis.setup import deps
 
     def missing(submodule=""):
         raise deps.MissingDependencies("torch is missing")
-    monkeypatch.setattr(deps, "engine", missing)
+    monkeypatch.setattr(deps, "require", missing)
     dlg = dialog(folder)
     assert dlg.add_backbone(str(tmp_path / "x.pth")) is None
     assert "install the dependencies first" in dlg.status.text()
 
 
 def release_for(url, data, **kw):
-    from spectralx_qgis.model_catalog import Release
+    from spectralx_qgis.models.catalog import Release
     fields = dict(id="satmae-test", name="SatMAE++ (test server)", family="satmae++",
                   file="checkpoint_ViT-L_pretrain_fmow_rgb.pth", source_page="https://github.com/techmn/satmae_pp",
                   license="Apache-2.0", url=url, size=len(data), sha256=hashlib.sha256(data).hexdigest())

@@ -37,8 +37,8 @@ def test_zip_layout(plugin_zip):
                          "spectralx_qgis/_vendor/spectralx/inference/__init__.py",
                          "spectralx_qgis/_vendor/spectralx/bands/enmap.json",
                          # issue 12: the installer's pinned list, its verifier, the model catalogue
-                         "spectralx_qgis/requirements.txt", "spectralx_qgis/verify_install.py",
-                         "spectralx_qgis/model_catalog.json"):
+                         "spectralx_qgis/requirements.txt", "spectralx_qgis/setup/verify_install.py",
+                         "spectralx_qgis/_vendor/spectralx/contract/releases.json"):
             assert required in names, required
         with open(os.path.join(REPO, "spectralx_qgis", "requirements.txt"), encoding="utf-8") as f:
             assert z.read("spectralx_qgis/requirements.txt").decode() == f.read()

@@ -102,6 +102,7 @@ def test_vectorize_and_bad_inputs_through_qgis_process(qp, landcover, tmp_path):
 
 # --- the dock: Vector output (MMU) and the report window (pytest-qgis, in process) --------------------
 
+from test_plugin_common import assert_done  # noqa: E402
 from test_plugin_common import (CLASSES, dock, enmap_checkpoint, enmap_tile, plugin, project,  # noqa: E402,F401
                                 run_task, wait_for)
 
@@ -112,11 +113,11 @@ def test_dock_vector_option_loads_styled_polygons(project, dock, enmap_tile, enm
     project.addMapLayer(layer)
     dock.set_checkpoint(enmap_checkpoint)
     dock.set_layer(layer)
-    wait_for(lambda: not dock.bands_pending())
+    wait_for(lambda: not dock.bands.pending())
     dock.vector_option.check.setChecked(True)
     dock.vector_option.mmu_edit.setText("0.5ha")             # 30 m pixels: 6 px
     task = run_task(dock, dock.segment_layer)
-    assert task.succeeded, task.error
+    assert_done(task)
     wait_for(lambda: getattr(dock, "last_polygons", None) is not None, timeout=120)
     polygons = dock.last_polygons
     assert isinstance(polygons, QgsVectorLayer) and polygons.isValid() and polygons.featureCount() > 0
@@ -137,7 +138,7 @@ def test_report_opens_in_a_qgis_window(qgis_app, tmp_path):
     from spectralx.area_estimate import estimate
     from spectralx.area_report_files import write_report
 
-    from spectralx_qgis.dock_reporting import show_report
+    from spectralx_qgis.panel.dock_reporting import show_report
     result = estimate([[40, 2], [3, 50]], [3000, 7000], ["water", "crop"], pixel_area_ha=0.01)
     result.update(map="m.tif", reference="p.gpkg", class_field="reference", design="stratified", notes=[])
     paths = write_report(result, str(tmp_path / "report.json"))

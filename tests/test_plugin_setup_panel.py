@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 
-from spectralx_qgis import requirements
+from spectralx_qgis.setup import requirements
 from test_plugin_common import REPO, dock, plugin, wait_for  # noqa: F401  (fixtures)
 
 DEMO = os.path.join(REPO, "resources", "models", "demo.safetensors")
@@ -39,7 +39,7 @@ def test_checkpoint_picker_lists_the_model_folder(dock, tmp_path, monkeypatch):
     shutil.copy(DEMO, folder / "potsdam.safetensors")
     shutil.copy(DEMO_BACKBONE, folder / "demo-backbone.safetensors")
     monkeypatch.setenv("SPECTRALX_MODELS", str(folder))
-    dock._load_known_checkpoints()
+    dock.checkpoints.reload()
     listed = [dock.checkpoint_combo.itemData(i) for i in range(dock.checkpoint_combo.count())]
     assert str(folder / "potsdam.safetensors") in listed
     assert str(folder / "demo-backbone.safetensors") not in listed        # a backbone is not a checkpoint

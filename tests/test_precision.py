@@ -108,6 +108,7 @@ def fresh_check(monkeypatch, **constants):
     for k, v in constants.items():
         monkeypatch.setattr(P, k, v)
     monkeypatch.setattr(P, "MIN_EMBED_DIM", 0)   # the tiny preset takes part in auto here
+    monkeypatch.setattr(P, "_onnx_available", lambda: False)   # torch's int8 alone (ONNX: test_onnx_path.py)
 
 
 def test_auto_takes_int8_only_when_its_check_passed(monkeypatch):
@@ -169,7 +170,7 @@ def test_processing_segment_takes_a_precision(plugin, enmap_tile, enmap_checkpoi
     from qgis.core import QgsApplication
 
     from spectralx.devices import PRECISIONS
-    from spectralx_qgis.algorithms import PRECISIONS as OFFERED
+    from spectralx_qgis.processing.segment import PRECISIONS as OFFERED
     assert sorted(p for p, _ in OFFERED) == sorted(PRECISIONS)
     seg = QgsApplication.processingRegistry().algorithmById("spectralx:segment")
     assert seg.parameterDefinition("PRECISION").type() == "enum"

@@ -314,7 +314,7 @@ def _write_for(h, seconds, piece=b"x", pause=0.05, limit=None):
 def test_regression_download_cancel_acts_while_the_server_trickles(where, tmp_path):
     """A server sending a byte now and then (or its headers slowly) held cancel for up to 100 s."""
     from model_server import ModelServer
-    from spectralx_qgis.download import DownloadCancelled, download, part_path
+    from spectralx_qgis.models.download import DownloadCancelled, download, part_path
 
     def trickle(h, data):
         if where == "headers":
@@ -336,7 +336,7 @@ def test_regression_download_cancel_acts_while_the_server_trickles(where, tmp_pa
 def test_regression_download_never_writes_past_the_release_size(tmp_path):
     """An endless stream wrote 317 MB: the catalogue's size (else a cap) stops it, nothing is kept."""
     from model_server import ModelServer
-    from spectralx_qgis.download import DownloadError, download, part_path
+    from spectralx_qgis.models.download import DownloadError, download, part_path
 
     def endless(h, data):            # no length, just bytes (bounded here at 8 MiB / 5 s)
         _headers(h, Connection="close")
@@ -361,7 +361,7 @@ def test_regression_download_partial_answers_and_short_bodies_are_not_complete(t
     """A 206 for other bytes than asked, a 206 ending before the total, a 0-byte or short body and a
     body of unknown length were all accepted as complete when no sha256 was known."""
     from model_server import ModelServer
-    from spectralx_qgis.download import DownloadError, download, part_path
+    from spectralx_qgis.models.download import DownloadError, download, part_path
     size = len(PAYLOAD)
     dest = str(tmp_path / "release.pth")
 
@@ -410,7 +410,7 @@ def test_regression_download_part_symlink_and_redirect_loop(tmp_path):
     """A `.part` that is a symbolic link had the bytes appended to its target; a redirect loop gave
     a three-line error."""
     from model_server import ModelServer
-    from spectralx_qgis.download import DownloadError, download, part_path
+    from spectralx_qgis.models.download import DownloadError, download, part_path
     dest = str(tmp_path / "release.pth")
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious")
@@ -438,7 +438,7 @@ def test_regression_download_part_symlink_and_redirect_loop(tmp_path):
     ("file", ".hidden.pth", "bare file name"), ("name", "bad\x1b[31mname", "control character"),
     ("size", None, "needs its 'size'")])
 def test_regression_catalogue_entries_are_checked(field, value, words, tmp_path):
-    from spectralx_qgis import model_catalog
+    from spectralx_qgis.models import catalog as model_catalog
     doc = json.load(open(model_catalog.CATALOG_FILE, encoding="utf-8"))
     entry = next(r for r in doc["releases"] if r["id"].startswith("scale-mae"))
     entry[field] = value
@@ -452,7 +452,7 @@ def test_regression_catalogue_entries_are_checked(field, value, words, tmp_path)
 # -- 5. the installer ---------------------------------------------------------------------------------------
 
 def _one_package_plan(monkeypatch):
-    from spectralx_qgis.installer import Installer
+    from spectralx_qgis.setup.installer import Installer
     monkeypatch.setattr(Installer, "_plan", lambda self, *a: [("tqdm", "4.67.1", "", 0)])
 
 
@@ -461,9 +461,9 @@ def test_regression_installer_unwritable_profile_is_one_line(tmp_path, monkeypat
     import errno
     import sys
 
-    from spectralx_qgis import site_dir
-    from spectralx_qgis.errors import InstallError
-    from spectralx_qgis.installer import Installer, InstallOptions
+    from spectralx_qgis.setup import site_dir
+    from spectralx_qgis.setup.errors import InstallError
+    from spectralx_qgis.setup.installer import Installer, InstallOptions
     _one_package_plan(monkeypatch)
     blocker = tmp_path / "profile"
     blocker.write_text("a file where the profile folder should be")
@@ -485,7 +485,7 @@ def test_regression_concurrent_commits_and_a_plain_file_in_place(tmp_path):
     folder belongs left a `.old-PID` file behind."""
     import threading
 
-    from spectralx_qgis import site_dir
+    from spectralx_qgis.setup import site_dir
     root, tag = str(tmp_path / "packages"), "python3.11-linux-x86_64"
     errors = []
 
@@ -527,8 +527,8 @@ def test_regression_offline_folder_never_builds_source_packages(tmp_path):
     import io
     import tarfile
 
-    from spectralx_qgis.errors import InstallError
-    from spectralx_qgis.installer import Installer, InstallOptions
+    from spectralx_qgis.setup.errors import InstallError
+    from spectralx_qgis.setup.installer import Installer, InstallOptions
     marker = tmp_path / "backend-ran"
     files = {"pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
              "backend.py": f"open({str(marker)!r}, 'w').write('ran')\n",

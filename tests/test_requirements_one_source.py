@@ -7,7 +7,7 @@ import importlib.metadata
 import os
 import re
 
-from spectralx_qgis import deps, requirements
+from spectralx_qgis.setup import deps, requirements
 from test_plugin_common import REPO
 
 

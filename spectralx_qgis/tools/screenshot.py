@@ -41,6 +41,8 @@ def quit_qgis(code=0):
 
 
 def step():
+    # Long (~130 lines): the screenshot's script as one state machine driven by a QTimer (each state
+    # re-schedules the next); read top to bottom it is the order the screenshots are taken in.
     try:
         state["t"] += 1
         if state["t"] > 1200:          # 10 minutes
@@ -88,7 +90,7 @@ def step():
             dock.set_layer(layer)
             dock.polygon_combo.setLayer(polygons)
             dock.backbone_widget.setFilePath(BACKBONE)
-            dock.set_sensor("landsat8")          # the sensor picker: band order B2,B3,B4 filled in
+            dock.bands.set_sensor("landsat8")          # the sensor picker: band order B2,B3,B4 filled in
             dock.steps_spin.setValue(STEPS)
             dock.device_combo.setCurrentIndex(max(dock.device_combo.findData("cpu"), 0))
             iface.mapCanvas().setExtent(layer.extent())
@@ -104,7 +106,7 @@ def step():
             state["task_started"] = "bands"
             return QTimer.singleShot(500, step)
         if state["task_started"] == "bands":
-            if dock.bands_pending():
+            if dock.bands.pending():
                 return QTimer.singleShot(500, step)
             task = dock.segment_layer()
             log(f"segment started: {task} ({dock.status.text()})")

@@ -64,13 +64,13 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def read_area(raster: str, card, band_map="auto", sensor: Optional[str] = None, bbox=None):
     """(x (C, h, w) normalized, valid (h, w), window, transform, crs wkt) of the area to score."""
-    import rasterio
     from rasterio.windows import Window, from_bounds
 
     from .inference.source import declares_nodata
+    from .raster_io import open_raster
     from .training.rasters import mapping_for, normalize, read_mapped
     mapping = mapping_for(raster, card, band_map=band_map, sensor=sensor)
-    with rasterio.open(raster) as ds:
+    with open_raster(raster) as ds:
         full = Window(0, 0, ds.width, ds.height)
         window = full
         if bbox is not None:

@@ -63,15 +63,8 @@ class SplitReport:
     cut_regions: int = 0     # polygons/regions split in space (far part validates): optimistic scores
 
 
-def split_regions(scenes: Sequence[Scene], num_classes: int, val_fraction: float,
-                  rng: np.random.Generator, class_names: Sequence[str]) -> SplitReport:
-    """Assign whole regions (polygons / connected label regions) to training or validation.
-
-    Stratified by each region's majority class: per class, regions are drawn at random into
-    validation until about `val_fraction` of the class's pixels are there, always leaving at least
-    one region of the class for training. No region is ever split, so no validation pixel shares a
-    polygon with a training pixel. Sets `scene.role`.
-    """
+def _region_table(scenes: Sequence[Scene], num_classes: int):
+    """(region ids, majority class, pixel count) of every labelled region of the scenes."""
     ids, cls, counts = [], [], []
     for s in scenes:
         m = (s.region > 0) & (s.y >= 0)
@@ -85,42 +78,63 @@ def split_regions(scenes: Sequence[Scene], num_classes: int, val_fraction: float
         ids.append(uniq)
         cls.append(table.argmax(1))
         counts.append(table.sum(1))
-    report = SplitReport()
     if not ids:
-        return report
-    ids = np.concatenate(ids)
-    cls = np.concatenate(cls)
-    counts = np.concatenate(counts)
+        return None
+    return np.concatenate(ids), np.concatenate(cls), np.concatenate(counts)
+
+
+def _validation_regions(ids, cls, counts, num_classes: int, val_fraction: float, rng: np.random.Generator):
+    """(region ids held out whole, {region id: class} of regions to split in space): per class, regions
+    at random until about `val_fraction` of its pixels, always leaving one to train on."""
     val_ids: List[int] = []
     cut_regions: Dict[int, int] = {}     # region id -> class: split in space rather than held out whole
-    if val_fraction > 0:
-        for k in range(num_classes):
-            sel = np.nonzero(cls == k)[0]
-            if len(sel) == 0:
-                continue
-            if len(sel) == 1:
-                cut_regions[int(ids[sel[0]])] = k
-                continue
-            total = counts[sel].sum()
-            target = val_fraction * total
-            order = rng.permutation(sel)
-            got = 0
-            chosen: List[int] = []
-            for j in order:
-                if len(chosen) >= len(sel) - 1:
-                    break
-                if got >= target:
-                    break
-                if got + counts[j] <= 1.5 * target or not chosen and counts[j] <= 0.5 * total:
-                    chosen.append(j)
-                    got += counts[j]
-            if not chosen:  # every region is large: take the smallest unless it is most of the class
-                j = sel[np.argmin(counts[sel])]
-                if counts[j] <= 0.6 * total:
-                    chosen.append(j)
-            val_ids.extend(int(ids[j]) for j in chosen)
-            if not chosen:
-                cut_regions[int(ids[sel[np.argmax(counts[sel])]])] = k
+    if val_fraction <= 0:
+        return val_ids, cut_regions
+    for k in range(num_classes):
+        sel = np.nonzero(cls == k)[0]
+        if len(sel) == 0:
+            continue
+        if len(sel) == 1:
+            cut_regions[int(ids[sel[0]])] = k
+            continue
+        total = counts[sel].sum()
+        target = val_fraction * total
+        order = rng.permutation(sel)
+        got = 0
+        chosen: List[int] = []
+        for j in order:
+            if len(chosen) >= len(sel) - 1:
+                break
+            if got >= target:
+                break
+            if got + counts[j] <= 1.5 * target or not chosen and counts[j] <= 0.5 * total:
+                chosen.append(j)
+                got += counts[j]
+        if not chosen:  # every region is large: take the smallest unless it is most of the class
+            j = sel[np.argmin(counts[sel])]
+            if counts[j] <= 0.6 * total:
+                chosen.append(j)
+        val_ids.extend(int(ids[j]) for j in chosen)
+        if not chosen:
+            cut_regions[int(ids[sel[np.argmax(counts[sel])]])] = k
+    return val_ids, cut_regions
+
+
+def split_regions(scenes: Sequence[Scene], num_classes: int, val_fraction: float,
+                  rng: np.random.Generator, class_names: Sequence[str]) -> SplitReport:
+    """Assign whole regions (polygons / connected label regions) to training or validation.
+
+    Stratified by each region's majority class: per class, regions are drawn at random into
+    validation until about `val_fraction` of the class's pixels are there, always leaving at least
+    one region of the class for training. No region is ever split, so no validation pixel shares a
+    polygon with a training pixel. Sets `scene.role`.
+    """
+    report = SplitReport()
+    table = _region_table(scenes, num_classes)
+    if table is None:
+        return report
+    ids = table[0]
+    val_ids, cut_regions = _validation_regions(*table, num_classes, val_fraction, rng)
     val_set = np.array(sorted(val_ids), dtype=np.int64)
     split_done = set()
     for s in scenes:

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber, QgsPro
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .._vendor.spectralx.contract import defaults
+from .._vendor.spectralx.contract import defaults, options
 from ..bridge import feedback_progress
 from ..panel.requests import SegmentRequest
 from ..setup import deps
@@ -26,9 +26,10 @@ P_DASK_SCHEDULER = "DASK_SCHEDULER"
 P_OUTPUT = "OUTPUT"
 P_CONFIDENCE = "CONFIDENCE"
 
-# the engine's --precision names (spectralx.devices.PRECISIONS), in the order offered
-PRECISIONS = [("auto", "Automatic (measured on this machine)"), ("fp32", "fp32 (float, as validated)"),
-              ("bf16", "bf16"), ("fp16", "fp16 (GPU)"), ("int8", "int8 backbone (CPU)")]
+# the engine's --precision names and order (contract.options.PRECISIONS), as offered here
+_PRECISION_LABELS = {"auto": "Automatic (measured on this machine)", "fp32": "fp32 (float, as validated)",
+                     "bf16": "bf16", "fp16": "fp16 (GPU)", "int8": "int8 backbone (CPU)"}
+PRECISIONS = [(name, _PRECISION_LABELS.get(name, name)) for name in options.PRECISIONS]
 
 HELP = ("Classifies every pixel of a multispectral or hyperspectral raster with a SpectralX "
         "checkpoint. The raster's bands are mapped onto the checkpoint's bands from their "

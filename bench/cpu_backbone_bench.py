@@ -6,6 +6,9 @@ sample's own statistics). For each path, in one run:
 
   segment  tiles/s of `segment()` over the raster (reads, blending, writes included)
   bare     tiles/s of the batched forward over the same tiles already in memory
+  paths    fp32 (torch eager, the reference), int8 (torch: backbone linears dynamic int8), and with
+           onnxruntime installed onnx_fp32 / onnx_int8 (the network exported to ONNX Runtime, float32 /
+           backbone linears int8; export and quantization timed apart as onnx_build_seconds)
   agree    arg-max agreement with fp32 on the bare tiles, over the pixels fp32 decides (top two
            probabilities >= 0.01 apart) and over all pixels, and the mean |dp|; plus the share of
            segment()'s class raster equal to fp32's
@@ -143,12 +146,13 @@ def bare(net, tiles: torch.Tensor, autocast: bool = False):
     return time.perf_counter() - t0, torch.cat(out)
 
 
-def run_segment(net, card, raster, window, out_dir, precision):
+def run_segment(net, card, raster, window, out_dir, name):
+    """segment() with `net` as it is (the path's module, built beforehand: precision "fp32" keeps it)."""
     from spectralx.inference import segment
-    out = os.path.join(out_dir, f"{precision}.tif")
+    out = os.path.join(out_dir, f"{name}.tif")
     t0 = time.perf_counter()
     res = segment(raster, None, out, band_map=identity_mapping(), model=(net, card), window=window,
-                  overlap=OVERLAP, batch_size=BATCH, device="cpu", precision=precision, overwrite=True)
+                  overlap=OVERLAP, batch_size=BATCH, device="cpu", precision="fp32", overwrite=True)
     seconds = time.perf_counter() - t0
     with rasterio.open(out) as ds:
         return seconds, res.tiles - res.skipped_tiles, ds.read(1), res.precision
@@ -181,68 +185,84 @@ def finetune_steps(preset, waves, steps: int) -> float:
     return best
 
 
-def bench_preset(preset, raster, waves, mean, std, bf16: bool, out_dir) -> dict:
+def bench_preset(preset, raster, waves, mean, std, bf16: bool, out_dir, onnx: bool = True) -> dict:
+    from spectralx.inference import onnx_runtime as O
     from spectralx.inference import precision as P
     net, card = build(preset, waves, mean, std)
     window = WINDOWS.get(preset, (0, 0, 320, 224))
     tiles = tiles_of(raster, card, window)
-    q = P.int8_copy(net)
-    row = {"tiles": len(tiles), "window": list(window)}
-    # bare forward: fp32 and int8 interleaved, best of two rounds
-    best = {"fp32": float("inf"), "int8": float("inf")}
+    paths = {"fp32": net, "int8": P.int8_copy(net)}
+    row = {"tiles": len(tiles), "window": list(window), "torch_threads": torch.get_num_threads()}
+    if onnx and O.available():
+        t0 = time.perf_counter()
+        ort = O.build(net, BATCH)
+        row["onnx_build_seconds"] = round(time.perf_counter() - t0, 1)   # export + quantize + sessions
+        paths.update({"onnx_fp32": ort["fp32"], "onnx_int8": ort["int8"]})
+        # the same net's check with the ONNX candidates must reuse these sessions, not export again
+        P._CACHE.setdefault(net, {})[f"onnx:{BATCH}"] = dict(ort)
+    elif onnx:
+        row["onnx"] = "onnxruntime not installed (pip install 'spectralx-qgis[onnx]')"
+    # bare forward: every path interleaved, best of two rounds
+    best = {name: float("inf") for name in paths}
     logits = {}
     for _ in range(2):
-        for name, m in (("fp32", net), ("int8", q)):
+        for name, m in paths.items():
             s, logits[name] = bare(m, tiles)
             best[name] = min(best[name], s)
     for name in best:
         row[f"bare_{name}_tiles_per_s"] = round(len(tiles) / best[name], 4)
-    row["bare_int8_ratio"] = round(best["fp32"] / best["int8"], 3)
-    agree, agree_all, dp = P.compare(logits["fp32"], logits["int8"])
-    row.update(int8_agreement=round(agree, 4), int8_agreement_all_pixels=round(agree_all, 4),
-               int8_mean_abs_dp=round(dp, 5))
+        if name != "fp32":
+            row[f"bare_{name}_ratio"] = round(best["fp32"] / best[name], 3)
+            agree, agree_all, dp = P.compare(logits["fp32"], logits[name])
+            row.update({f"{name}_agreement": round(agree, 4), f"{name}_agreement_all_pixels": round(agree_all, 4),
+                        f"{name}_mean_abs_dp": round(dp, 5)})
     if bf16:
         s, lb = bare(net, tiles[:1], autocast=True)
         s32, _ = bare(net, tiles[:1])
         a, a_all, d = P.compare(logits["fp32"][:1], lb)
         row.update(bare_bf16_ratio_1tile=round(s32 / s, 3), bf16_agreement=round(a, 4),
                    bf16_agreement_all_pixels=round(a_all, 4), bf16_mean_abs_dp=round(d, 5))
-    # segment(): fp32 then int8 (the int8 copy is cached per network: no quantization timed)
+    # segment(): each path over the raster (models built above: no export or quantization timed)
     seg = {}
-    for name in ("fp32", "int8"):
-        seg[name] = run_segment(net, card, raster, window, out_dir, name)
+    for name, m in paths.items():
+        seg[name] = run_segment(m, card, raster, window, out_dir, name)
     computed = seg["fp32"][1]
-    for name, (s, n, _, ran) in seg.items():
+    for name, (s, n, _, _ran) in seg.items():
         row[f"segment_{name}_tiles_per_s"] = round(n / s, 4)
-        assert ran == name, (ran, name)
-    row["segment_int8_ratio"] = round(seg["fp32"][0] / seg["int8"][0], 3)
+        if name != "fp32":
+            row[f"segment_{name}_ratio"] = round(seg["fp32"][0] / s, 3)
+            row[f"segment_{name}_class_agreement"] = round(float((seg[name][2] == seg["fp32"][2]).mean()), 4)
     row["segment_over_bare_fp32"] = round(row["segment_fp32_tiles_per_s"] / row["bare_fp32_tiles_per_s"], 3)
-    row["segment_int8_class_agreement"] = round(float((seg["int8"][2] == seg["fp32"][2]).mean()), 4)
     megapixels = window[2] * window[3] / 1e6
     row["segment_s_per_megapixel"] = {n: round(seg[n][0] / megapixels, 1) for n in seg}
     row["computed_tiles"] = computed
-    # what auto chooses here (its own check: one random tile, two interleaved rounds)
+    # what auto chooses here (its own check: random tiles, two interleaved rounds; ONNX Runtime is a
+    # candidate as for a job of >= ORT_MIN_TILES tiles)
     t0 = time.perf_counter()
-    _, path = P.select(net, "cpu", "auto")
-    check = P.check_int8(net)
-    row["auto"] = {"chose": path.name, "check_seconds": round(time.perf_counter() - t0, 1),
-                   "check_agreement": round(check.agreement, 4), "check_speedup": round(check.speedup, 3)}
-    del net, q, tiles, logits
+    _, path = P.select(net, "cpu", "auto", batch=BATCH, tiles=None)
+    row["auto"] = {"chose": path.name, "runtime": path.runtime, "check_seconds": round(time.perf_counter() - t0, 1),
+                   "note": path.note}
+    row["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+    del net, paths, tiles, logits
     return row
 
 
 def table(rows: dict) -> str:
-    lines = [f"{'':18} {'bare int8/fp32':>14} {'segment int8/fp32':>17} {'bf16/fp32':>9} {'agree':>7} "
-             f"{'all px':>7} {'|dp|':>7} {'seg=':>6} {'auto':>5} {'s/step':>7} {'300 steps':>10}"]
+    names = ("int8", "onnx_fp32", "onnx_int8")
+    lines = [f"{'':18} {'path':>10} {'bare x fp32':>11} {'segment x fp32':>14} {'agree':>7} {'all px':>7} "
+             f"{'|dp|':>7} {'seg=':>6}"]
     for preset, r in rows.items():
+        for name in names:
+            if f"bare_{name}_ratio" not in r:
+                continue
+            lines.append(f"{preset:18} {name:>10} {r[f'bare_{name}_ratio']:>10.2f}x {r[f'segment_{name}_ratio']:>13.2f}x "
+                         f"{r[f'{name}_agreement']:>7.2%} {r[f'{name}_agreement_all_pixels']:>7.2%} "
+                         f"{r[f'{name}_mean_abs_dp']:>7.4f} {r[f'segment_{name}_class_agreement']:>6.1%}")
         bf = r.get("bare_bf16_ratio_1tile")
         ft = r.get("finetune_s_per_step")
-        lines.append(f"{preset:18} {r['bare_int8_ratio']:>13.2f}x {r['segment_int8_ratio']:>16.2f}x "
-                     f"{(f'{bf:.3f}x' if bf else '-'):>9} {r['int8_agreement']:>7.2%} "
-                     f"{r['int8_agreement_all_pixels']:>7.2%} {r['int8_mean_abs_dp']:>7.4f} "
-                     f"{r['segment_int8_class_agreement']:>6.1%} {r['auto']['chose']:>5} "
-                     f"{(f'{ft:.1f}' if ft else '-'):>7} "
-                     f"{(f'{ft * FINETUNE_STEPS / 60:.0f} min*' if ft else '-'):>10}")
+        lines.append(f"{preset:18} auto chose {r['auto']['chose']} on {r['auto']['runtime']}; bf16/fp32 "
+                     f"{(f'{bf:.3f}x' if bf else '-')}; fine-tune {(f'{ft:.1f} s/step' if ft else '-')}"
+                     f"{(f', 300 steps {ft * FINETUNE_STEPS / 60:.0f} min*' if ft else '')}")
     lines.append("* extrapolated from the timed steps")
     return "\n".join(lines)
 
@@ -254,6 +274,8 @@ def main() -> int:
                     "(ViT-L: one fewer, at least 1)")
     ap.add_argument("--no-finetune", action="store_true")
     ap.add_argument("--bf16-large", action="store_true", help="bf16 for ViT-L too (minutes)")
+    ap.add_argument("--no-bf16", action="store_true", help="skip bf16 (it is emulated without AVX512-BF16)")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime rows")
     args = ap.parse_args()
     t_start = time.perf_counter()
     rows = {}
@@ -262,8 +284,9 @@ def main() -> int:
         for preset in args.presets.split(","):
             large = "large" in preset
             print(f"== {preset}", flush=True)
-            rows[preset] = bench_preset(preset, raster, waves, mean, std, bf16=not large or args.bf16_large,
-                                        out_dir=tmp)
+            rows[preset] = bench_preset(preset, raster, waves, mean, std,
+                                        bf16=not args.no_bf16 and (not large or args.bf16_large), out_dir=tmp,
+                                        onnx=not args.no_onnx)
             if not args.no_finetune:
                 s = finetune_steps(preset, waves, max(1, args.steps - (1 if large else 0)))
                 rows[preset]["finetune_s_per_step"] = round(s, 2)
@@ -280,13 +303,37 @@ def write(rows: dict, t_start: float) -> None:
         "machine": machine(),
         "command": "python bench/cpu_backbone_bench.py " + " ".join(sys.argv[1:]),
         "setup": f"SpectralX random weights, {BANDS} bands, {TILE} px tiles, batch {BATCH}, overlap {OVERLAP}; "
-                 "raster: EnMAP sample upsampled 2x; int8 = backbone linears per-channel dynamic int8 + "
-                 "channels-last convs; ratios are fp32 time / path time in the same run",
+                 "raster: EnMAP sample upsampled 2x; int8 = torch, backbone linears per-channel dynamic int8 + "
+                 "channels-last convs; onnx_fp32 = the whole network on ONNX Runtime in float32; onnx_int8 = "
+                 "the same with the backbone linears in dynamic int8 (per channel, reduced range); ratios are "
+                 "fp32 (torch eager) time / path time in the same run",
         "seconds": round(time.perf_counter() - t_start, 1),
         "load_average_1_5_15_min": [round(v, 1) for v in os.getloadavg()],   # how shared the machine was
-        "rows": rows,
+        "rows": _merged(rows),
     }
     results_file.update_results("cpu_backbone", section)
+
+
+def _merged(rows: dict) -> dict:
+    """This run's rows over the section's earlier ones: a preset not run now, or its fine-tuning
+    figures with --no-finetune, stay as they were (each row says when it was measured)."""
+    import json
+    try:
+        with open(results_file.RESULTS) as f:
+            old = json.load(f).get("cpu_backbone", {})
+    except (OSError, ValueError):
+        old = {}
+    when = old.get("when", "")
+    out = {}
+    for preset, row in old.get("rows", {}).items():
+        out[preset] = {**row, "measured": row.get("measured", when)}
+    now = _dt.datetime.now().isoformat(timespec="seconds")
+    for preset, row in rows.items():
+        kept = {k: v for k, v in out.get(preset, {}).items() if k.startswith("finetune") and "finetune_s_per_step" not in row}
+        if kept:
+            kept["finetune_measured"] = out[preset].get("finetune_measured", out[preset].get("measured", when))
+        out[preset] = {**kept, **row, "measured": now}
+    return out
 
 
 if __name__ == "__main__":

@@ -107,6 +107,14 @@ def test_cancel_on_the_cluster_leaves_nothing(tmp_path, scene, cluster):
     assert os.listdir(out) == []
 
 
+def test_local_workers_share_the_cores():
+    from spectralx.inference.distributed import local_threads
+    cores = os.cpu_count() or 1
+    assert local_threads("local:2", 2) == max(1, cores // 2)
+    assert local_threads("local", 1) == cores
+    assert local_threads("tcp://127.0.0.1:8786", 2) == 0     # a remote cluster's workers keep their own
+
+
 def test_dask_addresses_are_checked():
     from spectralx.inference.distributed import connect
     for bad in ("local:x", "local:0", "somewhere"):
@@ -141,6 +149,10 @@ def test_a_failed_block_is_retried_once_then_named(tmp_path, scene, thread_clust
     res = segment(raster, ckpt, str(tmp_path / "retried.tif"), device="cpu", dask=thread_cluster, block_size=256,
                   progress=Progress(on_log=logs.append))
     assert tally.read_text() == "x" and any("retrying it once" in m for m in logs)
+    # the closing breakdown: where the cluster run's time went (docs/dev/cpu-speed.md, the Dask row)
+    assert any(m.startswith("Dask: 4 blocks in") and "workers ran blocks" in m and "the client waited" in m
+               for m in logs)
+    assert dist.LAST_STATS.blocks == 4 and dist.LAST_STATS.run_s > 0
     local = segment(raster, ckpt, str(tmp_path / "local.tif"), device="cpu")
     np.testing.assert_array_equal(read(res.output)[0], read(local.output)[0])
 

@@ -511,3 +511,13 @@ def test_devices_and_autocast_policy():
         pick_device("tpu")
     with pytest.raises(SpectralXError, match="precision"):
         autocast_dtype("cpu", "int4")
+
+
+def test_no_import_cycle_between_segment_and_its_cluster_runner():
+    """distributed.py imports what it shares with api.py from job.py, never api.py itself (issue 19)."""
+    import ast
+    import spectralx.inference.distributed as dist
+    with open(dist.__file__) as f:
+        tree = ast.parse(f.read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+    assert "api" not in imported and "job" in imported

@@ -108,6 +108,7 @@ def fresh_check(monkeypatch, **constants):
     for k, v in constants.items():
         monkeypatch.setattr(P, k, v)
     monkeypatch.setattr(P, "MIN_EMBED_DIM", 0)   # the tiny preset takes part in auto here
+    monkeypatch.setattr(P, "_onnx_available", lambda: False)   # torch's int8 alone (ONNX: test_onnx_path.py)
 
 
 def test_auto_takes_int8_only_when_its_check_passed(monkeypatch):

@@ -10,84 +10,30 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
-from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from .. import __version__, defaults
+from .. import defaults
 from ..bands.sensors import fill_value
-from ..checkpoint import ClassInfo, ModelCard, load_checkpoint, read_card
+from ..checkpoint import ModelCard, load_checkpoint, read_card
 from ..devices import autocast_dtype, pick_device
 from ..errors import RasterError, SpectralXError
-from ..outputs import CONFIDENCE_FORMATS, open_class_raster, open_confidence_raster, style_path, write_qml
+from ..outputs import CONFIDENCE_FORMATS, style_path
 from ..progress import Progress, ensure
 from ..raster_io import is_local, open_raster
-from .files import OutputSet, check_output
+from .files import check_output
+from .job import (OpenOutputs, SegmentJob, SegmentResult, encoder, plan_for_workers,  # noqa: F401 (re-exported)
+                  prepare_model, read_ahead, result_of)
 from .memory import WorkPlan, parse_memory, plan_work
 from .pipeline import run_pipeline
 from .precision import select
 from .prepare import Preparer
 from .source import RasterStrips, declares_nodata
 from .subset import resolve_window
-from .tiling import TilePlan, plan_tiles
+from .tiling import plan_tiles
 from .writer import BlockWindowWriter
-
-
-@dataclass
-class SegmentResult:
-    output: str
-    confidence: Optional[str]
-    style: Optional[str]
-    classes: List[ClassInfo]
-    seconds: float
-    tiles: int                                          # tiles in the plan
-    window: Tuple[int, int, int, int] = (0, 0, 0, 0)   # col_off, row_off, width, height processed
-    device: str = "cpu"
-    band_map: Any = field(default=None, repr=False)     # the BandMapping used
-    skipped_tiles: int = 0                              # all-nodata tiles that needed no forward pass
-    blocks: int = 1                                     # blocks the window was processed in
-    workers: int = 0                                    # Dask workers (0: in this process)
-    precision: str = ""                                 # the path that ran: fp32, bf16, fp16, int8
-
-
-@dataclass
-class SegmentJob:
-    """One checked, planned run: everything but the weights."""
-    raster: str
-    checkpoint: Optional[str]
-    backbone: Optional[str]
-    output: str
-    confidence: Optional[str]
-    style: Optional[str]
-    card: ModelCard
-    mapping: Any
-    prep: Preparer
-    window: Window
-    crs: Any
-    transform: Any
-    tiles: TilePlan
-    work: WorkPlan
-    batch_size: int
-    device: str              # resolved here
-    device_request: str      # as asked (workers resolve "auto" themselves)
-    precision: str
-    confidence_format: str
-    seconds_start: float = 0.0
-    budget: int = 0
-    block_size: Optional[int] = None
-    path: str = ""           # the numeric path chosen when the weights loaded (precision.select)
-
-    def tags(self) -> dict:
-        w = self.window
-        # a quantized map says so in its own file (the model card's accuracy was measured in float)
-        extra = {"SPECTRALX_PRECISION": self.path} if self.path else {}
-        return {**extra, "SPECTRALX_VERSION": __version__, "SPECTRALX_SOURCE": os.path.basename(self.raster),
-                "SPECTRALX_CHECKPOINT": os.path.basename(self.checkpoint) if self.checkpoint else "(in memory)",
-                "SPECTRALX_WINDOW": " ".join(str(int(v)) for v in (w.col_off, w.row_off, w.width, w.height))}
 
 
 def resolve_mapping(raster: str, card: ModelCard, band_map: Any = "auto", sensor: Optional[str] = None):
@@ -112,23 +58,6 @@ def _output_paths(raster: str, output: str, confidence: Optional[str], style: bo
         from ..fileio import check_outputs
         check_outputs([(qml, "style")], (raster,), overwrite)
     return output, conf_path, qml
-
-
-def encoder(classes: Sequence[ClassInfo], dev: str, with_confidence: bool, percent: bool):
-    """Blended probabilities of finished rows -> uint8 class values (0 = nodata) [+ confidence],
-    reduced on the compute device so only the small results travel to the writer."""
-    lut = torch.tensor([int(c.value) for c in classes], dtype=torch.uint8, device=dev)
-
-    def encode(row: int, probs: torch.Tensor, valid: np.ndarray):
-        conf, idx = probs.max(dim=0)
-        ok = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
-        out = [torch.where(ok, lut[idx], torch.zeros_like(idx, dtype=torch.uint8)).cpu().numpy()]
-        if with_confidence:
-            if percent:  # 1..100 so that 0 stays nodata
-                conf = (conf * 100).round().clamp_(1, 100).to(torch.uint8)
-            out.append(torch.where(ok, conf, torch.zeros_like(conf)).cpu().numpy())
-        return row, out
-    return encode
 
 
 def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str], *,
@@ -174,10 +103,6 @@ def prepare_segment(raster: str, checkpoint: Optional[str], output: Optional[str
                       budget, block_size)
 
 
-def read_ahead(dev: str) -> int:
-    return 2 if torch.device(dev).type == "cpu" else 8   # a GPU must never wait for the reader
-
-
 # Reader threads when none are asked for: one. On a GPU one reader bounds segment() (an H200 ran at
 # 0.53 of the bare forward, 0.69 with reads cached: bench/gpu_segment_breakdown.py) and reading alone
 # is 1.4-1.7x faster with two threads (bench/reader_bench.py), but more readers were not yet measured
@@ -193,61 +118,9 @@ def _readers(readers: Optional[int]) -> int:
     return readers
 
 
-def plan_for_workers(job: SegmentJob, workers: int) -> None:
-    """Re-plan a checked job's blocks for a cluster of `workers` worker threads."""
-    job.work = plan_work(job.tiles, len(job.mapping.source_indexes), job.prep.bands, len(job.card.classes),
-                         job.budget, block_size=job.block_size, workers=workers, read_ahead=read_ahead(job.device))
-
-
 def plan_segment(raster: str, checkpoint: Optional[str], **kwargs) -> WorkPlan:
     """The work plan `segment()` would follow (blocks, chunks, budget), without running anything."""
     return prepare_segment(raster, checkpoint, None, **kwargs).work
-
-
-class OpenOutputs:
-    """The run's output files under temporary names, open for writing; `commit` or `discard`."""
-
-    def __init__(self, job: SegmentJob):
-        self.job = job
-        self.files = OutputSet([p for p in (job.output, job.confidence, job.style) if p])  # proves folders writable
-        self.datasets = []
-        try:
-            t = job.tiles
-            self.datasets.append(open_class_raster(self.files.temp(job.output), t.width, t.height, job.crs,
-                                                   job.transform, job.card.classes, job.tags()))
-            if job.confidence:
-                self.datasets.append(open_confidence_raster(self.files.temp(job.confidence), t.width, t.height,
-                                                            job.crs, job.transform, job.confidence_format,
-                                                            job.tags()))
-        except BaseException:
-            self.discard()
-            raise
-
-    def commit(self) -> None:
-        while self.datasets:
-            self.datasets.pop().close()
-        if self.job.style:
-            write_qml(self.files.temp(self.job.style), self.job.card.classes)
-        self.files.commit()
-
-    def discard(self) -> None:   # cancel, error, Ctrl-C: no output under the requested names
-        for ds in self.datasets:
-            try:
-                ds.close()
-            except Exception:
-                pass
-        self.datasets = []
-        self.files.discard()
-
-
-def result_of(job: SegmentJob, computed: int, workers: int = 0) -> SegmentResult:
-    w = job.window
-    planned = sum(b.n_tiles for b in job.work.blocks)
-    return SegmentResult(output=job.output, confidence=job.confidence, style=job.style,
-                         classes=list(job.card.classes), seconds=time.perf_counter() - job.seconds_start,
-                         tiles=job.tiles.n_tiles, window=(int(w.col_off), int(w.row_off), int(w.width), int(w.height)),
-                         device=job.device, band_map=job.mapping, skipped_tiles=planned - computed,
-                         blocks=len(job.work.blocks), workers=workers, precision=job.path)
 
 
 def log_fill_rule(job: SegmentJob, progress: Progress) -> None:
@@ -261,15 +134,6 @@ def log_fill_rule(job: SegmentJob, progress: Progress) -> None:
     value = fill_value(getattr(job.mapping, "sensor", None))
     progress.log(f"no nodata value declared: pixels equal to {value:g} in every band are treated as nodata "
                  "(the sensor's fill value, e.g. a Level-1 collar)")
-
-
-def prepare_model(net: torch.nn.Module, dev: str) -> torch.nn.Module:
-    """The network on its device for inference; on CUDA in channels-last layout (the convolutions of
-    the stem and decoder run faster on tensor cores that way; the values do not change)."""
-    net = net.to(dev).eval()
-    if torch.device(dev).type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    return net
 
 
 def run_local(job: SegmentJob, net: torch.nn.Module, progress: Progress) -> int:
@@ -347,10 +211,11 @@ def segment(raster: str, checkpoint: Optional[str], output: str, *, backbone: Op
         return outcome.result
     net = model[0] if model is not None else load_checkpoint(checkpoint, backbone=backbone)[0]
     net = prepare_model(net, job.device)
-    net, path = select(net, job.device, job.precision)
+    net, path = select(net, job.device, job.precision, batch=job.batch_size,
+                       tiles=sum(b.n_tiles for b in job.work.blocks))
     if path.note:
         progress.log(path.note)
-    job.precision, job.path = path.autocast, path.name
+    job.precision, job.path, job.runtime = path.autocast, path.name, path.runtime
     p = job.tiles
     progress.log(f"segmenting {p.width} x {p.height} px in {p.n_tiles} tiles of {p.tile} px on {job.device}"
                  + (f", {len(job.work.blocks)} blocks" if len(job.work.blocks) > 1 else ""))

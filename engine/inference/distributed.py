@@ -19,14 +19,14 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import Cancelled, SpectralXError
 from ..progress import Progress, ensure
-from .api import OpenOutputs, SegmentJob, SegmentResult, plan_for_workers, result_of
+from .job import OpenOutputs, SegmentJob, SegmentResult, plan_for_workers, result_of
 from .tiling import Block
 
 INSTALL_HINT = "pip install 'spectralx-qgis[dask]' (or: pip install 'dask[distributed]')"
@@ -51,6 +51,7 @@ class BlockTask:
     gdal_cache: int
     confidence: bool
     percent: bool
+    torch_threads: int = 0         # set on the worker (a local cluster: the cores / workers); 0: leave
 
 
 @dataclass
@@ -67,32 +68,41 @@ _MODELS: Dict[tuple, Any] = {}
 
 def _model_for(task: BlockTask):
     """The checkpoint's network, loaded once per worker process (the cache keys on the file's size and
-    time so a rewritten checkpoint is reloaded)."""
+    time so a rewritten checkpoint is reloaded). Returns (net, card, device, autocast, seconds spent
+    loading here: 0 when cached)."""
     from ..checkpoint import load_checkpoint
     from ..devices import pick_device
-    from .api import prepare_model
+    from .job import prepare_model
     from .precision import select
     st = os.stat(task.checkpoint)
     dev = pick_device(task.device)
     key = (os.path.abspath(task.checkpoint), task.backbone, dev, task.precision, st.st_size, st.st_mtime_ns)
-    if key not in _MODELS:
-        _MODELS.clear()   # one model per worker process
-        net, card = load_checkpoint(task.checkpoint, backbone=task.backbone)
-        # measure=False: auto never times here, so every worker (and block) takes the same path
-        net, path = select(prepare_model(net, dev), dev, task.precision, measure=False)
-        _MODELS[key] = (net, card, dev, path.autocast)
-    return _MODELS[key]
+    if key in _MODELS:
+        return _MODELS[key] + (0.0,)
+    t0 = time.perf_counter()
+    _MODELS.clear()   # one model per worker process
+    net, card = load_checkpoint(task.checkpoint, backbone=task.backbone)
+    # measure=False: auto never times here, so every worker (and block) takes the same path
+    net, path = select(prepare_model(net, dev), dev, task.precision, measure=False)
+    _MODELS[key] = (net, card, dev, path.autocast)
+    return _MODELS[key] + (time.perf_counter() - t0,)
 
 
 def compute_block(task: BlockTask):
-    """Worker: (class values (h, w) uint8, confidence (h, w) or None, tiles run) for one block."""
+    """Worker: (class values (h, w) uint8, confidence (h, w) or None, tiles run, timings) for one
+    block; timings: seconds loading the model (0 when cached), running the block, torch threads."""
+    import torch
     from rasterio.windows import Window
 
-    from .api import encoder
+    from .job import encoder
     from .pipeline import run_pipeline
     from .source import RasterStrips
     from .writer import BlockArrays
-    net, card, dev, precision = _model_for(task)
+    if task.torch_threads and torch.get_num_threads() != task.torch_threads:
+        torch.set_num_threads(task.torch_threads)   # Dask's nanny starts workers with OMP_NUM_THREADS=1
+    t0 = time.perf_counter()
+    net, card, dev, precision, load_s = _model_for(task)
+    t1 = time.perf_counter()
     b = task.block
     dtypes = [np.uint8] + ([np.uint8 if task.percent else np.float32] if task.confidence else [])
     out = BlockArrays(b.y0, b.shape, dtypes)
@@ -103,10 +113,47 @@ def compute_block(task: BlockTask):
                             batch_size=task.batch_size, device=dev, precision=precision,
                             queue_size=task.queue, block=b, group=task.group)
     arrays = out.arrays
-    return arrays[0], (arrays[1] if task.confidence else None), computed
+    timings = {"load_s": load_s, "setup_s": t1 - t0 - load_s, "run_s": time.perf_counter() - t1,
+               "threads": torch.get_num_threads(), "pid": os.getpid()}
+    return arrays[0], (arrays[1] if task.confidence else None), computed, timings
 
 
 # -- client side ------------------------------------------------------------------------------------
+
+@dataclass
+class RunStats:
+    """Where a cluster run's time went (logged at the end; the last run's stays in LAST_STATS)."""
+    t0: float = field(default_factory=time.perf_counter)
+    wall_s: float = 0.0
+    blocks: int = 0
+    load_s: float = 0.0          # workers loading the checkpoint (once per worker process)
+    run_s: float = 0.0           # workers running blocks (read, normalize, forward, blend, encode)
+    setup_s: float = 0.0         # workers between task start and the block's run, beyond the load
+    wait_s: float = 0.0          # the client waiting for the next block in order
+    fetch_s: float = 0.0         # the client receiving a block's arrays
+    write_s: float = 0.0         # the client writing a block into the outputs
+    threads: Dict[int, int] = field(default_factory=dict)   # worker pid -> torch threads
+
+    def add(self, timings: dict, wait: float, fetch: float, write: float) -> None:
+        self.blocks += 1
+        self.load_s += timings.get("load_s", 0.0)
+        self.run_s += timings.get("run_s", 0.0)
+        self.setup_s += timings.get("setup_s", 0.0)
+        self.threads[timings.get("pid", 0)] = timings.get("threads", 0)
+        self.wait_s += wait
+        self.fetch_s += fetch
+        self.write_s += write
+
+    def describe(self, workers: int) -> str:
+        busy = self.run_s / (workers * self.wall_s) if self.wall_s else 0.0
+        return (f"Dask: {self.blocks} blocks in {self.wall_s:.1f} s; workers ran blocks {self.run_s:.1f} s "
+                f"({busy:.0%} of {workers} worker threads' time), loaded the model {self.load_s:.1f} s; "
+                f"the client waited {self.wait_s:.1f} s, fetched {self.fetch_s:.1f} s, wrote {self.write_s:.1f} s; "
+                f"torch threads per worker {sorted(self.threads.values())}")
+
+
+LAST_STATS: Optional[RunStats] = None
+
 
 def connect(address: str):
     """(client, cluster or None) for "local", "local:N" (N worker processes on 127.0.0.1) or a
@@ -189,13 +236,23 @@ def _worker_environment() -> Dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
-def _task(job: SegmentJob, block: Block) -> BlockTask:
+def local_threads(address: str, workers: int) -> int:
+    """torch threads per worker of a local cluster: this machine's cores shared among its worker
+    processes (Dask's nanny starts each with one thread, so `local` on 4 cores, 2 workers, used 2 of
+    them); 0 for a remote scheduler, whose workers keep their own settings."""
+    address = address.strip()
+    if not (address == "local" or address.startswith("local:")):
+        return 0
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def _task(job: SegmentJob, block: Block, torch_threads: int = 0) -> BlockTask:
     w = job.window
     return BlockTask(job.raster, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)), job.tiles,
                      block, list(job.mapping.source_indexes), job.prep, os.path.abspath(job.checkpoint),
                      os.path.abspath(job.backbone) if job.backbone else None, job.device_request,
                      job.precision, job.batch_size, job.work.group, job.work.queue, job.work.gdal_cache,
-                     job.confidence is not None, job.confidence_format == "percent")
+                     job.confidence is not None, job.confidence_format == "percent", torch_threads)
 
 
 class _Scene:
@@ -227,23 +284,25 @@ def run_on_cluster(jobs: List[SegmentJob], address: str, progress: Optional[Prog
         progress.log(f"Dask: {len(client.nthreads())} workers, {workers} threads")
         for job in jobs:   # one scene: spread its rows over the workers; many: each scene its own task
             plan_for_workers(job, workers if len(jobs) == 1 else 1)
-        return _run(client, workers, jobs, progress, stop_on_error)
+        return _run(client, workers, jobs, progress, stop_on_error, local_threads(address, workers))
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
-def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_on_error: bool) -> List[SceneOutcome]:
+def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_on_error: bool,
+         torch_threads: int = 0) -> List[SceneOutcome]:
     scenes = [_Scene(j) for j in jobs]
     todo: Deque[Tuple[_Scene, Block]] = deque((s, b) for s in scenes for b in s.job.work.blocks)
     total = sum(b.n_tiles for s in scenes for b in s.job.work.blocks)
     limit = 2 * workers
     inflight: Deque[list] = deque()     # [scene, block, future, attempt], in submission order
     done_tiles = 0
+    stats = RunStats()
 
     def submit(scene: _Scene, block: Block, attempt: int):
-        fut = client.submit(compute_block, _task(scene.job, block), pure=False, retries=0,
+        fut = client.submit(compute_block, _task(scene.job, block, torch_threads), pure=False, retries=0,
                             key=f"spectralx-{os.path.basename(scene.job.raster)}-{block.index}-{attempt}-"
                                 f"{time.monotonic_ns()}")
         return [scene, block, fut, attempt]
@@ -266,14 +325,18 @@ def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_
             while todo and len(inflight) < limit:
                 inflight.append(submit(*todo.popleft(), 0))
             scene, block, fut, attempt = inflight[0]
+            t_wait = time.perf_counter()
             while not fut.done():          # the head block: results are written in order
                 progress.check()
-                time.sleep(0.05)
+                time.sleep(0.01)
             progress.check()
             inflight.popleft()
             if fut.status == "finished":
-                cls, conf, computed = fut.result()
+                t_got = time.perf_counter()
+                cls, conf, computed, timings = fut.result()
+                t_write = time.perf_counter()
                 scene.write(block, cls, conf)
+                stats.add(timings, t_got - t_wait, t_write - t_got, time.perf_counter() - t_write)
                 scene.computed += computed
                 done_tiles += block.n_tiles
                 progress.update(done_tiles, total, f"{done_tiles}/{total} tiles")
@@ -296,6 +359,10 @@ def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_
             if s.outputs is not None and s.failed is None and s.written < len(s.job.work.blocks):
                 s.outputs.discard()
         raise
+    stats.wall_s = time.perf_counter() - stats.t0
+    progress.log(stats.describe(workers))
+    global LAST_STATS
+    LAST_STATS = stats
     return [SceneOutcome(s.job.raster, None if s.failed else result_of(s.job, s.computed, workers), s.failed)
             for s in scenes]
 

@@ -278,7 +278,7 @@ def save(s: Suggestions, path: str) -> str:
         raise SpectralXError("no place to suggest: the area has no valid pixel")
     with atomic_output(path, ".gpkg") as tmp:
         write_points(tmp, s.xs, s.ys, fields, s.crs_wkt, layer_name=LAYER)
-        write_layer_style(tmp, LAYER, categorized_qml("map_value", s.names, s.colours, kind="marker",
+        write_layer_style(tmp, LAYER, categorized_qml("map_value", s.names, s.colours, kind="target",
                                                       value_map_field="label"))
     s.output = path
     return path

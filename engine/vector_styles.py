@@ -27,13 +27,23 @@ def _props(props: Dict[str, str]) -> str:
 
 def _symbol(index: int, kind: str, color: str) -> str:
     if kind == "fill":
-        layer = ("SimpleFill", {"color": _rgba(color), "outline_color": "35,35,35,255", "outline_width": "0.1",
-                                "outline_style": "solid", "style": "solid"})
+        layers = [("SimpleFill", {"color": _rgba(color), "outline_color": "35,35,35,255", "outline_width": "0.1",
+                                  "outline_style": "solid", "style": "solid"})]
+    elif kind == "target":
+        # places to visit (suggest): the class colour inside a white ring with a dark edge, so a point
+        # stands out on a map painted in the same class colours
+        layers = [("SimpleMarker", {"color": "255,255,255,255", "outline_color": "0,0,0,255", "outline_width": "0.3",
+                                    "name": "circle", "size": "4.4"}),
+                  ("SimpleMarker", {"color": _rgba(color), "outline_color": "0,0,0,255", "outline_width": "0.2",
+                                    "name": "circle", "size": "2.4"})]
     else:
-        layer = ("SimpleMarker", {"color": _rgba(color), "outline_color": "0,0,0,255", "outline_width": "0.3",
-                                  "name": "circle", "size": "2.6"})
-    return (f'<symbol type="{kind}" name="{index}" alpha="1" clip_to_extent="1" force_rhr="0">'
-            f'<layer class="{layer[0]}" enabled="1" locked="0" pass="0">{_props(layer[1])}</layer></symbol>')
+        layers = [("SimpleMarker", {"color": _rgba(color), "outline_color": "0,0,0,255", "outline_width": "0.3",
+                                    "name": "circle", "size": "2.6"})]
+    body = "".join(f'<layer class="{cls}" enabled="1" locked="0" pass="0">{_props(props)}</layer>'
+                   for cls, props in layers)
+    symbol_type = "fill" if kind == "fill" else "marker"
+    return (f'<symbol type="{symbol_type}" name="{index}" alpha="1" clip_to_extent="1" force_rhr="0">'
+            f'{body}</symbol>')
 
 
 def categorized_qml(field: str, names: Dict[int, str], colours: Dict[int, str], kind: str = "fill",

@@ -341,6 +341,10 @@ def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project,
     for f in ("rank", "map_class", "confidence", "disagreement", "reason", "label"):
         assert f in names
     assert {f["map_class"] for f in points.getFeatures()} <= {"water", "tree"}
+    # styled by predicted class as targets: a white ring around the class colour (seen on the map)
+    cats = points.renderer().categories()
+    assert cats and all(c.symbol().symbolLayerCount() == 2 for c in cats)
+    assert cats[0].symbol().symbolLayer(0).color().name() == "#ffffff"
     # round 2 continues from round 1; the card keeps both rounds
     task = run_task(dock, dock.finetune_again, timeout=300)
     assert_done(task)

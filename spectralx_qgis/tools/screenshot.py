@@ -3,7 +3,8 @@
 Installs the plugin zip through QGIS's "Install from ZIP" code path, loads a Landsat 8 Level-1 crop
 that carries no wavelengths and the analyst's polygons, opens the SpectralX panel, maps the raster
 through the sensor picker (Landsat 8, B2,B3,B4), fine-tunes a model from the polygons on the demo
-backbone, segments the layer with it, waits for the styled result, and saves the main window to
+backbone, segments the layer with it, asks where to label next (the suggestion point layer over
+the map), waits for the styled result, and saves the main window to
 $SPECTRALX_SCREENSHOT; then runs the dependency installer's dialog (which verifies this QGIS) and
 opens the model manager on $SPECTRALX_MODELS, saving each beside it (install-dialog.png,
 model-manager.png).
@@ -116,6 +117,15 @@ def step():
             if dock.task is not None:
                 return QTimer.singleShot(500, step)
             log(f"segment done: {dock.status.text()}")
+            # the loop's next step: where to label next, as a point layer over the map
+            task = dock.suggest()
+            log(f"suggest started: {task}")
+            state["task_started"] = "suggest"
+            return QTimer.singleShot(500, step)
+        if state["task_started"] == "suggest":
+            if dock.task is not None:
+                return QTimer.singleShot(500, step)
+            log(f"suggest done: {dock.status.text()}")
             # scroll the band table to show mapped rows, then let the canvas render
             dock.band_table.scrollToTop()
             root = QgsProject.instance().layerTreeRoot()

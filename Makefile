@@ -9,7 +9,7 @@ TORCH_VERSION := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' spectralx_qgis/requ
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test docs demo demo-model demo-backbone demo-finetune bench package screenshot clean wheelhouse
+.PHONY: setup test test-fast lint docs demo demo-model demo-backbone demo-finetune bench package screenshot clean wheelhouse
 
 setup: $(STAMP)
 
@@ -45,6 +45,18 @@ $(STAMP): pyproject.toml setup.py spectralx_qgis/requirements.txt requirements/r
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# `make test-fast`: the inner loop, every test not marked `slow` (fine-tunes, real QGIS processes, the
+# installer, Dask clusters): under 2 minutes on the 2-core dev machine. `make test` stays the whole suite.
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+# `make lint`: ruff's lint rules and formatter (configured in pyproject.toml) over the tree, and mypy on
+# the torch-free contract layer the plugin and the CLI program against.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy --follow-imports=silent engine/contract
 
 # `make docs`: the documentation site (MkDocs + Material, pinned in requirements/dev.txt) from docs/
 # into build/site, offline, in strict mode: a broken link, anchor or missing image is an error.

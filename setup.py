@@ -9,7 +9,7 @@ def engine_packages():
     for root, dirs, files in os.walk("engine"):
         dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]
         if "__init__.py" in files:
-            found.append("spectralx" + root[len("engine"):].replace(os.sep, "."))
+            found.append("spectralx" + root[len("engine") :].replace(os.sep, "."))
     return found
 
 

@@ -6,6 +6,7 @@ docs/deviations.md; it reads only the log, so the table can be rebuilt without r
 
     python bench/ablation_table.py bench/ablations.jsonl
 """
+
 from __future__ import annotations
 
 import json
@@ -28,23 +29,38 @@ def summarize(lines):
     rows = []
     for (case, method, setting), by_seed in sorted(groups.items()):
         miou = [np.mean([r["miou"] for r in rs]) for rs in by_seed.values()]
-        tta = [np.mean([r["miou_tta_toggled"] for r in rs]) for rs in by_seed.values()
-               if all("miou_tta_toggled" in r for r in rs)]
+        tta = [
+            np.mean([r["miou_tta_toggled"] for r in rs])
+            for rs in by_seed.values()
+            if all("miou_tta_toggled" in r for r in rs)
+        ]
         secs = [np.mean([r["train_seconds"] for r in rs]) for rs in by_seed.values()]
-        rows.append({"case": case, "method": method, "set": json.loads(setting), "seeds": len(by_seed),
-                     "miou": _mean_sd(miou), "tta": _mean_sd(tta) if tta else None,
-                     "seconds": float(np.mean(secs))})
+        rows.append(
+            {
+                "case": case,
+                "method": method,
+                "set": json.loads(setting),
+                "seeds": len(by_seed),
+                "miou": _mean_sd(miou),
+                "tta": _mean_sd(tta) if tta else None,
+                "seconds": float(np.mean(secs)),
+            }
+        )
     return rows
 
 
 def markdown(rows) -> str:
-    out = ["| case | method | options | seeds | test mIoU | with flips toggled | train s |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| case | method | options | seeds | test mIoU | with flips toggled | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         opts = ", ".join(f"{k}={v}" for k, v in r["set"].items()) or "(defaults)"
         tta = f"{r['tta'][0]:.3f} ± {r['tta'][1]:.3f}" if r["tta"] else "–"
-        out.append(f"| {r['case']} | {r['method']} | {opts} | {r['seeds']} | {r['miou'][0]:.3f} ± {r['miou'][1]:.3f} "
-                   f"| {tta} | {r['seconds']:.0f} |")
+        out.append(
+            f"| {r['case']} | {r['method']} | {opts} | {r['seeds']} | {r['miou'][0]:.3f} ± {r['miou'][1]:.3f} "
+            f"| {tta} | {r['seconds']:.0f} |"
+        )
     return "\n".join(out)
 
 

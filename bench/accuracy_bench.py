@@ -18,6 +18,7 @@ Methods (rows): the random forest; `spectralx finetune` with no tuning flags (wh
 the paper-faithful variant; stage 1 (`pretrain` on the training image) + stage 2; LoRA; full
 fine-tuning. `--quick` is a smoke run for `make test` (one seed, a few steps, forest + default).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,6 @@ import tempfile
 import time
 
 import numpy as np
-
 import results_file  # bench/ is the script's folder, first on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,12 +71,26 @@ METHODS = {
 # --------------------------------------------------------------------------------------------------
 # cases
 
+
 def _write(path, arr, crs, transform, nodata, tags=None, descriptions=None):
     import rasterio
+
     count = 1 if arr.ndim == 2 else arr.shape[0]
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[-1], height=arr.shape[-2], count=count,
-                       dtype=arr.dtype.name, crs=crs, transform=transform, nodata=nodata, tiled=True,
-                       blockxsize=64, blockysize=64) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=arr.shape[-1],
+        height=arr.shape[-2],
+        count=count,
+        dtype=arr.dtype.name,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
+    ) as ds:
         ds.write(arr if arr.ndim == 3 else arr[None])
         for i, t in enumerate(tags or [], 1):
             ds.update_tags(i, **t)
@@ -116,16 +130,23 @@ def enmap_case(folder: str) -> dict:
         for ip, lp in items:
             x, y = offsets[ip]
             with rasterio.open(ip) as ds:
-                img[:, y - r0:y - r0 + ts, x - c0:x - c0 + ts] = ds.read()
+                img[:, y - r0 : y - r0 + ts, x - c0 : x - c0 + ts] = ds.read()
             with rasterio.open(lp) as ds:
-                lab[y - r0:y - r0 + ts, x - c0:x - c0 + ts] = ds.read(1).astype(np.uint8)
+                lab[y - r0 : y - r0 + ts, x - c0 : x - c0 + ts] = ds.read(1).astype(np.uint8)
         ipath, lpath = os.path.join(folder, f"enmap_{name}.tif"), os.path.join(folder, f"enmap_{name}_labels.tif")
         _write(ipath, img, crs, tr, NODATA, tags, desc)
         _write(lpath, lab, crs, tr, 0)
         paths[name] = (ipath, lpath, int((lab > 0).sum()))
-    out["folds"].append({"name": "14/2/2 tiles", "train": paths["train"][:2], "val": paths["validation"][:2],
-                         "test": paths["test"][:2], "train_pixels": paths["train"][2],
-                         "test_pixels": paths["test"][2]})
+    out["folds"].append(
+        {
+            "name": "14/2/2 tiles",
+            "train": paths["train"][:2],
+            "val": paths["validation"][:2],
+            "test": paths["test"][:2],
+            "train_pixels": paths["train"][2],
+            "test_pixels": paths["test"][2],
+        }
+    )
     return out
 
 
@@ -134,6 +155,7 @@ def polygon_halves(image: str, polygons: str, classes) -> tuple:
     import fiona
     import rasterio
     from rasterio.features import rasterize
+
     value_of = {c["name"]: c["value"] for c in classes}
     with rasterio.open(image) as ds:
         shape, tr = (ds.height, ds.width), ds.transform
@@ -154,6 +176,7 @@ def polygon_halves(image: str, polygons: str, classes) -> tuple:
 
 def landsat_case(folder: str) -> dict:
     import rasterio
+
     image = os.path.join(LANDSAT, "landsat8_224078_crop.tif")
     a, b = polygon_halves(image, os.path.join(LANDSAT, "landsat8_224078_polygons.gpkg"), LANDSAT_CLASSES)
     with rasterio.open(image) as ds:
@@ -161,28 +184,54 @@ def landsat_case(folder: str) -> dict:
     pa, pb = os.path.join(folder, "landsat_half_a.tif"), os.path.join(folder, "landsat_half_b.tif")
     _write(pa, a, crs, tr, 0)
     _write(pb, b, crs, tr, 0)
-    folds = [{"name": "train halves A, test halves B", "train": (image, pa), "val": None, "test": (image, pb),
-              "train_pixels": int((a > 0).sum()), "test_pixels": int((b > 0).sum())},
-             {"name": "train halves B, test halves A", "train": (image, pb), "val": None, "test": (image, pa),
-              "train_pixels": int((b > 0).sum()), "test_pixels": int((a > 0).sum())}]
-    return {"name": "landsat", "classes": LANDSAT_CLASSES, "sensor": LANDSAT_SENSOR, "folds": folds,
-            "points": os.path.join(LANDSAT, "landsat8_224078_points.gpkg")}
+    folds = [
+        {
+            "name": "train halves A, test halves B",
+            "train": (image, pa),
+            "val": None,
+            "test": (image, pb),
+            "train_pixels": int((a > 0).sum()),
+            "test_pixels": int((b > 0).sum()),
+        },
+        {
+            "name": "train halves B, test halves A",
+            "train": (image, pb),
+            "val": None,
+            "test": (image, pa),
+            "train_pixels": int((b > 0).sum()),
+            "test_pixels": int((a > 0).sum()),
+        },
+    ]
+    return {
+        "name": "landsat",
+        "classes": LANDSAT_CLASSES,
+        "sensor": LANDSAT_SENSOR,
+        "folds": folds,
+        "points": os.path.join(LANDSAT, "landsat8_224078_points.gpkg"),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
 # methods
 
+
 def evaluate_on(pred: str, labels: str) -> dict:
     from spectralx.evaluate import evaluate
+
     r = evaluate(pred, labels)
-    return {"miou": r["miou"], "oa": r["overall_accuracy"], "kappa": r["kappa"],
-            "per_class_iou": {c["name"]: round(c["iou"], 4) for c in r["per_class"] if c["in_reference"]}}
+    return {
+        "miou": r["miou"],
+        "oa": r["overall_accuracy"],
+        "kappa": r["kappa"],
+        "per_class_iou": {c["name"]: round(c["iou"], 4) for c in r["per_class"] if c["in_reference"]},
+    }
 
 
 def with_label_budget(fold: dict, per_class: int, seed: int, folder: str) -> dict:
     """The fold with its training labels cut to at most `per_class` random pixels of each class
     (drawn with the run's seed, so each seed sees another subset); validation and test unchanged."""
     import rasterio
+
     img, lab = fold["train"]
     with rasterio.open(lab) as ds:
         y = ds.read(1)
@@ -201,6 +250,7 @@ def with_label_budget(fold: dict, per_class: int, seed: int, folder: str) -> dic
 
 def points_correct(pred: str, points: str) -> str:
     from spectralx.evaluate import evaluate
+
     r = evaluate(pred, points, class_field="name")
     return f"{int(round(r['overall_accuracy'] * r['pixels']))}/{r['pixels']}"
 
@@ -208,10 +258,12 @@ def points_correct(pred: str, points: str) -> str:
 def run_forest(case, fold, seed, folder):
     """Random forest on the normalized per-pixel spectra of the same training pixels."""
     import rasterio
+
     from spectralx.outputs import class_raster_profile, class_tags
     from spectralx.training.baseline import fit_forest, predict_forest
     from spectralx.training.classes import parse_classes
     from spectralx.training.rasters import normalize, read_mapped, same_sensor_mappings, scene_statistics
+
     train_img, train_lab = fold["train"]
     test_img, test_lab = fold["test"]
     _, (mapping,) = same_sensor_mappings([train_img], case["sensor"])
@@ -244,11 +296,13 @@ def run_forest(case, fold, seed, folder):
 def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
     from spectralx.inference import segment
     from spectralx.training import finetune, pretrain
+
     spec = METHODS[method]
     train_img, train_lab = fold["train"]
     test_img, test_lab = fold["test"]
     from spectralx.config import ModelConfig
-    arch_keys = set(ModelConfig.__dataclass_fields__)       # network switches go to `architecture`
+
+    arch_keys = set(ModelConfig.__dataclass_fields__)  # network switches go to `architecture`
     kwargs = {**{k: v for k, v in OVERRIDES.items() if k not in arch_keys}, **spec["kwargs"]}
     arch = {k: v for k, v in OVERRIDES.items() if k in arch_keys}
     if arch:
@@ -261,15 +315,41 @@ def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
     start = {"backbone": backbone}
     if spec.get("stage1"):
         ck = os.path.join(folder, f"stage1_{case['name']}_{seed}.safetensors")
-        pretrain([train_img], ck, backbone=backbone, sensor=case["sensor"], seed=seed, device="cpu",
-                 command="bench/accuracy_bench.py (stage 1)", **({"steps": steps} if steps else {}))
+        pretrain(
+            [train_img],
+            ck,
+            backbone=backbone,
+            sensor=case["sensor"],
+            seed=seed,
+            device="cpu",
+            command="bench/accuracy_bench.py (stage 1)",
+            **({"steps": steps} if steps else {}),
+        )
         start = {"checkpoint": ck, "backbone": backbone}
-    res = finetune([train_img], [train_lab], None, classes=case["classes"], sensor=case["sensor"],
-                   device="cpu", seed=seed, command=f"bench/accuracy_bench.py ({method})", **start, **kwargs)
+    res = finetune(
+        [train_img],
+        [train_lab],
+        None,
+        classes=case["classes"],
+        sensor=case["sensor"],
+        device="cpu",
+        seed=seed,
+        command=f"bench/accuracy_bench.py ({method})",
+        **start,
+        **kwargs,
+    )
     train_s = time.perf_counter() - t0
     pred = os.path.join(folder, f"{method}_{case['name']}_{seed}.tif")
-    segment(test_img, None, pred, model=(res.model, res.card), device="cpu", overwrite=True, style=False,
-            sensor=case["sensor"])
+    segment(
+        test_img,
+        None,
+        pred,
+        model=(res.model, res.card),
+        device="cpu",
+        overwrite=True,
+        style=False,
+        sensor=case["sensor"],
+    )
     row = evaluate_on(pred, test_lab)
     row["fusion_weight"] = float(getattr(res.model, "fusion_weight", 0.0))
     if getattr(res.model, "forest", None) is not None:
@@ -278,8 +358,16 @@ def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
         for key, weight in (("miou_network", 0.0), ("miou_forest", 1.0)):
             res.model.fusion_weight = weight
             other = pred.replace(".tif", f"_{key}.tif")
-            segment(test_img, None, other, model=(res.model, res.card), device="cpu", overwrite=True,
-                    style=False, sensor=case["sensor"])
+            segment(
+                test_img,
+                None,
+                other,
+                model=(res.model, res.card),
+                device="cpu",
+                overwrite=True,
+                style=False,
+                sensor=case["sensor"],
+            )
             row[key] = evaluate_on(other, test_lab)["miou"]
         res.model.fusion_weight = row["fusion_weight"]
         fusion = res.metrics.get("fusion") or {}
@@ -291,8 +379,16 @@ def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
     # the same trained model with test-time flip averaging toggled: a paired comparison for free
     res.model.tta_flips = not res.model.tta_flips
     other = pred.replace(".tif", "_tta_toggled.tif")
-    segment(test_img, None, other, model=(res.model, res.card), device="cpu", overwrite=True, style=False,
-            sensor=case["sensor"])
+    segment(
+        test_img,
+        None,
+        other,
+        model=(res.model, res.card),
+        device="cpu",
+        overwrite=True,
+        style=False,
+        sensor=case["sensor"],
+    )
     res.model.tta_flips = not res.model.tta_flips
     row["miou_tta_toggled"] = evaluate_on(other, test_lab)["miou"]
     # ... and with the rare-class logit adjustment removed (when one was chosen)
@@ -301,8 +397,16 @@ def run_spectralx(case, fold, seed, folder, method, backbone, steps=None):
         bias = res.model.class_bias.clone()
         res.model.class_bias.zero_()
         plain = pred.replace(".tif", "_plain.tif")
-        segment(test_img, None, plain, model=(res.model, res.card), device="cpu", overwrite=True, style=False,
-                sensor=case["sensor"])
+        segment(
+            test_img,
+            None,
+            plain,
+            model=(res.model, res.card),
+            device="cpu",
+            overwrite=True,
+            style=False,
+            sensor=case["sensor"],
+        )
         res.model.class_bias.copy_(bias)
         row["miou_without_adjustment"] = evaluate_on(plain, test_lab)["miou"]
     else:
@@ -315,8 +419,10 @@ def dump_scores(res, case, fold, seed, method, folder):
     """Network logits and forest probabilities of one trained model on the validation and test pixels
     (non-overlapping tiles), saved for offline comparison of fusion rules (--dump)."""
     import rasterio
+
     from spectralx.training.dataset import pad_scene, predict_logits
     from spectralx.training.rasters import mapping_for, normalize, read_mapped
+
     model, card = res.model, res.card
     keep_w = model.fusion_weight
     model.fusion_weight = 0.0
@@ -339,15 +445,23 @@ def dump_scores(res, case, fold, seed, method, folder):
         out[f"{split}_forest"] = model.forest.predict_proba(xp[:, yp > 0].T.astype(np.float32))
         out[f"{split}_y"] = yp[yp > 0] - 1
     model.fusion_weight = keep_w
-    path = os.path.join(folder, f"{case['name']}_{method}_{seed}_{fold['name'].replace('/', '-').replace(' ', '_')}.npz")
+    path = os.path.join(
+        folder, f"{case['name']}_{method}_{seed}_{fold['name'].replace('/', '-').replace(' ', '_')}.npz"
+    )
     np.savez_compressed(path, **out, weight=keep_w, class_bias=model.class_bias.numpy())
 
 
 def _finish(row, res, train_s, case, pred):
     tr = res.card.training
-    row.update({"train_seconds": train_s, "trainable_parameters": tr["trainable_parameters"],
-                "steps_run": tr["steps_run"], "val_miou": res.metrics.get("val_miou"),
-                "card_rf_val_miou": (res.metrics.get("baselines", {}).get("random_forest", {}) or {}).get("val_miou")})
+    row.update(
+        {
+            "train_seconds": train_s,
+            "trainable_parameters": tr["trainable_parameters"],
+            "steps_run": tr["steps_run"],
+            "val_miou": res.metrics.get("val_miou"),
+            "card_rf_val_miou": (res.metrics.get("baselines", {}).get("random_forest", {}) or {}).get("val_miou"),
+        }
+    )
     if case.get("points"):
         row["points"] = points_correct(pred, case["points"])
     return row
@@ -356,9 +470,9 @@ def _finish(row, res, train_s, case, pred):
 # --------------------------------------------------------------------------------------------------
 
 OVERRIDES: dict = {}
-BUDGET = None          # labelled training pixels per class (--labels-per-class), for the label-scarcity curve
-DUMP = None            # folder for per-run validation/test scores (--dump)
-PAIRED_TTA = True      # also score each trained model with flip averaging toggled (off in --quick)
+BUDGET = None  # labelled training pixels per class (--labels-per-class), for the label-scarcity curve
+DUMP = None  # folder for per-run validation/test scores (--dump)
+PAIRED_TTA = True  # also score each trained model with flip averaging toggled (off in --quick)
 
 
 def parse_set(text: str):
@@ -383,20 +497,25 @@ def summarize(runs):
     by_seed = {}
     for r in runs:
         by_seed.setdefault(r["seed"], []).append(r)
-    per_seed = {s: {k: float(np.mean([r[k] for r in rs])) for k in ("miou", "oa", "kappa", "train_seconds")}
-                for s, rs in by_seed.items()}
+    per_seed = {
+        s: {k: float(np.mean([r[k] for r in rs])) for k in ("miou", "oa", "kappa", "train_seconds")}
+        for s, rs in by_seed.items()
+    }
     out = {}
     for k in ("miou", "oa", "kappa", "train_seconds"):
         m, sd = mean_sd([v[k] for v in per_seed.values()])
         out[k] = {"mean": round(m, 4), "sd": round(sd, 4)}
     out["seeds"] = sorted(by_seed)
     out["per_seed_miou"] = {str(s): round(v["miou"], 4) for s, v in per_seed.items()}
-    for key in ("miou_network", "miou_forest", "fusion_weight"):    # paired scores of the same models
+    for key in ("miou_network", "miou_forest", "fusion_weight"):  # paired scores of the same models
         if all(r.get(key) is not None for r in runs):
             seed_means = {s: float(np.mean([r[key] for r in rs])) for s, rs in by_seed.items()}
             m, sd = mean_sd(list(seed_means.values()))
-            out[key] = {"mean": round(m, 4), "sd": round(sd, 4),
-                        "per_seed": {str(s): round(v, 4) for s, v in seed_means.items()}}
+            out[key] = {
+                "mean": round(m, 4),
+                "sd": round(sd, 4),
+                "per_seed": {str(s): round(v, 4) for s, v in seed_means.items()},
+            }
     classes = {}
     for r in runs:
         for name, iou in r["per_class_iou"].items():
@@ -411,8 +530,10 @@ def summarize(runs):
 
 def table(results, seeds, torch_threads, load_start) -> None:
     print()
-    print(f"mean ± sd over seeds {seeds}; {os.cpu_count()} CPU cores, {torch_threads} torch thread(s) per run, "
-          f"load at start {load_start}")
+    print(
+        f"mean ± sd over seeds {seeds}; {os.cpu_count()} CPU cores, {torch_threads} torch thread(s) per run, "
+        f"load at start {load_start}"
+    )
     print(f"{'case':<8} {'method':<48} {'mIoU':>15} {'OA':>15} {'train s':>8}")
     for case_name, res in results.items():
         rf = res["rows"].get("rf")
@@ -420,14 +541,20 @@ def table(results, seeds, torch_threads, load_start) -> None:
             gap = ""
             if rf and method != "rf":
                 gap = f"  {s['miou']['mean'] - rf['miou']['mean']:+.3f} vs forest"
-            print(f"{case_name:<8} {s['label']:<48} {s['miou']['mean']:.3f} ± {s['miou']['sd']:.3f}   "
-                  f"{s['oa']['mean']:.3f} ± {s['oa']['sd']:.3f} {s['train_seconds']['mean']:8.1f}{gap}")
-            for key, what in (("miou_network", "  the same models, network alone"),
-                              ("miou_forest", "  the same models, their forest alone")):
+            print(
+                f"{case_name:<8} {s['label']:<48} {s['miou']['mean']:.3f} ± {s['miou']['sd']:.3f}   "
+                f"{s['oa']['mean']:.3f} ± {s['oa']['sd']:.3f} {s['train_seconds']['mean']:8.1f}{gap}"
+            )
+            for key, what in (
+                ("miou_network", "  the same models, network alone"),
+                ("miou_forest", "  the same models, their forest alone"),
+            ):
                 if key in s:
                     gap = f"  {s[key]['mean'] - rf['miou']['mean']:+.3f} vs forest" if rf else ""
-                    print(f"{case_name:<8} {what:<48} {s[key]['mean']:.3f} ± {s[key]['sd']:.3f}   "
-                          f"{'':>15} {'':>8}{gap}")
+                    print(
+                        f"{case_name:<8} {what:<48} {s[key]['mean']:.3f} ± {s[key]['sd']:.3f}   "
+                        f"{'':>15} {'':>8}{gap}"
+                    )
             if rf and method != "rf":
                 low = min(s["per_seed_miou"].values())
                 print(f"{case_name:<8} {'  worst seed':<48} {low:.3f} ({low - rf['miou']['mean']:+.3f} vs forest)")
@@ -444,20 +571,35 @@ def results_from_log(paths, cases, methods) -> dict:
         with open(path) as f:
             runs += [json.loads(x) for x in f if x.strip()]
     latest = {}
-    for r in runs:          # a run repeated (a process restarted) counts once: the last one
-        latest[(r["case"], r["method"], r["seed"], r["fold"], json.dumps(r.get("set") or {}, sort_keys=True),
-                r.get("labels_per_class"))] = r
+    for r in runs:  # a run repeated (a process restarted) counts once: the last one
+        latest[
+            (
+                r["case"],
+                r["method"],
+                r["seed"],
+                r["fold"],
+                json.dumps(r.get("set") or {}, sort_keys=True),
+                r.get("labels_per_class"),
+            )
+        ] = r
     runs = list(latest.values())
     results = {}
     for case_name in cases:
         rows = {}
         for method in methods:
-            mine = [r for r in runs if r["case"] == case_name and r["method"] == method and not r.get("set")
-                    and not r.get("labels_per_class")]
+            mine = [
+                r
+                for r in runs
+                if r["case"] == case_name
+                and r["method"] == method
+                and not r.get("set")
+                and not r.get("labels_per_class")
+            ]
             if mine:
                 rows[method] = {**summarize(mine), "label": label_of(method), "runs": mine}
-        folds = sorted({(r["fold"], r.get("train_pixels"), r.get("test_pixels")) for r in runs
-                        if r["case"] == case_name}, key=str)
+        folds = sorted(
+            {(r["fold"], r.get("train_pixels"), r.get("test_pixels")) for r in runs if r["case"] == case_name}, key=str
+        )
         results[case_name] = {"folds": [{"name": f[0]} for f in folds], "rows": rows}
     return results
 
@@ -465,30 +607,51 @@ def results_from_log(paths, cases, methods) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="enmap,landsat")
-    ap.add_argument("--methods", default="rf,spectralx,paper,stage1,lora,full",
-                    help="comma list of: rf, " + ", ".join(METHODS))
+    ap.add_argument(
+        "--methods", default="rf,spectralx,paper,stage1,lora,full", help="comma list of: rf, " + ", ".join(METHODS)
+    )
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, help="override the default number of steps (smoke runs only)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: seed 0, 4 steps, forest + default SpectralX; results not saved")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: seed 0, 4 steps, forest + default SpectralX; results not saved"
+    )
     ap.add_argument("--backbone", default=DEMO_BACKBONE)
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
     ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    ap.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
-                    help="ablation: override a FinetuneOptions field or a network switch (ModelConfig) for "
-                         "every SpectralX row (e.g. --set lr=3e-4 --set are_match=hard); not saved to results.json")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="ablation: override a FinetuneOptions field or a network switch (ModelConfig) for "
+        "every SpectralX row (e.g. --set lr=3e-4 --set are_match=hard); not saved to results.json",
+    )
     ap.add_argument("--log", help="append one JSON line per run to this file (ablation logs)")
-    ap.add_argument("--labels-per-class", type=int, metavar="N",
-                    help="label-scarcity curve: train every method on at most N random training pixels per class "
-                         "(seeded per run); validation and test pixels unchanged; not saved to results.json")
-    ap.add_argument("--dump", metavar="FOLDER",
-                    help="save each SpectralX run's network logits and forest probabilities on the validation "
-                         "and test pixels (npz) for offline comparison of fusion rules")
-    ap.add_argument("--no-paired", action="store_true",
-                    help="skip the paired re-scoring of each model (flip averaging / logit adjustment toggled)")
-    ap.add_argument("--from-log", nargs="+", metavar="LOG",
-                    help="train nothing: build the table and bench/results.json from --log files of earlier "
-                         "runs without --set (e.g. one process per method run side by side)")
+    ap.add_argument(
+        "--labels-per-class",
+        type=int,
+        metavar="N",
+        help="label-scarcity curve: train every method on at most N random training pixels per class "
+        "(seeded per run); validation and test pixels unchanged; not saved to results.json",
+    )
+    ap.add_argument(
+        "--dump",
+        metavar="FOLDER",
+        help="save each SpectralX run's network logits and forest probabilities on the validation "
+        "and test pixels (npz) for offline comparison of fusion rules",
+    )
+    ap.add_argument(
+        "--no-paired",
+        action="store_true",
+        help="skip the paired re-scoring of each model (flip averaging / logit adjustment toggled)",
+    )
+    ap.add_argument(
+        "--from-log",
+        nargs="+",
+        metavar="LOG",
+        help="train nothing: build the table and bench/results.json from --log files of earlier "
+        "runs without --set (e.g. one process per method run side by side)",
+    )
     args = ap.parse_args()
     global OVERRIDES, PAIRED_TTA, DUMP, BUDGET
     DUMP = args.dump
@@ -500,6 +663,7 @@ def main() -> int:
     if args.quick:
         args.methods, args.seeds, args.steps, args.no_save = "rf,spectralx", "0", args.steps or 4, True
     import torch
+
     torch.set_num_threads(args.threads or (os.cpu_count() or 1))
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m]
@@ -513,8 +677,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="spectralx-accuracy-") as folder:
             for case_name in args.cases.split(","):
                 case = enmap_case(folder) if case_name == "enmap" else landsat_case(folder)
-                results[case_name] = {"folds": [{k: f[k] for k in ("name", "train_pixels", "test_pixels")}
-                                                for f in case["folds"]], "rows": {}}
+                results[case_name] = {
+                    "folds": [{k: f[k] for k in ("name", "train_pixels", "test_pixels")} for f in case["folds"]],
+                    "rows": {},
+                }
                 for method in methods:
                     runs = []
                     for seed in seeds:
@@ -522,21 +688,47 @@ def main() -> int:
                             if BUDGET:
                                 fold = with_label_budget(fold, BUDGET, seed, folder)
                             t0 = time.perf_counter()
-                            row = (run_forest(case, fold, seed, folder) if method == "rf" else
-                                   run_spectralx(case, fold, seed, folder, method, args.backbone, args.steps))
-                            row.update({"seed": seed, "fold": fold["name"], "train_pixels": fold["train_pixels"],
-                                        "test_pixels": fold["test_pixels"]})
+                            row = (
+                                run_forest(case, fold, seed, folder)
+                                if method == "rf"
+                                else run_spectralx(case, fold, seed, folder, method, args.backbone, args.steps)
+                            )
+                            row.update(
+                                {
+                                    "seed": seed,
+                                    "fold": fold["name"],
+                                    "train_pixels": fold["train_pixels"],
+                                    "test_pixels": fold["test_pixels"],
+                                }
+                            )
                             runs.append(row)
                             if args.log:
                                 with open(args.log, "a") as f:
-                                    f.write(json.dumps({"case": case_name, "method": method, "set": OVERRIDES,
-                                                        "labels_per_class": BUDGET,
-                                                        **row}, default=str) + "\n")
-                            print(f"{case_name:<8} {method:<10} seed {seed} {fold['name']:<32} mIoU {row['miou']:.3f} "
-                                  f"OA {row['oa']:.3f}  ({time.perf_counter() - t0:.0f} s)"
-                                  + (f" network {row['miou_network']:.3f} forest {row['miou_forest']:.3f} "
-                                     f"w {row['fusion_weight']:g}" if "miou_network" in row else "")
-                                  + (f" points {row['points']}" if "points" in row else ""), flush=True)
+                                    f.write(
+                                        json.dumps(
+                                            {
+                                                "case": case_name,
+                                                "method": method,
+                                                "set": OVERRIDES,
+                                                "labels_per_class": BUDGET,
+                                                **row,
+                                            },
+                                            default=str,
+                                        )
+                                        + "\n"
+                                    )
+                            print(
+                                f"{case_name:<8} {method:<10} seed {seed} {fold['name']:<32} mIoU {row['miou']:.3f} "
+                                f"OA {row['oa']:.3f}  ({time.perf_counter() - t0:.0f} s)"
+                                + (
+                                    f" network {row['miou_network']:.3f} forest {row['miou_forest']:.3f} "
+                                    f"w {row['fusion_weight']:g}"
+                                    if "miou_network" in row
+                                    else ""
+                                )
+                                + (f" points {row['points']}" if "points" in row else ""),
+                                flush=True,
+                            )
                     summary = summarize(runs)
                     summary["label"] = label_of(method)
                     summary["runs"] = runs
@@ -546,21 +738,35 @@ def main() -> int:
         "what": __doc__.split("\n\n")[1].strip(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/accuracy_bench.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "load_average_at_start": load_start, "torch": torch.__version__},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "load_average_at_start": load_start,
+            "torch": torch.__version__,
+        },
         "backbone": os.path.relpath(args.backbone, REPO) if args.backbone.startswith(REPO) else args.backbone,
-        "seeds": seeds, "steps_override": args.steps, "option_overrides": OVERRIDES,
-        "cases": {c: {"folds": r["folds"], "rows": {m: {k: v for k, v in s.items() if k != "runs"}
-                                                     for m, s in r["rows"].items()},
-                      "runs": {m: s["runs"] for m, s in r["rows"].items()}} for c, r in results.items()},
+        "seeds": seeds,
+        "steps_override": args.steps,
+        "option_overrides": OVERRIDES,
+        "cases": {
+            c: {
+                "folds": r["folds"],
+                "rows": {m: {k: v for k, v in s.items() if k != "runs"} for m, s in r["rows"].items()},
+                "runs": {m: s["runs"] for m, s in r["rows"].items()},
+            }
+            for c, r in results.items()
+        },
         "bench_seconds": round(time.perf_counter() - t_start, 1),
     }
     if args.from_log:
         section["machine"]["load_average_at_start"] = None
-        section["machine"]["runs"] = ("built from --log files of runs made earlier, one process per method/seed side "
-                                      "by side (one torch thread each), on this machine under load from other jobs; "
-                                      "times are wall-clock under that load")
+        section["machine"]["runs"] = (
+            "built from --log files of runs made earlier, one process per method/seed side "
+            "by side (one torch thread each), on this machine under load from other jobs; "
+            "times are wall-clock under that load"
+        )
     if not args.no_save and not OVERRIDES and not args.steps and not BUDGET:
         results_file.update_results("accuracy", json.loads(json.dumps(section, default=str)))
         print(f"results: {os.path.relpath(results_file.RESULTS)} [accuracy]")

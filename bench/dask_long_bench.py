@@ -21,6 +21,7 @@ on a quiet one for figures to quote:
 
 Updates the "dask_long" section of bench/results.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,8 @@ import os
 import sys
 import time
 
-import torch
-
 import results_file  # bench/ is the script's folder, first on sys.path
+import torch
 from inference_bench import DEMO, HYPER_BATCH, write_hyper_tile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -76,38 +76,73 @@ def main() -> int:
     ap.add_argument("--order", default="in_process,dask", help="which runs, in this order")
     args = ap.parse_args()
     from spectralx.checkpoint import load_checkpoint
-    from spectralx.inference import segment
-    from spectralx.inference import distributed
+    from spectralx.inference import distributed, segment
     from spectralx.progress import Progress
+
     path = raster(args.size)
     out = os.path.join(WORK, "dask_long_classes.tif")
     net, card = load_checkpoint(DEMO)
-    rows = {"raster": f"{args.size}^2 px, 224 bands int16 GeoTIFF (the EnMAP sample mirror-tiled)",
-            "checkpoint": "resources/models/demo.safetensors (ViT-Tiny, 64 px tiles)",
-            "batch_size": HYPER_BATCH, "workers": args.workers, "torch_threads_in_process": torch.get_num_threads(),
-            "cpu_count": os.cpu_count()}
+    rows = {
+        "raster": f"{args.size}^2 px, 224 bands int16 GeoTIFF (the EnMAP sample mirror-tiled)",
+        "checkpoint": "resources/models/demo.safetensors (ViT-Tiny, 64 px tiles)",
+        "batch_size": HYPER_BATCH,
+        "workers": args.workers,
+        "torch_threads_in_process": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
 
     def in_process():
-        res = segment(path, DEMO, out, model=(net, card), batch_size=HYPER_BATCH, device="cpu", overwrite=True,
-                      window=(0, 0, args.size, args.size))
+        res = segment(
+            path,
+            DEMO,
+            out,
+            model=(net, card),
+            batch_size=HYPER_BATCH,
+            device="cpu",
+            overwrite=True,
+            window=(0, 0, args.size, args.size),
+        )
         return {"tiles": res.tiles, "blocks": res.blocks}
 
     def dask():
         log = Log()
-        res = segment(path, DEMO, out, batch_size=HYPER_BATCH, device="cpu", overwrite=True,
-                      window=(0, 0, args.size, args.size), dask=f"local:{args.workers}", progress=Progress(on_log=log))
+        res = segment(
+            path,
+            DEMO,
+            out,
+            batch_size=HYPER_BATCH,
+            device="cpu",
+            overwrite=True,
+            window=(0, 0, args.size, args.size),
+            dask=f"local:{args.workers}",
+            progress=Progress(on_log=log),
+        )
         s = distributed.LAST_STATS
-        return {"tiles": res.tiles, "blocks": res.blocks, "log": [l for l in log.lines if l.startswith("Dask")],
-                "breakdown": {k: round(v, 2) if isinstance(v, float) else v for k, v in vars(s).items()
-                              if k not in ("t0", "threads")}, "worker_torch_threads": sorted(s.threads.values())}
+        return {
+            "tiles": res.tiles,
+            "blocks": res.blocks,
+            "log": [line for line in log.lines if line.startswith("Dask")],
+            "breakdown": {
+                k: round(v, 2) if isinstance(v, float) else v for k, v in vars(s).items() if k not in ("t0", "threads")
+            },
+            "worker_torch_threads": sorted(s.threads.values()),
+        }
 
     def one_thread():
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             h = args.size // args.workers
-            res = segment(path, DEMO, out, model=(net, card), batch_size=HYPER_BATCH, device="cpu", overwrite=True,
-                          window=(0, 0, args.size, h))
+            res = segment(
+                path,
+                DEMO,
+                out,
+                model=(net, card),
+                batch_size=HYPER_BATCH,
+                device="cpu",
+                overwrite=True,
+                window=(0, 0, args.size, h),
+            )
         finally:
             torch.set_num_threads(threads)
         return {"tiles": res.tiles, "rows_px": h}
@@ -124,11 +159,15 @@ def main() -> int:
     if "one_thread" in rows and "in_process" in rows:
         # what N single-thread workers would take with perfect scaling, over the in-process time
         rows["ideal_workers_over_in_process"] = round(rows["in_process"]["seconds"] / rows["one_thread"]["seconds"], 3)
-    section = {"when": _dt.datetime.now().isoformat(timespec="seconds"),
-               "command": "python bench/dask_long_bench.py " + " ".join(sys.argv[1:]),
-               "machine": _machine(), "seconds": round(time.perf_counter() - t_start, 1), "rows": rows,
-               "note": "ratio = in-process s / dask s (target >= 0.9); dask includes the cluster's start and "
-                       "the workers' checkpoint loads; load averages (1/5/15 min) before and after each run"}
+    section = {
+        "when": _dt.datetime.now().isoformat(timespec="seconds"),
+        "command": "python bench/dask_long_bench.py " + " ".join(sys.argv[1:]),
+        "machine": _machine(),
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "rows": rows,
+        "note": "ratio = in-process s / dask s (target >= 0.9); dask includes the cluster's start and "
+        "the workers' checkpoint loads; load averages (1/5/15 min) before and after each run",
+    }
     results_file.update_results("dask_long", section)
     print({k: v for k, v in rows.items() if k.startswith(("ratio", "ideal"))})
     return 0

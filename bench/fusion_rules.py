@@ -9,6 +9,7 @@ figures differ slightly from the bench's; the rules are compared on the same sco
     python bench/accuracy_bench.py --cases enmap --methods spectralx --no-save --dump DUMP_FOLDER
     python bench/fusion_rules.py DUMP_FOLDER [--context 3]
 """
+
 from __future__ import annotations
 
 import glob
@@ -58,13 +59,15 @@ def linear_pool(net_logits, flog, w):
 
 def smoothed(score):
     """Validation score averaged over the neighbouring weights too (less noise from 1 206 pixels)."""
+
     def inner(d):
         k = d["val_logits"].shape[1]
         fl = forest_log(d["val_forest"])
         raw = {w: score(pool_numpy(d["val_logits"], fl, w), d["val_y"], k) for w in WEIGHT_GRID}
         ws = list(WEIGHT_GRID)
-        avg = {w: np.mean([raw[v] for v in ws[max(0, i - 1):i + 2]]) for i, w in enumerate(ws)}
+        avg = {w: np.mean([raw[v] for v in ws[max(0, i - 1) : i + 2]]) for i, w in enumerate(ws)}
         return max(ws, key=lambda w: (round(avg[w], 6), -abs(w - 0.5)))
+
     return inner
 
 
@@ -72,12 +75,14 @@ def veto(weight, margin=0.02):
     """A fixed weight, unless on validation the pool scores below the forest alone by more than
     `margin`: then the forest alone (the network's validation score is optimistic, having chosen
     its early stop and logit bias on these pixels, so a pool that loses there is not trusted)."""
+
     def inner(d):
         k = d["val_logits"].shape[1]
         fl = forest_log(d["val_forest"])
         pooled = miou(d["val_y"], pool_numpy(d["val_logits"], fl, weight).argmax(1), k)
         alone = miou(d["val_y"], fl.argmax(1), k)
         return ("log", weight if pooled >= alone - margin else 1.0)
+
     return inner
 
 
@@ -89,8 +94,10 @@ RULES = {
     "log pool, w by smoothed val mIoU": lambda d: ("log", smoothed(lambda s, y, k: miou(y, s.argmax(1), k))(d)),
     "linear pool, w by val mIoU": lambda d: ("lin", pick(d, lambda s, y, k: miou(y, s.argmax(1), k), pool=linear_pool)),
     **{f"log pool, fixed w {w:g}": (lambda d, w=w: ("log", w)) for w in (0.5, 0.6, 0.7, 0.8, 0.9)},
-    "log pool, w in {0.8, 0.9, 1} by val mIoU": lambda d: ("log", pick(d, lambda s, y, k: miou(y, s.argmax(1), k),
-                                                                  grid=(0.8, 0.9, 1.0))),
+    "log pool, w in {0.8, 0.9, 1} by val mIoU": lambda d: (
+        "log",
+        pick(d, lambda s, y, k: miou(y, s.argmax(1), k), grid=(0.8, 0.9, 1.0)),
+    ),
     "log pool, w 0.8, forest if val loses 0.02": veto(0.8),
     "log pool, w 0.9, forest if val loses 0.02": veto(0.9),
 }
@@ -103,11 +110,14 @@ def context_forests(runs, files, size: int) -> None:
     import tempfile
 
     import rasterio
+
     sys.path.insert(0, HERE)
     import accuracy_bench as ab
+
     from spectralx.model.forest import ForestArrays, with_context
     from spectralx.training.baseline import fit_forest
     from spectralx.training.rasters import normalize, read_mapped, same_sensor_mappings, scene_statistics
+
     with tempfile.TemporaryDirectory() as tmp:
         fold = ab.enmap_case(tmp)["folds"][0]
         _, (mapping,) = same_sensor_mappings([fold["train"][0]], None)
@@ -151,13 +161,16 @@ def main(folder: str, context: int = 0) -> int:
             vals.append(miou(d["test_y"], pred, k))
             ws.append(w)
         v = np.array(vals)
-        print(f"{name:<38} {v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f} {v.min():6.3f}  "
-              + " ".join(f"{w:g}" for w in ws))
+        print(
+            f"{name:<38} {v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f} {v.min():6.3f}  "
+            + " ".join(f"{w:g}" for w in ws)
+        )
     return 0
 
 
 if __name__ == "__main__":
     import argparse
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", help="the --dump folder of an accuracy_bench.py run")
     ap.add_argument("--context", type=int, default=0, help="refit the forest with this neighbourhood (0: as dumped)")

@@ -18,6 +18,7 @@ on CUDA is. Writes nothing to bench/results.json (the numbers go into the issue 
     .venv/bin/python bench/gpu_end_to_end_check.py            # about 2-3 minutes on an H100/H200
     .venv/bin/python bench/gpu_end_to_end_check.py --quick    # ViT-Tiny, 1024 px: that it runs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,8 @@ import sys
 import tempfile
 import time
 
+import gpu_bench as gb  # bench/ is the script's folder
 import torch
-
-import gpu_bench as gb   # bench/ is the script's folder
 
 
 def main() -> int:
@@ -42,8 +42,9 @@ def main() -> int:
         print("gpu_end_to_end_check: no CUDA device here; nothing was measured")
         return 0
     from spectralx.checkpoint import Normalization
-    from spectralx.inference.api import prepare_model
     from spectralx.inference import segment
+    from spectralx.inference.api import prepare_model
+
     preset, size = ("vit_tiny_patch16", 1024) if args.quick else (gb.PRESET, gb.SIZE)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -56,7 +57,7 @@ def main() -> int:
         raw_card = dataclasses.replace(card, normalization=Normalization("none", [], [], 0.0))
         tiles = gb.plan_tiles_of(raster, card, gb.TILE).to("cuda").contiguous(memory_format=torch.channels_last)
         n = len(tiles)
-        gb.time_bare(model, tiles[:2 * gb.BATCH], gb.BATCH, "bf16")
+        gb.time_bare(model, tiles[: 2 * gb.BATCH], gb.BATCH, "bf16")
         bare = min(gb.time_bare(model, tiles, gb.BATCH, "bf16") for _ in range(args.repeats))
         del tiles
         torch.cuda.empty_cache()
@@ -64,18 +65,32 @@ def main() -> int:
         def run(c, r) -> float:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-            segment(raster, None, os.path.join(tmp, "classes.tif"), band_map=gb.identity_mapping(), model=(model, c),
-                    overlap=gb.OVERLAP, batch_size=gb.BATCH, device="cuda", precision="bf16", overwrite=True,
-                    confidence=os.path.join(tmp, "confidence.tif"), readers=r)
+            segment(
+                raster,
+                None,
+                os.path.join(tmp, "classes.tif"),
+                band_map=gb.identity_mapping(),
+                model=(model, c),
+                overlap=gb.OVERLAP,
+                batch_size=gb.BATCH,
+                device="cuda",
+                precision="bf16",
+                overwrite=True,
+                confidence=os.path.join(tmp, "confidence.tif"),
+                readers=r,
+            )
             torch.cuda.synchronize()
             return time.perf_counter() - t0
-        run(card, 1)   # warm-up (cuDNN autotune, page cache)
+
+        run(card, 1)  # warm-up (cuDNN autotune, page cache)
         rows = [("bare", bare)]
         for r in readers:
             for label, c in ((f"segment r={r}", card), (f"segment r={r}, raw", raw_card)):
                 rows.append((label, min(run(c, r) for _ in range(args.repeats))))
-    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}: {preset}, {size}^2 px x {gb.BANDS} bands, "
-          f"{n} tiles, batch {gb.BATCH}, bf16, best of {args.repeats}")
+    print(
+        f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}: {preset}, {size}^2 px x {gb.BANDS} bands, "
+        f"{n} tiles, batch {gb.BATCH}, bf16, best of {args.repeats}"
+    )
     for label, s in rows:
         print(f"  {label:22} {n / s:8.1f} tiles/s   {bare / s:5.2f} of bare")
     return 0

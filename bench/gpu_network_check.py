@@ -14,6 +14,7 @@ Random weights (speed and parity do not depend on them). Prints a table and one 
 the JSON to $OUT/gpu_network_check.json when OUT is set. Exits with a message where no CUDA device
 is present, unless --device cpu (the quick self-check).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,15 +36,19 @@ def engine():
         import spectralx  # noqa: F401
     except ImportError:
         import importlib.util
+
         spec = importlib.util.spec_from_file_location(
-            "spectralx", os.path.join(os.path.dirname(HERE), "engine", "__init__.py"),
-            submodule_search_locations=[os.path.join(os.path.dirname(HERE), "engine")])
+            "spectralx",
+            os.path.join(os.path.dirname(HERE), "engine", "__init__.py"),
+            submodule_search_locations=[os.path.join(os.path.dirname(HERE), "engine")],
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules["spectralx"] = module
         spec.loader.exec_module(module)
     import spectralx.config
     import spectralx.devices
     import spectralx.model
+
     return spectralx
 
 
@@ -60,7 +65,7 @@ def tiles(n, bands, tile, seed=1):
 
 
 def timed(fn, device, repeats):
-    fn()                                          # warm-up (kernels, allocator)
+    fn()  # warm-up (kernels, allocator)
     if device == "cuda":
         torch.cuda.synchronize()
     times = []
@@ -84,12 +89,20 @@ def main() -> int:
         return 0
     sx = engine()
     preset, tile, bands, classes, batch, train_batch = (
-        ("vit_tiny_patch16", 64, 8, 4, 8, 4) if args.quick else ("vit_large_patch16", 224, 32, 8, 32, 8))
+        ("vit_tiny_patch16", 64, 8, 4, 8, 4) if args.quick else ("vit_large_patch16", 224, 32, 8, 32, 8)
+    )
     dev = args.device
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    result = {"preset": preset, "tile": tile, "bands": bands, "classes": classes, "device": dev,
-              "torch": torch.__version__, "python": platform.python_version()}
+    result = {
+        "preset": preset,
+        "tile": tile,
+        "bands": bands,
+        "classes": classes,
+        "device": dev,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     if dev == "cuda":
         result["gpu"] = torch.cuda.get_device_name(0)
 
@@ -114,13 +127,14 @@ def main() -> int:
     def infer():
         with torch.inference_mode(), sx.devices.autocast(dev, "bf16"):
             torch.softmax(gpu_model(xb).float(), 1)
+
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t = timed(infer, dev, args.repeats)
     result["infer_batch"] = batch
     result["infer_tiles_per_s"] = batch / t
     if dev == "cuda":
-        result["infer_peak_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+        result["infer_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
 
     # 3. stage-2 fine-tuning steps
     def train_setup(device):
@@ -134,7 +148,7 @@ def main() -> int:
     yt = torch.randint(0, classes, (train_batch, tile, tile), generator=torch.Generator().manual_seed(3))
     losses = {}
     for device in ("cpu", dev) if dev != "cpu" else ("cpu",):
-        torch.manual_seed(7)                      # the same noisy-gating draws on both devices
+        torch.manual_seed(7)  # the same noisy-gating draws on both devices
         model, opt, n_train = train_setup(device)
         with sx.devices.autocast(device, "fp32"):
             loss = torch.nn.functional.cross_entropy(model(xt.to(device)).float(), yt.to(device))
@@ -152,13 +166,14 @@ def main() -> int:
             out = model(xg)
         torch.nn.functional.cross_entropy(out.float(), yg).backward()
         opt.step()
+
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t = timed(step, dev, args.repeats)
     result["train_batch"] = train_batch
     result["train_steps_per_s"] = 1.0 / t
     if dev == "cuda":
-        result["train_peak_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+        result["train_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
 
     for k, v in result.items():
         print(f"{k:34s} {v:.4g}" if isinstance(v, float) else f"{k:34s} {v}")

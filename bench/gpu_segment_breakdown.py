@@ -11,6 +11,7 @@ one stage, so the stage that bounds the pipeline shows as the one whose removal 
 
     python bench/gpu_segment_breakdown.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,16 +19,17 @@ import os
 import sys
 import tempfile
 
+import gpu_bench as gb  # bench/ is the script's folder
 import torch
-
-import gpu_bench as gb        # bench/ is the script's folder
 
 
 def segment_parity():
     """segment() end to end on the GPU against the CPU, full precision: same classes, same confidence."""
     import numpy as np
     import rasterio
+
     from spectralx.inference import segment
+
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     with tempfile.TemporaryDirectory(prefix="spectralx-gpu-parity-") as tmp:
@@ -35,10 +37,23 @@ def segment_parity():
         model, card = gb.build_model("vit_tiny_patch16", gb.TILE)
         out = {}
         for dev in ("cpu", "cuda"):
-            segment(raster, None, os.path.join(tmp, f"{dev}.tif"), band_map=gb.identity_mapping(),
-                    model=(model.to(dev), card), overlap=gb.OVERLAP, batch_size=8, device=dev, precision="fp32",
-                    overwrite=True, confidence=os.path.join(tmp, f"{dev}_conf.tif"))
-            with rasterio.open(os.path.join(tmp, f"{dev}.tif")) as a, rasterio.open(os.path.join(tmp, f"{dev}_conf.tif")) as b:
+            segment(
+                raster,
+                None,
+                os.path.join(tmp, f"{dev}.tif"),
+                band_map=gb.identity_mapping(),
+                model=(model.to(dev), card),
+                overlap=gb.OVERLAP,
+                batch_size=8,
+                device=dev,
+                precision="fp32",
+                overwrite=True,
+                confidence=os.path.join(tmp, f"{dev}_conf.tif"),
+            )
+            with (
+                rasterio.open(os.path.join(tmp, f"{dev}.tif")) as a,
+                rasterio.open(os.path.join(tmp, f"{dev}_conf.tif")) as b,
+            ):
                 out[dev] = (a.read(1), b.read(1))
     same = float(np.mean(out["cpu"][0] == out["cuda"][0]))
     return same, float(np.abs(out["cpu"][1] - out["cuda"][1]).max())
@@ -56,10 +71,13 @@ def main() -> int:
     from spectralx.inference.api import prepare_model
     from spectralx.inference.source import RasterStrips
     from spectralx.inference.writer import BlockWindowWriter
+
     try:
         parity = segment_parity()
-        print(f"segment() CUDA vs CPU, fp32, ViT-Tiny, 512^2 px: {parity[0]:.4%} of class pixels equal, "
-              f"max |confidence diff| {parity[1]:.2e}")
+        print(
+            f"segment() CUDA vs CPU, fp32, ViT-Tiny, 512^2 px: {parity[0]:.4%} of class pixels equal, "
+            f"max |confidence diff| {parity[1]:.2e}"
+        )
     except Exception as exc:  # noqa: BLE001  report and go on to the timings
         print(f"segment() CUDA vs CPU parity FAILED: {type(exc).__name__}: {exc}")
     preset, size = ("vit_tiny_patch16", 1024) if args.quick else (gb.PRESET, gb.SIZE)
@@ -70,6 +88,7 @@ def main() -> int:
         raster = gb.write_raster(os.path.join(tmp, "in.tif"), size)
         model, card = gb.build_model(preset, gb.TILE)
         model = prepare_model(model, "cuda")
+
         def best(fn):
             fn()
             return min(fn() for _ in range(args.repeats))
@@ -78,12 +97,14 @@ def main() -> int:
             tiles = gb.plan_tiles_of(raster, card, gb.TILE)
             on_gpu = tiles.to("cuda").contiguous(memory_format=torch.channels_last)
             return len(tiles), best(lambda: gb.time_bare(model, on_gpu, gb.BATCH, "bf16"))
+
         n, results["bare"] = bare()
         torch.cuda.empty_cache()
         results["full"] = best(lambda: gb.time_segment(model, card, raster, tmp, gb.BATCH, "bf16"))
 
-        results["no-confidence"] = best(lambda: gb.time_segment(model, card, raster, tmp, gb.BATCH, "bf16",
-                                                                confidence=False))
+        results["no-confidence"] = best(
+            lambda: gb.time_segment(model, card, raster, tmp, gb.BATCH, "bf16", confidence=False)
+        )
 
         cache = {}
 
@@ -93,6 +114,7 @@ def main() -> int:
                 if key not in cache:
                     cache[key] = super().read(r, c0, c1)
                 return cache[key]
+
         api.RasterStrips = CachedStrips
         try:
             results["cached-reads"] = best(lambda: gb.time_segment(model, card, raster, tmp, gb.BATCH, "bf16"))
@@ -101,13 +123,17 @@ def main() -> int:
         cache.clear()
 
         real_flush = BlockWindowWriter.flush
-        BlockWindowWriter.flush = lambda self: setattr(self, "filled", 0) or setattr(self, "top", self.top + len(self.buf))
+        BlockWindowWriter.flush = lambda self: setattr(self, "filled", 0) or setattr(
+            self, "top", self.top + len(self.buf)
+        )
         try:
             results["no-writes"] = best(lambda: gb.time_segment(model, card, raster, tmp, gb.BATCH, "bf16"))
         finally:
             BlockWindowWriter.flush = real_flush
-    print(f"segment() breakdown on {torch.cuda.get_device_name(0)}: {preset}, {size}^2 px x {gb.BANDS} bands, "
-          f"{n} tiles, batch {gb.BATCH}, bf16, {os.cpu_count()} CPU cores (best of {args.repeats})")
+    print(
+        f"segment() breakdown on {torch.cuda.get_device_name(0)}: {preset}, {size}^2 px x {gb.BANDS} bands, "
+        f"{n} tiles, batch {gb.BATCH}, bf16, {os.cpu_count()} CPU cores (best of {args.repeats})"
+    )
     for k, v in results.items():
         print(f"  {k:14s} {v:6.2f} s  {n / v:7.1f} tiles/s  {results['bare'] / v:5.2f} x bare speed")
     return 0

@@ -20,6 +20,7 @@ pixels, never used for any choice). A bench, not a test: minutes, not part of `m
 
     python bench/loop_bench.py [--seeds 0,1,2] [--steps 40] [--n 20] [--out bench/work/loop]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,12 +45,14 @@ BACKBONE = os.path.join(REPO, "resources", "models", "demo-backbone.safetensors"
 
 def read(path):
     import rasterio
+
     with rasterio.open(path) as ds:
         return ds.read(1), ds.profile
 
 
 def write_labels(path, labels, profile):
     import rasterio
+
     p = dict(profile, count=1, dtype="uint8", nodata=None)
     for k in ("blockxsize", "blockysize", "tiled", "compress", "predictor", "interleave"):
         p.pop(k, None)
@@ -82,8 +85,10 @@ def round1_labels(train, rng, regions, half):
 def map_probabilities(ckpt):
     """The map's class probabilities of every valid pixel, as `suggest` computes them."""
     import torch
+
     from spectralx.checkpoint import load_checkpoint, read_card
     from spectralx.suggest import class_probabilities, read_area
+
     card = read_card(ckpt)
     x, valid, *_ = read_area(IMAGE, card)
     model = load_checkpoint(ckpt, device="cpu")[0].eval()
@@ -94,10 +99,11 @@ def map_probabilities(ckpt):
 
 def suggested_places(ckpt, pool, n):
     from spectralx.suggest import default_min_distance, place_scores, spread
+
     card, valid, p_map, p_net, p_forest = map_probabilities(ckpt)
     w = valid.shape[1]
-    score, pred, _conf, _dis = place_scores(p_map, p_net, p_forest, valid)   # suggest()'s own scoring
-    score[~pool] = -np.inf                    # only where the sample has a reference to ask for
+    score, pred, _conf, _dis = place_scores(p_map, p_net, p_forest, valid)  # suggest()'s own scoring
+    score[~pool] = -np.inf  # only where the sample has a reference to ask for
     picked = spread(score, pred, n, default_min_distance(int(pool.sum()), n))
     return [divmod(int(i), w) for i in picked]
 
@@ -110,6 +116,7 @@ def random_places(pool, n, rng):
 
 def test_miou(ckpt, test):
     from spectralx.training.metrics import confusion, scores
+
     card, valid, p_map, _n, _f = map_probabilities(ckpt)
     values = np.array([c.value for c in card.classes])
     pred = np.zeros(valid.shape, np.int64)
@@ -121,10 +128,22 @@ def test_miou(ckpt, test):
 
 def finetune(labels_path, out, seed, steps, checkpoint=None):
     from spectralx.training import finetune as run
+
     kw = dict(checkpoint=checkpoint) if checkpoint else dict(backbone=BACKBONE)
-    res = run(IMAGE, labels_path, out, classes=CLASSES, val_images=[IMAGE], val_labels=[LABELS["_validation"]],
-              steps=steps, seed=seed, device="cpu", **kw)
+    res = run(
+        IMAGE,
+        labels_path,
+        out,
+        classes=CLASSES,
+        val_images=[IMAGE],
+        val_labels=[LABELS["_validation"]],
+        steps=steps,
+        seed=seed,
+        device="cpu",
+        **kw,
+    )
     from spectralx.checkpoint import read_card
+
     card = read_card(getattr(res, "checkpoint", None) or out)
     fusion = card.metrics.get("fusion")
     # the map's score (network pooled with the forest); metrics.val_miou is the network loop's best step
@@ -141,7 +160,11 @@ def one_seed(seed, args, folder):
     p1 = write_labels(os.path.join(folder, f"s{seed}_r1_labels.tif"), lab1, profile)
     r1 = os.path.join(folder, f"s{seed}_r1.safetensors")
     t0 = time.time()
-    row = {"seed": seed, "round1_labelled": int((lab1 > 0).sum()), "round1_val_miou": finetune(p1, r1, seed, args.steps)}
+    row = {
+        "seed": seed,
+        "round1_labelled": int((lab1 > 0).sum()),
+        "round1_val_miou": finetune(p1, r1, seed, args.steps),
+    }
     row["round1_test_miou"] = test_miou(r1, test)
     arms = {"suggest": suggested_places(r1, pool, args.n), "random": random_places(pool, args.n, rng)}
     for arm, places in arms.items():
@@ -170,6 +193,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "work", "loop"))
     args = ap.parse_args()
     import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -177,19 +201,25 @@ def main() -> int:
     for seed in [int(s) for s in args.seeds.split(",")]:
         rows.append(one_seed(seed, args, args.out))
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; steps {args.steps}, n {args.n}")
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; steps {args.steps}, n {args.n}"
+    )
     print("| seed | round 1 px | round 1 val / test | suggest: px added, val / test | random: px added, val / test |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['seed']} | {r['round1_labelled']} | {r['round1_val_miou']:.3f} / {r['round1_test_miou']:.3f} | "
-              f"{r['suggest_added']}, {r['suggest_val_miou']:.3f} / {r['suggest_test_miou']:.3f} | "
-              f"{r['random_added']}, {r['random_val_miou']:.3f} / {r['random_test_miou']:.3f} |")
+        print(
+            f"| {r['seed']} | {r['round1_labelled']} | {r['round1_val_miou']:.3f} / {r['round1_test_miou']:.3f} | "
+            f"{r['suggest_added']}, {r['suggest_val_miou']:.3f} / {r['suggest_test_miou']:.3f} | "
+            f"{r['random_added']}, {r['random_val_miou']:.3f} / {r['random_test_miou']:.3f} |"
+        )
     for key in ("round1", "suggest", "random"):
         v = np.array([r[f"{key}_val_miou"] for r in rows])
         t = np.array([r[f"{key}_test_miou"] for r in rows])
-        print(f"{key}: validation mIoU {v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}, "
-              f"test mIoU {t.mean():.3f} ± {t.std(ddof=1) if len(t) > 1 else 0:.3f}")
+        print(
+            f"{key}: validation mIoU {v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}, "
+            f"test mIoU {t.mean():.3f} ± {t.std(ddof=1) if len(t) > 1 else 0:.3f}"
+        )
     with open(os.path.join(args.out, "loop_bench.jsonl"), "a") as f:
         for r in rows:
             f.write(json.dumps(dict(r, steps=args.steps, n=args.n)) + "\n")

@@ -1,4 +1,5 @@
 """bench/results.json: each benchmark script owns one section and rewrites it atomically."""
+
 import json
 import os
 

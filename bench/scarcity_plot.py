@@ -7,6 +7,7 @@ run scores its default map (network pooled with its forest), the network alone a
 
     python bench/scarcity_plot.py LOG [LOG ...] -o docs/label_scarcity.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ def collect(paths):
     for p in paths:
         with open(p) as f:
             rows += [json.loads(x) for x in f if x.strip()]
-    out = defaultdict(lambda: defaultdict(list))      # series -> x -> values
+    out = defaultdict(lambda: defaultdict(list))  # series -> x -> values
     for r in rows:
         if r.get("set"):
             continue
@@ -45,15 +46,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("logs", nargs="+")
     ap.add_argument("-o", "--output", default="docs/label_scarcity.png")
-    ap.add_argument("--all-pixels", type=int, default=None,
-                    help="x position of the 'all labels' runs (default: 2x the largest budget)")
+    ap.add_argument(
+        "--all-pixels",
+        type=int,
+        default=None,
+        help="x position of the 'all labels' runs (default: 2x the largest budget)",
+    )
     args = ap.parse_args()
     data = collect(args.logs)
     budgets = sorted({x for s in data.values() for x in s if x != "all"})
     x_all = args.all_pixels or (2 * max(budgets) if budgets else 1)
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     print(f"{'series':<50} " + " ".join(f"{str(b):>13}" for b in budgets + ["all"]))
     for label, _, _ in SERIES:

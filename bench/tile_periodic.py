@@ -10,6 +10,7 @@ all non-DC power), and the classes predicted. A bench, not a test.
 
     python bench/tile_periodic.py CHECKPOINT IMAGE COL ROW WIDTH HEIGHT [--sensor landsat8:B2,B3,B4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,6 +42,7 @@ def periodic(conf: np.ndarray, stride: int):
 def homogeneous(image: str, window, path: str, size: int = 192, seed: int = 0) -> str:
     import rasterio
     from rasterio.windows import Window
+
     with rasterio.open(image) as src:
         x = src.read(window=Window(*window)).reshape(src.count, -1).astype(np.float64)
         prof = src.profile
@@ -71,8 +73,10 @@ def main() -> int:
     args = ap.parse_args()
     import rasterio
     import torch
+
     from spectralx.checkpoint import load_checkpoint
     from spectralx.inference.api import segment
+
     folder = tempfile.mkdtemp(prefix="tile_periodic_")
     raster = homogeneous(args.image, args.window, os.path.join(folder, "homogeneous.tif"))
     model, card = load_checkpoint(args.checkpoint, device="cpu")
@@ -83,8 +87,17 @@ def main() -> int:
             out = os.path.join(folder, f"{label}_{overlap}.tif")
             conf_path = out.replace(".tif", "_conf.tif")
             with torch.no_grad():
-                segment(raster, None, out, model=(model, card), sensor=args.sensor, overlap=overlap, device="cpu",
-                        confidence=conf_path, overwrite=True)
+                segment(
+                    raster,
+                    None,
+                    out,
+                    model=(model, card),
+                    sensor=args.sensor,
+                    overlap=overlap,
+                    device="cpu",
+                    confidence=conf_path,
+                    overwrite=True,
+                )
             with rasterio.open(conf_path) as d:
                 conf = d.read(1).astype(np.float64)
             with rasterio.open(out) as d:
@@ -93,9 +106,20 @@ def main() -> int:
             share, fft = periodic(conf, stride)
             values, counts = np.unique(cls, return_counts=True)
             names = {c.value: c.name for c in card.classes}
-            print(json.dumps({"map": label, "overlap": overlap, "stride": stride, "conf_mean": round(conf.mean(), 4),
-                              "conf_sd": round(conf.std(), 4), "periodic_share": share, "fft_share": fft,
-                              "classes": {names.get(int(v), "none"): int(n) for v, n in zip(values, counts)}}))
+            print(
+                json.dumps(
+                    {
+                        "map": label,
+                        "overlap": overlap,
+                        "stride": stride,
+                        "conf_mean": round(conf.mean(), 4),
+                        "conf_sd": round(conf.std(), 4),
+                        "periodic_share": share,
+                        "fft_share": fft,
+                        "classes": {names.get(int(v), "none"): int(n) for v, n in zip(values, counts)},
+                    }
+                )
+            )
     return 0
 
 

@@ -2,4 +2,5 @@
 
 Import name `spectralx` (mapped from the repository's `engine/` folder). Nothing here imports QGIS or Qt.
 """
+
 __version__ = "0.1.0"

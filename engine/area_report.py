@@ -9,6 +9,7 @@ estimators are those for strata = map classes; other strata would be mis-estimat
 `simple` (simple random or systematic sample: the map classes serve as post-strata), `auto` (stratified
 when the points have a stratum field). Points without a reference value are left out and counted.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
@@ -43,15 +44,25 @@ def _reference_values(raw: List[Any], names: Dict[int, str], field: str, path: s
             unknown.append(text)
     if unknown:
         known = ", ".join(f"{v}={n}" for v, n in sorted(names.items())) or "none named"
-        raise LabelError(f"reference class '{unknown[0]}' in field '{field}' of {path} is not a class of the "
-                         f"map ({known}); use the map's class values or names")
+        raise LabelError(
+            f"reference class '{unknown[0]}' in field '{field}' of {path} is not a class of the "
+            f"map ({known}); use the map's class values or names"
+        )
     return out
 
 
-def assess(prediction: str, points: str, class_field: str, design: str = "auto",
-           budget: int = 256 * 2 ** 20, stratum_field: str = "stratum", layer: Optional[str] = None
-           ) -> Dict[str, Any]:
+def assess(
+    prediction: str,
+    points: str,
+    class_field: str,
+    design: str = "auto",
+    budget: int = 256 * 2**20,
+    stratum_field: str = "stratum",
+    layer: Optional[str] = None,
+) -> Dict[str, Any]:
     """The full area/accuracy result (JSON-ready) of `prediction` against the reference `points`."""
+    # Long (90 lines) on purpose: the report's steps in order (reference, confusion, areas, intervals, notes),
+    # each a call.
     if design not in DESIGNS:
         raise LabelError(f"design must be one of {', '.join(DESIGNS)}, not '{design}'")
     info = describe(prediction, "map")
@@ -63,11 +74,15 @@ def assess(prediction: str, points: str, class_field: str, design: str = "auto",
     refs = _reference_values(pts["reference"], info.names, class_field, points)
     labelled = [i for i, r in enumerate(refs) if r is not None]
     if not labelled:
-        raise LabelError(f"no point of {points} has a reference class in '{class_field}' yet; fill the field "
-                         "in QGIS (one class per point) first")
+        raise LabelError(
+            f"no point of {points} has a reference class in '{class_field}' yet; fill the field "
+            "in QGIS (one class per point) first"
+        )
     if len(labelled) < len(refs):
-        notes.append(f"{len(refs) - len(labelled)} points without a reference class were left out; the "
-                     "estimates assume the labelled ones are a random subset of each stratum")
+        notes.append(
+            f"{len(refs) - len(labelled)} points without a reference class were left out; the "
+            "estimates assume the labelled ones are a random subset of each stratum"
+        )
     x = np.array([pts["x"][i] for i in labelled])
     y = np.array([pts["y"][i] for i in labelled])
     ref = np.array([refs[i] for i in labelled], np.int64)
@@ -78,8 +93,10 @@ def assess(prediction: str, points: str, class_field: str, design: str = "auto",
     outside = (cols < 0) | (rows < 0) | (cols >= info.width) | (rows >= info.height)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
-        raise LabelError(f"{int(outside.sum())} reference points lie outside the map {prediction} (first: point "
-                         f"{ids[i]} at {x[i]:.1f}, {y[i]:.1f}); the points must come from this map's area")
+        raise LabelError(
+            f"{int(outside.sum())} reference points lie outside the map {prediction} (first: point "
+            f"{ids[i]} at {x[i]:.1f}, {y[i]:.1f}); the points must come from this map's area"
+        )
     bad = [v for v in np.unique(ref).tolist() if not 1 <= v <= MAX_VALUE]
     if bad:
         raise LabelError(f"reference class value {bad[0]} in '{class_field}' is not a class value (1..{MAX_VALUE})")
@@ -90,8 +107,10 @@ def assess(prediction: str, points: str, class_field: str, design: str = "auto",
     known = set(np.flatnonzero(counts[1:] > 0) + 1) | set(info.names)
     strange = sorted(set(ref.tolist()) - known)
     if strange:
-        raise LabelError(f"reference class {strange[0]} is not a class of the map {prediction} (its classes: "
-                         f"{', '.join(map(str, sorted(known)))}); correct the reference field")
+        raise LabelError(
+            f"reference class {strange[0]} is not a class of the map {prediction} (its classes: "
+            f"{', '.join(map(str, sorted(known)))}); correct the reference field"
+        )
     values = sorted(set(np.flatnonzero(counts[1:] > 0) + 1) | set(ref.tolist()))
     index = {v: i for i, v in enumerate(values)}
     matrix = np.zeros((len(values), len(values)), np.int64)
@@ -110,9 +129,19 @@ def assess(prediction: str, points: str, class_field: str, design: str = "auto",
     drawn = sample_meta.get("pixels")
     if drawn and {int(k): int(n) for k, n in drawn.items()} != {v: int(counts[v]) for v in values if counts[v]}:
         notes.append("the sample was drawn on a map whose class pixel counts differ from this one's")
-    result.update({"map": prediction, "reference": points, "class_field": class_field, "design": chosen,
-                   "labelled_points": len(labelled), "unlabelled_points": len(refs) - len(labelled),
-                   "skipped": pts["skipped"], "notes": notes, "crs": wkt and info.crs.to_string()})
+    result.update(
+        {
+            "map": prediction,
+            "reference": points,
+            "class_field": class_field,
+            "design": chosen,
+            "labelled_points": len(labelled),
+            "unlabelled_points": len(refs) - len(labelled),
+            "skipped": pts["skipped"],
+            "notes": notes,
+            "crs": wkt and info.crs.to_string(),
+        }
+    )
     return result
 
 
@@ -129,21 +158,26 @@ def _map_under_points(prediction: str, budget: int, rows: np.ndarray, cols: np.n
     nodata = mapped == 0
     if nodata.any():
         i = int(np.flatnonzero(nodata)[0])
-        raise LabelError(f"{int(nodata.sum())} reference points fall on map nodata (first: point {ids[i]}); "
-                         "the sample must be drawn over the mapped area")
+        raise LabelError(
+            f"{int(nodata.sum())} reference points fall on map nodata (first: point {ids[i]}); "
+            "the sample must be drawn over the mapped area"
+        )
     return counts, mapped
 
 
-def _design(design: str, pts: Dict[str, Any], labelled: list, mapped: np.ndarray, ids: list, points: str,
-            stratum_field: str) -> str:
+def _design(
+    design: str, pts: Dict[str, Any], labelled: list, mapped: np.ndarray, ids: list, points: str, stratum_field: str
+) -> str:
     """The sampling design used ("simple" or "stratified"), its strata checked against the map."""
     chosen = design
     if design == "auto":
         chosen = "stratified" if pts["stratum"] is not None else "simple"
     if chosen == "stratified":
         if pts["stratum"] is None:
-            raise LabelError(f"{points} has no '{stratum_field}' field; a stratified design needs each point's "
-                             "stratum (spectralx sample writes it), or choose the simple design")
+            raise LabelError(
+                f"{points} has no '{stratum_field}' field; a stratified design needs each point's "
+                "stratum (spectralx sample writes it), or choose the simple design"
+            )
         strata = np.array([pts["stratum"][i] if pts["stratum"][i] is not None else -1 for i in labelled], np.int64)
         differ = strata != mapped
         if differ.any():
@@ -151,7 +185,8 @@ def _design(design: str, pts: Dict[str, Any], labelled: list, mapped: np.ndarray
             raise LabelError(
                 f"{int(differ.sum())} points have a stratum other than the map class under them (first: point "
                 f"{ids[i]}, stratum {strata[i]}, map class {mapped[i]}); these estimators need strata = map "
-                "classes of this map: draw the sample on this map (spectralx sample) or use the simple design")
+                "classes of this map: draw the sample on this map (spectralx sample) or use the simple design"
+            )
     return chosen
 
 

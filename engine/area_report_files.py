@@ -5,6 +5,7 @@ with Pillow, like the quicklooks (no plotting library needed in QGIS). The HTML 
 chart embedded) and is also written beside it as PNG. All three are written to temporary names and
 renamed together at the end: a failure leaves none of them.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,6 +23,7 @@ INK = (30, 30, 30)
 
 def _colour(c: Optional[str], i: int):
     from .vector_styles import FALLBACK
+
     c = (c or FALLBACK[i % len(FALLBACK)]).lstrip("#")
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
@@ -30,13 +32,16 @@ def _areas(result: Dict[str, Any]):
     """(unit, [(name, colour, mapped, estimate, ci)]) in ha when known, else pixels."""
     ha = result.get("pixel_area_ha")
     key, mapped_key, unit = ("area_ha", "mapped_area_ha", "ha") if ha else ("area_pixels", "mapped_pixels", "px")
-    rows = [(c["name"], c.get("colour"), float(c[mapped_key]), c[key]["estimate"], c[key]["ci95"])
-            for c in result["classes"]]
+    rows = [
+        (c["name"], c.get("colour"), float(c[mapped_key]), c[key]["estimate"], c[key]["ci95"])
+        for c in result["classes"]
+    ]
     return unit, rows
 
 
 def chart_png(result: Dict[str, Any], width: int = 860, height: int = 440) -> bytes:
     from PIL import Image, ImageDraw, ImageFont
+
     unit, rows = _areas(result)
     font = ImageFont.load_default()
     img = Image.new("RGB", (width, height), (255, 255, 255))
@@ -47,8 +52,9 @@ def chart_png(result: Dict[str, Any], width: int = 860, height: int = 440) -> by
 
     def ypix(v: float) -> int:
         return int(top + plot_h * (1 - max(0.0, v) / top_value))
+
     d.text((left, 6), f"Mapped and estimated area per class ({unit})", fill=INK, font=font)
-    for k in range(6):        # y axis ticks
+    for k in range(6):  # y axis ticks
         v = top_value * k / 5
         y = ypix(v)
         d.line([(left - 4, y), (width - right, y)], fill=(230, 230, 230))
@@ -67,8 +73,8 @@ def chart_png(result: Dict[str, Any], width: int = 860, height: int = 440) -> by
             d.line([(xm, ypix(est - ci)), (xm, ypix(est + ci))], fill=INK, width=2)
             for v in (est - ci, est + ci):
                 d.line([(xm - 5, ypix(v)), (xm + 5, ypix(v))], fill=INK, width=2)
-        d.text((x0, height - bottom + 6), str(name)[:max(4, int(slot / 6))], fill=INK, font=font)
-    lx = left     # legend under the title
+        d.text((x0, height - bottom + 6), str(name)[: max(4, int(slot / 6))], fill=INK, font=font)
+    lx = left  # legend under the title
     d.rectangle([lx, 24, lx + 10, 34], fill=GREY)
     d.text((lx + 14, 23), "mapped (pixel count)", fill=INK, font=font)
     d.rectangle([lx + 150, 24, lx + 160, 34], fill=(120, 120, 200), outline=INK)
@@ -92,17 +98,27 @@ def report_html(result: Dict[str, Any], png: bytes, png_name: str) -> str:
     head = "".join(f"<th>{esc(str(n))}</th>" for n in names)
 
     def matrix(rows: List[List[float]], fmt: str) -> str:
-        body = "".join(f"<tr><th>{esc(str(names[i]))}</th>" + "".join(f"<td>{fmt.format(v)}</td>" for v in row)
-                       + f"<td><b>{fmt.format(sum(row))}</b></td></tr>" for i, row in enumerate(rows))
+        body = "".join(
+            f"<tr><th>{esc(str(names[i]))}</th>"
+            + "".join(f"<td>{fmt.format(v)}</td>" for v in row)
+            + f"<td><b>{fmt.format(sum(row))}</b></td></tr>"
+            for i, row in enumerate(rows)
+        )
         col = [sum(r[j] for r in rows) for j in range(len(names))]
-        return (f"<table><tr><th>map \\ reference</th>{head}<th>total</th></tr>{body}<tr><th>total</th>"
-                + "".join(f"<td><b>{fmt.format(v)}</b></td>" for v in col) + "</tr></table>")
+        return (
+            f"<table><tr><th>map \\ reference</th>{head}<th>total</th></tr>{body}<tr><th>total</th>"
+            + "".join(f"<td><b>{fmt.format(v)}</b></td>" for v in col)
+            + "</tr></table>"
+        )
+
     ha = result.get("pixel_area_ha")
     per_class = "".join(
         f"<tr><th>{esc(str(c['name']))}</th><td>{c['mapped_pixels']:,}</td>"
         + (f"<td>{c['mapped_area_ha']:,.1f}</td><td>{_pm(c['area_ha'], 1)}</td>" if ha else "")
         + f"<td>{_pm(c['area_pixels'], 0)}</td><td>{_pm(c['users_accuracy'])}</td>"
-        f"<td>{_pm(c['producers_accuracy'])}</td><td>{c['sample_points']}</td></tr>" for c in result["classes"])
+        f"<td>{_pm(c['producers_accuracy'])}</td><td>{c['sample_points']}</td></tr>"
+        for c in result["classes"]
+    )
     area_head = "<th>mapped (ha)</th><th>estimated (ha) ± 95 %</th>" if ha else ""
     notes = "".join(f"<li>{esc(n)}</li>" for n in result.get("notes", []))
     oa = result["overall_accuracy"]
@@ -139,8 +155,11 @@ def write_report(result: Dict[str, Any], json_path: str) -> Dict[str, str]:
     """JSON + HTML + PNG beside each other (same stem), all or none."""
     paths = report_paths(json_path)
     png = chart_png(result)
-    blobs = {"json": (json.dumps(result, indent=1, default=float) + "\n").encode("utf-8"), "png": png,
-             "html": report_html(result, png, os.path.basename(paths["png"])).encode("utf-8")}
+    blobs = {
+        "json": (json.dumps(result, indent=1, default=float) + "\n").encode("utf-8"),
+        "png": png,
+        "html": report_html(result, png, os.path.basename(paths["png"])).encode("utf-8"),
+    }
     temps = {k: temp_name(p) for k, p in paths.items()}
     try:
         for k, data in blobs.items():

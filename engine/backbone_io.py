@@ -7,6 +7,7 @@ channel count. `spectralx.backbones` recognises the family and maps its encoder 
 family, preset, config, source and its sha256, license, tensor digest), which checkpoints reference
 by sha256. `load_backbone` reads either kind for a given tile size.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,23 +26,42 @@ from .config import BACKBONE_PRESETS, ModelConfig
 from .contract.model_folder import user_model_dir
 from .errors import CheckpointError
 from .model.backbone import VisionTransformer, resize_pos_embed
-from .safefile import (PICKLE_SUFFIXES, read_safetensors, read_safetensors_header, read_torch_pickle,
-                       sha256_file, sniff_format, write_safetensors_atomic)
+from .safefile import (
+    PICKLE_SUFFIXES,
+    read_safetensors,
+    read_safetensors_header,
+    read_torch_pickle,
+    sha256_file,
+    sniff_format,
+    write_safetensors_atomic,
+)
 
 BACKBONE_META_KEY = "spectralx_backbone"
 _WRAPPER_KEYS = ("model", "state_dict", "model_state", "teacher", "student")
-_DROPPED_PREFIXES = ("decoder", "mask_token", "head.", "fc_norm.", "pred", "fpn", "neck", "aux",
-                     "proj_up_", "up_block", "local_cls_norm.", "cls_norm.")
+_DROPPED_PREFIXES = (
+    "decoder",
+    "mask_token",
+    "head.",
+    "fc_norm.",
+    "pred",
+    "fpn",
+    "neck",
+    "aux",
+    "proj_up_",
+    "up_block",
+    "local_cls_norm.",
+    "cls_norm.",
+)
 
 
 @dataclass
 class MappingReport:
-    dropped: List[str] = field(default_factory=list)      # decoder / head keys we do not use
-    unknown: List[str] = field(default_factory=list)      # keys that match nothing in the encoder
+    dropped: List[str] = field(default_factory=list)  # decoder / head keys we do not use
+    unknown: List[str] = field(default_factory=list)  # keys that match nothing in the encoder
     resized: List[str] = field(default_factory=list)
-    replaced: List[str] = field(default_factory=list)     # patch embedding of another channel count
+    replaced: List[str] = field(default_factory=list)  # patch embedding of another channel count
     missing: List[str] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)        # family-specific steps (folded, regenerated)
+    notes: List[str] = field(default_factory=list)  # family-specific steps (folded, regenerated)
 
     def summary(self) -> str:
         parts = []
@@ -57,9 +77,10 @@ class MappingReport:
 @dataclass
 class Release:
     """A weights file as read: tensors, safetensors metadata, and what wrapped them."""
+
     tensors: Dict[str, torch.Tensor]
     metadata: Dict[str, str]
-    wrapper: Dict[str, Any]          # e.g. {"key": "model", "epoch": 799, "args_model": "mae_vit_large_patch16"}
+    wrapper: Dict[str, Any]  # e.g. {"key": "model", "epoch": 799, "args_model": "mae_vit_large_patch16"}
 
 
 def read_release(path: str) -> Release:
@@ -122,11 +143,15 @@ def infer_preset(state: Dict[str, torch.Tensor]) -> str:
             return name
     raise CheckpointError(
         f"backbone has width {width} and {depth} blocks, which matches no preset; name one with "
-        f"--backbone-preset ({', '.join(BACKBONE_PRESETS)})")
+        f"--backbone-preset ({', '.join(BACKBONE_PRESETS)})"
+    )
 
 
-def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig, path: str = "backbone",
-                       ) -> Tuple[Dict[str, torch.Tensor], MappingReport]:
+def map_backbone_state(
+    raw: Dict[str, torch.Tensor],
+    cfg: ModelConfig,
+    path: str = "backbone",
+) -> Tuple[Dict[str, torch.Tensor], MappingReport]:
     """Fit encoder tensors (any prefixes) to our VisionTransformer's state dict for `cfg`.
 
     Decoder and head keys are dropped (and listed); an encoder key the network has no place for is an
@@ -152,12 +177,14 @@ def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig, path: str
         if tensor.shape != target[k].shape:
             raise CheckpointError(
                 f"backbone tensor {key} has shape {tuple(tensor.shape)}, expected {tuple(target[k].shape)} "
-                f"for {cfg.backbone_preset}; is this the right preset?")
+                f"for {cfg.backbone_preset}; is this the right preset?"
+            )
         out[k] = tensor.float()
     for k in target:
         if k not in out:
-            if k.startswith("patch_embed.") or (k == "cls_token" and not any(
-                    _strip_prefixes(r) == "cls_token" for r in raw)):
+            if k.startswith("patch_embed.") or (
+                k == "cls_token" and not any(_strip_prefixes(r) == "cls_token" for r in raw)
+            ):
                 # unused by SpectralX's forward (HyperT replaces the patch embedding) or absent in
                 # cls-free releases: zeros
                 out[k] = torch.zeros(target[k].shape)
@@ -167,7 +194,8 @@ def map_backbone_state(raw: Dict[str, torch.Tensor], cfg: ModelConfig, path: str
         raise CheckpointError(
             f"{path}: encoder keys a {cfg.backbone_preset} backbone has no place for: {shown(report.unknown)}; "
             "dropping them would compute another network, so the file is refused (another architecture "
-            "variant, or pass the right --family)")
+            "variant, or pass the right --family)"
+        )
     if report.missing:
         raise CheckpointError(f"{path} is missing encoder keys: {shown(report.missing)}")
     check_finite(out, path)
@@ -192,19 +220,21 @@ def _fit_pos_embed(pos: torch.Tensor, cfg: ModelConfig, report: MappingReport) -
 
 # -- presets and configs ---------------------------------------------------------------------------
 
+
 def preset_name(conv: Converted, preset: Optional[str], path: str) -> str:
     """The preset a converted release is: the one named (checked against its shapes), the standard
     preset of its width/depth/heads, or a descriptive custom name for other sizes."""
     c = conv.config
     custom = f"vit_custom_w{c['embed_dim']}_d{c['depth']}_h{c['num_heads']}_patch{c['patch_size']}"
-    if preset and preset != custom:   # (a card of a model built on a custom-size release names that)
+    if preset and preset != custom:  # (a card of a model built on a custom-size release names that)
         p = BACKBONE_PRESETS.get(preset)
         if p is None:
             raise CheckpointError(f"unknown backbone preset '{preset}'; choose one of {', '.join(BACKBONE_PRESETS)}")
         if (p["embed_dim"], p["depth"]) != (c["embed_dim"], c["depth"]):
             raise CheckpointError(
                 f"{path} has width {c['embed_dim']} and {c['depth']} blocks, but {preset} has width "
-                f"{p['embed_dim']} and {p['depth']} blocks; is this the right preset?")
+                f"{p['embed_dim']} and {p['depth']} blocks; is this the right preset?"
+            )
         c["num_heads"] = p["num_heads"]
         return preset
     for name, p in BACKBONE_PRESETS.items():
@@ -225,6 +255,7 @@ def _regenerate_position(state: Dict[str, torch.Tensor], position: dict, cfg: Mo
     if state["pos_embed"].shape[1] == want:
         return []
     from .backbones.scale_mae import check_gsd_ratio
+
     ratio = check_gsd_ratio(position.get("gsd_ratio", 1.0), f"{cfg.backbone_preset} backbone description's gsd_ratio")
     state["pos_embed"] = sincos_2d(cfg.embed_dim, cfg.grid, ratio, cfg.class_token)
     return [f"pos_embed recomputed for a {cfg.grid}x{cfg.grid} grid (Scale-MAE GSD ratio {ratio:g})"]
@@ -232,8 +263,12 @@ def _regenerate_position(state: Dict[str, torch.Tensor], position: dict, cfg: Mo
 
 # -- loading -----------------------------------------------------------------------------------------
 
-def load_backbone(path: str, preset: Optional[str] = None, img_size: Optional[int] = None,
-                  ) -> Tuple[Dict[str, torch.Tensor], dict, MappingReport]:
+
+def load_backbone(
+    path: str,
+    preset: Optional[str] = None,
+    img_size: Optional[int] = None,
+) -> Tuple[Dict[str, torch.Tensor], dict, MappingReport]:
     """Read a backbone file and map it for tiles of `img_size` (default: the file's own, else 224).
 
     Returns (state dict, backbone config dict, report). Project files carry their config in their
@@ -241,15 +276,18 @@ def load_backbone(path: str, preset: Optional[str] = None, img_size: Optional[in
     the same once, to a file).
     """
     release = read_release(path)
-    own = parse_description(release.metadata[BACKBONE_META_KEY], path) if BACKBONE_META_KEY in release.metadata else None
+    own = (
+        parse_description(release.metadata[BACKBONE_META_KEY], path) if BACKBONE_META_KEY in release.metadata else None
+    )
     if own is not None:
         bcfg = dict(own["config"])
         if img_size:
             bcfg["img_size"] = img_size
         if preset and preset != bcfg["backbone_preset"]:
             raise CheckpointError(f"{path} is a {bcfg['backbone_preset']} backbone, not {preset}")
-        cfg = ModelConfig.from_preset(bcfg["backbone_preset"],
-                                      **{k: v for k, v in bcfg.items() if k != "backbone_preset"})
+        cfg = ModelConfig.from_preset(
+            bcfg["backbone_preset"], **{k: v for k, v in bcfg.items() if k != "backbone_preset"}
+        )
         tensors = dict(release.tensors)
         notes = _regenerate_position(tensors, own.get("position") or {}, cfg)
     else:
@@ -266,8 +304,14 @@ def load_backbone(path: str, preset: Optional[str] = None, img_size: Optional[in
     return state, bcfg, report
 
 
-def save_backbone(state: Dict[str, torch.Tensor], cfg: ModelConfig, path: str, description: str,
-                  provenance: Optional[dict] = None, **extra: Any) -> None:
+def save_backbone(
+    state: Dict[str, torch.Tensor],
+    cfg: ModelConfig,
+    path: str,
+    description: str,
+    provenance: Optional[dict] = None,
+    **extra: Any,
+) -> None:
     """Write a project backbone: timm-named tensors + its config and description in the metadata."""
     meta = {"config": cfg.backbone_dict(), "description": description, "provenance": provenance or {}, **extra}
     write_safetensors_atomic(state, {BACKBONE_META_KEY: json.dumps(meta)}, path)
@@ -291,14 +335,25 @@ def parse_description(text: Any, path: str) -> dict:
     except (ValueError, RecursionError):
         own = None
     if not isinstance(own, dict):
-        raise CheckpointError(f"{path}: its backbone description ({BACKBONE_META_KEY}) is not a JSON object; "
-                              "the file is damaged: import the release again")
+        raise CheckpointError(
+            f"{path}: its backbone description ({BACKBONE_META_KEY}) is not a JSON object; "
+            "the file is damaged: import the release again"
+        )
     check_config(own.get("config"), path)
-    for key, kind in (("description", str), ("family", str), ("preset", str), ("license", str),
-                      ("source", dict), ("position", dict), ("tensors_sha256", str)):
+    for key, kind in (
+        ("description", str),
+        ("family", str),
+        ("preset", str),
+        ("license", str),
+        ("source", dict),
+        ("position", dict),
+        ("tensors_sha256", str),
+    ):
         if own.get(key) is not None and not isinstance(own[key], kind):
-            raise CheckpointError(f"{path}: its backbone description's '{key}' is not a {kind.__name__}; "
-                                  "the file is damaged: import the release again")
+            raise CheckpointError(
+                f"{path}: its backbone description's '{key}' is not a {kind.__name__}; "
+                "the file is damaged: import the release again"
+            )
     params = own.get("parameters")
     if params is not None and (not isinstance(params, int) or isinstance(params, bool)):
         raise CheckpointError(f"{path}: its backbone description's 'parameters' is not a number")
@@ -323,19 +378,26 @@ def tensors_sha256(state: Dict[str, torch.Tensor]) -> str:
 
 # -- import ------------------------------------------------------------------------------------------
 
+
 @dataclass
 class ImportResult:
     path: str
     family: str
-    detected: bool                   # family found by --family auto
+    detected: bool  # family found by --family auto
     preset: str
     config: ModelConfig
     report: MappingReport
     metadata: dict
 
 
-def import_backbone(src: str, dst: str, family: str = "auto", preset: Optional[str] = None,
-                    gsd_ratio: float = 1.0, license_note: Optional[str] = None) -> ImportResult:
+def import_backbone(
+    src: str,
+    dst: str,
+    family: str = "auto",
+    preset: Optional[str] = None,
+    gsd_ratio: float = 1.0,
+    license_note: Optional[str] = None,
+) -> ImportResult:
     """Convert a release once into a project backbone file (encoder only, described)."""
     release = read_release(src)
     if BACKBONE_META_KEY in release.metadata:
@@ -353,15 +415,18 @@ def import_backbone(src: str, dst: str, family: str = "auto", preset: Optional[s
         "source": {"file": os.path.basename(src), "sha256": sha256_file(src), **release.wrapper},
         "license": license_note or fam.LICENSE,
         "position": conv.position,
-        "mapping": {"dropped": len(report.dropped), "dropped_keys": report.dropped[:200],
-                    "replaced": report.replaced, "notes": report.notes},
+        "mapping": {
+            "dropped": len(report.dropped),
+            "dropped_keys": report.dropped[:200],
+            "replaced": report.replaced,
+            "notes": report.notes,
+        },
         "parameters": parameter_count(state),
         "tensors_sha256": tensors_sha256(state),
     }
     description = f"{fam.TITLE} encoder ({conv.shape_summary()}) imported from {os.path.basename(src)}"
     save_backbone(state, cfg, dst, description, {"imported_by": "spectralx backbone import"}, **meta)
-    return ImportResult(dst, conv.family, family == "auto", name, cfg, report,
-                        {"description": description, **meta})
+    return ImportResult(dst, conv.family, family == "auto", name, cfg, report, {"description": description, **meta})
 
 
 def backbone_info(path: str, verify: bool = True) -> dict:
@@ -374,20 +439,41 @@ def backbone_info(path: str, verify: bool = True) -> dict:
         name = preset_name(conv, None, path)
         c = conv.config
         state, _ = map_backbone_state(conv.state, _config(conv, name, conv.img_size), path)  # as import would
-        return {"file": path, "kind": "release", "family": conv.family, "preset": name,
-                "embed_dim": c["embed_dim"], "depth": c["depth"], "num_heads": c["num_heads"],
-                "patch_size": c["patch_size"], "parameters": parameter_count(state),
-                "sha256": digest, "source": {"file": os.path.basename(path), "sha256": digest, **release.wrapper},
-                "license": FAMILIES[conv.family].LICENSE, "dropped": len(conv.dropped),
-                "config": {**c, "img_size": conv.img_size}}
+        return {
+            "file": path,
+            "kind": "release",
+            "family": conv.family,
+            "preset": name,
+            "embed_dim": c["embed_dim"],
+            "depth": c["depth"],
+            "num_heads": c["num_heads"],
+            "patch_size": c["patch_size"],
+            "parameters": parameter_count(state),
+            "sha256": digest,
+            "source": {"file": os.path.basename(path), "sha256": digest, **release.wrapper},
+            "license": FAMILIES[conv.family].LICENSE,
+            "dropped": len(conv.dropped),
+            "config": {**c, "img_size": conv.img_size},
+        }
     c = own["config"]
     # files written before `backbone import` existed: the demo MAE of `spectralx pretrain-backbone`
     family = own.get("family") or ("spectralx-mae" if "pretrain-backbone" in own.get("description", "") else "unknown")
-    info = {"file": path, "kind": "spectralx-backbone", "family": family,
-            "preset": own.get("preset", c.get("backbone_preset")), "embed_dim": c["embed_dim"],
-            "depth": c["depth"], "num_heads": c["num_heads"], "patch_size": c.get("patch_size", 16),
-            "parameters": own.get("parameters"), "sha256": digest, "source": own.get("source", {}),
-            "license": own.get("license", ""), "description": own.get("description", ""), "config": c}
+    info = {
+        "file": path,
+        "kind": "spectralx-backbone",
+        "family": family,
+        "preset": own.get("preset", c.get("backbone_preset")),
+        "embed_dim": c["embed_dim"],
+        "depth": c["depth"],
+        "num_heads": c["num_heads"],
+        "patch_size": c.get("patch_size", 16),
+        "parameters": own.get("parameters"),
+        "sha256": digest,
+        "source": own.get("source", {}),
+        "license": own.get("license", ""),
+        "description": own.get("description", ""),
+        "config": c,
+    }
     if verify and ("tensors_sha256" in own or info["parameters"] is None):
         tensors, _ = read_safetensors(path)
         info["parameters"] = parameter_count(tensors)
@@ -402,8 +488,9 @@ def is_release_file(path: str) -> bool:
     return os.path.isfile(path) and backbone_description(path) is None
 
 
-def ensure_project_backbone(path: str, preset: Optional[str] = None,
-                            log: Optional[Callable[[str], None]] = None) -> str:
+def ensure_project_backbone(
+    path: str, preset: Optional[str] = None, log: Optional[Callable[[str], None]] = None
+) -> str:
     """A release file given where a backbone is expected is imported once into the user's model
     folder (named after it and its sha256, so the same release is imported only once); project
     backbone files are returned as they are."""
@@ -419,12 +506,28 @@ def ensure_project_backbone(path: str, preset: Optional[str] = None,
         return dst
     res = import_backbone(path, dst, preset=preset)
     if log:
-        log(f"note: imported {path} ({FAMILIES[res.family].TITLE}, {res.preset}) once into {dst}; "
-            f"checkpoints reference that file ({res.report.summary()[:200]})")
+        log(
+            f"note: imported {path} ({FAMILIES[res.family].TITLE}, {res.preset}) once into {dst}; "
+            f"checkpoints reference that file ({res.report.summary()[:200]})"
+        )
     return dst
 
 
-__all__ = ["BACKBONE_META_KEY", "MappingReport", "ImportResult", "read_release", "read_weights_file",
-           "map_backbone_state", "load_backbone", "save_backbone", "backbone_description", "import_backbone",
-           "backbone_info", "ensure_project_backbone", "is_release_file", "infer_preset", "tensors_sha256",
-           "PICKLE_SUFFIXES"]
+__all__ = [
+    "BACKBONE_META_KEY",
+    "MappingReport",
+    "ImportResult",
+    "read_release",
+    "read_weights_file",
+    "map_backbone_state",
+    "load_backbone",
+    "save_backbone",
+    "backbone_description",
+    "import_backbone",
+    "backbone_info",
+    "ensure_project_backbone",
+    "is_release_file",
+    "infer_preset",
+    "tensors_sha256",
+    "PICKLE_SUFFIXES",
+]

@@ -4,6 +4,7 @@ A class raster is one band of whole numbers 1..255 (0 and the raster's nodata va
 as in every SpectralX class raster). It is read in full-width strips sized by a memory budget, so a
 20 000 x 20 000 map costs a few strips, never the whole array.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,12 +16,13 @@ from .errors import RasterError
 from .raster_io import open_raster
 
 MAX_VALUE = 255
-BYTES_PER_PIXEL = 24     # one strip: the values, their mask, a comparison and int64 positions of one class
+BYTES_PER_PIXEL = 24  # one strip: the values, their mask, a comparison and int64 positions of one class
 
 
 @dataclass
 class ClassRaster:
     """What the sampling and area code need to know about a class raster."""
+
     path: str
     width: int
     height: int
@@ -43,7 +45,7 @@ def pixel_area_ha(crs, transform) -> Optional[float]:
     if crs is None or not getattr(crs, "is_projected", False):
         return None
     try:
-        unit = float(crs.linear_units_factor[1])      # metres per CRS unit
+        unit = float(crs.linear_units_factor[1])  # metres per CRS unit
     except Exception:
         unit = 1.0
     t = transform
@@ -56,11 +58,12 @@ def class_metadata(ds) -> Tuple[Dict[int, str], Dict[int, str]]:
     more forms, but importing it loads torch: seconds and 200 MB for a sample or polygons.)"""
     import json
     import os
+
     names: Dict[int, str] = {}
     colours: Dict[int, str] = {}
     try:
         colours = {int(v): "#%02x%02x%02x" % tuple(c[:3]) for v, c in ds.colormap(1).items()}
-    except Exception:   # no colour table
+    except Exception:  # no colour table
         pass
     tags = dict(ds.tags())
     tags.update(ds.tags(1))
@@ -82,6 +85,7 @@ def class_metadata(ds) -> Tuple[Dict[int, str], Dict[int, str]]:
     qml = os.path.splitext(ds.name)[0] + ".qml"
     if not names and os.path.isfile(qml):
         import xml.etree.ElementTree as ET
+
         try:
             for e in ET.parse(qml).iter("paletteEntry"):
                 v = int(float(e.get("value")))
@@ -97,12 +101,15 @@ def require_class_raster(ds, path: str, what: str) -> None:
     """A class raster is one band of class values: a multi-band image (e.g. the input scene given by
     mistake) or complex pixels would otherwise be read on band 1 as if they were classes."""
     if ds.count != 1:
-        raise RasterError(f"the {what} {path} has {ds.count} bands; a class raster has one band of class "
-                          "values (e.g. the output of spectralx segment)")
+        raise RasterError(
+            f"the {what} {path} has {ds.count} bands; a class raster has one band of class "
+            "values (e.g. the output of spectralx segment)"
+        )
     dtype = ds.dtypes[0]
     if dtype.startswith("complex"):
-        raise RasterError(f"the {what} {path} holds complex values ({dtype}); a class raster holds "
-                          "whole-number class values")
+        raise RasterError(
+            f"the {what} {path} holds complex values ({dtype}); a class raster holds " "whole-number class values"
+        )
 
 
 def describe(path: str, what: str = "class raster") -> ClassRaster:
@@ -110,8 +117,16 @@ def describe(path: str, what: str = "class raster") -> ClassRaster:
     with open_raster(path, what) as ds:
         require_class_raster(ds, path, what)
         names, colours = class_metadata(ds)
-        return ClassRaster(path, ds.width, ds.height, ds.crs, ds.transform, ds.nodata,
-                           {int(k): v for k, v in names.items() if 0 < int(k) <= MAX_VALUE}, colours)
+        return ClassRaster(
+            path,
+            ds.width,
+            ds.height,
+            ds.crs,
+            ds.transform,
+            ds.nodata,
+            {int(k): v for k, v in names.items() if 0 < int(k) <= MAX_VALUE},
+            colours,
+        )
 
 
 def strip_rows(width: int, height: int, budget: int, block_height: int = 1) -> int:
@@ -133,12 +148,16 @@ def class_values(arr, nodata: Optional[float], path: str) -> np.ndarray:
     if data.dtype.kind == "f":
         data = np.where(np.isfinite(data), data, 0)
         if np.any(np.mod(data, 1) != 0):
-            raise RasterError(f"the class raster {path} holds non-integer values; give a class raster "
-                              "(whole numbers 1..255, 0 = nodata)")
+            raise RasterError(
+                f"the class raster {path} holds non-integer values; give a class raster "
+                "(whole numbers 1..255, 0 = nodata)"
+            )
     low, high = data.min(initial=0), data.max(initial=0)
     if low < 0 or high > MAX_VALUE:
-        raise RasterError(f"the class raster {path} holds the value {int(low if low < 0 else high)}; class "
-                          f"values must be 1..{MAX_VALUE} (0 = nodata)")
+        raise RasterError(
+            f"the class raster {path} holds the value {int(low if low < 0 else high)}; class "
+            f"values must be 1..{MAX_VALUE} (0 = nodata)"
+        )
     return data.astype(np.uint8)
 
 
@@ -146,7 +165,8 @@ def strips(path: str, budget: int, what: str = "class raster") -> Iterator[Tuple
     """(first row, uint8 strip) over the whole raster, top to bottom, same order every time."""
     import rasterio
     from rasterio.windows import Window
-    cache = max(100_001, min(256 * 2 ** 20, budget // 8))      # GDAL's block cache (> 100000: bytes)
+
+    cache = max(100_001, min(256 * 2**20, budget // 8))  # GDAL's block cache (> 100000: bytes)
     with rasterio.Env(GDAL_CACHEMAX=cache):
         with open_raster(path, what) as ds:
             block_h = ds.block_shapes[0][0] if ds.block_shapes else 1
@@ -165,4 +185,13 @@ def count_classes(path: str, budget: int) -> np.ndarray:
     return counts
 
 
-__all__ = ["ClassRaster", "pixel_area_ha", "class_metadata", "describe", "strip_rows", "class_values", "strips", "count_classes"]
+__all__ = [
+    "ClassRaster",
+    "pixel_area_ha",
+    "class_metadata",
+    "describe",
+    "strip_rows",
+    "class_values",
+    "strips",
+    "count_classes",
+]

@@ -5,6 +5,7 @@ Interrupts: Ctrl-C, SIGTERM and SIGHUP all unwind like Ctrl-C (so every "remove 
 path runs), from the first instant of `main` on; a closed pipe (`spectralx bands X | head`) ends
 quietly.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,12 @@ import time
 from typing import List, Optional
 
 from . import __version__, commands
-from .errors import Cancelled, SpectralXError, Terminated, for_cli, one_line  # noqa: F401 (one_line: re-export)
 from .contract.errors import MAX_ERROR_CHARS  # noqa: F401
+from .errors import Cancelled, SpectralXError, Terminated, for_cli, one_line  # noqa: F401 (one_line: re-export)
 
-EXIT_ERROR = 2        # bad input (SpectralXError, bad argument)
-EXIT_OS = 1           # the system refused (memory, I/O)
-EXIT_PIPE = 141       # 128 + SIGPIPE, as a tool killed by the closed pipe would report
+EXIT_ERROR = 2  # bad input (SpectralXError, bad argument)
+EXIT_OS = 1  # the system refused (memory, I/O)
+EXIT_PIPE = 141  # 128 + SIGPIPE, as a tool killed by the closed pipe would report
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -36,13 +37,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="spectralx", description="SpectralX: land-cover segmentation of multispectral and "
-        "hyperspectral rasters with a frozen foundation model and small spectral adapters.")
+        prog="spectralx",
+        description="SpectralX: land-cover segmentation of multispectral and "
+        "hyperspectral rasters with a frozen foundation model and small spectral adapters.",
+    )
     parser.add_argument("--version", action="version", version=f"spectralx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):   # helpers shared by the commands, not commands
+        if info.name.startswith("_"):  # helpers shared by the commands, not commands
             continue
         importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
     return parser
@@ -55,7 +58,7 @@ def _install_signal_handlers() -> dict:
     """SIGTERM/SIGHUP raise Terminated (a KeyboardInterrupt) in the main thread; a repeat in the
     next seconds is ignored so that the cleanup the first one triggers is not cut short."""
     previous = {}
-    stopping = []   # time of the first interrupt
+    stopping = []  # time of the first interrupt
 
     def stop(signum, frame):
         # a repeat within a few seconds would cut the cleanup short; later, the user insists: stop again
@@ -69,7 +72,7 @@ def _install_signal_handlers() -> dict:
     try:
         for s in (signal.SIGINT, *_STOP_SIGNALS):
             previous[s] = signal.signal(s, stop)
-    except ValueError:   # not the main thread (main() called from a worker): leave signals alone
+    except ValueError:  # not the main thread (main() called from a worker): leave signals alone
         _restore(previous)
         return {}
     return previous
@@ -113,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         code = int(args.func(args) or 0)
-        sys.stdout.flush()          # a closed pipe shows up here when stdout is buffered
+        sys.stdout.flush()  # a closed pipe shows up here when stdout is buffered
         return code
     except Cancelled as exc:
         print(for_cli(exc), file=sys.stderr)

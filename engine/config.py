@@ -3,6 +3,7 @@
 A `ModelConfig` fully determines the network's shapes; it is stored in every checkpoint's model card
 so that a checkpoint rebuilds its network without guessing.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -35,8 +36,14 @@ CHOICES: Dict[str, tuple] = {
 }
 
 # The paper variant: every switch set as the authors' reference code has it.
-PAPER_SWITCHES: Dict[str, Any] = {"hypert_scale": "sum", "aomoa_layout": "shared", "are_match": "hard",
-                                  "are_output": "scalar", "are_in_stage1": False, "spectral_skip": 0}
+PAPER_SWITCHES: Dict[str, Any] = {
+    "hypert_scale": "sum",
+    "aomoa_layout": "shared",
+    "are_match": "hard",
+    "are_output": "scalar",
+    "are_in_stage1": False,
+    "spectral_skip": 0,
+}
 
 
 @dataclass
@@ -44,28 +51,28 @@ class ModelConfig:
     backbone_preset: str = "vit_tiny_patch16"
     in_bands: int = 3
     num_classes: int = 2
-    img_size: int = 224            # tile side in pixels; a multiple of 32
+    img_size: int = 224  # tile side in pixels; a multiple of 32
     patch_size: int = 16
     embed_dim: int = 192
     depth: int = 12
     num_heads: int = 3
     mlp_ratio: float = 4.0
-    class_token: bool = True       # backbone has a cls token (timm default); dropped before decoding
+    class_token: bool = True  # backbone has a cls token (timm default); dropped before decoding
     # Backbone variants beyond timm's ViT (DINOv3). The defaults are timm's, so cards and backbone
     # files written before these fields existed rebuild the same network.
-    num_register_tokens: int = 0   # storage/register tokens after the cls token; skipped like it
-    layer_scale: bool = False      # LayerScale (ls1/ls2 .gamma) on both residual branches
-    pos_embed: str = "absolute"    # "absolute": a table added once (timm, MAE); "rope": 2-D RoPE in attention
-    rope_base: float = 100.0       # RoPE period base (DINOv3: 100); the periods themselves are stored
-    norm_eps: float = 1e-6         # LayerNorm epsilon of the backbone (DINOv3 ViT-L: 1e-5)
-    hyper_dim: int = 128           # D_h: HyperT feature width at 1/8 resolution
-    hyper_stem_dim: int = 64       # width after the 1x1 stem conv
-    hyper_heads: int = 8           # heads of HyperT's windowed spatial attention
-    lowrank_dim: int = 16          # HyperT low-rank shortcut width
-    num_experts: int = 4           # AoMoA shared experts
-    top_k: int = 2                 # AoMoA gating top-k
+    num_register_tokens: int = 0  # storage/register tokens after the cls token; skipped like it
+    layer_scale: bool = False  # LayerScale (ls1/ls2 .gamma) on both residual branches
+    pos_embed: str = "absolute"  # "absolute": a table added once (timm, MAE); "rope": 2-D RoPE in attention
+    rope_base: float = 100.0  # RoPE period base (DINOv3: 100); the periods themselves are stored
+    norm_eps: float = 1e-6  # LayerNorm epsilon of the backbone (DINOv3 ViT-L: 1e-5)
+    hyper_dim: int = 128  # D_h: HyperT feature width at 1/8 resolution
+    hyper_stem_dim: int = 64  # width after the 1x1 stem conv
+    hyper_heads: int = 8  # heads of HyperT's windowed spatial attention
+    lowrank_dim: int = 16  # HyperT low-rank shortcut width
+    num_experts: int = 4  # AoMoA shared experts
+    top_k: int = 2  # AoMoA gating top-k
     adapter_blocks: List[int] = field(default_factory=list)  # empty: last block of each quarter
-    head_dim: int = 64             # UPerNet width
+    head_dim: int = 64  # UPerNet width
     pool_scales: List[int] = field(default_factory=lambda: [1, 2, 3, 6])
     # Width of an optional full-resolution spectral skip in the head (0 = off, the paper's decoder).
     # The UPerNet logits are at 1/4 of the tile from 16-px tokens; at 30 m hyperspectral GSD a
@@ -76,11 +83,11 @@ class ModelConfig:
     # choices). The switches below are what differs; a card written before they existed describes
     # the "default" network of its time, which is what these defaults rebuild.
     variant: str = "default"
-    hypert_scale: str = "shortcut"   # "shortcut": tokens + s*shortcut (s=0.1); "sum": s*(tokens + shortcut) (s=1)
-    aomoa_layout: str = "split"      # "split": own projections per half, D/8 bottleneck; "shared": paper's
-    are_match: str = "soft"          # "soft" attention match, or the paper's "hard" arg-max
-    are_output: str = "gated"        # "gated": x + a*gate*refined; "scalar": paper's x + a*relu(pool(refined))*x
-    are_in_stage1: bool = True       # the paper adds the Are-adapter in stage 2 only
+    hypert_scale: str = "shortcut"  # "shortcut": tokens + s*shortcut (s=0.1); "sum": s*(tokens + shortcut) (s=1)
+    aomoa_layout: str = "split"  # "split": own projections per half, D/8 bottleneck; "shared": paper's
+    are_match: str = "soft"  # "soft" attention match, or the paper's "hard" arg-max
+    are_output: str = "gated"  # "gated": x + a*gate*refined; "scalar": paper's x + a*relu(pool(refined))*x
+    are_in_stage1: bool = True  # the paper adds the Are-adapter in stage 2 only
     # method: "spectralx" (HyperT + AoMoA + Are-adapter), or a PEFT baseline on the same HyperT and
     # head: "lora" (rank-`lora_rank` adapters on qkv/proj/fc1/fc2 of the adapter blocks), "slr" (LoRA
     # plus input/output scaling vectors), "full" (the backbone unfrozen)
@@ -99,8 +106,9 @@ class ModelConfig:
             raise CheckpointError("SpectralX needs exactly four adapter blocks for its 4-level neck")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise CheckpointError(f"{name} must be one of {', '.join(map(str, allowed))}, "
-                                      f"not {getattr(self, name)!r}")
+                raise CheckpointError(
+                    f"{name} must be one of {', '.join(map(str, allowed))}, " f"not {getattr(self, name)!r}"
+                )
 
     @property
     def uses_adapters(self) -> bool:
@@ -129,8 +137,7 @@ class ModelConfig:
         # An imported backbone of a non-standard size names its own preset and gives every shape.
         custom = all(overrides.get(k) is not None for k in ("embed_dim", "depth", "num_heads"))
         if preset not in BACKBONE_PRESETS and not custom:
-            raise CheckpointError(
-                f"unknown backbone preset '{preset}'; choose one of {', '.join(BACKBONE_PRESETS)}")
+            raise CheckpointError(f"unknown backbone preset '{preset}'; choose one of {', '.join(BACKBONE_PRESETS)}")
         values = dict(BACKBONE_PRESETS.get(preset, {}))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(backbone_preset=preset, **values)
@@ -148,7 +155,19 @@ class ModelConfig:
 
     def backbone_dict(self) -> Dict[str, Any]:
         """The subset that defines the frozen backbone's shapes (stored with backbone files)."""
-        keys = ("backbone_preset", "img_size", "patch_size", "embed_dim", "depth", "num_heads",
-                "mlp_ratio", "class_token", "num_register_tokens", "layer_scale", "pos_embed",
-                "rope_base", "norm_eps")
+        keys = (
+            "backbone_preset",
+            "img_size",
+            "patch_size",
+            "embed_dim",
+            "depth",
+            "num_heads",
+            "mlp_ratio",
+            "class_token",
+            "num_register_tokens",
+            "layer_scale",
+            "pos_embed",
+            "rope_base",
+            "norm_eps",
+        )
         return {k: getattr(self, k) for k in keys}

@@ -6,6 +6,7 @@ precision on CPU (CPU autocast is slower than fp32 for these convolution-heavy m
 is no autocast but the CPU's quantized-backbone path (spectralx.inference.precision), which segment()
 takes, alone or through auto.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,8 +48,9 @@ def pick_device(name: Optional[str] = "auto") -> str:
         raise SpectralXError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
     if not ok:
         have = ", ".join(d for d, _ in available_devices())
-        raise SpectralXError(f"device '{name}' is not available on this machine (available: {have}); "
-                             "use --device auto or cpu")
+        raise SpectralXError(
+            f"device '{name}' is not available on this machine (available: {have}); " "use --device auto or cpu"
+        )
     if kind == "cuda" and index:
         if not index.isdigit() or int(index) >= torch.cuda.device_count():
             raise SpectralXError(f"no CUDA device {index}: this machine has {torch.cuda.device_count()}")
@@ -60,7 +62,7 @@ def autocast_dtype(device: str, precision: str = "auto") -> Optional[torch.dtype
     if precision not in PRECISIONS:
         raise SpectralXError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     kind = torch.device(device).type
-    if precision == "int8":   # a quantized network, run without autocast; dynamic int8 is CPU-only in torch
+    if precision == "int8":  # a quantized network, run without autocast; dynamic int8 is CPU-only in torch
         if kind != "cpu":
             raise SpectralXError(f"precision int8 runs on the CPU only, not on {device}; use auto, bf16 or fp16 there")
         return None

@@ -8,6 +8,7 @@ raster references on another grid are resampled onto it (nearest neighbour). Pix
 prediction is nodata (0) are not compared but counted. Class names come from the prediction raster's
 metadata when present (spectralx class rasters carry them), else the values are used.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,12 +19,12 @@ import numpy as np
 from .class_raster import require_class_raster
 from .errors import LabelError, RasterError
 from .raster_io import open_raster
-from .training.labels import (Grid, is_raster, raster_class_metadata, read_label_vector, same_grid)
+from .training.labels import Grid, is_raster, raster_class_metadata, read_label_vector, same_grid
 from .training.metrics import confusion, format_table, scores
 
 
 def _read_prediction(path: str):
-    ds = open_raster(path, "prediction raster")       # one line: missing, folder, not a raster, …
+    ds = open_raster(path, "prediction raster")  # one line: missing, folder, not a raster, …
     try:
         require_class_raster(ds, path, "prediction")
     except RasterError:
@@ -65,19 +66,24 @@ def evaluate(prediction: str, reference: str, class_field: Optional[str] = None)
         raise LabelError(f"the reference {reference} has no labelled pixel over the prediction")
     if not compare.any():
         raise LabelError("the prediction is nodata wherever the reference is labelled; nothing to compare")
-    values = sorted(set(np.unique(ref[compare]).tolist()) | set(np.unique(pred[compare]).tolist())
-                    | {v for v in names if v > 0})
+    values = sorted(
+        set(np.unique(ref[compare]).tolist()) | set(np.unique(pred[compare]).tolist()) | {v for v in names if v > 0}
+    )
     vals = np.array(values, np.int64)
     ri = np.searchsorted(vals, ref[compare])
     pi = np.searchsorted(vals, pred[compare])
     cm = confusion(ri, pi, len(vals))
     result = scores(cm, values, [names.get(v, str(v)) for v in values])
-    result.update({
-        "prediction": prediction, "reference": reference, "reference_kind": kind,
-        "reference_pixels": int(labelled.sum()),
-        "unpredicted_reference_pixels": int((labelled & ~predicted).sum()),
-        "notes": notes,
-    })
+    result.update(
+        {
+            "prediction": prediction,
+            "reference": reference,
+            "reference_kind": kind,
+            "reference_pixels": int(labelled.sum()),
+            "unpredicted_reference_pixels": int((labelled & ~predicted).sum()),
+            "notes": notes,
+        }
+    )
     return result
 
 
@@ -88,6 +94,7 @@ def _reference_raster(reference: str, ds, grid: Grid, names: Dict[int, str], not
     """The reference raster's class values on the prediction's grid (resampled if need be); its class
     names complete `names`."""
     from rasterio.warp import Resampling, reproject
+
     with open_raster(reference, "reference raster") as rs:
         require_class_raster(rs, reference, "reference")
         rgrid = Grid.of(rs, reference)
@@ -97,13 +104,24 @@ def _reference_raster(reference: str, ds, grid: Grid, names: Dict[int, str], not
             ref = np.asarray(arr.filled(0) if np.ma.isMaskedArray(arr) else arr)
         else:
             if rs.crs is None or ds.crs is None:
-                raise LabelError(f"reference {reference} is on another grid than the prediction "
-                                 "and one of them has no CRS; cannot align them")
+                raise LabelError(
+                    f"reference {reference} is on another grid than the prediction "
+                    "and one of them has no CRS; cannot align them"
+                )
             src = rs.read(1, masked=True)
             src = np.asarray(src.filled(0) if np.ma.isMaskedArray(src) else src).astype(np.float32)
             ref = np.zeros((grid.height, grid.width), np.float32)
-            reproject(src, ref, src_transform=rs.transform, src_crs=rs.crs, dst_transform=grid.transform,
-                      dst_crs=grid.crs, resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)
+            reproject(
+                src,
+                ref,
+                src_transform=rs.transform,
+                src_crs=rs.crs,
+                dst_transform=grid.transform,
+                dst_crs=grid.crs,
+                resampling=Resampling.nearest,
+                src_nodata=0,
+                dst_nodata=0,
+            )
             notes.append("reference raster resampled onto the prediction grid (nearest neighbour)")
     ref = np.where(np.isfinite(ref), ref, 0)
     if np.any(np.mod(ref, 1) != 0):
@@ -115,10 +133,12 @@ def _reference_raster(reference: str, ds, grid: Grid, names: Dict[int, str], not
     return ref
 
 
-def _reference_vector(reference: str, ds, grid: Grid, names: Dict[int, str], class_field: Optional[str],
-                      notes: List[str]):
+def _reference_vector(
+    reference: str, ds, grid: Grid, names: Dict[int, str], class_field: Optional[str], notes: List[str]
+):
     """(reference values, prediction values, kind in words) over the reference features' window."""
     from rasterio.windows import Window
+
     src = read_label_vector(reference, grid, class_field)
     if src.class_kind == "text":
         by_name = {n.lower(): v for v, n in names.items()}
@@ -131,8 +151,10 @@ def _reference_vector(reference: str, ds, grid: Grid, names: Dict[int, str], cla
             lookup[k] = v
         if unknown:
             known = ", ".join(f"{v}={n}" for v, n in sorted(names.items())) or "none"
-            raise LabelError(f"reference classes {unknown[:10]} are not among the prediction's class "
-                             f"names ({known}); use integer class values or the same names")
+            raise LabelError(
+                f"reference classes {unknown[:10]} are not among the prediction's class "
+                f"names ({known}); use integer class values or the same names"
+            )
     else:
         lookup = {k: int(k) for k in src.keys}
     r0, c0, r1, c1 = src.pixel_bbox

@@ -8,6 +8,7 @@
   an output may not be (or resolve to) an input, may not exist without overwrite, and must have a
   folder it can be written to and a name the file system accepts.
 """
+
 from __future__ import annotations
 
 import errno
@@ -19,8 +20,8 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import InputError, OutputError
 
-TEMP_PREFIX = ".sx-"                  # temporary names: ".sx-<8 hex>.tmp<ext>", whatever the target's length
-_FICLONE = 0x40049409                 # Linux ioctl: share the source's blocks (btrfs, XFS, …)
+TEMP_PREFIX = ".sx-"  # temporary names: ".sx-<8 hex>.tmp<ext>", whatever the target's length
+_FICLONE = 0x40049409  # Linux ioctl: share the source's blocks (btrfs, XFS, …)
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".qmd")
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
@@ -29,7 +30,7 @@ def temp_name(target: str, ext: Optional[str] = None) -> str:
     """A short hidden name beside `target`: a 240-character target still gets a valid temporary name."""
     folder = os.path.dirname(os.path.abspath(target))
     ext = os.path.splitext(target)[1] if ext is None else ext
-    ext = ext if len(ext) <= 12 else ""    # drivers may want the extension; never let it grow the name
+    ext = ext if len(ext) <= 12 else ""  # drivers may want the extension; never let it grow the name
     return os.path.join(folder, f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}.tmp{ext}")
 
 
@@ -65,14 +66,19 @@ def write_error(exc: BaseException, target: str) -> OutputError:
         return OutputError(f"no space left on {_mount_point(folder)} while writing {target}; nothing was written")
     code = getattr(exc, "errno", None)
     if code == errno.ENAMETOOLONG:
-        return OutputError(f"the file name {os.path.basename(target)[:40]}… is too long for the file system; "
-                           "choose a shorter output name")
+        return OutputError(
+            f"the file name {os.path.basename(target)[:40]}… is too long for the file system; "
+            "choose a shorter output name"
+        )
     if code in (errno.EACCES, errno.EPERM):
-        return OutputError(f"permission denied while writing {target}; choose a folder you can write to; "
-                           "nothing was written")
+        return OutputError(
+            f"permission denied while writing {target}; choose a folder you can write to; " "nothing was written"
+        )
     if code == errno.EFBIG:
-        return OutputError(f"{target} is larger than the file system allows (e.g. FAT32's 4 GB); choose "
-                           "another drive; nothing was written")
+        return OutputError(
+            f"{target} is larger than the file system allows (e.g. FAT32's 4 GB); choose "
+            "another drive; nothing was written"
+        )
     if code == errno.EROFS:
         return OutputError(f"{folder} is on a read-only file system; nothing was written")
     text = str(exc).strip()
@@ -90,7 +96,7 @@ def remove_quietly(*paths: Optional[str]) -> None:
 
 
 def _fsync_path(path: str, directory: bool = False) -> None:
-    if directory:   # makes the rename durable; not every system can open or sync a folder (Windows)
+    if directory:  # makes the rename durable; not every system can open or sync a folder (Windows)
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError:
@@ -102,7 +108,7 @@ def _fsync_path(path: str, directory: bool = False) -> None:
         finally:
             os.close(fd)
         return
-    with open(path, "rb+") as f:   # Windows needs a writable handle to flush a file
+    with open(path, "rb+") as f:  # Windows needs a writable handle to flush a file
         os.fsync(f.fileno())
 
 
@@ -145,7 +151,8 @@ def write_text(target: str, text: str) -> None:
 
 def _reflink(src: str, dst: str) -> bool:
     try:
-        import fcntl   # POSIX only; elsewhere there is no reflink to try
+        import fcntl  # POSIX only; elsewhere there is no reflink to try
+
         with open(src, "rb") as s, open(dst, "wb") as d:
             fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
         return True
@@ -177,11 +184,11 @@ def copy_file(src: str, target: str, allow_copy: bool = True) -> Optional[str]:
     return how
 
 
-def explain_failure(exc: BaseException, reading: Optional[str] = None, writing: Optional[str] = None
-                    ) -> BaseException:
+def explain_failure(exc: BaseException, reading: Optional[str] = None, writing: Optional[str] = None) -> BaseException:
     """A library failure (GDAL's multi-line text) as one line: a full disk or failed write names the
     output, anything else names the input as damaged. Our own errors and bugs pass through as they are."""
     from .errors import RasterError, SpectralXError
+
     if isinstance(exc, SpectralXError):
         return exc
     library = (type(exc).__module__ or "").startswith(("rasterio", "fiona", "safetensors"))
@@ -197,12 +204,14 @@ def explain_failure(exc: BaseException, reading: Optional[str] = None, writing: 
     if writing and not reading_failed and ("write" in low or "create" in low or TEMP_PREFIX in text):
         return OutputError(f"cannot write {writing}: {text[:160]}; nothing was written")
     if reading:
-        return RasterError(f"cannot read {reading}: {text[:160]}; the file may be damaged or truncated: "
-                           "copy or export it again")
+        return RasterError(
+            f"cannot read {reading}: {text[:160]}; the file may be damaged or truncated: " "copy or export it again"
+        )
     return exc
 
 
 # --- the one output/input check ------------------------------------------------------------------
+
 
 def raster_files(path: str) -> List[str]:
     """The files GDAL reads for a raster (ENVI .hdr, .aux.xml, .ovr, …); just `path` if it cannot say."""
@@ -210,6 +219,7 @@ def raster_files(path: str) -> List[str]:
         import rasterio
 
         from .raster_io import open_raster
+
         with rasterio.Env(CPL_LOG_ERRORS="OFF"):
             with open_raster(path) as ds:
                 return [path] + [f for f in (ds.files or []) if f != path]
@@ -222,8 +232,9 @@ def vector_files(path: str) -> List[str]:
     stem, ext = os.path.splitext(path)
     if ext.lower() != ".shp":
         return [path]
-    return [path] + [stem + e for e in _SHAPEFILE_PARTS + tuple(x.upper() for x in _SHAPEFILE_PARTS)
-                     if os.path.exists(stem + e)]
+    return [path] + [
+        stem + e for e in _SHAPEFILE_PARTS + tuple(x.upper() for x in _SHAPEFILE_PARTS) if os.path.exists(stem + e)
+    ]
 
 
 def same_file(a: str, b: str) -> bool:
@@ -242,15 +253,16 @@ def same_file(a: str, b: str) -> bool:
 def name_max(folder: str) -> int:
     try:
         return int(os.pathconf(folder, "PC_NAME_MAX"))
-    except (OSError, ValueError, AttributeError):   # no pathconf on Windows: NTFS allows 255
+    except (OSError, ValueError, AttributeError):  # no pathconf on Windows: NTFS allows 255
         return 255
 
 
-Output = Union[str, Tuple[str, str]]   # a path, or (path, what it is: "checkpoint", "class raster", …)
+Output = Union[str, Tuple[str, str]]  # a path, or (path, what it is: "checkpoint", "class raster", …)
 
 
-def check_outputs(outputs: Sequence[Optional[Output]], inputs: Iterable[Optional[str]] = (),
-                  overwrite: bool = False) -> List[str]:
+def check_outputs(
+    outputs: Sequence[Optional[Output]], inputs: Iterable[Optional[str]] = (), overwrite: bool = False
+) -> List[str]:
     """Refuse, with one line, any output that is an input, exists (without overwrite), is a folder,
     has no writable folder, or has a name too long for the file system. Returns the absolute paths."""
     ins = [os.path.abspath(os.path.expanduser(str(p))) for p in inputs if p]
@@ -258,15 +270,17 @@ def check_outputs(outputs: Sequence[Optional[Output]], inputs: Iterable[Optional
     for item in outputs:
         if not item:
             continue
-        path, what = (item if isinstance(item, tuple) else (item, "output"))
+        path, what = item if isinstance(item, tuple) else (item, "output")
         path = os.path.abspath(os.path.expanduser(str(path)))
         name = os.path.basename(path)
         folder = os.path.dirname(path)
         for i in ins:
             if same_file(path, i):
                 shown = "" if os.path.normcase(os.path.realpath(i)) == os.path.normcase(path) else f" ({i})"
-                raise OutputError(f"{what} {path} is one of the inputs{shown}; writing it would destroy "
-                                  "that input: choose another output name")
+                raise OutputError(
+                    f"{what} {path} is one of the inputs{shown}; writing it would destroy "
+                    "that input: choose another output name"
+                )
         if any(same_file(path, d) for d in done):
             raise OutputError(f"two outputs are both {path}; give each its own file name")
         if os.path.isdir(path):
@@ -274,14 +288,18 @@ def check_outputs(outputs: Sequence[Optional[Output]], inputs: Iterable[Optional
         if not os.path.isdir(folder):
             raise OutputError(f"the folder of {what} {path} does not exist; create {folder} first")
         if len(name.encode("utf-8", "surrogateescape")) > name_max(folder):
-            raise OutputError(f"the {what} file name is {len(name.encode('utf-8', 'surrogateescape'))} bytes "
-                              f"long; the file system allows {name_max(folder)}: choose a shorter name")
+            raise OutputError(
+                f"the {what} file name is {len(name.encode('utf-8', 'surrogateescape'))} bytes "
+                f"long; the file system allows {name_max(folder)}: choose a shorter name"
+            )
         if os.path.lexists(path) and not overwrite:
-            raise OutputError(f"{what} {path} already exists; pass --overwrite to replace it, "
-                              "or choose another name")
+            raise OutputError(
+                f"{what} {path} already exists; pass --overwrite to replace it, " "or choose another name"
+            )
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write {what} {path}: folder {folder} is not writable; "
-                              "choose a folder you can write to")
+            raise OutputError(
+                f"cannot write {what} {path}: folder {folder} is not writable; " "choose a folder you can write to"
+            )
         done.append(path)
     return done
 
@@ -300,6 +318,21 @@ def check_inputs(paths: Iterable[Tuple[Optional[str], str]], folders_ok: bool = 
             raise InputError(f"{what} {path} cannot be read (permission denied)")
 
 
-__all__ = ["TEMP_PREFIX", "temp_name", "atomic_output", "fsync_file", "write_bytes", "write_text", "copy_file",
-           "write_error", "is_out_of_space", "explain_failure", "remove_quietly", "raster_files", "vector_files",
-           "same_file", "check_outputs", "check_inputs"]
+__all__ = [
+    "TEMP_PREFIX",
+    "temp_name",
+    "atomic_output",
+    "fsync_file",
+    "write_bytes",
+    "write_text",
+    "copy_file",
+    "write_error",
+    "is_out_of_space",
+    "explain_failure",
+    "remove_quietly",
+    "raster_files",
+    "vector_files",
+    "same_file",
+    "check_outputs",
+    "check_inputs",
+]

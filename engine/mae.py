@@ -12,6 +12,7 @@ patch's mean would score, lower means the encoder learned something about image 
 Encoder position embeddings are fixed 2-D sin-cos (as in MAE). The decoder is thrown away; only the
 encoder's timm-named state dict is kept (see `spectralx.backbone_io.save_backbone`).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,9 @@ def sincos_pos_embed(dim: int, grid: int, class_token: bool) -> torch.Tensor:
     """Fixed 2-D sin-cos position embedding, (1, [1 +] grid*grid, dim); zeros for the class token."""
     if dim % 4:
         raise ValueError("sin-cos position embedding needs a width divisible by 4")
-    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
-                            torch.arange(grid, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4.0))
 
     def one(pos: torch.Tensor) -> torch.Tensor:
@@ -51,9 +53,16 @@ def sincos_pos_embed(dim: int, grid: int, class_token: bool) -> torch.Tensor:
 class MaskedAutoencoder(nn.Module):
     """ViT encoder (`VisionTransformer`, timm names) + a light MAE decoder."""
 
-    def __init__(self, cfg: ModelConfig, in_chans: int = 3, mask_ratio: float = 0.75,
-                 decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4,
-                 norm_pix_loss: bool = True):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        in_chans: int = 3,
+        mask_ratio: float = 0.75,
+        decoder_dim: int = 128,
+        decoder_depth: int = 2,
+        decoder_heads: int = 4,
+        norm_pix_loss: bool = True,
+    ):
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:
             raise SpectralXError(f"mask ratio must be between 0 and 1, got {mask_ratio}")
@@ -97,8 +106,9 @@ class MaskedAutoencoder(nn.Module):
         return torch.einsum("bhwpqc->bchpwq", x).reshape(b, c, g * p, g * p)
 
     # -- model -------------------------------------------------------------------------------
-    def random_masking(self, n_batch: int, n_tokens: int, generator: Optional[torch.Generator],
-                       device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def random_masking(
+        self, n_batch: int, n_tokens: int, generator: Optional[torch.Generator], device: torch.device
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-sample random subset of visible tokens: (ids_keep, mask (1 = masked), ids_restore)."""
         keep = max(1, int(round(n_tokens * (1 - self.mask_ratio))))
         noise = torch.rand(n_batch, n_tokens, generator=generator, device=device)
@@ -114,8 +124,7 @@ class MaskedAutoencoder(nn.Module):
         tokens = enc.add_position(enc.patch_embed(imgs))  # (B, prefix + N, D)
         prefix = enc.num_prefix_tokens
         head, patches = tokens[:, :prefix], tokens[:, prefix:]
-        ids_keep, mask, ids_restore = self.random_masking(patches.shape[0], patches.shape[1], generator,
-                                                          imgs.device)
+        ids_keep, mask, ids_restore = self.random_masking(patches.shape[0], patches.shape[1], generator, imgs.device)
         visible = torch.gather(patches, 1, ids_keep[..., None].expand(-1, -1, patches.shape[2]))
         x = torch.cat([head, visible], dim=1)
         for blk in enc.blocks:
@@ -157,8 +166,8 @@ class MaskedAutoencoder(nn.Module):
 # -- data ------------------------------------------------------------------------------------------
 @dataclass
 class ChipSet:
-    chips: np.ndarray                    # (N, H, W, 3) uint8, RGB
-    source: np.ndarray                   # (N,) index into `sources`
+    chips: np.ndarray  # (N, H, W, 3) uint8, RGB
+    source: np.ndarray  # (N,) index into `sources`
     sources: List[str]
     meta: dict = field(default_factory=dict)
 
@@ -169,6 +178,7 @@ class ChipSet:
 def load_chips(path: str) -> ChipSet:
     """Read an RGB chip file (.npz with `chips` (N,H,W,3) uint8, optional `source`/`sources`/`meta`)."""
     import json
+
     if not os.path.isfile(path):
         raise SpectralXError(f"chip file not found: {path}")
     try:
@@ -187,7 +197,7 @@ def load_chips(path: str) -> ChipSet:
 def split_chips(n: int, every: int = 12) -> Tuple[np.ndarray, np.ndarray]:
     """Deterministic hold-out: every `every`-th chip is a validation chip."""
     idx = np.arange(n)
-    val = idx[every - 1::every] if every > 1 else idx[:0]
+    val = idx[every - 1 :: every] if every > 1 else idx[:0]
     return np.setdiff1d(idx, val), val
 
 
@@ -208,8 +218,8 @@ def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 class MAEResult:
     state: Dict[str, torch.Tensor]
     cfg: ModelConfig
-    history: List[float]                 # training loss per step
-    val_history: List[Tuple[int, float]] # (step, validation loss) incl. step 0
+    history: List[float]  # training loss per step
+    val_history: List[Tuple[int, float]]  # (step, validation loss) incl. step 0
     seconds: float
     n_train: int
     n_val: int
@@ -226,10 +236,12 @@ class MAEResult:
             "val_loss_start": round(self.val_history[0][1], 4) if self.val_history else None,
             "val_loss_end": round(self.val_history[-1][1], 4) if self.val_history else None,
             "val_curve": [[s, round(v, 4)] for s, v in self.val_history],
-            "train_curve": [[i + 1, round(float(h[max(0, i - w + 1):i + 1].mean()), 4)]
-                            for i in range(w - 1, len(h), max(1, len(h) // 20))],
+            "train_curve": [
+                [i + 1, round(float(h[max(0, i - w + 1) : i + 1].mean()), 4)]
+                for i in range(w - 1, len(h), max(1, len(h) // 20))
+            ],
             "loss_meaning": "masked-patch MSE on per-patch normalized pixels; 1.0 = predicting each "
-                            "masked patch's mean",
+            "masked patch's mean",
         }
 
 
@@ -244,7 +256,7 @@ def _val_loss(model: MaskedAutoencoder, val: torch.Tensor, seed: int, batch: int
     g = torch.Generator().manual_seed(seed + 7919)  # the same masks at every evaluation
     total, n = 0.0, 0
     for i in range(0, len(val), batch):
-        x = val[i:i + batch]
+        x = val[i : i + batch]
         loss, _, _ = model(x, g)
         total += float(loss) * len(x)
         n += len(x)
@@ -252,12 +264,26 @@ def _val_loss(model: MaskedAutoencoder, val: torch.Tensor, seed: int, batch: int
     return total / max(n, 1)
 
 
-def pretrain_mae(chips: np.ndarray, *, preset: str = "vit_tiny_patch16", img_size: int = 64,
-                 steps: int = 1000, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.05,
-                 warmup_fraction: float = 0.05, mask_ratio: float = 0.75, decoder_dim: int = 128,
-                 decoder_depth: int = 2, decoder_heads: int = 4, seed: int = 0, threads: Optional[int] = 1,
-                 val_every: int = 100, holdout_every: int = 12, progress: Optional[Progress] = None,
-                 ) -> MAEResult:
+def pretrain_mae(
+    chips: np.ndarray,
+    *,
+    preset: str = "vit_tiny_patch16",
+    img_size: int = 64,
+    steps: int = 1000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    warmup_fraction: float = 0.05,
+    mask_ratio: float = 0.75,
+    decoder_dim: int = 128,
+    decoder_depth: int = 2,
+    decoder_heads: int = 4,
+    seed: int = 0,
+    threads: Optional[int] = 1,
+    val_every: int = 100,
+    holdout_every: int = 12,
+    progress: Optional[Progress] = None,
+) -> MAEResult:
     """Train an MAE on (N, H, W, 3) uint8 chips; returns the encoder's state dict and the loss curve.
 
     Seeded and deterministic for a fixed thread count: data order, augmentation (flips/rotations,
@@ -267,15 +293,48 @@ def pretrain_mae(chips: np.ndarray, *, preset: str = "vit_tiny_patch16", img_siz
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _pretrain(chips, preset, img_size, steps, batch_size, lr, weight_decay, warmup_fraction,
-                         mask_ratio, decoder_dim, decoder_depth, decoder_heads, seed, val_every,
-                         holdout_every, ensure(progress))
+        return _pretrain(
+            chips,
+            preset,
+            img_size,
+            steps,
+            batch_size,
+            lr,
+            weight_decay,
+            warmup_fraction,
+            mask_ratio,
+            decoder_dim,
+            decoder_depth,
+            decoder_heads,
+            seed,
+            val_every,
+            holdout_every,
+            ensure(progress),
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _pretrain(chips, preset, img_size, steps, batch_size, lr, weight_decay, warmup_fraction, mask_ratio,
-              decoder_dim, decoder_depth, decoder_heads, seed, val_every, holdout_every, progress) -> MAEResult:
+def _pretrain(
+    chips,
+    preset,
+    img_size,
+    steps,
+    batch_size,
+    lr,
+    weight_decay,
+    warmup_fraction,
+    mask_ratio,
+    decoder_dim,
+    decoder_depth,
+    decoder_heads,
+    seed,
+    val_every,
+    holdout_every,
+    progress,
+) -> MAEResult:
+    # Long (97 lines) on purpose: the demo backbone's MAE loop as one reading (data, masks, steps, checkpoints);
+    # a developer tool.
     torch.manual_seed(seed)
     if chips.ndim != 4 or chips.shape[-1] != 3:
         raise SpectralXError(f"chips must be (N, H, W, 3), got {chips.shape}")
@@ -297,8 +356,11 @@ def _pretrain(chips, preset, img_size, steps, batch_size, lr, weight_decay, warm
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "token" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.95),
+    )
     warmup = max(1, int(steps * warmup_fraction))
 
     def lr_at(step: int) -> float:  # linear warm-up, then cosine to zero
@@ -317,13 +379,13 @@ def _pretrain(chips, preset, img_size, steps, batch_size, lr, weight_decay, warm
         progress.check()
         if pos + batch_size > len(order):
             order, pos = torch.randperm(len(train), generator=gen), 0
-        idx = order[pos:pos + batch_size]
+        idx = order[pos : pos + batch_size]
         pos += batch_size
         x = train[idx]
         if h > img_size or w > img_size:
             r = int(torch.randint(0, h - img_size + 1, (1,), generator=gen))
             c = int(torch.randint(0, w - img_size + 1, (1,), generator=gen))
-            x = x[:, :, r:r + img_size, c:c + img_size]
+            x = x[:, :, r : r + img_size, c : c + img_size]
         x = _dihedral(x, torch.randint(0, 8, (len(x),), generator=gen))
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
@@ -335,13 +397,23 @@ def _pretrain(chips, preset, img_size, steps, batch_size, lr, weight_decay, warm
         history.append(float(loss.detach()))
         if len(val) and ((step + 1) % max(1, val_every) == 0 or step + 1 == steps):
             val_history.append((step + 1, _val_loss(model, val, seed)))
-            progress.log(f"step {step + 1}/{steps}: train loss {np.mean(history[-val_every:]):.4f}, "
-                         f"validation loss {val_history[-1][1]:.4f}")
+            progress.log(
+                f"step {step + 1}/{steps}: train loss {np.mean(history[-val_every:]):.4f}, "
+                f"validation loss {val_history[-1][1]:.4f}"
+            )
         progress.update(step + 1, steps, f"loss {history[-1]:.4f}")
     seconds = time.perf_counter() - t0
-    return MAEResult(model.encoder_state(), cfg, history, val_history, seconds, len(train_idx),
-                     len(val_idx), mean.tolist(), std.tolist())
+    return MAEResult(
+        model.encoder_state(),
+        cfg,
+        history,
+        val_history,
+        seconds,
+        len(train_idx),
+        len(val_idx),
+        mean.tolist(),
+        std.tolist(),
+    )
 
 
-__all__ = ["MaskedAutoencoder", "sincos_pos_embed", "ChipSet", "load_chips", "split_chips", "pretrain_mae",
-           "MAEResult"]
+__all__ = ["MaskedAutoencoder", "sincos_pos_embed", "ChipSet", "load_chips", "split_chips", "pretrain_mae", "MAEResult"]

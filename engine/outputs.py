@@ -8,6 +8,7 @@ Rows arrive in strips of arbitrary height; the inference block writer
 (`spectralx.inference.writer`) regroups them into whole block rows so every compressed block is
 written exactly once (rewriting a DEFLATE block would bloat the file).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ import rasterio
 from .errors import RasterError
 from .raster_io import open_raster
 
-BLOCK = 256           # GeoTIFF tile side; also the row granularity of the block writer
-NODATA = 0            # class value reserved for nodata / unclassified
+BLOCK = 256  # GeoTIFF tile side; also the row granularity of the block writer
+NODATA = 0  # class value reserved for nodata / unclassified
 CONFIDENCE_FORMATS = ("float32", "percent")
 
 
@@ -35,13 +36,25 @@ def _hex_rgb(color: str) -> Tuple[int, int, int]:
 def _check_classes(classes: Sequence) -> None:
     for c in classes:
         if not 1 <= int(c.value) <= 255:
-            raise RasterError(f"class '{c.name}' has value {c.value}; class rasters hold 1..255 "
-                              "(0 is reserved for nodata)")
+            raise RasterError(
+                f"class '{c.name}' has value {c.value}; class rasters hold 1..255 " "(0 is reserved for nodata)"
+            )
 
 
 def _common_profile(width: int, height: int, crs, transform) -> dict:
-    return dict(driver="GTiff", width=width, height=height, count=1, crs=crs, transform=transform,
-                tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", BIGTIFF="IF_SAFER")
+    return dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        crs=crs,
+        transform=transform,
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="deflate",
+        BIGTIFF="IF_SAFER",
+    )
 
 
 def class_raster_profile(width: int, height: int, crs, transform) -> dict:
@@ -80,8 +93,9 @@ def read_class_names(path: str) -> Dict[int, str]:
     return {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
 
 
-def open_class_raster(path: str, width: int, height: int, crs, transform, classes: Sequence,
-                      tags: Optional[Dict[str, str]] = None):
+def open_class_raster(
+    path: str, width: int, height: int, crs, transform, classes: Sequence, tags: Optional[Dict[str, str]] = None
+):
     """Create the class raster with colour table and class names; returns the open dataset."""
     _check_classes(classes)
     ds = rasterio.open(path, "w", **class_raster_profile(width, height, crs, transform))
@@ -93,8 +107,9 @@ def open_class_raster(path: str, width: int, height: int, crs, transform, classe
     return ds
 
 
-def open_confidence_raster(path: str, width: int, height: int, crs, transform, fmt: str = "float32",
-                           tags: Optional[Dict[str, str]] = None):
+def open_confidence_raster(
+    path: str, width: int, height: int, crs, transform, fmt: str = "float32", tags: Optional[Dict[str, str]] = None
+):
     ds = rasterio.open(path, "w", **confidence_profile(width, height, crs, transform, fmt))
     ds.set_band_description(1, "confidence (max class probability" + (", %)" if fmt == "percent" else ")"))
     if tags:
@@ -106,7 +121,9 @@ def qml_text(classes: Sequence, nodata_transparent: bool = True) -> str:
     """A QGIS 3 paletted-renderer style listing each class value, colour and label."""
     entries = "\n".join(
         f'        <paletteEntry value="{int(c.value)}" color={quoteattr(c.color.lower())} '
-        f'alpha="255" label={quoteattr(str(c.name))}/>' for c in classes)
+        f'alpha="255" label={quoteattr(str(c.name))}/>'
+        for c in classes
+    )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22.0-Białowieża" styleCategories="AllStyleCategories" hasScaleBasedVisibilityFlag="0" minScale="1e+08" maxScale="0">
   <pipe>
@@ -140,7 +157,8 @@ def write_qml(path: str, classes: Sequence) -> str:
     """Write the paletted style (UTF-8) and return its path."""
     _check_classes(classes)
     from .fileio import write_text
-    write_text(path, qml_text(classes))   # atomic: never half a style beside a raster
+
+    write_text(path, qml_text(classes))  # atomic: never half a style beside a raster
     return path
 
 
@@ -149,6 +167,18 @@ def style_path(raster_path: str) -> str:
     return os.path.splitext(raster_path)[0] + ".qml"
 
 
-__all__ = ["BLOCK", "NODATA", "CONFIDENCE_FORMATS", "class_raster_profile", "confidence_profile",
-           "colormap", "class_tags", "read_class_names", "open_class_raster", "open_confidence_raster",
-           "qml_text", "write_qml", "style_path"]
+__all__ = [
+    "BLOCK",
+    "NODATA",
+    "CONFIDENCE_FORMATS",
+    "class_raster_profile",
+    "confidence_profile",
+    "colormap",
+    "class_tags",
+    "read_class_names",
+    "open_class_raster",
+    "open_confidence_raster",
+    "qml_text",
+    "write_qml",
+    "style_path",
+]

@@ -7,6 +7,7 @@ paths in 800 bytes) costs as much as its objects, not its paths; it is iterative
 contains itself is refused by name. Tensors must be dense CPU tensors whose shape needs no more bytes
 than their storage holds: a stride-0 view can make one stored number look like gigabytes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ import torch
 
 from .errors import CheckpointError
 
-MAX_ITEMS = 1_000_000    # container entries walked; a ViT-L release with optimizer state has ~20 000
-MAX_DEPTH = 32           # nesting; real checkpoints nest 3-5 deep ({optimizer: {state: {0: {...}}}})
+MAX_ITEMS = 1_000_000  # container entries walked; a ViT-L release with optimizer state has ~20 000
+MAX_DEPTH = 32  # nesting; real checkpoints nest 3-5 deep ({optimizer: {state: {0: {...}}}})
 
 _CONTAINERS = (dict, list, tuple, set, frozenset, argparse.Namespace)
 
@@ -44,7 +45,7 @@ def _build(obj: Any, values: List[Any]) -> Any:
         return type(obj)(pairs) if type(obj) in (dict,) or hasattr(type(obj), "move_to_end") else dict(pairs)
     if isinstance(obj, tuple) and type(obj) is not tuple:
         try:
-            return type(obj)(values)      # torch.Size
+            return type(obj)(values)  # torch.Size
         except TypeError:
             return tuple(values)
     return type(obj)(values)
@@ -54,9 +55,11 @@ def _leaf(obj: Any, path: str, label: str, tensors: Dict[int, Tuple[torch.Tensor
     if isinstance(obj, pathlib.PurePath):
         try:
             return str(obj)
-        except Exception:   # a path rebuilt from non-text parts
-            raise CheckpointError(f"{os.path.basename(path)} holds a damaged path value{_at(label)} (not text); "
-                                  "it was not written by torch.save of real values") from None
+        except Exception:  # a path rebuilt from non-text parts
+            raise CheckpointError(
+                f"{os.path.basename(path)} holds a damaged path value{_at(label)} (not text); "
+                "it was not written by torch.save of real values"
+            ) from None
     if isinstance(obj, torch.Tensor):
         tensors.setdefault(id(obj), (obj, label))
     return obj
@@ -73,16 +76,18 @@ def plain_objects(root: Any, path: str) -> Tuple[Any, List[Tuple[torch.Tensor, s
     tensors: Dict[int, Tuple[torch.Tensor, str]] = {}
     if not isinstance(root, _CONTAINERS):
         return _leaf(root, path, "", tensors), list(tensors.values())
-    done: Dict[int, Any] = {}         # id -> plain copy
-    height: Dict[int, int] = {}       # id -> longest chain of containers below it
-    keep: List[Any] = []              # originals stay referenced, so ids stay unique
+    done: Dict[int, Any] = {}  # id -> plain copy
+    height: Dict[int, int] = {}  # id -> longest chain of containers below it
+    keep: List[Any] = []  # originals stay referenced, so ids stay unique
     active = set()
     budget = MAX_ITEMS
 
     def push(obj: Any, label: str) -> None:
         if len(stack) >= MAX_DEPTH:
-            raise CheckpointError(f"{name} nests containers more than {MAX_DEPTH} deep{_at(label)}; real "
-                                  "checkpoints nest a few levels, so it is refused")
+            raise CheckpointError(
+                f"{name} nests containers more than {MAX_DEPTH} deep{_at(label)}; real "
+                "checkpoints nest a few levels, so it is refused"
+            )
         active.add(id(obj))
         keep.append(obj)
         stack.append([obj, _items(obj), 0, label])
@@ -96,13 +101,16 @@ def plain_objects(root: Any, path: str) -> Tuple[Any, List[Tuple[torch.Tensor, s
             frame[2] += 1
             budget -= 1
             if budget < 0:
-                raise CheckpointError(f"{name} holds more than {MAX_ITEMS:,} values; real checkpoints hold far "
-                                      "fewer, so it is refused")
+                raise CheckpointError(
+                    f"{name} holds more than {MAX_ITEMS:,} values; real checkpoints hold far " "fewer, so it is refused"
+                )
             child_label, child = items[i]
             if isinstance(child, _CONTAINERS) and id(child) not in done:
                 if id(child) in active:
-                    raise CheckpointError(f"{name} holds a container that contains itself{_at(child_label or label)}; "
-                                          "checkpoints written by torch.save of weights never do")
+                    raise CheckpointError(
+                        f"{name} holds a container that contains itself{_at(child_label or label)}; "
+                        "checkpoints written by torch.save of weights never do"
+                    )
                 push(child, child_label or label)
             continue
         stack.pop()
@@ -115,12 +123,14 @@ def plain_objects(root: Any, path: str) -> Tuple[Any, List[Tuple[torch.Tensor, s
             else:
                 values.append(_leaf(child, path, child_label or label, tensors))
         if h + 1 > MAX_DEPTH:
-            raise CheckpointError(f"{name} nests containers more than {MAX_DEPTH} deep{_at(label)}; real "
-                                  "checkpoints nest a few levels, so it is refused")
+            raise CheckpointError(
+                f"{name} nests containers more than {MAX_DEPTH} deep{_at(label)}; real "
+                "checkpoints nest a few levels, so it is refused"
+            )
         height[id(obj)] = h + 1
         try:
             done[id(obj)] = _build(obj, values)
-        except TypeError:   # an unhashable key or set member: not something torch.save writes
+        except TypeError:  # an unhashable key or set member: not something torch.save writes
             raise CheckpointError(f"{name} holds a malformed container{_at(label)}") from None
     return done[id(root)], list(tensors.values())
 
@@ -130,8 +140,10 @@ def check_tensor(t: torch.Tensor, path: str, label: str = "") -> None:
     name = os.path.basename(path)
     where = f"tensor {label}" if label else "a tensor"
     if t.layout != torch.strided:
-        raise CheckpointError(f"{name}: {where} is {str(t.layout).replace('torch.', '')}, not a dense tensor; "
-                              "weights files hold dense tensors")
+        raise CheckpointError(
+            f"{name}: {where} is {str(t.layout).replace('torch.', '')}, not a dense tensor; "
+            "weights files hold dense tensors"
+        )
     if t.is_quantized:
         raise CheckpointError(f"{name}: {where} is quantized ({t.dtype}); import the floating-point release")
     if t.device.type != "cpu":
@@ -141,4 +153,5 @@ def check_tensor(t: torch.Tensor, path: str, label: str = "") -> None:
     if logical > stored:
         raise CheckpointError(
             f"{name}: {where} has shape {tuple(t.shape)} ({logical:,} bytes) but stores only {stored:,} bytes "
-            "(a view that repeats its data); weights are stored in full, so it is refused")
+            "(a view that repeats its data); weights are stored in full, so it is refused"
+        )

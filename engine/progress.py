@@ -4,6 +4,7 @@ Long-running engine functions take `progress: Progress | None`. They call `progr
 total, message)` and check `progress.cancelled` between units of work (a batch, a step); when it is
 true they raise `Cancelled` after cleaning up.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -14,9 +15,12 @@ from .errors import Cancelled
 class Progress:
     """Base implementation: silent and never cancelled. Subclass or pass callbacks."""
 
-    def __init__(self, on_update: Optional[Callable[[int, int, str], None]] = None,
-                 is_cancelled: Optional[Callable[[], bool]] = None,
-                 on_log: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        on_update: Optional[Callable[[int, int, str], None]] = None,
+        is_cancelled: Optional[Callable[[], bool]] = None,
+        on_log: Optional[Callable[[str], None]] = None,
+    ):
         self._on_update = on_update
         self._is_cancelled = is_cancelled
         self._on_log = on_log
@@ -54,9 +58,9 @@ class TqdmProgress(Progress):
 
     def update(self, done: int, total: int, message: str = "") -> None:
         from tqdm import tqdm
+
         if self._bar is None:
-            self._bar = tqdm(total=total, desc=self._description, unit="it", disable=self._disable,
-                             dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc=self._description, unit="it", disable=self._disable, dynamic_ncols=True)
         if self._bar.total != total:
             self._bar.total = total
         self._bar.n = done
@@ -66,6 +70,7 @@ class TqdmProgress(Progress):
 
     def log(self, message: str) -> None:
         from tqdm import tqdm
+
         tqdm.write(message)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ Pillow only (no matplotlib). Class colours and names come from the caller, else 
 raster itself (the `CLASSES` JSON / `CLASS_<value>` band tags and colour table that
 `spectralx.outputs` embeds). Value 0 is nodata / unclassified and drawn light grey.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import from_bounds
 
 from .errors import RasterError
-from .raster_io import open_raster
 from .fileio import atomic_output
+from .raster_io import open_raster
 
 NODATA_RGB = (225, 225, 225)
 BACKGROUND = (255, 255, 255)
@@ -30,8 +31,9 @@ def _hex(color: str) -> Tuple[int, int, int]:
 
 def _font(size: int):
     from PIL import ImageFont
+
     try:
-        return ImageFont.load_default(size=size)   # scalable font (Pillow >= 10.1 with FreeType)
+        return ImageFont.load_default(size=size)  # scalable font (Pillow >= 10.1 with FreeType)
     except TypeError:
         return ImageFont.load_default()
 
@@ -46,8 +48,10 @@ def classes_from_raster(path: str) -> List[dict]:
             cmap = {}
     if "CLASSES" in tags:
         try:
-            return [dict(value=int(c["value"]), name=str(c["name"]), color=str(c["color"]))
-                    for c in json.loads(tags["CLASSES"])]
+            return [
+                dict(value=int(c["value"]), name=str(c["name"]), color=str(c["color"]))
+                for c in json.loads(tags["CLASSES"])
+            ]
         except (ValueError, KeyError, TypeError):
             pass
     names = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
@@ -103,15 +107,16 @@ def render_rgb(image: str, bounds, shape: Tuple[int, int], bands: Optional[Seque
         if any(not 1 <= i <= ds.count for i in idx):
             raise RasterError(f"RGB bands {idx}: {image} has bands 1 to {ds.count}")
         win = from_bounds(*bounds, transform=ds.transform)
-        a = ds.read(idx, window=win, out_shape=(len(idx), *shape), resampling=Resampling.nearest,
-                    boundless=True, masked=True).astype(np.float64)
+        a = ds.read(
+            idx, window=win, out_shape=(len(idx), *shape), resampling=Resampling.nearest, boundless=True, masked=True
+        ).astype(np.float64)
     mask = np.ma.getmaskarray(a).any(axis=0)
     data = np.ma.getdata(a)
     out = np.empty((*shape, 3), np.uint8)
     for k in range(3):
         band = data[k]
         valid = band[~mask]
-        lo, hi = (np.percentile(valid, [2, 98]) if valid.size else (0.0, 1.0))
+        lo, hi = np.percentile(valid, [2, 98]) if valid.size else (0.0, 1.0)
         out[..., k] = np.clip((band - lo) / max(hi - lo, 1e-12) * 255.0, 0, 255).astype(np.uint8)
     out[mask] = NODATA_RGB
     return out
@@ -121,13 +126,13 @@ def _read_classes(path: str, bounds, shape: Tuple[int, int]) -> np.ndarray:
     """Class values of `path` over `bounds` at `shape` (nearest; outside the raster: 0)."""
     with open_raster(path, "class raster") as ds:
         win = from_bounds(*bounds, transform=ds.transform)
-        return ds.read(1, window=win, out_shape=shape, resampling=Resampling.nearest, boundless=True,
-                       fill_value=0)
+        return ds.read(1, window=win, out_shape=shape, resampling=Resampling.nearest, boundless=True, fill_value=0)
 
 
 def _compose(panels, labels, legend_rows, title: Optional[str], out_h: int):
     """The panels side by side under their labels (and the title), the legend on the right."""
     from PIL import Image, ImageDraw
+
     font, small = _font(16), _font(13)
     pad, sw, line = 12, 18, 24
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -159,10 +164,18 @@ def _compose(panels, labels, legend_rows, title: Optional[str], out_h: int):
     return canvas
 
 
-def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
-              rgb_bands: Optional[Sequence[int]] = None, classes: Optional[Sequence] = None,
-              reference: Optional[str] = None, title: Optional[str] = None, max_side: int = 1000,
-              min_side: int = 360) -> dict:
+def quicklook(
+    class_raster: str,
+    output: str,
+    *,
+    image: Optional[str] = None,
+    rgb_bands: Optional[Sequence[int]] = None,
+    classes: Optional[Sequence] = None,
+    reference: Optional[str] = None,
+    title: Optional[str] = None,
+    max_side: int = 1000,
+    min_side: int = 360,
+) -> dict:
     """Write a PNG of the class raster with its legend (and the input's RGB on the left, if given;
     and a reference class raster, e.g. labels with the same class values, on the right).
 
@@ -181,8 +194,9 @@ def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
         zoom = max(1, min_side // max(1, min(h, w)))
         shrink = max(1.0, max(h, w) * zoom / max_side)
         out_h, out_w = max(1, int(round(h * zoom / shrink))), max(1, int(round(w * zoom / shrink)))
-        data_h, data_w = (h, w) if shrink == 1.0 else (max(1, int(round(h / shrink * zoom))),
-                                                       max(1, int(round(w / shrink * zoom))))
+        data_h, data_w = (
+            (h, w) if shrink == 1.0 else (max(1, int(round(h / shrink * zoom))), max(1, int(round(w / shrink * zoom))))
+        )
         values = ds.read(1, out_shape=(data_h, data_w), resampling=Resampling.nearest)
     table = _as_dicts(classes) if classes else classes_from_raster(class_raster)
     lut = np.zeros((256, 3), np.uint8)
@@ -206,17 +220,28 @@ def quicklook(class_raster: str, output: str, *, image: Optional[str] = None,
         panels.insert(0, Image.fromarray(rgb).resize((out_w, out_h), Image.NEAREST))
         labels.insert(0, "input (RGB)")
 
-    legend_rows = [(c, f"{c['name']}  ({100.0 * counts[c['value']] / total:.1f} %)" if 0 < c["value"] < 256
-                    else c["name"]) for c in table]
+    legend_rows = [
+        (c, f"{c['name']}  ({100.0 * counts[c['value']] / total:.1f} %)" if 0 < c["value"] < 256 else c["name"])
+        for c in table
+    ]
     canvas = _compose(panels, labels, legend_rows, title, out_h)
 
     os.makedirs(os.path.dirname(os.path.abspath(output)) or ".", exist_ok=True)
-    with atomic_output(output, ".png") as tmp:   # a full disk or Ctrl-C leaves no partial PNG
+    with atomic_output(output, ".png") as tmp:  # a full disk or Ctrl-C leaves no partial PNG
         canvas.save(tmp, "PNG", optimize=True)
-    return {"output": output, "size": canvas.size, "zoom": zoom / shrink,
-            "classes": [dict(c, pixels=int(counts[c["value"]]) if 0 < c["value"] < 256 else 0,
-                             percent=round(100.0 * counts[c["value"]] / total, 2) if 0 < c["value"] < 256 else 0.0)
-                        for c in table]}
+    return {
+        "output": output,
+        "size": canvas.size,
+        "zoom": zoom / shrink,
+        "classes": [
+            dict(
+                c,
+                pixels=int(counts[c["value"]]) if 0 < c["value"] < 256 else 0,
+                percent=round(100.0 * counts[c["value"]] / total, 2) if 0 < c["value"] < 256 else 0.0,
+            )
+            for c in table
+        ],
+    }
 
 
 __all__ = ["quicklook", "classes_from_raster", "render_rgb"]

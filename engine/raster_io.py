@@ -4,6 +4,7 @@ Paths may be files, GDAL virtual paths (`/vsicurl/…`, `/vsis3/…`, `/vsizip/�
 paths are checked on disk first. GDAL's own text (often several lines, repeating the path) is cut to
 its first line, and the common cases get a sentence that says what to do.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,11 +39,13 @@ def open_raster(path: str, what: str = "raster"):
     except RasterioIOError as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         if is_local(path) and os.path.isdir(path):
-            raise RasterError(f"{what} {path} is a folder, not a raster GDAL can open; give the raster "
-                              "file itself") from None
+            raise RasterError(
+                f"{what} {path} is a folder, not a raster GDAL can open; give the raster " "file itself"
+            ) from None
         if "not recognized as" in first or "not a supported file format" in first:
-            raise RasterError(f"{what} {path} is not a raster GDAL can read (unknown format, or the file "
-                              "is damaged or truncated)") from None
+            raise RasterError(
+                f"{what} {path} is not a raster GDAL can read (unknown format, or the file " "is damaged or truncated)"
+            ) from None
         raise RasterError(f"cannot read {what} {path}: {first}") from None
 
 
@@ -60,10 +63,11 @@ def open_gdal(path: str, what: str = "raster", gdal=None):
     _check_local(path, what)
     try:
         ds = gdal.Open(path)
-    except RuntimeError as exc:     # exceptions on
+    except RuntimeError as exc:  # exceptions on
         first = (str(exc).strip().splitlines() or [""])[0]
         raise RasterError(f"cannot read {what} {path}: {first}") from None
     if ds is None:
-        raise RasterError(f"{what} {path} is not a raster GDAL can read (unknown format, or the file is "
-                          "damaged or truncated)")
+        raise RasterError(
+            f"{what} {path} is not a raster GDAL can read (unknown format, or the file is " "damaged or truncated)"
+        )
     return ds

@@ -12,6 +12,7 @@ little-endian length N followed by N bytes of JSON object (so its first byte can
 0x80 included); a torch zip starts with the zip signature `PK\x03\x04`; a legacy pickle starts with
 the PROTO opcode 0x80 and a protocol number 2-5.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,16 +43,41 @@ _hash_cache: Dict[Tuple[str, int, float], str] = {}
 #  - numpy scalar / dtype / ndarray reconstruction: optimizer and args values saved as numpy numbers;
 #    object arrays still get their elements from this same restricted unpickler. A dtype's state is
 #    applied to an instance of its per-type class (`numpy.dtype[float64]`), so those are listed too.
-_NUMPY_DTYPE_CLASSES = [type(np.dtype(c)) for c in
-                        ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-                         "float16", "float32", "float64", "complex64", "complex128")]
+_NUMPY_DTYPE_CLASSES = [
+    type(np.dtype(c))
+    for c in (
+        "bool",
+        "int8",
+        "uint8",
+        "int16",
+        "uint16",
+        "int32",
+        "uint32",
+        "int64",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
+]
 SAFE_GLOBALS = [
     argparse.Namespace,
-    pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
-    np.core.multiarray.scalar, np.dtype, np.core.multiarray._reconstruct, np.ndarray, *_NUMPY_DTYPE_CLASSES,
+    pathlib.PosixPath,
+    pathlib.WindowsPath,
+    pathlib.PurePosixPath,
+    pathlib.PureWindowsPath,
+    np.core.multiarray.scalar,
+    np.dtype,
+    np.core.multiarray._reconstruct,
+    np.ndarray,
+    *_NUMPY_DTYPE_CLASSES,
 ]
 _SAFE_NAMES = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS} | {
-    "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct"}
+    "numpy.core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct",
+}
 
 
 def sha256_file(path: str) -> str:
@@ -76,6 +102,7 @@ def read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]
     """Tensors and metadata of a safetensors file, validated first."""
     header = read_safetensors_header(path)
     from safetensors.torch import load_file
+
     try:
         tensors = load_file(path, device="cpu")
     except Exception as exc:  # safetensors raises its own error types for damaged data
@@ -96,15 +123,28 @@ def _refusal(path: str, names: List[str], verb: str = "call") -> CheckpointError
     more = f" (and {len(names) - 1} more: {', '.join(names[1:4])})" if len(names) > 1 else ""
     return CheckpointError(
         f"refusing to load {os.path.basename(path)}: the file would {verb} {names[0]}{more}; SpectralX "
-        "only reads tensors, plain values and argparse arguments from checkpoints and runs nothing from them")
+        "only reads tensors, plain values and argparse arguments from checkpoints and runs nothing from them"
+    )
 
 
 def _unpickler_reason(text: str) -> str:
     """The informative line of torch's multi-paragraph weights-only error."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in lines:
-        if ln.startswith(("Weights only load failed", "(1)", "(2)", "Please file", "Check the documentation",
-                          "WeightsUnpickler error")) or "weights_only" in ln and "Re-running" in ln:
+        if (
+            ln.startswith(
+                (
+                    "Weights only load failed",
+                    "(1)",
+                    "(2)",
+                    "Please file",
+                    "Check the documentation",
+                    "WeightsUnpickler error",
+                )
+            )
+            or "weights_only" in ln
+            and "Re-running" in ln
+        ):
             continue
         return ln
     return lines[0] if lines else "unreadable"
@@ -121,7 +161,7 @@ def read_torch_pickle(path: str) -> object:
     kind = sniff_format(path)
     if kind not in ("torch-zip", "pickle"):
         raise CheckpointError(f"{path} is not a torch checkpoint (neither a zip archive nor a pickle)")
-    pickle_globals(path, kind)       # limits first: raises before torch reads anything
+    pickle_globals(path, kind)  # limits first: raises before torch reads anything
     refused = _refused_globals(path) if kind == "torch-zip" else []
     if refused:
         raise _refusal(path, refused)
@@ -136,13 +176,17 @@ def read_torch_pickle(path: str) -> object:
         if m:
             raise _refusal(path, [m.group(1)]) from None
         m = re.search(r"but got <class '([^']+)'>", text)
-        if m:   # an allowed global rebuilt into a type outside the list (e.g. a numpy object array)
+        if m:  # an allowed global rebuilt into a type outside the list (e.g. a numpy object array)
             raise _refusal(path, [m.group(1)], "build") from None
-        reason = " ".join(_unpickler_reason(text).split()) if text.strip() else (
-            "the file ends early: damaged or truncated" if isinstance(exc, EOFError) else type(exc).__name__)
+        reason = (
+            " ".join(_unpickler_reason(text).split())
+            if text.strip()
+            else ("the file ends early: damaged or truncated" if isinstance(exc, EOFError) else type(exc).__name__)
+        )
         raise CheckpointError(
             f"{path} cannot be loaded safely as weights ({reason[:200]}); SpectralX only reads tensors "
-            "from .pth/.pt files and never runs code from them; convert it to .safetensors") from None
+            "from .pth/.pt files and never runs code from them; convert it to .safetensors"
+        ) from None
     plain, tensors = plain_objects(obj, path)
     for t, label in tensors:
         check_tensor(t, path, label)
@@ -159,6 +203,7 @@ def write_safetensors_atomic(tensors: Dict[str, torch.Tensor], metadata: Dict[st
     from safetensors.torch import save_file
 
     from .fileio import atomic_output
+
     directory = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(directory):
         raise CheckpointError(f"cannot write {path}: folder {directory} does not exist")

@@ -13,6 +13,7 @@ space and across classes, so a round of labels does not pile up on one confused 
 The raster (or the area given) is read into memory once, like a training scene; areas above a
 memory bound are refused with the bound and the way out (a smaller area).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,21 +27,21 @@ import torch
 from .errors import InputError, SpectralXError
 from .progress import Progress, ensure
 
-MAX_BYTES = 2 * 1024 ** 3        # the normalized area in memory (float32, all model bands)
-CANDIDATES_PER_POINT = 200       # best-scoring pixels considered per point asked for
+MAX_BYTES = 2 * 1024**3  # the normalized area in memory (float32, all model bands)
+CANDIDATES_PER_POINT = 200  # best-scoring pixels considered per point asked for
 LAYER = "suggestions"
 REASONS = ("low confidence", "network and forest disagree")
 
 
 @dataclass
 class Suggestions:
-    rows: np.ndarray                  # pixel rows/cols in the raster (not the area)
+    rows: np.ndarray  # pixel rows/cols in the raster (not the area)
     cols: np.ndarray
-    xs: np.ndarray                    # pixel centres in the raster's CRS
+    xs: np.ndarray  # pixel centres in the raster's CRS
     ys: np.ndarray
-    classes: np.ndarray               # predicted class value (the map's)
-    confidence: np.ndarray            # the map's winning probability
-    disagreement: np.ndarray          # network vs forest, 0..1 (0 without a forest)
+    classes: np.ndarray  # predicted class value (the map's)
+    confidence: np.ndarray  # the map's winning probability
+    disagreement: np.ndarray  # network vs forest, 0..1 (0 without a forest)
     score: np.ndarray
     min_distance_px: float
     names: Dict[int, str] = field(default_factory=dict)
@@ -69,6 +70,7 @@ def read_area(raster: str, card, band_map="auto", sensor: Optional[str] = None, 
     from .inference.source import declares_nodata
     from .raster_io import open_raster
     from .training.rasters import mapping_for, normalize, read_mapped
+
     mapping = mapping_for(raster, card, band_map=band_map, sensor=sensor)
     with open_raster(raster) as ds:
         full = Window(0, 0, ds.width, ds.height)
@@ -81,30 +83,40 @@ def read_area(raster: str, card, band_map="auto", sensor: Optional[str] = None, 
                 raise InputError(f"the area {tuple(bbox)} does not overlap {os.path.basename(raster)}") from None
         need = len(card.bands) * int(window.width) * int(window.height) * 4
         if need > MAX_BYTES:
-            raise InputError(f"the area is {int(window.width)} x {int(window.height)} px x {len(card.bands)} bands "
-                             f"({need / 1024 ** 3:.1f} GiB in memory, at most {MAX_BYTES / 1024 ** 3:.0f}): choose a "
-                             "smaller area (a bounding box, or the current view in QGIS)")
+            raise InputError(
+                f"the area is {int(window.width)} x {int(window.height)} px x {len(card.bands)} bands "
+                f"({need / 1024 ** 3:.1f} GiB in memory, at most {MAX_BYTES / 1024 ** 3:.0f}): choose a "
+                "smaller area (a bounding box, or the current view in QGIS)"
+            )
         raw = read_mapped(ds, mapping, window)
         fill_rule = not declares_nodata(ds, mapping.source_indexes)
         transform = ds.window_transform(window)
         crs = ds.crs.to_wkt() if ds.crs else None
     valid = np.isfinite(raw).all(0)
-    if fill_rule:       # no nodata declared: a constant-zero collar is fill, not land cover
+    if fill_rule:  # no nodata declared: a constant-zero collar is fill, not land cover
         valid &= ~(raw == 0).all(0)
     return normalize(raw, card.normalization), valid, window, transform, crs
 
 
-def class_probabilities(model, card, x: np.ndarray, valid: np.ndarray, device: str = "cpu",
-                        batch_size: int = 8, progress: Optional[Progress] = None):
+def class_probabilities(
+    model,
+    card,
+    x: np.ndarray,
+    valid: np.ndarray,
+    device: str = "cpu",
+    batch_size: int = 8,
+    progress: Optional[Progress] = None,
+):
     """(map, network, forest) class probabilities (N, K) of the valid pixels (row-major); network or
     forest is None when the model has no such part."""
     from .model.forest import PROBA_FLOOR, with_context_at
     from .model.fusion import pool_numpy
     from .training.dataset import predict_logits
+
     progress = ensure(progress)
     tile = card.tile_size
     c, h, w = x.shape
-    ph, pw = max(0, tile - h), max(0, tile - w)      # an area smaller than a tile: pad, mask the pad
+    ph, pw = max(0, tile - h), max(0, tile - w)  # an area smaller than a tile: pad, mask the pad
     xp = np.pad(x, ((0, 0), (0, ph), (0, pw))) if ph or pw else x
     mask = np.pad(valid, ((0, ph), (0, pw))) if ph or pw else valid
     forest = getattr(model, "forest", None)
@@ -116,7 +128,7 @@ def class_probabilities(model, card, x: np.ndarray, valid: np.ndarray, device: s
     if card.is_forest:
         return p_forest, None, p_forest
     weight = float(getattr(model, "fusion_weight", 0.0))
-    model.fusion_weight = 0.0            # the network's own view
+    model.fusion_weight = 0.0  # the network's own view
     try:
         logits = predict_logits(model, xp, mask, tile, device, batch_size=batch_size)
     finally:
@@ -146,14 +158,14 @@ def uniformity(pred: np.ndarray, valid: np.ndarray, size: int = 5) -> np.ndarray
     onehot = torch.nn.functional.one_hot(torch.from_numpy(pred.astype(np.int64)), k).permute(2, 0, 1).float()
     onehot = onehot * torch.from_numpy(valid.astype(np.float32))
     counts = torch.nn.functional.avg_pool2d(onehot[None], size, 1, size // 2, count_include_pad=True)[0]
-    n = torch.nn.functional.avg_pool2d(torch.from_numpy(valid.astype(np.float32))[None, None], size, 1,
-                                       size // 2, count_include_pad=True)[0, 0]
+    n = torch.nn.functional.avg_pool2d(
+        torch.from_numpy(valid.astype(np.float32))[None, None], size, 1, size // 2, count_include_pad=True
+    )[0, 0]
     same = counts.gather(0, torch.from_numpy(pred.astype(np.int64))[None])[0]
     return (same / n.clamp_min(1e-6)).numpy().astype(np.float64)
 
 
-def place_scores(p_map: np.ndarray, p_net: Optional[np.ndarray], p_forest: Optional[np.ndarray],
-                 valid: np.ndarray):
+def place_scores(p_map: np.ndarray, p_net: Optional[np.ndarray], p_forest: Optional[np.ndarray], valid: np.ndarray):
     """(score, predicted class index, confidence, disagreement) per pixel of the area from the class
     probabilities of its valid pixels (rows of p_* in row-major order of `valid`)."""
     h, w = valid.shape
@@ -165,7 +177,7 @@ def place_scores(p_map: np.ndarray, p_net: Optional[np.ndarray], p_forest: Optio
     if p_net is not None and p_forest is not None:
         dis[valid] = 0.5 * np.abs(p_net - p_forest).sum(1)
     score = smooth((1.0 - conf) + dis, valid)
-    score[valid] *= uniformity(pred, valid)[valid]       # invalid pixels stay -inf
+    score[valid] *= uniformity(pred, valid)[valid]  # invalid pixels stay -inf
     return score, pred, conf, dis
 
 
@@ -212,15 +224,27 @@ def default_min_distance(valid_pixels: int, n: int) -> float:
     return max(2.0, 0.5 * math.sqrt(max(valid_pixels, 1) / max(n, 1)))
 
 
-def suggest(raster: str, checkpoint: Optional[str], *, n: int = 20, min_distance: Optional[float] = None,
-            backbone: Optional[str] = None, band_map: Any = "auto", sensor: Optional[str] = None,
-            bbox: Optional[Sequence[float]] = None, device: str = "auto", batch_size: int = 8,
-            model=None, progress: Optional[Progress] = None) -> Suggestions:
+def suggest(
+    raster: str,
+    checkpoint: Optional[str],
+    *,
+    n: int = 20,
+    min_distance: Optional[float] = None,
+    backbone: Optional[str] = None,
+    band_map: Any = "auto",
+    sensor: Optional[str] = None,
+    bbox: Optional[Sequence[float]] = None,
+    device: str = "auto",
+    batch_size: int = 8,
+    model=None,
+    progress: Optional[Progress] = None,
+) -> Suggestions:
     """Score `raster` (or the part in `bbox`, raster CRS) with a checkpoint and pick n places to label.
     `min_distance` in the raster's map units (default: half the even spacing of n points).
     `model=(module, card)` uses an already loaded model."""
     from .checkpoint import load_checkpoint, read_card
     from .training.common import pick_device
+
     progress = ensure(progress)
     if n < 1:
         raise InputError(f"the number of points must be at least 1, not {n}")
@@ -246,18 +270,29 @@ def suggest(raster: str, checkpoint: Optional[str], *, n: int = 20, min_distance
     picked = spread(score, pred, n, min_px)
     notes = []
     if len(picked) < n:
-        notes.append(f"only {len(picked)} of {n} places are {min_px * pixel:g} map units apart in this area: "
-                     "lower the minimum distance or choose a larger area")
+        notes.append(
+            f"only {len(picked)} of {n} places are {min_px * pixel:g} map units apart in this area: "
+            "lower the minimum distance or choose a larger area"
+        )
     rr, cc = np.divmod(np.array(picked, dtype=np.int64), w)
     xs, ys = transform * (cc + 0.5, rr + 0.5)
     values = [c.value for c in card.classes]
     progress.update(3, 3, f"{len(picked)} places")
     return Suggestions(
-        rows=rr + int(window.row_off), cols=cc + int(window.col_off), xs=np.asarray(xs), ys=np.asarray(ys),
+        rows=rr + int(window.row_off),
+        cols=cc + int(window.col_off),
+        xs=np.asarray(xs),
+        ys=np.asarray(ys),
         classes=np.array([values[k] for k in pred.ravel()[picked]], np.int64),
-        confidence=conf.ravel()[picked], disagreement=dis.ravel()[picked], score=score.ravel()[picked],
-        min_distance_px=float(min_px), names={c.value: c.name for c in card.classes},
-        colours={c.value: c.color for c in card.classes}, crs_wkt=crs, notes=notes)
+        confidence=conf.ravel()[picked],
+        disagreement=dis.ravel()[picked],
+        score=score.ravel()[picked],
+        min_distance_px=float(min_px),
+        names={c.value: c.name for c in card.classes},
+        colours={c.value: c.color for c in card.classes},
+        crs_wkt=crs,
+        notes=notes,
+    )
 
 
 def save(s: Suggestions, path: str) -> str:
@@ -267,18 +302,26 @@ def save(s: Suggestions, path: str) -> str:
     from .fileio import atomic_output
     from .vector_io import write_layer_style, write_points
     from .vector_styles import categorized_qml
+
     k = len(s)
-    fields = {"rank": list(range(1, k + 1)), "map_value": [int(v) for v in s.classes],
-              "map_class": [s.names.get(int(v), str(int(v))) for v in s.classes],
-              "confidence": [round(float(v), 4) for v in s.confidence],
-              "disagreement": [round(float(v), 4) for v in s.disagreement],
-              "score": [round(float(v), 4) for v in s.score], "reason": s.reasons(), "label": [None] * k,
-              "row": [int(r) for r in s.rows], "col": [int(c) for c in s.cols]}
+    fields = {
+        "rank": list(range(1, k + 1)),
+        "map_value": [int(v) for v in s.classes],
+        "map_class": [s.names.get(int(v), str(int(v))) for v in s.classes],
+        "confidence": [round(float(v), 4) for v in s.confidence],
+        "disagreement": [round(float(v), 4) for v in s.disagreement],
+        "score": [round(float(v), 4) for v in s.score],
+        "reason": s.reasons(),
+        "label": [None] * k,
+        "row": [int(r) for r in s.rows],
+        "col": [int(c) for c in s.cols],
+    }
     if not k:
         raise SpectralXError("no place to suggest: the area has no valid pixel")
     with atomic_output(path, ".gpkg") as tmp:
         write_points(tmp, s.xs, s.ys, fields, s.crs_wkt, layer_name=LAYER)
-        write_layer_style(tmp, LAYER, categorized_qml("map_value", s.names, s.colours, kind="target",
-                                                      value_map_field="label"))
+        write_layer_style(
+            tmp, LAYER, categorized_qml("map_value", s.names, s.colours, kind="target", value_map_field="label")
+        )
     s.output = path
     return path

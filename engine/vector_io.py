@@ -5,6 +5,7 @@ where the plugin never loads fiona (a second GDAL in QGIS's process aborts it). 
 switched on only while our calls run, and restored after (QGIS and other plugins expect their own
 setting).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,10 @@ def osgeo():
     try:
         from osgeo import gdal, ogr, osr
     except ImportError:
-        raise SpectralXError("vector outputs need GDAL's Python bindings (osgeo): install python3-gdal "
-                             "(Debian/Ubuntu) or the GDAL package matching your GDAL; QGIS ships them") from None
+        raise SpectralXError(
+            "vector outputs need GDAL's Python bindings (osgeo): install python3-gdal "
+            "(Debian/Ubuntu) or the GDAL package matching your GDAL; QGIS ships them"
+        ) from None
     return gdal, ogr, osr
 
 
@@ -36,7 +39,7 @@ def gdal_exceptions() -> Iterator[tuple]:
     try:
         yield gdal, ogr, osr
     finally:
-        for m, on in reversed(list(zip((gdal, ogr, osr), before))):   # GDAL keeps them as a stack
+        for m, on in reversed(list(zip((gdal, ogr, osr), before))):  # GDAL keeps them as a stack
             if not on:
                 m.DontUseExceptions()
 
@@ -47,12 +50,19 @@ def srs_from_wkt(wkt: Optional[str]):
         return None
     srs = osr.SpatialReference()
     srs.ImportFromWkt(wkt)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)   # x = easting/longitude, always
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)  # x = easting/longitude, always
     return srs
 
 
-def write_points(path: str, xs, ys, fields: Dict[str, List[Any]], crs_wkt: Optional[str],
-                 layer_name: str = SAMPLE_LAYER, metadata: Optional[Dict[str, str]] = None) -> None:
+def write_points(
+    path: str,
+    xs,
+    ys,
+    fields: Dict[str, List[Any]],
+    crs_wkt: Optional[str],
+    layer_name: str = SAMPLE_LAYER,
+    metadata: Optional[Dict[str, str]] = None,
+) -> None:
     """A GeoPackage point layer; `fields` maps name -> values (int, float, str or None for an empty
     integer field the analyst fills in)."""
     with gdal_exceptions() as (gdal, ogr, osr):
@@ -62,8 +72,13 @@ def write_points(path: str, xs, ys, fields: Dict[str, List[Any]], crs_wkt: Optio
             kinds = {}
             for name, values in fields.items():
                 sample = next((v for v in values if v is not None), None)
-                kind = (ogr.OFTString if isinstance(sample, str) else
-                        ogr.OFTReal if isinstance(sample, float) else ogr.OFTInteger)
+                kind = (
+                    ogr.OFTString
+                    if isinstance(sample, str)
+                    else ogr.OFTReal
+                    if isinstance(sample, float)
+                    else ogr.OFTInteger
+                )
                 layer.CreateField(ogr.FieldDefn(name, kind))
                 kinds[name] = kind
             defn = layer.GetLayerDefn()
@@ -93,22 +108,38 @@ def write_layer_style(path: str, layer_name: str, qml: str, style_name: str = "S
             table = ds.GetLayerByName("layer_styles")
             if table is None:
                 table = ds.CreateLayer("layer_styles", None, ogr.wkbNone)
-                for name, kind in (("f_table_catalog", ogr.OFTString), ("f_table_schema", ogr.OFTString),
-                                   ("f_table_name", ogr.OFTString), ("f_geometry_column", ogr.OFTString),
-                                   ("styleName", ogr.OFTString), ("styleQML", ogr.OFTString),
-                                   ("styleSLD", ogr.OFTString), ("useAsDefault", ogr.OFTInteger),
-                                   ("description", ogr.OFTString), ("owner", ogr.OFTString),
-                                   ("ui", ogr.OFTString), ("update_time", ogr.OFTDateTime)):
+                for name, kind in (
+                    ("f_table_catalog", ogr.OFTString),
+                    ("f_table_schema", ogr.OFTString),
+                    ("f_table_name", ogr.OFTString),
+                    ("f_geometry_column", ogr.OFTString),
+                    ("styleName", ogr.OFTString),
+                    ("styleQML", ogr.OFTString),
+                    ("styleSLD", ogr.OFTString),
+                    ("useAsDefault", ogr.OFTInteger),
+                    ("description", ogr.OFTString),
+                    ("owner", ogr.OFTString),
+                    ("ui", ogr.OFTString),
+                    ("update_time", ogr.OFTDateTime),
+                ):
                     defn = ogr.FieldDefn(name, kind)
                     if name == "useAsDefault":
                         defn.SetSubType(ogr.OFSTBoolean)
                     table.CreateField(defn)
             geometry_column = ds.GetLayerByName(layer_name).GetGeometryColumn() or "geom"
             f = ogr.Feature(table.GetLayerDefn())
-            for key, value in (("f_table_catalog", ""), ("f_table_schema", ""), ("f_table_name", layer_name),
-                               ("f_geometry_column", geometry_column), ("styleName", style_name),
-                               ("styleQML", qml), ("styleSLD", ""), ("useAsDefault", 1),
-                               ("description", "written by SpectralX"), ("owner", "")):
+            for key, value in (
+                ("f_table_catalog", ""),
+                ("f_table_schema", ""),
+                ("f_table_name", layer_name),
+                ("f_geometry_column", geometry_column),
+                ("styleName", style_name),
+                ("styleQML", qml),
+                ("styleSLD", ""),
+                ("useAsDefault", 1),
+                ("description", "written by SpectralX"),
+                ("owner", ""),
+            ):
                 f.SetField(key, value)
             table.CreateFeature(f)
         finally:
@@ -121,7 +152,9 @@ def open_vector(path: str, what: str = "reference points", layer: Optional[str] 
         try:
             ds = ogr.Open(path, 0)
         except RuntimeError as exc:
-            raise LabelError(f"{what} {path} is not a vector file OGR can read ({str(exc).splitlines()[0][:120]})") from None
+            raise LabelError(
+                f"{what} {path} is not a vector file OGR can read ({str(exc).splitlines()[0][:120]})"
+            ) from None
         names = [ds.GetLayerByIndex(i).GetName() for i in range(ds.GetLayerCount())]
         names = [n for n in names if n not in ("layer_styles",)]
         if not names:
@@ -130,13 +163,21 @@ def open_vector(path: str, what: str = "reference points", layer: Optional[str] 
             raise LabelError(f"{what} {path} has no layer '{layer}'; its layers are: {', '.join(names)}")
         name = layer or (SAMPLE_LAYER if SAMPLE_LAYER in names else names[0] if len(names) == 1 else None)
         if name is None:
-            raise LabelError(f"{what} {path} holds several layers ({', '.join(names[:6])}); keep the points in a "
-                             f"layer named {SAMPLE_LAYER} or in a file of their own")
+            raise LabelError(
+                f"{what} {path} holds several layers ({', '.join(names[:6])}); keep the points in a "
+                f"layer named {SAMPLE_LAYER} or in a file of their own"
+            )
         return ds, ds.GetLayerByName(name)
 
 
-def read_points(path: str, class_field: str, crs_wkt: Optional[str], stratum_field: str = "stratum",
-                what: str = "reference points", layer_name: Optional[str] = None) -> Dict[str, Any]:
+def read_points(
+    path: str,
+    class_field: str,
+    crs_wkt: Optional[str],
+    stratum_field: str = "stratum",
+    what: str = "reference points",
+    layer_name: Optional[str] = None,
+) -> Dict[str, Any]:
     """Points of a vector file in the raster's CRS: ids, x, y, the reference value (None where empty)
     and the stratum (None when there is no stratum field), plus the layer's sample metadata."""
     with gdal_exceptions() as (gdal, ogr, osr):
@@ -144,8 +185,10 @@ def read_points(path: str, class_field: str, crs_wkt: Optional[str], stratum_fie
         defn = layer.GetLayerDefn()
         fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
         if class_field not in fields:
-            raise LabelError(f"the class field '{class_field}' is not in {what} {path}; its fields are: "
-                             f"{', '.join(fields) or '(none)'}")
+            raise LabelError(
+                f"the class field '{class_field}' is not in {what} {path}; its fields are: "
+                f"{', '.join(fields) or '(none)'}"
+            )
         has_stratum = stratum_field in fields
         src = layer.GetSpatialRef()
         dst = srs_from_wkt(crs_wkt)
@@ -154,17 +197,27 @@ def read_points(path: str, class_field: str, crs_wkt: Optional[str], stratum_fie
             src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
             if not src.IsSame(dst):
                 transform = osr.CoordinateTransformation(src, dst)
-        out = {"ids": [], "x": [], "y": [], "reference": [], "stratum": [] if has_stratum else None,
-               "skipped": {}, "reprojected": transform is not None, "layer": layer.GetName(),
-               "sample": json.loads(layer.GetMetadataItem(SAMPLE_TAG) or "null")}
+        out = {
+            "ids": [],
+            "x": [],
+            "y": [],
+            "reference": [],
+            "stratum": [] if has_stratum else None,
+            "skipped": {},
+            "reprojected": transform is not None,
+            "layer": layer.GetName(),
+            "sample": json.loads(layer.GetMetadataItem(SAMPLE_TAG) or "null"),
+        }
         for f in layer:
             g = f.GetGeometryRef()
             if g is None or g.IsEmpty():
                 out["skipped"]["without geometry"] = out["skipped"].get("without geometry", 0) + 1
                 continue
             if g.GetGeometryType() not in (ogr.wkbPoint, ogr.wkbPoint25D, ogr.wkbPointM, ogr.wkbPointZM):
-                raise LabelError(f"{what} {path} holds {g.GetGeometryName().lower()} geometries; the area "
-                                 "estimate needs points (one reference pixel each), e.g. from spectralx sample")
+                raise LabelError(
+                    f"{what} {path} holds {g.GetGeometryName().lower()} geometries; the area "
+                    "estimate needs points (one reference pixel each), e.g. from spectralx sample"
+                )
             g = g.Clone()
             if transform is not None:
                 g.Transform(transform)
@@ -174,15 +227,26 @@ def read_points(path: str, class_field: str, crs_wkt: Optional[str], stratum_fie
             out["reference"].append(f.GetField(class_field) if f.IsFieldSetAndNotNull(class_field) else None)
             if has_stratum:
                 out["stratum"].append(f.GetField(stratum_field) if f.IsFieldSetAndNotNull(stratum_field) else None)
-        del ds      # closes the dataset (the layer is read)
+        del ds  # closes the dataset (the layer is read)
         return out
 
 
 def remove_vector(path: str) -> None:
     """A GeoPackage and its journal files."""
     from .fileio import remove_quietly
+
     remove_quietly(path, path + "-wal", path + "-shm", path + "-journal")
 
 
-__all__ = ["SAMPLE_LAYER", "SAMPLE_TAG", "osgeo", "gdal_exceptions", "srs_from_wkt", "write_points",
-           "write_layer_style", "open_vector", "read_points", "remove_vector"]
+__all__ = [
+    "SAMPLE_LAYER",
+    "SAMPLE_TAG",
+    "osgeo",
+    "gdal_exceptions",
+    "srs_from_wkt",
+    "write_points",
+    "write_layer_style",
+    "open_vector",
+    "read_points",
+    "remove_vector",
+]

@@ -16,6 +16,7 @@ open on the current line: there are no blocks, so no seams, and memory grows wit
 and the raster's width, not its height. The GeoPackage is written to a temporary name and renamed
 when complete; the style (class colours) is stored inside it as QGIS's default style.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,7 +49,7 @@ class VectorizeResult:
     polygons: int
     threshold_pixels: int
     mmu_ha: float
-    dropped: int = 0                  # regions below the MMU the sieve could not merge (islands in nodata)
+    dropped: int = 0  # regions below the MMU the sieve could not merge (islands in nodata)
     dropped_pixels: int = 0
     class_area_ha: Dict[int, float] = field(default_factory=dict)
 
@@ -72,14 +73,18 @@ def threshold_pixels(mmu, pixel_area_ha: Optional[float]) -> int:
         shown = f"{value:g} px"
     else:
         if not pixel_area_ha:
-            raise MMUError("the class raster has no projected CRS (metres), so an MMU in hectares cannot be "
-                           "converted to pixels; give it in pixels (e.g. 12px) or reproject the raster")
+            raise MMUError(
+                "the class raster has no projected CRS (metres), so an MMU in hectares cannot be "
+                "converted to pixels; give it in pixels (e.g. 12px) or reproject the raster"
+            )
         pixels = value * _UNITS[unit] / pixel_area_ha
         shown = f"{value:g} {unit}"
     if pixels < 1 - 1e-9:
-        raise MMUError(f"the minimum mapping unit {shown} is smaller than one pixel"
-                       + (f" ({pixel_area_ha:.4g} ha)" if pixel_area_ha else "")
-                       + "; give at least one pixel's area, or no MMU")
+        raise MMUError(
+            f"the minimum mapping unit {shown} is smaller than one pixel"
+            + (f" ({pixel_area_ha:.4g} ha)" if pixel_area_ha else "")
+            + "; give at least one pixel's area, or no MMU"
+        )
     return max(1, int(math.ceil(pixels - 1e-9)))
 
 
@@ -89,36 +94,51 @@ def _gdal_callback(progress: Progress, stage: int, stages: int, message: str):
             return 0
         progress.update(int((stage + complete) * 1000), stages * 1000, message)
         return 1
+
     return callback
 
 
 def _differs(a, b, budget: int) -> bool:
     """Two open GDAL rasters of one grid hold different values (compared in strips)."""
     from .class_raster import strip_rows
+
     w, h = a.RasterXSize, a.RasterYSize
     rows = strip_rows(w, h, budget, 256)
     ba, bb = a.GetRasterBand(1), b.GetRasterBand(1)
-    return any(not np.array_equal(ba.ReadAsArray(0, r0, w, min(rows, h - r0)), bb.ReadAsArray(0, r0, w, min(rows, h - r0)))
-               for r0 in range(0, h, rows))
+    return any(
+        not np.array_equal(ba.ReadAsArray(0, r0, w, min(rows, h - r0)), bb.ReadAsArray(0, r0, w, min(rows, h - r0)))
+        for r0 in range(0, h, rows)
+    )
 
 
 def _check_same_grid(info, confidence: str) -> None:
     from .raster_io import open_raster
+
     with open_raster(confidence, "confidence raster") as ds:
         if (ds.width, ds.height) != (info.width, info.height) or not ds.transform.almost_equals(info.transform):
-            raise RasterError(f"the confidence raster {confidence} is not on the class raster's grid "
-                              f"({ds.width} x {ds.height} px vs {info.width} x {info.height}); give the "
-                              "confidence raster written with these classes")
+            raise RasterError(
+                f"the confidence raster {confidence} is not on the class raster's grid "
+                f"({ds.width} x {ds.height} px vs {info.width} x {info.height}); give the "
+                "confidence raster written with these classes"
+            )
 
 
 def _mean_confidence(gdal, ogr, layer, ref_ds, confidence: str, work_tif: str, count: int, budget: int):
     """Mean confidence per feature id: burn ids into an Int32 raster, then read it beside the
     confidence raster in strips (memory: a strip and two arrays as long as the polygons)."""
+    from rasterio.windows import Window
+
     from .class_raster import strip_rows
     from .raster_io import open_raster
-    from rasterio.windows import Window
-    ids = gdal.GetDriverByName("GTiff").Create(work_tif, ref_ds.RasterXSize, ref_ds.RasterYSize, 1, gdal.GDT_Int32,
-                                                options=["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"])
+
+    ids = gdal.GetDriverByName("GTiff").Create(
+        work_tif,
+        ref_ds.RasterXSize,
+        ref_ds.RasterYSize,
+        1,
+        gdal.GDT_Int32,
+        options=["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"],
+    )
     ids.SetGeoTransform(ref_ds.GetGeoTransform())
     ids.SetProjection(ref_ds.GetProjection())
     gdal.RasterizeLayer(ids, [1], layer, options=["ATTRIBUTE=polygon_id"])
@@ -133,7 +153,7 @@ def _mean_confidence(gdal, ogr, layer, ref_ds, confidence: str, work_tif: str, c
             conf = cf.read(1, window=win, masked=True)
             valid = ~np.ma.getmaskarray(conf).ravel() & (fid > 0)
             values = np.ma.getdata(conf).astype(np.float64).ravel()
-            if cf.dtypes[0] == "uint8":          # the percent format (1..100)
+            if cf.dtypes[0] == "uint8":  # the percent format (1..100)
                 values = values / 100.0
             valid &= np.isfinite(values)
             sums += np.bincount(fid[valid], weights=values[valid], minlength=count + 1)
@@ -142,8 +162,14 @@ def _mean_confidence(gdal, ogr, layer, ref_ds, confidence: str, work_tif: str, c
         return np.where(hits > 0, sums / np.maximum(hits, 1), np.nan)
 
 
-def vectorize(classes: str, output: str, mmu=None, confidence: Optional[str] = None,
-              budget: int = 256 * 2 ** 20, progress: Optional[Progress] = None) -> VectorizeResult:
+def vectorize(
+    classes: str,
+    output: str,
+    mmu=None,
+    confidence: Optional[str] = None,
+    budget: int = 256 * 2**20,
+    progress: Optional[Progress] = None,
+) -> VectorizeResult:
     """Write `output` (GeoPackage, layer 'classes') from the class raster; see the module text."""
     progress = ensure(progress)
     info = describe(classes)
@@ -151,12 +177,12 @@ def vectorize(classes: str, output: str, mmu=None, confidence: Optional[str] = N
     threshold = threshold_pixels(mmu, pixel_ha) if mmu not in (None, "") else 1
     if confidence:
         _check_same_grid(info, confidence)
-    sieved = [temp_name(output, ".tif"), temp_name(output, ".tif")]      # passes alternate between the two
+    sieved = [temp_name(output, ".tif"), temp_name(output, ".tif")]  # passes alternate between the two
     ids_tif = temp_name(output, ".tif")
     try:
         with gdal_exceptions() as (gdal, ogr, osr), atomic_output(output, ".gpkg") as tmp:
             before = gdal.GetCacheMax()
-            gdal.SetCacheMax(min(before, max(16 * 2 ** 20, min(256 * 2 ** 20, budget // 8))))   # the budget's share
+            gdal.SetCacheMax(min(before, max(16 * 2**20, min(256 * 2**20, budget // 8))))  # the budget's share
             try:
                 result = _run(gdal, ogr, osr, info, tmp, threshold, confidence, sieved, ids_tif, budget, progress)
             finally:
@@ -164,7 +190,7 @@ def vectorize(classes: str, output: str, mmu=None, confidence: Optional[str] = N
             result.output = output
             result.mmu_ha = threshold * pixel_ha if pixel_ha else float("nan")
             return result
-    except RuntimeError as exc:            # GDAL's own failure (exceptions on): one line, or the cancel
+    except RuntimeError as exc:  # GDAL's own failure (exceptions on): one line, or the cancel
         if progress.cancelled:
             raise Cancelled("cancelled by the user; nothing was written") from None
         raise RasterError(f"vectorizing {classes} failed: {str(exc).splitlines()[0][:200]}") from None
@@ -173,22 +199,35 @@ def vectorize(classes: str, output: str, mmu=None, confidence: Optional[str] = N
 
 
 def _run(gdal, ogr, osr, info, tmp, threshold, confidence, sieved, ids_tif, budget, progress) -> VectorizeResult:
+    # Long (96 lines) on purpose: one GDAL session (sieve, polygonize, areas and fields, small regions)
+    # whose datasets and layer transactions must stay open together and close in order.
     stages = 3 if confidence else 2
     src = open_gdal(info.path, "class raster", gdal)
     band = src.GetRasterBand(1)
     nodata = band.GetNoDataValue()
     work = src
     for done in range(MAX_PASSES if threshold > 1 else 0):
-        out = gdal.GetDriverByName("GTiff").Create(sieved[done % 2], src.RasterXSize, src.RasterYSize, 1,
-                                                   band.DataType, options=["TILED=YES", "COMPRESS=DEFLATE",
-                                                                           "BIGTIFF=IF_SAFER"])
+        out = gdal.GetDriverByName("GTiff").Create(
+            sieved[done % 2],
+            src.RasterXSize,
+            src.RasterYSize,
+            1,
+            band.DataType,
+            options=["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"],
+        )
         out.SetGeoTransform(src.GetGeoTransform())
         out.SetProjection(src.GetProjection())
         out.GetRasterBand(1).SetNoDataValue(nodata if nodata is not None else 0)
         wb = work.GetRasterBand(1)
         # the mask: the band itself (0 = no class) unless another nodata value marks it
-        gdal.SieveFilter(wb, wb if nodata in (None, 0) else wb.GetMaskBand(), out.GetRasterBand(1), threshold, 4,
-                         callback=_gdal_callback(progress, 0, stages, f"sieving (pass {done + 1})"))
+        gdal.SieveFilter(
+            wb,
+            wb if nodata in (None, 0) else wb.GetMaskBand(),
+            out.GetRasterBand(1),
+            threshold,
+            4,
+            callback=_gdal_callback(progress, 0, stages, f"sieving (pass {done + 1})"),
+        )
         out.FlushCache()
         changed = _differs(work, out, budget)
         work = wb = None
@@ -200,8 +239,14 @@ def _run(gdal, ogr, osr, info, tmp, threshold, confidence, sieved, ids_tif, budg
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
     srs = osr.SpatialReference(wkt=src.GetProjection()) if src.GetProjection() else None
     layer = ds.CreateLayer(LAYER, srs, ogr.wkbPolygon)
-    for name, kind in (("class_id", ogr.OFTInteger), ("class_name", ogr.OFTString), ("pixels", ogr.OFTInteger64),
-                       ("area_ha", ogr.OFTReal), ("confidence", ogr.OFTReal), ("polygon_id", ogr.OFTInteger)):
+    for name, kind in (
+        ("class_id", ogr.OFTInteger),
+        ("class_name", ogr.OFTString),
+        ("pixels", ogr.OFTInteger64),
+        ("area_ha", ogr.OFTReal),
+        ("confidence", ogr.OFTReal),
+        ("polygon_id", ogr.OFTInteger),
+    ):
         layer.CreateField(ogr.FieldDefn(name, kind))
     layer.StartTransaction()
     gdal.Polygonize(wband, wmask, layer, 0, [], callback=_gdal_callback(progress, 1, stages, "polygonizing"))
@@ -217,7 +262,7 @@ def _run(gdal, ogr, osr, info, tmp, threshold, confidence, sieved, ids_tif, budg
     next_id = 0
     for f in layer:
         px = int(round(f.GetGeometryRef().GetArea() / pixel_units))
-        if px < threshold:                 # the sieve had no neighbour to merge it into
+        if px < threshold:  # the sieve had no neighbour to merge it into
             small.append(f.GetFID())
             result.dropped_pixels += px
             continue
@@ -246,7 +291,7 @@ def _run(gdal, ogr, osr, info, tmp, threshold, confidence, sieved, ids_tif, budg
                 f.SetField("confidence", float(m))
                 layer.SetFeature(f)
         layer.CommitTransaction()
-    layer = ds = work = src = out = band = wband = wmask = None      # close before the rename
+    layer = ds = work = src = out = band = wband = wmask = None  # close before the rename
     names = {v: info.name(v) for v in sorted(set(info.names) | set(result.class_area_ha))}
     write_layer_style(tmp, LAYER, categorized_qml("class_id", names, info.colours, kind="fill"))
     progress.update(stages * 1000, stages * 1000, "done")

@@ -1,4 +1,5 @@
 """Bridges between QGIS progress objects and the engine's `spectralx.progress.Progress`."""
+
 from __future__ import annotations
 
 import re
@@ -7,7 +8,7 @@ from typing import Callable, Optional
 
 from ._vendor.spectralx import progress
 
-Progress = progress.Progress          # the engine's progress and cancel object (torch-free)
+Progress = progress.Progress  # the engine's progress and cancel object (torch-free)
 
 
 def _percent(done: int, total: int) -> float:
@@ -43,8 +44,9 @@ def task_progress(task, on_message: Optional[Callable[[str], None]] = None, cloc
         if message and on_message is not None:
             on_message(tiles(done, total, message))
 
-    return Progress(on_update=on_update, is_cancelled=task.isCanceled,
-                    on_log=on_message if on_message is not None else None)
+    return Progress(
+        on_update=on_update, is_cancelled=task.isCanceled, on_log=on_message if on_message is not None else None
+    )
 
 
 _VAL_MIOU = re.compile(r"val mIoU ([0-9.]+)")
@@ -83,8 +85,9 @@ class TrainingText:
         loss = re.search(r"loss ([0-9.]+)", message or "")
         if loss:
             parts.append(f"loss {loss.group(1)}")
-        parts.append(f"validation mIoU {self.val_miou:.2f}" if self.val_miou is not None
-                     else "validation mIoU not yet measured")
+        parts.append(
+            f"validation mIoU {self.val_miou:.2f}" if self.val_miou is not None else "validation mIoU not yet measured"
+        )
         return " · ".join(parts)
 
 

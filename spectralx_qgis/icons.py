@@ -1,4 +1,5 @@
 """Plugin icons: inside the plugin folder when packaged, from resources/icons/ in a checkout."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 with the one line the analyst reads (more lines: the log's details, such as a bug's traceback), or
 `Cancelled(message)`. The panel's engine runs, the model manager's downloads and imports, and the
 dependency installer all report through these."""
+
 from __future__ import annotations
 
 import traceback
@@ -16,12 +17,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Done(Outcome):
-    value: Any                      # the run's result (a SegmentResult, a DownloadResult, …)
+    value: Any  # the run's result (a SegmentResult, a DownloadResult, …)
 
 
 @dataclass(frozen=True)
 class Failed(Outcome):
-    message: str                    # first line: what the user reads; more lines: the log's details
+    message: str  # first line: what the user reads; more lines: the log's details
 
     @property
     def line(self) -> str:
@@ -30,7 +31,7 @@ class Failed(Outcome):
 
 @dataclass(frozen=True)
 class Cancelled(Outcome):
-    message: str = ""               # what the cancel left behind, when there is something to say
+    message: str = ""  # what the cancel left behind, when there is something to say
 
 
 def bug(exc: BaseException) -> Failed:

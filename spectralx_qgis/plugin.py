@@ -1,4 +1,5 @@
 """Plugin entry: Processing provider, dock panel, toolbar/menu action."""
+
 from __future__ import annotations
 
 from qgis.core import QgsApplication
@@ -19,6 +20,7 @@ class SpectralXPlugin:
     def initProcessing(self):  # noqa: N802
         if self.provider is None:
             from .processing.provider import SpectralXProvider
+
             self.provider = SpectralXProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
@@ -37,6 +39,7 @@ class SpectralXPlugin:
     def _ensure_dock(self):
         if self.dock is None:
             from .panel.dock import SpectralXDock
+
             self.dock = SpectralXDock(self.iface, self.iface.mainWindow())
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.visibilityChanged.connect(self._dock_visibility)
@@ -70,8 +73,9 @@ class SpectralXPlugin:
             self.dock.deleteLater()
             self.dock = None
         if self.action is not None:
-            remove_menu = getattr(self.iface, "removePluginRasterMenu", None) or \
-                getattr(self.iface, "removePluginMenu", None)
+            remove_menu = getattr(self.iface, "removePluginRasterMenu", None) or getattr(
+                self.iface, "removePluginMenu", None
+            )
             if remove_menu:
                 remove_menu("SpectralX", self.action)
             self.iface.removeToolBarIcon(self.action)

@@ -9,6 +9,7 @@ class names and colours travel in its `spectralx_classes` tag.
 Pixels follow GDAL's rule (a pixel is labelled when its centre lies inside the polygon); a later
 polygon overwrites an earlier one where they overlap. 0 means unlabelled.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,8 @@ class PolygonError(Exception):
 @dataclass
 class BurntLabels:
     path: str
-    classes: List[Dict[str, Any]]            # [{"value", "name", "color"}] in value order
-    used: int                                # features burnt
+    classes: List[Dict[str, Any]]  # [{"value", "name", "color"}] in value order
+    used: int  # features burnt
     skipped: Dict[str, int] = field(default_factory=dict)
     labelled_pixels: int = 0
 
@@ -37,6 +38,7 @@ def _empty(value) -> bool:
         return True
     try:
         from qgis.PyQt.QtCore import QVariant
+
         if isinstance(value, QVariant) and value.isNull():
             return True
     except ImportError:  # pragma: no cover
@@ -48,6 +50,7 @@ def _empty(value) -> bool:
 
 def _class_table(values: List[Any], engine_classes) -> Tuple[Dict[Any, int], List[Dict[str, Any]]]:
     """Text classes: values 1..K in sorted name order (the engine's rule); integer codes keep theirs."""
+
     def as_int(v):
         if isinstance(v, bool):
             return None
@@ -69,14 +72,23 @@ def _class_table(values: List[Any], engine_classes) -> Tuple[Dict[Any, int], Lis
     return lookup, [{"value": int(c.value), "name": c.name, "color": c.color} for c in table]
 
 
-def rasterize_polygons(features, fields, class_field: str, source_crs: QgsCoordinateReferenceSystem,
-                       raster_path: str, output: str, engine_classes, what: str = "the polygon layer",
-                       feedback=None) -> BurntLabels:
+def rasterize_polygons(
+    features,
+    fields,
+    class_field: str,
+    source_crs: QgsCoordinateReferenceSystem,
+    raster_path: str,
+    output: str,
+    engine_classes,
+    what: str = "the polygon layer",
+    feedback=None,
+) -> BurntLabels:
     """Burn `features` (QgsFeature iterable; class in `class_field`) into `output` (GeoTIFF, uint16)
     on the grid of `raster_path`. `engine_classes`: spectralx.training.classes (the class-table rules)."""
     # Long (~85 lines) on purpose: one GDAL session (memory layer -> reprojection -> burn -> count) whose
     # handles must all be released in order before the file is read; split, each part would re-open them.
     from osgeo import gdal, ogr, osr
+
     index = fields.indexOf(class_field)
     if index < 0:
         names = ", ".join(f.name() for f in fields) or "(none)"
@@ -112,7 +124,7 @@ def rasterize_polygons(features, fields, class_field: str, source_crs: QgsCoordi
             skip("with an empty class")
             continue
         if transform is not None:
-            geom = type(geom)(geom)          # copy: never change the analyst's feature
+            geom = type(geom)(geom)  # copy: never change the analyst's feature
             try:
                 geom.transform(transform)
             except Exception:  # noqa: BLE001  (QgsCsException)
@@ -121,7 +133,9 @@ def rasterize_polygons(features, fields, class_field: str, source_crs: QgsCoordi
         kept.append((bytes(geom.asWkb()), value))
     if not kept:
         detail = "; ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
-        raise PolygonError(f"{what} has no polygon with a class in '{class_field}'" + (f" ({detail})" if detail else ""))
+        raise PolygonError(
+            f"{what} has no polygon with a class in '{class_field}'" + (f" ({detail})" if detail else "")
+        )
 
     lookup, classes = _class_table([v for _, v in kept], engine_classes)
     burn = [(wkb, lookup[v]) for wkb, v in kept if lookup[v] > 0]
@@ -139,8 +153,9 @@ def rasterize_polygons(features, fields, class_field: str, source_crs: QgsCoordi
         f.SetGeometry(ogr.CreateGeometryFromWkb(wkb))
         f.SetField("value", int(value))
         layer.CreateFeature(f)
-    out = gdal.GetDriverByName("GTiff").Create(output, width, height, 1, gdal.GDT_UInt16,
-                                               options=["COMPRESS=DEFLATE", "TILED=YES"])
+    out = gdal.GetDriverByName("GTiff").Create(
+        output, width, height, 1, gdal.GDT_UInt16, options=["COMPRESS=DEFLATE", "TILED=YES"]
+    )
     out.SetGeoTransform(gt)
     if wkt:
         out.SetProjection(wkt)
@@ -149,10 +164,13 @@ def rasterize_polygons(features, fields, class_field: str, source_crs: QgsCoordi
     band.Fill(0)
     gdal.RasterizeLayer(out, [1], layer, options=["ATTRIBUTE=value"])
     import numpy as np
+
     labelled = int(np.count_nonzero(band.ReadAsArray()))
     out.FlushCache()
     out = None
     if labelled == 0:
-        raise PolygonError(f"none of the {len(burn)} polygons of {what} covers a pixel centre of the training "
-                           "raster; check that they lie over it (and are larger than a pixel)")
+        raise PolygonError(
+            f"none of the {len(burn)} polygons of {what} covers a pixel centre of the training "
+            "raster; check that they lie over it (and are larger than a pixel)"
+        )
     return BurntLabels(output, classes, len(burn), skipped, labelled)

@@ -1,11 +1,19 @@
 """Class and confidence layer styling, and the "SpectralX" layer group."""
+
 from __future__ import annotations
 
 import os
 from typing import Iterable, List, Optional
 
-from qgis.core import (QgsColorRampShader, QgsMapLayer, QgsPalettedRasterRenderer, QgsProject,
-                       QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer)
+from qgis.core import (
+    QgsColorRampShader,
+    QgsMapLayer,
+    QgsPalettedRasterRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+)
 from qgis.PyQt.QtGui import QColor
 
 GROUP_NAME = "SpectralX"
@@ -68,8 +76,13 @@ def add_to_group(layer: QgsMapLayer, project: Optional[QgsProject] = None) -> Qg
     return layer
 
 
-def load_results(output: str, classes: Iterable, confidence: Optional[str] = None,
-                 name: Optional[str] = None, project: Optional[QgsProject] = None) -> List[QgsMapLayer]:
+def load_results(
+    output: str,
+    classes: Iterable,
+    confidence: Optional[str] = None,
+    name: Optional[str] = None,
+    project: Optional[QgsProject] = None,
+) -> List[QgsMapLayer]:
     """Load a class raster (and its confidence raster) styled, into the SpectralX group."""
     name = name or os.path.splitext(os.path.basename(output))[0]
     layers = []

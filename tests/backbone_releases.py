@@ -7,6 +7,7 @@ timm's ViT and MAE). Only the widths are small (width 128, 4 blocks, 2 heads of 
 seconds. Weights are random but well-scaled (linear std 0.02, norms near 1) so forward passes are
 meaningful.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,17 @@ def mae_sincos_table(dim: int, grid: int, cls: bool = True) -> torch.Tensor:
     return torch.from_numpy(emb).float()[None]
 
 
-def vit_encoder(seed: int, grid: int = 14, *, cls: bool = True, pos: str = "sincos", qkv_bias_mask: bool = False,
-                layer_scale: bool = False, dim: int = WIDTH, depth: int = DEPTH) -> Dict[str, torch.Tensor]:
+def vit_encoder(
+    seed: int,
+    grid: int = 14,
+    *,
+    cls: bool = True,
+    pos: str = "sincos",
+    qkv_bias_mask: bool = False,
+    layer_scale: bool = False,
+    dim: int = WIDTH,
+    depth: int = DEPTH,
+) -> Dict[str, torch.Tensor]:
     """timm-named encoder tensors (blocks.N.norm1/attn.qkv/attn.proj/norm2/mlp.fc1/mlp.fc2, norm)."""
     g = _gen(seed)
     s = {"patch_embed.proj.weight": _normal(g, dim, 3, 16, 16), "patch_embed.proj.bias": _normal(g, dim)}
@@ -64,9 +74,9 @@ def vit_encoder(seed: int, grid: int = 14, *, cls: bool = True, pos: str = "sinc
         s[p + "norm1.bias"] = _normal(g, dim)
         s[p + "attn.qkv.weight"] = _normal(g, 3 * dim, dim, std=0.08)
         s[p + "attn.qkv.bias"] = _normal(g, 3 * dim, std=0.1)
-        if qkv_bias_mask:   # DINOv3's LinearKMaskedBias: 1 for q and v, 0 for k
+        if qkv_bias_mask:  # DINOv3's LinearKMaskedBias: 1 for q and v, 0 for k
             mask = torch.ones(3 * dim)
-            mask[dim:2 * dim] = 0
+            mask[dim : 2 * dim] = 0
             s[p + "attn.qkv.bias_mask"] = mask
         s[p + "attn.proj.weight"] = _normal(g, dim, dim, std=0.05)
         s[p + "attn.proj.bias"] = _normal(g, dim)
@@ -87,20 +97,39 @@ def vit_encoder(seed: int, grid: int = 14, *, cls: bool = True, pos: str = "sinc
 
 # -- MAE decoder and the Scale-MAE / SatMAE++ extras, as modules so names and shapes are the real ones --
 
+
 def _vit_block_state(g, prefix: str, dim: int) -> Dict[str, torch.Tensor]:
-    return {prefix + k: _normal(g, *shape) for k, shape in {
-        "norm1.weight": (dim,), "norm1.bias": (dim,), "attn.qkv.weight": (3 * dim, dim),
-        "attn.qkv.bias": (3 * dim,), "attn.proj.weight": (dim, dim), "attn.proj.bias": (dim,),
-        "norm2.weight": (dim,), "norm2.bias": (dim,), "mlp.fc1.weight": (4 * dim, dim),
-        "mlp.fc1.bias": (4 * dim,), "mlp.fc2.weight": (dim, 4 * dim), "mlp.fc2.bias": (dim,)}.items()}
+    return {
+        prefix + k: _normal(g, *shape)
+        for k, shape in {
+            "norm1.weight": (dim,),
+            "norm1.bias": (dim,),
+            "attn.qkv.weight": (3 * dim, dim),
+            "attn.qkv.bias": (3 * dim,),
+            "attn.proj.weight": (dim, dim),
+            "attn.proj.bias": (dim,),
+            "norm2.weight": (dim,),
+            "norm2.bias": (dim,),
+            "mlp.fc1.weight": (4 * dim, dim),
+            "mlp.fc1.bias": (4 * dim,),
+            "mlp.fc2.weight": (dim, 4 * dim),
+            "mlp.fc2.bias": (dim,),
+        }.items()
+    }
 
 
-def mae_decoder(seed: int, dec: int = 64, depth: int = 2, grid: int = 14, pred: bool = True,
-                dim: int = WIDTH) -> Dict[str, torch.Tensor]:
+def mae_decoder(
+    seed: int, dec: int = 64, depth: int = 2, grid: int = 14, pred: bool = True, dim: int = WIDTH
+) -> Dict[str, torch.Tensor]:
     g = _gen(seed)
-    s = {"decoder_embed.weight": _normal(g, dec, dim), "decoder_embed.bias": _normal(g, dec),
-         "mask_token": _normal(g, 1, 1, dec), "decoder_pos_embed": mae_sincos_table(dec, grid),
-         "decoder_norm.weight": torch.ones(dec), "decoder_norm.bias": torch.zeros(dec)}
+    s = {
+        "decoder_embed.weight": _normal(g, dec, dim),
+        "decoder_embed.bias": _normal(g, dec),
+        "mask_token": _normal(g, 1, 1, dec),
+        "decoder_pos_embed": mae_sincos_table(dec, grid),
+        "decoder_norm.weight": torch.ones(dec),
+        "decoder_norm.bias": torch.zeros(dec),
+    }
     for i in range(depth):
         s.update(_vit_block_state(g, f"decoder_blocks.{i}.", dec))
     if pred:
@@ -109,7 +138,7 @@ def mae_decoder(seed: int, dec: int = 64, depth: int = 2, grid: int = 14, pred: 
     return s
 
 
-class _Norm2d(nn.Module):          # Scale-MAE lib/fpn.py: a LayerNorm named `ln` over channels
+class _Norm2d(nn.Module):  # Scale-MAE lib/fpn.py: a LayerNorm named `ln` over channels
     def __init__(self, d):
         super().__init__()
         self.ln = nn.LayerNorm(d, eps=1e-6)
@@ -118,8 +147,9 @@ class _Norm2d(nn.Module):          # Scale-MAE lib/fpn.py: a LayerNorm named `ln
 class _HFFB(nn.Module):
     def __init__(self, h):
         super().__init__()
-        self.convs = nn.Sequential(nn.GELU(), nn.Conv2d(h, h // 2, 3, padding=1, groups=h // 2), nn.GELU(),
-                                   nn.Conv2d(h // 2, h, 1))
+        self.convs = nn.Sequential(
+            nn.GELU(), nn.Conv2d(h, h // 2, 3, padding=1, groups=h // 2), nn.GELU(), nn.Conv2d(h // 2, h, 1)
+        )
         self.residual = nn.Conv2d(h, h, 1)
 
 
@@ -128,9 +158,16 @@ class _FCNHead(nn.Module):
         super().__init__()
         self.proj = nn.Conv2d(d, h, 1)
         self.conv_blocks = nn.Sequential(*[_HFFB(h) for _ in range(layers)])
-        self.pred = nn.Sequential(_Norm2d(h), nn.ConvTranspose2d(h, h // 2, 4, 4), nn.GELU(),
-                                  nn.Conv2d(h // 2, h // 4, 3, padding=1, groups=h // 4), nn.GELU(),
-                                  nn.Conv2d(h // 4, h // 2, 1), nn.GELU(), nn.ConvTranspose2d(h // 2, 3, 2, 2))
+        self.pred = nn.Sequential(
+            _Norm2d(h),
+            nn.ConvTranspose2d(h, h // 2, 4, 4),
+            nn.GELU(),
+            nn.Conv2d(h // 2, h // 4, 3, padding=1, groups=h // 4),
+            nn.GELU(),
+            nn.Conv2d(h // 4, h // 2, 1),
+            nn.GELU(),
+            nn.ConvTranspose2d(h // 2, 3, 2, 2),
+        )
 
 
 class _FPNHead(nn.Module):
@@ -140,7 +177,7 @@ class _FPNHead(nn.Module):
         self.fpn2 = nn.Sequential(nn.ConvTranspose2d(d, d, 2, 2))
 
 
-class _LayerNormCF(nn.Module):     # SatMAE++ channels-first LayerNorm: bare weight/bias parameters
+class _LayerNormCF(nn.Module):  # SatMAE++ channels-first LayerNorm: bare weight/bias parameters
     def __init__(self, d):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(d))
@@ -178,8 +215,13 @@ def _optimizer_state(model_state: Dict[str, torch.Tensor]) -> dict:
     return opt.state_dict()
 
 
-_SCALER = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
-           "_growth_tracker": 117}
+_SCALER = {
+    "scale": 65536.0,
+    "growth_factor": 2.0,
+    "backoff_factor": 0.5,
+    "growth_interval": 2000,
+    "_growth_tracker": 117,
+}
 
 
 def scale_mae_release(path, seed: int = 10) -> Dict[str, torch.Tensor]:
@@ -193,17 +235,57 @@ def scale_mae_release(path, seed: int = 10) -> Dict[str, torch.Tensor]:
     model.update(_module_state("fcn_high", _FCNHead(64, 32, 2)))
     model.update(_module_state("fcn_low", _FCNHead(64, 32, 2)))
     args = argparse.Namespace(
-        batch_size=64, epochs=800, accum_iter=1, model="mae_vit_large_patch16", input_size=224,
-        mask_ratio=0.75, norm_pix_loss=False, weight_decay=0.05, lr=None, blr=1.5e-4, min_lr=0.0,
-        warmup_epochs=40, config="config/fmow.yaml", output_dir="./output_dir", log_dir="./output_dir",
-        device="cuda", seed=0, resume="", start_epoch=0, num_workers=10, pin_mem=True, world_size=8,
-        local_rank=-1, dist_on_itp=False, dist_url="env://", decoder_depth=3, decoder_aux_loss_layers=1,
-        target_size=[224], source_size=[224], fixed_output_size_min=224, fixed_output_size_max=336,
-        base_resolution=2.5, independent_fcn_head=True, progressive=False, use_mask_token=True,
-        loss_masking=True, self_attention=False, absolute_scale=False, fcn_dim=512, fcn_layers=2,
-        scale_min=0.2, scale_max=1.0, eval_base_resolution=1.0, distributed=True, rank=0, gpu=0)
-    torch.save({"model": model, "optimizer": _optimizer_state(model), "epoch": 799, "scaler": dict(_SCALER),
-                "args": args}, path)
+        batch_size=64,
+        epochs=800,
+        accum_iter=1,
+        model="mae_vit_large_patch16",
+        input_size=224,
+        mask_ratio=0.75,
+        norm_pix_loss=False,
+        weight_decay=0.05,
+        lr=None,
+        blr=1.5e-4,
+        min_lr=0.0,
+        warmup_epochs=40,
+        config="config/fmow.yaml",
+        output_dir="./output_dir",
+        log_dir="./output_dir",
+        device="cuda",
+        seed=0,
+        resume="",
+        start_epoch=0,
+        num_workers=10,
+        pin_mem=True,
+        world_size=8,
+        local_rank=-1,
+        dist_on_itp=False,
+        dist_url="env://",
+        decoder_depth=3,
+        decoder_aux_loss_layers=1,
+        target_size=[224],
+        source_size=[224],
+        fixed_output_size_min=224,
+        fixed_output_size_max=336,
+        base_resolution=2.5,
+        independent_fcn_head=True,
+        progressive=False,
+        use_mask_token=True,
+        loss_masking=True,
+        self_attention=False,
+        absolute_scale=False,
+        fcn_dim=512,
+        fcn_layers=2,
+        scale_min=0.2,
+        scale_max=1.0,
+        eval_base_resolution=1.0,
+        distributed=True,
+        rank=0,
+        gpu=0,
+    )
+    torch.save(
+        {"model": model, "optimizer": _optimizer_state(model), "epoch": 799, "scaler": dict(_SCALER), "args": args},
+        path,
+    )
     return model
 
 
@@ -216,15 +298,45 @@ def satmae_pp_release(path, seed: int = 20) -> Dict[str, torch.Tensor]:
     model.update(_module_state("proj_up_norm", _LayerNormCF(12)))
     model.update(_module_state("up_block", _UpsampleBlock(12, 3)))
     args = argparse.Namespace(
-        batch_size=64, epochs=800, accum_iter=16, model_type=None, model="mae_vit_large_patch16",
-        input_size=224, patch_size=16, mask_ratio=0.75, spatial_mask=False, norm_pix_loss=False,
-        weight_decay=0.05, lr=None, blr=1.5e-4, min_lr=0.0, warmup_epochs=20,
-        train_path="/home/fmow-rgb/train_62classes.json", dataset_type="rgb", masked_bands=None,
-        dropped_bands=None, grouped_bands=[], output_dir="./output_dir", log_dir="./output_dir",
-        device="cuda", seed=0, resume="", wandb=None, start_epoch=0, num_workers=8, pin_mem=True,
-        world_size=8, local_rank=0, dist_on_itp=False, dist_url="env://", distributed=True)
-    torch.save({"model": model, "optimizer": _optimizer_state(model), "epoch": 799, "scaler": dict(_SCALER),
-                "args": args}, path)
+        batch_size=64,
+        epochs=800,
+        accum_iter=16,
+        model_type=None,
+        model="mae_vit_large_patch16",
+        input_size=224,
+        patch_size=16,
+        mask_ratio=0.75,
+        spatial_mask=False,
+        norm_pix_loss=False,
+        weight_decay=0.05,
+        lr=None,
+        blr=1.5e-4,
+        min_lr=0.0,
+        warmup_epochs=20,
+        train_path="/home/fmow-rgb/train_62classes.json",
+        dataset_type="rgb",
+        masked_bands=None,
+        dropped_bands=None,
+        grouped_bands=[],
+        output_dir="./output_dir",
+        log_dir="./output_dir",
+        device="cuda",
+        seed=0,
+        resume="",
+        wandb=None,
+        start_epoch=0,
+        num_workers=8,
+        pin_mem=True,
+        world_size=8,
+        local_rank=0,
+        dist_on_itp=False,
+        dist_url="env://",
+        distributed=True,
+    )
+    torch.save(
+        {"model": model, "optimizer": _optimizer_state(model), "epoch": 799, "scaler": dict(_SCALER), "args": args},
+        path,
+    )
     return model
 
 
@@ -250,6 +362,7 @@ def dinov3_release(path, seed: int = 30) -> Dict[str, torch.Tensor]:
 def timm_release(path, seed: int = 40) -> Dict[str, torch.Tensor]:
     """`model.safetensors` of a timm ViT (augreg-style): learned pos_embed, classifier head."""
     from safetensors.torch import save_file
+
     s = vit_encoder(seed, pos="learned")
     g = _gen(seed + 1)
     s["head.weight"] = _normal(g, 1000, WIDTH)
@@ -266,7 +379,7 @@ def mae_release(path, seed: int = 50) -> Dict[str, torch.Tensor]:
     return s
 
 
-RELEASES = {   # family -> (file name as published, writer)
+RELEASES = {  # family -> (file name as published, writer)
     "scale-mae": ("scalemae-vitlarge-800.pth", scale_mae_release),
     "satmae++": ("checkpoint_ViT-L_pretrain_fmow_rgb.pth", satmae_pp_release),
     "dinov3": ("dinov3_vitl16_pretrain_sat493m-eadcf0ff.pth", dinov3_release),

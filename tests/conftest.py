@@ -1,4 +1,5 @@
 """Shared fixtures. Engine tests need no QGIS; pytest-qgis provides `qgis_app`/`qgis_iface` where used."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,10 @@ REPO = os.path.dirname(HERE)
 def run_cli(*args: str, check: bool = False):
     """Run the real `spectralx` entry point in a subprocess; returns CompletedProcess."""
     import subprocess
-    proc = subprocess.run([sys.executable, "-m", "spectralx.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=900)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "spectralx.cli", *map(str, args)], capture_output=True, text=True, timeout=900
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"spectralx {' '.join(map(str, args))} failed:\n{proc.stderr}")
     return proc
@@ -29,6 +32,7 @@ def tiny_backbone(tmp_path_factory) -> str:
     from spectralx.backbone_io import save_backbone
     from spectralx.config import ModelConfig
     from spectralx.model.backbone import VisionTransformer
+
     torch.manual_seed(0)
     cfg = ModelConfig.from_preset("vit_tiny_patch16", img_size=64)
     path = str(tmp_path_factory.mktemp("backbone") / "tiny-backbone.safetensors")
@@ -43,8 +47,9 @@ def make_checkpoint(tiny_backbone, tmp_path):
 
     from spectralx.checkpoint import Band, ClassInfo, new_model, save_checkpoint
 
-    def factory(wavelengths=(480.0, 560.0, 660.0), classes=("water", "crop", "tree"), name="model",
-                seed=0, img_size=64):
+    def factory(
+        wavelengths=(480.0, 560.0, 660.0), classes=("water", "crop", "tree"), name="model", seed=0, img_size=64
+    ):
         torch.manual_seed(seed)
         folder = tmp_path / name
         folder.mkdir(exist_ok=True)
@@ -57,6 +62,7 @@ def make_checkpoint(tiny_backbone, tmp_path):
         path = str(folder / f"{name}.safetensors")
         save_checkpoint(model, card, path)
         return path
+
     return factory
 
 

@@ -1,6 +1,7 @@
 """Hostile weights files for the issue-18 tests: zip archives written byte by byte (so declared sizes
 can lie and a deflate stream can be a bomb), torch zips around a hand-written pickle, and small
 encoders to break in one place. Everything is small on disk; what it would expand to is not."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,29 @@ def raw_zip(path, entries: List[Tuple[str, bytes, int, int, int]]) -> None:
         n = name.encode()
         out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc, len(data), size, len(n), 0))
         out.write(n + data)
-        central.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, crc, len(data), size,
-                                  len(n), 0, 0, 0, 0, 0, offset) + n)
+        central.write(
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                method,
+                0,
+                0x21,
+                crc,
+                len(data),
+                size,
+                len(n),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + n
+        )
     cd = central.getvalue()
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(cd), out.tell(), 0)
     with open(path, "wb") as f:
@@ -44,8 +66,13 @@ def deflate_bomb(inflated: int) -> bytes:
 
 def zip_bomb_checkpoint(path, inflated: int = 3 << 30) -> None:
     """A 'torch checkpoint' whose compressed data.pkl inflates to `inflated` bytes (3 GiB in ~3 MB)."""
-    raw_zip(path, [("archive/data.pkl", deflate_bomb(inflated), zipfile.ZIP_DEFLATED, 0, inflated),
-                   ("archive/version", b"3\n", 0, zlib.crc32(b"3\n"), 2)])
+    raw_zip(
+        path,
+        [
+            ("archive/data.pkl", deflate_bomb(inflated), zipfile.ZIP_DEFLATED, 0, inflated),
+            ("archive/version", b"3\n", 0, zlib.crc32(b"3\n"), 2),
+        ],
+    )
 
 
 def torch_zip(path, pkl: bytes, storages: Dict[str, bytes] = None) -> None:
@@ -79,4 +106,5 @@ def self_list_pickle() -> bytes:
 
 def tiny_vit(width: int = 64, depth: int = 2, grid: int = 4, seed: int = 0, **kw) -> Dict[str, torch.Tensor]:
     from backbone_releases import vit_encoder
+
     return vit_encoder(seed, grid=grid, dim=width, depth=depth, **kw)

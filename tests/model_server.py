@@ -2,6 +2,7 @@
 (or ignores it on request), and can cut the connection after N bytes of its first answer. `answer`
 replaces the whole answer (hostile servers: trickling, endless, wrong ranges); such handlers must
 stop by themselves (a bounded loop, or when the client goes away)."""
+
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args):   # keep pytest output clean
+    def log_message(self, *args):  # keep pytest output clean
         pass
 
     def do_GET(self):
@@ -44,7 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "none" if srv.ignore_range else "bytes")
         self.end_headers()
         cut = srv.cut_after.pop(0) if srv.cut_after else None
-        if cut is not None:        # send part of the promised body, then drop the connection
+        if cut is not None:  # send part of the promised body, then drop the connection
             self.wfile.write(body[:cut])
             self.wfile.flush()
             self.close_connection = True
@@ -55,16 +56,15 @@ class _Handler(BaseHTTPRequestHandler):
 class ModelServer:
     """with ModelServer(data) as s: s.url -> http://127.0.0.1:PORT/<name>"""
 
-    def __init__(self, data: bytes, name: str = "release.bin", ignore_range: bool = False, cut_after=(),
-                 answer=None):
+    def __init__(self, data: bytes, name: str = "release.bin", ignore_range: bool = False, cut_after=(), answer=None):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.data = data
         self.httpd.route = "/" + name
         self.httpd.ignore_range = ignore_range
-        self.httpd.cut_after = list(cut_after)    # per request, in order: bytes sent before the cut
+        self.httpd.cut_after = list(cut_after)  # per request, in order: bytes sent before the cut
         self.httpd.requests = []
-        self.httpd.answer = answer                # answer(handler, data): the whole response, or None
+        self.httpd.answer = answer  # answer(handler, data): the whole response, or None
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

@@ -1,5 +1,6 @@
 """Accuracy and area estimators (spectralx.area_estimate) against the worked example of Olofsson et al.
 (2014), Remote Sensing of Environment 148, 42-57, Section 5, and a coverage property on a synthetic map."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 
 from spectralx.area_estimate import estimate
@@ -17,18 +17,17 @@ from spectralx.sampling import sample_size
 # Olofsson et al. 2014, Table 8: error matrix of sample counts (rows = map, columns = reference) for the
 # classes deforestation, forest gain, stable forest, stable non-forest; mapped areas in 30 m pixels
 # (0.09 ha each) from the same section (18 000, 13 500, 288 000 and 580 500 ha mapped).
-COUNTS = [[66, 0, 5, 4],
-          [0, 55, 8, 12],
-          [1, 0, 153, 11],
-          [2, 1, 9, 313]]
+COUNTS = [[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]]
 PIXELS = [200_000, 150_000, 3_200_000, 6_450_000]
 NAMES = ["deforestation", "forest gain", "stable forest", "stable non-forest"]
 
 # Table 9: the same matrix in estimated area proportions, to the 4 decimals printed there
-TABLE9 = [[0.0176, 0.0000, 0.0013, 0.0011],
-          [0.0000, 0.0110, 0.0016, 0.0024],
-          [0.0019, 0.0000, 0.2967, 0.0213],
-          [0.0040, 0.0020, 0.0179, 0.6212]]
+TABLE9 = [
+    [0.0176, 0.0000, 0.0013, 0.0011],
+    [0.0000, 0.0110, 0.0016, 0.0024],
+    [0.0019, 0.0000, 0.2967, 0.0213],
+    [0.0040, 0.0020, 0.0179, 0.6212],
+]
 TABLE9_COLUMN_TOTALS = [0.0235, 0.0130, 0.3175, 0.6460]
 # Section 5: error-adjusted areas (ha) ± their 95 % confidence intervals, as printed (whole hectares)
 AREAS_HA = [(21_158, 6_158), (11_686, 3_756), (285_770, 15_510), (581_386, 16_282)]
@@ -56,7 +55,7 @@ def test_olofsson_2014_error_adjusted_areas_and_intervals(paper):
     assert got == AREAS_HA
     defo = paper["classes"][0]
     assert defo["mapped_area_ha"] == pytest.approx(18_000)
-    assert round(defo["area_proportion"]["se"], 4) == 0.0035     # S(p_.1) in the text
+    assert round(defo["area_proportion"]["se"], 4) == 0.0035  # S(p_.1) in the text
     # the interval is estimate ± 1.96 SE, in pixels as in hectares
     assert defo["area_pixels"]["ci95"] * 0.09 == pytest.approx(defo["area_ha"]["ci95"])
     assert defo["area_ha"]["low"] == pytest.approx(21_158 - 6_158, abs=1)
@@ -77,7 +76,7 @@ def test_olofsson_2014_sample_size_formula():
     with the mapped shares above -> n ≈ 641 (eq. 13)."""
     w = np.array(PIXELS) / sum(PIXELS)
     assert sample_size(w, [0.7, 0.6, 0.9, 0.95], 0.01) == 641
-    assert sample_size(w, [0.7, 0.6, 0.9, 0.95], 0.02) == 161      # a quarter for twice the SE
+    assert sample_size(w, [0.7, 0.6, 0.9, 0.95], 0.02) == 161  # a quarter for twice the SE
 
 
 def test_every_mapped_class_needs_two_points():
@@ -94,7 +93,7 @@ def test_class_never_mapped_has_area_but_no_users_accuracy():
     assert c["users_accuracy"]["estimate"] is None and c["producers_accuracy"]["estimate"] is None
     assert c["area_pixels"]["estimate"] == 0.0
     r = estimate([[8, 1, 1], [1, 9, 0], [0, 0, 0]], [600, 400, 0], ["a", "b", "c"])
-    assert r["classes"][2]["area_pixels"]["estimate"] == pytest.approx(60.0)     # 600 px x 1/10
+    assert r["classes"][2]["area_pixels"]["estimate"] == pytest.approx(60.0)  # 600 px x 1/10
     assert r["classes"][2]["producers_accuracy"]["estimate"] == 0.0
 
 
@@ -133,6 +132,7 @@ def test_intervals_cover_the_true_areas_95_percent():
 
 # --- from a map and reference points: `spectralx evaluate MAP --reference POINTS --class-field F --area` --
 
+
 def _paper_map_and_points(tmp_path, crs_points=None, transform_points=None, edit=None):
     """A 100 x 100 map with the paper's class shares (200, 150, 3200, 6450 px) and 640 points laid out
     as Table 8 (stratum = map class, reference = the table's column)."""
@@ -142,17 +142,19 @@ def _paper_map_and_points(tmp_path, crs_points=None, transform_points=None, edit
     from spectralx.checkpoint import ClassInfo
     from spectralx.outputs import open_class_raster
     from spectralx.vector_io import write_points
+
     flat = np.repeat([1, 2, 3, 4], [200, 150, 3200, 6450]).astype(np.uint8)
     data = flat.reshape(100, 100)
-    classes = [ClassInfo(i + 1, n, c) for i, (n, c) in enumerate(zip(NAMES, ["#ff0000", "#00ff00", "#006400",
-                                                                             "#ffff99"]))]
+    classes = [
+        ClassInfo(i + 1, n, c) for i, (n, c) in enumerate(zip(NAMES, ["#ff0000", "#00ff00", "#006400", "#ffff99"]))
+    ]
     transform = from_origin(600_000, 4_500_000, 30, 30)
     path = str(tmp_path / "map.tif")
     with open_class_raster(path, 100, 100, "EPSG:32619", transform, classes) as ds:
         ds.write(data, 1)
     rows, cols, strata, refs = [], [], [], []
     for i, counts in enumerate(COUNTS):
-        cells = np.flatnonzero(flat == i + 1)[:sum(counts)]
+        cells = np.flatnonzero(flat == i + 1)[: sum(counts)]
         r, c = np.divmod(cells, 100)
         rows += r.tolist()
         cols += c.tolist()
@@ -163,6 +165,7 @@ def _paper_map_and_points(tmp_path, crs_points=None, transform_points=None, edit
     wkt = rasterio.crs.CRS.from_epsg(32619).to_wkt()
     if crs_points:
         from rasterio.warp import transform as warp
+
         xs, ys = warp("EPSG:32619", crs_points, xs, ys)
         wkt = rasterio.crs.CRS.from_string(crs_points).to_wkt()
     fields = {"stratum": strata, "truth": [NAMES[r - 1] for r in refs], "code": refs}
@@ -193,8 +196,9 @@ def test_evaluate_area_reproduces_the_paper_from_a_map_and_points(tmp_path):
     png = (tmp_path / "points_report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     # class values work as well as names; the same numbers
-    again = run_cli("evaluate", path, "--reference", points, "--class-field", "code", "--area", "-o",
-                    tmp_path / "codes.json")
+    again = run_cli(
+        "evaluate", path, "--reference", points, "--class-field", "code", "--area", "-o", tmp_path / "codes.json"
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "codes.json").read_text())["classes"] == result["classes"]
 
@@ -203,7 +207,7 @@ def test_evaluate_area_reprojects_points_in_another_crs(tmp_path):
     path, points = _paper_map_and_points(tmp_path, crs_points="EPSG:4326")
     proc = run_cli("evaluate", path, "--reference", points, "--class-field", "truth", "--area", "--json")
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout[:proc.stdout.rindex("}") + 1])
+    result = json.loads(proc.stdout[: proc.stdout.rindex("}") + 1])
     assert result["error_matrix_counts"] == COUNTS
     assert "reference points reprojected to the map's CRS" in result["notes"]
 
@@ -217,8 +221,19 @@ def test_evaluate_area_simple_design_uses_map_classes_as_post_strata(tmp_path):
     result = json.loads((tmp_path / "points_report.json").read_text())
     assert result["design"] == "simple" and "post-strata" in result["method"]
     assert [round(c["users_accuracy"]["estimate"], 2) for c in result["classes"]] == USERS
-    forced = run_cli("evaluate", path, "--reference", points, "--class-field", "code", "--area", "--design",
-                     "stratified", "-o", tmp_path / "s.json")
+    forced = run_cli(
+        "evaluate",
+        path,
+        "--reference",
+        points,
+        "--class-field",
+        "code",
+        "--area",
+        "--design",
+        "stratified",
+        "-o",
+        tmp_path / "s.json",
+    )
     assert forced.returncode == 2 and "has no 'stratum' field" in forced.stderr
 
 
@@ -230,7 +245,7 @@ def _bad(case):
             xs[3] -= 1e5
         elif case == "other_strata":
             fields["stratum"][0] = 4
-        elif case == "empty_stratum":     # every stratum-2 point gone: 150 mapped px without a point
+        elif case == "empty_stratum":  # every stratum-2 point gone: 150 mapped px without a point
             keep = [i for i, s in enumerate(fields["stratum"]) if s != 2]
             xs[:] = [xs[i] for i in keep]
             ys[:] = [ys[i] for i in keep]
@@ -238,17 +253,22 @@ def _bad(case):
                 fields[k] = [fields[k][i] for i in keep]
         elif case == "unlabelled":
             fields["truth"] = [None] * len(fields["truth"])
+
     return edit
 
 
-@pytest.mark.parametrize("case, expect", [
-    ("unknown_class", "reference class 'wetland' in field 'truth'"),
-    ("outside", "1 reference points lie outside the map"),
-    ("other_strata", "have a stratum other than the map class under them"),
-    ("empty_stratum", "map class 2 forest gain covers 150 px but has no reference point"),
-    ("unlabelled", "has a reference class in 'truth' yet"),
-    ("no_field", "the class field 'label' is not in"),
-    ("exists", "already exists")])
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("unknown_class", "reference class 'wetland' in field 'truth'"),
+        ("outside", "1 reference points lie outside the map"),
+        ("other_strata", "have a stratum other than the map class under them"),
+        ("empty_stratum", "map class 2 forest gain covers 150 px but has no reference point"),
+        ("unlabelled", "has a reference class in 'truth' yet"),
+        ("no_field", "the class field 'label' is not in"),
+        ("exists", "already exists"),
+    ],
+)
 def test_evaluate_area_bad_input_is_one_line_and_writes_nothing(tmp_path, case, expect):
     path, points = _paper_map_and_points(tmp_path, edit=_bad(case))
     field = "label" if case == "no_field" else "truth"
@@ -258,4 +278,4 @@ def test_evaluate_area_bad_input_is_one_line_and_writes_nothing(tmp_path, case, 
     proc = run_cli("evaluate", path, "--reference", points, "--class-field", field, "--area")
     assert proc.returncode == 2, proc.stderr
     assert expect in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert sorted(os.listdir(tmp_path)) == before        # nothing written, no temporary file left
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written, no temporary file left

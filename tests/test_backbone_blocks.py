@@ -4,6 +4,7 @@ timm-style backbones must compute exactly what the plain pre-norm ViT formulas g
 so checkpoints trained before the DINOv3 variant existed segment the same), and SpectralX.encode must
 equal a hand-written loop over those formulas.
 """
+
 from __future__ import annotations
 
 import torch
@@ -68,8 +69,18 @@ def test_spectralx_encode_is_bit_identical_for_timm_backbones():
 
 def test_dinov3_variant_counts_registers_as_prefix_and_encodes():
     torch.manual_seed(2)
-    cfg = ModelConfig.from_preset("custom", embed_dim=64, depth=4, num_heads=2, img_size=64, in_bands=4,
-                                  num_register_tokens=4, layer_scale=True, pos_embed="rope", norm_eps=1e-5)
+    cfg = ModelConfig.from_preset(
+        "custom",
+        embed_dim=64,
+        depth=4,
+        num_heads=2,
+        img_size=64,
+        in_bands=4,
+        num_register_tokens=4,
+        layer_scale=True,
+        pos_embed="rope",
+        norm_eps=1e-5,
+    )
     model = SpectralX(cfg, torch.linspace(450, 900, 4)).eval()
     vit = model.backbone
     assert vit.num_prefix_tokens == 5 and vit.pos_embed is None

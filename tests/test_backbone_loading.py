@@ -1,4 +1,5 @@
 """Issue 2: real RSFM checkpoint layouts load into the backbone by key mapping."""
+
 import pytest
 import torch
 
@@ -9,26 +10,45 @@ from spectralx.errors import CheckpointError
 
 def timm_vit_state(dim=192, depth=12, grid=16, in_chans=3, cls=True):
     """A state dict with timm's real ViT key names and shapes."""
-    s = {"patch_embed.proj.weight": torch.randn(dim, in_chans, 16, 16), "patch_embed.proj.bias": torch.randn(dim),
-         "pos_embed": torch.randn(1, grid * grid + (1 if cls else 0), dim),
-         "norm.weight": torch.randn(dim), "norm.bias": torch.randn(dim)}
+    s = {
+        "patch_embed.proj.weight": torch.randn(dim, in_chans, 16, 16),
+        "patch_embed.proj.bias": torch.randn(dim),
+        "pos_embed": torch.randn(1, grid * grid + (1 if cls else 0), dim),
+        "norm.weight": torch.randn(dim),
+        "norm.bias": torch.randn(dim),
+    }
     if cls:
         s["cls_token"] = torch.randn(1, 1, dim)
     for i in range(depth):
         p = f"blocks.{i}."
-        s.update({p + "norm1.weight": torch.randn(dim), p + "norm1.bias": torch.randn(dim),
-                  p + "attn.qkv.weight": torch.randn(3 * dim, dim), p + "attn.qkv.bias": torch.randn(3 * dim),
-                  p + "attn.proj.weight": torch.randn(dim, dim), p + "attn.proj.bias": torch.randn(dim),
-                  p + "norm2.weight": torch.randn(dim), p + "norm2.bias": torch.randn(dim),
-                  p + "mlp.fc1.weight": torch.randn(4 * dim, dim), p + "mlp.fc1.bias": torch.randn(4 * dim),
-                  p + "mlp.fc2.weight": torch.randn(dim, 4 * dim), p + "mlp.fc2.bias": torch.randn(dim)})
+        s.update(
+            {
+                p + "norm1.weight": torch.randn(dim),
+                p + "norm1.bias": torch.randn(dim),
+                p + "attn.qkv.weight": torch.randn(3 * dim, dim),
+                p + "attn.qkv.bias": torch.randn(3 * dim),
+                p + "attn.proj.weight": torch.randn(dim, dim),
+                p + "attn.proj.bias": torch.randn(dim),
+                p + "norm2.weight": torch.randn(dim),
+                p + "norm2.bias": torch.randn(dim),
+                p + "mlp.fc1.weight": torch.randn(4 * dim, dim),
+                p + "mlp.fc1.bias": torch.randn(4 * dim),
+                p + "mlp.fc2.weight": torch.randn(dim, 4 * dim),
+                p + "mlp.fc2.bias": torch.randn(dim),
+            }
+        )
     return s
 
 
 def mae_decoder_keys(dim=128):
-    return {"mask_token": torch.randn(1, 1, dim), "decoder_embed.weight": torch.randn(dim, 192),
-            "decoder_pos_embed": torch.randn(1, 257, dim), "decoder_blocks.0.attn.qkv.weight": torch.randn(3 * dim, dim),
-            "decoder_norm.weight": torch.randn(dim), "decoder_pred.weight": torch.randn(768, dim)}
+    return {
+        "mask_token": torch.randn(1, 1, dim),
+        "decoder_embed.weight": torch.randn(dim, 192),
+        "decoder_pos_embed": torch.randn(1, 257, dim),
+        "decoder_blocks.0.attn.qkv.weight": torch.randn(3 * dim, dim),
+        "decoder_norm.weight": torch.randn(dim),
+        "decoder_pred.weight": torch.randn(768, dim),
+    }
 
 
 def test_mae_release_wrapped_under_model_with_16x16_grid(tmp_path):
@@ -45,6 +65,7 @@ def test_mae_release_wrapped_under_model_with_16x16_grid(tmp_path):
     # the class token embedding is kept, the grid is interpolated (not truncated)
     assert torch.equal(mapped["pos_embed"][:, 0], state["pos_embed"][:, 0])
     from spectralx.model.backbone import VisionTransformer
+
     VisionTransformer(ModelConfig.from_preset("vit_tiny_patch16")).load_state_dict(mapped, strict=True)
 
 
@@ -61,6 +82,7 @@ def test_prefixes_state_dict_wrapper_and_other_patch_channels(tmp_path):
 
 def test_safetensors_release_without_cls_token(tmp_path):
     from safetensors.torch import save_file
+
     path = tmp_path / "nocls.safetensors"
     save_file(timm_vit_state(grid=8, cls=False), str(path))
     mapped, bcfg, report = load_backbone(str(path), "vit_tiny_patch16", 224)

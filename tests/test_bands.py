@@ -1,4 +1,5 @@
 """Band detection and mapping (issue 3, part 1) on real EnMAP and Landsat 8 crops."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,10 @@ import os
 import numpy as np
 import pytest
 import rasterio
+from conftest import FIXTURES, run_cli
 from rasterio.transform import from_origin
 
-from conftest import FIXTURES, run_cli
-from spectralx.bands import (BandMapping, detect_bands, list_sensors, map_bands, parse_sensor,
-                             resolve_band_map, SENSORS)
+from spectralx.bands import SENSORS, BandMapping, detect_bands, list_sensors, map_bands, parse_sensor, resolve_band_map
 from spectralx.bands.sensors import canonical_band_name
 from spectralx.bands.units import parse_envi_list, to_nm
 from spectralx.checkpoint import Band
@@ -27,8 +27,16 @@ def s2_bands(names=("B2", "B3", "B4", "B8")):
 
 
 def write_raster(path, count, descriptions=None, band_tags=None, envi=None, nodata=None, data=None):
-    profile = dict(driver="GTiff", width=8, height=8, count=count, dtype="float32", crs="EPSG:32633",
-                   transform=from_origin(0, 80, 10, 10), nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=count,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=from_origin(0, 80, 10, 10),
+        nodata=nodata,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.ones((count, 8, 8), np.float32) if data is None else data)
         for i, d in enumerate(descriptions or [], 1):
@@ -41,6 +49,7 @@ def write_raster(path, count, descriptions=None, band_tags=None, envi=None, noda
 
 
 # ---- detection ----
+
 
 def test_enmap_tile_has_224_wavelengths_with_fwhm():
     bands = detect_bands(ENMAP)
@@ -57,9 +66,16 @@ def test_enmap_tile_has_224_wavelengths_with_fwhm():
 
 def test_envi_domain_in_micrometres_is_read_in_nm(tmp_path):
     wl = [0.45, 0.55, 0.65, 0.86]
-    path = write_raster(tmp_path / "envi.tif", 4, envi={
-        "wavelength": "{" + ", ".join(map(str, wl)) + "}", "fwhm": "{0.06, 0.05, 0.04, 0.03}",
-        "wavelength_units": "Micrometers", "bbl": "{1, 1, 1, 0}"})
+    path = write_raster(
+        tmp_path / "envi.tif",
+        4,
+        envi={
+            "wavelength": "{" + ", ".join(map(str, wl)) + "}",
+            "fwhm": "{0.06, 0.05, 0.04, 0.03}",
+            "wavelength_units": "Micrometers",
+            "bbl": "{1, 1, 1, 0}",
+        },
+    )
     with rasterio.open(path) as ds:  # the tags really are in the ENVI domain of the file
         assert ds.tags(ns="ENVI")["wavelength_units"] == "Micrometers"
     bands = detect_bands(path)
@@ -72,21 +88,34 @@ def test_envi_domain_in_micrometres_is_read_in_nm(tmp_path):
 def test_units_and_lists():
     assert to_nm(0.665, "Micrometers") == pytest.approx(665)
     assert to_nm(0.665, "µm") == pytest.approx(665) and to_nm(665, "Nanometers") == 665
-    assert to_nm(1.61, None) == pytest.approx(1610)          # no units: magnitude says micrometres
+    assert to_nm(1.61, None) == pytest.approx(1610)  # no units: magnitude says micrometres
     assert parse_envi_list("{ 0.45,0.55 , 0.65 }") == [0.45, 0.55, 0.65]
 
 
 def test_gdal_band_metadata_in_micrometres(tmp_path):
-    tags = [{"wavelength": "0.49", "wavelength_units": "um", "fwhm": "0.066"},
-            {"wavelength": "0.56", "wavelength_units": "um", "fwhm": "0.036"}]
+    tags = [
+        {"wavelength": "0.49", "wavelength_units": "um", "fwhm": "0.066"},
+        {"wavelength": "0.56", "wavelength_units": "um", "fwhm": "0.036"},
+    ]
     bands = detect_bands(write_raster(tmp_path / "m.tif", 2, band_tags=tags))
     assert [b.wavelength_nm for b in bands] == pytest.approx([490, 560])
     assert bands[0].fwhm_nm == pytest.approx(66)
 
 
-@pytest.mark.parametrize("text,name", [("B4", "B4"), ("B04", "B4"), ("B8A", "B8A"), ("SR_B2", "B2"),
-                                       ("Band 4 (red)", "B4"), ("band_8a", "B8A"), ("B4 aerosol", "B4"),
-                                       ("Blue", None), ("NDVI", None)])
+@pytest.mark.parametrize(
+    "text,name",
+    [
+        ("B4", "B4"),
+        ("B04", "B4"),
+        ("B8A", "B8A"),
+        ("SR_B2", "B2"),
+        ("Band 4 (red)", "B4"),
+        ("band_8a", "B8A"),
+        ("B4 aerosol", "B4"),
+        ("Blue", None),
+        ("NDVI", None),
+    ],
+)
 def test_band_names(text, name):
     assert canonical_band_name(text) == name
 
@@ -107,8 +136,15 @@ def test_wavelength_in_description(tmp_path):
 def test_all_nodata_band_is_bad(tmp_path):
     data = np.ones((3, 8, 8), np.float32)
     data[1] = -9999
-    bands = detect_bands(write_raster(tmp_path / "n.tif", 3, nodata=-9999, data=data,
-                                      envi={"wavelength": "{490, 560, 665}", "wavelength_units": "nm"}))
+    bands = detect_bands(
+        write_raster(
+            tmp_path / "n.tif",
+            3,
+            nodata=-9999,
+            data=data,
+            envi={"wavelength": "{490, 560, 665}", "wavelength_units": "nm"},
+        )
+    )
     assert [b.bad for b in bands] == [False, True, False]
     m = map_bands(bands, [Band("G", 560.0, 36.0)], strategy="nearest", tolerance_nm=200)
     assert m.source_indexes != [2]
@@ -138,7 +174,7 @@ def test_preset_follows_band_names_not_generic_names(tmp_path):
     named = write_raster(tmp_path / "bgr.tif", 3, descriptions=["Band 4 (red)", "Band 3 (green)", "Band 2 (blue)"])
     assert [b.wavelength_nm for b in detect_bands(named, sensor="landsat8")] == pytest.approx([654.6, 561.3, 482.6])
     generic = write_raster(tmp_path / "gen.tif", 3, descriptions=["Band 1", "Band 2", "Band 3"])
-    bands = detect_bands(generic, sensor="landsat8")    # ENVI default names are positions, not B1-B3
+    bands = detect_bands(generic, sensor="landsat8")  # ENVI default names are positions, not B1-B3
     assert [b.wavelength_nm for b in bands] == pytest.approx([482.6, 561.3, 654.6])
     assert all(b.wavelength_nm is None for b in detect_bands(generic))  # and identify no sensor
 
@@ -152,7 +188,9 @@ def test_colour_named_bands_use_the_generic_preset(tmp_path):
 
 
 def test_sensor_presets():
-    assert {"sentinel2", "sentinel2a", "sentinel2b", "landsat8", "landsat9", "enmap", "rgbn"} <= {k for k, _ in list_sensors()}
+    assert {"sentinel2", "sentinel2a", "sentinel2b", "landsat8", "landsat9", "enmap", "rgbn"} <= {
+        k for k, _ in list_sensors()
+    }
     assert len(SENSORS["enmap"].bands) == 224
     sensor, chosen = parse_sensor("L8:B2,B3,B4")
     assert sensor.key == "landsat8" and [b.name for b in chosen] == ["B2", "B3", "B4"]
@@ -163,6 +201,7 @@ def test_sensor_presets():
 
 
 # ---- mapping ----
+
 
 def test_unmappable_raster_lists_missing_wavelengths():
     with pytest.raises(BandMappingError) as err:
@@ -187,12 +226,12 @@ def test_srf_resampling_enmap_to_sentinel2_weights():
     bands = {b.index: b for b in detect_bands(ENMAP)}
     np.testing.assert_allclose(m.weights.sum(axis=1), 1.0, atol=1e-5)
     assert (m.weights >= 0).all()
-    assert not {130, 131, 132, 133, 134, 135} & set(m.source_indexes)       # bad bands never read
+    assert not {130, 131, 132, 133, 134, 135} & set(m.source_indexes)  # bad bands never read
     for row, t in zip(m.weights, targets):
         peak = bands[m.source_indexes[int(np.argmax(row))]].wavelength_nm
         assert abs(peak - t.wavelength_nm) < 10, (t.name, peak)
         used = [bands[m.source_indexes[j]].wavelength_nm for j in np.nonzero(row)[0]]
-        assert min(used) < t.wavelength_nm < max(used)                       # spans the response
+        assert min(used) < t.wavelength_nm < max(used)  # spans the response
     assert all(r["strategy"] == "srf" and r["quality"] > 0.9 for r in m.rows)
 
 
@@ -203,7 +242,7 @@ def test_srf_reproduces_a_smooth_spectrum():
     wl = {b.index: b.wavelength_nm for b in detect_bands(ENMAP)}
     spectrum = np.array([0.1 + 0.0002 * wl[i] for i in m.source_indexes], np.float32)
     expected = [0.1 + 0.0002 * t.wavelength_nm for t in targets]
-    np.testing.assert_allclose(m.apply(spectrum), expected, atol=0.0002 * 1)   # within 1 nm
+    np.testing.assert_allclose(m.apply(spectrum), expected, atol=0.0002 * 1)  # within 1 nm
     assert "6 bad raster band(s) not used: 130-135" in m.warnings
 
 
@@ -215,7 +254,7 @@ def test_auto_picks_srf_for_hyperspectral_and_nearest_for_similar():
 
 
 def test_interpolation_between_neighbours():
-    src = detect_bands(LANDSAT, sensor="landsat8")           # 482.6, 561.3, 654.6 nm
+    src = detect_bands(LANDSAT, sensor="landsat8")  # 482.6, 561.3, 654.6 nm
     m = map_bands(src, [Band("mid", 608.0, 10.0)], strategy="auto")
     assert m.rows[0]["strategy"] == "interpolate"
     w = dict(zip(m.source_indexes, m.weights[0]))
@@ -226,6 +265,7 @@ def test_interpolation_between_neighbours():
 
 def test_checkpoint_training_sensor_is_the_default():
     from types import SimpleNamespace
+
     card = SimpleNamespace(bands=s2_bands(("B2", "B3", "B4")), training={"sensor": "landsat8"})
     m = resolve_band_map(LANDSAT, card)
     assert m.source_indexes == [1, 2, 3] and m.sensor == "landsat8" and "training sensor" in m.warnings[0]
@@ -240,6 +280,7 @@ def test_index_strategy_and_tolerance():
 
 
 # ---- JSON ----
+
 
 def test_json_round_trip_and_resolve_accepts_it(tmp_path):
     targets = s2_bands(("B2", "B3", "B4", "B8"))
@@ -302,15 +343,17 @@ def test_hand_written_index_maps():
 
 # ---- CLI ----
 
+
 def test_cli_detected_table(capsys):
-    proc = run_cli("bands", ENMAP, check=True)                    # the real entry point, once
+    proc = run_cli("bands", ENMAP, check=True)  # the real entry point, once
     assert "418.2" in proc.stdout and "2445.5" in proc.stdout and "bbl=0" in proc.stdout
-    from spectralx.cli import main                                  # the rest in-process: faster
+    from spectralx.cli import main  # the rest in-process: faster
+
     assert main(["bands", LANDSAT, "--sensor", "landsat8", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [b["wavelength_nm"] for b in doc["bands"]] == pytest.approx([482.6, 561.3, 654.6])
     assert main(["bands", LANDSAT]) == 0
-    assert "--sensor" in capsys.readouterr().out                  # no wavelengths: says what to do
+    assert "--sensor" in capsys.readouterr().out  # no wavelengths: says what to do
 
 
 def test_cli_mapping_with_checkpoint(make_checkpoint, tmp_path, capsys):
@@ -321,6 +364,7 @@ def test_cli_mapping_with_checkpoint(make_checkpoint, tmp_path, capsys):
     m = BandMapping.from_json(out.read_text())
     assert m.source_indexes == [1, 2, 3]
     from spectralx.cli import main
+
     assert main(["bands", LANDSAT, "-c", ckpt, "--band-map", str(out), "--json"]) == 0
     assert BandMapping.from_json(capsys.readouterr().out).source_indexes == [1, 2, 3]
     # a raster without red (B2, B3, B5): 665 nm is too far from 561 and 865 nm to interpolate
@@ -333,14 +377,23 @@ def test_cli_mapping_with_checkpoint(make_checkpoint, tmp_path, capsys):
 
 # ---- more file conventions ----
 
+
 def test_envi_format_file_gets_fwhm_from_header(tmp_path):
-    profile = dict(driver="ENVI", width=4, height=4, count=3, dtype="float32", crs="EPSG:32633",
-                   transform=from_origin(0, 40, 10, 10))
+    profile = dict(
+        driver="ENVI",
+        width=4,
+        height=4,
+        count=3,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=from_origin(0, 40, 10, 10),
+    )
     path = str(tmp_path / "img.bsq")
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.ones((3, 4, 4), np.float32))
-        dst.update_tags(ns="ENVI", wavelength="{0.45, 0.55, 0.65}", fwhm="{0.05, 0.05, 0.04}",
-                        wavelength_units="Micrometers")
+        dst.update_tags(
+            ns="ENVI", wavelength="{0.45, 0.55, 0.65}", fwhm="{0.05, 0.05, 0.04}", wavelength_units="Micrometers"
+        )
     assert "wavelength units = Micrometers" in (tmp_path / "img.hdr").read_text()
     bands = detect_bands(path)
     assert [b.wavelength_nm for b in bands] == pytest.approx([450, 550, 650])
@@ -355,7 +408,7 @@ def test_band_metadata_without_units_uses_the_centre_magnitude(tmp_path):
 
 
 def test_units_given_once_for_the_dataset(tmp_path):
-    tags = [{"wavelength": "25"}, {"wavelength": "26"}]           # would read as µm by magnitude alone
+    tags = [{"wavelength": "25"}, {"wavelength": "26"}]  # would read as µm by magnitude alone
     path = write_raster(tmp_path / "ds_units.tif", 2, band_tags=tags)
     with rasterio.open(path, "r+") as ds:
         ds.update_tags(wavelength_units="Nanometers")
@@ -369,7 +422,7 @@ def test_sentinel2_recognised_from_dataset_tags(tmp_path):
     bands = detect_bands(path)
     assert [b.name.split()[0] for b in bands] == ["B2", "B3", "B4", "B8"]
     assert bands[3].wavelength_nm == pytest.approx(832.9)
-    assert "assumed" in bands[0].source        # a subset layout is an assumption, and says so
+    assert "assumed" in bands[0].source  # a subset layout is an assumption, and says so
 
 
 def test_enmap_recognised_by_band_count(tmp_path):
@@ -381,16 +434,17 @@ def test_enmap_recognised_by_band_count(tmp_path):
 
 def test_large_raster_nodata_is_sampled(tmp_path, monkeypatch):
     import spectralx.bands.detect as detect
+
     monkeypatch.setattr(detect, "_FULL_READ_LIMIT", 0)
     monkeypatch.setattr(detect, "_SAMPLE_SIDE", 2)
     data = np.ones((2, 8, 8), np.float32)
     data[1] = -1
-    bands = detect_bands(write_raster(tmp_path / "big.tif", 2, nodata=-1, data=data,
-                                      envi={"wavelength": "{490, 560}"}))
+    bands = detect_bands(write_raster(tmp_path / "big.tif", 2, nodata=-1, data=data, envi={"wavelength": "{490, 560}"}))
     assert [b.bad for b in bands] == [False, True] and "sampled" in bands[1].note
-    data[:] = -1                                   # nothing valid anywhere: flag nothing
-    bands = detect_bands(write_raster(tmp_path / "empty.tif", 2, nodata=-1, data=data,
-                                      envi={"wavelength": "{490, 560}"}))
+    data[:] = -1  # nothing valid anywhere: flag nothing
+    bands = detect_bands(
+        write_raster(tmp_path / "empty.tif", 2, nodata=-1, data=data, envi={"wavelength": "{490, 560}"})
+    )
     assert not any(b.bad for b in bands)
 
 

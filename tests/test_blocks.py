@@ -1,5 +1,6 @@
 """Memory bounded in width, height and band count (issue 10 §1): blocks with exact seam blending,
 chunked reads, the memory plan, and one clear line when a raster cannot be opened."""
+
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ import pytest
 import rasterio
 import torch
 from rasterio.windows import Window
+from test_inference import PixelModel, identity_map, make_card, random_raster, whole_image_probs, write_raster
 
 from spectralx.errors import Cancelled, RasterError, SpectralXError
 from spectralx.inference import plan_tiles, segment
@@ -20,9 +22,6 @@ from spectralx.inference.source import RasterStrips
 from spectralx.inference.tiling import plan_blocks
 from spectralx.progress import Progress
 from spectralx.raster_io import open_raster
-
-from test_inference import (PixelModel, identity_map, make_card, random_raster, whole_image_probs,
-                            write_raster)
 
 TILE = 64
 
@@ -55,9 +54,16 @@ class ConvModel(torch.nn.Module):
 
 def run(path, out, model, **kw):
     kw.setdefault("batch_size", 5)
-    kw.setdefault("overlap", 0.25)          # the tile plans these tests count against
-    res = segment(str(path), None, str(out), band_map=identity_map(), model=(model, make_card()),
-                  confidence=str(out).replace(".tif", "_conf.tif"), **kw)
+    kw.setdefault("overlap", 0.25)  # the tile plans these tests count against
+    res = segment(
+        str(path),
+        None,
+        str(out),
+        band_map=identity_map(),
+        model=(model, make_card()),
+        confidence=str(out).replace(".tif", "_conf.tif"),
+        **kw,
+    )
     with rasterio.open(res.output) as o, rasterio.open(res.confidence) as c:
         return res, o.read(1), c.read(1)
 
@@ -67,9 +73,9 @@ def test_blocks_cover_the_window_once_with_every_touching_tile():
     blocks = plan_blocks(plan, 256, 256)
     cover = np.zeros((700, 900), int)
     for b in blocks:
-        cover[b.y0:b.y1, b.x0:b.x1] += 1
+        cover[b.y0 : b.y1, b.x0 : b.x1] += 1
         assert b.y0 % 256 == 0 and b.x0 % 256 == 0
-        for r, y in enumerate(plan.ys):   # a tile touching the block is in its tile range, and only those
+        for r, y in enumerate(plan.ys):  # a tile touching the block is in its tile range, and only those
             assert (b.r0 <= r < b.r1) == (y < b.y1 and y + TILE > b.y0)
         for c, x in enumerate(plan.xs):
             assert (b.c0 <= c < b.c1) == (x < b.x1 and x + TILE > b.x0)
@@ -104,8 +110,13 @@ def test_chunked_reads_equal_one_read_per_tile_row(tmp_path):
     plan = plan_tiles(150, 300, TILE, 0.25)
     results = []
     for group in (None, 1, 2, 5):
-        src = RasterStrips(path, Window(0, 0, 300, 150), plan, [1, 2, 3],
-                           Preparer(np.eye(3, dtype=np.float32), None, card.normalization))
+        src = RasterStrips(
+            path,
+            Window(0, 0, 300, 150),
+            plan,
+            [1, 2, 3],
+            Preparer(np.eye(3, dtype=np.float32), None, card.normalization),
+        )
         out = np.full((3, 150, 300), np.nan, np.float32)
         reads = []
         real = src.read
@@ -113,7 +124,8 @@ def test_chunked_reads_equal_one_read_per_tile_row(tmp_path):
 
         def write(payload, out=out):
             row, p = payload
-            out[:, row:row + p.shape[1]] = p
+            out[:, row : row + p.shape[1]] = p
+
         run_pipeline(plan, src, model, 3, lambda row, p, v: (row, p.numpy()), write, batch_size=3, group=group)
         assert max(reads) == (group or len(plan.xs))
         results.append(out)
@@ -124,8 +136,8 @@ def test_chunked_reads_equal_one_read_per_tile_row(tmp_path):
 
 def test_nodata_subsets_and_nodata_only_blocks_with_small_blocks(tmp_path):
     data = random_raster(520, 600, seed=6)
-    data[:, :256, :300] = -9999            # the top-left block is all nodata (and a bit beyond)
-    data[:, 300:340, 200:420] = -9999      # a nodata band across a block seam
+    data[:, :256, :300] = -9999  # the top-left block is all nodata (and a bit beyond)
+    data[:, 300:340, 200:420] = -9999  # a nodata band across a block seam
     path = write_raster(tmp_path / "in.tif", data, nodata=-9999)
     model = TileCounter()
     whole, cls1, conf1 = run(path, tmp_path / "one.tif", model)
@@ -144,15 +156,29 @@ def test_nodata_subsets_and_nodata_only_blocks_with_small_blocks(tmp_path):
     assert blocks.skipped_tiles >= whole.skipped_tiles
 
     # --window and --bbox with blocks: the same pixels as the full run (per-pixel model)
-    win = segment(path, None, str(tmp_path / "win.tif"), band_map=identity_map(), model=(PixelModel(), make_card()),
-                  window=(100, 200, 400, 300), block_size=256)
+    win = segment(
+        path,
+        None,
+        str(tmp_path / "win.tif"),
+        band_map=identity_map(),
+        model=(PixelModel(), make_card()),
+        window=(100, 200, 400, 300),
+        block_size=256,
+    )
     assert win.blocks == 4
     with rasterio.open(win.output) as o:
         np.testing.assert_array_equal(o.read(1), cls1[200:500, 100:500])
     with rasterio.open(path) as ds:
         left, top = ds.transform * (0, 0)
-    box = segment(path, None, str(tmp_path / "box.tif"), band_map=identity_map(), model=(PixelModel(), make_card()),
-                  bbox=(left + 30 * 300, top - 30 * 500, left + 30 * 590, top - 30 * 10), block_size=256)
+    box = segment(
+        path,
+        None,
+        str(tmp_path / "box.tif"),
+        band_map=identity_map(),
+        model=(PixelModel(), make_card()),
+        bbox=(left + 30 * 300, top - 30 * 500, left + 30 * 590, top - 30 * 10),
+        block_size=256,
+    )
     assert box.window == (300, 10, 290, 490)
     with rasterio.open(box.output) as o:
         np.testing.assert_array_equal(o.read(1), cls1[10:500, 300:590])
@@ -165,10 +191,21 @@ def test_cancel_in_a_later_block_leaves_no_file(tmp_path):
     plan = plan_tiles(300, 600, TILE, 0.25)
     first_block = plan_blocks(plan, 256, 256)[0].n_tiles
     updates = []
-    progress = Progress(on_update=lambda d, t, m: updates.append(d), is_cancelled=lambda: updates and updates[-1] > first_block)
+    progress = Progress(
+        on_update=lambda d, t, m: updates.append(d), is_cancelled=lambda: updates and updates[-1] > first_block
+    )
     with pytest.raises(Cancelled):
-        segment(path, None, str(out_dir / "out.tif"), band_map=identity_map(), model=(PixelModel(), make_card()),
-                confidence=str(out_dir / "conf.tif"), block_size=256, batch_size=2, progress=progress)
+        segment(
+            path,
+            None,
+            str(out_dir / "out.tif"),
+            band_map=identity_map(),
+            model=(PixelModel(), make_card()),
+            confidence=str(out_dir / "conf.tif"),
+            block_size=256,
+            batch_size=2,
+            progress=progress,
+        )
     assert os.listdir(out_dir) == []
 
 
@@ -183,7 +220,7 @@ def test_memory_plan_is_bounded_in_width_and_band_count():
     assert small.read_bytes + small.queued_bytes * small.queue <= budget // 8 and 1 < small.group < 21
     assert small.read_bytes >= read_cost_per_column(TILE, 224, 218) * TILE
     four = plan_work(plan_tiles(1024, 1024, TILE, 0.25), 4, 4, 6, budget)
-    assert four.group == len(four.tiles.xs)   # few bands: a whole tile row in one read
+    assert four.group == len(four.tiles.xs)  # few bands: a whole tile row in one read
     # blending follows the class count only; a tiny budget splits the width into 256-aligned panels
     tight = plan_work(plan_tiles(512, 20000, TILE, 0.25), 224, 218, 40, parse_memory("64M"))
     assert len(tight.blocks) > 1 and all(b.y1 - b.y0 == 512 for b in tight.blocks)
@@ -191,8 +228,9 @@ def test_memory_plan_is_bounded_in_width_and_band_count():
     assert "blocks" in tight.describe() and "budget" in tight.describe()
 
 
-@pytest.mark.parametrize("text,expected", [("2G", 2 * 2 ** 30), ("1.5GB", int(1.5 * 2 ** 30)),
-                                           ("800M", 800 * 2 ** 20), ("512MiB", 512 * 2 ** 20)])
+@pytest.mark.parametrize(
+    "text,expected", [("2G", 2 * 2**30), ("1.5GB", int(1.5 * 2**30)), ("800M", 800 * 2**20), ("512MiB", 512 * 2**20)]
+)
 def test_parse_memory(text, expected):
     assert parse_memory(text) == expected
 
@@ -205,14 +243,17 @@ def test_bad_budget_and_block_size_are_one_line_errors(tmp_path):
     with pytest.raises(SpectralXError, match="multiple of 256"):
         plan_segment(path, None, band_map=identity_map(), card=make_card(), block_size=300)
     plan = plan_segment(path, None, band_map=identity_map(), card=make_card(), max_memory="1G")
-    assert plan.budget == 2 ** 30 and len(plan.blocks) == 1
+    assert plan.budget == 2**30 and len(plan.blocks) == 1
 
 
 def test_open_raster_fails_with_one_clear_line(tmp_path):
     junk = tmp_path / "junk.tif"
     junk.write_bytes(b"II*\x00" + b"\x00" * 20)
-    cases = {str(tmp_path / "missing.tif"): "does not exist", str(tmp_path): "is a folder",
-             str(junk): "not a raster GDAL can read"}
+    cases = {
+        str(tmp_path / "missing.tif"): "does not exist",
+        str(tmp_path): "is a folder",
+        str(junk): "not a raster GDAL can read",
+    }
     for path, words in cases.items():
         with pytest.raises(RasterError, match=words) as err:
             open_raster(path, "input raster")
@@ -229,8 +270,9 @@ def test_training_reads_chips_through_the_inference_preparer(tmp_path):
 
     from spectralx.checkpoint import Normalization
     from spectralx.training.rasters import normalize, read_mapped
+
     data = random_raster(40, 50, seed=8)
-    data[1, 5:9, 5:9] = -9999              # nodata in a source band used by checkpoint bands 1 and 2
+    data[1, 5:9, 5:9] = -9999  # nodata in a source band used by checkpoint bands 1 and 2
     path = write_raster(tmp_path / "in.tif", data, nodata=-9999)
     weights = np.array([[0, 1, 0], [0.5, 0.5, 0], [0, 0, 1], [0, 0, 0]], np.float32)
     mapping = SimpleNamespace(source_indexes=[1, 2, 3], weights=weights, fill=[False, False, False, True])

@@ -1,4 +1,5 @@
 """Issue 2: checkpoint round trip, model card, and refusal of bad or unsafe files."""
+
 import json
 import os
 import pickle
@@ -6,8 +7,8 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from spectralx.checkpoint import load_checkpoint, read_card
 from spectralx.errors import CheckpointError
 
@@ -20,6 +21,7 @@ def test_round_trip_is_bit_exact(make_checkpoint):
         ref = model(x)
     # save the loaded model again and reload: identical outputs and card
     from spectralx.checkpoint import save_checkpoint
+
     again = os.path.join(os.path.dirname(path), "again.safetensors")
     save_checkpoint(model, card, again)
     model2, card2 = load_checkpoint(again)
@@ -34,6 +36,7 @@ def test_round_trip_is_bit_exact(make_checkpoint):
 
 def test_checkpoint_holds_no_backbone_tensors(make_checkpoint):
     from safetensors import safe_open
+
     path = make_checkpoint()
     with safe_open(path, "pt") as f:
         keys = list(f.keys())
@@ -91,6 +94,7 @@ def test_pickle_is_never_executed(tmp_path, make_checkpoint):
     _assert_one_line_error(run_cli("info", ckpt, "--check", "--backbone", evil), "does not match")
     # as a third-party backbone (weights_only refuses the callable)
     from spectralx.backbone_io import load_backbone
+
     with pytest.raises(CheckpointError, match="safely"):
         load_backbone(str(evil), "vit_tiny_patch16")
     assert not marker.exists()
@@ -108,6 +112,7 @@ def test_truncated_safetensors(make_checkpoint, tmp_path):
 
 def test_safetensors_without_card(tmp_path):
     from safetensors.torch import save_file
+
     path = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(3)}, str(path))
     _assert_one_line_error(run_cli("info", path), "without a SpectralX model card")
@@ -118,6 +123,7 @@ def test_backbone_hash_mismatch(make_checkpoint, tmp_path):
     from spectralx.backbone_io import save_backbone
     from spectralx.config import ModelConfig
     from spectralx.model.backbone import VisionTransformer
+
     cfg = ModelConfig.from_preset("vit_tiny_patch16", img_size=64)
     other = tmp_path / "other-backbone.safetensors"
     save_backbone(VisionTransformer(cfg).state_dict(), cfg, str(other), "another backbone")

@@ -6,6 +6,7 @@ one of the project's one-line errors, and never executes anything.
 Bounded and deterministic (derandomized, a fixed number of examples) so it runs in seconds in
 `make test`.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,22 +22,25 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from spectralx.checkpoint import CARD_KEY, Band, BackboneRef, ClassInfo, ModelCard, read_card  # noqa: E402
+from spectralx.checkpoint import CARD_KEY, BackboneRef, Band, ClassInfo, ModelCard, read_card  # noqa: E402
 from spectralx.config import ModelConfig  # noqa: E402
 from spectralx.errors import SpectralXError  # noqa: E402
 from spectralx.safefile import read_safetensors  # noqa: E402
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 MARKER = os.path.join(tempfile.gettempdir(), f"spectralx-fuzz-pwned-{os.getpid()}")
 
 
 def _card() -> ModelCard:
     cfg = ModelConfig.from_preset("vit_tiny_patch16", in_bands=3, num_classes=2, img_size=64)
-    return ModelCard(architecture=cfg.to_dict(),
-                     bands=[Band(f"B{i}", w, 20.0) for i, w in enumerate((480.0, 560.0, 660.0), 1)],
-                     classes=[ClassInfo(1, "water", "#1f78b4"), ClassInfo(2, "crop", "#33a02c")],
-                     backbone=BackboneRef("bb.safetensors", "0" * 64, "vit_tiny_patch16"))
+    return ModelCard(
+        architecture=cfg.to_dict(),
+        bands=[Band(f"B{i}", w, 20.0) for i, w in enumerate((480.0, 560.0, 660.0), 1)],
+        classes=[ClassInfo(1, "water", "#1f78b4"), ClassInfo(2, "crop", "#33a02c")],
+        backbone=BackboneRef("bb.safetensors", "0" * 64, "vit_tiny_patch16"),
+    )
 
 
 CARD_JSON = _card().to_json()
@@ -91,9 +95,9 @@ def tmp(tmp_path_factory):
 
 @FUZZ
 @given(pad=st.integers(0, 4096))
-@example(pad=0x80 - len(HEADER) % 256 + 256)          # header lengths whose low byte is 0x80 …
+@example(pad=0x80 - len(HEADER) % 256 + 256)  # header lengths whose low byte is 0x80 …
 @example(pad=(0x80 - len(HEADER) % 256) % 256)
-@example(pad=(0x80 - len(HEADER) % 256) % 256 + 0x100 * 0x0B)   # … e.g. 0x..80 like the 0xBD80 of issue 13
+@example(pad=(0x80 - len(HEADER) % 256) % 256 + 0x100 * 0x0B)  # … e.g. 0x..80 like the 0xBD80 of issue 13
 def test_fuzz_every_header_length_reads(tmp, pad):
     """A valid file reads whatever its header length (padding is legal safetensors)."""
     n = len(HEADER) + pad
@@ -112,7 +116,7 @@ def test_fuzz_truncated_files_are_one_line_errors(tmp, cut):
 
 
 @FUZZ
-@given(length=st.integers(0, 2 ** 64 - 1))
+@given(length=st.integers(0, 2**64 - 1))
 def test_fuzz_header_length_field(tmp, length):
     path = _file(tmp, struct.pack("<Q", length) + safetensors_bytes(HEADER)[8:])
     card, _ = _read_only_one_line_errors(path)
@@ -120,9 +124,11 @@ def test_fuzz_header_length_field(tmp, length):
         assert isinstance(card, SpectralXError)
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats() | st.text(max_size=12),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                     max_leaves=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @FUZZ
@@ -158,8 +164,11 @@ class _Payload:
 
 
 @FUZZ
-@given(prefix=st.sampled_from([b"", b"\x80\x02", b"\x80\x04", b"PK\x03\x04", b"\x80"]),
-       body=st.binary(max_size=300), payload=st.booleans())
+@given(
+    prefix=st.sampled_from([b"", b"\x80\x02", b"\x80\x04", b"PK\x03\x04", b"\x80"]),
+    body=st.binary(max_size=300),
+    payload=st.booleans(),
+)
 def test_fuzz_random_bytes_and_pickles(tmp, prefix, body, payload):
     """Random bytes, pickle/zip signatures and a real code-running pickle: errors only, nothing runs."""
     data = prefix + body
@@ -170,12 +179,18 @@ def test_fuzz_random_bytes_and_pickles(tmp, prefix, body, payload):
         assert isinstance(card, SpectralXError)
 
 
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])   # capsys is read out per example
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)  # capsys is read out per example
 @given(data=st.binary(max_size=200) | st.builds(lambda n: safetensors_bytes(HEADER)[:n], st.integers(0, 600)))
 def test_fuzz_info_command_is_one_line(tmp, data, capsys):
     """The same bytes through `spectralx info --check`: exit 2 and one `spectralx: error:` line."""
     from spectralx.cli import main
+
     path = _file(tmp, data, "cli.safetensors")
     capsys.readouterr()
     rc = main(["info", path, "--check"])

@@ -1,5 +1,6 @@
 """The torch-free contract layer (spectralx.contract): it imports without torch, rasterio or GDAL, holds
 each rule once, and the engine's old module paths re-export it."""
+
 import json
 import os
 import subprocess
@@ -26,7 +27,8 @@ def test_contract_imports_without_torch_rasterio_or_gdal():
         "c.FinetuneOptions.build(steps=5); c.PretrainOptions.build(steps=5); c.SegmentOptions.build(batch_size=2)\n"
         "heavy = [m for m in ('torch', 'rasterio', 'osgeo') if sys.modules.get(m) is not None]\n"
         "assert not heavy, heavy\n"
-        "print('ok')\n")
+        "print('ok')\n"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr
@@ -42,8 +44,7 @@ def test_old_paths_re_export_the_one_implementation():
     from spectralx import contract
     from spectralx.backbones import FAMILY_NAMES
     from spectralx.backbones.registry import FAMILIES as converters
-    from spectralx.bands import BandMapping
-    from spectralx.bands import wording
+    from spectralx.bands import BandMapping, wording
     from spectralx.training.options import FinetuneOptions, PretrainOptions
 
     assert old_errors.SpectralXError is contract.SpectralXError
@@ -69,12 +70,13 @@ def test_no_ast_parsing_left_in_defaults():
 def test_training_defaults_come_from_the_option_dataclasses():
     from spectralx.contract import defaults as D
     from spectralx.contract.options import FinetuneOptions, PretrainOptions
+
     assert D.training_default("finetune", "steps") == FinetuneOptions().steps == D.FINETUNE_STEPS
     assert D.training_default("finetune", "batch_size") == 4
     assert D.training_default("finetune", "fuse") == "forest"
     assert D.training_default("finetune", "val_fraction") == 0.2
     assert D.training_default("finetune", "seed") == 0
-    assert D.training_default("finetune", "lr") is None          # the method's own
+    assert D.training_default("finetune", "lr") is None  # the method's own
     assert D.training_default("finetune", "no_such_option") is None
     assert D.training_default("pretrain", "steps") == PretrainOptions().steps == 500
     assert D.training_default("pretrain", "batch_size") == 4
@@ -86,6 +88,7 @@ def test_training_defaults_come_from_the_option_dataclasses():
 
 def test_option_dataclasses_check_their_values():
     from spectralx.contract import FinetuneOptions, PretrainOptions, SegmentOptions, SpectralXError
+
     with pytest.raises(SpectralXError, match="mask ratio"):
         PretrainOptions.build(mask_ratio=1.0)
     with pytest.raises(SpectralXError, match="at least 1"):
@@ -95,12 +98,14 @@ def test_option_dataclasses_check_their_values():
     with pytest.raises(SpectralXError, match="precision"):
         SegmentOptions.build(precision="fp8")
     from spectralx.contract import defaults
+
     assert SegmentOptions().to_kwargs()["overlap"] == defaults.OVERLAP == 0.5
     assert FinetuneOptions.build(FinetuneOptions(steps=7), lr=None).steps == 7
 
 
 def test_error_wording_per_audience():
     from spectralx.contract import errors as E
+
     exc = E.BandMappingError("no band matches; name the sensor (--sensor) or give --band-map")
     assert E.for_cli(exc) == "spectralx: error: no band matches; name the sensor (--sensor) or give --band-map"
     qgis = E.for_qgis(exc)
@@ -122,9 +127,13 @@ def _write_safetensors(path, header):
 def test_header_reader_and_card(tmp_path):
     from spectralx.contract import CheckpointError, ModelCard, read_card, read_header
     from spectralx.contract.card import CARD_KEY, BackboneRef, Band, ClassInfo
-    card = ModelCard(architecture={"img_size": 32, "method": "spectralx"}, bands=[Band("b1", 500.0)],
-                     classes=[ClassInfo(1, "water", "#0000ff")],
-                     backbone=BackboneRef(file="bb.safetensors", sha256="0" * 64, preset="vit_tiny_patch16"))
+
+    card = ModelCard(
+        architecture={"img_size": 32, "method": "spectralx"},
+        bands=[Band("b1", 500.0)],
+        classes=[ClassInfo(1, "water", "#0000ff")],
+        backbone=BackboneRef(file="bb.safetensors", sha256="0" * 64, preset="vit_tiny_patch16"),
+    )
     p = tmp_path / "m.safetensors"
     _write_safetensors(p, {"__metadata__": {CARD_KEY: card.to_json()}})
     assert read_header(str(p))["__metadata__"][CARD_KEY]
@@ -142,13 +151,21 @@ def test_header_reader_and_card(tmp_path):
 def test_backbone_search_order_for_cards_and_card_dicts(tmp_path, monkeypatch):
     from spectralx.contract import ModelCard, backbone_candidates, user_model_dir
     from spectralx.contract.card import BackboneRef, Band, ClassInfo
+
     monkeypatch.setenv("SPECTRALX_MODELS", str(tmp_path / "models"))
     assert user_model_dir() == str(tmp_path / "models")
-    card = ModelCard(architecture={"img_size": 32}, bands=[Band("b1", 500.0)], classes=[ClassInfo(1, "a", "#000000")],
-                     backbone=BackboneRef(file="bb.safetensors", sha256="0" * 64, preset="p", path="/elsewhere/bb.safetensors"))
+    card = ModelCard(
+        architecture={"img_size": 32},
+        bands=[Band("b1", 500.0)],
+        classes=[ClassInfo(1, "a", "#000000")],
+        backbone=BackboneRef(file="bb.safetensors", sha256="0" * 64, preset="p", path="/elsewhere/bb.safetensors"),
+    )
     ckpt = str(tmp_path / "run" / "m.safetensors")
-    want = [str(tmp_path / "run" / "bb.safetensors"), "/elsewhere/bb.safetensors",
-            str(tmp_path / "models" / "bb.safetensors")]
+    want = [
+        str(tmp_path / "run" / "bb.safetensors"),
+        "/elsewhere/bb.safetensors",
+        str(tmp_path / "models" / "bb.safetensors"),
+    ]
     assert backbone_candidates(card, ckpt) == want
     assert backbone_candidates(json.loads(card.to_json()), ckpt) == want
     assert backbone_candidates(card, ckpt, backbone="/given.safetensors") == ["/given.safetensors"]
@@ -158,6 +175,7 @@ def test_backbone_search_order_for_cards_and_card_dicts(tmp_path, monkeypatch):
 def test_release_registry_names_known_families():
     from spectralx.contract import FAMILIES, load_releases
     from spectralx.contract.registry import CATALOG_FILE
+
     releases = load_releases()
     assert CATALOG_FILE.endswith(os.path.join("contract", "releases.json"))
     assert releases and all(r.family in FAMILIES for r in releases)
@@ -166,6 +184,7 @@ def test_release_registry_names_known_families():
 
 def test_identity_band_mapping_is_the_one_type():
     from spectralx.contract import BandMapping
+
     m = BandMapping.identity([2, 5], ["red", "nir"], raster_band_count=6)
     assert m.source_indexes == [2, 5] and m.weights.shape == (2, 2) and m.fill == [False, False]
     np.testing.assert_array_equal(m.apply(np.array([[1.0], [3.0]])), [[1.0], [3.0]])
@@ -180,6 +199,7 @@ def test_release_json_is_package_data():
 
 def test_header_reader_names_damaged_offsets(tmp_path):
     from spectralx.contract import CheckpointError, read_header
+
     p = tmp_path / "odd.safetensors"
     _write_safetensors(p, {"w": {"dtype": "F32", "shape": [1], "data_offsets": "0-4"}})
     with pytest.raises(CheckpointError, match="damaged data offsets"):

@@ -1,5 +1,6 @@
 """The engine rooms behind the contract (issue 19): fine-tuning as prepare -> job -> run, pretrain's
 options dataclass, one way to open rasters, and no two-file import cycles."""
+
 import ast
 import os
 
@@ -19,7 +20,7 @@ def _imports(rel_path):
     out = set()
     for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
         if isinstance(node, ast.ImportFrom) and node.level:
-            base = pkg[:len(pkg) - (node.level - 1)]
+            base = pkg[: len(pkg) - (node.level - 1)]
             target = ".".join(base + ([node.module] if node.module else []))
             out.add(target)
             out.update(f"{target}.{a.name}" for a in node.names)
@@ -37,6 +38,7 @@ def test_pretrain_takes_an_options_dataclass():
 
     from spectralx.errors import SpectralXError
     from spectralx.training import PretrainOptions, pretrain
+
     params = inspect.signature(pretrain).parameters
     assert "options" in params and "steps" not in params
     with pytest.raises(TypeError, match="unknown pretraining option"):
@@ -52,7 +54,8 @@ def test_prepare_finetune_checks_and_reads_without_training(monkeypatch):
 
     import spectralx.training  # noqa: F401
     from spectralx.training.options import FinetuneOptions
-    ft = sys.modules["spectralx.training.finetune"]     # the module (the package's `finetune` is the function)
+
+    ft = sys.modules["spectralx.training.finetune"]  # the module (the package's `finetune` is the function)
     monkeypatch.setattr(ft, "ChipSampler", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     job = ft.prepare_finetune(IMAGE, POLYGONS, None, FinetuneOptions(method="forest", seed=1))
     assert job.forest_only and job.model is None and job.card.is_forest
@@ -65,6 +68,7 @@ def test_raster_opening_is_one_place(tmp_path):
     from spectralx.errors import RasterError
     from spectralx.raster_io import open_gdal, open_raster
     from spectralx.training.labels import is_raster
+
     missing = str(tmp_path / "nope.tif")
     for opener in (open_raster, open_gdal):
         with pytest.raises(RasterError, match="does not exist"):

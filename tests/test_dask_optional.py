@@ -1,5 +1,6 @@
 """Dask is optional (issue 10 §2): without it the engine imports and segments in-process, and asking
 for --dask ends in one line that says how to install it."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,13 +8,16 @@ import sys
 
 from test_inference import random_raster, write_raster
 
-HIDE_DASK = ("import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None; "
-             "from spectralx.cli import main; sys.exit(main(sys.argv[1:]))")
+HIDE_DASK = (
+    "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None; "
+    "from spectralx.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 def run_without_dask(*args):
-    return subprocess.run([sys.executable, "-c", HIDE_DASK, *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", HIDE_DASK, *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_engine_runs_without_dask(tmp_path, make_checkpoint):

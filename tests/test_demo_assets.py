@@ -1,4 +1,5 @@
 """The demo's shipped assets: MAE backbone, RGB pretraining chips, EnMAP sample, quicklook."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from conftest import REPO, run_cli
 
 RES = os.path.join(REPO, "resources")
@@ -22,6 +22,7 @@ CLASSES = os.path.join(RES, "sample", "enmap_potsdam_classes.json")
 
 def test_chip_file_is_real_rgb_with_attribution():
     from spectralx.mae import load_chips
+
     cs = load_chips(CHIPS)
     assert cs.chips.shape[1:] == (64, 64, 3) and cs.chips.dtype == np.uint8
     assert len(cs.chips) >= 300
@@ -35,6 +36,7 @@ def test_chip_file_is_real_rgb_with_attribution():
 def test_demo_backbone_loads_and_says_what_it_is():
     from spectralx.backbone_io import backbone_description, load_backbone
     from spectralx.mae import load_chips
+
     state, cfg, report = load_backbone(BACKBONE)
     assert cfg["backbone_preset"] == "vit_tiny_patch16" and cfg["img_size"] == 64
     assert not report.missing and not report.unknown
@@ -58,23 +60,24 @@ def test_demo_backbone_loads_and_says_what_it_is():
 def test_mae_shapes_and_masking():
     from spectralx.config import ModelConfig
     from spectralx.mae import MaskedAutoencoder
+
     torch.manual_seed(0)
     mae = MaskedAutoencoder(ModelConfig.from_preset("vit_tiny_patch16", img_size=64))
     x = torch.randn(2, 3, 64, 64)
     assert torch.equal(mae.unpatchify(mae.patchify(x)), x)
     latent, mask, ids_restore = mae.forward_encoder(x)
-    assert latent.shape == (2, 1 + 4, 192)            # class token + 25 % of 16 patches
+    assert latent.shape == (2, 1 + 4, 192)  # class token + 25 % of 16 patches
     assert mask.shape == (2, 16) and mask.sum(1).tolist() == [12.0, 12.0]
     loss, pred, _ = mae(x)
     assert pred.shape == (2, 16, 16 * 16 * 3) and torch.isfinite(loss)
-    assert not mae.encoder.pos_embed.requires_grad     # fixed sin-cos positions
+    assert not mae.encoder.pos_embed.requires_grad  # fixed sin-cos positions
 
 
 def test_mae_loss_goes_down_on_shipped_chips_and_is_reproducible():
     from spectralx.mae import load_chips, pretrain_mae
+
     chips = load_chips(CHIPS).chips[:96]
-    runs = [pretrain_mae(chips, steps=8, batch_size=16, lr=1.5e-3, val_every=8, seed=3, threads=1)
-            for _ in range(2)]
+    runs = [pretrain_mae(chips, steps=8, batch_size=16, lr=1.5e-3, val_every=8, seed=3, threads=1) for _ in range(2)]
     r = runs[0]
     assert r.val_history[-1][1] < r.val_history[0][1] - 0.05
     assert np.mean(r.history[-3:]) < np.mean(r.history[:2])
@@ -84,9 +87,23 @@ def test_mae_loss_goes_down_on_shipped_chips_and_is_reproducible():
 
 def test_pretrain_backbone_command(tmp_path):
     from spectralx.backbone_io import backbone_description, load_backbone
+
     out = tmp_path / "bb.safetensors"
-    run_cli("pretrain-backbone", "--chips", CHIPS, "-o", out, "--steps", "2", "--batch-size", "8",
-            "--val-every", "2", "--quiet", check=True)
+    run_cli(
+        "pretrain-backbone",
+        "--chips",
+        CHIPS,
+        "-o",
+        out,
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--val-every",
+        "2",
+        "--quiet",
+        check=True,
+    )
     state, cfg, _ = load_backbone(str(out))
     assert cfg["img_size"] == 64 and "pos_embed" in state
     assert "MAE" in backbone_description(str(out))["description"]
@@ -104,7 +121,7 @@ def test_sample_raster_has_bands_wavelengths_and_georeference():
         assert all(t["wavelength_units"] == "Nanometers" and "fwhm" in t and "bbl" in t for t in tags)
         assert 400 < wl[0] < 430 and 2400 < wl[-1] < 2460 and np.all(np.diff(wl[:90]) > 0)
         a = ds.read(50, masked=True)
-        assert 0.3 < a.mask.mean() < 0.5           # 18 tiles of 32x32 in a 160x192 box
+        assert 0.3 < a.mask.mean() < 0.5  # 18 tiles of 32x32 in a 160x192 box
         assert 0 < float(a.mean()) * 0.0001 < 0.5  # reflectance
         grid = (ds.transform, ds.width, ds.height)
     with rasterio.open(LABELS) as lab:
@@ -113,7 +130,7 @@ def test_sample_raster_has_bands_wavelengths_and_georeference():
     classes = json.load(open(CLASSES))
     assert [c["name"] for c in classes] == ["roof", "pavement", "low vegetation", "tree", "soil", "water"]
     assert set(np.unique(values)) == {0, 1, 2, 3, 4, 5, 6}
-    assert not (values[a.mask] > 0).any()          # labels only where there is image data
+    assert not (values[a.mask] > 0).any()  # labels only where there is image data
 
 
 def test_sample_label_split_partitions_the_labels():
@@ -128,17 +145,18 @@ def test_sample_label_split_partitions_the_labels():
     # no 32x32 tile holds labels of two parts
     for r in range(0, full.shape[0], 32):
         for c in range(0, full.shape[1], 32):
-            assert sum(bool((p[r:r + 32, c:c + 32] > 0).any()) for p in parts.values()) <= 1
+            assert sum(bool((p[r : r + 32, c : c + 32] > 0).any()) for p in parts.values()) <= 1
 
 
 def test_quicklook_has_legend_colours(tmp_path):
     from PIL import Image
 
     from spectralx.quicklook import quicklook
+
     out = tmp_path / "q.png"
     res = quicklook(LABELS, str(out), image=SCENE, title="labels")
     img = np.asarray(Image.open(out).convert("RGB"))
-    colours = {tuple(int(c["color"][i:i + 2], 16) for i in (1, 3, 5)) for c in json.load(open(CLASSES))}
+    colours = {tuple(int(c["color"][i : i + 2], 16) for i in (1, 3, 5)) for c in json.load(open(CLASSES))}
     present = {tuple(p) for p in img.reshape(-1, 3)[::1]}
     assert colours <= present
     # the legend swatches: a solid square of every class colour in the right-hand strip
@@ -153,6 +171,7 @@ def test_quicklook_has_legend_colours(tmp_path):
 def test_demo_checkpoint_names_its_backbone():
     from spectralx.checkpoint import read_card
     from spectralx.safefile import read_safetensors_header, sha256_file
+
     card = read_card(DEMO)
     assert card.backbone.sha256 == sha256_file(BACKBONE) and card.backbone.preset == "vit_tiny_patch16"
     assert "MAE" in card.backbone.description and "not a remote-sensing foundation model" in card.backbone.description
@@ -173,6 +192,7 @@ def test_demo_checkpoint_segments_the_sample_and_quicklooks(tmp_path):
 
     from spectralx.inference import segment
     from spectralx.quicklook import quicklook
+
     out = tmp_path / "lc.tif"
     res = segment(SCENE, DEMO, str(out), window=(64, 64, 64, 64), device="cpu")
     with rasterio.open(out) as ds:

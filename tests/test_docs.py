@@ -2,6 +2,7 @@
 strict. Every `spectralx …` command line in the README and docs/ uses only subcommands and options
 that the real parser has (the same parser `--help` prints); every `make X` names a Makefile target;
 the site builds with `mkdocs build --strict`, and a broken link or image in a fixture fails it."""
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,7 @@ def _command_lines(text: str):
             line = lines[i].strip()
             if line.startswith("spectralx ") or line == "spectralx":
                 cmd = [line]
-                while i + 1 < len(lines) and (cmd[-1].rstrip().endswith("\\")
-                                              or re.match(r"\s+[\[(-]", lines[i + 1])):
+                while i + 1 < len(lines) and (cmd[-1].rstrip().endswith("\\") or re.match(r"\s+[\[(-]", lines[i + 1])):
                     i += 1
                     cmd.append(lines[i].strip())
                 yield " ".join(c.rstrip("\\") for c in cmd)
@@ -56,13 +56,13 @@ def _command_lines(text: str):
 
 
 def _check(cmd: str, parser: argparse.ArgumentParser) -> list:
-    cmd = re.split(r"\s#\s", " " + cmd + " ")[0]          # drop a trailing comment
+    cmd = re.split(r"\s#\s", " " + cmd + " ")[0]  # drop a trailing comment
     words = cmd.split()[1:]
     sub = parser
     path = ["spectralx"]
     while words and _subparsers(sub):
         word = words[0]
-        if not re.fullmatch(r"[a-z][a-z0-9+-]*", word):   # a placeholder (COMMAND, CMD, …) or an option
+        if not re.fullmatch(r"[a-z][a-z0-9+-]*", word):  # a placeholder (COMMAND, CMD, …) or an option
             break
         choices = _subparsers(sub)
         if word not in choices:
@@ -71,11 +71,14 @@ def _check(cmd: str, parser: argparse.ArgumentParser) -> list:
         path.append(word)
         words = words[1:]
     known = _options(sub) | {"-h", "--help"}
-    if _subparsers(sub) and sub is not parser:             # `spectralx backbone` alone
+    if _subparsers(sub) and sub is not parser:  # `spectralx backbone` alone
         known |= {s for p in _subparsers(sub).values() for s in _options(p)}
     rest = " ".join(words)
-    return [f"{' '.join(path)}: no option {flag} (in: {cmd.strip()})"
-            for flag in LONG.findall(rest) + SHORT.findall(rest) if flag not in known]
+    return [
+        f"{' '.join(path)}: no option {flag} (in: {cmd.strip()})"
+        for flag in LONG.findall(rest) + SHORT.findall(rest)
+        if flag not in known
+    ]
 
 
 def test_documented_command_lines_match_the_parser():
@@ -86,7 +89,7 @@ def test_documented_command_lines_match_the_parser():
         for cmd in _command_lines(text):
             seen += 1
             problems += [f"{os.path.relpath(path, REPO)}: {p}" for p in _check(cmd, parser)]
-    assert seen > 40, seen                                  # the docs do show command lines
+    assert seen > 40, seen  # the docs do show command lines
     assert not problems, "\n".join(problems)
 
 
@@ -95,7 +98,7 @@ def test_the_checker_catches_a_wrong_option_and_subcommand():
     assert _check("spectralx segment A.tif -c M -o B.tif --overlap 0.25", parser) == []
     assert _check("spectralx backbone import R.pth -o B.safetensors --family auto", parser) == []
     assert _check("spectralx segment A.tif --no-such-flag", parser)
-    assert _check("spectralx pretrain --image A.tif -o S.safetensors", parser)   # pretrain takes positionals
+    assert _check("spectralx pretrain --image A.tif -o S.safetensors", parser)  # pretrain takes positionals
     assert _check("spectralx segmnet A.tif", parser)
     assert _check("spectralx backbone info B.safetensors --family auto", parser)
 
@@ -107,16 +110,24 @@ def test_make_targets_in_the_docs_exist():
     for path in DOCS:
         text = open(path, encoding="utf-8").read()
         code = "\n".join(FENCE.findall(text)) + "\n" + "\n".join(re.findall(r"`([^`\n]+)`", text))
-        missing += [f"{os.path.relpath(path, REPO)}: make {t}" for t in re.findall(r"\bmake ([a-z][a-z0-9-]*)", code)
-                    if t not in targets]
+        missing += [
+            f"{os.path.relpath(path, REPO)}: make {t}"
+            for t in re.findall(r"\bmake ([a-z][a-z0-9-]*)", code)
+            if t not in targets
+        ]
     assert {"demo", "test", "docs", "setup", "package", "screenshot"} <= targets
     assert not missing, missing
 
 
 def _mkdocs(config: str, site: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", config, "--site-dir", site],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", config, "--site-dir", site],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_the_site_builds_strict(tmp_path):
@@ -126,11 +137,14 @@ def test_the_site_builds_strict(tmp_path):
     assert (tmp_path / "site" / "screenshot.png").is_file()
 
 
-@pytest.mark.parametrize("broken, named", [
-    ("[the guide](guide/missing.md)", "guide/missing.md"),
-    ("![a screenshot](missing-screenshot.png)", "missing-screenshot.png"),
-    ("[a section](#no-such-section)", "#no-such-section"),
-])
+@pytest.mark.parametrize(
+    "broken, named",
+    [
+        ("[the guide](guide/missing.md)", "guide/missing.md"),
+        ("![a screenshot](missing-screenshot.png)", "missing-screenshot.png"),
+        ("[a section](#no-such-section)", "#no-such-section"),
+    ],
+)
 def test_a_broken_link_or_image_fails_the_build(tmp_path, broken, named):
     """The project's own settings (theme, validation, strict) on a two-page fixture."""
     config = yaml.safe_load(open(os.path.join(REPO, "mkdocs.yml"), encoding="utf-8"))

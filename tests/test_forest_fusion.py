@@ -4,6 +4,7 @@ every run (a spatial part of a lone polygon), and warnings for a model that trai
 Real data: the Landsat 8 crop with its hand-drawn polygons (one polygon per class) and the tiny
 random-weight backbone for the network parts.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import FIXTURES, REPO, run_cli
 
 from spectralx.checkpoint import load_checkpoint, read_card
 from spectralx.errors import CheckpointError
 from spectralx.inference import segment
 from spectralx.model.forest import ForestArrays
-
-from conftest import FIXTURES, REPO, run_cli
 
 IMAGE = os.path.join(FIXTURES, "training_landsat8_224078.tif")
 POLYGONS = os.path.join(FIXTURES, "training_landsat8_224078_polygons.gpkg")
@@ -48,7 +48,9 @@ def labelled_pixels():
     """(N, 3) normalized spectra and (N,) class indices of the polygons' pixels."""
     import fiona
     from rasterio.features import rasterize
+
     from spectralx.training.rasters import normalize, read_mapped, same_sensor_mappings, scene_statistics
+
     _, (mapping,) = same_sensor_mappings([IMAGE], None)
     norm, _ = scene_statistics([IMAGE], [mapping])
     with rasterio.open(IMAGE) as ds:
@@ -56,8 +58,13 @@ def labelled_pixels():
         shape, tr = (ds.height, ds.width), ds.transform
     names = {"crop": 1, "tree": 2, "water": 3}
     with fiona.open(POLYGONS) as src:
-        lab = rasterize([(f["geometry"], names[f["properties"]["name"]]) for f in src], out_shape=shape,
-                        transform=tr, fill=0, dtype="uint8")
+        lab = rasterize(
+            [(f["geometry"], names[f["properties"]["name"]]) for f in src],
+            out_shape=shape,
+            transform=tr,
+            fill=0,
+            dtype="uint8",
+        )
     ok = lab > 0
     return x[:, ok].T.astype(np.float32), lab[ok].astype(np.int64) - 1, x
 
@@ -66,8 +73,20 @@ def labelled_pixels():
 def forest_checkpoint(tmp_path_factory):
     """`spectralx finetune --method forest` on the real polygons: no backbone given or needed."""
     out = tmp_path_factory.mktemp("forest") / "forest.safetensors"
-    proc = run_cli("finetune", "--method", "forest", "--image", IMAGE, "--labels", POLYGONS,
-                   "--class-field", "name", "-o", out, "--quiet")
+    proc = run_cli(
+        "finetune",
+        "--method",
+        "forest",
+        "--image",
+        IMAGE,
+        "--labels",
+        POLYGONS,
+        "--class-field",
+        "name",
+        "-o",
+        out,
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "map: random forest" in proc.stdout and "validation mIoU" in proc.stdout
     return str(out)
@@ -75,10 +94,12 @@ def forest_checkpoint(tmp_path_factory):
 
 def test_forest_arrays_give_scikit_learns_probabilities():
     from sklearn.ensemble import RandomForestClassifier
+
     from spectralx.model.forest import MAX_LEAF_NODES
+
     x, y, _ = labelled_pixels()
     rng = np.random.default_rng(0)
-    noisy = x + rng.normal(0, 0.5, x.shape).astype(np.float32)     # overlapping classes: deep, mixed trees
+    noisy = x + rng.normal(0, 0.5, x.shape).astype(np.float32)  # overlapping classes: deep, mixed trees
     rf = RandomForestClassifier(50, random_state=0, max_leaf_nodes=MAX_LEAF_NODES).fit(noisy, y)
     # four columns, the last class never trained: its column stays 0 and the others match exactly
     arrays = ForestArrays.from_sklearn(rf, 4)
@@ -95,9 +116,10 @@ def test_forest_arrays_give_scikit_learns_probabilities():
 
 def test_forest_checkpoint_is_plain_tensors_and_damage_is_refused(forest_checkpoint, tmp_path):
     from safetensors import safe_open
+
     with open(forest_checkpoint, "rb") as f:
         head = f.read(16)
-    assert not head.startswith((b"PK", b"\x80"))                 # neither a torch zip nor a pickle
+    assert not head.startswith((b"PK", b"\x80"))  # neither a torch zip nor a pickle
     with safe_open(forest_checkpoint, "pt") as f:
         keys = set(f.keys())
         dtypes = {k: f.get_tensor(k).dtype for k in keys}
@@ -113,6 +135,7 @@ def test_forest_checkpoint_is_plain_tensors_and_damage_is_refused(forest_checkpo
         load_checkpoint(str(pickled))
     # a child that points back to its parent (an endless descent) is refused before any use
     from safetensors.torch import save_file
+
     bad = dict(tensors)
     left = bad["forest.left"].clone()
     inner = int(torch.nonzero(left >= 0)[1])
@@ -134,14 +157,16 @@ def test_forest_checkpoint_is_plain_tensors_and_damage_is_refused(forest_checkpo
 
 def load_safetensors(path):
     from spectralx.safefile import read_safetensors
+
     return read_safetensors(path)
 
 
 def test_forest_checkpoint_streams_like_in_memory_and_shows_in_info(forest_checkpoint, tmp_path):
     from spectralx.model.forest import with_context
     from spectralx.training.rasters import mapping_for, normalize, read_mapped
+
     model, card = load_checkpoint(forest_checkpoint)
-    assert model.forest.context == 3                   # the default: spectra + 3x3 mean spectrum
+    assert model.forest.context == 3  # the default: spectra + 3x3 mean spectrum
     big = mosaic(tmp_path / "mosaic.tif")
     with rasterio.open(big) as ds:
         x = normalize(read_mapped(ds, mapping_for(big, card)), card.normalization)
@@ -151,8 +176,15 @@ def test_forest_checkpoint_streams_like_in_memory_and_shows_in_info(forest_check
     want = values[proba.argmax(1)].reshape(x.shape[1:])
     # several blocks and overlapping tiles: blending per-pixel probabilities changes nothing except
     # where a tile's edge cuts a pixel's 3x3 neighbourhood (those weigh little in the blend)
-    res = segment(big, forest_checkpoint, str(tmp_path / "rf.tif"), device="cpu",
-                  block_size=256, max_memory="64M", confidence=str(tmp_path / "rf_conf.tif"))
+    res = segment(
+        big,
+        forest_checkpoint,
+        str(tmp_path / "rf.tif"),
+        device="cpu",
+        block_size=256,
+        max_memory="64M",
+        confidence=str(tmp_path / "rf_conf.tif"),
+    )
     assert res.blocks > 1
     with rasterio.open(res.output) as ds:
         got = ds.read(1)
@@ -170,8 +202,7 @@ def test_forest_checkpoint_on_dask_gives_the_same_class_raster(forest_checkpoint
     pytest.importorskip("distributed")
     big = mosaic(tmp_path / "mosaic.tif")
     local = segment(big, forest_checkpoint, str(tmp_path / "local.tif"), device="cpu")
-    remote = segment(big, forest_checkpoint, str(tmp_path / "dask.tif"), device="cpu", dask="local:2",
-                     block_size=256)
+    remote = segment(big, forest_checkpoint, str(tmp_path / "dask.tif"), device="cpu", dask="local:2", block_size=256)
     assert remote.workers == 2 and remote.blocks == 4
     with rasterio.open(local.output) as a, rasterio.open(remote.output) as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
@@ -181,9 +212,20 @@ def test_forest_checkpoint_on_dask_gives_the_same_class_raster(forest_checkpoint
 def fused(tiny_backbone, tmp_path_factory):
     """A few-step network on the real polygons, pooled with its forest (the default)."""
     from spectralx.training import finetune
+
     out = str(tmp_path_factory.mktemp("fused") / "fused.safetensors")
-    res = finetune(IMAGE, POLYGONS, out, class_field="name", backbone=tiny_backbone, tile_size=64, steps=6,
-                   batch_size=2, eval_every=3, device="cpu")
+    res = finetune(
+        IMAGE,
+        POLYGONS,
+        out,
+        class_field="name",
+        backbone=tiny_backbone,
+        tile_size=64,
+        steps=6,
+        batch_size=2,
+        eval_every=3,
+        device="cpu",
+    )
     return res, out
 
 
@@ -209,11 +251,12 @@ def test_every_landsat_finetune_is_validated_and_fusion_is_recorded(fused):
 def test_fused_model_streams_like_one_block(fused, tmp_path):
     res, out = fused
     model, card = load_checkpoint(out, backbone=res.card.backbone.path or None)
-    model.fusion_weight = 0.5                          # a real pool whatever validation chose
+    model.fusion_weight = 0.5  # a real pool whatever validation chose
     big = mosaic(tmp_path / "mosaic.tif")
     one = segment(big, None, str(tmp_path / "one.tif"), model=(model, card), device="cpu")
-    many = segment(big, None, str(tmp_path / "many.tif"), model=(model, card), device="cpu", block_size=256,
-                   max_memory="64M")
+    many = segment(
+        big, None, str(tmp_path / "many.tif"), model=(model, card), device="cpu", block_size=256, max_memory="64M"
+    )
     assert one.blocks == 1 and many.blocks > 1
     with rasterio.open(one.output) as a, rasterio.open(many.output) as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
@@ -227,19 +270,30 @@ def test_fused_model_streams_like_one_block(fused, tmp_path):
         model.fusion_weight = 0.5
         pooled = model(x)
     from spectralx.model.forest import with_context
+
     feats = with_context(x[0].numpy(), model.forest.context)
     p = model.forest.predict_proba(feats.reshape(feats.shape[0], -1).T)
     np.testing.assert_allclose(forest_only[0].permute(1, 2, 0).reshape(-1, 3).numpy(), p, atol=5e-3)
     want = 0.5 * torch.log_softmax(net_only, 1) + 0.5 * torch.log(
-        (torch.from_numpy(p).float().T.reshape(1, 3, 64, 64) + 1e-3) / (1 + 3e-3))
+        (torch.from_numpy(p).float().T.reshape(1, 3, 64, 64) + 1e-3) / (1 + 3e-3)
+    )
     torch.testing.assert_close(pooled, want, atol=1e-4, rtol=1e-4)
 
 
 def test_degenerate_flag_fires_untrained_and_not_on_the_demo_model(tiny_backbone, tmp_path):
     from spectralx.training import finetune
     from spectralx.training.health import card_warnings
-    res = finetune(IMAGE, POLYGONS, str(tmp_path / "zero.safetensors"), class_field="name",
-                   backbone=tiny_backbone, tile_size=64, steps=0, device="cpu")
+
+    res = finetune(
+        IMAGE,
+        POLYGONS,
+        str(tmp_path / "zero.safetensors"),
+        class_field="name",
+        backbone=tiny_backbone,
+        tile_size=64,
+        steps=0,
+        device="cpu",
+    )
     warnings = res.metrics["warnings"]
     assert any("not trained (0 steps)" in w for w in warnings), warnings
     assert read_card(str(tmp_path / "zero.safetensors")).metrics["warnings"] == warnings
@@ -247,33 +301,79 @@ def test_degenerate_flag_fires_untrained_and_not_on_the_demo_model(tiny_backbone
     assert card_warnings(demo) == [] and demo.metrics["warnings"] == []
     # and the checks themselves: a collapsed network, a loss at chance, a network far below the forest
     from spectralx.training.health import model_warnings
+
     cm = np.array([[0, 40, 0], [0, 50, 0], [0, 30, 2]])
-    w = model_warnings(steps_run=300, final_loss=1.05, train_classes=3, confusion=cm,
-                       class_names=["crop", "tree", "water"], network_val_miou=0.20, forest_val_miou=0.60)
+    w = model_warnings(
+        steps_run=300,
+        final_loss=1.05,
+        train_classes=3,
+        confusion=cm,
+        class_names=["crop", "tree", "water"],
+        network_val_miou=0.20,
+        forest_val_miou=0.60,
+    )
     assert len(w) == 3 and "near chance" in w[0] and "'tree' on 98%" in w[1] and "0.400 below" in w[2]
-    assert model_warnings(steps_run=300, final_loss=0.2, train_classes=3, confusion=np.eye(3) * 30,
-                          class_names=["a", "b", "c"], network_val_miou=0.6, forest_val_miou=0.62) == []
+    assert (
+        model_warnings(
+            steps_run=300,
+            final_loss=0.2,
+            train_classes=3,
+            confusion=np.eye(3) * 30,
+            class_names=["a", "b", "c"],
+            network_val_miou=0.6,
+            forest_val_miou=0.62,
+        )
+        == []
+    )
 
 
 def test_finetune_cli_fuse_option_and_forest_method_refuse_a_checkpoint(tmp_path, forest_checkpoint):
-    proc = run_cli("finetune", "--method", "forest", "-c", forest_checkpoint, "--image", IMAGE, "--labels",
-                   POLYGONS, "--class-field", "name", "-o", tmp_path / "x.safetensors")
+    proc = run_cli(
+        "finetune",
+        "--method",
+        "forest",
+        "-c",
+        forest_checkpoint,
+        "--image",
+        IMAGE,
+        "--labels",
+        POLYGONS,
+        "--class-field",
+        "name",
+        "-o",
+        tmp_path / "x.safetensors",
+    )
     assert proc.returncode != 0 and "not from a checkpoint" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.safetensors").exists()
     proc = run_cli("finetune", "--fuse", "maybe", "--image", IMAGE, "--labels", POLYGONS, "-o", tmp_path / "y")
     assert proc.returncode == 2 and "invalid choice: 'maybe'" in proc.stderr
     # a network cannot be fine-tuned from a forest checkpoint: said in one line
-    proc = run_cli("finetune", "-c", forest_checkpoint, "--image", IMAGE, "--labels", POLYGONS,
-                   "--class-field", "name", "-o", tmp_path / "z.safetensors")
+    proc = run_cli(
+        "finetune",
+        "-c",
+        forest_checkpoint,
+        "--image",
+        IMAGE,
+        "--labels",
+        POLYGONS,
+        "--class-field",
+        "name",
+        "-o",
+        tmp_path / "z.safetensors",
+    )
     assert proc.returncode != 0 and "random forest, not a SpectralX network" in proc.stderr
-    assert json.loads(run_cli("info", forest_checkpoint, "--json", check=True).stdout)["architecture"]["method"] == "forest"
+    assert (
+        json.loads(run_cli("info", forest_checkpoint, "--json", check=True).stdout)["architecture"]["method"]
+        == "forest"
+    )
 
 
 def test_context_features_are_the_mean_of_valid_neighbours():
     from spectralx.model.forest import with_context, with_context_at
+
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, 9, 11)).astype(np.float32)
-    x[:, 2:4, 5:8] = 0                                   # nodata is 0 in every band: never counted
+    x[:, 2:4, 5:8] = 0  # nodata is 0 in every band: never counted
     got = with_context(x, 3)
     assert got.shape == (8, 9, 11) and np.array_equal(got[:4], x)
     valid = (x != 0).any(0)

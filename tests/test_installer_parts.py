@@ -1,6 +1,7 @@
 """Issue 12: the installer's parts on their own: finding QGIS's real interpreter, the PyTorch build for
 the NVIDIA driver, QGIS's proxy handed to pip, and what the installer refuses. (The end-to-end install
 is tests/test_plugin_installer.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ SYSTEM_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.mino
 def _fake_python(path, prefix, version=(3, 11)):
     """An executable that answers the probe as a Python of another installation would."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    info = {"version": list(version), "prefix": prefix, "executable": str(path), "platform": "linux-x86_64",
-            "numpy": None, "pip": "23.0"}
+    info = {
+        "version": list(version),
+        "prefix": prefix,
+        "executable": str(path),
+        "platform": "linux-x86_64",
+        "numpy": None,
+        "pip": "23.0",
+    }
     path.write_text(f"#!/bin/sh\necho '{json.dumps(info)}'\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
@@ -63,8 +70,11 @@ def test_builds_follow_the_driver():
     assert h200 == [gpu_detect.Gpu("NVIDIA H200", "580.159.04", 143771)]
     assert [b.id for b in gpu_detect.builds(h200, "linux")] == ["cu130", "cu128", "cu126", "cpu"]
     # a 570 driver cannot run CUDA 13; a 535 one runs 12.6 only through minor-version compatibility
-    assert [b.id for b in gpu_detect.builds(gpu_detect.parse_nvidia_smi("RTX 4070, 570.86.10, 12282"), "linux")] \
-        == ["cu128", "cu126", "cpu"]
+    assert [b.id for b in gpu_detect.builds(gpu_detect.parse_nvidia_smi("RTX 4070, 570.86.10, 12282"), "linux")] == [
+        "cu128",
+        "cu126",
+        "cpu",
+    ]
     old = gpu_detect.builds(gpu_detect.parse_nvidia_smi("GTX 1080, 535.183.01, 8192"), "linux")
     assert [b.id for b in old] == ["cu126", "cpu"] and "minor-version compatibility" in old[0].label
     assert [b.id for b in gpu_detect.builds(gpu_detect.parse_nvidia_smi("K80, 470.57.02, 11441"), "linux")] == ["cpu"]
@@ -81,6 +91,7 @@ def test_builds_follow_the_driver():
 def test_no_driver_means_no_gpu(monkeypatch):
     class Failed:
         returncode, stdout = 9, ""
+
     monkeypatch.setattr(gpu_detect.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     assert gpu_detect.nvidia_gpus(run=lambda *a, **k: Failed()) == []
     monkeypatch.setattr(gpu_detect.shutil, "which", lambda name: None)
@@ -98,9 +109,16 @@ def test_proxy_url_and_its_log_line():
 
 def test_qgis_proxy_settings_reach_pip(qgis_app, tmp_path):
     from qgis.core import QgsNetworkAccessManager, QgsSettings
+
     settings = QgsSettings()
-    keys = {"proxy/proxyEnabled": True, "proxy/proxyType": "HttpProxy", "proxy/proxyHost": "proxy.lan",
-            "proxy/proxyPort": "3128", "proxy/proxyUser": "ana", "proxy/proxyPassword": "secret"}
+    keys = {
+        "proxy/proxyEnabled": True,
+        "proxy/proxyType": "HttpProxy",
+        "proxy/proxyHost": "proxy.lan",
+        "proxy/proxyPort": "3128",
+        "proxy/proxyUser": "ana",
+        "proxy/proxyPassword": "secret",
+    }
     old = {k: settings.value(k) for k in keys}
     try:
         for k, v in keys.items():
@@ -123,9 +141,16 @@ def test_offline_ignores_pip_config_and_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PIP_INDEX_URL", "https://example.invalid/simple")
     inst = Installer(InstallOptions(wheel_folder=str(tmp_path)))
     env = inst._env()
-    assert env["PIP_CONFIG_FILE"] == os.devnull and not [k for k in env if k.startswith("PIP_") and k != "PIP_CONFIG_FILE"]
+    assert env["PIP_CONFIG_FILE"] == os.devnull and not [
+        k for k in env if k.startswith("PIP_") and k != "PIP_CONFIG_FILE"
+    ]
     assert inst._source_args(gpu_detect.Build("cpu", "", "https://x/cpu")) == [
-        "--no-index", "--find-links", str(tmp_path), "--only-binary", ":all:"]
+        "--no-index",
+        "--find-links",
+        str(tmp_path),
+        "--only-binary",
+        ":all:",
+    ]
 
 
 def test_refusals_are_one_line_and_write_nothing(tmp_path):
@@ -143,8 +168,9 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path):
 def test_an_interpreter_that_has_everything_installs_nothing(tmp_path):
     """The project venv has the whole list: the installer says so, verifies, and creates no folder."""
     log = []
-    result = Installer(InstallOptions(python=sys.executable, root=str(tmp_path / "packages"), build="cpu"),
-                       log=log.append).run()
+    result = Installer(
+        InstallOptions(python=sys.executable, root=str(tmp_path / "packages"), build="cpu"), log=log.append
+    ).run()
     assert result.installed == [] and result.folder is None
     assert "Nothing to install." in log
     assert result.verification["ok"] and result.verification["device"]["device"] == "cpu"
@@ -155,6 +181,7 @@ def test_an_interpreter_that_has_everything_installs_nothing(tmp_path):
 def test_packages_this_qgis_already_loaded_ask_for_a_restart(tmp_path):
     """A CUDA torch installed while QGIS runs a CPU torch: the new one is used after a restart only."""
     import torch  # noqa: F401  (loaded from the venv, as QGIS would have its own)
+
     for name in ("torch", "spectralx_never_imported"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text("")
@@ -171,8 +198,13 @@ def test_another_python_version_or_an_incomplete_wheel_folder_is_refused(tmp_pat
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     with pytest.raises(InstallError) as err:
-        Installer(InstallOptions(python=SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable,
-                                 wheel_folder=str(wheels), root=str(root))).run()
+        Installer(
+            InstallOptions(
+                python=SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable,
+                wheel_folder=str(wheels),
+                root=str(root),
+            )
+        ).run()
     assert "pip failed while resolving" in str(err.value) and "\n" not in str(err.value)
     assert not root.exists()
 
@@ -184,6 +216,7 @@ def test_pip_really_goes_through_qgis_proxy(tmp_path, monkeypatch):
     import base64
     import socketserver
     import threading
+
     seen = []
 
     class Refuse(socketserver.StreamRequestHandler):
@@ -205,14 +238,15 @@ def test_pip_really_goes_through_qgis_proxy(tmp_path, monkeypatch):
     url = f"http://ana:s3cret@127.0.0.1:{server.server_address[1]}"
     try:
         with pytest.raises(InstallError, match="pip failed while resolving"):
-            Installer(InstallOptions(python=SYSTEM_PYTHON, proxy=url, build="cpu",
-                                     root=str(tmp_path / "packages"))).run()
+            Installer(
+                InstallOptions(python=SYSTEM_PYTHON, proxy=url, build="cpu", root=str(tmp_path / "packages"))
+            ).run()
     finally:
         server.shutdown()
         server.server_close()
     assert seen, "pip never contacted the proxy"
     first = seen[0]
-    assert first[0].startswith("CONNECT ") and ":443 " in first[0]      # an HTTPS index, tunnelled
+    assert first[0].startswith("CONNECT ") and ":443 " in first[0]  # an HTTPS index, tunnelled
     auth = "Proxy-Authorization: Basic " + base64.b64encode(b"ana:s3cret").decode()
     assert any(line == auth for line in first)
     assert not (tmp_path / "packages").exists()
@@ -222,8 +256,10 @@ def test_verification_runs_the_engine_network_not_only_a_matmul(tmp_path, monkey
     """A matrix product can pass where the engine's own kernels fail (the AoMoA dtype clash under CUDA
     autocast did): the verifier also runs a small SpectralX network and compares it with the CPU."""
     import shutil
+
     from spectralx_qgis.setup import verify_install
     from spectralx_qgis.setup.deps import engine_folder
+
     for name in [m for m in sys.modules if m.startswith("_spectralx_verify")]:
         monkeypatch.delitem(sys.modules, name)
     good = verify_install.verify(["torch"], "cpu", engine_dir=engine_folder())
@@ -233,8 +269,11 @@ def test_verification_runs_the_engine_network_not_only_a_matmul(tmp_path, monkey
     broken = tmp_path / "engine"
     shutil.copytree(engine_folder(), broken)
     gate = broken / "model" / "aomoa.py"
-    gate.write_text(gate.read_text().replace("        logits = self.w_gate(z)\n",
-                                             "        raise RuntimeError('no kernel image for this GPU')\n", 1))
+    gate.write_text(
+        gate.read_text().replace(
+            "        logits = self.w_gate(z)\n", "        raise RuntimeError('no kernel image for this GPU')\n", 1
+        )
+    )
     for name in [m for m in sys.modules if m.startswith("_spectralx_verify")]:
         monkeypatch.delitem(sys.modules, name)
     bad = verify_install.verify(["torch"], "cpu", engine_dir=str(broken))

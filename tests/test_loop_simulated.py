@@ -4,6 +4,7 @@ the comparison of suggested against random places over seeds is bench/loop_bench
 Round 1 on two 5 x 5 px "polygons" per class -> `suggest` picks 20 places -> their reference classes
 are added as labels -> round 2 continues from round 1 with all labels; its card keeps both rounds.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "bench"))

@@ -1,6 +1,7 @@
 """Model downloads (spectralx_qgis.download) against a real HTTP server on 127.0.0.1: resume after an
 interrupted transfer, a hash mismatch refused and its part deleted, a server that ignores Range,
 cancel and resume, and one-line errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,11 +9,11 @@ import os
 
 import numpy as np
 import pytest
-
 from model_server import ModelServer
+
 from spectralx_qgis.models.download import DownloadCancelled, DownloadError, download, part_path
 
-SIZE = 1_000_003                        # not a multiple of the chunk size
+SIZE = 1_000_003  # not a multiple of the chunk size
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,14 @@ def test_plain_download_reports_progress_and_digests(payload, tmp_path):
     dest = str(tmp_path / "release.pth")
     seen = []
     with ModelServer(payload) as srv:
-        res = download(srv.url, dest, expected_sha256=sha(payload), progress=lambda d, t: seen.append((d, t)),
-                       proxy="", chunk_size=1 << 16)
+        res = download(
+            srv.url,
+            dest,
+            expected_sha256=sha(payload),
+            progress=lambda d, t: seen.append((d, t)),
+            proxy="",
+            chunk_size=1 << 16,
+        )
     assert open(dest, "rb").read() == payload
     assert res.sha256 == sha(payload) and res.md5 == hashlib.md5(payload).hexdigest()
     assert res.size == SIZE and res.resumed_from == 0
@@ -48,11 +55,11 @@ def test_interrupted_transfer_keeps_the_part_and_resumes_with_range(payload, tmp
         msg = str(err.value)
         assert "\n" not in msg and f"after {cut} of {SIZE} bytes" in msg and "resume" in msg
         assert not os.path.exists(dest)
-        assert os.path.getsize(part_path(dest)) == cut          # what arrived is kept
+        assert os.path.getsize(part_path(dest)) == cut  # what arrived is kept
         res = download(srv.url, dest, expected_sha256=sha(payload), proxy="", chunk_size=1 << 16)
-    assert srv.requests[1]["range"] == f"bytes={cut}-"          # asked only for the rest
+    assert srv.requests[1]["range"] == f"bytes={cut}-"  # asked only for the rest
     assert res.resumed_from == cut and res.size == SIZE
-    assert res.sha256 == sha(payload)                          # hashed over the whole file
+    assert res.sha256 == sha(payload)  # hashed over the whole file
     assert open(dest, "rb").read() == payload
     assert not os.path.exists(part_path(dest))
 
@@ -86,9 +93,9 @@ def test_server_ignoring_range_restarts_from_zero(payload, tmp_path):
         f.write(payload[:250_000])
     with ModelServer(payload, ignore_range=True) as srv:
         res = download(srv.url, dest, expected_sha256=sha(payload), proxy="")
-    assert srv.requests[0]["range"] == "bytes=250000-"           # asked, but got the whole file (200)
+    assert srv.requests[0]["range"] == "bytes=250000-"  # asked, but got the whole file (200)
     assert res.resumed_from == 0 and res.size == SIZE and res.sha256 == sha(payload)
-    assert open(dest, "rb").read() == payload                   # not the old part + the whole file
+    assert open(dest, "rb").read() == payload  # not the old part + the whole file
 
 
 def test_complete_part_with_416_starts_again(payload, tmp_path):
@@ -106,8 +113,14 @@ def test_cancel_keeps_the_part_then_resumes(payload, tmp_path):
     progressed = []
     with ModelServer(payload) as srv:
         with pytest.raises(DownloadCancelled):
-            download(srv.url, dest, proxy="", chunk_size=1 << 16, progress=lambda d, t: progressed.append(d),
-                     cancelled=lambda: len(progressed) > 4)
+            download(
+                srv.url,
+                dest,
+                proxy="",
+                chunk_size=1 << 16,
+                progress=lambda d, t: progressed.append(d),
+                cancelled=lambda: len(progressed) > 4,
+            )
         kept = os.path.getsize(part_path(dest))
         assert kept == 4 * (1 << 16) and not os.path.exists(dest)
         res = download(srv.url, dest, expected_sha256=sha(payload), proxy="")
@@ -128,7 +141,7 @@ def test_existing_destination_is_not_overwritten(payload, tmp_path):
     with ModelServer(payload) as srv:
         with pytest.raises(DownloadError, match="already exists"):
             download(srv.url, str(dest), proxy="")
-        assert srv.requests == []                               # nothing fetched
+        assert srv.requests == []  # nothing fetched
         res = download(srv.url, str(dest), proxy="", overwrite=True)
     assert res.sha256 == sha(payload) and dest.read_bytes() == payload
 
@@ -140,7 +153,7 @@ def test_http_and_network_errors_are_one_line(payload, tmp_path):
             download(srv.url.replace("release.bin", "moved.bin"), dest, proxy="")
         port = srv.httpd.server_address[1]
     assert "HTTP 404" in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(DownloadError, match="refused the connection"):   # the server is gone now
+    with pytest.raises(DownloadError, match="refused the connection"):  # the server is gone now
         download(f"http://127.0.0.1:{port}/release.bin", dest, proxy="", timeout=5)
     with pytest.raises(DownloadError, match="cannot resolve"):
         download("http://no-such-host.invalid/release.bin", dest, proxy="", timeout=5)

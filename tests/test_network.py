@@ -1,4 +1,5 @@
 """Issue 2: the SpectralX network's shapes, frozen backbone and parameter budget."""
+
 import pytest
 import torch
 
@@ -115,7 +116,9 @@ def test_regression_aomoa_gate_under_cuda_autocast(monkeypatch):
     src.dtype'), found on an H200 (bench/gpu_network_check.py). CPU autocast keeps softmax in bf16, so
     CUDA's rule is imposed here: softmax answers in float32."""
     import torch
+
     from spectralx.model.aomoa import NoisyTopKGate
+
     gate = NoisyTopKGate(16, 4, 2).eval()
     torch.nn.init.normal_(gate.w_gate.weight)
     real_softmax = torch.Tensor.softmax

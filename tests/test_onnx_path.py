@@ -2,6 +2,7 @@
 backbone agrees within the check's bounds, the choice among paths follows the check, a forest is
 pooled as in torch, and the runtime is named in the outputs. Skipped when onnxruntime is absent.
 No speed targets here: bench/cpu_backbone_bench.py measures them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,11 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from test_precision import WAVELENGTHS, tiny  # noqa: E402
+
 from spectralx.inference import onnx_runtime as O  # noqa: E402
 from spectralx.inference import precision as P  # noqa: E402
 from spectralx.inference.quantize import is_quantized  # noqa: E402
-from test_precision import WAVELENGTHS, tiny  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,8 +34,8 @@ def test_onnx_paths_agree_with_torch_fp32(built):
     with torch.inference_mode():
         ref = net(x)
         fp32, int8 = ort["fp32"](x), ort["int8"](x)
-        short = ort["fp32"](x[:1])                     # a short last batch is padded, not refused
-    assert fp32.shape == ref.shape and (fp32 - ref).abs().max().item() < 1e-4   # the same float network
+        short = ort["fp32"](x[:1])  # a short last batch is padded, not refused
+    assert fp32.shape == ref.shape and (fp32 - ref).abs().max().item() < 1e-4  # the same float network
     agree, agree_all, dp = P.compare(ref, int8)
     assert agree >= P.AGREEMENT and agree_all >= 0.97 and dp <= P.MAX_DELTA_P
     assert short.shape == ref[:1].shape and torch.allclose(short, fp32[:1], atol=1e-5)
@@ -42,6 +44,7 @@ def test_onnx_paths_agree_with_torch_fp32(built):
 
 def test_only_the_backbone_linears_are_int8(built):
     import onnx
+
     net, _ = built
     nodes = O.backbone_matmuls(onnx.load_model_from_string(_export(net)), net)
     linears = sum(isinstance(m, torch.nn.Linear) for m in net.backbone.modules())
@@ -51,6 +54,7 @@ def test_only_the_backbone_linears_are_int8(built):
 def _export(net) -> bytes:
     import os
     import tempfile
+
     with tempfile.TemporaryDirectory() as d:
         O.export(net, os.path.join(d, "n.onnx"), 1)
         with open(os.path.join(d, "n.onnx"), "rb") as f:
@@ -60,14 +64,16 @@ def _export(net) -> bytes:
 def test_adaptive_pooling_shim_is_exact():
     x = torch.randn(2, 3, 14, 14)
     for size in (1, 2, 3, 6, (4, 7)):
-        assert torch.allclose(O._adaptive_avg_pool2d(x, size), torch.nn.functional.adaptive_avg_pool2d(x, size),
-                              atol=1e-6)
-    x = torch.randn(1, 2, 4, 4)     # the tiny preset's grid: pooled to more cells than it has
+        assert torch.allclose(
+            O._adaptive_avg_pool2d(x, size), torch.nn.functional.adaptive_avg_pool2d(x, size), atol=1e-6
+        )
+    x = torch.randn(1, 2, 4, 4)  # the tiny preset's grid: pooled to more cells than it has
     assert torch.allclose(O._adaptive_avg_pool2d(x, 6), torch.nn.functional.adaptive_avg_pool2d(x, 6), atol=1e-6)
 
 
 def test_a_forest_is_pooled_with_the_onnx_logits(built):
     from spectralx.model.fusion import pool
+
     net, ort = built
     x = torch.randn(2, 4, 64, 64, generator=torch.Generator().manual_seed(2))
     fake = object()
@@ -76,7 +82,9 @@ def test_a_forest_is_pooled_with_the_onnx_logits(built):
     def fake_forest(forest, t):
         calls.append(forest)
         return torch.log_softmax(t[:, :3], 1)
+
     import spectralx.model.forest as forest_mod
+
     m = ort["fp32"]
     m.forest, m.fusion_weight = fake, 0.5
     try:
@@ -93,14 +101,14 @@ def test_a_forest_is_pooled_with_the_onnx_logits(built):
 
 def test_auto_and_int8_choose_among_the_paths(monkeypatch):
     monkeypatch.setattr(P, "MIN_EMBED_DIM", 0)
-    monkeypatch.setattr(P, "MIN_SPEEDUP", 0.0)     # any speed: the fastest that agreed runs
+    monkeypatch.setattr(P, "MIN_SPEEDUP", 0.0)  # any speed: the fastest that agreed runs
     net = tiny(seed=3)
     run, path = P.select(net, "cpu", "auto", batch=2, tiles=P.ORT_MIN_TILES)
     assert path.name in ("fp32", "int8") and path.runtime in ("torch", "onnxruntime")
     assert "torch int8" in path.note and "ONNX Runtime fp32" in path.note and "ONNX Runtime int8" in path.note
     if path.name == "int8":
         assert "measured in float" in path.note and is_quantized(run)
-    assert P.select(net, "cpu", "auto", batch=2, tiles=P.ORT_MIN_TILES)[0] is run   # once per network
+    assert P.select(net, "cpu", "auto", batch=2, tiles=P.ORT_MIN_TILES)[0] is run  # once per network
     # int8 on request: an int8 implementation, whichever agreed and was faster
     run8, path8 = P.select(net, "cpu", "int8", batch=2, tiles=P.ORT_MIN_TILES)
     assert path8.name == "int8" and is_quantized(run8)
@@ -113,8 +121,9 @@ def test_auto_and_int8_choose_among_the_paths(monkeypatch):
 
     # nothing agrees: auto stays torch fp32, int8 on request falls back to torch's int8
     monkeypatch.setattr(P, "AGREEMENT", 1.01)
-    monkeypatch.setattr(O, "build", lambda net, batch, kinds=("fp32", "int8"), threads=None:
-                        {k: net for k in kinds})   # stand-ins: the check itself is what is tested
+    monkeypatch.setattr(
+        O, "build", lambda net, batch, kinds=("fp32", "int8"), threads=None: {k: net for k in kinds}
+    )  # stand-ins: the check itself is what is tested
     other = tiny(seed=5)
     run, path = P.select(other, "cpu", "auto", batch=2, tiles=None)
     assert run is other and path == P.RunPath("fp32", "fp32", path.note) and path.runtime == "torch"
@@ -125,6 +134,7 @@ def test_auto_and_int8_choose_among_the_paths(monkeypatch):
 def test_an_export_failure_falls_back_to_torch(monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("exporter says no")
+
     monkeypatch.setattr(O, "build", broken)
     net = tiny(seed=6)
     run, path = P.select(net, "cpu", "int8", batch=2, tiles=None)
@@ -138,19 +148,36 @@ def test_segment_names_the_runtime_in_its_outputs(make_checkpoint, tmp_path, mon
 
     from spectralx.inference import segment
     from spectralx.progress import Progress
+
     monkeypatch.setattr(P, "ORT_MIN_TILES", 1)
     ckpt = make_checkpoint(wavelengths=WAVELENGTHS)
     rng = np.random.default_rng(0)
     data = (1000 + 300 * rng.standard_normal((4, 80, 96))).astype(np.int16)
     src = str(tmp_path / "in.tif")
-    with rasterio.open(src, "w", driver="GTiff", width=96, height=80, count=4, dtype="int16", crs="EPSG:32633",
-                       transform=from_origin(500000, 5800000, 30, 30)) as ds:
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        width=96,
+        height=80,
+        count=4,
+        dtype="int16",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5800000, 30, 30),
+    ) as ds:
         ds.write(data)
         for i, w in enumerate(WAVELENGTHS, 1):
             ds.update_tags(i, wavelength=str(w), wavelength_units="Nanometers")
     logs = []
-    res = segment(src, ckpt, str(tmp_path / "int8.tif"), device="cpu", precision="int8", batch_size=2,
-                  progress=Progress(on_log=logs.append))
+    res = segment(
+        src,
+        ckpt,
+        str(tmp_path / "int8.tif"),
+        device="cpu",
+        precision="int8",
+        batch_size=2,
+        progress=Progress(on_log=logs.append),
+    )
     with rasterio.open(res.output) as ds:
         tags = ds.tags()
     assert res.precision == tags["SPECTRALX_PRECISION"] == "int8"

@@ -1,4 +1,5 @@
 """Class/confidence GeoTIFFs and the QGIS style (spectralx.outputs)."""
+
 from __future__ import annotations
 
 import json
@@ -14,11 +15,21 @@ from rasterio.transform import from_origin
 from spectralx.checkpoint import ClassInfo
 from spectralx.errors import RasterError
 from spectralx.inference.writer import BlockWindowWriter
-from spectralx.outputs import (class_raster_profile, open_class_raster, open_confidence_raster,
-                               qml_text, read_class_names, style_path, write_qml)
+from spectralx.outputs import (
+    class_raster_profile,
+    open_class_raster,
+    open_confidence_raster,
+    qml_text,
+    read_class_names,
+    style_path,
+    write_qml,
+)
 
-CLASSES = [ClassInfo(1, "water", "#1F78B4"), ClassInfo(2, "crop & <grass>", "#33a02c"),
-           ClassInfo(7, "Wald \"Nord\"", "#e31a1c")]
+CLASSES = [
+    ClassInfo(1, "water", "#1F78B4"),
+    ClassInfo(2, "crop & <grass>", "#33a02c"),
+    ClassInfo(7, "Wald \"Nord\"", "#e31a1c"),
+]
 T = from_origin(400000.0, 5700000.0, 20.0, 20.0)
 
 
@@ -27,11 +38,11 @@ def write_class_raster(path, data):
     ds = open_class_raster(str(path), w, h, "EPSG:32633", T, CLASSES, tags={"SPECTRALX_SOURCE": "x.tif"})
     writer = BlockWindowWriter(ds, 0, 0, w, block_rows=256)
     row = 0
-    for n in (37, 100, 1, 300, h):          # odd strip heights, regrouped into block rows
+    for n in (37, 100, 1, 300, h):  # odd strip heights, regrouped into block rows
         n = min(n, h - row)
         if n <= 0:
             break
-        writer.write(row, data[row:row + n])
+        writer.write(row, data[row : row + n])
         row += n
     writer.flush()
     ds.close()
@@ -49,24 +60,25 @@ def test_class_raster_is_tiled_compressed_with_colours_and_names(tmp_path):
         assert ds.nodata == 0 and ds.dtypes[0] == "uint8"
         assert (ds.crs, ds.transform) == ("EPSG:32633", T)
         cmap = ds.colormap(1)
-        assert cmap[1] == (0x1f, 0x78, 0xb4, 255) and cmap[7] == (0xe3, 0x1a, 0x1c, 255) and cmap[0][3] == 0
+        assert cmap[1] == (0x1F, 0x78, 0xB4, 255) and cmap[7] == (0xE3, 0x1A, 0x1C, 255) and cmap[0][3] == 0
         assert ds.descriptions[0] == "class"
         assert json.loads(ds.tags(1)["CLASSES"])[2] == {"value": 7, "name": 'Wald "Nord"', "color": "#e31a1c"}
         assert ds.tags()["SPECTRALX_SOURCE"] == "x.tif"
     assert read_class_names(str(path)) == {1: "water", 2: "crop & <grass>", 7: 'Wald "Nord"'}
-    assert not (tmp_path / "cls.tif.aux.xml").exists()      # everything is inside the TIFF
+    assert not (tmp_path / "cls.tif.aux.xml").exists()  # everything is inside the TIFF
 
 
 @pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="gdalinfo not installed")
 def test_gdal_reads_back_colour_table_and_class_names(tmp_path):
     path = tmp_path / "cls.tif"
     write_class_raster(path, np.ones((40, 50), np.uint8))
-    info = json.loads(subprocess.run(["gdalinfo", "-json", str(path)], capture_output=True, text=True,
-                                     check=True).stdout)
+    info = json.loads(
+        subprocess.run(["gdalinfo", "-json", str(path)], capture_output=True, text=True, check=True).stdout
+    )
     band = info["bands"][0]
     assert band["colorInterpretation"] == "Palette"
     entries = band["colorTable"]["entries"]
-    assert entries[2] == [0x33, 0xa0, 0x2c, 255]
+    assert entries[2] == [0x33, 0xA0, 0x2C, 255]
     assert band["metadata"][""]["CLASS_1"] == "water"
     assert band["noDataValue"] == 0
 
@@ -108,8 +120,9 @@ def test_qml_is_a_paletted_style_with_every_class(tmp_path):
     assert root.tag == "qgis"
     renderer = root.find("pipe/rasterrenderer")
     assert renderer.get("type") == "paletted" and renderer.get("band") == "1"
-    entries = [(int(e.get("value")), e.get("color"), e.get("label"))
-               for e in renderer.findall("colorPalette/paletteEntry")]
+    entries = [
+        (int(e.get("value")), e.get("color"), e.get("label")) for e in renderer.findall("colorPalette/paletteEntry")
+    ]
     assert entries == [(1, "#1f78b4", "water"), (2, "#33a02c", "crop & <grass>"), (7, "#e31a1c", 'Wald "Nord"')]
     assert qml_text(CLASSES) == open(path, encoding="utf-8").read()
 
@@ -117,12 +130,13 @@ def test_qml_is_a_paletted_style_with_every_class(tmp_path):
 def test_qgis_loads_the_style_as_a_paletted_legend(tmp_path, qgis_app):
     """QGIS itself reads the class raster + .qml: paletted renderer with our values, colours, labels."""
     from qgis.core import QgsRasterLayer
+
     path = tmp_path / "cls.tif"
     write_class_raster(path, np.ones((40, 50), np.uint8))
     write_qml(style_path(str(path)), CLASSES)
     layer = QgsRasterLayer(str(path), "classes", "gdal")
     assert layer.isValid()
-    message, ok = layer.loadDefaultStyle()      # the .qml beside the raster
+    message, ok = layer.loadDefaultStyle()  # the .qml beside the raster
     assert ok, message
     renderer = layer.renderer()
     assert renderer.type() == "paletted"

@@ -2,6 +2,7 @@
 loop's second half: *Suggest where to label* (dock, Processing) and *Fine-tune again* with the rounds
 in the card. Real data: crops of the Landsat 8 fixture (3 bands with wavelengths) and the EnMAP tile;
 the tiny random backbone for the network parts, so every run takes seconds."""
+
 from __future__ import annotations
 
 import os
@@ -9,11 +10,21 @@ import os
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import QgsApplication, QgsProcessingException, QgsProject, QgsRasterLayer, QgsVectorLayer
-
-from test_plugin_common import feedback_log, halves_layer, assert_done
-from test_plugin_common import (FIXTURES, dock, enmap_checkpoint, enmap_tile, plugin, project,  # noqa: F401
-                                run_task, wait_for, checkpoint_for)
+from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer, QgsVectorLayer
+from test_plugin_common import (  # noqa: F401
+    FIXTURES,
+    assert_done,
+    checkpoint_for,
+    dock,
+    enmap_checkpoint,
+    enmap_tile,
+    feedback_log,
+    halves_layer,
+    plugin,
+    project,
+    run_task,
+    wait_for,
+)
 
 LANDSAT = os.path.join(FIXTURES, "training_landsat8_224078.tif")
 
@@ -23,6 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def landsat_crop(path, size=48, col=80, row=60, collar=0):
     """A window of the Landsat fixture (band tags kept); `collar` left columns set to DN 0 (fill)."""
     from rasterio.windows import Window
+
     with rasterio.open(LANDSAT) as ds:
         win = Window(col, row, size, size)
         data = ds.read(window=win)
@@ -51,11 +63,13 @@ def _add(project, path, name):
 
 # 1 ------------------------------------------------------------------------------------------------
 def test_finetune_with_a_checkpoint_that_cannot_read_the_raster_starts_from_its_backbone(
-        project, dock, enmap_checkpoint, tmp_path):
+    project, dock, enmap_checkpoint, tmp_path
+):
     from spectralx.checkpoint import read_card
+
     raster = landsat_crop(tmp_path / "landsat.tif")
     layer = _add(project, raster, "landsat")
-    dock.set_checkpoint(enmap_checkpoint)                # the EnMAP model, still selected
+    dock.set_checkpoint(enmap_checkpoint)  # the EnMAP model, still selected
     dock.set_layer(layer)
     wait_for(lambda: not dock.bands.pending())
     polygons = halves_layer(raster)
@@ -74,80 +88,91 @@ def test_finetune_with_a_checkpoint_that_cannot_read_the_raster_starts_from_its_
 
 # 2 ------------------------------------------------------------------------------------------------
 def test_processing_finetune_picks_the_text_class_field_refuses_ids_and_writes_to_the_model_folder(
-        plugin, tmp_path, monkeypatch):
+    plugin, tmp_path, monkeypatch
+):
     import processing
+
     monkeypatch.setenv("SPECTRALX_MODELS", str(tmp_path / "models"))
     raster = landsat_crop(tmp_path / "landsat.tif")
     labels = halves_layer(raster, fid=True)
     alg = QgsApplication.processingRegistry().algorithmById("spectralx:finetune")
     field = alg.parameterDefinition("CLASS_FIELD")
-    assert field.defaultValue() in (None, "") and field.flags() & field.FlagOptional   # never 'fid' by default
+    assert field.defaultValue() in (None, "") and field.flags() & field.FlagOptional  # never 'fid' by default
     out = alg.parameterDefinition("OUTPUT")
     assert not out.createByDefault()
     log = feedback_log()
-    res = processing.run("spectralx:finetune", {"INPUT": raster, "LABELS": labels, "METHOD": 4, "DEVICE": 1},
-                         feedback=log)
+    res = processing.run(
+        "spectralx:finetune", {"INPUT": raster, "LABELS": labels, "METHOD": 4, "DEVICE": 1}, feedback=log
+    )
     assert "Class field: landcover (chosen: set CLASS_FIELD to use another)" in log.lines
     path = res["OUTPUT"]
     assert os.path.dirname(path) == str(tmp_path / "models") and os.path.isfile(path)
     assert os.path.basename(path).startswith("landsat_landcover_") and len(os.path.basename(path)) < 50
     # an identifier is not a class: one line naming the parameter
-    with pytest.raises(QgsProcessingException, match=r"'fid' has a different value on every one of the 2 "
-                                                     r"polygons.*CLASS_FIELD"):
-        processing.run("spectralx:finetune", {"INPUT": raster, "LABELS": labels, "CLASS_FIELD": "fid",
-                                              "METHOD": 4, "DEVICE": 1})
+    with pytest.raises(
+        QgsProcessingException, match=r"'fid' has a different value on every one of the 2 " r"polygons.*CLASS_FIELD"
+    ):
+        processing.run(
+            "spectralx:finetune", {"INPUT": raster, "LABELS": labels, "CLASS_FIELD": "fid", "METHOD": 4, "DEVICE": 1}
+        )
 
 
 # 3 ------------------------------------------------------------------------------------------------
 def _manager_rows(dlg):
     from spectralx_qgis.models.manager import MODEL_COLUMNS
+
     t = dlg.models_table
-    return {t.item(r, 0).text(): {c: (t.item(r, i).text() if t.item(r, i) else "") for i, c in enumerate(MODEL_COLUMNS)}
-            for r in range(t.rowCount())}
+    return {
+        t.item(r, 0).text(): {c: (t.item(r, i).text() if t.item(r, i) else "") for i, c in enumerate(MODEL_COLUMNS)}
+        for r in range(t.rowCount())
+    }
 
 
 def test_the_panel_writes_models_where_the_model_manager_lists_them(project, dock, tmp_path):
     from spectralx_qgis.models import store as model_store
+
     raster = landsat_crop(tmp_path / "landsat.tif", size=32)
     dock.set_layer(_add(project, raster, "landsat"))
     wait_for(lambda: not dock.bands.pending())
     polygons = halves_layer(raster)
     project.addMapLayer(polygons)
     dock.polygon_combo.setLayer(polygons)
-    dock.method_combo.setCurrentIndex(dock.method_combo.findData("forest"))    # no backbone: seconds
+    dock.method_combo.setCurrentIndex(dock.method_combo.findData("forest"))  # no backbone: seconds
     manager = dock.open_model_manager()
     task = run_task(dock, dock.finetune, timeout=300)
     assert_done(task)
     new = dock.checkpoint_path()
     assert os.path.dirname(new) == model_store.user_model_dir() == manager.folder
-    assert os.listdir(dock.output_folder()) == []              # the output folder holds rasters only
-    rows = _manager_rows(manager)                              # listed at once in the open manager
+    assert os.listdir(dock.output_folder()) == []  # the output folder holds rasters only
+    rows = _manager_rows(manager)  # listed at once in the open manager
     name = os.path.splitext(os.path.basename(new))[0]
     assert rows[name]["Kind"] == "checkpoint (finetune)"
-    assert rows[name]["Sensor"] == "3 bands, 482-655 nm"      # no preset chosen: what its bands cover
+    assert rows[name]["Sensor"] == "3 bands, 482-655 nm"  # no preset chosen: what its bands cover
 
 
 def test_model_manager_adds_checkpoints_and_backbones_and_refresh_reaches_the_panel(project, dock, tmp_path):
     import shutil
+
     from test_model_store import DEMO, DEMO_BACKBONE
     from test_plugin_model_manager import run_and_wait
+
     manager = dock.open_model_manager()
     folder = manager.folder
 
     def files():
-        return sorted(n for n in os.listdir(folder) if not n.startswith("."))      # not the digest cache
+        return sorted(n for n in os.listdir(folder) if not n.startswith("."))  # not the digest cache
+
     # a checkpoint from elsewhere comes in with the backbone beside it; the panel lists it
     elsewhere = tmp_path / "usb"
     elsewhere.mkdir()
     shutil.copy(DEMO, elsewhere / "enmap-demo.safetensors")
     shutil.copy(DEMO_BACKBONE, elsewhere / "demo-backbone.safetensors")
     run_and_wait(manager, lambda: manager.add_file(str(elsewhere / "enmap-demo.safetensors")))
-    assert files() == ["demo-backbone.safetensors", "enmap-demo.safetensors"], \
-        manager.status.text()
+    assert files() == ["demo-backbone.safetensors", "enmap-demo.safetensors"], manager.status.text()
     assert "Added enmap-demo.safetensors with its backbone demo-backbone.safetensors" in manager.status.text()
     rows = _manager_rows(manager)
     assert rows["enmap-demo"]["Backbone"] == "present: demo-backbone.safetensors"
-    assert rows["enmap-demo"]["Sensor"] == "218 bands, 418-2446 nm"     # its card names no sensor
+    assert rows["enmap-demo"]["Sensor"] == "218 bands, 418-2446 nm"  # its card names no sensor
     assert dock.checkpoint_combo.findData(os.path.join(folder, "enmap-demo.safetensors")) > 0
     # the same file again, a different file of that name, a damaged file: one line each, nothing written
     assert manager.add_file(str(elsewhere / "enmap-demo.safetensors")) is None
@@ -177,33 +202,35 @@ def test_model_manager_adds_checkpoints_and_backbones_and_refresh_reaches_the_pa
 # 4 ------------------------------------------------------------------------------------------------
 def test_an_all_zero_collar_without_nodata_is_not_classified(plugin, checkpoint_for, tmp_path):
     import processing
+
     raster = landsat_crop(tmp_path / "collar.tif", size=64, collar=12)
     with rasterio.open(raster) as ds:
-        assert ds.nodata is None                          # as a Level-1 file: no nodata declared
+        assert ds.nodata is None  # as a Level-1 file: no nodata declared
     ckpt = checkpoint_for(raster, ("water", "tree"), "rgb")
     log = feedback_log()
     out = str(tmp_path / "classes.tif")
-    processing.run("spectralx:segment", {"INPUT": raster, "CHECKPOINT": ckpt, "DEVICE": 1, "OUTPUT": out},
-                   feedback=log)
+    processing.run("spectralx:segment", {"INPUT": raster, "CHECKPOINT": ckpt, "DEVICE": 1, "OUTPUT": out}, feedback=log)
     with rasterio.open(out) as ds:
         classes = ds.read(1)
-    assert (classes[:, :12] == 0).all()                   # the collar is nodata
-    assert (classes[:, 12:] > 0).all()                    # the scene is classified
-    assert any("no nodata value declared: pixels equal to 0 in every band are treated as nodata" in x
-               for x in log.lines), log.lines
+    assert (classes[:, :12] == 0).all()  # the collar is nodata
+    assert (classes[:, 12:] > 0).all()  # the scene is classified
+    assert any(
+        "no nodata value declared: pixels equal to 0 in every band are treated as nodata" in x for x in log.lines
+    ), log.lines
 
 
 # 6 ------------------------------------------------------------------------------------------------
 def test_segmentation_progress_shows_the_time_left(qgis_app):
     from spectralx_qgis.bridge import task_progress
     from spectralx_qgis.panel.tasks import EngineTask
+
     now = [10.0]
     lines = []
     progress = task_progress(EngineTask("segment"), lines.append, clock=lambda: now[0])
     progress.update(0, 40, "0/40 tiles")
     now[0] = 20.0
     progress.update(10, 40, "10/40 tiles")
-    progress.update(10, 40, "segmenting 64 x 64 px")       # other messages pass unchanged
+    progress.update(10, 40, "segmenting 64 x 64 px")  # other messages pass unchanged
     assert lines == ["tile 0/40", "tile 10/40 · about 30 s left", "segmenting 64 x 64 px"]
 
 
@@ -211,9 +238,11 @@ def test_segmentation_progress_shows_the_time_left(qgis_app):
 def test_panel_help_group_names_and_setup_help(project, dock, plugin):
     from spectralx_qgis import styling
     from spectralx_qgis.panel.run_controller import RunController
+
     # the help opens inside QGIS (no system browser needed)
     dialog = dock.open_help()
     from qgis.PyQt.QtWidgets import QTextBrowser
+
     assert dialog.isVisible() and "Fine-tune from polygons" in dialog.findChild(QTextBrowser).toPlainText()
     # a result added to a group the analyst hid is shown
     group = styling.spectralx_group(project)
@@ -235,6 +264,7 @@ def _fully_shown(widget, top):
     """The widget's whole rectangle is inside every ancestor up to `top` (nothing cut off by a narrow
     panel or a scroll area's viewport)."""
     from qgis.PyQt.QtCore import QRect
+
     w = widget
     while w is not top:
         parent = w.parentWidget()
@@ -247,6 +277,7 @@ def _fully_shown(widget, top):
 
 def _at_width(dock, width, height=640):
     from qgis.PyQt.QtCore import QCoreApplication
+
     dock.setFloating(True)
     dock.resize(width, height)
     dock.show()
@@ -258,6 +289,7 @@ def _at_width(dock, width, height=640):
 def desktop_font(qgis_app):
     """A 10 pt font as on a desktop (offscreen Qt uses 12 pt at 100 dpi: larger than any default)."""
     from qgis.PyQt.QtWidgets import QApplication
+
     before = QApplication.font()
     font = type(before)(before)
     font.setPointSizeF(10)
@@ -267,49 +299,71 @@ def desktop_font(qgis_app):
 
 
 def test_panel_at_300_px_shows_the_header_buttons_whole(dock):
-    from qgis.PyQt.QtWidgets import QScrollArea
-    _at_width(dock, 300)                         # offscreen's large default font: the strict case
+    _at_width(dock, 300)  # offscreen's large default font: the strict case
     for button in (dock.models_button, dock.setup_button, dock.help_button):
         assert _fully_shown(button, dock), button.text()
 
 
 def test_panel_controls_fit_300_px_with_a_desktop_font(desktop_font, dock):
     from qgis.PyQt.QtWidgets import QScrollArea
+
     _at_width(dock, 300)
     scroll = dock.findChild(QScrollArea)
     assert dock.body.minimumSizeHint().width() <= scroll.viewport().width()
-    for button in (dock.finetune_button, dock.suggest_button, dock.segment_view_button, dock.draw_button,
-                   dock.bands.save_button, dock.report_button):
+    for button in (
+        dock.finetune_button,
+        dock.suggest_button,
+        dock.segment_view_button,
+        dock.draw_button,
+        dock.bands.save_button,
+        dock.report_button,
+    ):
         rect = button.rect().translated(button.mapTo(dock.body, button.rect().topLeft()))
         assert dock.body.rect().contains(rect) and rect.right() < scroll.viewport().width(), button.text()
 
 
 def test_without_torch_the_install_button_is_above_the_fold(dock, monkeypatch):
     from spectralx_qgis.setup import deps
+
     monkeypatch.setattr(deps, "check", lambda refresh=False: {"torch": "PyTorch: runs the neural network"})
-    monkeypatch.setattr(deps, "guidance", lambda html=False, command=True:
-                        "SpectralX needs Python packages this QGIS does not have yet: " + "torch, " * 40
-                        + "<br>Press <b>Install dependencies…</b>.")
+    monkeypatch.setattr(
+        deps,
+        "guidance",
+        lambda html=False, command=True: "SpectralX needs Python packages this QGIS does not have yet: "
+        + "torch, " * 40
+        + "<br>Press <b>Install dependencies…</b>.",
+    )
     dock._check_dependencies()
-    _at_width(dock, 300, 360)                    # a short panel: the guidance runs past the fold
+    _at_width(dock, 300, 360)  # a short panel: the guidance runs past the fold
     assert _fully_shown(dock.install_deps_button, dock)
     assert _fully_shown(dock.help_button, dock) and not dock.controls.isEnabled()
 
 
 def test_reopening_the_installer_after_a_success_shows_what_is_installed(dock, tmp_path):
     import json
+
     from spectralx_qgis.setup import site_dir
     from spectralx_qgis.setup.install_dialog import InstallDialog
+
     root = str(tmp_path / "packages")
     target = site_dir.folder(root)
     os.makedirs(target)
     with open(os.path.join(target, site_dir.MARKER), "w") as f:
-        json.dump({"installed": [["torch", "2.3.1"], ["timm", "1.0.9"]], "build": "cpu",
-                   "device": {"line": "CPU: matmul ok"}, "date": "2026-12-01T10:20:30+00:00"}, f)
-    dialog = InstallDialog(dock, root=root)      # a new dialog (QGIS restarted after the install)
+        json.dump(
+            {
+                "installed": [["torch", "2.3.1"], ["timm", "1.0.9"]],
+                "build": "cpu",
+                "device": {"line": "CPU: matmul ok"},
+                "date": "2026-12-01T10:20:30+00:00",
+            },
+            f,
+        )
+    dialog = InstallDialog(dock, root=root)  # a new dialog (QGIS restarted after the install)
     dialog.show()
-    assert dialog.verdict.text() == (f"Installed on 2026-12-01 10:20: 2 packages (cpu build) into {target}. "
-                                     "Checked: CPU: matmul ok. SpectralX's dependencies are loaded in this QGIS.")
+    assert dialog.verdict.text() == (
+        f"Installed on 2026-12-01 10:20: 2 packages (cpu build) into {target}. "
+        "Checked: CPU: matmul ok. SpectralX's dependencies are loaded in this QGIS."
+    )
     assert dialog.progress.value() == 100
     # nothing recorded, and this QGIS's Python has everything: said so, not a blank form
     empty = InstallDialog(dock, root=str(tmp_path / "none"))
@@ -320,6 +374,7 @@ def test_reopening_the_installer_after_a_success_shows_what_is_installed(dock, t
 # 8 and 9 --------------------------------------------------------------------------------------------
 def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project, dock, tiny_backbone, tmp_path):
     from spectralx.checkpoint import read_card
+
     raster = landsat_crop(tmp_path / "landsat.tif", size=64)
     layer = _add(project, raster, "landsat")
     dock.set_layer(layer)
@@ -328,7 +383,7 @@ def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project,
     project.addMapLayer(polygons)
     dock.polygon_combo.setLayer(polygons)
     dock.steps_spin.setValue(2)
-    task = run_task(dock, dock.finetune, timeout=300)        # round 1, from the backbone
+    task = run_task(dock, dock.finetune, timeout=300)  # round 1, from the backbone
     assert_done(task)
     first = dock.checkpoint_path()
     wait_for(lambda: not dock.bands.pending())
@@ -357,13 +412,16 @@ def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project,
 
 def test_processing_suggest(plugin, tmp_path):
     import processing
+
     from spectralx.training import finetune
+
     raster = landsat_crop(tmp_path / "landsat.tif", size=64)
     forest = str(tmp_path / "forest.safetensors")
     finetune(raster, _labels_raster(raster, tmp_path), forest, method="forest")
     out = str(tmp_path / "places.gpkg")
-    res = processing.run("spectralx:suggest", {"INPUT": raster, "CHECKPOINT": forest, "N": 5, "DEVICE": 1,
-                                               "OUTPUT": out})
+    res = processing.run(
+        "spectralx:suggest", {"INPUT": raster, "CHECKPOINT": forest, "N": 5, "DEVICE": 1, "OUTPUT": out}
+    )
     assert res["POINTS"] == 5
     layer = QgsVectorLayer(f"{out}|layername=suggestions", "p", "ogr")
     assert layer.featureCount() == 5
@@ -375,8 +433,8 @@ def _labels_raster(raster, tmp_path):
         profile = ds.profile
     h, w = profile["height"], profile["width"]
     lab = np.zeros((h, w), np.uint8)
-    lab[4:-4, 2:w // 2 - 2] = 1
-    lab[4:-4, w // 2 + 2:-2] = 2
+    lab[4:-4, 2 : w // 2 - 2] = 1
+    lab[4:-4, w // 2 + 2 : -2] = 2
     profile.update(count=1, dtype="uint8", nodata=None)
     path = str(tmp_path / "labels.tif")
     with rasterio.open(path, "w", **profile) as ds:

@@ -3,6 +3,7 @@
 Imported by the other tests/test_plugin_*.py files; the smoke test here checks the plugin imports
 without touching torch at import time.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ CLASSES = ("roof", "pavement", "low vegetation", "tree", "soil", "water")
 def wait_for(predicate, timeout=180.0):
     """Spin the Qt event loop until predicate() is true (tasks finish on the main thread)."""
     from qgis.PyQt.QtCore import QCoreApplication
+
     t0 = time.time()
     while not predicate():
         QCoreApplication.processEvents()
@@ -35,16 +37,19 @@ def wait_for(predicate, timeout=180.0):
 def assert_done(task):
     """The background task ended with Done (else its Failed message or Cancelled is the failure text)."""
     from spectralx_qgis.panel.tasks import Done
+
     assert isinstance(task.outcome, Done), task.outcome
 
 
 def assert_cancelled(task):
     from spectralx_qgis.panel.tasks import Cancelled
+
     assert isinstance(task.outcome, Cancelled), task.outcome
 
 
 def raster_wavelengths(path):
     from spectralx.bands import detect_bands
+
     return [b.wavelength_nm for b in detect_bands(path, check_nodata=False)]
 
 
@@ -62,6 +67,7 @@ def raster_stats(path):
     """Per-band mean/std of valid pixels (the scene statistics a checkpoint records)."""
     import numpy as np
     import rasterio
+
     with rasterio.open(path) as ds:
         data = ds.read(masked=True).astype("float64")
     mean = [float(m) if m is not np.ma.masked else 0.0 for m in data.mean(axis=(1, 2))]
@@ -73,7 +79,9 @@ def build_checkpoint(raster, classes, folder, backbone, name="model"):
     """A tiny random checkpoint for a raster's wavelengths with its scene statistics, written in
     `folder` beside a copy of `backbone` (random weights: for plumbing tests, not accuracy)."""
     import torch
+
     from spectralx.checkpoint import Band, ClassInfo, Normalization, new_model, save_checkpoint
+
     torch.manual_seed(0)
     os.makedirs(folder, exist_ok=True)
     local_backbone = os.path.join(folder, os.path.basename(backbone))
@@ -93,8 +101,10 @@ def build_checkpoint(raster, classes, folder, backbone, name="model"):
 @pytest.fixture
 def checkpoint_for(tiny_backbone, tmp_path):
     """Factory: a tiny random checkpoint for a raster (see build_checkpoint)."""
+
     def factory(raster, classes=CLASSES, name="model"):
         return build_checkpoint(raster, classes, str(tmp_path / name), tiny_backbone, name)
+
     return factory
 
 
@@ -103,13 +113,13 @@ def enmap_checkpoint(tiny_backbone, tmp_path_factory):
     """One tiny random checkpoint (shared, read-only) for the EnMAP tile's 224 wavelengths, 6 classes."""
     if not os.path.isfile(ENMAP_TILE):
         pytest.skip(f"missing fixture {ENMAP_TILE}")
-    return build_checkpoint(ENMAP_TILE, CLASSES, str(tmp_path_factory.mktemp("enmap_ckpt")), tiny_backbone,
-                            "enmap")
+    return build_checkpoint(ENMAP_TILE, CLASSES, str(tmp_path_factory.mktemp("enmap_ckpt")), tiny_backbone, "enmap")
 
 
 @pytest.fixture
 def plugin(qgis_iface, qgis_processing):
     import spectralx_qgis
+
     plug = spectralx_qgis.classFactory(qgis_iface)
     plug.initGui()
     yield plug
@@ -144,11 +154,12 @@ def run_task(dock, start, timeout=180.0):
 
 def test_plugin_imports_without_engine_side_effects():
     """Importing the plugin package and its Qt modules must not import torch (it loads lazily)."""
-    code = ("import sys, spectralx_qgis, spectralx_qgis.plugin, spectralx_qgis.panel.dock, "
-            "spectralx_qgis.processing.provider; print('torch' in sys.modules)")
+    code = (
+        "import sys, spectralx_qgis, spectralx_qgis.plugin, spectralx_qgis.panel.dock, "
+        "spectralx_qgis.processing.provider; print('torch' in sys.modules)"
+    )
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("False")
 
@@ -157,6 +168,7 @@ def test_plugin_imports_without_engine_side_effects():
 def project():
     """The QGIS project, emptied before and after the test."""
     from qgis.core import QgsProject
+
     QgsProject.instance().removeAllMapLayers()
     QgsProject.instance().layerTreeRoot().removeAllChildren()
     yield QgsProject.instance()
@@ -179,6 +191,7 @@ def feedback_log():
 
         def reportError(self, text, fatalError=False):  # noqa: N802
             self.errors.append(text)
+
     return FeedbackLog()
 
 
@@ -188,14 +201,17 @@ def halves_layer(raster: str, field: str = "landcover", fid: bool = False):
     field, numbered 1, 2 (a field unique per feature)."""
     import rasterio
     from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
+
     with rasterio.open(raster) as ds:
         b, epsg = ds.bounds, ds.crs.to_epsg()
     ids = "&field=fid:integer" if fid else ""
     vl = QgsVectorLayer(f"Polygon?crs=EPSG:{epsg}{ids}&field={field}:string", "digitized", "memory")
     mid = (b.left + b.right) / 2
     feats = []
-    for name, rect in (("water", QgsRectangle(b.left, b.bottom, mid, b.top)),
-                       ("tree", QgsRectangle(mid, b.bottom, b.right, b.top))):
+    for name, rect in (
+        ("water", QgsRectangle(b.left, b.bottom, mid, b.top)),
+        ("tree", QgsRectangle(mid, b.bottom, b.right, b.top)),
+    ):
         f = QgsFeature(vl.fields())
         f.setGeometry(QgsGeometry.fromRect(rect))
         f[field] = name

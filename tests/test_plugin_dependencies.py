@@ -1,4 +1,5 @@
 """Missing dependency path: QGIS's Python without torch still loads the plugin and explains the fix."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,9 @@ import subprocess
 import sys
 import textwrap
 
-from spectralx_qgis.setup import requirements
 from test_plugin_common import ENMAP_TILE, REPO
+
+from spectralx_qgis.setup import requirements
 
 SCRIPT = textwrap.dedent(r'''
     import json, sys
@@ -67,17 +69,23 @@ SCRIPT = textwrap.dedent(r'''
 
 def test_plugin_loads_without_torch_and_shows_guidance(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=REPO, HOME=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, ENMAP_TILE], capture_output=True, text=True,
-                          env=env, cwd=str(tmp_path), timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, ENMAP_TILE],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
-    out = json.loads(line[len("RESULT"):])
+    out = json.loads(line[len("RESULT") :])
     assert out["provider"] and not out["controls_enabled"]
     guidance = out["guidance"]
     assert "- torch (PyTorch: runs the neural network)" in guidance
-    assert "- rasterio" not in guidance                          # only what is actually missing
+    assert "- rasterio" not in guidance  # only what is actually missing
     assert "Install dependencies" in guidance and out["install_button"]
-    assert out["models_enabled"] and out["manager_releases"] >= 4      # the model manager works without torch
+    assert out["models_enabled"] and out["manager_releases"] >= 4  # the model manager works without torch
     # the manual fallback names this QGIS's interpreter and the same pinned list, in a field of its own
     assert out["manual"].startswith(f"{sys.executable} -m pip install -r {requirements.PATH}")
     assert out["dialog_python"] == sys.executable
@@ -86,7 +94,8 @@ def test_plugin_loads_without_torch_and_shows_guidance(tmp_path):
     assert "Install dependencies" in out["processing"] and "torch" in out["processing"]
     assert "Traceback" not in out["processing"]
     assert "Install dependencies" in out["help"] and "Install dependencies" in out["warning"]
-    import html                        # the help is HTML: '<1.4' is written '&lt;1.4' (issue 20, fix 7)
+    import html  # the help is HTML: '<1.4' is written '&lt;1.4' (issue 20, fix 7)
+
     assert all(line in html.unescape(out["install_help"]) for line in requirements.lines())
 
 
@@ -97,13 +106,20 @@ def test_real_qgis_python_without_engine_dependencies(tmp_path):
     probe = subprocess.run([system_python, "-c", "import qgis.core, torch"], capture_output=True, timeout=120)
     if probe.returncode == 0 or not os.path.exists(system_python):
         import pytest
+
         pytest.skip("the system Python has torch (or no QGIS): nothing missing to show")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(QT_QPA_PLATFORM="offscreen", PYTHONPATH=REPO, HOME=str(tmp_path))
-    proc = subprocess.run([system_python, "-c", SCRIPT, ENMAP_TILE], capture_output=True, text=True,
-                          env=env, cwd=str(tmp_path), timeout=180)
+    proc = subprocess.run(
+        [system_python, "-c", SCRIPT, ENMAP_TILE],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))[len("RESULT"):])
+    out = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))[len("RESULT") :])
     assert out["provider"] and not out["controls_enabled"]
     # QGIS's own interpreter (Debian's), verified by running it, in the dialog and the manual command
     assert os.path.realpath(out["dialog_python"]) == os.path.realpath(system_python)

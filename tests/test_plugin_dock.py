@@ -1,19 +1,36 @@
 """The dock panel: band table, segment view / drawn area, map tool, cancel, fine-tune from polygons."""
+
 from __future__ import annotations
 
 import os
 
 import numpy as np
 import rasterio
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature, QgsGeometry,
-                       QgsPalettedRasterRenderer, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsGeometry,
+    QgsPalettedRasterRenderer,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
 from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
-
-from test_plugin_common import assert_done, assert_cancelled
-from test_plugin_common import (CLASSES, checkpoint_for, dock, enmap_checkpoint,  # noqa: F401
-                                enmap_tile, plugin, project, run_task, wait_for)
-
+from test_plugin_common import (  # noqa: F401
+    CLASSES,
+    assert_cancelled,
+    assert_done,
+    checkpoint_for,
+    dock,
+    enmap_checkpoint,
+    enmap_tile,
+    plugin,
+    project,
+    run_task,
+    wait_for,
+)
 
 
 def _add_raster(project, path, name="enmap"):
@@ -26,6 +43,7 @@ def _add_raster(project, path, name="enmap"):
 def _show_canvas(canvas, size=400):
     """Give the (hidden) test canvas a real viewport so its extent follows setExtent."""
     from qgis.PyQt.QtCore import QCoreApplication
+
     window = canvas.window()
     window.resize(size, size)
     window.show()
@@ -40,8 +58,12 @@ def _spectralx_layers(project):
 
 
 def _assert_rect_close(a: QgsRectangle, b: QgsRectangle, tol: float):
-    for x, y in ((a.xMinimum(), b.xMinimum()), (a.yMinimum(), b.yMinimum()),
-                 (a.xMaximum(), b.xMaximum()), (a.yMaximum(), b.yMaximum())):
+    for x, y in (
+        (a.xMinimum(), b.xMinimum()),
+        (a.yMinimum(), b.yMinimum()),
+        (a.xMaximum(), b.xMaximum()),
+        (a.yMaximum(), b.yMaximum()),
+    ):
         assert abs(x - y) <= tol, (a.toString(), b.toString())
 
 
@@ -52,24 +74,25 @@ def test_band_table_fills_from_wavelength_metadata(project, dock, enmap_tile, en
     for name in CLASSES:
         assert name in html
     assert "224" in html and "tile 64 px" in dock.card_view.toPlainText()
-    dock.layer_combo.setLayer(layer)          # choosing the layer is all it takes
-    wait_for(lambda: not dock.bands.pending())   # metadata is read in a background task
+    dock.layer_combo.setLayer(layer)  # choosing the layer is all it takes
+    wait_for(lambda: not dock.bands.pending())  # metadata is read in a background task
     table = dock.band_table
     assert table.rowCount() == 224
     qualities = [table.item(i, 4).text() for i in range(table.rowCount())]
     assert all(q.endswith("%") for q in qualities)
-    assert sum(float(q[:-1]) for q in qualities) / 224 > 90      # the same sensor maps near-perfectly
+    assert sum(float(q[:-1]) for q in qualities) / 224 > 90  # the same sensor maps near-perfectly
     assert "224 model bands mapped" in dock.band_status.text()
     assert dock.bands.band_map_argument() == "auto"
     # one row edited by hand: the run uses an explicit band map with that row pointing at band 5
     delegate = table.itemDelegateForColumn(2)
     editor = delegate.createEditor(table.viewport(), None, table.model().index(10, 2))
-    assert editor.count() == 225          # automatic + every raster band
+    assert editor.count() == 225  # automatic + every raster band
     editor.setCurrentIndex(editor.findData(5))
     delegate.setModelData(editor, table.model(), table.model().index(10, 2))
     assert table.item(10, 2).text().startswith("5: ")
     assert table.item(10, 3).text() == "manual" and table.item(10, 4).text().endswith("%")
     from spectralx.bands import BandMapping
+
     mapping = BandMapping.from_json(dock.bands.band_map_argument())
     col = mapping.source_indexes.index(5)
     assert mapping.weights[10, col] == 1.0 and mapping.weights[10].sum() == 1.0
@@ -86,14 +109,15 @@ def test_segment_current_view(project, dock, qgis_canvas, enmap_tile, enmap_chec
     qgis_canvas.setDestinationCrs(layer.crs())
     full = layer.extent()
     px = layer.rasterUnitsPerPixelX()
-    view = QgsRectangle(full.xMinimum() + 4 * px, full.yMinimum() + 10 * px,
-                        full.xMinimum() + 20 * px, full.yMinimum() + 26 * px)
+    view = QgsRectangle(
+        full.xMinimum() + 4 * px, full.yMinimum() + 10 * px, full.xMinimum() + 20 * px, full.yMinimum() + 26 * px
+    )
     qgis_canvas.setExtent(view)
     shown = qgis_canvas.extent().intersect(full)
     task = run_task(dock, dock.segment_view)
     assert_done(task)
     layers = _spectralx_layers(project)
-    assert len(layers) == 2        # classes + confidence, in the SpectralX group
+    assert len(layers) == 2  # classes + confidence, in the SpectralX group
     classes = [lyr for lyr in layers if isinstance(lyr.renderer(), QgsPalettedRasterRenderer)]
     assert len(classes) == 1
     _assert_rect_close(classes[0].extent(), shown, tol=px)
@@ -102,15 +126,16 @@ def test_segment_current_view(project, dock, qgis_canvas, enmap_tile, enmap_chec
     assert labels == list(CLASSES)
 
 
-def test_map_tool_emits_rectangle_in_layer_crs_and_segments_it(project, dock, qgis_canvas, enmap_tile,
-                                                               enmap_checkpoint):
+def test_map_tool_emits_rectangle_in_layer_crs_and_segments_it(
+    project, dock, qgis_canvas, enmap_tile, enmap_checkpoint
+):
     layer = _add_raster(project, enmap_tile)
     dock.set_checkpoint(enmap_checkpoint)
     dock.set_layer(layer)
     wait_for(lambda: not dock.bands.pending())
     _show_canvas(qgis_canvas)
     web = QgsCoordinateReferenceSystem("EPSG:3857")
-    qgis_canvas.setDestinationCrs(web)          # canvas and layer CRS differ
+    qgis_canvas.setDestinationCrs(web)  # canvas and layer CRS differ
     to_web = QgsCoordinateTransform(layer.crs(), web, project)
     qgis_canvas.setExtent(to_web.transformBoundingBox(layer.extent()))
     qgis_canvas.refresh()
@@ -140,8 +165,16 @@ def test_map_tool_emits_rectangle_in_layer_crs_and_segments_it(project, dock, qg
 
 def _big_raster(path, size=768):
     rng = np.random.default_rng(0)
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="float32", crs="EPSG:32633",
-                   transform=rasterio.transform.from_origin(360000, 5810000, 10, 10), tiled=True)
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=rasterio.transform.from_origin(360000, 5810000, 10, 10),
+        tiled=True,
+    )
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(rng.random((3, size, size), dtype=np.float32))
         for i, wl in enumerate((490.0, 560.0, 665.0), start=1):
@@ -176,6 +209,7 @@ def test_cancel_leaves_no_layer_and_no_file(project, dock, checkpoint_for, tmp_p
 
 def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, checkpoint_for, enmap_tile):
     from spectralx.checkpoint import read_card
+
     base = checkpoint_for(enmap_tile, ("water", "tree"), "base")
     layer = _add_raster(project, enmap_tile)
     dock.set_checkpoint(base)
@@ -186,8 +220,10 @@ def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, chec
     vl = QgsVectorLayer(f"Polygon?crs={layer.crs().authid()}&field=landcover:string", "digitized", "memory")
     vl.startEditing()
     mid = ext.center().x()
-    for name, rect in (("water", QgsRectangle(ext.xMinimum(), ext.yMinimum(), mid, ext.yMaximum())),
-                       ("tree", QgsRectangle(mid, ext.yMinimum(), ext.xMaximum(), ext.yMaximum()))):
+    for name, rect in (
+        ("water", QgsRectangle(ext.xMinimum(), ext.yMinimum(), mid, ext.yMaximum())),
+        ("tree", QgsRectangle(mid, ext.yMinimum(), ext.xMaximum(), ext.yMaximum())),
+    ):
         f = QgsFeature(vl.fields())
         f.setGeometry(QgsGeometry.fromRect(rect))
         f["landcover"] = name
@@ -203,6 +239,7 @@ def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, chec
     # models go to the model folder (the model manager's) with the backbone they need; nothing else
     # lands anywhere, the output folder stays empty
     from spectralx_qgis.models import store as model_store
+
     models = model_store.user_model_dir()
     assert new != base and os.path.isfile(new) and os.path.dirname(new) == models
     assert os.listdir(dock.output_folder()) == []
@@ -213,7 +250,7 @@ def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, chec
     assert sorted(c.name for c in card.classes) == ["tree", "water"]
     assert "tree" in dock.card_view.toHtml()
     assert not [f for f in os.listdir(dock.output_folder()) if f.endswith(".gpkg")]
-    assert not os.path.exists(os.path.dirname(task.request.labels))     # the burnt label raster is gone
+    assert not os.path.exists(os.path.dirname(task.request.labels))  # the burnt label raster is gone
 
 
 def test_the_chosen_precision_reaches_the_engine(project, dock, enmap_tile, enmap_checkpoint, monkeypatch):
@@ -221,6 +258,7 @@ def test_the_chosen_precision_reaches_the_engine(project, dock, enmap_tile, enma
     segment(precision=…), as Processing's PRECISION does."""
     import spectralx.inference as inference
     from spectralx.contract.options import PRECISIONS
+
     offered = [dock.precision_combo.itemData(i) for i in range(dock.precision_combo.count())]
     assert offered == ["auto", "fp32", "bf16", "int8"] and set(offered) <= set(PRECISIONS)
     assert dock.precision_combo.currentData() == "auto"
@@ -249,6 +287,7 @@ def test_the_dock_stays_a_small_class():
     import inspect
 
     from spectralx_qgis.panel import dock as dock_module
+
     source = inspect.getsource(dock_module)
     cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "SpectralXDock")
     methods = [n.name for n in cls.body if isinstance(n, ast.FunctionDef)]

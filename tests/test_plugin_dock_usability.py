@@ -2,6 +2,7 @@
 sensor picker (fine-tune from polygons, then segment), band maps saved and loaded, plain verdicts, and
 each usability fix (wrapping, pre-selected pickers, class field, tooltips, help, progress text, card
 values, cancel wording, Draw area during a run, layer names, nothing unexplained in the output folder)."""
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,25 @@ import pytest
 import rasterio
 from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer, QgsVectorLayer
 from qgis.PyQt.QtWidgets import QAbstractButton, QComboBox
-
-from test_plugin_common import assert_done, assert_cancelled
-from test_plugin_common import (FIXTURES, REPO, checkpoint_for, dock, enmap_checkpoint,  # noqa: F401
-                                enmap_tile, plugin, project, run_task, wait_for)
+from test_plugin_common import (  # noqa: F401
+    FIXTURES,
+    REPO,
+    assert_cancelled,
+    assert_done,
+    checkpoint_for,
+    dock,
+    enmap_checkpoint,
+    enmap_tile,
+    plugin,
+    project,
+    run_task,
+    wait_for,
+)
 
 LANDSAT = os.path.join(FIXTURES, "landsat8_224078_nowavelengths.tif")
 POLYGONS = os.path.join(FIXTURES, "training_landsat8_224078_polygons.gpkg")
 BACKBONE = os.path.join(REPO, "resources", "models", "demo-backbone.safetensors")
 ENMAP_MODEL = os.path.join(REPO, "resources", "models", "demo.safetensors")
-
 
 
 @pytest.fixture
@@ -51,12 +61,13 @@ def _spectralx_layers(project):
 def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, landsat, polygons):
     """No wavelengths in the file, no band row edited by hand: the sensor picker is all it takes."""
     from spectralx.checkpoint import read_card
+
     dock.polygon_combo.setLayer(polygons)
-    assert dock.field_combo.currentField() == "name"          # the text class field, not fid
+    assert dock.field_combo.currentField() == "name"  # the text class field, not fid
     dock.layer_combo.setLayer(landsat)
-    dock.backbone_widget.setFilePath(BACKBONE)                 # a new model: no checkpoint to start from
+    dock.backbone_widget.setFilePath(BACKBONE)  # a new model: no checkpoint to start from
     dock.bands.set_sensor("landsat8")
-    assert dock.bands.order_edit.text() == "B2,B3,B4"          # the Landsat 8 layout for 3 bands
+    assert dock.bands.order_edit.text() == "B2,B3,B4"  # the Landsat 8 layout for 3 bands
     assert dock.bands.sensor_spec() == "landsat8:B2,B3,B4"
     dock.steps_spin.setValue(4)
     lines = []
@@ -73,7 +84,7 @@ def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, 
     assert "Not validated" in dock.card_view.toHtml() or "Validation" in dock.card_view.toPlainText()
     wait_for(lambda: not dock.bands.pending())
     assert dock.band_table.rowCount() == 3
-    assert all(dock.band_table.item(i, 3).text() == "nearest" for i in range(3))   # mapped, not by hand
+    assert all(dock.band_table.item(i, 3).text() == "nearest" for i in range(3))  # mapped, not by hand
     assert "read as landsat8:B2,B3,B4" in dock.band_status.text()
     assert not dock.bands.overrides
     task = run_task(dock, dock.segment_layer)
@@ -82,7 +93,7 @@ def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, 
     classes = [lyr for lyr in layers if isinstance(lyr.renderer(), QgsPalettedRasterRenderer)]
     assert len(classes) == 1
     assert [c.label for c in classes[0].renderer().classes()] == [c.name for c in card.classes]
-    assert os.path.splitext(os.path.basename(new))[0] in classes[0].name()      # names the model
+    assert os.path.splitext(os.path.basename(new))[0] in classes[0].name()  # names the model
     with rasterio.open(classes[0].source()) as ds:
         assert set(np.unique(ds.read(1))) <= {c.value for c in card.classes}
 
@@ -102,20 +113,23 @@ def test_model_that_cannot_fit_gets_a_plain_verdict(project, dock, landsat):
     dock.layer_combo.setLayer(landsat)
     dock.bands.set_sensor("landsat8")
     wait_for(lambda: not dock.bands.pending())
-    assert dock.band_status.text() == ("this model needs 218 EnMAP HSI bands 418–2446 nm; this raster has 3 "
-                                       "visible bands (483–655 nm), covering 42 of them: fine-tune a new model "
-                                       "from this raster instead")
+    assert dock.band_status.text() == (
+        "this model needs 218 EnMAP HSI bands 418–2446 nm; this raster has 3 "
+        "visible bands (483–655 nm), covering 42 of them: fine-tune a new model "
+        "from this raster instead"
+    )
     assert dock.segment_layer() is None and "fine-tune a new model" in dock.status.text()
 
 
 def test_save_and_load_band_map(project, dock, enmap_tile, enmap_checkpoint, tmp_path):
     from spectralx.bands import BandMapping
+
     layer = QgsRasterLayer(enmap_tile, "enmap")
     project.addMapLayer(layer)
     dock.set_checkpoint(enmap_checkpoint)
     dock.layer_combo.setLayer(layer)
     wait_for(lambda: not dock.bands.pending())
-    dock.bands.set_row_source(10, 5)                  # one row by hand, then saved as the CLI's JSON
+    dock.bands.set_row_source(10, 5)  # one row by hand, then saved as the CLI's JSON
     path = tmp_path / "bands.json"
     dock.bands.save_band_map(str(path))
     saved = BandMapping.from_json(path.read_text())
@@ -123,7 +137,7 @@ def test_save_and_load_band_map(project, dock, enmap_tile, enmap_checkpoint, tmp
     assert "chosen by hand" in saved.rows[10]["note"]
     dock.bands.set_row_source(10, -1)
     assert dock.bands.band_map_argument() == "auto"
-    dock.bands.load_band_map(str(path))          # back, from the file
+    dock.bands.load_band_map(str(path))  # back, from the file
     assert dock.band_table.item(10, 3).text() == "manual"
     assert "loaded band map" in dock.band_status.text()
     mapping = BandMapping.from_json(dock.bands.band_map_argument())
@@ -137,6 +151,7 @@ def test_save_and_load_band_map(project, dock, enmap_tile, enmap_checkpoint, tmp
     with pytest.raises(Exception) as err:
         dock.bands.load_band_map(str(bad))
     from spectralx.bands import explain
+
     assert "Save band map" in explain(err.value, "dock")
 
 
@@ -161,8 +176,9 @@ def test_pickers_follow_the_active_layer(project, dock, landsat, polygons, qgis_
 
 
 def test_class_field_default_is_a_text_field(project, dock):
-    vl = QgsVectorLayer("Polygon?crs=EPSG:32621&field=fid:integer&field=code:integer&field=landuse:string",
-                        "digitized", "memory")
+    vl = QgsVectorLayer(
+        "Polygon?crs=EPSG:32621&field=fid:integer&field=code:integer&field=landuse:string", "digitized", "memory"
+    )
     project.addMapLayer(vl)
     dock.polygon_combo.setLayer(vl)
     assert dock.field_combo.currentField() == "landuse"
@@ -170,52 +186,77 @@ def test_class_field_default_is_a_text_field(project, dock):
 
 def test_every_control_has_a_tooltip_and_help_opens_the_docs(dock):
     from spectralx_qgis.panel.help_text import help_url
+
     # the analyst's controls (not the table's corner button or a line edit's own clear button)
-    controls = [w for w in dock.widget().findChildren((QAbstractButton, QComboBox))
-                if w.isVisibleTo(dock) and not any(w.parent().inherits(c) for c in
-                                                   ("QgsFileWidget", "QLineEdit", "QAbstractItemView"))]
+    controls = [
+        w
+        for w in dock.widget().findChildren((QAbstractButton, QComboBox))
+        if w.isVisibleTo(dock)
+        and not any(w.parent().inherits(c) for c in ("QgsFileWidget", "QLineEdit", "QAbstractItemView"))
+    ]
     assert len(controls) >= 12
-    missing = [w.text() if isinstance(w, QAbstractButton) else w.objectName() or type(w).__name__
-               for w in controls if not w.toolTip()]
+    missing = [
+        w.text() if isinstance(w, QAbstractButton) else w.objectName() or type(w).__name__
+        for w in controls
+        if not w.toolTip()
+    ]
     assert not missing, missing
     url = help_url()
     assert url.isValid() and (url.isLocalFile() and os.path.isfile(url.toLocalFile()))
     with open(url.toLocalFile(), encoding="utf-8") as f:
         page = f.read()
-    for control in ("Sensor", "Save band map", "Load band map", "Segment layer", "Draw area", "Cancel",
-                    "Fine-tune from polygons", "SENSOR"):
+    for control in (
+        "Sensor",
+        "Save band map",
+        "Load band map",
+        "Segment layer",
+        "Draw area",
+        "Cancel",
+        "Fine-tune from polygons",
+        "SENSOR",
+    ):
         assert control in page, control
 
 
 def test_training_progress_line():
     from spectralx_qgis.bridge import TrainingText
+
     now = [100.0]
     text = TrainingText(clock=lambda: now[0])
     assert text(0, 300, "starting") == "step 0/300 · validation mIoU not yet measured"
     now[0] = 130.0
-    assert text(30, 300, "loss 0.812") == "step 30/300 · about 4 min 30 s left · loss 0.812 · validation mIoU not yet measured"
+    assert (
+        text(30, 300, "loss 0.812")
+        == "step 30/300 · about 4 min 30 s left · loss 0.812 · validation mIoU not yet measured"
+    )
     now[0] = 140.0
     line = text(40, 300, "loss 0.700 | val mIoU 0.431 (best 0.431 @ 40)")
     assert line == "step 40/300 · about 4 min 20 s left · loss 0.700 · validation mIoU 0.43"
-    assert text(41, 300, "loss 0.690").endswith("validation mIoU 0.43")     # the latest one stays shown
+    assert text(41, 300, "loss 0.690").endswith("validation mIoU 0.43")  # the latest one stays shown
 
 
 def test_card_shows_metric_values_validation_status_and_baseline(dock, tmp_path):
     from spectralx.checkpoint import read_card
     from spectralx_qgis.panel.card_view import card_html
+
     demo = read_card(ENMAP_MODEL)
     m = demo.metrics
     html = card_html(demo, ENMAP_MODEL)
-    assert (f"mIoU <b>{m['val_miou']:.3f}</b>" in html and f"OA <b>{m['val_oa']:.3f}</b>" in html
-            and f"{m['val_pixels']} held-out pixels" in html)
+    assert (
+        f"mIoU <b>{m['val_miou']:.3f}</b>" in html
+        and f"OA <b>{m['val_oa']:.3f}</b>" in html
+        and f"{m['val_pixels']} held-out pixels" in html
+    )
     assert "best_step" not in html and "final_train_loss" not in html and f"best step {m['best_step']}" in html
     forest = m["baselines"]["random_forest"]["val_miou"]
     assert f"Random-forest baseline (same pixels): mIoU <b>{forest:.3f}</b>" in html
     card = read_card(ENMAP_MODEL)
-    card.metrics = {"validation": "none: no region could be held out (give more polygons per class, or "
-                                  "--val-fraction > 0)", "best_step": 3, "final_train_loss": 1.29,
-                    "baselines": {"random_forest": {"validation": "none: no pixel was held out, so the "
-                                                                  "forest was not scored"}}}
+    card.metrics = {
+        "validation": "none: no region could be held out (give more polygons per class, or " "--val-fraction > 0)",
+        "best_step": 3,
+        "final_train_loss": 1.29,
+        "baselines": {"random_forest": {"validation": "none: no pixel was held out, so the " "forest was not scored"}},
+    }
     html = card_html(card, "m.safetensors")
     assert "Not validated" in html and "--val-fraction" not in html
     assert "Random-forest baseline: none: no pixel was held out" in html
@@ -226,6 +267,7 @@ def test_card_shows_metric_values_validation_status_and_baseline(dock, tmp_path)
 
 def test_cancel_says_cancelled_and_draw_area_is_off_during_a_run(project, dock, checkpoint_for, tmp_path):
     from test_plugin_dock import _big_raster
+
     raster = _big_raster(str(tmp_path / "big.tif"), size=512)
     ckpt = checkpoint_for(raster, ("a", "b"), "rgb")
     layer = QgsRasterLayer(raster, "big")
@@ -244,7 +286,7 @@ def test_cancel_says_cancelled_and_draw_area_is_off_during_a_run(project, dock, 
         return task
 
     task = run_task(dock, start)
-    assert states == [(False, False, True)]        # Draw area off and disabled while running
+    assert states == [(False, False, True)]  # Draw area off and disabled while running
     assert_cancelled(task)
     assert dock.status.text() == "Cancelled: nothing was written."
     assert dock.draw_button.isEnabled() and not dock.cancel_button.isEnabled()
@@ -263,4 +305,4 @@ def test_layer_names_name_the_model_and_repeat_runs_differ(project, dock, enmap_
         assert_done(task)
         names.append(dock.last_layers[0].name())
     assert names == ["enmap · classes · enmap", "enmap · classes · enmap (2)"]
-    assert len(set(os.listdir(dock.output_folder()))) == 6      # 2 x (classes, qml, confidence)
+    assert len(set(os.listdir(dock.output_folder()))) == 6  # 2 x (classes, qml, confidence)

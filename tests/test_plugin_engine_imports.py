@@ -12,6 +12,7 @@ no copy of the engine's rules.
   reader, the families and the release catalogue are the contract's objects (identity), and no plugin
   function re-implements them.
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,15 +36,24 @@ DYNAMIC_IMPORTS = {
     # the one import point itself, for a checkout run by a Python without `spectralx` installed
     ("_vendor/__init__.py", "_checkout_engine"): "the checkout's engine/ folder under the bundled name",
 }
-DYNAMIC_CALLS = {"import_module", "__import__", "spec_from_file_location", "module_from_spec", "find_spec",
-                 "invalidate_caches", "exec_module", "load_module"}
+DYNAMIC_CALLS = {
+    "import_module",
+    "__import__",
+    "spec_from_file_location",
+    "module_from_spec",
+    "find_spec",
+    "invalidate_caches",
+    "exec_module",
+    "load_module",
+}
 ENGINE_PACKAGES = ("_vendor.spectralx", "_vendor.spectralx.contract", "_vendor.spectralx.commands")
 
 
 def plugin_files():
     for root, dirs, files in os.walk(PLUGIN):
-        dirs[:] = [d for d in dirs if d != "__pycache__" and not (root == os.path.join(PLUGIN, "_vendor")
-                                                                  and d == "spectralx")]
+        dirs[:] = [
+            d for d in dirs if d != "__pycache__" and not (root == os.path.join(PLUGIN, "_vendor") and d == "spectralx")
+        ]
         for name in files:
             if name.endswith(".py"):
                 path = os.path.join(root, name)
@@ -65,6 +75,7 @@ def enclosing_functions(tree):
             inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else name
             out[child] = inner
             visit(child, inner)
+
     visit(tree, None)
     return out
 
@@ -80,8 +91,10 @@ def test_no_dynamic_or_string_import_of_the_engine():
                 if name in DYNAMIC_CALLS:
                     key = (rel, where.get(node))
                     found.setdefault(key, []).append(node.lineno)
-                    texts = [a.value for a in ast.walk(node) if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-                    assert not any("spectralx" in t for t in texts), (key, texts)      # never by its name
+                    texts = [
+                        a.value for a in ast.walk(node) if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                    ]
+                    assert not any("spectralx" in t for t in texts), (key, texts)  # never by its name
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name == "importlib" or alias.name.startswith("importlib."):
@@ -90,7 +103,8 @@ def test_no_dynamic_or_string_import_of_the_engine():
                     assert rel == "_vendor/__init__.py" or alias.name.split(".")[0] != "spectralx", (rel, alias.name)
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 assert node.module.split(".")[0] not in ("spectralx", "importlib") or rel in {
-                    k[0] for k in DYNAMIC_IMPORTS}, (rel, node.module)
+                    k[0] for k in DYNAMIC_IMPORTS
+                }, (rel, node.module)
     unexpected = {k: v for k, v in found.items() if k not in DYNAMIC_IMPORTS}
     assert not unexpected, f"dynamic imports outside the documented ones: {unexpected}"
 
@@ -99,8 +113,12 @@ def engine_imports():
     """(file, line, engine module) for every engine import of the plugin."""
     for rel, tree in parsed():
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level > 0 and \
-                    node.module.startswith("_vendor"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.level > 0
+                and node.module.startswith("_vendor")
+            ):
                 for alias in node.names:
                     yield rel, node.lineno, node.module, alias.name
 
@@ -108,18 +126,25 @@ def engine_imports():
 def test_engine_imports_are_plain_and_one_level_and_name_real_modules():
     used = set()
     for rel, line, module, name in engine_imports():
-        if (module, name) == ("_vendor", "spectralx"):          # the engine package itself (setup/deps.py)
+        if (module, name) == ("_vendor", "spectralx"):  # the engine package itself (setup/deps.py)
             continue
-        assert module in ENGINE_PACKAGES, (f"{rel}:{line}: import {module}'s modules as `from "
-                                           f"{module.rsplit('.', 1)[0]} import …` (one copy of each engine module)")
-        sub = module[len("_vendor.spectralx"):].lstrip(".").replace(".", os.sep)
+        assert module in ENGINE_PACKAGES, (
+            f"{rel}:{line}: import {module}'s modules as `from "
+            f"{module.rsplit('.', 1)[0]} import …` (one copy of each engine module)"
+        )
+        sub = module[len("_vendor.spectralx") :].lstrip(".").replace(".", os.sep)
         base = os.path.join(ENGINE, sub)
         assert os.path.isfile(os.path.join(base, name + ".py")) or os.path.isfile(
-            os.path.join(base, name, "__init__.py")), f"{rel}:{line}: the engine has no module {module}.{name}"
+            os.path.join(base, name, "__init__.py")
+        ), f"{rel}:{line}: the engine has no module {module}.{name}"
         used.add(f"{module[len('_vendor.'):]}.{name}")
     # what the plugin uses of the engine, readable in one place (and never nothing)
-    assert {"spectralx.contract.defaults", "spectralx.contract.errors", "spectralx.inference",
-            "spectralx.training"} <= used, sorted(used)
+    assert {
+        "spectralx.contract.defaults",
+        "spectralx.contract.errors",
+        "spectralx.inference",
+        "spectralx.training",
+    } <= used, sorted(used)
 
 
 def test_one_copy_of_each_engine_module_at_run_time():
@@ -138,8 +163,7 @@ copies = [n for n in vendored if sys.modules[n] is not sys.modules.get(n.replace
 print("COPIES", copies)
 """
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "COPIES []" in proc.stdout, proc.stdout
 
@@ -149,6 +173,7 @@ def test_one_implementation_of_each_engine_rule():
     from spectralx_qgis.models import catalog as model_catalog
     from spectralx_qgis.models import store as model_store
     from spectralx_qgis.setup import deps
+
     assert model_store.user_model_dir is model_folder.user_model_dir
     assert model_store.backbone_candidates is model_folder.backbone_candidates
     assert model_catalog.FAMILIES is registry.FAMILIES
@@ -156,13 +181,19 @@ def test_one_implementation_of_each_engine_rule():
     assert model_catalog.CatalogError is registry.CatalogError
     assert model_catalog.load is registry.load_releases
     assert model_catalog.CATALOG_FILE == registry.CATALOG_FILE
-    assert not os.path.exists(os.path.join(PLUGIN, "model_catalog.json"))     # the engine holds it
-    assert not hasattr(deps, "engine") and not hasattr(deps, "defaults")      # no string look-ups, no ast
+    assert not os.path.exists(os.path.join(PLUGIN, "model_catalog.json"))  # the engine holds it
+    assert not hasattr(deps, "engine") and not hasattr(deps, "defaults")  # no string look-ups, no ast
     for rel, tree in parsed():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                assert node.name not in ("read_header", "user_model_dir", "backbone_candidates", "load_releases",
-                                         "training_default", "_pick"), f"{rel}: {node.name} re-implements the engine"
+                assert node.name not in (
+                    "read_header",
+                    "user_model_dir",
+                    "backbone_candidates",
+                    "load_releases",
+                    "training_default",
+                    "_pick",
+                ), f"{rel}: {node.name} re-implements the engine"
             if isinstance(node, ast.Import):
                 assert "ast" not in [a.name for a in node.names], f"{rel}: parses source code"
             if isinstance(node, ast.Constant) and node.value in ("mean_iou", "mIoU_"):
@@ -172,6 +203,7 @@ def test_one_implementation_of_each_engine_rule():
 def test_the_store_reads_headers_with_the_contract(tmp_path, monkeypatch):
     from spectralx.contract import card
     from spectralx_qgis.models import store as model_store
+
     calls = []
     real = card.read_header
     monkeypatch.setattr(card, "read_header", lambda p: calls.append(p) or real(p))

@@ -1,6 +1,7 @@
 """The model manager dialog through the real QGIS API (pytest-qgis, offscreen): the folder's models
 with a missing backbone flagged, "Add backbone from file" on a release-format fixture running the real
 importer, and a release downloaded from a server on 127.0.0.1 through the dialog's task and imported."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,6 @@ import os
 import shutil
 
 import pytest
-
 from backbone_releases import satmae_pp_release, scale_mae_release
 from model_server import ModelServer
 from test_model_store import DEMO, DEMO_BACKBONE, demo_card, other_backbone, write_with_card
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("qgis_app", "one_thread")
 def folder(tmp_path, monkeypatch):
     d = tmp_path / "models"
     d.mkdir()
-    monkeypatch.setenv("SPECTRALX_MODELS", str(d))      # never the real ~/.local/share
+    monkeypatch.setenv("SPECTRALX_MODELS", str(d))  # never the real ~/.local/share
     shutil.copy(DEMO, d / "demo.safetensors")
     shutil.copy(DEMO_BACKBONE, d / "demo-backbone.safetensors")
     write_with_card(DEMO, str(d / "needs-scalemae.safetensors"), other_backbone)
@@ -33,16 +33,20 @@ def folder(tmp_path, monkeypatch):
 
 def dialog(folder, **kw):
     from spectralx_qgis.models.manager import ModelManagerDialog
+
     return ModelManagerDialog(folder=folder, **kw)
 
 
 def table_rows(table):
-    return [[table.item(r, c).text() if table.item(r, c) else "" for c in range(table.columnCount())]
-            for r in range(table.rowCount())]
+    return [
+        [table.item(r, c).text() if table.item(r, c) else "" for c in range(table.columnCount())]
+        for r in range(table.rowCount())
+    ]
 
 
 def column(name):
     from spectralx_qgis.models.manager import MODEL_COLUMNS
+
     return MODEL_COLUMNS.index(name)
 
 
@@ -60,6 +64,7 @@ def run_and_wait(dlg, start, count=1, timeout=300):
 
 def test_lists_the_folder_and_flags_the_missing_backbone(folder):
     from qgis.PyQt.QtCore import Qt
+
     dlg = dialog(folder)
     rows = {r[0]: r for r in table_rows(dlg.models_table)}
     assert list(rows) == ["demo", "needs-scalemae", "demo-backbone", "broken"]
@@ -67,13 +72,14 @@ def test_lists_the_folder_and_flags_the_missing_backbone(folder):
     assert demo[column("Kind")] == "checkpoint (finetune)"
     assert demo[column("Bands")] == "218" and demo[column("Tile")] == "64"
     assert demo[column("Classes")].startswith("6: roof, pavement, low vegetation")
-    metrics = demo_card()["metrics"]                 # the demo model is rebuilt now and then
+    metrics = demo_card()["metrics"]  # the demo model is rebuilt now and then
     assert demo[column("Val mIoU")] == f"{metrics['val_miou']:.3f}"
     assert demo[column("Forest mIoU")] == f"{metrics['baselines']['random_forest']['val_miou']:.3f}"
     assert demo[column("Sensor")] == "218 bands, 418-2446 nm"
     assert demo[column("Method")] == "spectralx"
     assert demo[column("Backbone")] == "present: demo-backbone.safetensors"
     from spectralx_qgis.models.store import human_size
+
     assert demo[column("Size")] == human_size(os.path.getsize(DEMO)) and demo[column("Size")].endswith(" MB")
 
     r = list(rows).index("needs-scalemae")
@@ -93,7 +99,7 @@ def test_lists_the_folder_and_flags_the_missing_backbone(folder):
     assert {r[1] for r in releases} >= {"scale-mae", "satmae++", "dinov3", "mae"}
     dino = next(i for i, r in enumerate(releases) if r[1] == "dinov3")
     dlg.releases_table.selectRow(dino)
-    assert not dlg.download_button.isEnabled()           # gated: page only
+    assert not dlg.download_button.isEnabled()  # gated: page only
     assert "ai.meta.com" in dlg.release_info.text() and "No direct download" in dlg.release_info.text()
     scale = next(i for i, r in enumerate(releases) if r[1] == "scale-mae")
     dlg.releases_table.selectRow(scale)
@@ -103,6 +109,7 @@ def test_lists_the_folder_and_flags_the_missing_backbone(folder):
 
 def test_add_backbone_from_a_release_file_runs_the_importer(folder, tmp_path):
     from spectralx.backbone_io import backbone_info
+
     src = str(tmp_path / "scalemae-vitlarge-800.pth")
     scale_mae_release(src)
     dlg = dialog(folder)
@@ -137,6 +144,7 @@ def test_a_release_safetensors_in_the_folder_is_imported_beside_itself(folder, t
     """A timm model.safetensors dropped into the folder is listed as not usable; importing it writes
     model-backbone.safetensors and leaves the release file as it was."""
     from backbone_releases import timm_release
+
     src = os.path.join(folder, "model.safetensors")
     timm_release(src)
     before = open(src, "rb").read()
@@ -156,7 +164,7 @@ def test_import_of_a_non_release_file_fails_in_one_line(folder, tmp_path):
     before = sorted(os.listdir(folder))
     run_and_wait(dlg, lambda: dlg.add_backbone(str(src)))
     assert "Import of notes.pth failed" in dlg.status.text()
-    assert sorted(os.listdir(folder)) == before                # nothing half-written
+    assert sorted(os.listdir(folder)) == before  # nothing half-written
 
 
 def test_add_backbone_without_dependencies_explains(folder, monkeypatch, tmp_path):
@@ -164,6 +172,7 @@ def test_add_backbone_without_dependencies_explains(folder, monkeypatch, tmp_pat
 
     def missing(submodule=""):
         raise deps.MissingDependencies("torch is missing")
+
     monkeypatch.setattr(deps, "require", missing)
     dlg = dialog(folder)
     assert dlg.add_backbone(str(tmp_path / "x.pth")) is None
@@ -172,9 +181,18 @@ def test_add_backbone_without_dependencies_explains(folder, monkeypatch, tmp_pat
 
 def release_for(url, data, **kw):
     from spectralx_qgis.models.catalog import Release
-    fields = dict(id="satmae-test", name="SatMAE++ (test server)", family="satmae++",
-                  file="checkpoint_ViT-L_pretrain_fmow_rgb.pth", source_page="https://github.com/techmn/satmae_pp",
-                  license="Apache-2.0", url=url, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    fields = dict(
+        id="satmae-test",
+        name="SatMAE++ (test server)",
+        family="satmae++",
+        file="checkpoint_ViT-L_pretrain_fmow_rgb.pth",
+        source_page="https://github.com/techmn/satmae_pp",
+        license="Apache-2.0",
+        url=url,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
     fields.update(kw)
     return Release(**fields)
 
@@ -194,7 +212,7 @@ def test_download_through_the_dialog_lands_in_the_folder(folder, tmp_path):
         assert os.path.getsize(part) == len(data) // 3
         changed = []
         dlg.modelsChanged.connect(lambda: changed.append(1))
-        run_and_wait(dlg, lambda: dlg.download_release(), count=2)     # download, then import
+        run_and_wait(dlg, lambda: dlg.download_release(), count=2)  # download, then import
     assert srv.requests[1]["range"] == f"bytes={len(data) // 3}-"
     downloaded = os.path.join(folder, "releases", rel.file)
     assert open(downloaded, "rb").read() == data and not os.path.exists(part)
@@ -204,6 +222,7 @@ def test_download_through_the_dialog_lands_in_the_folder(folder, tmp_path):
     rows = {r[0]: r for r in table_rows(dlg.models_table)}
     assert rows["checkpoint_ViT-L_pretrain_fmow_rgb"][column("Kind")] == "backbone (satmae++)"
     from spectralx.backbone_io import backbone_info
+
     assert backbone_info(imported)["source"]["sha256"] == rel.sha256
 
 
@@ -224,19 +243,21 @@ def test_release_without_sha256_is_checked_by_its_published_md5_prefix(folder, t
     """MAE publishes only an md5 prefix: a match is reported and the import follows; a mismatch
     deletes the download."""
     from backbone_releases import mae_release
+
     src = tmp_path / "mae_pretrain_vit_large.pth"
     mae_release(str(src))
     data = src.read_bytes()
     md5 = hashlib.md5(data).hexdigest()
     with ModelServer(data, name="mae_pretrain_vit_large.pth") as srv:
-        good = release_for(srv.url, data, sha256=None, md5_prefix=md5[:6], family="mae",
-                           file="mae_pretrain_vit_large.pth")
+        good = release_for(
+            srv.url, data, sha256=None, md5_prefix=md5[:6], family="mae", file="mae_pretrain_vit_large.pth"
+        )
         dlg = dialog(folder, releases=[good])
         statuses = []
         dlg.taskFinished.connect(lambda t: statuses.append(dlg.status.text()))
         run_and_wait(dlg, lambda: dlg.download_release(), count=2)
         assert f"md5 starts with the published {md5[:6]}" in statuses[0]
-        assert hashlib.sha256(data).hexdigest() in statuses[0]            # shown, since none is published
+        assert hashlib.sha256(data).hexdigest() in statuses[0]  # shown, since none is published
         rows = {r[0]: r for r in table_rows(dlg.models_table)}
         assert rows["mae_pretrain_vit_large"][column("Kind")] == "backbone (mae)"
 

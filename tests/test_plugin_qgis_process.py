@@ -3,6 +3,7 @@ exit 0 on success, 1 on a handled error, never a signal (the three-GDAL abort, e
 
 The Landsat scene here is a Level-1 crop without wavelength metadata: SENSOR=landsat8:B2,B3,B4 is what
 makes it usable, for fine-tuning from the analyst's polygons and then for segmenting."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,6 @@ import zipfile
 import numpy as np
 import pytest
 import rasterio
-
 from test_plugin_common import FIXTURES, REPO
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
@@ -36,12 +36,18 @@ def qp(tmp_path_factory):
     plugins.mkdir(parents=True)
     with zipfile.ZipFile(os.path.join(REPO, "dist", "spectralx_qgis.zip")) as z:
         z.extractall(plugins)
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(root / "profile"),
-               PYTHONPATH=sysconfig.get_paths()["purelib"], HOME=str(root))
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        QGIS_CUSTOM_CONFIG_PATH=str(root / "profile"),
+        PYTHONPATH=sysconfig.get_paths()["purelib"],
+        HOME=str(root),
+    )
 
     def run(*args, timeout=600):
-        return subprocess.run([QGIS_PROCESS, *map(str, args)], capture_output=True, text=True, env=env,
-                              timeout=timeout, cwd=str(root))
+        return subprocess.run(
+            [QGIS_PROCESS, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, cwd=str(root)
+        )
 
     proc = run("plugins", "enable", "spectralx_qgis")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -60,7 +66,7 @@ def _handled_error(proc, *words):
     assert "free(): invalid pointer" not in text and "Traceback" not in text
     for w in words:
         assert w in text, text[-2000:]
-    assert "--sensor" not in text and "--band-map" not in text      # no CLI flags in Processing's words
+    assert "--sensor" not in text and "--band-map" not in text  # no CLI flags in Processing's words
     return text
 
 
@@ -68,10 +74,23 @@ def _handled_error(proc, *words):
 def landsat_model(qp, tmp_path_factory):
     """spectralx:finetune on the Landsat crop + polygons, from the demo backbone, a few steps."""
     out = tmp_path_factory.mktemp("model") / "landsat.safetensors"
-    proc = _ok(qp("run", "spectralx:finetune", "--", f"INPUT={LANDSAT}", f"LABELS={POLYGONS}", "CLASS_FIELD=name",
-                  f"BACKBONE={BACKBONE}", "SENSOR=landsat8:B2,B3,B4", "STEPS=4", "BATCH_SIZE=4", "DEVICE=1",
-                  f"OUTPUT={out}"))
-    assert "step 4/4" in proc.stdout and "validation mIoU" in proc.stdout     # the training line
+    proc = _ok(
+        qp(
+            "run",
+            "spectralx:finetune",
+            "--",
+            f"INPUT={LANDSAT}",
+            f"LABELS={POLYGONS}",
+            "CLASS_FIELD=name",
+            f"BACKBONE={BACKBONE}",
+            "SENSOR=landsat8:B2,B3,B4",
+            "STEPS=4",
+            "BATCH_SIZE=4",
+            "DEVICE=1",
+            f"OUTPUT={out}",
+        )
+    )
+    assert "step 4/4" in proc.stdout and "validation mIoU" in proc.stdout  # the training line
     return str(out), proc
 
 
@@ -79,13 +98,25 @@ def landsat_model(qp, tmp_path_factory):
 def landsat_classes(qp, landsat_model, tmp_path_factory):
     """spectralx:segment of the same crop with that checkpoint and SENSOR."""
     out = tmp_path_factory.mktemp("segment") / "classes.tif"
-    _ok(qp("run", "spectralx:segment", "--", f"INPUT={LANDSAT}", f"CHECKPOINT={landsat_model[0]}",
-           "SENSOR=landsat8:B2,B3,B4", "DEVICE=1", "BATCH_SIZE=8", f"OUTPUT={out}"))
+    _ok(
+        qp(
+            "run",
+            "spectralx:segment",
+            "--",
+            f"INPUT={LANDSAT}",
+            f"CHECKPOINT={landsat_model[0]}",
+            "SENSOR=landsat8:B2,B3,B4",
+            "DEVICE=1",
+            "BATCH_SIZE=8",
+            f"OUTPUT={out}",
+        )
+    )
     return out
 
 
 def test_finetune_then_segment_landsat_with_sensor(landsat_model, landsat_classes):
     from spectralx.checkpoint import read_card
+
     ckpt, proc = landsat_model
     card = read_card(ckpt)
     assert sorted(c.name for c in card.classes) == ["crop", "tree", "water"]
@@ -108,29 +139,92 @@ def test_finetune_then_segment_landsat_with_sensor(landsat_model, landsat_classe
 
 def test_every_algorithm_exit_codes(qp, landsat_model, landsat_classes, tmp_path):
     # segment: success is above; a model that cannot fit this raster is a handled error, said plainly
-    _handled_error(qp("run", "spectralx:segment", "--", f"INPUT={LANDSAT}", f"CHECKPOINT={ENMAP_MODEL}",
-                             "SENSOR=landsat8:B2,B3,B4", "DEVICE=1", f"OUTPUT={tmp_path / 'x.tif'}"),
-                          "this model needs 218 EnMAP HSI bands", "3 visible bands",
-                          "fine-tune a new model from this raster instead")
+    _handled_error(
+        qp(
+            "run",
+            "spectralx:segment",
+            "--",
+            f"INPUT={LANDSAT}",
+            f"CHECKPOINT={ENMAP_MODEL}",
+            "SENSOR=landsat8:B2,B3,B4",
+            "DEVICE=1",
+            f"OUTPUT={tmp_path / 'x.tif'}",
+        ),
+        "this model needs 218 EnMAP HSI bands",
+        "3 visible bands",
+        "fine-tune a new model from this raster instead",
+    )
     assert not (tmp_path / "x.tif").exists()
     # finetune without SENSOR on a file without wavelengths: the error names SENSOR, not --sensor
-    _handled_error(qp("run", "spectralx:finetune", "--", f"INPUT={LANDSAT}", f"LABELS={POLYGONS}",
-                      "CLASS_FIELD=name", f"BACKBONE={BACKBONE}", "STEPS=2", "DEVICE=1",
-                      f"OUTPUT={tmp_path / 'y.safetensors'}"), "SENSOR")
+    _handled_error(
+        qp(
+            "run",
+            "spectralx:finetune",
+            "--",
+            f"INPUT={LANDSAT}",
+            f"LABELS={POLYGONS}",
+            "CLASS_FIELD=name",
+            f"BACKBONE={BACKBONE}",
+            "STEPS=2",
+            "DEVICE=1",
+            f"OUTPUT={tmp_path / 'y.safetensors'}",
+        ),
+        "SENSOR",
+    )
     assert not (tmp_path / "y.safetensors").exists()
     # pretrain: success, and an unknown sensor band
     pre = tmp_path / "stage1.safetensors"
-    _ok(qp("run", "spectralx:pretrain", "--", f"INPUT={LANDSAT}", f"BACKBONE={BACKBONE}",
-           "SENSOR=landsat8:B2,B3,B4", "STEPS=2", "BATCH_SIZE=2", "DEVICE=1", f"OUTPUT={pre}"))
+    _ok(
+        qp(
+            "run",
+            "spectralx:pretrain",
+            "--",
+            f"INPUT={LANDSAT}",
+            f"BACKBONE={BACKBONE}",
+            "SENSOR=landsat8:B2,B3,B4",
+            "STEPS=2",
+            "BATCH_SIZE=2",
+            "DEVICE=1",
+            f"OUTPUT={pre}",
+        )
+    )
     assert pre.is_file()
-    _handled_error(qp("run", "spectralx:pretrain", "--", f"INPUT={LANDSAT}", f"BACKBONE={BACKBONE}",
-                      "SENSOR=landsat8:B2,B3,B99", "STEPS=2", "DEVICE=1", f"OUTPUT={tmp_path / 'z.safetensors'}"),
-                   "no band 'B99'")
+    _handled_error(
+        qp(
+            "run",
+            "spectralx:pretrain",
+            "--",
+            f"INPUT={LANDSAT}",
+            f"BACKBONE={BACKBONE}",
+            "SENSOR=landsat8:B2,B3,B99",
+            "STEPS=2",
+            "DEVICE=1",
+            f"OUTPUT={tmp_path / 'z.safetensors'}",
+        ),
+        "no band 'B99'",
+    )
     # evaluate: a class raster against the polygons, and against a reference that does not exist
     seg = landsat_classes
     report = tmp_path / "report.json"
-    proc = _ok(qp("run", "spectralx:evaluate", "--", f"PREDICTION={seg}", f"REFERENCE={POLYGONS}",
-                  "CLASS_FIELD=name", f"OUTPUT={report}"))
+    proc = _ok(
+        qp(
+            "run",
+            "spectralx:evaluate",
+            "--",
+            f"PREDICTION={seg}",
+            f"REFERENCE={POLYGONS}",
+            "CLASS_FIELD=name",
+            f"OUTPUT={report}",
+        )
+    )
     assert "MIOU" in proc.stdout and report.is_file()
-    _handled_error(qp("run", "spectralx:evaluate", "--", f"PREDICTION={seg}",
-                      f"REFERENCE={tmp_path / 'missing.gpkg'}", "CLASS_FIELD=name"))
+    _handled_error(
+        qp(
+            "run",
+            "spectralx:evaluate",
+            "--",
+            f"PREDICTION={seg}",
+            f"REFERENCE={tmp_path / 'missing.gpkg'}",
+            "CLASS_FIELD=name",
+        )
+    )

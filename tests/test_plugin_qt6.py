@@ -1,5 +1,6 @@
 """QGIS 4 / Qt6 readiness, declared and checked: metadata says supportsQt6=True, and the plugin's source
 has no Qt5-only idiom (PyQt5 imports, exec_(), unscoped Qt enum values that PyQt6 no longer has)."""
+
 from __future__ import annotations
 
 import configparser
@@ -14,11 +15,13 @@ SOURCES = sorted(glob.glob(os.path.join(REPO, "spectralx_qgis", "**", "*.py"), r
 # Qt.AlignRight (Qt5) vs Qt.AlignmentFlag.AlignRight (Qt5 and Qt6): a Qt class followed by a capitalised
 # member that is not itself followed by "." (an enum class) or "(" (a call) is an unscoped enum value.
 UNSCOPED = re.compile(r"\b(Qt|Q(?!gs)[A-Z][A-Za-z]+)\.([A-Z][A-Za-z0-9]*)\b(?!\s*[.(])")
-QT5_ONLY = [(re.compile(r"\bexec_\s*\("), "exec_() (Qt6: exec())"),
-            (re.compile(r"^\s*(from|import)\s+PyQt5", re.M), "PyQt5 import (use qgis.PyQt)"),
-            (re.compile(r"^\s*(from|import)\s+PyQt6", re.M), "PyQt6 import (use qgis.PyQt)"),
-            (re.compile(r"\bQt\.MidButton\b"), "Qt.MidButton (removed in Qt6)"),
-            (re.compile(r"\bQRegExp\b"), "QRegExp (removed in Qt6)")]
+QT5_ONLY = [
+    (re.compile(r"\bexec_\s*\("), "exec_() (Qt6: exec())"),
+    (re.compile(r"^\s*(from|import)\s+PyQt5", re.M), "PyQt5 import (use qgis.PyQt)"),
+    (re.compile(r"^\s*(from|import)\s+PyQt6", re.M), "PyQt6 import (use qgis.PyQt)"),
+    (re.compile(r"\bQt\.MidButton\b"), "Qt.MidButton (removed in Qt6)"),
+    (re.compile(r"\bQRegExp\b"), "QRegExp (removed in Qt6)"),
+]
 
 
 def _code_lines(path):
@@ -48,8 +51,9 @@ def test_no_qt5_only_idioms_in_the_plugin():
             for m in UNSCOPED.finditer(code):
                 if m.group(1) in ("QgsWkbTypes",):
                     continue
-                problems.append(f"{rel}:{n}: unscoped enum {m.group(0)} (use the enum class, e.g. "
-                                "Qt.AlignmentFlag.AlignRight)")
+                problems.append(
+                    f"{rel}:{n}: unscoped enum {m.group(0)} (use the enum class, e.g. " "Qt.AlignmentFlag.AlignRight)"
+                )
     assert not problems, "\n".join(problems)
 
 

@@ -3,6 +3,7 @@ the memory/Dask options and band maps. One regression test per cause (named test
 hostile input ends in one line naming the file and the problem, within a bounded time and memory,
 with nothing half-written, and no wrong file is called a success. The real release layouts of
 tests/backbone_releases.py still import (test_backbone_releases.py)."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,16 @@ import time
 
 import pytest
 import torch
-
 from backbone_releases import HEAD_DIM, WIDTH, dinov3_state, scale_mae_release, vit_encoder
-from hostile_files import (deep_list_pickle, self_list_pickle, shared_tuples_pickle, tiny_vit, torch_zip,
-                           zip_bomb_checkpoint)
+from hostile_files import (
+    deep_list_pickle,
+    self_list_pickle,
+    shared_tuples_pickle,
+    tiny_vit,
+    torch_zip,
+    zip_bomb_checkpoint,
+)
+
 from spectralx.cli import main as cli_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _cli(capsys, *argv):
     try:
         code = cli_main([str(a) for a in argv])
-    except SystemExit as exc:      # argparse's errors (printed on one line by OneLineParser)
+    except SystemExit as exc:  # argparse's errors (printed on one line by OneLineParser)
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
@@ -54,6 +61,7 @@ def _import_and_info_refuse(capsys, src, tmp_path, *words):
 
 # -- 1. resource bombs in the release reader ---------------------------------------------------------
 
+
 def test_regression_zip_bomb_refused_before_inflating(tmp_path, capsys):
     """A 3 MB zip whose data.pkl inflates to 3 GiB: the declared size is refused, nothing inflated."""
     src = tmp_path / "bomb.pth"
@@ -82,11 +90,12 @@ def test_regression_depth_width_and_tokens_are_bounded(tmp_path, capsys):
     torch.save(state, src)
     _import_and_info_refuse(capsys, src, tmp_path, "block 100000000", "64 blocks")
     state = tiny_vit()
-    state["pos_embed"] = torch.zeros(1, 300 * 300 + 1, 64)     # stored in full, but a 300 x 300 grid
+    state["pos_embed"] = torch.zeros(1, 300 * 300 + 1, 64)  # stored in full, but a 300 x 300 grid
     torch.save(state, tmp_path / "grid.pth")
     _import_and_info_refuse(capsys, tmp_path / "grid.pth", tmp_path, "90,001 positions")
 
     from spectralx.backbone_io import import_backbone, load_backbone
+
     good = tmp_path / "good.safetensors"
     torch.save(tiny_vit(), tmp_path / "tiny.pth")
     import_backbone(str(tmp_path / "tiny.pth"), str(good))
@@ -97,10 +106,27 @@ def test_regression_depth_width_and_tokens_are_bounded(tmp_path, capsys):
     assert "depth = 100000000" in str(err.value) and time.monotonic() - start < 5
     _refused(capsys, "backbone", "info", bad, words=("depth = 100000000",))
     from conftest import FIXTURES
+
     image = os.path.join(FIXTURES, "training_landsat8_224078.tif")
     labels = os.path.join(FIXTURES, "training_landsat8_224078_polygons.gpkg")
-    _refused(capsys, "finetune", "--image", image, "--labels", labels, "--backbone", bad, "--steps", "1",
-             "--device", "cpu", "--quiet", "-o", tmp_path / "ft.safetensors", words=("depth = 100000000",))
+    _refused(
+        capsys,
+        "finetune",
+        "--image",
+        image,
+        "--labels",
+        labels,
+        "--backbone",
+        bad,
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "-o",
+        tmp_path / "ft.safetensors",
+        words=("depth = 100000000",),
+    )
     assert not (tmp_path / "ft.safetensors").exists()
 
 
@@ -110,6 +136,7 @@ def _with_description(src, dst, edit):
 
     from spectralx.backbone_io import BACKBONE_META_KEY
     from spectralx.safefile import read_safetensors_header
+
     meta = dict(read_safetensors_header(str(src))["__metadata__"])
     desc = json.loads(meta[BACKBONE_META_KEY])
     new = edit(desc)
@@ -124,25 +151,34 @@ def test_regression_pickle_structures_are_walked_once_and_bounded(case, tmp_path
     that contains itself and lists nested 200 000 deep (RecursionError tracebacks) are one line."""
     from spectralx.errors import CheckpointError
     from spectralx.safefile import read_torch_pickle
-    pkl = {"shared": lambda: shared_tuples_pickle(30), "deeper-shared": lambda: shared_tuples_pickle(40),
-           "self": self_list_pickle, "nested": lambda: deep_list_pickle(200_000)}[case]()
+
+    pkl = {
+        "shared": lambda: shared_tuples_pickle(30),
+        "deeper-shared": lambda: shared_tuples_pickle(40),
+        "self": self_list_pickle,
+        "nested": lambda: deep_list_pickle(200_000),
+    }[case]()
     src = tmp_path / f"{case}.pth"
     torch_zip(src, pkl)
     start = time.monotonic()
-    if case == "shared":       # each tuple once: read at once, then refused as holding no weights
+    if case == "shared":  # each tuple once: read at once, then refused as holding no weights
         obj = read_torch_pickle(str(src))
         assert obj["model"] == {"w": 1}
         words = ("no state dict",)
     else:
         with pytest.raises(CheckpointError):
             read_torch_pickle(str(src))
-        words = {"deeper-shared": ("more than 32 deep",), "self": ("contains itself",),
-                 "nested": ("more than 32 deep",)}[case]
+        words = {
+            "deeper-shared": ("more than 32 deep",),
+            "self": ("contains itself",),
+            "nested": ("more than 32 deep",),
+        }[case]
     assert time.monotonic() - start < 5
     _import_and_info_refuse(capsys, src, tmp_path, *words)
 
 
 # -- 2. imports that succeeded with a wrong network -----------------------------------------------------
+
 
 def test_regression_timm_layerscale_is_kept(tmp_path, capsys):
     """A DeiT-III-style timm ViT (ls1/ls2.gamma): every gamma was dropped and the import 'succeeded'."""
@@ -150,6 +186,7 @@ def test_regression_timm_layerscale_is_kept(tmp_path, capsys):
 
     from spectralx.backbone_io import load_backbone
     from spectralx.safefile import read_safetensors
+
     state = vit_encoder(3, pos="learned", layer_scale=True)
     src, dst = tmp_path / "model.safetensors", tmp_path / "deit3.safetensors"
     save_file(state, str(src))
@@ -171,7 +208,7 @@ def test_regression_unknown_encoder_keys_and_mixed_families_are_refused(tmp_path
     torch.save({"model": model}, tmp_path / "merged.pth")
     _import_and_info_refuse(capsys, tmp_path / "merged.pth", tmp_path, "Scale-MAE and DINOv3")
     state = dinov3_state()
-    state["pos_embed"] = torch.zeros(1, 197, WIDTH)     # an absolute table a RoPE network has no place for
+    state["pos_embed"] = torch.zeros(1, 197, WIDTH)  # an absolute table a RoPE network has no place for
     torch.save(state, tmp_path / "rope-and-table.pth")
     _import_and_info_refuse(capsys, tmp_path / "rope-and-table.pth", tmp_path, "no place for: pos_embed")
 
@@ -181,8 +218,9 @@ def test_regression_nonfinite_weights_refused_at_import(value, tmp_path, capsys)
     state = tiny_vit()
     state["blocks.1.mlp.fc1.weight"][3, 5] = value
     torch.save({"model": state}, tmp_path / "nan.pth")
-    _import_and_info_refuse_import_only(capsys, tmp_path / "nan.pth", tmp_path, "blocks.1.mlp.fc1.weight",
-                                        "NaN/infinite")
+    _import_and_info_refuse_import_only(
+        capsys, tmp_path / "nan.pth", tmp_path, "blocks.1.mlp.fc1.weight", "NaN/infinite"
+    )
 
 
 def _import_and_info_refuse_import_only(capsys, src, tmp_path, *words):
@@ -195,9 +233,19 @@ def test_regression_gsd_ratio_is_bounded(tmp_path, capsys):
     """--gsd-ratio 1e308 wrote a non-finite Scale-MAE position table."""
     from spectralx.backbone_io import import_backbone
     from spectralx.errors import CheckpointError
+
     scale_mae_release(tmp_path / "s.pth")
-    _refused(capsys, "backbone", "import", tmp_path / "s.pth", "-o", tmp_path / "o.safetensors", "--gsd-ratio",
-             "1e308", words=("--gsd-ratio",))
+    _refused(
+        capsys,
+        "backbone",
+        "import",
+        tmp_path / "s.pth",
+        "-o",
+        tmp_path / "o.safetensors",
+        "--gsd-ratio",
+        "1e308",
+        words=("--gsd-ratio",),
+    )
     with pytest.raises(CheckpointError, match="GSD ratio"):
         import_backbone(str(tmp_path / "s.pth"), str(tmp_path / "o.safetensors"), gsd_ratio=1e308)
     assert not (tmp_path / "o.safetensors").exists()
@@ -208,11 +256,13 @@ def test_regression_non_float_weights_refused_by_name(dtype, tmp_path, capsys):
     state = tiny_vit()
     state["blocks.0.norm2.weight"] = state["blocks.0.norm2.weight"].to(dtype)
     torch.save(state, tmp_path / "ints.pth")
-    _import_and_info_refuse(capsys, tmp_path / "ints.pth", tmp_path, "blocks.0.norm2.weight",
-                            str(dtype).replace("torch.", ""))
+    _import_and_info_refuse(
+        capsys, tmp_path / "ints.pth", tmp_path, "blocks.0.norm2.weight", str(dtype).replace("torch.", "")
+    )
 
 
 # -- 3. tracebacks in the release and backbone readers -------------------------------------------------
+
 
 def _dinov3(edit):
     s = dinov3_state()
@@ -228,21 +278,29 @@ def _drop_block0(s):
 # {"args": PosixPath.__new__() with its _str slot set to 5}, as opcodes
 _PATH_SLOT = b"\x80\x02}X\x04\x00\x00\x00argscpathlib\nPosixPath\n)\x81N}X\x04\x00\x00\x00_strK\x05s\x86bs."
 
-BROKEN = {   # name -> (state dict to save, or raw pickle bytes; words the one-line error must hold)
+BROKEN = {  # name -> (state dict to save, or raw pickle bytes; words the one-line error must hold)
     "qkv-1d": (lambda: {**tiny_vit(), "blocks.0.attn.qkv.weight": torch.zeros(192)}, ("blocks.0.attn.qkv.weight",)),
     "patch-0": (lambda: {**tiny_vit(), "patch_embed.proj.weight": torch.zeros(64, 3, 0, 0)}, ("patch_embed",)),
     "int-keys": (lambda: {**tiny_vit(), 7: torch.zeros(3)}, ("not a name",)),
-    "periods-empty": (lambda: _dinov3(lambda s: s.update({"rope_embed.periods": torch.zeros(0)})),
-                      ("rope_embed.periods",)),
-    "periods-nan": (lambda: _dinov3(lambda s: s.update({"rope_embed.periods": torch.full((16,), float("nan"))})),
-                    ("rope_embed.periods",)),
+    "periods-empty": (
+        lambda: _dinov3(lambda s: s.update({"rope_embed.periods": torch.zeros(0)})),
+        ("rope_embed.periods",),
+    ),
+    "periods-nan": (
+        lambda: _dinov3(lambda s: s.update({"rope_embed.periods": torch.full((16,), float("nan"))})),
+        ("rope_embed.periods",),
+    ),
     "dinov3-no-block0": (lambda: _dinov3(_drop_block0), ("no block 0",)),
-    "bias-mask-length": (lambda: _dinov3(lambda s: s.update({"blocks.1.attn.qkv.bias_mask": torch.ones(5)})),
-                         ("bias_mask",)),
+    "bias-mask-length": (
+        lambda: _dinov3(lambda s: s.update({"blocks.1.attn.qkv.bias_mask": torch.ones(5)})),
+        ("bias_mask",),
+    ),
     "bias-mask-no-bias": (lambda: _dinov3(lambda s: s.pop("blocks.2.attn.qkv.bias")), ("bias_mask",)),
     "sparse": (lambda: {**tiny_vit(), "blocks.0.norm1.weight": torch.ones(64).to_sparse()}, ("sparse",)),
-    "quantized": (lambda: {**tiny_vit(), "blocks.0.norm1.weight": torch.quantize_per_tensor(
-        torch.ones(64), 0.1, 0, torch.qint8)}, ("quantized",)),
+    "quantized": (
+        lambda: {**tiny_vit(), "blocks.0.norm1.weight": torch.quantize_per_tensor(torch.ones(64), 0.1, 0, torch.qint8)},
+        ("quantized",),
+    ),
     "meta": (lambda: {**tiny_vit(), "norm.bias": torch.zeros(64, device="meta")}, ("meta",)),
     "block-name": (lambda: {**tiny_vit(), "blocks.x.attn.qkv.weight": torch.zeros(192, 64)}, ("blocks.x",)),
     "cls-1d": (lambda: {**tiny_vit(), "cls_token": torch.zeros(64)}, ("cls_token",)),
@@ -265,16 +323,22 @@ def test_regression_broken_releases_are_one_line(name, tmp_path, capsys):
     _import_and_info_refuse(capsys, src, tmp_path, *words)
 
 
-@pytest.mark.parametrize("desc", ["not json {", "[1, 2]", '{"description": "no config"}',
-                                  '{"config": {"backbone_preset": "x", "embed_dim": 64, "depth": 2, '
-                                  '"num_heads": 1, "surprise": 1}}',
-                                  '{"config": {"backbone_preset": "x", "embed_dim": 64, "depth": 2, '
-                                  '"num_heads": 1}, "description": 5}'])
+@pytest.mark.parametrize(
+    "desc",
+    [
+        "not json {",
+        "[1, 2]",
+        '{"description": "no config"}',
+        '{"config": {"backbone_preset": "x", "embed_dim": 64, "depth": 2, ' '"num_heads": 1, "surprise": 1}}',
+        '{"config": {"backbone_preset": "x", "embed_dim": 64, "depth": 2, ' '"num_heads": 1}, "description": 5}',
+    ],
+)
 def test_regression_damaged_backbone_descriptions_are_one_line(desc, tmp_path, capsys):
     """Descriptions that are not JSON, a list, lack `config`, or carry wrong types: KeyError/TypeError
     tracebacks in `backbone info`, loading and fine-tuning."""
     from spectralx.backbone_io import import_backbone, load_backbone
     from spectralx.errors import CheckpointError
+
     torch.save(tiny_vit(), tmp_path / "tiny.pth")
     good = tmp_path / "good.safetensors"
     import_backbone(str(tmp_path / "tiny.pth"), str(good))
@@ -286,7 +350,7 @@ def test_regression_damaged_backbone_descriptions_are_one_line(desc, tmp_path, c
 
 # -- 4. the model downloader ------------------------------------------------------------------------------
 
-PAYLOAD = bytes(range(256)) * 4000          # 1 024 000 bytes
+PAYLOAD = bytes(range(256)) * 4000  # 1 024 000 bytes
 
 
 def _headers(h, status=200, **headers):
@@ -314,6 +378,7 @@ def _write_for(h, seconds, piece=b"x", pause=0.05, limit=None):
 def test_regression_download_cancel_acts_while_the_server_trickles(where, tmp_path):
     """A server sending a byte now and then (or its headers slowly) held cancel for up to 100 s."""
     from model_server import ModelServer
+
     from spectralx_qgis.models.download import DownloadCancelled, download, part_path
 
     def trickle(h, data):
@@ -330,15 +395,16 @@ def test_regression_download_cancel_acts_while_the_server_trickles(where, tmp_pa
         assert time.monotonic() - start < 1.5
     assert not os.path.exists(dest)
     if where == "body":
-        assert 0 < os.path.getsize(part_path(dest)) < 100        # what came is kept for a resume
+        assert 0 < os.path.getsize(part_path(dest)) < 100  # what came is kept for a resume
 
 
 def test_regression_download_never_writes_past_the_release_size(tmp_path):
     """An endless stream wrote 317 MB: the catalogue's size (else a cap) stops it, nothing is kept."""
     from model_server import ModelServer
+
     from spectralx_qgis.models.download import DownloadError, download, part_path
 
-    def endless(h, data):            # no length, just bytes (bounded here at 8 MiB / 5 s)
+    def endless(h, data):  # no length, just bytes (bounded here at 8 MiB / 5 s)
         _headers(h, Connection="close")
         _write_for(h, 5, piece=b"\0" * 65536, pause=0, limit=8 << 20)
 
@@ -347,9 +413,11 @@ def test_regression_download_never_writes_past_the_release_size(tmp_path):
         _write_for(h, 1, piece=b"\0" * 65536, pause=0, limit=len(data))
 
     dest = str(tmp_path / "release.pth")
-    for answer, kwargs, words in ((endless, {"expected_size": len(PAYLOAD)}, "more than the release's size"),
-                                  (endless, {"max_size": 2 << 20}, "more than the 2097152 bytes allowed"),
-                                  (lying, {"expected_size": len(PAYLOAD)}, "the release is 1024000 bytes")):
+    for answer, kwargs, words in (
+        (endless, {"expected_size": len(PAYLOAD)}, "more than the release's size"),
+        (endless, {"max_size": 2 << 20}, "more than the 2097152 bytes allowed"),
+        (lying, {"expected_size": len(PAYLOAD)}, "the release is 1024000 bytes"),
+    ):
         with ModelServer(PAYLOAD, answer=answer) as srv:
             with pytest.raises(DownloadError, match=words) as err:
                 download(srv.url, dest, proxy="", **kwargs)
@@ -361,15 +429,17 @@ def test_regression_download_partial_answers_and_short_bodies_are_not_complete(t
     """A 206 for other bytes than asked, a 206 ending before the total, a 0-byte or short body and a
     body of unknown length were all accepted as complete when no sha256 was known."""
     from model_server import ModelServer
+
     from spectralx_qgis.models.download import DownloadError, download, part_path
+
     size = len(PAYLOAD)
     dest = str(tmp_path / "release.pth")
 
-    def wrong_start(h, data):        # asked for bytes 1000-, sends the file from 0 as a 206
+    def wrong_start(h, data):  # asked for bytes 1000-, sends the file from 0 as a 206
         _headers(h, 206, Content_Range=f"bytes 0-{size - 1}/{size}", Content_Length=size)
         h.wfile.write(data)
 
-    def ends_early(h, data):         # the right start, but only up to byte 1999 of the file
+    def ends_early(h, data):  # the right start, but only up to byte 1999 of the file
         _headers(h, 206, Content_Range=f"bytes 1000-1999/{size}", Content_Length=1000)
         h.wfile.write(data[1000:2000])
 
@@ -381,7 +451,7 @@ def test_regression_download_partial_answers_and_short_bodies_are_not_complete(t
                 download(srv.url, dest, proxy="")
         assert not os.path.exists(dest) and "\n" not in str(err.value)
         kept = open(part_path(dest), "rb").read()
-        assert kept == PAYLOAD[:len(kept)]                      # never another offset's bytes
+        assert kept == PAYLOAD[: len(kept)]  # never another offset's bytes
         os.remove(part_path(dest))
 
     def empty(h, data):
@@ -396,13 +466,16 @@ def test_regression_download_partial_answers_and_short_bodies_are_not_complete(t
         h.wfile.write(data)
         h.close_connection = True
 
-    for answer, kwargs, words in ((empty, {}, "empty file"), (short, {"expected_size": size}, "announces 1000"),
-                                  (unknown_length, {}, "cannot be called complete")):
+    for answer, kwargs, words in (
+        (empty, {}, "empty file"),
+        (short, {"expected_size": size}, "announces 1000"),
+        (unknown_length, {}, "cannot be called complete"),
+    ):
         with ModelServer(PAYLOAD, answer=answer) as srv:
             with pytest.raises(DownloadError, match=words):
                 download(srv.url, dest, proxy="", **kwargs)
         assert not os.path.exists(dest)
-    with ModelServer(PAYLOAD, answer=unknown_length) as srv:     # with the size known it is complete
+    with ModelServer(PAYLOAD, answer=unknown_length) as srv:  # with the size known it is complete
         assert download(srv.url, dest, proxy="", expected_size=size).size == size
 
 
@@ -410,7 +483,9 @@ def test_regression_download_part_symlink_and_redirect_loop(tmp_path):
     """A `.part` that is a symbolic link had the bytes appended to its target; a redirect loop gave
     a three-line error."""
     from model_server import ModelServer
+
     from spectralx_qgis.models.download import DownloadError, download, part_path
+
     dest = str(tmp_path / "release.pth")
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious")
@@ -433,12 +508,20 @@ def test_regression_download_part_symlink_and_redirect_loop(tmp_path):
     assert "redirects in a loop" in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("file", "..", "bare file name"), ("file", "a\x00b.pth", "control character"), ("file", "../x.pth", "bare file name"),
-    ("file", ".hidden.pth", "bare file name"), ("name", "bad\x1b[31mname", "control character"),
-    ("size", None, "needs its 'size'")])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("file", "..", "bare file name"),
+        ("file", "a\x00b.pth", "control character"),
+        ("file", "../x.pth", "bare file name"),
+        ("file", ".hidden.pth", "bare file name"),
+        ("name", "bad\x1b[31mname", "control character"),
+        ("size", None, "needs its 'size'"),
+    ],
+)
 def test_regression_catalogue_entries_are_checked(field, value, words, tmp_path):
     from spectralx_qgis.models import catalog as model_catalog
+
     doc = json.load(open(model_catalog.CATALOG_FILE, encoding="utf-8"))
     entry = next(r for r in doc["releases"] if r["id"].startswith("scale-mae"))
     entry[field] = value
@@ -451,8 +534,10 @@ def test_regression_catalogue_entries_are_checked(field, value, words, tmp_path)
 
 # -- 5. the installer ---------------------------------------------------------------------------------------
 
+
 def _one_package_plan(monkeypatch):
     from spectralx_qgis.setup.installer import Installer
+
     monkeypatch.setattr(Installer, "_plan", lambda self, *a: [("tqdm", "4.67.1", "", 0)])
 
 
@@ -464,20 +549,24 @@ def test_regression_installer_unwritable_profile_is_one_line(tmp_path, monkeypat
     from spectralx_qgis.setup import site_dir
     from spectralx_qgis.setup.errors import InstallError
     from spectralx_qgis.setup.installer import Installer, InstallOptions
+
     _one_package_plan(monkeypatch)
     blocker = tmp_path / "profile"
     blocker.write_text("a file where the profile folder should be")
     with pytest.raises(InstallError, match="cannot write the package folder") as err:
-        Installer(InstallOptions(python=sys.executable, build="cpu", root=str(blocker / "packages")),
-                  log=lambda _m: None).run()
+        Installer(
+            InstallOptions(python=sys.executable, build="cpu", root=str(blocker / "packages")), log=lambda _m: None
+        ).run()
     assert "\n" not in str(err.value)
 
     def read_only(root, tag):
         raise OSError(errno.EROFS, "Read-only file system", root)
+
     monkeypatch.setattr(site_dir, "new_staging", read_only)
     with pytest.raises(InstallError, match="Read-only file system"):
-        Installer(InstallOptions(python=sys.executable, build="cpu", root=str(tmp_path / "packages")),
-                  log=lambda _m: None).run()
+        Installer(
+            InstallOptions(python=sys.executable, build="cpu", root=str(tmp_path / "packages")), log=lambda _m: None
+        ).run()
 
 
 def test_regression_concurrent_commits_and_a_plain_file_in_place(tmp_path):
@@ -486,6 +575,7 @@ def test_regression_concurrent_commits_and_a_plain_file_in_place(tmp_path):
     import threading
 
     from spectralx_qgis.setup import site_dir
+
     root, tag = str(tmp_path / "packages"), "python3.11-linux-x86_64"
     errors = []
 
@@ -498,6 +588,7 @@ def test_regression_concurrent_commits_and_a_plain_file_in_place(tmp_path):
                 site_dir.commit(staging, root, tag, {"n": n}, in_use=False)
         except Exception as exc:  # noqa: BLE001
             errors.append(repr(exc))
+
     threads = [threading.Thread(target=install, args=(n,)) for n in range(6)]
     for t in threads:
         t.start()
@@ -510,6 +601,7 @@ def test_regression_concurrent_commits_and_a_plain_file_in_place(tmp_path):
 
     os.remove(os.path.join(final, site_dir.MARKER))
     import shutil
+
     shutil.rmtree(final)
     with open(final, "w") as f:
         f.write("not a folder")
@@ -529,10 +621,13 @@ def test_regression_offline_folder_never_builds_source_packages(tmp_path):
 
     from spectralx_qgis.setup.errors import InstallError
     from spectralx_qgis.setup.installer import Installer, InstallOptions
+
     marker = tmp_path / "backend-ran"
-    files = {"pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
-             "backend.py": f"open({str(marker)!r}, 'w').write('ran')\n",
-             "PKG-INFO": "Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0\n"}
+    files = {
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+        "backend.py": f"open({str(marker)!r}, 'w').write('ran')\n",
+        "PKG-INFO": "Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0\n",
+    }
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     with tarfile.open(wheels / "torch-2.13.0.tar.gz", "w:gz") as tar:
@@ -542,8 +637,9 @@ def test_regression_offline_folder_never_builds_source_packages(tmp_path):
             tar.addfile(info, io.BytesIO(text.encode()))
     log = []
     with pytest.raises(InstallError) as err:
-        Installer(InstallOptions(python=SYSTEM_PYTHON, wheel_folder=str(wheels), root=str(tmp_path / "p")),
-                  log=log.append).run()
+        Installer(
+            InstallOptions(python=SYSTEM_PYTHON, wheel_folder=str(wheels), root=str(tmp_path / "p")), log=log.append
+        ).run()
     assert not marker.exists(), "pip ran the source package's build backend"
     assert "\n" not in str(err.value)
     assert any("use a folder you trust" in line for line in log)
@@ -557,23 +653,32 @@ LANDSAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "
 def _s2(names=("B2", "B3", "B4")):
     from spectralx.bands import SENSORS
     from spectralx.checkpoint import Band
+
     s2 = SENSORS["sentinel2"]
     return [Band(n, s2.band(n).wavelength_nm, s2.band(n).fwhm_nm) for n in names]
 
 
-@pytest.mark.parametrize("option,value,words", [
-    ("--dask", "tcp://", "no host name"), ("--dask", "tcp://:8786", "no host name"),
-    ("--dask", "tcp://host:99999", "port"), ("--max-memory", "9" * 400, "not a size"),
-    ("--max-memory", "1T", "more than this machine's")])
+@pytest.mark.parametrize(
+    "option,value,words",
+    [
+        ("--dask", "tcp://", "no host name"),
+        ("--dask", "tcp://:8786", "no host name"),
+        ("--dask", "tcp://host:99999", "port"),
+        ("--max-memory", "9" * 400, "not a size"),
+        ("--max-memory", "1T", "more than this machine's"),
+    ],
+)
 def test_regression_dask_and_memory_options_are_one_line(option, value, words, make_checkpoint, capsys):
     """`--dask tcp://` and a 400-digit --max-memory gave tracebacks; 1T on a 23 GB machine was
     accepted without a word."""
     from spectralx.inference.memory import total_ram
+
     if value == "1T" and (total_ram() or 0) >= 1 << 40:
         pytest.skip("this machine has a terabyte of memory")
     ckpt = make_checkpoint(wavelengths=(482.6, 561.3, 654.6))
-    err = _refused(capsys, "segment", LANDSAT, "-c", ckpt, "--plan", "--sensor", "landsat8", option, value,
-                   words=(words,))
+    err = _refused(
+        capsys, "segment", LANDSAT, "-c", ckpt, "--plan", "--sensor", "landsat8", option, value, words=(words,)
+    )
     assert len(err) < 600
 
 
@@ -581,13 +686,25 @@ def test_regression_a_file_given_as_output_dir_is_named(make_checkpoint, tmp_pat
     ckpt = make_checkpoint(wavelengths=(482.6, 561.3, 654.6))
     not_a_folder = tmp_path / "results"
     not_a_folder.write_text("a file")
-    _refused(capsys, "segment", LANDSAT, LANDSAT, "-c", ckpt, "--sensor", "landsat8", "--output-dir",
-             not_a_folder, words=("is a file, not a folder",))
+    _refused(
+        capsys,
+        "segment",
+        LANDSAT,
+        LANDSAT,
+        "-c",
+        ckpt,
+        "--sensor",
+        "landsat8",
+        "--output-dir",
+        not_a_folder,
+        words=("is a file, not a folder",),
+    )
     assert not_a_folder.read_text() == "a file"
 
 
 def _stored_map():
     from spectralx.bands import resolve_band_map
+
     return resolve_band_map(LANDSAT, _s2(), sensor="landsat8").to_dict()
 
 
@@ -600,12 +717,14 @@ def _edit(**changes):
             else:
                 doc[k] = v
         return doc
+
     return make
 
 
 def _weights(value):
     def edit(doc):
         doc["weights"] = [[value * abs(w) for w in row] for row in doc["weights"]]
+
     return edit
 
 
@@ -613,7 +732,7 @@ def _fraction(doc):
     doc["source_indexes"] = [i + 0.5 for i in doc["source_indexes"]]
 
 
-BAD_MAPS = {   # name -> (JSON text or a document maker, words of the one-line error)
+BAD_MAPS = {  # name -> (JSON text or a document maker, words of the one-line error)
     "nested": ('{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
     "format-version": (_edit(format_version="abc"), "unsupported band-map format"),
     "warnings": (_edit(warnings=5), "'warnings' must be a list"),
@@ -632,6 +751,7 @@ def test_regression_band_map_files_are_checked(name, tmp_path):
     were accepted silently."""
     from spectralx.bands import resolve_band_map
     from spectralx.errors import BandMappingError
+
     make, words = BAD_MAPS[name]
     path = tmp_path / "map.json"
     path.write_text(make if isinstance(make, str) else json.dumps(make()))
@@ -645,18 +765,21 @@ def test_regression_sensor_strings_and_error_lines(tmp_path, capsys):
     characters."""
     from spectralx.bands import parse_sensor
     from spectralx.errors import BandMappingError
+
     with pytest.raises(BandMappingError, match="B9 is listed twice"):
         parse_sensor("landsat8:B9,B9,B9")
     err = _refused(capsys, "bands", LANDSAT, "--sensor", "landsat8:B2,\x1b[31mB3")
     assert "\x1b" not in err and "[31mB3" in err
     err = _refused(capsys, "bands", LANDSAT, "--sensor", "\x1b]0;pwned\x07landsat8")
     assert "\x1b" not in err and "\x07" not in err
-    names = {f"not_a_band_{i:03d}": i for i in range(300)}       # 300 unknown names in a hand-written map
+    names = {f"not_a_band_{i:03d}": i for i in range(300)}  # 300 unknown names in a hand-written map
     path = tmp_path / "names.json"
     path.write_text(json.dumps(names))
     from spectralx.bands import resolve_band_map
+
     with pytest.raises(BandMappingError) as exc:
         resolve_band_map(LANDSAT, _s2(), band_map=str(path), sensor="landsat8")
     assert "(+294 more)" in str(exc.value) and len(str(exc.value)) < 400
     from spectralx.cli import one_line
+
     assert len(one_line("x" * 1093 + " do this")) <= 500 and one_line("x" * 1093 + " do this").endswith("do this")

@@ -5,6 +5,7 @@ behind and that every input is byte-identical afterwards. Most run `spectralx.cl
 process (no interpreter start per case); signals and pipes need a real subprocess.
 Full-disk cases use a real small tmpfs (root only, else skipped with the reason).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,9 +20,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.transform import from_origin
-
 from conftest import FIXTURES
+from rasterio.transform import from_origin
 
 WAVELENGTHS = (480.0, 560.0, 660.0)
 IMAGE = os.path.join(FIXTURES, "training_landsat8_224078.tif")
@@ -29,13 +29,15 @@ IMAGE = os.path.join(FIXTURES, "training_landsat8_224078.tif")
 
 # --- helpers -------------------------------------------------------------------------------------
 
+
 def cli(capsys, *args):
     """Run `spectralx ARGS` in-process; (exit code, stdout, stderr)."""
     from spectralx.cli import main
+
     capsys.readouterr()
     try:
         rc = main([str(a) for a in args])
-    except SystemExit as exc:      # argparse: --help or a bad argument
+    except SystemExit as exc:  # argparse: --help or a bad argument
         rc = exc.code
     out, err = capsys.readouterr()
     return rc, out, err
@@ -65,8 +67,17 @@ def listing(*folders):
 def write_raster(path, bands=3, h=48, w=40, dtype="int16", wavelengths=WAVELENGTHS, seed=0, tags=None):
     rng = np.random.default_rng(seed)
     data = (1000 + 300 * rng.standard_normal((bands, h, w))).astype(dtype)
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=bands, dtype=dtype,
-                       crs="EPSG:32633", transform=from_origin(500000.0, 5800000.0, 30.0, 30.0)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=bands,
+        dtype=dtype,
+        crs="EPSG:32633",
+        transform=from_origin(500000.0, 5800000.0, 30.0, 30.0),
+    ) as ds:
         ds.write(data)
         for i in range(1, bands + 1):
             wl = (tags or {}).get(i, wavelengths[(i - 1) % len(wavelengths)] if wavelengths else None)
@@ -82,8 +93,9 @@ def write_classes(path, h=48, w=40, values=(1, 2, 3), seed=0, count=1, dtype="ui
         with rasterio.open(like) as src:
             crs, transform, h, w = src.crs, src.transform, src.height, src.width
     data = rng.choice(np.array(values), size=(count, h, w)).astype(dtype)
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=count, dtype=dtype,
-                       crs=crs, transform=transform, nodata=0) as ds:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=w, height=h, count=count, dtype=dtype, crs=crs, transform=transform, nodata=0
+    ) as ds:
         ds.write(data)
     return str(path)
 
@@ -94,9 +106,10 @@ def write_sparse_labels(path):
         crs, transform, h, w = src.crs, src.transform, src.height, src.width
     data = np.zeros((h, w), np.uint8)
     for value, (r, c) in ((1, (10, 10)), (1, (100, 150)), (2, (60, 60)), (2, (200, 30))):
-        data[r:r + 12, c:c + 12] = value
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=crs,
-                       transform=transform, nodata=0) as ds:
+        data[r : r + 12, c : c + 12] = value
+    with rasterio.open(
+        path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=crs, transform=transform, nodata=0
+    ) as ds:
         ds.write(data, 1)
     return str(path)
 
@@ -107,13 +120,17 @@ def model_folder(tiny_backbone, tmp_path_factory):
     import shutil
 
     from spectralx.checkpoint import Band, ClassInfo, new_model, save_checkpoint
+
     folder = tmp_path_factory.mktemp("model")
     backbone = folder / os.path.basename(tiny_backbone)
     shutil.copy(tiny_backbone, backbone)
     torch.manual_seed(0)
-    model, card = new_model(str(backbone), [Band(f"B{i + 1}", w, 20.0) for i, w in enumerate(WAVELENGTHS)],
-                            [ClassInfo(1, "water", "#1f78b4"), ClassInfo(2, "crop", "#33a02c"),
-                             ClassInfo(3, "tree", "#e31a1c")], img_size=64)
+    model, card = new_model(
+        str(backbone),
+        [Band(f"B{i + 1}", w, 20.0) for i, w in enumerate(WAVELENGTHS)],
+        [ClassInfo(1, "water", "#1f78b4"), ClassInfo(2, "crop", "#33a02c"), ClassInfo(3, "tree", "#e31a1c")],
+        img_size=64,
+    )
     save_checkpoint(model, card, str(folder / "model.safetensors"))
     return folder
 
@@ -127,6 +144,7 @@ def copy_checkpoint(model_folder, tmp_path):
         folder = tmp_path / name
         shutil.copytree(model_folder, folder)
         return str(folder / "model.safetensors")
+
     return copy
 
 
@@ -135,18 +153,21 @@ def scene(tmp_path):
     """A 3-band scene with wavelengths, a class raster and a reference on its grid."""
     folder = tmp_path / "in"
     folder.mkdir()
-    return {"raster": write_raster(folder / "scene.tif"),
-            "pred": write_classes(folder / "pred.tif", seed=1),
-            "ref": write_classes(folder / "ref.tif", seed=2),
-            "folder": folder}
+    return {
+        "raster": write_raster(folder / "scene.tif"),
+        "pred": write_classes(folder / "pred.tif", seed=1),
+        "ref": write_classes(folder / "ref.tif", seed=2),
+        "folder": folder,
+    }
 
 
 def _small_tmpfs(path, size):
     if os.geteuid() != 0:
         pytest.skip("full-disk tests mount a small tmpfs, which needs root")
     path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if proc.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
 
@@ -171,8 +192,8 @@ def full_disk(tmp_path):
 
 # --- bug 2: an output naming an input --------------------------------------------------------------
 
-def test_regression_output_resolving_to_an_input_is_refused(capsys, scene, copy_checkpoint, tiny_backbone,
-                                                            tmp_path):
+
+def test_regression_output_resolving_to_an_input_is_refused(capsys, scene, copy_checkpoint, tiny_backbone, tmp_path):
     ckpt = copy_checkpoint()
     backbone_beside = os.path.join(os.path.dirname(ckpt), os.path.basename(tiny_backbone))
     raster, pred, ref = scene["raster"], scene["pred"], scene["ref"]
@@ -185,17 +206,29 @@ def test_regression_output_resolving_to_an_input_is_refused(capsys, scene, copy_
     before, files = digest(*inputs), listing(scene["folder"], os.path.dirname(ckpt))
     cases = [
         ("bands", raster, "-c", ckpt, "-o", raster, "--overwrite"),
-        ("bands", raster, "-c", ckpt, "-o", hard, "--overwrite"),             # a hard link to the raster
+        ("bands", raster, "-c", ckpt, "-o", hard, "--overwrite"),  # a hard link to the raster
         ("evaluate", pred, "--reference", ref, "-o", ref, "--overwrite"),
-        ("evaluate", pred, "--reference", ref, "-o", sym, "--overwrite"),      # a symlink to the prediction
+        ("evaluate", pred, "--reference", ref, "-o", sym, "--overwrite"),  # a symlink to the prediction
         ("quicklook", pred, "-o", pred, "--overwrite"),
         ("quicklook", pred, "--image", raster, "-o", raster, "--overwrite"),
-        ("finetune", "--image", raster, "--labels", labels, "--backbone", tiny_backbone, "--tile-size", 64,
-         "-o", labels, "--overwrite"),
+        (
+            "finetune",
+            "--image",
+            raster,
+            "--labels",
+            labels,
+            "--backbone",
+            tiny_backbone,
+            "--tile-size",
+            64,
+            "-o",
+            labels,
+            "--overwrite",
+        ),
         ("finetune", "--image", raster, "--labels", labels, "-c", ckpt, "-o", raster, "--overwrite"),
         ("pretrain", raster, "--backbone", tiny_backbone, "-o", raster, "--overwrite"),
         ("segment", raster, "-c", ckpt, "-o", ckpt, "--overwrite"),
-        ("segment", raster, "-c", ckpt, "-o", backbone_beside, "--overwrite"),   # the backbone it finds
+        ("segment", raster, "-c", ckpt, "-o", backbone_beside, "--overwrite"),  # the backbone it finds
         ("segment", raster, "-c", ckpt, "-o", tmp_path / "fine.tif", "--confidence", raster, "--overwrite"),
     ]
     for args in cases:
@@ -210,13 +243,15 @@ def test_regression_many_scenes_never_overwrite_another_scene(capsys, scene, cop
     """`segment A B --output-dir D --overwrite` where B is A's output name: B is an input, refused up front
     (each scene's own check saw only its own raster)."""
     import shutil
+
     ckpt = copy_checkpoint()
     a = scene["raster"]
-    b = str(scene["folder"] / "scene_classes.tif")            # what scene.tif's class raster would be called
+    b = str(scene["folder"] / "scene_classes.tif")  # what scene.tif's class raster would be called
     shutil.copy(a, b)
     before, files = digest(a, b, ckpt), listing(scene["folder"])
-    rc, out, err = cli(capsys, "segment", a, b, "-c", ckpt, "--output-dir", scene["folder"], "--overwrite",
-                       "--device", "cpu")
+    rc, out, err = cli(
+        capsys, "segment", a, b, "-c", ckpt, "--output-dir", scene["folder"], "--overwrite", "--device", "cpu"
+    )
     assert_one_line_error(rc, err, "is one of the inputs", "scene_classes.tif", "another --output-dir")
     assert digest(a, b, ckpt) == before and listing(scene["folder"]) == files
 
@@ -233,8 +268,21 @@ def test_regression_every_raster_reader_says_what_is_wrong(capsys, scene, tiny_b
         (("evaluate", junk, "--reference", scene["ref"]), f"prediction {junk}", "not a raster GDAL can read"),
         (("evaluate", folder, "--reference", scene["ref"]), f"prediction {folder}", "is a folder"),
         (("quicklook", junk, "-o", tmp_path / "q.png"), f"class raster {junk}", "not a raster GDAL can read"),
-        (("finetune", "--image", junk, "--labels", labels, "--backbone", tiny_backbone, "-o",
-          tmp_path / "m.safetensors"), f"image {junk}", "not a raster GDAL can read"),
+        (
+            (
+                "finetune",
+                "--image",
+                junk,
+                "--labels",
+                labels,
+                "--backbone",
+                tiny_backbone,
+                "-o",
+                tmp_path / "m.safetensors",
+            ),
+            f"image {junk}",
+            "not a raster GDAL can read",
+        ),
     ]
     for args, what, why in cases:
         rc, out, err = cli(capsys, *args)
@@ -243,8 +291,11 @@ def test_regression_every_raster_reader_says_what_is_wrong(capsys, scene, tiny_b
     from spectralx.errors import SpectralXError
     from spectralx.evaluate import evaluate
     from spectralx.training.labels import open_grid
-    for call, what in ((lambda: evaluate(str(junk), scene["ref"]), f"prediction raster {junk}"),
-                       (lambda: open_grid(str(junk)), f"image {junk}")):
+
+    for call, what in (
+        (lambda: evaluate(str(junk), scene["ref"]), f"prediction raster {junk}"),
+        (lambda: open_grid(str(junk)), f"image {junk}"),
+    ):
         with pytest.raises(SpectralXError, match="not a raster GDAL can read") as exc:
             call()
         assert what in str(exc.value) and "\n" not in str(exc.value)
@@ -253,6 +304,7 @@ def test_regression_every_raster_reader_says_what_is_wrong(capsys, scene, tiny_b
 
 def test_regression_same_file_sees_links_and_case(tmp_path):
     from spectralx.fileio import same_file
+
     a = tmp_path / "A.tif"
     a.write_bytes(b"x")
     os.link(a, tmp_path / "b.tif")
@@ -267,6 +319,7 @@ def test_regression_same_file_sees_links_and_case(tmp_path):
 
 
 # --- bug 3: a full disk ----------------------------------------------------------------------------
+
 
 def test_regression_full_disk_leaves_nothing(capsys, scene, copy_checkpoint, full_disk):
     ckpt = copy_checkpoint()
@@ -286,7 +339,7 @@ def test_regression_full_disk_leaves_nothing(capsys, scene, copy_checkpoint, ful
         assert len(lines) == 1 and "Traceback" not in err, err
         assert "no space left on" in err and "nothing was written" in err, err
         assert str(full_disk) in err
-    assert listing(full_disk) == files            # no 0-byte, partial or hidden temporary file
+    assert listing(full_disk) == files  # no 0-byte, partial or hidden temporary file
     assert digest(raster, pred, ref, ckpt) == before
 
 
@@ -296,13 +349,31 @@ def test_regression_full_disk_finetune(capsys, tiny_backbone, tmp_path, monkeypa
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     labels = write_sparse_labels(tmp_path / "labels.tif")
     nearly = tmp_path / "nearly"
-    _small_tmpfs(nearly, "12m")                   # a 9 MB checkpoint fits, a 22 MB backbone does not
+    _small_tmpfs(nearly, "12m")  # a 9 MB checkpoint fits, a 22 MB backbone does not
     try:
-        args = ["finetune", "--image", IMAGE, "--labels", labels, "--backbone", tiny_backbone, "--tile-size", 64,
-                "--steps", 1, "--batch-size", 2, "--device", "cpu", "--no-baseline", "--classes"]
+        args = [
+            "finetune",
+            "--image",
+            IMAGE,
+            "--labels",
+            labels,
+            "--backbone",
+            tiny_backbone,
+            "--tile-size",
+            64,
+            "--steps",
+            1,
+            "--batch-size",
+            2,
+            "--device",
+            "cpu",
+            "--no-baseline",
+            "--classes",
+        ]
         table = tmp_path / "classes.json"
-        table.write_text(json.dumps([{"value": 1, "name": "a", "color": "#112233"},
-                                     {"value": 2, "name": "b", "color": "#445566"}]))
+        table.write_text(
+            json.dumps([{"value": 1, "name": "a", "color": "#112233"}, {"value": 2, "name": "b", "color": "#445566"}])
+        )
         before = digest(IMAGE, labels, tiny_backbone)
         rc, out, err = cli(capsys, *args, table, "-o", nearly / "model.safetensors")
         assert rc == 0, err
@@ -329,8 +400,10 @@ def test_regression_full_disk_finetune(capsys, tiny_backbone, tmp_path, monkeypa
 
 # --- bug 4: the user's backbone is never hard-linked --------------------------------------------
 
+
 def test_regression_backbone_never_hard_linked(capsys, tiny_backbone, tmp_path, monkeypatch):
     import shutil
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     user = tmp_path / "user"
     user.mkdir()
@@ -340,18 +413,37 @@ def test_regression_backbone_never_hard_linked(capsys, tiny_backbone, tmp_path, 
     labels = write_sparse_labels(tmp_path / "labels.tif")
     out = tmp_path / "out"
     out.mkdir()
-    rc, out_text, err = cli(capsys, "finetune", "--image", IMAGE, "--labels", labels, "--backbone", backbone,
-                            "--tile-size", 64, "--steps", 1, "--batch-size", 2, "--device", "cpu",
-                            "--no-baseline", "-o", out / "m.safetensors")
+    rc, out_text, err = cli(
+        capsys,
+        "finetune",
+        "--image",
+        IMAGE,
+        "--labels",
+        labels,
+        "--backbone",
+        backbone,
+        "--tile-size",
+        64,
+        "--steps",
+        1,
+        "--batch-size",
+        2,
+        "--device",
+        "cpu",
+        "--no-baseline",
+        "-o",
+        out / "m.safetensors",
+    )
     assert rc == 0, err
     beside = out / "bb.safetensors"
     assert os.stat(beside).st_ino != os.stat(backbone).st_ino and os.stat(backbone).st_nlink == 1
     assert "backbone: copied beside" in out_text + err or "backbone: reflinked" in out_text + err
-    with open(beside, "r+b") as f:               # a later write to the name beside the checkpoint …
+    with open(beside, "r+b") as f:  # a later write to the name beside the checkpoint …
         f.write(b"\xff" * 64)
-    assert digest(backbone) == original          # … never reaches the user's file
+    assert digest(backbone) == original  # … never reaches the user's file
     # the card references the backbone by path and sha256: found there when the copy is unusable
     from spectralx.checkpoint import load_checkpoint, read_card
+
     card = read_card(str(out / "m.safetensors"))
     assert card.backbone.path == str(backbone)
     os.remove(beside)
@@ -360,20 +452,31 @@ def test_regression_backbone_never_hard_linked(capsys, tiny_backbone, tmp_path, 
 
 # --- bug 5: overwriting needs --overwrite, everywhere ------------------------------------------------
 
+
 def test_regression_existing_outputs_need_overwrite(capsys, scene, copy_checkpoint, tiny_backbone, tmp_path):
     ckpt = copy_checkpoint()
     raster, pred, ref = scene["raster"], scene["pred"], scene["ref"]
     out = tmp_path / "out"
     out.mkdir()
-    existing = {name: out / name for name in ("m.safetensors", "map.json", "look.png", "scores.json",
-                                              "classes.qml")}
+    existing = {name: out / name for name in ("m.safetensors", "map.json", "look.png", "scores.json", "classes.qml")}
     for p in existing.values():
         p.write_bytes(b"user's own file")
     before = digest(*existing.values(), raster, pred, ref)
     labels = scene["ref"]
     cases = [
-        ("finetune", "--image", raster, "--labels", labels, "--backbone", tiny_backbone, "--tile-size", 64,
-         "-o", existing["m.safetensors"]),
+        (
+            "finetune",
+            "--image",
+            raster,
+            "--labels",
+            labels,
+            "--backbone",
+            tiny_backbone,
+            "--tile-size",
+            64,
+            "-o",
+            existing["m.safetensors"],
+        ),
         ("pretrain", raster, "--backbone", tiny_backbone, "-o", existing["m.safetensors"]),
         ("bands", raster, "-c", ckpt, "-o", existing["map.json"]),
         ("quicklook", pred, "-o", existing["look.png"]),
@@ -392,14 +495,20 @@ def test_regression_existing_outputs_need_overwrite(capsys, scene, copy_checkpoi
         assert rc == 0, err
     assert json.loads(existing["scores.json"].read_text())["prediction"] == pred
     assert existing["look.png"].read_bytes()[:4] == b"\x89PNG"
-    assert sorted(os.listdir(out)) == sorted(existing)      # no temporary file left beside them
+    assert sorted(os.listdir(out)) == sorted(existing)  # no temporary file left beside them
 
 
 # --- bug 6: SIGTERM / SIGHUP / Ctrl-C ---------------------------------------------------------------
 
+
 def _spectralx(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "spectralx.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "spectralx.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _wait_for(predicate, timeout=60.0):
@@ -419,8 +528,22 @@ def test_regression_signals_during_segment_leave_nothing(sig, copy_checkpoint, t
     out = tmp_path / "out"
     out.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = _spectralx("segment", raster, "-c", ckpt, "-o", out / "classes.tif", "--confidence",
-                      out / "conf.tif", "--device", "cpu", "--batch-size", 1, "--quiet", env=env)
+    proc = _spectralx(
+        "segment",
+        raster,
+        "-c",
+        ckpt,
+        "-o",
+        out / "classes.tif",
+        "--confidence",
+        out / "conf.tif",
+        "--device",
+        "cpu",
+        "--batch-size",
+        1,
+        "--quiet",
+        env=env,
+    )
     # the temporary outputs exist once the weights are loaded and tiles are running
     started = _wait_for(lambda: any(n.startswith(".sx-") for n in os.listdir(out)) or proc.poll() is not None)
     assert started and proc.poll() is None, "segment finished before it could be interrupted"
@@ -429,7 +552,7 @@ def test_regression_signals_during_segment_leave_nothing(sig, copy_checkpoint, t
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("spectralx: stopped by SIG")
-    assert os.listdir(out) == []                   # no .part / temporary file, no partial raster
+    assert os.listdir(out) == []  # no .part / temporary file, no partial raster
     assert digest(raster, ckpt) == before
 
 
@@ -463,9 +586,11 @@ def test_regression_broken_pipe_is_quiet():
 
 # --- bug 7: silently wrong results -----------------------------------------------------------------
 
+
 def _nan_checkpoint(path):
     from safetensors import safe_open
     from safetensors.torch import save_file
+
     with safe_open(path, "pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -491,8 +616,11 @@ def test_regression_silently_wrong_results_are_refused(capsys, scene, copy_check
     rc, _, err = cli(capsys, "evaluate", two, "--reference", ref)
     assert_one_line_error(rc, err, "2 bands")
     cplx = write_classes(tmp_path / "complex.tif", dtype="complex64")
-    for args in (("evaluate", cplx, "--reference", ref), ("evaluate", scene["pred"], "--reference", cplx),
-                 ("bands", cplx)):
+    for args in (
+        ("evaluate", cplx, "--reference", ref),
+        ("evaluate", scene["pred"], "--reference", cplx),
+        ("bands", cplx),
+    ):
         rc, _, err = cli(capsys, *args)
         assert_one_line_error(rc, err, "complex")
     # wavelength metadata that is not a number: named, not ignored in favour of a guessed sensor
@@ -509,8 +637,13 @@ def test_regression_silently_wrong_results_are_refused(capsys, scene, copy_check
 def test_regression_training_divergence_writes_nothing(tiny_backbone, tmp_path):
     from spectralx.checkpoint import Band, ClassInfo, new_model, save_checkpoint
     from spectralx.errors import CheckpointError
-    model, card = new_model(tiny_backbone, [Band(f"B{i}", w, 20.0) for i, w in enumerate(WAVELENGTHS)],
-                            [ClassInfo(1, "a", "#112233"), ClassInfo(2, "b", "#445566")], img_size=64)
+
+    model, card = new_model(
+        tiny_backbone,
+        [Band(f"B{i}", w, 20.0) for i, w in enumerate(WAVELENGTHS)],
+        [ClassInfo(1, "a", "#112233"), ClassInfo(2, "b", "#445566")],
+        img_size=64,
+    )
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if n.startswith("head")).fill_(float("inf"))
     with pytest.raises(CheckpointError, match="diverged"):
@@ -519,6 +652,7 @@ def test_regression_training_divergence_writes_nothing(tiny_backbone, tmp_path):
 
 
 # --- bug 8: every bad argument is one line ---------------------------------------------------------
+
 
 def test_regression_bad_arguments_are_one_line(capsys, scene, copy_checkpoint, tiny_backbone, tmp_path):
     raster, pred = scene["raster"], scene["pred"]
@@ -534,8 +668,10 @@ def test_regression_bad_arguments_are_one_line(capsys, scene, copy_checkpoint, t
         (("pretrain", raster, "--backbone", tiny_backbone, "-o", tmp_path / "p.st", "--mask-ratio", 1), "--mask-ratio"),
         (("summary", "--backbone-preset", "vit_tiny_patch16", "--bands", 0, "--classes", 3), "--bands"),
         (("summary", "--backbone-preset", "vit_tiny_patch16", "--bands", 3, "--classes", -2), "--classes"),
-        (("summary", "--backbone-preset", "vit_tiny_patch16", "--bands", 3, "--classes", 3, "--tile-size", 0),
-         "--tile-size"),
+        (
+            ("summary", "--backbone-preset", "vit_tiny_patch16", "--bands", 3, "--classes", 3, "--tile-size", 0),
+            "--tile-size",
+        ),
         (("quicklook", pred, "-o", tmp_path / "q.png", "--max-side", 0), "--max-side"),
         (("quicklook", pred, "-o", tmp_path / "q.png", "--image", raster, "--rgb-bands", 300, 2, 1), "band 300"),
         (("quicklook", pred, "-o", tmp_path / "q.png", "--image", raster, "--rgb-bands", 0, 2, 1), "--rgb-bands"),
@@ -557,8 +693,20 @@ def test_regression_long_output_names(capsys, scene, copy_checkpoint, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     name240 = "c" * 236 + ".tif"
-    rc, _, err = cli(capsys, "segment", scene["raster"], "-c", ckpt, "-o", out / name240, "--device", "cpu",
-                     "--quiet", "--confidence", out / ("f" * 246 + ".tif"))
+    rc, _, err = cli(
+        capsys,
+        "segment",
+        scene["raster"],
+        "-c",
+        ckpt,
+        "-o",
+        out / name240,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--confidence",
+        out / ("f" * 246 + ".tif"),
+    )
     assert rc == 0, err
     name250 = "m" * 245 + ".json"
     rc, _, err = cli(capsys, "bands", scene["raster"], "-c", ckpt, "-o", out / name250)
@@ -571,6 +719,7 @@ def test_regression_long_output_names(capsys, scene, copy_checkpoint, tmp_path):
 def test_regression_card_values_are_checked(capsys, copy_checkpoint, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
+
     ckpt = copy_checkpoint()
     with safe_open(ckpt, "pt") as f:
         meta = f.metadata()
@@ -592,11 +741,16 @@ def test_regression_card_values_are_checked(capsys, copy_checkpoint, tmp_path):
     def bad_class(c):
         c["classes"][0]["value"] = 300
 
-    for name, edit, needle in (("wl", string_wavelength, "wavelength '560'"), ("std", zero_std, "std of band 2 is 0"),
-                               ("cls", bad_class, "value 300")):
+    for name, edit, needle in (
+        ("wl", string_wavelength, "wavelength '560'"),
+        ("std", zero_std, "std of band 2 is 0"),
+        ("cls", bad_class, "value 300"),
+    ):
         path = variant(name, edit)
-        for args in (("info", path), ("segment", write_raster(tmp_path / "r.tif"), "-c", path, "-o",
-                                      tmp_path / f"{name}.tif", "--overwrite")):
+        for args in (
+            ("info", path),
+            ("segment", write_raster(tmp_path / "r.tif"), "-c", path, "-o", tmp_path / f"{name}.tif", "--overwrite"),
+        ):
             rc, _, err = cli(capsys, *args)
             assert_one_line_error(rc, err, needle)
         assert not (tmp_path / f"{name}.tif").exists()
@@ -604,14 +758,18 @@ def test_regression_card_values_are_checked(capsys, copy_checkpoint, tmp_path):
 
 # --- bug 9: unclear messages -----------------------------------------------------------------------
 
+
 def test_regression_unclear_messages_are_named(capsys, scene, copy_checkpoint, tmp_path):
     ckpt = copy_checkpoint()
     folder = tmp_path / "a_folder"
     folder.mkdir()
-    for args in (("info", folder), ("segment", scene["raster"], "-c", folder, "-o", tmp_path / "x.tif"),
-                 ("segment", folder, "-c", ckpt, "-o", tmp_path / "x.tif"),
-                 ("info", ckpt, "--check", "--backbone", folder),
-                 ("bands", folder)):
+    for args in (
+        ("info", folder),
+        ("segment", scene["raster"], "-c", folder, "-o", tmp_path / "x.tif"),
+        ("segment", folder, "-c", ckpt, "-o", tmp_path / "x.tif"),
+        ("info", ckpt, "--check", "--backbone", folder),
+        ("bands", folder),
+    ):
         rc, _, err = cli(capsys, *args)
         assert_one_line_error(rc, err, "is a folder")
     # a truncated GeoTIFF: one line naming the file, not GDAL's text
@@ -631,16 +789,20 @@ def test_regression_band_coverage_error_is_summarized(capsys, make_checkpoint, t
     raster = write_raster(tmp_path / "vnir.tif", bands=4, wavelengths=(450.0, 600.0, 750.0, 900.0))
     rc, _, err = cli(capsys, "bands", raster, "-c", ckpt)
     assert_one_line_error(rc, err, "218", "418", "2446", "450", "900")
-    assert len(err) < 400, len(err)      # not 218 band names
+    assert len(err) < 400, len(err)  # not 218 band names
 
 
 def test_regression_gdal_failure_names_the_right_file():
     """GDAL says "Read or write failed" for both: the file and the block call it names decide."""
     from rasterio.errors import RasterioIOError
+
     from spectralx.errors import OutputError, RasterError
     from spectralx.fileio import explain_failure
-    read = RasterioIOError("Read or write failed. /data/in.tif, band 1: IReadBlock failed at X offset 0, "
-                           "Y offset 3: TIFFReadEncodedTile() failed.\nmore GDAL text")
+
+    read = RasterioIOError(
+        "Read or write failed. /data/in.tif, band 1: IReadBlock failed at X offset 0, "
+        "Y offset 3: TIFFReadEncodedTile() failed.\nmore GDAL text"
+    )
     got = explain_failure(read, reading="/data/in.tif", writing="/tmp/out.tif")
     assert isinstance(got, RasterError) and str(got).startswith("cannot read /data/in.tif")
     assert "\n" not in str(got)

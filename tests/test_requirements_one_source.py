@@ -1,14 +1,16 @@
 """Issue 12: one pinned requirement list (spectralx_qgis/requirements.txt) behind the installer, the
 panel, Processing, the README, `make setup` and the package metadata. The panel's and Processing's
 copies are checked in test_plugin_dependencies (through QGIS); here the files that are not Python."""
+
 from __future__ import annotations
 
 import importlib.metadata
 import os
 import re
 
-from spectralx_qgis.setup import deps, requirements
 from test_plugin_common import REPO
+
+from spectralx_qgis.setup import deps, requirements
 
 
 def _normalized(line: str) -> tuple:
@@ -21,15 +23,15 @@ def test_the_list_parses_and_pins_torch():
     reqs = requirements.load()
     names = [r.name for r in reqs]
     assert names[0] == "torch" and reqs[0].spec.startswith("==")
-    assert "numpy" not in names                       # always QGIS's own
-    assert "fiona" not in names                       # never in QGIS's process (its wheel's GDAL aborts)
-    assert all(r.why for r in reqs)                   # every line says what the engine uses it for
+    assert "numpy" not in names  # always QGIS's own
+    assert "fiona" not in names  # never in QGIS's process (its wheel's GDAL aborts)
+    assert all(r.why for r in reqs)  # every line says what the engine uses it for
     assert {r.import_name for r in reqs} >= {"torch", "rasterio", "safetensors", "sklearn", "PIL"}
 
 
 def test_readme_shows_exactly_the_list():
     text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-    section = text[text.index("### Install the dependencies"):]
+    section = text[text.index("### Install the dependencies") :]
     block = re.search(r"```text\n(.*?)```", section, re.S).group(1).split()
     assert block == requirements.lines()
     assert "spectralx_qgis/requirements.txt" in section and "Manual fallback" in section

@@ -5,6 +5,7 @@ torch zip = `PK\\x03\\x04`; legacy pickle = 0x80 + protocol. Pickles are read by
 unpickler that admits argparse.Namespace (turned into a dict) and refuses any other global by name,
 and the payload of a malicious file never runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,10 @@ from spectralx.safefile import read_safetensors, read_safetensors_header, read_t
 def _safetensors_with_header_length(path, length: int, tensor: torch.Tensor) -> None:
     """A valid safetensors file whose JSON header (space-padded, as the format allows) is `length` bytes."""
     data = tensor.numpy().tobytes()
-    header = {"w": {"dtype": "F32", "shape": list(tensor.shape), "data_offsets": [0, len(data)]},
-              "__metadata__": {"note": "padded header"}}
+    header = {
+        "w": {"dtype": "F32", "shape": list(tensor.shape), "data_offsets": [0, len(data)]},
+        "__metadata__": {"note": "padded header"},
+    }
     raw = json.dumps(header).encode()
     assert len(raw) <= length
     with open(path, "wb") as f:
@@ -46,7 +49,7 @@ def test_safetensors_header_lengths_ending_in_every_byte_value_load(tmp_path):
     t = torch.arange(6, dtype=torch.float32)
     path = tmp_path / "h.safetensors"
     for low in range(256):
-        length = 0x300 + low   # 0x300..0x3FF: every low byte, long enough for the JSON
+        length = 0x300 + low  # 0x300..0x3FF: every low byte, long enough for the JSON
         _safetensors_with_header_length(path, length, t)
         assert path.read_bytes()[0] == low
         assert sniff_format(str(path)) == "safetensors", hex(length)
@@ -88,13 +91,25 @@ def test_release_pickle_with_namespace_args_loads_as_plain_dict(tmp_path, legacy
     import pathlib
 
     import numpy as np
-    args = argparse.Namespace(model="mae_vit_large_patch16", input_size=224, lr=None, blr=np.float64(1.5e-4),
-                              target_size=[224], output_dir=pathlib.Path("./output_dir"), norm_pix_loss=True,
-                              mean=np.array([0.43, 0.41, 0.30]), nested=argparse.Namespace(depth=np.int64(8)))
+
+    args = argparse.Namespace(
+        model="mae_vit_large_patch16",
+        input_size=224,
+        lr=None,
+        blr=np.float64(1.5e-4),
+        target_size=[224],
+        output_dir=pathlib.Path("./output_dir"),
+        norm_pix_loss=True,
+        mean=np.array([0.43, 0.41, 0.30]),
+        nested=argparse.Namespace(depth=np.int64(8)),
+    )
     path = tmp_path / "release.pth"
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))])
-    torch.save({"model": {"w": torch.full((2,), 3.0)}, "optimizer": opt.state_dict(), "epoch": 799,
-                "args": args}, path, _use_new_zipfile_serialization=not legacy)
+    torch.save(
+        {"model": {"w": torch.full((2,), 3.0)}, "optimizer": opt.state_dict(), "epoch": 799, "args": args},
+        path,
+        _use_new_zipfile_serialization=not legacy,
+    )
     obj = read_torch_pickle(str(path))
     assert type(obj["args"]) is dict
     assert obj["args"]["model"] == "mae_vit_large_patch16" and obj["args"]["target_size"] == [224]
@@ -105,6 +120,7 @@ def test_release_pickle_with_namespace_args_loads_as_plain_dict(tmp_path, legacy
 
 def test_numpy_object_array_is_refused_by_name(tmp_path):
     import numpy as np
+
     path = tmp_path / "obj.pth"
     torch.save({"model": {"w": torch.ones(1)}, "args": {"x": np.array([1, "a"], dtype=object)}}, path)
     with pytest.raises(CheckpointError, match=r"would build numpy\.dtype\[object_\]"):
@@ -163,6 +179,7 @@ def test_unlisted_class_is_refused_by_name(tmp_path):
 
 def test_cli_refuses_malicious_backbone_in_one_line(tmp_path):
     from conftest import run_cli
+
     marker, cases = _hostile_files(tmp_path)
     path = tmp_path / "scalemae-vitlarge-800.pth"
     torch.save(cases["in_args"], path)
@@ -177,6 +194,7 @@ def test_reader_fuzz_bounded_only_one_line_errors(tmp_path):
     """Random header lengths, truncations and random bytes (seeded, 300 cases): every outcome is a
     successful read or a CheckpointError, never another exception, and nothing is executed."""
     import random
+
     rng = random.Random(8)
     good = tmp_path / "good.safetensors"
     save_file({"a": torch.arange(12, dtype=torch.float32), "b": torch.ones(3, 3)}, str(good), metadata={"k": "v"})
@@ -188,15 +206,15 @@ def test_reader_fuzz_bounded_only_one_line_errors(tmp_path):
     outcomes = {"ok": 0, "refused": 0}
     for i in range(300):
         kind = i % 4
-        if kind == 0:    # truncated valid file
+        if kind == 0:  # truncated valid file
             blob = data[: rng.randrange(0, len(data))]
         elif kind == 1:  # a random header length in front of the real header and data
             blob = struct.pack("<Q", rng.randrange(0, 1 << 20)) + data[8:]
         elif kind == 2:  # random bytes, often starting like a pickle
             blob = bytes([0x80, rng.randrange(0, 6)]) + rng.randbytes(rng.randrange(0, 200))
-        else:            # a damaged torch zip
+        else:  # a damaged torch zip
             cut = rng.randrange(0, len(pdata))
-            blob = pdata[:cut] + rng.randbytes(8) + pdata[cut + 8:]
+            blob = pdata[:cut] + rng.randbytes(8) + pdata[cut + 8 :]
         path.write_bytes(blob)
         for reader in (read_safetensors, read_torch_pickle):
             try:
@@ -206,5 +224,6 @@ def test_reader_fuzz_bounded_only_one_line_errors(tmp_path):
                 assert "\n" not in str(exc)
                 outcomes["refused"] += 1
     assert outcomes["refused"] > 250
-    assert read_safetensors(str(good))[1] == {"k": "v"} and torch.equal(read_torch_pickle(str(pick))["model"]["w"],
-                                                                        torch.ones(4))
+    assert read_safetensors(str(good))[1] == {"k": "v"} and torch.equal(
+        read_torch_pickle(str(pick))["model"]["w"], torch.ones(4)
+    )

@@ -9,6 +9,7 @@ Reproduces the report: a short fine-tune from the demo backbone on the Landsat c
 (network alone, no forest to hide it), segmented over a homogeneous water raster made from that
 crop's open water; the periodic component is measured at the tile stride.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,6 @@ import sys
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
@@ -26,22 +26,33 @@ from tile_periodic import homogeneous, periodic  # noqa: E402  (the bench's meas
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 LANDSAT = os.path.join(REPO, "bench", "fixtures", "landsat8_224078")
-WATER_WINDOW = (74, 29, 15, 11)         # col, row, width, height: open water inside the water polygon
+WATER_WINDOW = (74, 29, 15, 11)  # col, row, width, height: open water inside the water polygon
 SENSOR = "landsat8:B2,B3,B4"
 
 
 @pytest.fixture(scope="module")
 def landsat_network(tmp_path_factory):
     from spectralx.training.finetune import finetune
+
     out = str(tmp_path_factory.mktemp("periodic") / "landsat.safetensors")
-    finetune(os.path.join(LANDSAT, "landsat8_224078_crop.tif"), os.path.join(LANDSAT, "landsat8_224078_polygons.gpkg"),
-             out, class_field="name", backbone=os.path.join(REPO, "resources", "models", "demo-backbone.safetensors"),
-             sensor=SENSOR, steps=100, seed=0, fuse="none", device="cpu")
+    finetune(
+        os.path.join(LANDSAT, "landsat8_224078_crop.tif"),
+        os.path.join(LANDSAT, "landsat8_224078_polygons.gpkg"),
+        out,
+        class_field="name",
+        backbone=os.path.join(REPO, "resources", "models", "demo-backbone.safetensors"),
+        sensor=SENSOR,
+        steps=100,
+        seed=0,
+        fuse="none",
+        device="cpu",
+    )
     return out
 
 
 def _confidence(model, raster, folder, overlap=None):
     from spectralx.inference.api import segment
+
     out = os.path.join(folder, f"map_{overlap}.tif")
     conf = out.replace(".tif", "_conf.tif")
     kw = {} if overlap is None else {"overlap": overlap}
@@ -53,10 +64,12 @@ def _confidence(model, raster, folder, overlap=None):
 def test_default_overlap_leaves_no_tile_grid(landsat_network, tmp_path):
     from spectralx.checkpoint import load_checkpoint
     from spectralx.contract.defaults import OVERLAP
+
     model = load_checkpoint(landsat_network, device="cpu")
-    assert model[1].fusion_weight == 0.0           # the network alone: nothing hides the grid
-    raster = homogeneous(os.path.join(LANDSAT, "landsat8_224078_crop.tif"), WATER_WINDOW,
-                         str(tmp_path / "water.tif"), size=192)
+    assert model[1].fusion_weight == 0.0  # the network alone: nothing hides the grid
+    raster = homogeneous(
+        os.path.join(LANDSAT, "landsat8_224078_crop.tif"), WATER_WINDOW, str(tmp_path / "water.tif"), size=192
+    )
     tile = model[1].tile_size
 
     old = _confidence(model, raster, str(tmp_path), overlap=0.25)

@@ -1,14 +1,13 @@
 """Training from hand-labelled data (issue 4): labels, finetune, pretrain, leakage, bad input."""
+
 from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import FIXTURES, run_cli
 
 IMAGE = os.path.join(FIXTURES, "training_landsat8_224078.tif")
@@ -20,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _grid():
     import rasterio
+
     with rasterio.open(IMAGE) as ds:
         return ds.crs, ds.transform, ds.width, ds.height
 
@@ -28,6 +28,7 @@ def _class_raster():
     """The real polygons (water, crop, tree) burnt onto the image grid: values 1..3."""
     import fiona
     from rasterio.features import rasterize
+
     crs, transform, w, h = _grid()
     names = {"crop": 1, "tree": 2, "water": 3}
     with fiona.open(POLYGONS) as src:
@@ -41,13 +42,14 @@ def split_polygons(tmp_path_factory):
     import fiona
     from fiona.crs import CRS as FCRS
     from rasterio.warp import transform_geom
+
     crs, transform, w, h = _grid()
     labels = _class_raster()
     inv = {1: "crop", 2: "tree", 3: "water"}
     feats = []
     for r in range(0, h - 2, 3):
         for c in range(0, w - 2, 3):
-            block = labels[r:r + 3, c:c + 3]
+            block = labels[r : r + 3, c : c + 3]
             if block.min() > 0 and (block == block[0, 0]).all():
                 x0, y0 = transform * (c, r)
                 x1, y1 = transform * (c + 3, r + 3)
@@ -61,24 +63,31 @@ def split_polygons(tmp_path_factory):
             dst.write({"geometry": geom, "properties": {"landcover": name, "note": "block"}})
         # one feature with an empty class and one far outside the image: skipped and counted
         dst.write({"geometry": feats[0][0], "properties": {"landcover": "", "note": "empty"}})
-        dst.write({"geometry": {"type": "Polygon", "coordinates": [[(10, 10), (10.1, 10), (10.1, 10.1), (10, 10)]]},
-                   "properties": {"landcover": "water", "note": "far away"}})
+        dst.write(
+            {
+                "geometry": {"type": "Polygon", "coordinates": [[(10, 10), (10.1, 10), (10.1, 10.1), (10, 10)]]},
+                "properties": {"landcover": "water", "note": "far away"},
+            }
+        )
     return path, len(feats)
 
 
 @pytest.fixture(scope="module")
 def label_raster(tmp_path_factory):
     import rasterio
+
     crs, transform, w, h = _grid()
     path = str(tmp_path_factory.mktemp("labels") / "labels.tif")
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=crs,
-                       transform=transform, nodata=0) as dst:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=crs, transform=transform, nodata=0
+    ) as dst:
         dst.write(_class_raster(), 1)
     return path
 
 
 def test_vector_labels_reprojected_and_counted(split_polygons):
     from spectralx.training.labels import open_grid, read_labels
+
     path, n = split_polygons
     src = read_labels(path, open_grid(IMAGE), "landcover")
     assert src.class_kind == "text" and src.keys == ["crop", "tree", "water"]
@@ -95,6 +104,7 @@ def test_vector_labels_reprojected_and_counted(split_polygons):
 
 def test_class_table_derivation_and_json(tmp_path):
     from spectralx.training.classes import parse_classes, table_from_names, table_from_values
+
     t = table_from_names(["water", "crop", "tree", "crop"])
     assert [(c.value, c.name) for c in t] == [(1, "crop"), (2, "tree"), (3, "water")]
     t = table_from_values([7, 3, 3])
@@ -110,6 +120,7 @@ def test_split_never_shares_a_polygon(split_polygons):
     """Leakage: no polygon has pixels on both sides, and training chips never see validation pixels."""
     from spectralx.training.dataset import ChipSampler, Scene, pad_scene, split_regions
     from spectralx.training.labels import open_grid, read_labels
+
     path, _ = split_polygons
     src = read_labels(path, open_grid(IMAGE), "landcover")
     values, regions = src.rasterize({"crop": 1, "tree": 2, "water": 3})
@@ -139,12 +150,24 @@ def test_finetune_from_polygons_in_another_crs(split_polygons, tiny_backbone, tm
     from spectralx.checkpoint import load_checkpoint, read_card
     from spectralx.progress import Progress
     from spectralx.training import finetune
+
     path, _ = split_polygons
     out = str(tmp_path / "ft.safetensors")
     updates = []
-    res = finetune(IMAGE, path, out, class_field="landcover", backbone=tiny_backbone, tile_size=TILE,
-                   steps=12, batch_size=2, eval_every=6, device="cpu", seed=0,
-                   progress=Progress(on_update=lambda d, t, m: updates.append((d, t))))
+    res = finetune(
+        IMAGE,
+        path,
+        out,
+        class_field="landcover",
+        backbone=tiny_backbone,
+        tile_size=TILE,
+        steps=12,
+        batch_size=2,
+        eval_every=6,
+        device="cpu",
+        seed=0,
+        progress=Progress(on_update=lambda d, t, m: updates.append((d, t))),
+    )
     assert os.path.isfile(out) and res.checkpoint == out
     assert updates[-1][0] == updates[-1][1] or res.card.training["stopped_early"]
     card = read_card(out)
@@ -172,6 +195,7 @@ def _segment_if_available(checkpoint, backbone, tmp_path, values):
     except ImportError:
         return
     import rasterio
+
     pred = str(tmp_path / "pred.tif")
     segment(IMAGE, checkpoint, pred, backbone=backbone, device="cpu")
     with rasterio.open(pred) as ds:
@@ -182,31 +206,75 @@ def _segment_if_available(checkpoint, backbone, tmp_path, values):
 def test_finetune_from_label_raster_and_cli(label_raster, tiny_backbone, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     from spectralx.checkpoint import load_checkpoint, read_card
+
     out = tmp_path / "ft_raster.safetensors"
     classes = tmp_path / "classes.json"
-    classes.write_text(json.dumps({"classes": [{"value": 1, "name": "crop", "color": "#e6c229"},
-                                               {"value": 2, "name": "tree", "color": "#1b7837"},
-                                               {"value": 3, "name": "water", "color": "#1f78b4"}]}))
-    proc = run_cli("finetune", "--image", IMAGE, "--labels", label_raster, "--classes", classes,
-                   "--backbone", tiny_backbone, "--tile-size", TILE, "--steps", 6, "--batch-size", 2,
-                   "--val-fraction", 0.3, "--device", "cpu", "-o", out)
+    classes.write_text(
+        json.dumps(
+            {
+                "classes": [
+                    {"value": 1, "name": "crop", "color": "#e6c229"},
+                    {"value": 2, "name": "tree", "color": "#1b7837"},
+                    {"value": 3, "name": "water", "color": "#1f78b4"},
+                ]
+            }
+        )
+    )
+    proc = run_cli(
+        "finetune",
+        "--image",
+        IMAGE,
+        "--labels",
+        label_raster,
+        "--classes",
+        classes,
+        "--backbone",
+        tiny_backbone,
+        "--tile-size",
+        TILE,
+        "--steps",
+        6,
+        "--batch-size",
+        2,
+        "--val-fraction",
+        0.3,
+        "--device",
+        "cpu",
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     card = read_card(str(out))
     assert [c.color for c in card.classes] == ["#e6c229", "#1b7837", "#1f78b4"]
     # one connected region per hand-drawn polygon: with one region per class nothing can be held out
     assert "none" in card.metrics["validation"] or card.metrics["val_pixels"] > 0
     assert card.training["command"].startswith("spectralx finetune")
-    model, _ = load_checkpoint(str(out))    # backbone placed beside the new checkpoint
+    model, _ = load_checkpoint(str(out))  # backbone placed beside the new checkpoint
     assert model.cfg.num_classes == 3
 
 
 def test_pretrain_then_finetune_adopts_new_classes(tiny_backbone, split_polygons, tmp_path, monkeypatch):
     from spectralx.checkpoint import load_checkpoint, read_card
     from spectralx.training import finetune
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     pre = str(tmp_path / "pre.safetensors")
-    proc = run_cli("pretrain", IMAGE, "--backbone", tiny_backbone, "--tile-size", TILE, "--steps", 4,
-                   "--batch-size", 2, "--device", "cpu", "-o", pre)
+    proc = run_cli(
+        "pretrain",
+        IMAGE,
+        "--backbone",
+        tiny_backbone,
+        "--tile-size",
+        TILE,
+        "--steps",
+        4,
+        "--batch-size",
+        2,
+        "--device",
+        "cpu",
+        "-o",
+        pre,
+    )
     assert proc.returncode == 0, proc.stderr
     card = read_card(pre)
     assert card.stage == "pretrain" and len(card.normalization.mean) == 3
@@ -214,32 +282,40 @@ def test_pretrain_then_finetune_adopts_new_classes(tiny_backbone, split_polygons
     pre_model, _ = load_checkpoint(pre, backbone=tiny_backbone)
     path, _ = split_polygons
     out = str(tmp_path / "ft.safetensors")
-    finetune(IMAGE, path, out, checkpoint=pre, backbone=tiny_backbone, steps=3, batch_size=2,
-             eval_every=3, device="cpu")
+    finetune(
+        IMAGE, path, out, checkpoint=pre, backbone=tiny_backbone, steps=3, batch_size=2, eval_every=3, device="cpu"
+    )
     ft_model, ft_card = load_checkpoint(out, backbone=tiny_backbone)
     assert ft_card.training["base_stage"] == "pretrain" and ft_model.cfg.num_classes == 3
-    assert ft_model.cfg.spectral_skip == card.config.spectral_skip > 0   # same head as a new model
+    assert ft_model.cfg.spectral_skip == card.config.spectral_skip > 0  # same head as a new model
     pre_state, ft_state = pre_model.state_dict(), ft_model.state_dict()
     # stage-1 tensors that stage 2 does not train are carried over unchanged
     for key in ("hypert.stem.inp.0.weight", "hypert.spatial_queries", "hypert.spectral.attn.q.weight"):
         if key in pre_state:
             assert torch.equal(pre_state[key], ft_state[key]), key
     # stage-1 trained them: they differ from a fresh initialisation with the same seed
-    assert not torch.equal(pre_state["hypert.stem.inp.0.weight"],
-                           _fresh_state(tiny_backbone)["hypert.stem.inp.0.weight"])
+    assert not torch.equal(
+        pre_state["hypert.stem.inp.0.weight"], _fresh_state(tiny_backbone)["hypert.stem.inp.0.weight"]
+    )
 
 
 def _fresh_state(backbone):
     from spectralx.checkpoint import Band, new_model
     from spectralx.training.pretrain import PLACEHOLDER_CLASSES
+
     torch.manual_seed(0)
-    model, _ = new_model(backbone, [Band(f"B{i}", w, None) for i, w in enumerate((482.0, 561.4, 654.6))],
-                         PLACEHOLDER_CLASSES, img_size=TILE)
+    model, _ = new_model(
+        backbone,
+        [Band(f"B{i}", w, None) for i, w in enumerate((482.0, 561.4, 654.6))],
+        PLACEHOLDER_CLASSES,
+        img_size=TILE,
+    )
     return model.state_dict()
 
 
 def test_random_patch_mask_ratio():
     from spectralx.training.pretrain import random_patch_mask
+
     m = random_patch_mask(3, 4, 16, 0.75, torch.Generator().manual_seed(0))
     assert m.shape == (3, 1, 64, 64)
     assert torch.allclose(m.mean((1, 2, 3)), torch.tensor(0.75))
@@ -247,15 +323,19 @@ def test_random_patch_mask_ratio():
 
 # --- bad input: each a clear error before training starts ------------------------------------
 
+
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail loudly if a training step would start."""
     import sys
+
     import spectralx.training  # noqa: F401
+
     ft = sys.modules["spectralx.training.finetune"]
 
     def boom(*a, **k):
         raise AssertionError("training started despite bad input")
+
     monkeypatch.setattr(ft, "ChipSampler", boom)
 
 
@@ -263,11 +343,32 @@ def test_bad_class_field_lists_fields(split_polygons, tiny_backbone, tmp_path, n
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     from spectralx.errors import LabelError
     from spectralx.training import finetune
+
     with pytest.raises(LabelError, match=r"class field 'klass' not found.*available fields: landcover, note"):
-        finetune(IMAGE, split_polygons[0], str(tmp_path / "x.safetensors"), class_field="klass",
-                 backbone=tiny_backbone, tile_size=TILE, steps=1)
-    proc = run_cli("finetune", "--image", IMAGE, "--labels", split_polygons[0], "--class-field", "klass",
-                   "--backbone", tiny_backbone, "--tile-size", TILE, "-o", tmp_path / "x.safetensors")
+        finetune(
+            IMAGE,
+            split_polygons[0],
+            str(tmp_path / "x.safetensors"),
+            class_field="klass",
+            backbone=tiny_backbone,
+            tile_size=TILE,
+            steps=1,
+        )
+    proc = run_cli(
+        "finetune",
+        "--image",
+        IMAGE,
+        "--labels",
+        split_polygons[0],
+        "--class-field",
+        "klass",
+        "--backbone",
+        tiny_backbone,
+        "--tile-size",
+        TILE,
+        "-o",
+        tmp_path / "x.safetensors",
+    )
     assert proc.returncode == 2 and "available fields: landcover, note" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "x.safetensors").exists()
 
@@ -275,8 +376,10 @@ def test_bad_class_field_lists_fields(split_polygons, tiny_backbone, tmp_path, n
 def test_vector_with_no_feature_over_image(tiny_backbone, tmp_path, no_training):
     import fiona
     from fiona.crs import CRS as FCRS
+
     from spectralx.errors import LabelError
     from spectralx.training import finetune
+
     path = str(tmp_path / "elsewhere.geojson")
     schema = {"geometry": "Point", "properties": {"class": "str"}}
     with fiona.open(path, "w", driver="GeoJSON", crs=FCRS.from_epsg(4326), schema=schema) as dst:
@@ -288,8 +391,10 @@ def test_vector_with_no_feature_over_image(tiny_backbone, tmp_path, no_training)
 
 def test_label_raster_on_another_grid(label_raster, tiny_backbone, tmp_path, no_training):
     import rasterio
+
     from spectralx.errors import LabelError
     from spectralx.training import finetune
+
     shifted = str(tmp_path / "shifted.tif")
     with rasterio.open(label_raster) as src:
         prof = src.profile.copy()
@@ -303,13 +408,16 @@ def test_label_raster_on_another_grid(label_raster, tiny_backbone, tmp_path, no_
 
 def test_single_class_training_set(tiny_backbone, tmp_path, no_training):
     import rasterio
+
     from spectralx.errors import LabelError
     from spectralx.training import finetune
+
     crs, transform, w, h = _grid()
     one = str(tmp_path / "one.tif")
     data = np.where(_class_raster() == 3, 3, 0).astype("uint8")
-    with rasterio.open(one, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=crs,
-                       transform=transform, nodata=0) as dst:
+    with rasterio.open(
+        one, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=crs, transform=transform, nodata=0
+    ) as dst:
         dst.write(data, 1)
     with pytest.raises(LabelError, match=r"single class"):
         finetune(IMAGE, one, str(tmp_path / "x.safetensors"), backbone=tiny_backbone, tile_size=TILE, steps=1)
@@ -319,15 +427,26 @@ def test_cancel_writes_nothing(split_polygons, tiny_backbone, tmp_path):
     from spectralx.errors import Cancelled
     from spectralx.progress import Progress
     from spectralx.training import finetune
+
     calls = []
 
     def cancelled():
         calls.append(1)
         return len(calls) > 2
+
     out = tmp_path / "never.safetensors"
     with pytest.raises(Cancelled):
-        finetune(IMAGE, split_polygons[0], str(out), backbone=tiny_backbone, tile_size=TILE, steps=50,
-                 batch_size=1, device="cpu", progress=Progress(is_cancelled=cancelled))
+        finetune(
+            IMAGE,
+            split_polygons[0],
+            str(out),
+            backbone=tiny_backbone,
+            tile_size=TILE,
+            steps=50,
+            batch_size=1,
+            device="cpu",
+            progress=Progress(is_cancelled=cancelled),
+        )
     assert not out.exists() and not list(tmp_path.glob("*.safetensors*"))
 
 
@@ -335,8 +454,10 @@ def test_points_with_integer_classes(tiny_backbone, tmp_path):
     """Points (integer class field, image CRS): every point is its own region; held out whole."""
     import fiona
     from fiona.crs import CRS as FCRS
+
     from spectralx.checkpoint import read_card
     from spectralx.training import finetune
+
     crs, transform, w, h = _grid()
     truth = _class_raster()
     rng = np.random.default_rng(0)
@@ -349,20 +470,31 @@ def test_points_with_integer_classes(tiny_backbone, tmp_path):
                 x, y = transform * (cc[i] + 0.5, rr[i] + 0.5)
                 dst.write({"geometry": {"type": "Point", "coordinates": (x, y)}, "properties": {"code": 10 * v}})
     out = str(tmp_path / "pts.safetensors")
-    finetune(IMAGE, path, out, backbone=tiny_backbone, tile_size=TILE, steps=4, batch_size=2, eval_every=4,
-             val_fraction=0.25, device="cpu")
+    finetune(
+        IMAGE,
+        path,
+        out,
+        backbone=tiny_backbone,
+        tile_size=TILE,
+        steps=4,
+        batch_size=2,
+        eval_every=4,
+        val_fraction=0.25,
+        device="cpu",
+    )
     card = read_card(out)
-    assert [c.value for c in card.classes] == [10, 20, 30]            # integer classes keep their values
+    assert [c.value for c in card.classes] == [10, 20, 30]  # integer classes keep their values
     assert card.training["val_pixels"] == 9 and card.training["train_pixels"] == 27
     assert card.metrics["validation"] == "held-out whole points"
 
 
 def test_connected_regions_of_a_label_raster():
     from spectralx.training.labels import connected_regions
+
     a = np.zeros((6, 6), np.uint16)
     a[0:2, 0:2] = 1
-    a[2, 2] = 1          # touches the first block diagonally: same region (8-connectivity)
-    a[0:2, 4:6] = 1      # separate block of the same class
+    a[2, 2] = 1  # touches the first block diagonally: same region (8-connectivity)
+    a[0:2, 4:6] = 1  # separate block of the same class
     a[4:6, 0:3] = 2
     r = connected_regions(a)
     assert r[0, 0] == r[2, 2] != r[0, 4] and r[4, 0] not in (r[0, 0], r[0, 4])

@@ -1,5 +1,6 @@
 """Class raster -> polygons with a minimum mapping unit (spectralx.vectorize, `spectralx vectorize`,
 `spectralx segment --vector --mmu`): areas, MMU, seams, mean confidence, style, one-line refusals."""
+
 from __future__ import annotations
 
 import os
@@ -7,15 +8,15 @@ import os
 import numpy as np
 import pytest
 import rasterio
+from conftest import run_cli
 from rasterio.transform import from_origin
 
-from conftest import run_cli
 from spectralx.checkpoint import ClassInfo
 from spectralx.outputs import open_class_raster
 from spectralx.vectorize import MMUError, threshold_pixels, vectorize
 
 CLASSES = [ClassInfo(1, "water", "#1f78b4"), ClassInfo(2, "crop", "#33a02c"), ClassInfo(3, "tree", "#e31a1c")]
-PIXEL_HA = 0.01      # 10 m pixels
+PIXEL_HA = 0.01  # 10 m pixels
 
 
 def class_raster(path, data, crs="EPSG:32633", res=10.0):
@@ -27,6 +28,7 @@ def class_raster(path, data, crs="EPSG:32633", res=10.0):
 
 def polygons(path):
     from osgeo import ogr
+
     ds = ogr.Open(str(path))
     layer = ds.GetLayerByName("classes")
     rows = [dict(f.items(), area_m2=f.GetGeometryRef().GetArea()) for f in layer]
@@ -39,6 +41,7 @@ def sieve_with_gdal(src_path, threshold):
     """The reference the polygons are checked against: GDAL's sieve run directly, repeated to a fixed
     point, as a numpy array."""
     from osgeo import gdal
+
     mem = gdal.GetDriverByName("MEM")
     src = gdal.Open(src_path)
     cur = mem.CreateCopy("", src)
@@ -62,8 +65,8 @@ def noisy(tmp_path):
     a[150:, 200:] = 3
     flip = rng.random(a.shape) < 0.08
     a[flip] = rng.integers(1, 4, flip.sum())
-    a[50:56, 30:36] = 2          # 36 px: above the MMU of the tests, stays a polygon
-    a[200:204, 250:254] = 1      # 16 px: below it, merged into its neighbour
+    a[50:56, 30:36] = 2  # 36 px: above the MMU of the tests, stays a polygon
+    a[200:204, 250:254] = 1  # 16 px: below it, merged into its neighbour
     a[:4] = 0
     a[:, -3:] = 0
     return class_raster(tmp_path / "noisy.tif", a), a
@@ -72,17 +75,17 @@ def noisy(tmp_path):
 def test_polygon_areas_equal_the_sieved_raster_and_respect_the_mmu(noisy, tmp_path):
     path, a = noisy
     out = tmp_path / "poly.gpkg"
-    res = vectorize(path, str(out), mmu="0.2ha")                   # 20 px
+    res = vectorize(path, str(out), mmu="0.2ha")  # 20 px
     assert res.threshold_pixels == 20 and res.mmu_ha == pytest.approx(0.2)
     rows, _ = polygons(out)
     assert len(rows) == res.polygons > 3
-    assert any(r["class_id"] == 2 and r["pixels"] >= 36 and r["area_m2"] < 1e5 for r in rows)     # the 6 x 6 square
+    assert any(r["class_id"] == 2 and r["pixels"] >= 36 and r["area_m2"] < 1e5 for r in rows)  # the 6 x 6 square
     sieved = sieve_with_gdal(path, 20)
     for value in (1, 2, 3):
         got = sum(r["area_m2"] for r in rows if r["class_id"] == value)
         n_poly = sum(r["class_id"] == value for r in rows)
         expected = (sieved == value).sum() * 100.0
-        assert abs(got - expected) <= 100.0 * n_poly, value          # within one pixel per polygon
+        assert abs(got - expected) <= 100.0 * n_poly, value  # within one pixel per polygon
         assert sum(r["area_ha"] for r in rows if r["class_id"] == value) == pytest.approx(got / 1e4)
     assert min(r["area_ha"] for r in rows) >= 0.2 and min(r["pixels"] for r in rows) >= 20
     assert {r["class_name"] for r in rows} == {"water", "crop", "tree"}
@@ -98,10 +101,10 @@ def test_a_region_across_tiles_and_strips_is_one_polygon(tmp_path):
     """A snake of class 3 crossing the 256 px tile seams of the GeoTIFF (and the strips the confidence
     pass reads, with a small budget) comes out as one polygon with its hole."""
     a = np.ones((700, 600), np.uint8)
-    a[100:110, 20:580] = 3                  # across the vertical tile seams at 256 and 512
-    a[100:650, 570:580] = 3                 # down across the horizontal seams
+    a[100:110, 20:580] = 3  # across the vertical tile seams at 256 and 512
+    a[100:650, 570:580] = 3  # down across the horizontal seams
     a[640:650, 300:580] = 3
-    a[300:400, 200:400] = 3                 # a separate block with a hole of class 2 crossing the seam at 256
+    a[300:400, 200:400] = 3  # a separate block with a hole of class 2 crossing the seam at 256
     a[330:370, 240:280] = 2
     path = class_raster(tmp_path / "snake.tif", a)
     with rasterio.open(path) as ds:
@@ -114,18 +117,19 @@ def test_a_region_across_tiles_and_strips_is_one_polygon(tmp_path):
     with rasterio.open(conf, "w", **{k: v for k, v in profile.items() if k != "photometric"}) as ds:
         ds.write(values, 1)
     out = tmp_path / "snake.gpkg"
-    vectorize(path, str(out), confidence=str(conf), budget=64 * 2 ** 20)
+    vectorize(path, str(out), confidence=str(conf), budget=64 * 2**20)
     rows, qml = polygons(out)
     threes = sorted((r for r in rows if r["class_id"] == 3), key=lambda r: r["pixels"])
     assert [r["pixels"] for r in threes] == [560 * 10 + 540 * 10 + 270 * 10, 200 * 100 - 40 * 40]
-    assert threes[0]["confidence"] == pytest.approx(0.9, abs=1e-6)         # the snake
-    assert threes[1]["confidence"] == pytest.approx(0.5, abs=1e-6)         # the block with the hole
+    assert threes[0]["confidence"] == pytest.approx(0.9, abs=1e-6)  # the snake
+    assert threes[1]["confidence"] == pytest.approx(0.5, abs=1e-6)  # the block with the hole
     assert [r["confidence"] for r in rows if r["class_id"] == 2] == [pytest.approx(0.6, abs=1e-6)]
     from osgeo import ogr
-    ds = ogr.Open(str(out))        # kept: a layer outlives its data source only in C, not in osgeo
+
+    ds = ogr.Open(str(out))  # kept: a layer outlives its data source only in C, not in osgeo
     hole_block = ds.GetLayerByName("classes")
     hole_block.SetAttributeFilter(f"pixels = {200 * 100 - 40 * 40}")
-    assert next(iter(hole_block)).GetGeometryRef().GetGeometryCount() == 2       # outer ring + the hole
+    assert next(iter(hole_block)).GetGeometryRef().GetGeometryCount() == 2  # outer ring + the hole
     ds = None
     # styled in the classes' colours: QGIS's default style inside the GeoPackage
     assert qml and 'type="categorizedSymbol"' in qml[0] and 'attr="class_id"' in qml[0]
@@ -135,7 +139,7 @@ def test_a_region_across_tiles_and_strips_is_one_polygon(tmp_path):
 def test_islands_below_the_mmu_in_nodata_are_left_out_and_counted(tmp_path):
     a = np.zeros((60, 60), np.uint8)
     a[5:45, 5:45] = 1
-    a[50:53, 50:53] = 2          # 9 px alone in nodata: nothing to merge into
+    a[50:53, 50:53] = 2  # 9 px alone in nodata: nothing to merge into
     path = class_raster(tmp_path / "island.tif", a)
     res = vectorize(path, str(tmp_path / "i.gpkg"), mmu="12px")
     rows, _ = polygons(tmp_path / "i.gpkg")
@@ -145,7 +149,7 @@ def test_islands_below_the_mmu_in_nodata_are_left_out_and_counted(tmp_path):
 def test_mmu_units_and_refusals():
     assert threshold_pixels("0.5ha", 0.01) == 50
     assert threshold_pixels("5000m2", 0.01) == 50 and threshold_pixels("0.005km2", 0.01) == 50
-    assert threshold_pixels("0.5", 0.09) == 6           # ceil: no kept polygon below the MMU
+    assert threshold_pixels("0.5", 0.09) == 6  # ceil: no kept polygon below the MMU
     assert threshold_pixels("7px", None) == 7
     with pytest.raises(MMUError, match="smaller than one pixel"):
         threshold_pixels("50m2", 0.01)
@@ -168,8 +172,17 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(case, noisy, tmp_path):
         expect = "no projected CRS"
     elif case == "other_grid":
         conf = tmp_path / "conf.tif"
-        with rasterio.open(conf, "w", driver="GTiff", width=10, height=10, count=1, dtype="float32",
-                           crs="EPSG:32633", transform=from_origin(500_000, 5_800_000, 10, 10)) as ds:
+        with rasterio.open(
+            conf,
+            "w",
+            driver="GTiff",
+            width=10,
+            height=10,
+            count=1,
+            dtype="float32",
+            crs="EPSG:32633",
+            transform=from_origin(500_000, 5_800_000, 10, 10),
+        ) as ds:
             ds.write(np.ones((1, 10, 10), np.float32))
         args += ["--confidence", conf]
         expect = "is not on the class raster's grid"
@@ -199,8 +212,17 @@ def test_segment_writes_polygons_with_mmu_and_confidence(make_checkpoint, tmp_pa
     ckpt = make_checkpoint()
     raster = tmp_path / "scene.tif"
     rng = np.random.default_rng(0)
-    with rasterio.open(raster, "w", driver="GTiff", width=72, height=64, count=3, dtype="int16",
-                       crs="EPSG:32633", transform=from_origin(500_000, 5_800_000, 10, 10)) as ds:
+    with rasterio.open(
+        raster,
+        "w",
+        driver="GTiff",
+        width=72,
+        height=64,
+        count=3,
+        dtype="int16",
+        crs="EPSG:32633",
+        transform=from_origin(500_000, 5_800_000, 10, 10),
+    ) as ds:
         ds.write(rng.integers(0, 3000, (3, 64, 72)).astype(np.int16))
         for i, w in enumerate((480.0, 560.0, 660.0), 1):
             ds.update_tags(i, wavelength=str(w), wavelength_units="Nanometers", fwhm="20")
@@ -208,16 +230,18 @@ def test_segment_writes_polygons_with_mmu_and_confidence(make_checkpoint, tmp_pa
     bad = run_cli("segment", raster, "-c", ckpt, "-o", out, "--vector", vec, "--mmu", "10m2", "--quiet")
     assert bad.returncode == 2 and "smaller than one pixel" in bad.stderr
     assert not out.exists() and not vec.exists()
-    proc = run_cli("segment", raster, "-c", ckpt, "-o", out, "--vector", vec, "--mmu", "0.05ha", "--quiet",
-                   "--device", "cpu")
+    proc = run_cli(
+        "segment", raster, "-c", ckpt, "-o", out, "--vector", vec, "--mmu", "0.05ha", "--quiet", "--device", "cpu"
+    )
     assert proc.returncode == 0, proc.stderr
     rows, qml = polygons(vec)
     with rasterio.open(out) as ds:
         classified = int((ds.read(1) > 0).sum())
     assert sum(r["pixels"] for r in rows) == classified and min(r["pixels"] for r in rows) >= 5
     assert all(0 < r["confidence"] <= 1 for r in rows) and qml
-    assert sorted(os.listdir(tmp_path)) == sorted(["scene.tif", "classes.tif", "classes.qml", "classes.gpkg",
-                                                   "model"]), os.listdir(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["scene.tif", "classes.tif", "classes.qml", "classes.gpkg", "model"]
+    ), os.listdir(tmp_path)
 
 
 def test_large_raster_is_vectorized_without_holding_it(tmp_path):
@@ -227,19 +251,36 @@ def test_large_raster_is_vectorized_without_holding_it(tmp_path):
     import sys
 
     from rasterio.windows import Window
+
     path = tmp_path / "big.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=10_000, height=10_000, count=1, dtype="uint8", nodata=0,
-                       crs="EPSG:32633", transform=from_origin(500_000, 5_800_000, 10, 10), tiled=True,
-                       blockxsize=256, blockysize=256, compress="deflate", sparse_ok=True) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=10_000,
+        height=10_000,
+        count=1,
+        dtype="uint8",
+        nodata=0,
+        crs="EPSG:32633",
+        transform=from_origin(500_000, 5_800_000, 10, 10),
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        sparse_ok=True,
+    ) as ds:
         block = np.ones((5_000, 512), np.uint8)
         block[100:110] = 2
-        block[3_000:3_003, 100:103] = 3              # 9 px: below the MMU, merged
+        block[3_000:3_003, 100:103] = 3  # 9 px: below the MMU, merged
         ds.write(block, 1, window=Window(4_744, 2_500, 512, 5_000))
     out = tmp_path / "big.gpkg"
-    code = ("import resource; from spectralx.vectorize import vectorize; "
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            f"r = vectorize({str(path)!r}, {str(out)!r}, mmu='0.1ha', budget=64 * 2 ** 20); "
-            "print('GROWTH_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, r.polygons)")
+    code = (
+        "import resource; from spectralx.vectorize import vectorize; "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        f"r = vectorize({str(path)!r}, {str(out)!r}, mmu='0.1ha', budget=64 * 2 ** 20); "
+        "print('GROWTH_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, r.polygons)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     growth_kb, count = map(int, proc.stdout.split("GROWTH_KB")[1].split())

@@ -1,4 +1,5 @@
 """What every ViT family shares: encoder key names, shape inference, refusing other architectures."""
+
 from __future__ import annotations
 
 import math
@@ -19,18 +20,20 @@ PREFIXES = ("module.", "encoder.", "backbone.", "model.", "vit.")
 ENCODER_KEY = re.compile(
     r"^(cls_token|storage_tokens|pos_embed|rope_embed\.periods|patch_embed\.proj\.(weight|bias)"
     r"|norm\.(weight|bias)|blocks\.\d+\.(norm1|norm2)\.(weight|bias)|blocks\.\d+\.attn\.(qkv|proj)\.(weight|bias)"
-    r"|blocks\.\d+\.mlp\.(fc1|fc2)\.(weight|bias)|blocks\.\d+\.ls[12]\.gamma)$")
+    r"|blocks\.\d+\.mlp\.(fc1|fc2)\.(weight|bias)|blocks\.\d+\.ls[12]\.gamma)$"
+)
 
 
 @dataclass
 class Converted:
     """A release's encoder in the project's names, plus the architecture its tensors imply."""
+
     family: str
     state: Dict[str, torch.Tensor]
-    config: Dict[str, Any]          # ModelConfig backbone fields (no preset, no img_size)
-    img_size: int                   # tile side the release's position table was made for
-    dropped: List[str] = field(default_factory=list)   # decoder / head / training-only keys
-    notes: List[str] = field(default_factory=list)     # what else was done (folded, regenerated)
+    config: Dict[str, Any]  # ModelConfig backbone fields (no preset, no img_size)
+    img_size: int  # tile side the release's position table was made for
+    dropped: List[str] = field(default_factory=list)  # decoder / head / training-only keys
+    notes: List[str] = field(default_factory=list)  # what else was done (folded, regenerated)
     position: Dict[str, Any] = field(default_factory=dict)  # how positions are encoded
 
     def shape_summary(self) -> str:
@@ -44,7 +47,7 @@ def strip_prefixes(key: str) -> str:
         changed = False
         for p in PREFIXES:
             if key.startswith(p):
-                key, changed = key[len(p):], True
+                key, changed = key[len(p) :], True
     return key
 
 
@@ -63,8 +66,10 @@ _OTHER_ARCHITECTURES = (
 
 
 # Hugging Face `transformers` conversions (DINOv3, ViT, ViTMAE) rename every tensor.
-_TRANSFORMERS = re.compile(r"^(embeddings\.(cls_token|patch_embeddings|position_embeddings|register_tokens)"
-                           r"|layer\.\d+\.(attention|mlp|layernorm|norm))")
+_TRANSFORMERS = re.compile(
+    r"^(embeddings\.(cls_token|patch_embeddings|position_embeddings|register_tokens)"
+    r"|layer\.\d+\.(attention|mlp|layernorm|norm))"
+)
 
 
 def refuse_other_architectures(keys: Iterable[str], path: str) -> None:
@@ -75,20 +80,27 @@ def refuse_other_architectures(keys: Iterable[str], path: str) -> None:
     if hits:
         raise CheckpointError(
             f"{path} is a Hugging Face transformers conversion (found {shown(hits, 2)}); import the "
-            "authors' original release file instead (see docs/backbones.md)")
+            "authors' original release file instead (see docs/backbones.md)"
+        )
     for name, pattern in _OTHER_ARCHITECTURES:
         hits = [k for k in keys if pattern.search(k)]
         if hits:
             raise CheckpointError(
                 f"{path} holds a {name} (found {shown(hits, 3)}), not a ViT; SpectralX adapts ViT "
-                "backbones only (Scale-MAE, SatMAE++, DINOv3, timm ViT, MAE)")
+                "backbones only (Scale-MAE, SatMAE++, DINOv3, timm ViT, MAE)"
+            )
     raise CheckpointError(
         f"{path} holds no ViT encoder (no blocks.N.attn.qkv.weight; first keys: {shown(sorted(keys), 4)}); "
-        "SpectralX adapts ViT backbones only (Scale-MAE, SatMAE++, DINOv3, timm ViT, MAE)")
+        "SpectralX adapts ViT backbones only (Scale-MAE, SatMAE++, DINOv3, timm ViT, MAE)"
+    )
 
 
-def split_encoder(state: Dict[str, torch.Tensor], drop: Tuple[str, ...], family: str, path: str,
-                  ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+def split_encoder(
+    state: Dict[str, torch.Tensor],
+    drop: Tuple[str, ...],
+    family: str,
+    path: str,
+) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """(encoder tensors, dropped keys); a key that is neither is an error naming it, because ignoring
     an unknown encoder tensor would silently compute a different network."""
     encoder, dropped, unknown = {}, [], []
@@ -102,8 +114,9 @@ def split_encoder(state: Dict[str, torch.Tensor], drop: Tuple[str, ...], family:
     if unknown:
         raise CheckpointError(
             f"{path}: keys unknown to a {family} encoder: {shown(unknown)}; this architecture variant "
-            "is not supported (or pass the right --family)")
-    check_encoder(encoder, path)      # ranks, kinds, depth and width limits: before anything is built
+            "is not supported (or pass the right --family)"
+        )
+    check_encoder(encoder, path)  # ranks, kinds, depth and width limits: before anything is built
     return encoder, dropped
 
 
@@ -123,16 +136,20 @@ def vit_shape(state: Dict[str, torch.Tensor], path: str, num_heads: Optional[int
     heads = num_heads or max(1, width // 64)
     if not 1 <= heads <= width or width % heads:
         raise CheckpointError(f"{path}: width {width} does not split into {heads} heads")
-    return dict(embed_dim=int(width), depth=int(depth), num_heads=int(heads),
-                mlp_ratio=float(fc1.shape[0] / width) if fc1 is not None else 4.0,
-                patch_size=int(patch.shape[-1]) if patch is not None else 16,
-                class_token="cls_token" in state)
+    return dict(
+        embed_dim=int(width),
+        depth=int(depth),
+        num_heads=int(heads),
+        mlp_ratio=float(fc1.shape[0] / width) if fc1 is not None else 4.0,
+        patch_size=int(patch.shape[-1]) if patch is not None else 16,
+        class_token="cls_token" in state,
+    )
 
 
 def grid_of(pos: torch.Tensor, class_token: bool) -> int:
     """Side of the square patch grid a (1, [1 +] g*g, D) position table covers."""
     n = pos.reshape(-1, pos.shape[-1]).shape[0]
-    for prefix in ((1, 0) if class_token else (0,)):
+    for prefix in (1, 0) if class_token else (0,):
         g = math.isqrt(n - prefix)
         if g * g == n - prefix:
             return g
@@ -148,8 +165,9 @@ def sincos_2d(dim: int, grid: int, scale: float = 1.0, class_token: bool = True)
     """
     if dim % 4:
         raise CheckpointError("a sin-cos position embedding needs a width divisible by 4")
-    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
-                                indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4.0))
 
     def half(pos: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ stored `attn.qkv.bias_mask` (1 for q and v, 0 for k); the import folds it into `
 LayerNorm epsilon is 1e-5 ("layernormbf16") for all DINOv3 hub ViTs. SwiGLU variants (ViT-S+,
 ViT-L+, ViT-H+, 7B: `mlp.w1/w2/w3`) are refused by name.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -35,7 +36,8 @@ def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, **_) -> C
     if swiglu:
         raise CheckpointError(
             f"{path} is a DINOv3 model with a SwiGLU feed-forward (found {shown(swiglu, 2)}; ViT-S+/L+/H+/7B); "
-            "only the plain-MLP DINOv3 ViTs (S/B/L) are supported")
+            "only the plain-MLP DINOv3 ViTs (S/B/L) are supported"
+        )
     state = dict(state)
     notes = []
     masks = [k for k in state if k.endswith(".attn.qkv.bias_mask")]
@@ -44,9 +46,11 @@ def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, **_) -> C
         bias_key = k[: -len("_mask")]
         bias = state.get(bias_key)
         if not isinstance(bias, torch.Tensor) or not isinstance(mask, torch.Tensor) or mask.shape != bias.shape:
-            raise CheckpointError(f"{path}: {k} has shape {tuple(getattr(mask, 'shape', ()))} but {bias_key} "
-                                  f"{tuple(getattr(bias, 'shape', ())) if bias is not None else 'is missing'}; "
-                                  "a DINOv3 mask has one value per bias entry")
+            raise CheckpointError(
+                f"{path}: {k} has shape {tuple(getattr(mask, 'shape', ()))} but {bias_key} "
+                f"{tuple(getattr(bias, 'shape', ())) if bias is not None else 'is missing'}; "
+                "a DINOv3 mask has one value per bias entry"
+            )
         check_tensor_kind(bias_key, bias, path)
         if mask.is_complex() or not torch.isfinite(mask.float()).all():
             raise CheckpointError(f"{path}: {k} is not set (NaN); the checkpoint was saved before initialisation")
@@ -55,7 +59,7 @@ def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, **_) -> C
         notes.append(f"folded {len(masks)} attn.qkv.bias_mask buffers into attn.qkv.bias")
     if "rope_embed.periods" not in state:
         raise CheckpointError(f"{path} is not a DINOv3 checkpoint (no rope_embed.periods); try --family auto")
-    encoder, dropped = split_encoder(state, DROP, TITLE, path)   # checks ranks, kinds and limits
+    encoder, dropped = split_encoder(state, DROP, TITLE, path)  # checks ranks, kinds and limits
     periods = encoder["rope_embed.periods"].float()
     if not bool((periods > 0).all()):
         raise CheckpointError(f"{path}: rope_embed.periods must be positive periods, got {periods[:4].tolist()}")
@@ -69,8 +73,19 @@ def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, **_) -> C
     rope_base = float(periods[1] ** q) if q > 1 else 100.0
     if not 0 < rope_base <= 1e9:
         raise CheckpointError(f"{path}: rope_embed.periods imply a RoPE base of {rope_base:g}; DINOv3 uses 100")
-    config.update(num_register_tokens=int(encoder["storage_tokens"].shape[1]) if "storage_tokens" in encoder else 0,
-                  layer_scale="blocks.0.ls1.gamma" in encoder, pos_embed="rope", norm_eps=1e-5,
-                  rope_base=rope_base)
-    return Converted(NAME, encoder, config, 224, dropped, notes,
-                     {"kind": "rope", "coords": "patch centres in [-1, 1] per side (DINOv3 'separate')"})
+    config.update(
+        num_register_tokens=int(encoder["storage_tokens"].shape[1]) if "storage_tokens" in encoder else 0,
+        layer_scale="blocks.0.ls1.gamma" in encoder,
+        pos_embed="rope",
+        norm_eps=1e-5,
+        rope_base=rope_base,
+    )
+    return Converted(
+        NAME,
+        encoder,
+        config,
+        224,
+        dropped,
+        notes,
+        {"kind": "rope", "coords": "patch centres in [-1, 1] per side (DINOv3 'separate')"},
+    )

@@ -9,6 +9,7 @@ the rank its name implies, be a dense floating-point tensor, and not share bytes
 The limits hold every release in docs/backbones.md with room to spare (ViT-L/16: depth 24, width
 1024, 16 heads, patch 16, 14 x 14 grid; DINOv3 ViT-7B: depth 40, width 4096, 4 registers).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,13 +20,13 @@ import torch
 
 from ..errors import CheckpointError
 
-MAX_DEPTH = 64            # ViT-7B (DINOv3, the largest released ViT) has 40 blocks
-MAX_WIDTH = 8192          # ViT-7B: 4096
-MAX_PATCH = 64            # released ViTs use 8, 14, 16 or 32
-MAX_GRID = 256            # position tables: 14 x 14 at 224 px / 16; 37 x 37 at 518 px / 14
-MAX_REGISTERS = 64        # DINOv2/v3: 4
-MAX_MLP_RATIO = 16.0      # 4 in every released ViT (8/3 x 2 for SwiGLU)
-MAX_TILE = 4096           # tile side recorded in a backbone description (the CLI allows 1024)
+MAX_DEPTH = 64  # ViT-7B (DINOv3, the largest released ViT) has 40 blocks
+MAX_WIDTH = 8192  # ViT-7B: 4096
+MAX_PATCH = 64  # released ViTs use 8, 14, 16 or 32
+MAX_GRID = 256  # position tables: 14 x 14 at 224 px / 16; 37 x 37 at 518 px / 14
+MAX_REGISTERS = 64  # DINOv2/v3: 4
+MAX_MLP_RATIO = 16.0  # 4 in every released ViT (8/3 x 2 for SwiGLU)
+MAX_TILE = 4096  # tile side recorded in a backbone description (the CLI allows 1024)
 
 # rank each encoder tensor must have, by name
 _RANKS = (
@@ -48,11 +49,17 @@ def check_tensor_kind(key: str, t: Any, path: str) -> None:
         raise _fail(path, f"{key} is a {type(t).__name__}, not a tensor")
     if t.layout != torch.strided or t.is_quantized or t.device.type != "cpu":
         kind = "quantized" if t.is_quantized else str(t.layout if t.layout != torch.strided else t.device)
-        raise _fail(path, f"{key} is a {kind.replace('torch.', '')} tensor; SpectralX reads dense floating-point "
-                    "weights (import the unquantized release)")
+        raise _fail(
+            path,
+            f"{key} is a {kind.replace('torch.', '')} tensor; SpectralX reads dense floating-point "
+            "weights (import the unquantized release)",
+        )
     if not t.is_floating_point():
-        raise _fail(path, f"{key} holds {str(t.dtype).replace('torch.', '')} values, not floating-point weights; "
-                    "is this a weights file?")
+        raise _fail(
+            path,
+            f"{key} holds {str(t.dtype).replace('torch.', '')} values, not floating-point weights; "
+            "is this a weights file?",
+        )
 
 
 def block_depth(keys, path: str) -> int:
@@ -62,14 +69,21 @@ def block_depth(keys, path: str) -> int:
         m = _BLOCK.match(k)
         if m:
             if len(m.group(1)) > 6 or int(m.group(1)) >= MAX_DEPTH:
-                raise _fail(path, f"{k} names block {m.group(1)[:12]}, beyond the {MAX_DEPTH} blocks any released "
-                            "ViT has; the file is damaged or not a ViT")
+                raise _fail(
+                    path,
+                    f"{k} names block {m.group(1)[:12]}, beyond the {MAX_DEPTH} blocks any released "
+                    "ViT has; the file is damaged or not a ViT",
+                )
             found.add(int(m.group(1)))
     depth = max(found) + 1 if found else 0
     gaps = sorted(set(range(depth)) - found)
     if gaps:
-        raise _fail(path, f"the encoder has blocks up to {depth - 1} but no block {gaps[0]}"
-                    + (f" (and {len(gaps) - 1} more missing)" if len(gaps) > 1 else "") + "; the file is incomplete")
+        raise _fail(
+            path,
+            f"the encoder has blocks up to {depth - 1} but no block {gaps[0]}"
+            + (f" (and {len(gaps) - 1} more missing)" if len(gaps) > 1 else "")
+            + "; the file is incomplete",
+        )
     return depth
 
 
@@ -79,8 +93,11 @@ def check_encoder(encoder: Mapping[str, torch.Tensor], path: str) -> None:
         check_tensor_kind(key, t, path)
         ranks = next((r for pattern, r in _RANKS if pattern.search(key)), None)
         if ranks and t.dim() not in ranks:
-            raise _fail(path, f"{key} has shape {tuple(t.shape)}; a ViT's {key.rsplit('.', 1)[-1]} has "
-                        f"{' or '.join(map(str, ranks))} dimension(s)")
+            raise _fail(
+                path,
+                f"{key} has shape {tuple(t.shape)}; a ViT's {key.rsplit('.', 1)[-1]} has "
+                f"{' or '.join(map(str, ranks))} dimension(s)",
+            )
         if t.numel() == 0:
             raise _fail(path, f"{key} is empty (shape {tuple(t.shape)})")
     depth = block_depth(encoder, path)
@@ -89,15 +106,21 @@ def check_encoder(encoder: Mapping[str, torch.Tensor], path: str) -> None:
     qkv = encoder["blocks.0.attn.qkv.weight"]
     width = qkv.shape[1]
     if not 2 <= width <= MAX_WIDTH or qkv.shape[0] != 3 * width:
-        raise _fail(path, f"blocks.0.attn.qkv.weight has shape {tuple(qkv.shape)}; a ViT's is (3 x width, width) "
-                    f"with width up to {MAX_WIDTH}")
+        raise _fail(
+            path,
+            f"blocks.0.attn.qkv.weight has shape {tuple(qkv.shape)}; a ViT's is (3 x width, width) "
+            f"with width up to {MAX_WIDTH}",
+        )
     fc1 = encoder.get("blocks.0.mlp.fc1.weight")
     if fc1 is not None and (fc1.shape[1] != width or fc1.shape[0] > MAX_MLP_RATIO * width):
         raise _fail(path, f"blocks.0.mlp.fc1.weight has shape {tuple(fc1.shape)} for width {width}")
     patch = encoder.get("patch_embed.proj.weight")
     if patch is not None and (patch.shape[-1] != patch.shape[-2] or not 1 <= patch.shape[-1] <= MAX_PATCH):
-        raise _fail(path, f"patch_embed.proj.weight has a {patch.shape[-2]} x {patch.shape[-1]} kernel; a ViT's "
-                    f"patches are square, 1 to {MAX_PATCH} px")
+        raise _fail(
+            path,
+            f"patch_embed.proj.weight has a {patch.shape[-2]} x {patch.shape[-1]} kernel; a ViT's "
+            f"patches are square, 1 to {MAX_PATCH} px",
+        )
     for key in ("cls_token", "storage_tokens", "pos_embed"):
         t = encoder.get(key)
         if t is not None and t.shape[-1] != width:
@@ -108,7 +131,7 @@ def check_encoder(encoder: Mapping[str, torch.Tensor], path: str) -> None:
     pos = encoder.get("pos_embed")
     if pos is not None:
         tokens = pos.reshape(-1, pos.shape[-1]).shape[0]
-        if tokens > MAX_GRID ** 2 + 1 + MAX_REGISTERS:
+        if tokens > MAX_GRID**2 + 1 + MAX_REGISTERS:
             raise _fail(path, f"pos_embed has {tokens:,} positions; at most a {MAX_GRID} x {MAX_GRID} grid is read")
     _check_shared_bytes(encoder, path)
 
@@ -123,8 +146,11 @@ def _check_shared_bytes(encoder: Mapping[str, torch.Tensor], path: str) -> None:
     end, owner = 0, ""
     for start, stop, key in spans:
         if start < end:
-            raise _fail(path, f"{owner} and {key} are stored in the same bytes; a released encoder stores each "
-                        "tensor once, so it is refused")
+            raise _fail(
+                path,
+                f"{owner} and {key} are stored in the same bytes; a released encoder stores each "
+                "tensor once, so it is refused",
+            )
         if stop > end:
             end, owner = stop, key
 
@@ -134,8 +160,9 @@ def check_finite(state: Mapping[str, torch.Tensor], path: str) -> None:
     for key, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
-            raise _fail(path, f"tensor {key} holds {bad:,} NaN/infinite value(s); the release is damaged "
-                        "(download it again)")
+            raise _fail(
+                path, f"tensor {key} holds {bad:,} NaN/infinite value(s); the release is damaged " "(download it again)"
+            )
 
 
 def check_config(cfg: Any, path: str) -> Dict[str, Any]:
@@ -149,8 +176,10 @@ def check_config(cfg: Any, path: str) -> Dict[str, Any]:
         if v is None and default is None and key not in cfg:
             return None
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise _fail(path, f"its backbone description gives {key} = {str(v)[:40]}; expected a whole number "
-                        f"from {lo} to {hi}")
+            raise _fail(
+                path,
+                f"its backbone description gives {key} = {str(v)[:40]}; expected a whole number " f"from {lo} to {hi}",
+            )
         return v
 
     def real(key, lo, hi):
@@ -158,10 +187,14 @@ def check_config(cfg: Any, path: str) -> Dict[str, Any]:
         if v is None:
             return
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo < v <= hi:
-            raise _fail(path, f"its backbone description gives {key} = {str(v)[:40]}; expected a number above {lo:g} "
-                        f"and at most {hi:g}")
+            raise _fail(
+                path,
+                f"its backbone description gives {key} = {str(v)[:40]}; expected a number above {lo:g} "
+                f"and at most {hi:g}",
+            )
 
     from ..config import ModelConfig
+
     unknown = sorted(str(k)[:40] for k in cfg if k not in ModelConfig().backbone_dict())
     if unknown:
         raise _fail(path, f"its backbone description's config has unknown keys: {', '.join(unknown[:4])}")
@@ -185,6 +218,8 @@ def check_config(cfg: Any, path: str) -> Dict[str, Any]:
         if key in cfg and not isinstance(cfg[key], bool):
             raise _fail(path, f"its backbone description gives {key} = {str(cfg[key])[:40]}; expected true or false")
     if cfg.get("pos_embed", "absolute") not in ("absolute", "rope"):
-        raise _fail(path, f"its backbone description gives pos_embed = {str(cfg['pos_embed'])[:40]}; expected "
-                    "absolute or rope")
+        raise _fail(
+            path,
+            f"its backbone description gives pos_embed = {str(cfg['pos_embed'])[:40]}; expected " "absolute or rope",
+        )
     return cfg

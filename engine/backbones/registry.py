@@ -1,4 +1,5 @@
 """Family detection (most specific first) and conversion."""
+
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -29,31 +30,46 @@ def detect_family(keys, path: str = "the file") -> str:
     # other's tensors (Scale-MAE and SatMAE++ both also carry MAE's decoder, which is expected)
     marked = [FAMILIES[n].TITLE for n in _EXCLUSIVE if FAMILIES[n].detect(keys)]
     if len(marked) > 1:
-        raise CheckpointError(f"{path} has the keys of both {marked[0]} and {marked[1]}; a release is one model, "
-                              "so this file is refused (was it merged from two?)")
+        raise CheckpointError(
+            f"{path} has the keys of both {marked[0]} and {marked[1]}; a release is one model, "
+            "so this file is refused (was it merged from two?)"
+        )
     for name, module in FAMILIES.items():
         if module.detect(keys):
             return name
     raise CheckpointError(f"{path}: a ViT of no known family")  # unreachable: timm matches any ViT
 
 
-def convert(raw: Dict[str, torch.Tensor], family: str = "auto", path: str = "the file",
-            num_heads: Optional[int] = None, gsd_ratio: float = 1.0) -> Converted:
+def convert(
+    raw: Dict[str, torch.Tensor],
+    family: str = "auto",
+    path: str = "the file",
+    num_heads: Optional[int] = None,
+    gsd_ratio: float = 1.0,
+) -> Converted:
     """Map a release's tensors (any prefixes) onto the project's ViT names for `family`."""
     state = {}
     for key, tensor in raw.items():
         if not isinstance(key, str):
-            raise CheckpointError(f"{path}: the state dict has a key that is not a name ({type(key).__name__} "
-                                  f"{str(key)[:40]}); a weights file names every tensor")
+            raise CheckpointError(
+                f"{path}: the state dict has a key that is not a name ({type(key).__name__} "
+                f"{str(key)[:40]}); a weights file names every tensor"
+            )
         if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided or tensor.is_quantized:
-            what = type(tensor).__name__ if not isinstance(tensor, torch.Tensor) else (
-                "quantized" if tensor.is_quantized else str(tensor.layout).replace("torch.", ""))
-            raise CheckpointError(f"{path}: {key[:80]} is a {what} tensor; SpectralX reads dense floating-point "
-                                  "weights (import the unquantized release)")
+            what = (
+                type(tensor).__name__
+                if not isinstance(tensor, torch.Tensor)
+                else ("quantized" if tensor.is_quantized else str(tensor.layout).replace("torch.", ""))
+            )
+            raise CheckpointError(
+                f"{path}: {key[:80]} is a {what} tensor; SpectralX reads dense floating-point "
+                "weights (import the unquantized release)"
+            )
         name = strip_prefixes(key)
         if name in state:
-            raise CheckpointError(f"{path}: two tensors are both {name} once prefixes are removed; the file "
-                                  "holds two models")
+            raise CheckpointError(
+                f"{path}: two tensors are both {name} once prefixes are removed; the file " "holds two models"
+            )
         state[name] = tensor
     if family == "auto":
         family = detected = detect_family(state, path)
@@ -62,6 +78,6 @@ def convert(raw: Dict[str, torch.Tensor], family: str = "auto", path: str = "the
     else:
         detected = detect_family(state, path)
     conv = FAMILIES[family].convert(state, path, num_heads=num_heads, gsd_ratio=gsd_ratio)
-    if detected != family:   # allowed (an encoder-only MAE looks like timm), but worth a word
+    if detected != family:  # allowed (an encoder-only MAE looks like timm), but worth a word
         conv.notes.append(f"mapped as {family} as asked; its keys look like {detected}")
     return conv

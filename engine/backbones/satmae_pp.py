@@ -7,6 +7,7 @@ multi-scale upsampling path (`proj_up_conv.*`, `proj_up_norm.*`, `up_block.*` / 
 for other tile sizes, as the authors do when fine-tuning. The multispectral (grouped-channel)
 release has a per-group patch embedding and a channel embedding: it is refused by name.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -31,7 +32,8 @@ def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, **_) -> C
     if grouped:
         raise CheckpointError(
             f"{path} is the SatMAE++ multispectral grouped-channel model (found {', '.join(grouped[:2])}); "
-            "only the fMoW-RGB ViT release is supported")
+            "only the fMoW-RGB ViT release is supported"
+        )
     encoder, dropped = split_encoder(state, DROP, TITLE, path)
     config = vit_shape(encoder, path, num_heads)
     grid = grid_of(encoder["pos_embed"], config["class_token"]) if "pos_embed" in encoder else 14

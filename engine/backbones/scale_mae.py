@@ -8,6 +8,7 @@ of the input (`get_2d_sincos_pos_embed_with_resolution`). The import computes th
 formula for the chosen ratio (1.0, Scale-MAE's evaluation default, reproduces the stored table) and
 the project file records it, so other tile sizes extend the grid instead of stretching a table.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -34,8 +35,9 @@ def check_gsd_ratio(value, where: str = "--gsd-ratio") -> float:
     except (TypeError, ValueError):
         ratio = float("nan")
     if not MIN_GSD_RATIO <= ratio <= MAX_GSD_RATIO:
-        raise CheckpointError(f"{where} {str(value)[:40]}: a Scale-MAE GSD ratio must be from {MIN_GSD_RATIO:g} to "
-                              f"{MAX_GSD_RATIO:g}")
+        raise CheckpointError(
+            f"{where} {str(value)[:40]}: a Scale-MAE GSD ratio must be from {MIN_GSD_RATIO:g} to " f"{MAX_GSD_RATIO:g}"
+        )
     return ratio
 
 
@@ -53,5 +55,12 @@ def convert(state: Dict[str, torch.Tensor], path: str, num_heads=None, gsd_ratio
         grid = grid_of(encoder["pos_embed"], config["class_token"])
         encoder["pos_embed"] = sincos_2d(config["embed_dim"], grid, gsd_ratio, config["class_token"])
         notes.append(f"pos_embed computed with Scale-MAE's GSD-scaled sin-cos formula at ratio {gsd_ratio:g}")
-    return Converted(NAME, encoder, config, grid * config["patch_size"], dropped, notes,
-                     {"kind": "sincos-gsd", "gsd_ratio": float(gsd_ratio)})
+    return Converted(
+        NAME,
+        encoder,
+        config,
+        grid * config["patch_size"],
+        dropped,
+        notes,
+        {"kind": "sincos-gsd", "gsd_ratio": float(gsd_ratio)},
+    )

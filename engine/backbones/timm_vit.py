@@ -6,6 +6,7 @@ timm: the classifier (`head.*`) and the pooled-output norm (`fc_norm.*`) are dro
 pretraining checkpoints (`mae_pretrain_vit_*.pth`, `{model, optimizer, epoch, scaler, args}`) add the
 decoder (`decoder_*`, `mask_token`), dropped. Position tables are kept and resized bicubically.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -28,9 +29,14 @@ class _Family:
         return Converted(self.NAME, encoder, config, grid * config["patch_size"], dropped, [], {"kind": "table"})
 
 
-MAE = _Family("mae", "MAE", "CC BY-NC 4.0 (non-commercial; github.com/facebookresearch/mae)",
-              ("decoder_", "mask_token", "head.", "fc_norm."))
-TIMM = _Family("timm", "timm ViT", "per model (see its model card; timm code is Apache-2.0)",
-               ("head.", "fc_norm.", "head_drop."))
+MAE = _Family(
+    "mae",
+    "MAE",
+    "CC BY-NC 4.0 (non-commercial; github.com/facebookresearch/mae)",
+    ("decoder_", "mask_token", "head.", "fc_norm."),
+)
+TIMM = _Family(
+    "timm", "timm ViT", "per model (see its model card; timm code is Apache-2.0)", ("head.", "fc_norm.", "head_drop.")
+)
 MAE.detect = lambda keys: any(k.startswith(("decoder_embed", "decoder_blocks.", "decoder_pred")) for k in keys)
 TIMM.detect = lambda keys: "blocks.0.attn.qkv.weight" in keys

@@ -5,6 +5,7 @@ GDAL 3.10 IMAGERY `CENTRAL_WAVELENGTH_UM`/`FWHM_UM`), the ENVI metadata domain (
 lists), a wavelength written in the band description, then a sensor preset recognised from dataset
 tags, band names or the EnMAP band count. A preset the user names (`sensor=`) overrides the file.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,8 @@ import numpy as np
 
 from ..errors import BandMappingError
 from .sensors import Sensor, SensorBand, canonical_band_name, parse_sensor, sensor_from_names, sensor_from_tags
-from .wording import Advice
 from .units import guess_units, parse_envi_list, parse_number, to_nm, unit_factor, wavelength_in_text
+from .wording import Advice
 
 # Read every pixel for the empty-band check only below this many values; larger rasters are sampled.
 _FULL_READ_LIMIT = 16_000_000
@@ -25,17 +26,24 @@ _SAMPLE_SIDE = 128
 
 @dataclass
 class RasterBand:
-    index: int                       # 1-based, as GDAL counts
+    index: int  # 1-based, as GDAL counts
     name: str
     wavelength_nm: Optional[float]
     fwhm_nm: Optional[float]
-    source: str                      # where the wavelength came from: metadata, ENVI, description, preset …
-    bad: bool = False                # bad band list (bbl=0) or no valid pixel: never used as a source
-    note: str = ""                   # why it is bad, or what was assumed
+    source: str  # where the wavelength came from: metadata, ENVI, description, preset …
+    bad: bool = False  # bad band list (bbl=0) or no valid pixel: never used as a source
+    note: str = ""  # why it is bad, or what was assumed
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "name": self.name, "wavelength_nm": self.wavelength_nm,
-                "fwhm_nm": self.fwhm_nm, "source": self.source, "bad": self.bad, "note": self.note}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "wavelength_nm": self.wavelength_nm,
+            "fwhm_nm": self.fwhm_nm,
+            "source": self.source,
+            "bad": self.bad,
+            "note": self.note,
+        }
 
 
 def _ci(tags: Dict[str, str], *keys: str) -> Optional[str]:
@@ -58,7 +66,7 @@ def _from_band_metadata(ds, bands: List[RasterBand]) -> None:
         wl = parse_number(_ci(tags, "wavelength", "central_wavelength", "center_wavelength"))
         if wl is not None and wl > 0:
             units = _ci(tags, *_UNIT_KEYS, "units") or dataset_units
-            if unit_factor(units) is None:   # missing/unknown: the centre's magnitude decides for both
+            if unit_factor(units) is None:  # missing/unknown: the centre's magnitude decides for both
                 units = guess_units([wl])
                 b.note = f"no wavelength units: read as {units.lower()}"
             b.wavelength_nm = to_nm(wl, units)
@@ -102,8 +110,10 @@ def _from_envi(ds, bands: List[RasterBand]) -> None:
     if wls is not None and len(wls) != count:
         if all(b.wavelength_nm is not None for b in bands):
             return  # band metadata already complete: an inconsistent list is not needed
-        raise Advice(f"ENVI metadata lists {len(wls)} wavelengths for {count} bands; "
-                     "fix the header, or name the sensor with [[sensor]], or use [[band_map]]")
+        raise Advice(
+            f"ENVI metadata lists {len(wls)} wavelengths for {count} bands; "
+            "fix the header, or name the sensor with [[sensor]], or use [[band_map]]"
+        )
     units = _ci(envi, "wavelength_units", "wavelength units")
     if wls is not None and units is None:
         units = guess_units(wls)
@@ -132,16 +142,19 @@ def _from_descriptions(bands: List[RasterBand], descriptions: Sequence[Optional[
 
 def _generic_name(description: str, position: int) -> bool:
     """'Band 3' at position 3 (ENVI/GDAL default names) says nothing about which sensor band it is."""
-    return bool(re.match(rf"^\s*band[\s_]*0*{position}(?!\d)", description, re.IGNORECASE)) and \
-        not re.search(r"\b(?:b\d|sr_|toa_)", description, re.IGNORECASE)
+    return bool(re.match(rf"^\s*band[\s_]*0*{position}(?!\d)", description, re.IGNORECASE)) and not re.search(
+        r"\b(?:b\d|sr_|toa_)", description, re.IGNORECASE
+    )
 
 
 def _preset_layout(sensor: Sensor, chosen: Optional[List[SensorBand]], descriptions, count: int):
     """Which preset band each raster band is: named by the user, by the descriptions, or by count."""
     if chosen is not None:
         if len(chosen) != count:
-            raise Advice(f"the band order given with [[sensor_name]] lists {len(chosen)} bands but the raster has "
-                         f"{count}; name one {sensor.label} band per raster band, in file order")
+            raise Advice(
+                f"the band order given with [[sensor_name]] lists {len(chosen)} bands but the raster has "
+                f"{count}; name one {sensor.label} band per raster band, in file order"
+            )
         return chosen, f"preset {sensor.key}"
     named = [sensor.band(d) if d and not _generic_name(d, i) else None for i, d in enumerate(descriptions, 1)]
     if all(named):
@@ -149,14 +162,17 @@ def _preset_layout(sensor: Sensor, chosen: Optional[List[SensorBand]], descripti
     layout = sensor.layout_for(count)
     if layout is None:
         known = sorted({len(sensor.bands), *sensor.subsets})
-        example = ",".join(b.name for b in sensor.bands[1:1 + min(count, 3)])
+        example = ",".join(b.name for b in sensor.bands[1 : 1 + min(count, 3)])
         raise Advice(
             f"raster has {count} bands, which is not a {sensor.label} layout ({', '.join(map(str, known))} bands); "
-            f"name its bands in file order with [[sensor_name]], e.g. {sensor.key}:{example}")
+            f"name its bands in file order with [[sensor_name]], e.g. {sensor.key}:{example}"
+        )
     if count == len(sensor.bands):
         return layout, f"preset {sensor.key}"
-    return layout, (f"preset {sensor.key} (assumed {','.join(b.name for b in layout)} from {count} bands; "
-                    f"pass --sensor {sensor.key}:… if the order differs)")
+    return layout, (
+        f"preset {sensor.key} (assumed {','.join(b.name for b in layout)} from {count} bands; "
+        f"pass --sensor {sensor.key}:… if the order differs)"
+    )
 
 
 def _apply_preset(bands: List[RasterBand], sensor: Sensor, chosen, descriptions, override: bool) -> None:
@@ -165,7 +181,7 @@ def _apply_preset(bands: List[RasterBand], sensor: Sensor, chosen, descriptions,
         if override or b.wavelength_nm is None:
             b.wavelength_nm, b.fwhm_nm, b.source = sb.wavelength_nm, sb.fwhm_nm, source
             if not b.bad:
-                b.note = ""                   # notes about the file's own wavelengths no longer apply
+                b.note = ""  # notes about the file's own wavelengths no longer apply
             if b.name.startswith("band "):
                 b.name = f"{sb.name} {sb.label}".strip() if sb.label else sb.name
         if sb.bad and not b.bad:
@@ -179,6 +195,7 @@ def _recognise(ds, bands: List[RasterBand], descriptions) -> Optional[Sensor]:
     sensor = sensor_from_tags(ds.tags()) or sensor_from_names(names)
     if sensor is None and len(bands) == 224:
         from .sensors import SENSORS
+
         sensor = SENSORS["enmap"]
     return sensor
 
@@ -186,6 +203,7 @@ def _recognise(ds, bands: List[RasterBand], descriptions) -> Optional[Sensor]:
 def _sample_windows(h: int, w: int):
     """A 3×3 grid of small windows: a few blocks per band, whatever the raster size."""
     from rasterio.windows import Window
+
     side = min(_SAMPLE_SIDE, h, w)
     rows = sorted({int(f * (h - side)) for f in (0.0, 0.5, 1.0)})
     cols = sorted({int(f * (w - side)) for f in (0.0, 0.5, 1.0)})
@@ -201,15 +219,18 @@ def _mark_empty_bands(ds, bands: List[RasterBand]) -> None:
     h, w = ds.height, ds.width
     windows = [None] if h * w * ds.count <= _FULL_READ_LIMIT else _sample_windows(h, w)
     has_data = np.zeros(len(bands), bool)
-    nodata = np.array([ds.nodatavals[b.index - 1] if ds.nodatavals[b.index - 1] is not None else ds.nodata
-                       for b in bands], dtype="float64")[:, None]
+    nodata = np.array(
+        [ds.nodatavals[b.index - 1] if ds.nodatavals[b.index - 1] is not None else ds.nodata for b in bands],
+        dtype="float64",
+    )[:, None]
     try:
         for win in windows:
             # plain read + compare: read_masks on pixel-interleaved DEFLATE files is ~500x slower
             values = ds.read([b.index for b in bands], window=win).reshape(len(bands), -1)
             valid = ~np.isnan(values) if np.issubdtype(values.dtype, np.floating) else np.ones(values.shape, bool)
-            has_data |= (valid & (values != nodata) & ~np.isnan(nodata)).any(axis=1) | \
-                (np.isnan(nodata[:, 0]) & valid.any(axis=1))
+            has_data |= (valid & (values != nodata) & ~np.isnan(nodata)).any(axis=1) | (
+                np.isnan(nodata[:, 0]) & valid.any(axis=1)
+            )
     except Exception:  # unreadable blocks: detection still works, the check is skipped
         return
     if not has_data.any():
@@ -227,17 +248,19 @@ def detect_bands(path: str, sensor: Optional[str] = None, check_nodata: bool = T
     with the raster's bands in file order ('landsat8:B2,B3,B4'); it overrides the file's metadata.
     """
     from ..raster_io import open_raster
+
     with open_raster(path) as ds:
         descriptions = list(ds.descriptions)
-        bands = [RasterBand(i, (descriptions[i - 1] or f"band {i}"), None, None, "unknown")
-                 for i in range(1, ds.count + 1)]
+        bands = [
+            RasterBand(i, (descriptions[i - 1] or f"band {i}"), None, None, "unknown") for i in range(1, ds.count + 1)
+        ]
         if sensor:
             preset, chosen = parse_sensor(sensor)
-            _from_band_metadata(ds, bands)   # for the file's bad-band flags; wavelengths are replaced
+            _from_band_metadata(ds, bands)  # for the file's bad-band flags; wavelengths are replaced
             try:
                 _from_envi(ds, bands)
             except BandMappingError:
-                pass                          # a broken ENVI list is what --sensor works around
+                pass  # a broken ENVI list is what --sensor works around
             _apply_preset(bands, preset, chosen, descriptions, override=True)
         else:
             _from_band_metadata(ds, bands)

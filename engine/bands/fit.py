@@ -6,6 +6,7 @@ replaces the technical message with a plain verdict ("this model needs 218 EnMAP
 418–2446 nm; this raster has 3 visible bands: fine-tune a new model from this raster instead").
 `suggest_sensor()` pre-fills the sensor picker from what the file's band descriptions say.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from .mapping import BandMapping, _auto, map_bands
 from .sensors import SENSORS, Sensor, canonical_band_name, find_sensor, sensor_from_names
 from .wording import Advice
 
-FIT_MIN_COVERED = 0.5     # below this share of the model's bands the raster cannot stand in for its sensor
+FIT_MIN_COVERED = 0.5  # below this share of the model's bands the raster cannot stand in for its sensor
 
 # spectral regions used to describe a raster in words (upper bound in nm, name)
 _REGIONS = ((700.0, "visible"), (1000.0, "NIR"), (2600.0, "SWIR"), (float("inf"), "thermal"))
@@ -31,10 +32,10 @@ class ModelDoesNotFit(Advice):
 class BandPlan:
     raster_bands: List[RasterBand]
     mapping: Optional[BandMapping]
-    sensor: Optional[str]                 # the sensor spec used (the user's, or the training sensor's)
+    sensor: Optional[str]  # the sensor spec used (the user's, or the training sensor's)
     error: Optional[BandMappingError] = None
-    verdict: Optional[str] = None         # set when the model cannot fit this raster at all
-    fallback: bool = False                # the checkpoint's training sensor was assumed
+    verdict: Optional[str] = None  # set when the model cannot fit this raster at all
+    fallback: bool = False  # the checkpoint's training sensor was assumed
 
     @property
     def ok(self) -> bool:
@@ -82,13 +83,16 @@ def fit_verdict(targets: Sequence, raster_bands: Sequence[RasterBand]) -> Option
     wls = [t.wavelength_nm for t in targets if t.wavelength_nm is not None]
     model_sensor = sensor_of_bands(targets)
     what = f"{short_label(model_sensor)} bands" if model_sensor else "bands"
-    return (f"this model needs {len(targets)} {what} {min(wls):.0f}–{max(wls):.0f} nm; this raster has "
-            f"{_describe_raster(usable)}, covering {covered} of them: fine-tune a new model from this "
-            "raster instead")
+    return (
+        f"this model needs {len(targets)} {what} {min(wls):.0f}–{max(wls):.0f} nm; this raster has "
+        f"{_describe_raster(usable)}, covering {covered} of them: fine-tune a new model from this "
+        "raster instead"
+    )
 
 
-def detect_bands_for_card(raster_path: str, card, sensor: Optional[str] = None
-                          ) -> Tuple[List[RasterBand], Optional[str], bool]:
+def detect_bands_for_card(
+    raster_path: str, card, sensor: Optional[str] = None
+) -> Tuple[List[RasterBand], Optional[str], bool]:
     """Detect `raster_path`'s bands; a raster without wavelength metadata that the user gave no
     sensor for is read with the sensor the checkpoint was trained on (same kind of file).
     Returns (bands, sensor used, whether that fallback was taken)."""
@@ -99,15 +103,22 @@ def detect_bands_for_card(raster_path: str, card, sensor: Optional[str] = None
     return raster_bands, sensor, False
 
 
-def plan_bands(raster_path: str, card, sensor: Optional[str] = None, strategy: str = "auto",
-               tolerance_nm: Optional[float] = None, allow_fill: bool = False) -> BandPlan:
+def plan_bands(
+    raster_path: str,
+    card,
+    sensor: Optional[str] = None,
+    strategy: str = "auto",
+    tolerance_nm: Optional[float] = None,
+    allow_fill: bool = False,
+) -> BandPlan:
     """Detect and map in one go; mapping problems are returned in the plan, not raised (a raster
     that cannot be opened still raises). `card`: a ModelCard (or anything with `.bands`)."""
     targets = list(getattr(card, "bands", card))
     raster_bands, used, fallback = detect_bands_for_card(raster_path, card, sensor)
     try:
-        mapping = map_bands(raster_bands, targets, strategy=strategy, tolerance_nm=tolerance_nm,
-                            allow_fill=allow_fill, sensor=used)
+        mapping = map_bands(
+            raster_bands, targets, strategy=strategy, tolerance_nm=tolerance_nm, allow_fill=allow_fill, sensor=used
+        )
     except BandMappingError as exc:
         verdict = fit_verdict(targets, raster_bands)
         error = ModelDoesNotFit(verdict) if verdict else exc

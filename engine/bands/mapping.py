@@ -6,6 +6,7 @@ Each checkpoint band gets one row built by a strategy: `index` (position or an e
 picks SRF when the raster samples the target band finely, nearest when a band lies within tolerance,
 interpolation otherwise. Bad bands never serve as sources.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,19 +14,27 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..contract.band_mapping import FORMAT_NAME, FORMAT_VERSION, BandMapping, _band_number, _matrix_from_rows, _short  # noqa: F401
+from ..contract.band_mapping import (  # noqa: F401
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    BandMapping,
+    _band_number,
+    _matrix_from_rows,
+    _short,
+)
 from ..errors import BandMappingError
 from .wording import Advice
 
 STRATEGIES = ("auto", "index", "nearest", "interpolate", "srf")
-MIN_TOLERANCE_NM = 15.0          # floor of the default tolerance: max(0.5 * FWHM, 15 nm)
-MAX_INTERP_GAP_NM = 200.0        # never interpolate across wider gaps (e.g. NIR -> SWIR)
-SRF_MIN_SOURCES = 3              # raster bands inside the target's FWHM that make it "much finer"
-SRF_MIN_COVERAGE = 0.5           # auto falls back from SRF when gaps (bad bands) leave less covered
+MIN_TOLERANCE_NM = 15.0  # floor of the default tolerance: max(0.5 * FWHM, 15 nm)
+MAX_INTERP_GAP_NM = 200.0  # never interpolate across wider gaps (e.g. NIR -> SWIR)
+SRF_MIN_SOURCES = 3  # raster bands inside the target's FWHM that make it "much finer"
+SRF_MIN_COVERAGE = 0.5  # auto falls back from SRF when gaps (bad bands) leave less covered
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 # ---- per-band strategies: each returns (strategy, [(raster band, weight)], quality, note) or None ----
+
 
 def _width_factor(a: Optional[float], b: Optional[float]) -> float:
     if a and b:
@@ -122,7 +131,9 @@ def _srf(target, cands, tolerance_nm):
     widths_src = [c.fwhm_nm for c, _ in keep if c.fwhm_nm]
     src_fwhm = float(np.median(widths_src)) if widths_src else None
     blur = _width_factor(fwhm, src_fwhm) if src_fwhm and src_fwhm > fwhm else 1.0
-    note = f"{len(keep)} band{'s' if len(keep) != 1 else ''}, Gaussian FWHM {fwhm:.0f} nm" + ("" if target.fwhm_nm else " (assumed)")
+    note = f"{len(keep)} band{'s' if len(keep) != 1 else ''}, Gaussian FWHM {fwhm:.0f} nm" + (
+        "" if target.fwhm_nm else " (assumed)"
+    )
     if coverage < 0.95:
         note += f", {coverage:.0%} of the response covered"
     if abs(centre - t) >= 1.0:
@@ -171,9 +182,15 @@ def _fmt_nm(v: Optional[float]) -> str:
     return "unknown wavelength" if v is None else f"{v:g} nm"
 
 
-def map_bands(raster_bands, checkpoint_bands, strategy: str = "auto", tolerance_nm: Optional[float] = None,
-              allow_fill: bool = False, indexes: Optional[Sequence[Optional[int]]] = None,
-              sensor: Optional[str] = None) -> BandMapping:
+def map_bands(
+    raster_bands,
+    checkpoint_bands,
+    strategy: str = "auto",
+    tolerance_nm: Optional[float] = None,
+    allow_fill: bool = False,
+    indexes: Optional[Sequence[Optional[int]]] = None,
+    sensor: Optional[str] = None,
+) -> BandMapping:
     """Build the mapping. `raster_bands`: `RasterBand`s (from `detect_bands`); `checkpoint_bands`:
     objects with `name`, `wavelength_nm`, `fwhm_nm` (the card's `Band`s). `indexes` (strategy
     "index"): the 1-based raster band per checkpoint band (None = fill); default: same position."""
@@ -184,17 +201,23 @@ def map_bands(raster_bands, checkpoint_bands, strategy: str = "auto", tolerance_
     if strategy != "index" and not good:
         if any(b.wavelength_nm is not None for b in raster_bands):
             raise Advice("every raster band with a wavelength is a bad band; use [[band_map]] or [[by_position]]")
-        raise Advice("the raster's bands have no wavelength metadata: name its sensor and band order with "
-                     "[[sensor]], use [[band_map]], or [[by_position]]")
+        raise Advice(
+            "the raster's bands have no wavelength metadata: name its sensor and band order with "
+            "[[sensor]], use [[band_map]], or [[by_position]]"
+        )
     if indexes is not None and len(indexes) != len(checkpoint_bands):
-        raise BandMappingError(f"band map lists {len(indexes)} raster bands for {len(checkpoint_bands)} checkpoint bands; "
-                               "give one per checkpoint band (null to fill)")
+        raise BandMappingError(
+            f"band map lists {len(indexes)} raster bands for {len(checkpoint_bands)} checkpoint bands; "
+            "give one per checkpoint band (null to fill)"
+        )
     rows, missing = [], []
     for k, target in enumerate(checkpoint_bands):
         if strategy == "index":
             i = indexes[k] if indexes is not None else k + 1
             if i is not None and i not in by_index:
-                raise BandMappingError(f"band map asks for raster band {i} but the raster has {len(raster_bands)} bands")
+                raise BandMappingError(
+                    f"band map asks for raster band {i} but the raster has {len(raster_bands)} bands"
+                )
             got = _by_index(target, by_index.get(i) if i is not None else None, tolerance_nm)
         elif target.wavelength_nm is None:
             got = None
@@ -226,16 +249,31 @@ def _ranges(indexes: List[int]) -> str:
 
 
 def _row(target, got) -> Dict[str, Any]:
-    row = {"target": target.name, "target_wavelength_nm": target.wavelength_nm,
-           "target_fwhm_nm": getattr(target, "fwhm_nm", None)}
+    row = {
+        "target": target.name,
+        "target_wavelength_nm": target.wavelength_nm,
+        "target_fwhm_nm": getattr(target, "fwhm_nm", None),
+    }
     if got is None:
-        row.update(strategy="fill", sources=[], quality=0.0, fill=True,
-                   note="no raster band covers it: filled with the normalization mean")
+        row.update(
+            strategy="fill",
+            sources=[],
+            quality=0.0,
+            fill=True,
+            note="no raster band covers it: filled with the normalization mean",
+        )
         return row
     name, sources, q, note = got
-    row.update(strategy=name, quality=round(float(q), 3), fill=False, note=note,
-               sources=[{"index": b.index, "name": b.name, "wavelength_nm": b.wavelength_nm,
-                         "weight": round(float(w), 6)} for b, w in sources])
+    row.update(
+        strategy=name,
+        quality=round(float(q), 3),
+        fill=False,
+        note=note,
+        sources=[
+            {"index": b.index, "name": b.name, "wavelength_nm": b.wavelength_nm, "weight": round(float(w), 6)}
+            for b, w in sources
+        ],
+    )
     return row
 
 
@@ -250,7 +288,7 @@ def _summarize_missing(missing, good) -> str:
         return "checkpoint band(s) " + ", ".join(f"{t.name} ({_fmt_nm(t.wavelength_nm)})" for t in missing)
     wls = sorted(t.wavelength_nm for t in missing if t.wavelength_nm is not None)
     have = sorted(b.wavelength_nm for b in good)
-    runs = []   # missing wavelengths split wherever a usable raster band lies between them
+    runs = []  # missing wavelengths split wherever a usable raster band lies between them
     for w in wls:
         if runs and not any(runs[-1][1] < h < w for h in have):
             runs[-1][1] = w
@@ -259,8 +297,11 @@ def _summarize_missing(missing, good) -> str:
     spans = ", ".join(f"{lo:.0f}–{hi:.0f}" if hi > lo else f"{lo:.0f}" for lo, hi in runs[:3])
     more = f" and {len(runs) - 3} more ranges" if len(runs) > 3 else ""
     unknown = len(missing) - len(wls)
-    return (f"{len(missing)} checkpoint bands" + (f" needing {spans} nm{more}" if wls else "")
-            + (f" ({unknown} without a wavelength)" if unknown else ""))
+    return (
+        f"{len(missing)} checkpoint bands"
+        + (f" needing {spans} nm{more}" if wls else "")
+        + (f" ({unknown} without a wavelength)" if unknown else "")
+    )
 
 
 def _missing_message(missing, good, strategy, tolerance_nm) -> str:
@@ -271,13 +312,20 @@ def _missing_message(missing, good, strategy, tolerance_nm) -> str:
     else:
         have = "the raster has no usable band"
     tol = f"{tolerance_nm:g} nm" if tolerance_nm is not None else "max(0.5·FWHM, 15 nm)"
-    return (f"cannot map {wanted} with strategy '{strategy}' (tolerance {tol}); {have}. "
-            "Check the sensor and band order with [[sensor]]; use [[band_map]], [[tolerance]], "
-            "or [[allow_fill]]")
+    return (
+        f"cannot map {wanted} with strategy '{strategy}' (tolerance {tol}); {have}. "
+        "Check the sensor and band order with [[sensor]]; use [[band_map]], [[tolerance]], "
+        "or [[allow_fill]]"
+    )
 
 
-def override_rows(mapping: Optional[BandMapping], choices: Dict[int, Optional[int]], raster_bands,
-                  checkpoint_bands, tolerance_nm: Optional[float] = None) -> BandMapping:
+def override_rows(
+    mapping: Optional[BandMapping],
+    choices: Dict[int, Optional[int]],
+    raster_bands,
+    checkpoint_bands,
+    tolerance_nm: Optional[float] = None,
+) -> BandMapping:
     """`mapping` with some checkpoint bands read from a raster band chosen by hand.
 
     `choices`: {checkpoint band row (0-based): 1-based raster band, or None to fill}. Those rows are

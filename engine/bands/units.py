@@ -1,4 +1,5 @@
 """Wavelength units and ENVI-style lists: everything the detector reads is turned into nanometres."""
+
 from __future__ import annotations
 
 import re
@@ -6,10 +7,23 @@ from typing import List, Optional
 
 # Unit spellings met in GDAL/ENVI/EnMAP-Box metadata, lower-cased, mapped to a factor to nm.
 _UNIT_TO_NM = {
-    "nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "nanometre": 1.0, "nanometres": 1.0,
-    "um": 1000.0, "µm": 1000.0, "μm": 1000.0, "micrometer": 1000.0, "micrometers": 1000.0,
-    "micrometre": 1000.0, "micrometres": 1000.0, "micron": 1000.0, "microns": 1000.0,
-    "mm": 1e6, "millimeter": 1e6, "millimeters": 1e6,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometers": 1.0,
+    "nanometre": 1.0,
+    "nanometres": 1.0,
+    "um": 1000.0,
+    "µm": 1000.0,
+    "μm": 1000.0,
+    "micrometer": 1000.0,
+    "micrometers": 1000.0,
+    "micrometre": 1000.0,
+    "micrometres": 1000.0,
+    "micron": 1000.0,
+    "microns": 1000.0,
+    "mm": 1e6,
+    "millimeter": 1e6,
+    "millimeters": 1e6,
 }
 
 
@@ -61,7 +75,8 @@ def parse_envi_list(text: Optional[str]) -> Optional[List[float]]:
 
 # "450 nm", "(418.24 Nanometers)", "0.665um" inside a band description.
 _WAVELENGTH_IN_TEXT = re.compile(
-    r"(\d+(?:\.\d+)?)\s*(nm|nanomet(?:er|re)s?|µm|μm|um|micromet(?:er|re)s?|microns?)\b", re.IGNORECASE)
+    r"(\d+(?:\.\d+)?)\s*(nm|nanomet(?:er|re)s?|µm|μm|um|micromet(?:er|re)s?|microns?)\b", re.IGNORECASE
+)
 
 
 def wavelength_in_text(text: Optional[str]) -> Optional[float]:

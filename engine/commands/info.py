@@ -1,4 +1,5 @@
 """`spectralx info CHECKPOINT`: print the model card (reads the header only, no tensors)."""
+
 import json
 
 from ..checkpoint import read_card
@@ -8,18 +9,21 @@ def register(sub):
     p = sub.add_parser("info", help="show a checkpoint's model card")
     p.add_argument("checkpoint")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
-    p.add_argument("--check", action="store_true",
-                   help="also find the backbone, verify its sha256 and load every tensor")
+    p.add_argument(
+        "--check", action="store_true", help="also find the backbone, verify its sha256 and load every tensor"
+    )
     p.add_argument("--backbone", help="backbone file (default: beside the checkpoint, then the model folder)")
     p.set_defaults(func=run)
 
 
 def run(args):
     from ..fileio import check_inputs
+
     check_inputs([(args.checkpoint, "checkpoint"), (args.backbone, "backbone")])
     card = read_card(args.checkpoint)
     if args.check:
         from ..checkpoint import load_checkpoint
+
         load_checkpoint(args.checkpoint, backbone=args.backbone)
     if args.json:
         print(card.to_json())
@@ -29,11 +33,15 @@ def run(args):
         print(card.description)
     if card.is_forest:
         f = card.architecture.get("forest") or {}
-        print(f"random forest: {f.get('trees', '?')} trees, {f.get('nodes', '?')} nodes, {len(card.bands)} bands -> "
-              f"{len(card.classes)} classes (no network, no backbone); tile {card.tile_size} px")
+        print(
+            f"random forest: {f.get('trees', '?')} trees, {f.get('nodes', '?')} nodes, {len(card.bands)} bands -> "
+            f"{len(card.classes)} classes (no network, no backbone); tile {card.tile_size} px"
+        )
     else:
         cfg = card.config
-        print(f"network: {cfg.backbone_preset}, tile {cfg.img_size} px, {cfg.in_bands} bands -> {cfg.num_classes} classes")
+        print(
+            f"network: {cfg.backbone_preset}, tile {cfg.img_size} px, {cfg.in_bands} bands -> {cfg.num_classes} classes"
+        )
         print(f"backbone: {card.backbone.file} (sha256 {card.backbone.sha256[:16]}…) {card.backbone.description}")
     print(f"map made by: {card.map_source}")
     if card.gsd_m:
@@ -50,10 +58,13 @@ def run(args):
         print("metrics: " + json.dumps({k: v for k, v in card.metrics.items() if not isinstance(v, (list, dict))}))
     if card.stage == "finetune":
         from ..training.baseline import comparison_line
+
         tr = card.training or {}
         if tr.get("method") or tr.get("variant"):
-            print(f"method: {tr.get('method', 'spectralx')}, variant {tr.get('variant', 'default')}"
-                  + (", test-time flip averaging" if tr.get("tta") else ""))
+            print(
+                f"method: {tr.get('method', 'spectralx')}, variant {tr.get('variant', 'default')}"
+                + (", test-time flip averaging" if tr.get("tta") else "")
+            )
         print("validation: " + comparison_line(card.metrics))
         for w in card.metrics.get("warnings") or []:
             print("WARNING: " + w)

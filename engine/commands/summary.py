@@ -1,11 +1,12 @@
 """`spectralx summary`: parameter counts per part."""
+
 import json
 
 from ..config import BACKBONE_PRESETS, ModelConfig
 from ..summary import format_summary, parameter_summary
 from ._validate import MAX_CLASSES, int_range, tile_size
 
-MAX_BANDS = 10000   # imaging spectrometers have a few hundred; more is a typo
+MAX_BANDS = 10000  # imaging spectrometers have a few hundred; more is a typo
 
 
 def register(sub):
@@ -20,7 +21,8 @@ def register(sub):
 
 
 def run(args):
-    cfg = ModelConfig.from_preset(args.backbone_preset, in_bands=args.bands, num_classes=args.classes,
-                                  img_size=args.tile_size)
+    cfg = ModelConfig.from_preset(
+        args.backbone_preset, in_bands=args.bands, num_classes=args.classes, img_size=args.tile_size
+    )
     s = parameter_summary(cfg, args.stage)
     print(json.dumps(s, indent=1) if args.json else format_summary(s))

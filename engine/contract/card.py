@@ -5,6 +5,7 @@ classes, normalization, backbone reference, provenance. Reading a card needs onl
 (an 8-byte little-endian length N, then N bytes of JSON), so the plugin lists and checks models
 while PyTorch is still missing; spectralx.checkpoint builds and loads the network from it.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -21,19 +22,34 @@ from .errors import CheckpointError, InputError
 if TYPE_CHECKING:
     from ..config import ModelConfig
 
-__all__ = ["CARD_KEY", "FORMAT_NAME", "FORMAT_VERSION", "FOREST_METHOD", "NO_BACKBONE", "FOREST_NOT_NETWORK",
-           "MAX_HEADER_BYTES", "Band", "ClassInfo", "Normalization", "BackboneRef", "ModelCard", "read_card",
-           "read_header", "sniff_format"]
+__all__ = [
+    "CARD_KEY",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "FOREST_METHOD",
+    "NO_BACKBONE",
+    "FOREST_NOT_NETWORK",
+    "MAX_HEADER_BYTES",
+    "Band",
+    "ClassInfo",
+    "Normalization",
+    "BackboneRef",
+    "ModelCard",
+    "read_card",
+    "read_header",
+    "sniff_format",
+]
 
-MAX_HEADER_BYTES = 100_000_000    # the safetensors library's own limit on the JSON header
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit on the JSON header
 CARD_KEY = "spectralx_model_card"
 FOREST_METHOD = "forest"
-NO_BACKBONE = "none"           # a forest checkpoint's backbone reference
-FOREST_NOT_NETWORK = ("a random forest, not a SpectralX network: it has no network or backbone to fine-tune; "
-                      "start a new model from a backbone (--backbone)")
+NO_BACKBONE = "none"  # a forest checkpoint's backbone reference
+FOREST_NOT_NETWORK = (
+    "a random forest, not a SpectralX network: it has no network or backbone to fine-tune; "
+    "start a new model from a backbone (--backbone)"
+)
 FORMAT_NAME = "spectralx-checkpoint"
 FORMAT_VERSION = 1
-
 
 
 @dataclass
@@ -57,7 +73,8 @@ class Normalization:
     `scale`/`offset` turn stored integers into physical units (e.g. reflectance 0.0001); the same
     transform is used in training and inference so tiles never get their own min-max (no seams).
     """
-    method: str = "zscore"          # "zscore" or "none"
+
+    method: str = "zscore"  # "zscore" or "none"
     mean: List[float] = field(default_factory=list)
     std: List[float] = field(default_factory=list)
     clip: float = 6.0
@@ -82,7 +99,7 @@ class ModelCard:
     backbone: BackboneRef
     normalization: Normalization = field(default_factory=Normalization)
     gsd_m: Optional[float] = None
-    stage: str = "init"             # init | pretrain | finetune
+    stage: str = "init"  # init | pretrain | finetune
     training: Dict[str, Any] = field(default_factory=dict)
     metrics: Dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -95,7 +112,8 @@ class ModelCard:
     def config(self) -> "ModelConfig":
         if self.is_forest:
             raise CheckpointError(f"this checkpoint: {FOREST_NOT_NETWORK}")
-        from ..config import ModelConfig   # torch-free; imported here because config imports errors
+        from ..config import ModelConfig  # torch-free; imported here because config imports errors
+
         return ModelConfig.from_dict(self.architecture)
 
     @property
@@ -117,7 +135,9 @@ class ModelCard:
         w = self.fusion_weight
         if w >= 1:
             ctx = int((self.architecture.get("forest") or {}).get("context") or 0) if self.is_forest else 0
-            return f"random forest (spectra + {ctx}x{ctx} mean spectrum)" if ctx else "random forest (per-pixel spectra)"
+            return (
+                f"random forest (spectra + {ctx}x{ctx} mean spectrum)" if ctx else "random forest (per-pixel spectra)"
+            )
         if w > 0:
             return f"SpectralX network pooled with a random forest (forest weight {w:g})"
         return "SpectralX network"
@@ -142,7 +162,8 @@ class ModelCard:
         if int(d.get("format_version", 0)) > FORMAT_VERSION:
             raise CheckpointError(
                 f"{source}: checkpoint format {d['format_version']} is newer than this SpectralX "
-                f"({FORMAT_VERSION}); update the plugin")
+                f"({FORMAT_VERSION}); update the plugin"
+            )
         d.pop("tile_size", None)
         _check_card_values(d, source)
         try:
@@ -152,7 +173,8 @@ class ModelCard:
                 classes=[ClassInfo(**c) for c in d.pop("classes")],
                 backbone=BackboneRef(**d.pop("backbone")),
                 normalization=Normalization(**d.pop("normalization", {})),
-                **d)
+                **d,
+            )
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"{source}: model card is incomplete or malformed ({exc})") from None
 
@@ -173,11 +195,15 @@ def _check_card_values(d: dict, source: str) -> None:
     for i, b in enumerate(bands, 1):
         wl, fwhm = b.get("wavelength_nm"), b.get("fwhm_nm")
         if not _is_number(wl) or wl <= 0:
-            raise CheckpointError(f"{source}: model card band {i} ({b.get('name', '?')}) has wavelength "
-                                  f"{wl!r}; it must be a positive number of nm; the card is damaged")
+            raise CheckpointError(
+                f"{source}: model card band {i} ({b.get('name', '?')}) has wavelength "
+                f"{wl!r}; it must be a positive number of nm; the card is damaged"
+            )
         if fwhm is not None and (not _is_number(fwhm) or fwhm < 0):
-            raise CheckpointError(f"{source}: model card band {i} ({b.get('name', '?')}) has FWHM {fwhm!r}; "
-                                  "it must be a number of nm or null")
+            raise CheckpointError(
+                f"{source}: model card band {i} ({b.get('name', '?')}) has FWHM {fwhm!r}; "
+                "it must be a number of nm or null"
+            )
     norm = d.get("normalization") or {}
     if not isinstance(norm, dict):
         raise CheckpointError(f"{source}: model card 'normalization' must be an object")
@@ -186,21 +212,23 @@ def _check_card_values(d: dict, source: str) -> None:
         if not isinstance(values, list) or not all(_is_number(v) for v in values):
             raise CheckpointError(f"{source}: normalization {key} must be a list of finite numbers")
         if values and len(values) != len(bands):
-            raise CheckpointError(f"{source}: normalization {key} has {len(values)} values for "
-                                  f"{len(bands)} bands")
+            raise CheckpointError(f"{source}: normalization {key} has {len(values)} values for " f"{len(bands)} bands")
     zero = [i for i, v in enumerate(norm.get("std", []), 1) if v <= 0]
     if zero and norm.get("method", "zscore") != "none":
-        raise CheckpointError(f"{source}: normalization std of band {zero[0]} is {norm['std'][zero[0] - 1]:g} "
-                              f"({len(zero)} band(s) ≤ 0): dividing by it is undefined; the card is damaged, "
-                              "retrain or use another checkpoint")
+        raise CheckpointError(
+            f"{source}: normalization std of band {zero[0]} is {norm['std'][zero[0] - 1]:g} "
+            f"({len(zero)} band(s) ≤ 0): dividing by it is undefined; the card is damaged, "
+            "retrain or use another checkpoint"
+        )
     classes = d.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, dict) for c in classes):
         raise CheckpointError(f"{source}: model card 'classes' must be a list of objects")
     for c in classes:
         v = c.get("value")
         if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 255:
-            raise CheckpointError(f"{source}: class {c.get('name', '?')!r} has value {v!r}; class values "
-                                  "are whole numbers 1..255")
+            raise CheckpointError(
+                f"{source}: class {c.get('name', '?')!r} has value {v!r}; class values " "are whole numbers 1..255"
+            )
 
 
 def read_card(path: str) -> ModelCard:
@@ -210,12 +238,15 @@ def read_card(path: str) -> ModelCard:
     header = read_header(path)
     meta = header.get("__metadata__") or {}
     if CARD_KEY not in meta:
-        raise CheckpointError(f"{path} is a safetensors file without a SpectralX model card; "
-                              "is it a backbone or another tool's weights?")
+        raise CheckpointError(
+            f"{path} is a safetensors file without a SpectralX model card; "
+            "is it a backbone or another tool's weights?"
+        )
     return ModelCard.from_json(meta[CARD_KEY], source=path)
 
 
 # --- the safetensors header: an 8-byte little-endian length N, then N bytes of JSON object ----------
+
 
 def _safetensors_header(f, size: int) -> Tuple[Optional[dict], int, str]:
     """(header, header length, "") if the open file is a safetensors file by its rules, else
@@ -270,21 +301,27 @@ def read_header(path: str) -> dict:
         if sniff_format(path) in ("torch-zip", "pickle"):
             raise CheckpointError(
                 f"{path} is a pickle/zip file, not safetensors; pickles are never loaded as checkpoints "
-                "because unpickling can run code")
+                "because unpickling can run code"
+            )
         raise CheckpointError(f"{path} is not a valid safetensors file ({why})")
     ends = []
     for k, v in header.items():
         if k == "__metadata__" or not isinstance(v, dict) or "data_offsets" not in v:
             continue
         offsets = v["data_offsets"]
-        if not (isinstance(offsets, list) and len(offsets) == 2
-                and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)):
-            raise CheckpointError(f"{path} is not a valid safetensors file (tensor {str(k)[:60]!r} has "
-                                  "damaged data offsets)")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+        ):
+            raise CheckpointError(
+                f"{path} is not a valid safetensors file (tensor {str(k)[:60]!r} has " "damaged data offsets)"
+            )
         ends.append(offsets[1])
     data_end = max(ends, default=0)
     if 8 + header_len + data_end > size:
         raise CheckpointError(
             f"{path} is truncated: it holds {size} bytes but its header describes {8 + header_len + data_end}; "
-            "copy or download it again")
+            "copy or download it again"
+        )
     return header

@@ -5,15 +5,34 @@ Every user-facing failure is a SpectralXError whose message names the problem an
 the plugin's words (its controls and Processing parameters instead of command-line flags).
 Torch-free: the plugin imports this before PyTorch is installed.
 """
+
 from __future__ import annotations
 
 import re
 from typing import Dict
 
-__all__ = ["SpectralXError", "CheckpointError", "BandMappingError", "RasterError", "LabelError", "Cancelled",
-           "InputError", "OutputError", "ArgumentError", "Terminated", "one_line", "for_cli", "for_qgis",
-           "MAX_ERROR_CHARS",
-           "AUDIENCES", "REMEDIES", "Advice", "render", "translate", "explain"]
+__all__ = [
+    "SpectralXError",
+    "CheckpointError",
+    "BandMappingError",
+    "RasterError",
+    "LabelError",
+    "Cancelled",
+    "InputError",
+    "OutputError",
+    "ArgumentError",
+    "Terminated",
+    "one_line",
+    "for_cli",
+    "for_qgis",
+    "MAX_ERROR_CHARS",
+    "AUDIENCES",
+    "REMEDIES",
+    "Advice",
+    "render",
+    "translate",
+    "explain",
+]
 
 
 class SpectralXError(Exception):
@@ -104,8 +123,11 @@ REMEDIES: Dict[str, Dict[str, str]] = {
         "processing": "Save band map… in the SpectralX panel (or `spectralx bands -o`)",
     },
     "class_field": {"cli": "--class-field", "dock": "the Class field", "processing": "CLASS_FIELD"},
-    "val_fraction": {"cli": "--val-fraction", "dock": "a validation fraction (SpectralX › Fine-tune in the "
-                     "Processing toolbox)", "processing": "VAL_FRACTION"},
+    "val_fraction": {
+        "cli": "--val-fraction",
+        "dock": "a validation fraction (SpectralX › Fine-tune in the " "Processing toolbox)",
+        "processing": "VAL_FRACTION",
+    },
 }
 
 _MARK = re.compile(r"\[\[(\w+)\]\]")
@@ -130,7 +152,7 @@ class Advice(BandMappingError):
 
 # CLI phrases other engine modules use, longest first, -> remedy key
 _FLAG_PHRASES = [
-    (re.compile(r"\(e\.g\. --sensor [\w:,]+\)"), None),     # an example that only makes sense on the CLI
+    (re.compile(r"\(e\.g\. --sensor [\w:,]+\)"), None),  # an example that only makes sense on the CLI
     (re.compile(r"`spectralx bands[^`]*-o[^`]*`"), "write_band_map"),
     (re.compile(r"--sensor \w+:\S*"), "sensor"),
     (re.compile(r"--sensor"), "sensor_name"),
@@ -159,7 +181,7 @@ def explain(exc: BaseException, audience: str) -> str:
     return translate(str(exc), audience)
 
 
-MAX_ERROR_CHARS = 500     # an error line a terminal shows whole; long lists are cut in the middle
+MAX_ERROR_CHARS = 500  # an error line a terminal shows whole; long lists are cut in the middle
 
 
 def one_line(text: object, limit: int = MAX_ERROR_CHARS) -> str:
@@ -176,7 +198,8 @@ def one_line(text: object, limit: int = MAX_ERROR_CHARS) -> str:
 
 def _system_message(exc: BaseException) -> str:
     """One line for an error from the system or a library (out of memory, disk full, a bad file)."""
-    from ..fileio import is_out_of_space   # stdlib only: still torch-free
+    from ..fileio import is_out_of_space  # stdlib only: still torch-free
+
     if isinstance(exc, MemoryError):
         return "out of memory; try a smaller --batch-size or --tile-size, or a smaller window"
     if is_out_of_space(exc):

@@ -1,4 +1,5 @@
 """The user's model folder and the one order a checkpoint's backbone is looked for in. Torch-free."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,8 @@ __all__ = ["user_model_dir", "backbone_candidates"]
 def user_model_dir() -> str:
     """`$SPECTRALX_MODELS`, else `$XDG_DATA_HOME` (or ~/.local/share) + spectralx/models."""
     return os.environ.get("SPECTRALX_MODELS") or os.path.join(
-        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "spectralx", "models")
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "spectralx", "models"
+    )
 
 
 def _backbone_of(card: Union[ModelCard, Mapping[str, Any]]):
@@ -26,8 +28,9 @@ def _backbone_of(card: Union[ModelCard, Mapping[str, Any]]):
     return forest, str(ref.get("file") or ""), str(ref.get("path") or "")
 
 
-def backbone_candidates(card: Union[ModelCard, Mapping[str, Any]], checkpoint_path: str,
-                        backbone: Optional[str] = None) -> List[str]:
+def backbone_candidates(
+    card: Union[ModelCard, Mapping[str, Any]], checkpoint_path: str, backbone: Optional[str] = None
+) -> List[str]:
     """Where a card's backbone is looked for, in order: the one given, else beside the checkpoint,
     the path recorded in the card, the user's model folder. `card` is a ModelCard or the card's JSON
     as a dict (the plugin's listing reads cards it does not validate); a forest has no backbone,

@@ -3,6 +3,7 @@
 Field defaults come from contract.defaults. Torch-free: the plugin builds and checks options before
 PyTorch is installed; the engine's `segment`, `finetune` and `pretrain` take them.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,13 +13,14 @@ from typing import Any, Dict, Optional, Type, Union
 from . import defaults as D
 from .errors import SpectralXError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")     # segment's --precision names
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # segment's --precision names
 CONFIDENCE_FORMATS = ("float32", "percent")
 METHODS = ("spectralx", "lora", "slr", "full", "forest")
 NETWORK_METHODS = METHODS[:4]
 FUSIONS = ("forest", "none")
 VARIANTS = ("default", "paper")
 CLASS_WEIGHTINGS = ("none", "sqrt-inverse", "inverse")
+
 
 def _build(cls: Type[Any], base: Any, kind: str, overrides: Dict[str, Any]) -> Any:
     known = {f.name for f in fields(cls)}
@@ -33,6 +35,7 @@ def _build(cls: Type[Any], base: Any, kind: str, overrides: Dict[str, Any]) -> A
 @dataclass
 class SegmentOptions:
     """How `spectralx.inference.segment` runs (what, where and with which model are its arguments)."""
+
     overlap: float = D.OVERLAP
     batch_size: int = D.BATCH_SIZE
     device: str = D.DEVICE
@@ -66,33 +69,33 @@ class SegmentOptions:
 @dataclass
 class FinetuneOptions:
     # what is trained
-    method: str = D.FINETUNE_METHOD    # spectralx | lora | slr | full (PEFT baselines, SPEC §2) | forest
+    method: str = D.FINETUNE_METHOD  # spectralx | lora | slr | full (PEFT baselines, SPEC §2) | forest
     #                                    (the per-pixel random forest alone, no network)
     variant: str = D.FINETUNE_VARIANT  # default | paper (the reference code's network and schedule)
-    backbone_norms: Optional[bool] = None   # train the backbone's LayerNorms (None: yes)
+    backbone_norms: Optional[bool] = None  # train the backbone's LayerNorms (None: yes)
     # schedule
     steps: int = D.FINETUNE_STEPS
     batch_size: int = D.FINETUNE_BATCH_SIZE
-    lr: Optional[float] = None         # None: 1e-3 (default) or 1e-4 (paper)
+    lr: Optional[float] = None  # None: 1e-3 (default) or 1e-4 (paper)
     weight_decay: float = D.FINETUNE_WEIGHT_DECAY
-    ema: float = D.FINETUNE_EMA        # exponential moving average of the trained weights (0 = off)
+    ema: float = D.FINETUNE_EMA  # exponential moving average of the trained weights (0 = off)
     # data
     augment: bool = D.FINETUNE_AUGMENT
-    spectral_jitter: float = D.FINETUNE_SPECTRAL_JITTER   # sd of per-chip band gain/offset noise
+    spectral_jitter: float = D.FINETUNE_SPECTRAL_JITTER  # sd of per-chip band gain/offset noise
     class_weighting: str = D.FINETUNE_CLASS_WEIGHTING
     label_smoothing: float = D.FINETUNE_LABEL_SMOOTHING
     # validation
     val_fraction: float = D.FINETUNE_VAL_FRACTION
-    eval_every: Optional[int] = None   # None: steps/10, between 10 and 100
+    eval_every: Optional[int] = None  # None: steps/10, between 10 and 100
     patience: Optional[int] = D.FINETUNE_PATIENCE
     # losses
     balance_weight: float = D.FINETUNE_BALANCE_WEIGHT
     # after training
-    baseline: bool = D.FINETUNE_BASELINE   # fit and score the random-forest baseline (SPEC §7)
-    tta: bool = D.FINETUNE_TTA             # flip averaging at inference (recorded in the card)
+    baseline: bool = D.FINETUNE_BASELINE  # fit and score the random-forest baseline (SPEC §7)
+    tta: bool = D.FINETUNE_TTA  # flip averaging at inference (recorded in the card)
     calibrate: bool = D.FINETUNE_CALIBRATE  # logit adjustment for rare classes, tau chosen on validation
-    fuse: str = D.FINETUNE_FUSE            # pool the network with the forest, weight chosen on validation
-    forest_context: int = D.FINETUNE_FOREST_CONTEXT   # the deployed forest also sees each pixel's 3x3
+    fuse: str = D.FINETUNE_FUSE  # pool the network with the forest, weight chosen on validation
+    forest_context: int = D.FINETUNE_FOREST_CONTEXT  # the deployed forest also sees each pixel's 3x3
     #                                    mean spectrum (0: spectra alone)
     # run
     seed: int = D.SEED
@@ -121,11 +124,13 @@ class FinetuneOptions:
         if self.variant not in VARIANTS:
             raise SpectralXError(f"unknown variant '{self.variant}'; use one of {', '.join(VARIANTS)}")
         if self.class_weighting not in CLASS_WEIGHTINGS:
-            raise SpectralXError(f"unknown class weighting '{self.class_weighting}'; use one of "
-                                 f"{', '.join(CLASS_WEIGHTINGS)}")
+            raise SpectralXError(
+                f"unknown class weighting '{self.class_weighting}'; use one of " f"{', '.join(CLASS_WEIGHTINGS)}"
+            )
         if self.forest_context not in (0, 3, 5, 7):
-            raise SpectralXError(f"forest neighbourhood must be 0 (spectra alone), 3, 5 or 7 pixels, "
-                                 f"got {self.forest_context}")
+            raise SpectralXError(
+                f"forest neighbourhood must be 0 (spectra alone), 3, 5 or 7 pixels, " f"got {self.forest_context}"
+            )
         if self.fuse not in FUSIONS:
             raise SpectralXError(f"unknown fusion '{self.fuse}'; use one of {', '.join(FUSIONS)}")
         # 0 steps is allowed from Python (the untrained network, flagged in its card); the command
@@ -153,6 +158,7 @@ class FinetuneOptions:
 @dataclass
 class PretrainOptions:
     """Stage-1 (masked reconstruction) options of `spectralx.training.pretrain`."""
+
     steps: int = D.PRETRAIN_STEPS
     batch_size: int = D.PRETRAIN_BATCH_SIZE
     mask_ratio: float = D.PRETRAIN_MASK_RATIO

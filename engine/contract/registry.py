@@ -7,6 +7,7 @@ only where they were verified (the JSON's checksum_source says from where). A re
 published sha256 is still downloadable: its digest is shown after the download and the importer
 checks the file's format. Gated releases (DINOv3: a form) have no address, only their page.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,16 +16,25 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-__all__ = ["FAMILIES", "CATALOG_FILE", "CATALOG_FORMAT", "NO_CHECKSUM", "CatalogError", "Release",
-           "load_releases", "by_file"]
+__all__ = [
+    "FAMILIES",
+    "CATALOG_FILE",
+    "CATALOG_FORMAT",
+    "NO_CHECKSUM",
+    "CatalogError",
+    "Release",
+    "load_releases",
+    "by_file",
+]
 
 CATALOG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "releases.json")
 CATALOG_FORMAT = "spectralx-model-catalog"
 # the names `spectralx backbone import --family` accepts, in the order detection tries them; each has
 # its converter module in spectralx.backbones.registry (checked against this tuple on import)
 FAMILIES = ("scale-mae", "satmae++", "dinov3", "mae", "timm")
-NO_CHECKSUM = ("no published checksum: the file's sha256 is shown after download; the importer still "
-               "checks its format")
+NO_CHECKSUM = (
+    "no published checksum: the file's sha256 is shown after download; the importer still " "checks its format"
+)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # a release's file name as published: a plain name the model folder can hold (no "..", no separators,
 # no NUL or other control characters, not hidden)
@@ -71,24 +81,36 @@ class Release:
             known.append(f"sha256 starts with {self.sha256_prefix}")
         if self.md5_prefix:
             known.append(f"md5 starts with {self.md5_prefix}")
-        return (NO_CHECKSUM + (f"; published: {', '.join(known)}" if known else "")
-                + (f" ({self.checksum_source})" if self.checksum_source else ""))
+        return (
+            NO_CHECKSUM
+            + (f"; published: {', '.join(known)}" if known else "")
+            + (f" ({self.checksum_source})" if self.checksum_source else "")
+        )
 
     def check(self, sha256: Optional[str] = None, md5: Optional[str] = None) -> Tuple[Optional[bool], str]:
         """(True/False, why) when something published can be compared with a file's digests;
         (None, ...) when the authors publish nothing to compare with."""
         if sha256 and self.sha256:
             ok = sha256 == self.sha256
-            return ok, ("sha256 matches the published one" if ok else
-                        f"sha256 {sha256} differs from the published {self.sha256}")
+            return ok, (
+                "sha256 matches the published one"
+                if ok
+                else f"sha256 {sha256} differs from the published {self.sha256}"
+            )
         if sha256 and self.sha256_prefix:
             ok = sha256.startswith(self.sha256_prefix)
-            return ok, (f"sha256 starts with the published {self.sha256_prefix}" if ok else
-                        f"sha256 {sha256[:12]}… does not start with the published {self.sha256_prefix}")
+            return ok, (
+                f"sha256 starts with the published {self.sha256_prefix}"
+                if ok
+                else f"sha256 {sha256[:12]}… does not start with the published {self.sha256_prefix}"
+            )
         if md5 and self.md5_prefix:
             ok = md5.startswith(self.md5_prefix)
-            return ok, (f"md5 starts with the published {self.md5_prefix}" if ok else
-                        f"md5 {md5[:12]}… does not start with the published {self.md5_prefix}")
+            return ok, (
+                f"md5 starts with the published {self.md5_prefix}"
+                if ok
+                else f"md5 {md5[:12]}… does not start with the published {self.md5_prefix}"
+            )
         return None, f"sha256 {sha256}" if sha256 else NO_CHECKSUM
 
 
@@ -157,7 +179,7 @@ def load_releases(path: str = CATALOG_FILE) -> List[Release]:
     return [_validate(i, d, seen) for i, d in enumerate(entries, 1)]
 
 
-load = load_releases     # the plugin catalogue's name
+load = load_releases  # the plugin catalogue's name
 
 
 def by_file(releases: List[Release], file_name: str) -> Optional[Release]:

@@ -1,4 +1,5 @@
 """Streaming sliding-window inference over rasters of any size (SPEC §5)."""
+
 from .api import SegmentResult, resolve_mapping, segment
 from .tiling import TilePlan, axis_starts, plan_tiles
 

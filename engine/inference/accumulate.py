@@ -7,6 +7,7 @@ When a tile row is complete, the rows no later tile touches are divided out, han
 buffer slides down to the next tile row. Weights come from the whole window's plan (which tiles lie
 on the window's edge), so a block adds exactly what a single pass adds.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Tuple
@@ -18,16 +19,17 @@ from .tiling import Block, TilePlan, whole_window
 
 
 class StripAccumulator:
-    def __init__(self, plan: TilePlan, num_classes: int, device: torch.device | str = "cpu",
-                 block: Block | None = None):
+    def __init__(
+        self, plan: TilePlan, num_classes: int, device: torch.device | str = "cpu", block: Block | None = None
+    ):
         self.plan = plan
         self.block = block = block or whole_window(plan)
         self.device = torch.device(device)
-        self.x_off = plan.xs[block.c0]                       # first column of the span
+        self.x_off = plan.xs[block.c0]  # first column of the span
         self.span = plan.xs[block.c1 - 1] + plan.tile_width - self.x_off
         self.prob = torch.zeros(num_classes, plan.strip_height, self.span, device=self.device)
         self.wsum = torch.zeros(plan.strip_height, self.span, device=self.device)
-        self.row = block.r0   # tile row being accumulated
+        self.row = block.r0  # tile row being accumulated
         self._weights: Dict[Tuple[bool, bool, bool, bool], torch.Tensor] = {}
 
     def _weight(self, r: int, c: int) -> torch.Tensor:
@@ -44,8 +46,8 @@ class StripAccumulator:
         x = self.plan.xs[c] - self.x_off
         w = self._weight(r, c)
         tw = self.plan.tile_width
-        self.prob[:, :, x:x + tw].addcmul_(probs, w)
-        self.wsum[:, x:x + tw].add_(w)
+        self.prob[:, :, x : x + tw].addcmul_(probs, w)
+        self.wsum[:, x : x + tw].add_(w)
 
     def finish(self) -> Tuple[int, torch.Tensor]:
         """Close the current tile row: return (first row, blended probs (K, n, span)) of the rows it

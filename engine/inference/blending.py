@@ -4,6 +4,7 @@ Where a tile touches the edge of the processed window no other tile overlaps it,
 window is flat (1): border pixels get full weight instead of a near-zero one. A small floor keeps
 every weight strictly positive (every pixel's weight sum is defined).
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,7 +23,7 @@ def hann_1d(n: int, flat_start: bool = False, flat_end: bool = False) -> np.ndar
     if flat_start:
         w[:half] = 1.0
     if flat_end:
-        w[n - half:] = 1.0
+        w[n - half :] = 1.0
     return np.maximum(w, FLOOR).astype(np.float32)
 
 
@@ -31,7 +32,8 @@ def _weight(th: int, tw: int, top: bool, bottom: bool, left: bool, right: bool) 
     return np.outer(hann_1d(th, top, bottom), hann_1d(tw, left, right))
 
 
-def tile_weight(th: int, tw: int, top: bool, bottom: bool, left: bool, right: bool,
-                device: torch.device | str = "cpu") -> torch.Tensor:
+def tile_weight(
+    th: int, tw: int, top: bool, bottom: bool, left: bool, right: bool, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """(th, tw) weights for a tile; the flags say which sides lie on the window's edge."""
     return torch.from_numpy(_weight(th, tw, top, bottom, left, right)).to(device)

@@ -14,6 +14,7 @@ worker died, a network error) is submitted once more; a second failure, or a Spe
 input: the same again), ends that scene with the block named. Cancel/Ctrl-C cancels the futures and
 removes every temporary file. Dask is optional: nothing here is imported unless `dask=` is given.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,12 +36,13 @@ INSTALL_HINT = "pip install 'spectralx-qgis[dask]' (or: pip install 'dask[distri
 @dataclass
 class BlockTask:
     """What a worker needs for one block (small: no pixels, no weights)."""
+
     raster: str
     window: Tuple[int, int, int, int]
-    tiles: Any                     # TilePlan
+    tiles: Any  # TilePlan
     block: Block
     indexes: List[int]
-    prep: Any                      # Preparer
+    prep: Any  # Preparer
     checkpoint: str
     backbone: Optional[str]
     device: str
@@ -51,7 +53,7 @@ class BlockTask:
     gdal_cache: int
     confidence: bool
     percent: bool
-    torch_threads: int = 0         # set on the worker (a local cluster: the cores / workers); 0: leave
+    torch_threads: int = 0  # set on the worker (a local cluster: the cores / workers); 0: leave
 
 
 @dataclass
@@ -74,13 +76,14 @@ def _model_for(task: BlockTask):
     from ..devices import pick_device
     from .job import prepare_model
     from .precision import select
+
     st = os.stat(task.checkpoint)
     dev = pick_device(task.device)
     key = (os.path.abspath(task.checkpoint), task.backbone, dev, task.precision, st.st_size, st.st_mtime_ns)
     if key in _MODELS:
         return _MODELS[key] + (0.0,)
     t0 = time.perf_counter()
-    _MODELS.clear()   # one model per worker process
+    _MODELS.clear()  # one model per worker process
     net, card = load_checkpoint(task.checkpoint, backbone=task.backbone)
     # measure=False: auto never times here, so every worker (and block) takes the same path
     net, path = select(prepare_model(net, dev), dev, task.precision, measure=False)
@@ -98,41 +101,60 @@ def compute_block(task: BlockTask):
     from .pipeline import run_pipeline
     from .source import RasterStrips
     from .writer import BlockArrays
+
     if task.torch_threads and torch.get_num_threads() != task.torch_threads:
-        torch.set_num_threads(task.torch_threads)   # Dask's nanny starts workers with OMP_NUM_THREADS=1
+        torch.set_num_threads(task.torch_threads)  # Dask's nanny starts workers with OMP_NUM_THREADS=1
     t0 = time.perf_counter()
     net, card, dev, precision, load_s = _model_for(task)
     t1 = time.perf_counter()
     b = task.block
     dtypes = [np.uint8] + ([np.uint8 if task.percent else np.float32] if task.confidence else [])
     out = BlockArrays(b.y0, b.shape, dtypes)
-    source = RasterStrips(task.raster, Window(*task.window), task.tiles, task.indexes, task.prep,
-                          gdal_cache=task.gdal_cache)
-    computed = run_pipeline(task.tiles, source, net, len(card.classes),
-                            encoder(card.classes, dev, task.confidence, task.percent), out.write,
-                            batch_size=task.batch_size, device=dev, precision=precision,
-                            queue_size=task.queue, block=b, group=task.group)
+    source = RasterStrips(
+        task.raster, Window(*task.window), task.tiles, task.indexes, task.prep, gdal_cache=task.gdal_cache
+    )
+    computed = run_pipeline(
+        task.tiles,
+        source,
+        net,
+        len(card.classes),
+        encoder(card.classes, dev, task.confidence, task.percent),
+        out.write,
+        batch_size=task.batch_size,
+        device=dev,
+        precision=precision,
+        queue_size=task.queue,
+        block=b,
+        group=task.group,
+    )
     arrays = out.arrays
-    timings = {"load_s": load_s, "setup_s": t1 - t0 - load_s, "run_s": time.perf_counter() - t1,
-               "threads": torch.get_num_threads(), "pid": os.getpid()}
+    timings = {
+        "load_s": load_s,
+        "setup_s": t1 - t0 - load_s,
+        "run_s": time.perf_counter() - t1,
+        "threads": torch.get_num_threads(),
+        "pid": os.getpid(),
+    }
     return arrays[0], (arrays[1] if task.confidence else None), computed, timings
 
 
 # -- client side ------------------------------------------------------------------------------------
 
+
 @dataclass
 class RunStats:
     """Where a cluster run's time went (logged at the end; the last run's stays in LAST_STATS)."""
+
     t0: float = field(default_factory=time.perf_counter)
     wall_s: float = 0.0
     blocks: int = 0
-    load_s: float = 0.0          # workers loading the checkpoint (once per worker process)
-    run_s: float = 0.0           # workers running blocks (read, normalize, forward, blend, encode)
-    setup_s: float = 0.0         # workers between task start and the block's run, beyond the load
-    wait_s: float = 0.0          # the client waiting for the next block in order
-    fetch_s: float = 0.0         # the client receiving a block's arrays
-    write_s: float = 0.0         # the client writing a block into the outputs
-    threads: Dict[int, int] = field(default_factory=dict)   # worker pid -> torch threads
+    load_s: float = 0.0  # workers loading the checkpoint (once per worker process)
+    run_s: float = 0.0  # workers running blocks (read, normalize, forward, blend, encode)
+    setup_s: float = 0.0  # workers between task start and the block's run, beyond the load
+    wait_s: float = 0.0  # the client waiting for the next block in order
+    fetch_s: float = 0.0  # the client receiving a block's arrays
+    write_s: float = 0.0  # the client writing a block into the outputs
+    threads: Dict[int, int] = field(default_factory=dict)  # worker pid -> torch threads
 
     def add(self, timings: dict, wait: float, fetch: float, write: float) -> None:
         self.blocks += 1
@@ -146,10 +168,12 @@ class RunStats:
 
     def describe(self, workers: int) -> str:
         busy = self.run_s / (workers * self.wall_s) if self.wall_s else 0.0
-        return (f"Dask: {self.blocks} blocks in {self.wall_s:.1f} s; workers ran blocks {self.run_s:.1f} s "
-                f"({busy:.0%} of {workers} worker threads' time), loaded the model {self.load_s:.1f} s; "
-                f"the client waited {self.wait_s:.1f} s, fetched {self.fetch_s:.1f} s, wrote {self.write_s:.1f} s; "
-                f"torch threads per worker {sorted(self.threads.values())}")
+        return (
+            f"Dask: {self.blocks} blocks in {self.wall_s:.1f} s; workers ran blocks {self.run_s:.1f} s "
+            f"({busy:.0%} of {workers} worker threads' time), loaded the model {self.load_s:.1f} s; "
+            f"the client waited {self.wait_s:.1f} s, fetched {self.fetch_s:.1f} s, wrote {self.write_s:.1f} s; "
+            f"torch threads per worker {sorted(self.threads.values())}"
+        )
 
 
 LAST_STATS: Optional[RunStats] = None
@@ -170,24 +194,33 @@ def connect(address: str):
             raise SpectralXError(f"--dask {address}: give local or local:N with N worker processes, e.g. local:4")
         # a worker that dies fails its task at once; the runner retries the block once itself
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-            cluster = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, env=_worker_environment())
+            cluster = LocalCluster(
+                n_workers=int(n),
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                env=_worker_environment(),
+            )
         return Client(cluster), cluster
     check_scheduler_address(address)
     try:
         return Client(address, timeout="20s"), None
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        raise SpectralXError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(exc).split())[:200]}; "
-                             "start it (dask scheduler) or check the address") from None
+        raise SpectralXError(
+            f"cannot reach the Dask scheduler at {address}: {' '.join(str(exc).split())[:200]}; "
+            "start it (dask scheduler) or check the address"
+        ) from None
 
 
-_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")   # inproc: a cluster in this process
+_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")  # inproc: a cluster in this process
 
 
 def check_scheduler_address(address: str) -> None:
     """scheme://host[:port] with a known scheme, a host and a valid port (an empty host made Dask raise
     a traceback)."""
     from urllib.parse import urlsplit
+
     shown = "".join(c if c.isprintable() else "?" for c in address)[:80]
     usage = f"--dask {shown}: give local, local:N or a scheduler address like tcp://host:8786"
     if "://" not in address:
@@ -224,13 +257,20 @@ def _worker_environment() -> Dict[str, str]:
     import multiprocessing
     import shutil
     import sys
+
     if not os.path.basename(sys.executable or "").lower().startswith("python"):
-        python = next((p for p in (os.path.join(sys.exec_prefix, "bin", "python3"), shutil.which("python3"))
-                       if p and os.path.exists(p)), None)
+        python = next(
+            (
+                p
+                for p in (os.path.join(sys.exec_prefix, "bin", "python3"), shutil.which("python3"))
+                if p and os.path.exists(p)
+            ),
+            None,
+        )
         if python:
             multiprocessing.set_executable(python)
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.basename(package) != "spectralx":   # an editable install maps engine/ -> spectralx
+    if os.path.basename(package) != "spectralx":  # an editable install maps engine/ -> spectralx
         return {}
     paths = [os.path.dirname(package)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {"PYTHONPATH": os.pathsep.join(paths)}
@@ -248,11 +288,25 @@ def local_threads(address: str, workers: int) -> int:
 
 def _task(job: SegmentJob, block: Block, torch_threads: int = 0) -> BlockTask:
     w = job.window
-    return BlockTask(job.raster, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)), job.tiles,
-                     block, list(job.mapping.source_indexes), job.prep, os.path.abspath(job.checkpoint),
-                     os.path.abspath(job.backbone) if job.backbone else None, job.device_request,
-                     job.precision, job.batch_size, job.work.group, job.work.queue, job.work.gdal_cache,
-                     job.confidence is not None, job.confidence_format == "percent", torch_threads)
+    return BlockTask(
+        job.raster,
+        (int(w.col_off), int(w.row_off), int(w.width), int(w.height)),
+        job.tiles,
+        block,
+        list(job.mapping.source_indexes),
+        job.prep,
+        os.path.abspath(job.checkpoint),
+        os.path.abspath(job.backbone) if job.backbone else None,
+        job.device_request,
+        job.precision,
+        job.batch_size,
+        job.work.group,
+        job.work.queue,
+        job.work.gdal_cache,
+        job.confidence is not None,
+        job.confidence_format == "percent",
+        torch_threads,
+    )
 
 
 class _Scene:
@@ -265,6 +319,7 @@ class _Scene:
 
     def write(self, block: Block, cls: np.ndarray, conf: Optional[np.ndarray]) -> None:
         from rasterio.windows import Window
+
         if self.outputs is None:
             self.outputs = OpenOutputs(self.job)
         win = Window(block.x0, block.y0, block.x1 - block.x0, block.y1 - block.y0)
@@ -273,8 +328,9 @@ class _Scene:
         self.written += 1
 
 
-def run_on_cluster(jobs: List[SegmentJob], address: str, progress: Optional[Progress] = None,
-                   stop_on_error: bool = True) -> List[SceneOutcome]:
+def run_on_cluster(
+    jobs: List[SegmentJob], address: str, progress: Optional[Progress] = None, stop_on_error: bool = True
+) -> List[SceneOutcome]:
     """Every block of every job over the cluster at `address`; one outcome per job, in order.
     `stop_on_error`: the first failed scene ends the run (single scene); otherwise the others go on."""
     progress = ensure(progress)
@@ -282,7 +338,7 @@ def run_on_cluster(jobs: List[SegmentJob], address: str, progress: Optional[Prog
     try:
         workers = max(1, sum(client.nthreads().values()))
         progress.log(f"Dask: {len(client.nthreads())} workers, {workers} threads")
-        for job in jobs:   # one scene: spread its rows over the workers; many: each scene its own task
+        for job in jobs:  # one scene: spread its rows over the workers; many: each scene its own task
             plan_for_workers(job, workers if len(jobs) == 1 else 1)
         return _run(client, workers, jobs, progress, stop_on_error, local_threads(address, workers))
     finally:
@@ -291,20 +347,27 @@ def run_on_cluster(jobs: List[SegmentJob], address: str, progress: Optional[Prog
             cluster.close()
 
 
-def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_on_error: bool,
-         torch_threads: int = 0) -> List[SceneOutcome]:
+def _run(
+    client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_on_error: bool, torch_threads: int = 0
+) -> List[SceneOutcome]:
+    # Long (88 lines) on purpose: the cluster's lifetime (start, submit, gather in order, write, close) must be
+    # in one try block.
     scenes = [_Scene(j) for j in jobs]
     todo: Deque[Tuple[_Scene, Block]] = deque((s, b) for s in scenes for b in s.job.work.blocks)
     total = sum(b.n_tiles for s in scenes for b in s.job.work.blocks)
     limit = 2 * workers
-    inflight: Deque[list] = deque()     # [scene, block, future, attempt], in submission order
+    inflight: Deque[list] = deque()  # [scene, block, future, attempt], in submission order
     done_tiles = 0
     stats = RunStats()
 
     def submit(scene: _Scene, block: Block, attempt: int):
-        fut = client.submit(compute_block, _task(scene.job, block, torch_threads), pure=False, retries=0,
-                            key=f"spectralx-{os.path.basename(scene.job.raster)}-{block.index}-{attempt}-"
-                                f"{time.monotonic_ns()}")
+        fut = client.submit(
+            compute_block,
+            _task(scene.job, block, torch_threads),
+            pure=False,
+            retries=0,
+            key=f"spectralx-{os.path.basename(scene.job.raster)}-{block.index}-{attempt}-" f"{time.monotonic_ns()}",
+        )
         return [scene, block, fut, attempt]
 
     def fail(scene: _Scene, exc: BaseException) -> None:
@@ -326,7 +389,7 @@ def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_
                 inflight.append(submit(*todo.popleft(), 0))
             scene, block, fut, attempt = inflight[0]
             t_wait = time.perf_counter()
-            while not fut.done():          # the head block: results are written in order
+            while not fut.done():  # the head block: results are written in order
                 progress.check()
                 time.sleep(0.01)
             progress.check()
@@ -345,15 +408,22 @@ def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_
                 continue
             exc = fut.exception() if fut.status == "error" else RuntimeError("the task was cancelled")
             if isinstance(exc, SpectralXError) or attempt >= 1:
-                err = exc if isinstance(exc, SpectralXError) else SpectralXError(
-                    f"{block.describe()} of {scene.job.raster} failed twice on the cluster: "
-                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                err = (
+                    exc
+                    if isinstance(exc, SpectralXError)
+                    else SpectralXError(
+                        f"{block.describe()} of {scene.job.raster} failed twice on the cluster: "
+                        f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                    )
+                )
                 fail(scene, err)
             else:
-                progress.log(f"{block.describe()} of {os.path.basename(scene.job.raster)} failed "
-                             f"({type(exc).__name__}); retrying it once")
+                progress.log(
+                    f"{block.describe()} of {os.path.basename(scene.job.raster)} failed "
+                    f"({type(exc).__name__}); retrying it once"
+                )
                 inflight.appendleft(submit(scene, block, attempt + 1))
-    except BaseException:        # Cancelled, Ctrl-C, a failed scene: nothing stays behind
+    except BaseException:  # Cancelled, Ctrl-C, a failed scene: nothing stays behind
         client.cancel([item[2] for item in inflight])
         for s in scenes:
             if s.outputs is not None and s.failed is None and s.written < len(s.job.work.blocks):
@@ -363,8 +433,10 @@ def _run(client, workers: int, jobs: List[SegmentJob], progress: Progress, stop_
     progress.log(stats.describe(workers))
     global LAST_STATS
     LAST_STATS = stats
-    return [SceneOutcome(s.job.raster, None if s.failed else result_of(s.job, s.computed, workers), s.failed)
-            for s in scenes]
+    return [
+        SceneOutcome(s.job.raster, None if s.failed else result_of(s.job, s.computed, workers), s.failed)
+        for s in scenes
+    ]
 
 
 __all__ = ["connect", "run_on_cluster", "compute_block", "BlockTask", "SceneOutcome", "Cancelled"]

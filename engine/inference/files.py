@@ -4,6 +4,7 @@ A run produces up to three files (class raster, confidence raster, style); they 
 not at all. Temporary files live beside their targets (same filesystem, so the final rename is atomic)
 and are hidden, so a crash leaves no half-written raster under the requested name.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ from ..fileio import fsync_file, write_error
 def temp_beside(path: str) -> str:
     # short whatever the target's length: a 240-character output name must still work (NAME_MAX 255)
     from ..fileio import temp_name
+
     return temp_name(path)
 
 
@@ -50,8 +52,9 @@ class OutputSet:
                 self.pairs.append((tmp, target))
         except OSError as exc:
             self.discard()
-            raise RasterError(f"cannot write to {os.path.dirname(target)}: {exc.strerror or exc}; "
-                              "choose a folder you can write to") from None
+            raise RasterError(
+                f"cannot write to {os.path.dirname(target)}: {exc.strerror or exc}; " "choose a folder you can write to"
+            ) from None
 
     def temp(self, target: str) -> str:
         return next(t for t, final in self.pairs if final == target)
@@ -61,14 +64,14 @@ class OutputSet:
         final = self.pairs[0][1] if self.pairs else ""
         try:
             for tmp, final in self.pairs:
-                fsync_file(tmp)   # the data is on disk before the name says it is complete
+                fsync_file(tmp)  # the data is on disk before the name says it is complete
                 os.replace(tmp, final)
                 done.append(final)
         except OSError as exc:
             for name in done:  # all or nothing: take back what was already renamed
                 _remove(name)
             self.discard()
-            raise write_error(exc, final) from None   # "no space left on … while writing …; nothing was written"
+            raise write_error(exc, final) from None  # "no space left on … while writing …; nothing was written"
         self.pairs = []
 
     def discard(self) -> None:

@@ -2,6 +2,7 @@
 on a Dask cluster: distributed.py): the job, its result, the open outputs, the row encoder, the model
 on its device. Kept apart from api.py so that distributed.py never imports api.py (no import cycle).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,20 +30,21 @@ class SegmentResult:
     style: Optional[str]
     classes: List[ClassInfo]
     seconds: float
-    tiles: int                                          # tiles in the plan
-    window: Tuple[int, int, int, int] = (0, 0, 0, 0)   # col_off, row_off, width, height processed
+    tiles: int  # tiles in the plan
+    window: Tuple[int, int, int, int] = (0, 0, 0, 0)  # col_off, row_off, width, height processed
     device: str = "cpu"
-    band_map: Any = field(default=None, repr=False)     # the BandMapping used
-    skipped_tiles: int = 0                              # all-nodata tiles that needed no forward pass
-    blocks: int = 1                                     # blocks the window was processed in
-    workers: int = 0                                    # Dask workers (0: in this process)
-    precision: str = ""                                 # the path that ran: fp32, bf16, fp16, int8
-    runtime: str = "torch"                              # what ran it: torch or onnxruntime
+    band_map: Any = field(default=None, repr=False)  # the BandMapping used
+    skipped_tiles: int = 0  # all-nodata tiles that needed no forward pass
+    blocks: int = 1  # blocks the window was processed in
+    workers: int = 0  # Dask workers (0: in this process)
+    precision: str = ""  # the path that ran: fp32, bf16, fp16, int8
+    runtime: str = "torch"  # what ran it: torch or onnxruntime
 
 
 @dataclass
 class SegmentJob:
     """One checked, planned run: everything but the weights."""
+
     raster: str
     checkpoint: Optional[str]
     backbone: Optional[str]
@@ -58,15 +60,15 @@ class SegmentJob:
     tiles: TilePlan
     work: WorkPlan
     batch_size: int
-    device: str              # resolved here
-    device_request: str      # as asked (workers resolve "auto" themselves)
+    device: str  # resolved here
+    device_request: str  # as asked (workers resolve "auto" themselves)
     precision: str
     confidence_format: str
     seconds_start: float = 0.0
     budget: int = 0
     block_size: Optional[int] = None
-    path: str = ""           # the numeric path chosen when the weights loaded (precision.select)
-    runtime: str = "torch"   # what ran it: torch or onnxruntime (precision.select)
+    path: str = ""  # the numeric path chosen when the weights loaded (precision.select)
+    runtime: str = "torch"  # what ran it: torch or onnxruntime (precision.select)
 
     def tags(self) -> dict:
         w = self.window
@@ -74,9 +76,13 @@ class SegmentJob:
         extra = {"SPECTRALX_PRECISION": self.path} if self.path else {}
         if self.runtime != "torch":
             extra["SPECTRALX_RUNTIME"] = self.runtime
-        return {**extra, "SPECTRALX_VERSION": __version__, "SPECTRALX_SOURCE": os.path.basename(self.raster),
-                "SPECTRALX_CHECKPOINT": os.path.basename(self.checkpoint) if self.checkpoint else "(in memory)",
-                "SPECTRALX_WINDOW": " ".join(str(int(v)) for v in (w.col_off, w.row_off, w.width, w.height))}
+        return {
+            **extra,
+            "SPECTRALX_VERSION": __version__,
+            "SPECTRALX_SOURCE": os.path.basename(self.raster),
+            "SPECTRALX_CHECKPOINT": os.path.basename(self.checkpoint) if self.checkpoint else "(in memory)",
+            "SPECTRALX_WINDOW": " ".join(str(int(v)) for v in (w.col_off, w.row_off, w.width, w.height)),
+        }
 
 
 def encoder(classes: Sequence[ClassInfo], dev: str, with_confidence: bool, percent: bool):
@@ -93,17 +99,26 @@ def encoder(classes: Sequence[ClassInfo], dev: str, with_confidence: bool, perce
                 conf = (conf * 100).round().clamp_(1, 100).to(torch.uint8)
             out.append(torch.where(ok, conf, torch.zeros_like(conf)).cpu().numpy())
         return row, out
+
     return encode
 
 
 def read_ahead(dev: str) -> int:
-    return 2 if torch.device(dev).type == "cpu" else 8   # a GPU must never wait for the reader
+    return 2 if torch.device(dev).type == "cpu" else 8  # a GPU must never wait for the reader
 
 
 def plan_for_workers(job: SegmentJob, workers: int) -> None:
     """Re-plan a checked job's blocks for a cluster of `workers` worker threads."""
-    job.work = plan_work(job.tiles, len(job.mapping.source_indexes), job.prep.bands, len(job.card.classes),
-                         job.budget, block_size=job.block_size, workers=workers, read_ahead=read_ahead(job.device))
+    job.work = plan_work(
+        job.tiles,
+        len(job.mapping.source_indexes),
+        job.prep.bands,
+        len(job.card.classes),
+        job.budget,
+        block_size=job.block_size,
+        workers=workers,
+        read_ahead=read_ahead(job.device),
+    )
 
 
 class OpenOutputs:
@@ -115,12 +130,23 @@ class OpenOutputs:
         self.datasets = []
         try:
             t = job.tiles
-            self.datasets.append(open_class_raster(self.files.temp(job.output), t.width, t.height, job.crs,
-                                                   job.transform, job.card.classes, job.tags()))
+            self.datasets.append(
+                open_class_raster(
+                    self.files.temp(job.output), t.width, t.height, job.crs, job.transform, job.card.classes, job.tags()
+                )
+            )
             if job.confidence:
-                self.datasets.append(open_confidence_raster(self.files.temp(job.confidence), t.width, t.height,
-                                                            job.crs, job.transform, job.confidence_format,
-                                                            job.tags()))
+                self.datasets.append(
+                    open_confidence_raster(
+                        self.files.temp(job.confidence),
+                        t.width,
+                        t.height,
+                        job.crs,
+                        job.transform,
+                        job.confidence_format,
+                        job.tags(),
+                    )
+                )
         except BaseException:
             self.discard()
             raise
@@ -132,7 +158,7 @@ class OpenOutputs:
             write_qml(self.files.temp(self.job.style), self.job.card.classes)
         self.files.commit()
 
-    def discard(self) -> None:   # cancel, error, Ctrl-C: no output under the requested names
+    def discard(self) -> None:  # cancel, error, Ctrl-C: no output under the requested names
         for ds in self.datasets:
             try:
                 ds.close()
@@ -145,12 +171,22 @@ class OpenOutputs:
 def result_of(job: SegmentJob, computed: int, workers: int = 0) -> SegmentResult:
     w = job.window
     planned = sum(b.n_tiles for b in job.work.blocks)
-    return SegmentResult(output=job.output, confidence=job.confidence, style=job.style,
-                         classes=list(job.card.classes), seconds=time.perf_counter() - job.seconds_start,
-                         tiles=job.tiles.n_tiles, window=(int(w.col_off), int(w.row_off), int(w.width), int(w.height)),
-                         device=job.device, band_map=job.mapping, skipped_tiles=planned - computed,
-                         blocks=len(job.work.blocks), workers=workers, precision=job.path,
-                         runtime=job.runtime)
+    return SegmentResult(
+        output=job.output,
+        confidence=job.confidence,
+        style=job.style,
+        classes=list(job.card.classes),
+        seconds=time.perf_counter() - job.seconds_start,
+        tiles=job.tiles.n_tiles,
+        window=(int(w.col_off), int(w.row_off), int(w.width), int(w.height)),
+        device=job.device,
+        band_map=job.mapping,
+        skipped_tiles=planned - computed,
+        blocks=len(job.work.blocks),
+        workers=workers,
+        precision=job.path,
+        runtime=job.runtime,
+    )
 
 
 def prepare_model(net: torch.nn.Module, dev: str) -> torch.nn.Module:

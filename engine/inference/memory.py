@@ -14,6 +14,7 @@ one read a sixteenth, at most 64 MiB (so rasters of any size use the same chunk 
 not grow with the raster); read-ahead (2 chunks, more on a GPU, which must never wait for the
 reader) and blending share the rest.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,14 +27,28 @@ from ..errors import SpectralXError
 from ..outputs import BLOCK
 from .tiling import Block, TilePlan, plan_blocks
 
-GiB, MiB = 2 ** 30, 2 ** 20
+GiB, MiB = 2**30, 2**20
 DEFAULT_CAP = 2 * GiB
 MIN_BUDGET = 64 * MiB
 READ_CAP = 64 * MiB
 GDAL_CACHE_CAP = 256 * MiB
 QUEUE = 2
-_UNITS = {"": 1, "b": 1, "k": 2 ** 10, "kb": 2 ** 10, "m": MiB, "mb": MiB, "g": GiB, "gb": GiB, "t": 2 ** 40,
-          "tb": 2 ** 40, "kib": 2 ** 10, "mib": MiB, "gib": GiB, "tib": 2 ** 40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 2**10,
+    "m": MiB,
+    "mb": MiB,
+    "g": GiB,
+    "gb": GiB,
+    "t": 2**40,
+    "tb": 2**40,
+    "kib": 2**10,
+    "mib": MiB,
+    "gib": GiB,
+    "tib": 2**40,
+}
 
 
 def available_ram() -> Optional[int]:
@@ -81,8 +96,10 @@ def parse_memory(value: Union[None, int, float, str]) -> int:
         raise SpectralXError(f"memory budget {_shown(value)} is too small; give at least 64M")
     ram = total_ram()
     if ram is not None and size > ram:
-        raise SpectralXError(f"memory budget {format_bytes(size)} is more than this machine's {format_bytes(ram)} "
-                             f"of memory; give at most {ram // GiB}G (or leave --max-memory out)")
+        raise SpectralXError(
+            f"memory budget {format_bytes(size)} is more than this machine's {format_bytes(ram)} "
+            f"of memory; give at most {ram // GiB}G (or leave --max-memory out)"
+        )
     return int(size)
 
 
@@ -98,20 +115,21 @@ def format_bytes(n: float) -> str:
 @dataclass
 class WorkPlan:
     """Blocks, chunk size and queue depth of one run, and what they are expected to cost."""
+
     tiles: TilePlan
     read_bands: int
     budget: int
     blocks: List[Block]
-    group: int                     # tile columns per read
-    queue: int                     # chunks read ahead
-    read_bytes: int                # one chunk being read (raw + masks + normalized)
-    queued_bytes: int              # one normalized chunk waiting for the model
-    gdal_cache: int                # GDAL block cache while reading
-    blend_bytes: int               # one block's blending buffers and output rows
+    group: int  # tile columns per read
+    queue: int  # chunks read ahead
+    read_bytes: int  # one chunk being read (raw + masks + normalized)
+    queued_bytes: int  # one normalized chunk waiting for the model
+    gdal_cache: int  # GDAL block cache while reading
+    blend_bytes: int  # one block's blending buffers and output rows
     block_width: int
     block_height: int
     notes: List[str] = field(default_factory=list)
-    readers: int = 1               # reader threads (each with its chunk being read and one queued)
+    readers: int = 1  # reader threads (each with its chunk being read and one queued)
 
     @property
     def halo_tiles(self) -> int:
@@ -120,15 +138,17 @@ class WorkPlan:
 
     def describe(self) -> str:
         p = self.tiles
-        lines = [f"window   {p.width} x {p.height} px, {p.n_tiles} tiles of {p.tile} px "
-                 f"({len(p.xs)} x {len(p.ys)})",
-                 f"budget   {format_bytes(self.budget)}: reads {format_bytes(self.read_bytes)}"
-                 + (f" x {self.readers} reader threads" if self.readers > 1 else "") + " + "
-                 f"{format_bytes(self.queued_bytes * self.queue)} read ahead ({self.queue} chunks of "
-                 f"{self.group} tile columns), GDAL cache {format_bytes(self.gdal_cache)}, blending "
-                 f"{format_bytes(self.blend_bytes)} per block",
-                 f"blocks   {len(self.blocks)} of up to {self.block_width} x {self.block_height} px"
-                 + (f"; {self.halo_tiles} tiles straddle block seams and run twice" if self.halo_tiles else "")]
+        lines = [
+            f"window   {p.width} x {p.height} px, {p.n_tiles} tiles of {p.tile} px " f"({len(p.xs)} x {len(p.ys)})",
+            f"budget   {format_bytes(self.budget)}: reads {format_bytes(self.read_bytes)}"
+            + (f" x {self.readers} reader threads" if self.readers > 1 else "")
+            + " + "
+            f"{format_bytes(self.queued_bytes * self.queue)} read ahead ({self.queue} chunks of "
+            f"{self.group} tile columns), GDAL cache {format_bytes(self.gdal_cache)}, blending "
+            f"{format_bytes(self.blend_bytes)} per block",
+            f"blocks   {len(self.blocks)} of up to {self.block_width} x {self.block_height} px"
+            + (f"; {self.halo_tiles} tiles straddle block seams and run twice" if self.halo_tiles else ""),
+        ]
         return "\n".join(lines + self.notes)
 
 
@@ -147,9 +167,17 @@ def _round_block(px: int) -> int:
     return max(BLOCK, px // BLOCK * BLOCK)
 
 
-def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, budget: Optional[int] = None,
-              block_size: Optional[int] = None, workers: int = 0, read_ahead: int = QUEUE,
-              readers: int = 1) -> WorkPlan:
+def plan_work(
+    tiles: TilePlan,
+    read_bands: int,
+    model_bands: int,
+    classes: int,
+    budget: Optional[int] = None,
+    block_size: Optional[int] = None,
+    workers: int = 0,
+    read_ahead: int = QUEUE,
+    readers: int = 1,
+) -> WorkPlan:
     """Blocks and reads for a run within `budget` bytes.
 
     block_size forces square blocks of that many pixels (a multiple of 256). Otherwise blocks are
@@ -187,14 +215,31 @@ def plan_work(tiles: TilePlan, read_bands: int, model_bands: int, classes: int, 
     read_bytes = per_col * span
     queued_bytes = sh * span * model_bands * 4
     queue = max(QUEUE, min(read_ahead, int(budget // 4 // max(1, queued_bytes))))
-    blend_bytes = blend_cost_per_column(sh, classes) * (max(tiles.xs[b.c1 - 1] - tiles.xs[b.c0] for b in blocks)
-                                                        + tiles.tile_width)
+    blend_bytes = blend_cost_per_column(sh, classes) * (
+        max(tiles.xs[b.c1 - 1] - tiles.xs[b.c0] for b in blocks) + tiles.tile_width
+    )
     gdal_cache = min(GDAL_CACHE_CAP, budget // 8)
     used = read_bytes + queued_bytes * queue + blend_bytes + gdal_cache
     if used > budget:
-        notes.append(f"note     one tile column of {read_bands} bands already needs "
-                     f"{format_bytes(read_bytes)}; the budget of {format_bytes(budget)} is exceeded")
+        notes.append(
+            f"note     one tile column of {read_bands} bands already needs "
+            f"{format_bytes(read_bytes)}; the budget of {format_bytes(budget)} is exceeded"
+        )
     # each further reader holds a chunk being read and one waiting: only as many as the budget leaves room for
     readers = max(1, min(readers, 1 + max(0, budget - used) // (read_bytes + queued_bytes)))
-    return WorkPlan(tiles, read_bands, budget, blocks, group, queue, read_bytes, queued_bytes, gdal_cache,
-                    blend_bytes, bw, bh, notes, readers)
+    return WorkPlan(
+        tiles,
+        read_bands,
+        budget,
+        blocks,
+        group,
+        queue,
+        read_bytes,
+        queued_bytes,
+        gdal_cache,
+        blend_bytes,
+        bw,
+        bh,
+        notes,
+        readers,
+    )

@@ -18,6 +18,7 @@ Nothing here is imported unless onnxruntime is installed and a run asks for it (
 failure to export or quantize (an unusual architecture, an old onnx) makes `build` return None, and
 the torch path runs instead.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,6 @@ from typing import Optional
 import torch
 from torch import nn
 
-
-
 # 7-bit weights: on AVX2 CPUs without VNNI, ONNX Runtime's u8 x s8 kernels saturate their 16-bit
 # intermediate sums; with full-range weights a tiny model agreed with fp32 on 99.6 % of its decided
 # pixels (mean |dp| 0.0037), with reduced range on 100 % (0.0015)
@@ -51,6 +50,7 @@ def _pool_matrix(out: int, size: int) -> torch.Tensor:
     """(out, size) averaging matrix of adaptive average pooling (the same bins as torch's). Built in
     numpy: under the exporter's tracer it is a constant, not a graph of slice assignments."""
     import numpy as np
+
     m = np.zeros((out, size), dtype=np.float32)
     for i in range(out):
         a, b = (i * size) // out, -(-((i + 1) * size) // out)
@@ -71,6 +71,7 @@ def _adaptive_avg_pool2d(x: torch.Tensor, output_size) -> torch.Tensor:
 def _exportable_pooling():
     """While exporting, the decoder's adaptive pooling runs as matrix products (exact; see above)."""
     from ..model import decoder
+
     original = decoder.F
     shim = types.ModuleType("F")
     shim.__dict__.update(original.__dict__)
@@ -85,14 +86,22 @@ def _exportable_pooling():
 def export(net: nn.Module, path: str, batch: int) -> None:
     """The network's logits (no forest) for (batch, bands, tile, tile) inputs, as ONNX at `path`."""
     cfg = net.cfg
-    plain = copy.copy(net)          # shallow: the same modules and tensors, its own attributes
+    plain = copy.copy(net)  # shallow: the same modules and tensors, its own attributes
     plain.forest, plain.fusion_weight = None, 0.0
     plain.eval()
     x = torch.zeros(batch, cfg.in_bands, cfg.img_size, cfg.img_size)
     with _exportable_pooling(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(plain, (x,), path, dynamo=False, opset_version=17, input_names=["x"],
-                          output_names=["logits"], do_constant_folding=True)
+        torch.onnx.export(
+            plain,
+            (x,),
+            path,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            output_names=["logits"],
+            do_constant_folding=True,
+        )
 
 
 def backbone_matmuls(model, net: nn.Module) -> list:
@@ -100,10 +109,11 @@ def backbone_matmuls(model, net: nn.Module) -> list:
     by value: the exporter names nodes by call site, which differs in the adapter blocks)."""
     import numpy as np
     from onnx import numpy_helper
+
     weights = {}
     for m in net.backbone.modules():
         if isinstance(m, nn.Linear):
-            w = m.weight.detach().float().t().contiguous().numpy()   # ONNX MatMul's B is W^T
+            w = m.weight.detach().float().t().contiguous().numpy()  # ONNX MatMul's B is W^T
             weights.setdefault((w.shape, w[0, :8].tobytes()), []).append(w)
     inits = {i.name: i for i in model.graph.initializer}
     names = []
@@ -126,17 +136,24 @@ def quantize(src: str, dst: str, net: nn.Module) -> int:
     `dst`; returns how many MatMuls were quantized."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
     nodes = backbone_matmuls(onnx.load(src), net)
     if not nodes:
         raise RuntimeError("no backbone linear found in the exported graph")
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)   # the quantizer's advice to pre-process the graph, on the root logger
+    root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process the graph, on the root logger
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=nodes,
-                             reduce_range=REDUCE_RANGE)
+            quantize_dynamic(
+                src,
+                dst,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                nodes_to_quantize=nodes,
+                reduce_range=REDUCE_RANGE,
+            )
     finally:
         root.setLevel(level)
     return len(nodes)
@@ -153,13 +170,13 @@ class OrtNetwork(nn.Module):
         self.fusion_weight = getattr(net, "fusion_weight", 0.0)
         self.session = session
         self.batch = batch
-        self.spectralx_precision = precision          # quantize.MARK: never saved as a model
+        self.spectralx_precision = precision  # quantize.MARK: never saved as a model
         self.runtime = "onnxruntime"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         if n > self.batch:
-            return torch.cat([self(x[i:i + self.batch]) for i in range(0, n, self.batch)])
+            return torch.cat([self(x[i : i + self.batch]) for i in range(0, n, self.batch)])
         xs = x.detach().float().cpu()
         if n < self.batch:
             xs = torch.cat([xs, xs.new_zeros((self.batch - n,) + tuple(xs.shape[1:]))])
@@ -167,6 +184,7 @@ class OrtNetwork(nn.Module):
         if self.forest is not None and 0 < self.fusion_weight < 1:
             from ..model.forest import forest_log_proba
             from ..model.fusion import pool
+
             out = pool(out, forest_log_proba(self.forest, x), self.fusion_weight)
         return out
 
@@ -176,6 +194,7 @@ def build(net: nn.Module, batch: int, kinds=("fp32", "int8"), threads: Optional[
     graph; "int8": the backbone's linears quantized), from one export: {kind: OrtNetwork}.
     Raises on any failure (the caller falls back to torch)."""
     import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or torch.get_num_threads()
@@ -196,5 +215,5 @@ def build(net: nn.Module, batch: int, kinds=("fp32", "int8"), threads: Optional[
             session = ort.InferenceSession(file, opts, providers=["CPUExecutionProvider"])
             out[kind] = OrtNetwork(net, session, batch, kind)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)   # the sessions hold their weights in memory
+        shutil.rmtree(folder, ignore_errors=True)  # the sessions hold their weights in memory
     return out

@@ -13,6 +13,7 @@ On CUDA, batches are staged in page-locked host buffers and copied without block
 one batch overlaps the forward pass of the previous one. Tiles whose pixels are all nodata are skipped (no forward pass).
 Returns the number of tiles run through the model.
 """
+
 from __future__ import annotations
 
 import queue
@@ -56,13 +57,26 @@ def _put(q: "queue.Queue", item, stop: threading.Event, consumer: Optional[threa
     return False
 
 
-def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.Tensor], num_classes: int,
-                 encode: Callable[[int, torch.Tensor, np.ndarray], object], write: Callable[[object], None],
-                 *, batch_size: int = 4, device: str = "cpu", precision: str = "auto",
-                 progress: Optional[Progress] = None, queue_size: int = 2,
-                 on_accumulator: Optional[Callable[[StripAccumulator], None]] = None,
-                 block: Optional[Block] = None, group: Optional[int] = None,
-                 tiles_done: int = 0, tiles_total: Optional[int] = None, readers: int = 1) -> int:
+def run_pipeline(
+    plan: TilePlan,
+    source,
+    model: Callable[[torch.Tensor], torch.Tensor],
+    num_classes: int,
+    encode: Callable[[int, torch.Tensor, np.ndarray], object],
+    write: Callable[[object], None],
+    *,
+    batch_size: int = 4,
+    device: str = "cpu",
+    precision: str = "auto",
+    progress: Optional[Progress] = None,
+    queue_size: int = 2,
+    on_accumulator: Optional[Callable[[StripAccumulator], None]] = None,
+    block: Optional[Block] = None,
+    group: Optional[int] = None,
+    tiles_done: int = 0,
+    tiles_total: Optional[int] = None,
+    readers: int = 1,
+) -> int:
     """Run every tile of `block` (default: the whole plan) through `model`.
 
     source: object with open(), read(r, c0, c1) -> (x (C, >=T, >=T) float32, valid (strip_h, span)
@@ -75,6 +89,8 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
     readers: reader threads (needs source.clone()); chunk j is read by thread j % readers, each into
              its own queue, so the chunks still reach the model in order and memory stays bounded
     """
+    # Long (176 lines) on purpose: the hot loop with its reader threads, batching, device copies and blending;
+    # split, the thread and queue handshakes would no longer read top to bottom.
     progress = ensure(progress)
     block = block or whole_window(plan)
     dev = torch.device(device)
@@ -87,12 +103,11 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
     cuda = dev.type == "cuda"
     n_readers = max(1, min(readers, len(jobs))) if hasattr(source, "clone") else 1
     sources = [source] + [source.clone() for _ in range(n_readers - 1)]
-    strips: List["queue.Queue"] = [queue.Queue(maxsize=max(1, -(-queue_size // n_readers)))
-                                   for _ in range(n_readers)]
+    strips: List["queue.Queue"] = [queue.Queue(maxsize=max(1, -(-queue_size // n_readers))) for _ in range(n_readers)]
 
     def read_all(k: int) -> None:
         src, out = sources[k], strips[k]
-        src.open()                    # in this thread: GDAL handles are not shared between threads
+        src.open()  # in this thread: GDAL handles are not shared between threads
         try:
             for r, c0, c1 in jobs[k::n_readers]:
                 x, valid = src.read(r, c0, c1)
@@ -109,7 +124,7 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
         _put(out, _DONE, stop)
 
     def write_all() -> None:
-        while not stop.is_set():   # stopped (cancel/error): drop what is queued, the files are discarded
+        while not stop.is_set():  # stopped (cancel/error): drop what is queued, the files are discarded
             try:
                 item = outgoing.get(timeout=0.1)
             except queue.Empty:
@@ -129,9 +144,9 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
                 break
             except queue.Empty:
                 if reader.error is not None:
-                    raise reader.error
+                    raise reader.error from None
                 if not reader.is_alive():
-                    raise RuntimeError("reader thread ended early")
+                    raise RuntimeError("reader thread ended early") from None
         if item is _DONE:
             raise RuntimeError("reader thread ended early")
         return item
@@ -144,16 +159,16 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
     done = 0
     skipped = 0
     tw = plan.tile_width
-    cols = slice(block.x0 - acc.x_off, block.x1 - acc.x_off)   # the block's own columns in the span
+    cols = slice(block.x0 - acc.x_off, block.x1 - acc.x_off)  # the block's own columns in the span
 
     def emit_row() -> None:
         r = acc.row
         top, probs = acc.finish()
-        valid = valid_rows.pop(r)[:probs.shape[1]]
-        a, b = max(top, block.y0), min(top + probs.shape[1], block.y1)   # halo rows are cut off
+        valid = valid_rows.pop(r)[: probs.shape[1]]
+        a, b = max(top, block.y0), min(top + probs.shape[1], block.y1)  # halo rows are cut off
         if a >= b:
             return
-        payload = encode(a, probs[:, a - top:b - top, cols], valid[a - top:b - top, cols])
+        payload = encode(a, probs[:, a - top : b - top, cols], valid[a - top : b - top, cols])
         if not _put(outgoing, payload, stop, writer):
             raise writer.error or RuntimeError("writer thread ended early")
 
@@ -161,7 +176,7 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
         nonlocal done
         progress.check()
         tiles = [t for _, _, t in batch]
-        x = torch.stack(tiles)                     # on the GPU when the chunks are there already
+        x = torch.stack(tiles)  # on the GPU when the chunks are there already
         x = x.contiguous(memory_format=torch.channels_last) if cuda else x.to(dev)
         with torch.inference_mode(), autocast(str(dev), precision):
             logits = model(x)
@@ -182,21 +197,21 @@ def run_pipeline(plan: TilePlan, source, model: Callable[[torch.Tensor], torch.T
         for j in range(len(jobs)):
             r, c0, c1, xt, valid = next_chunk(j)
             if cuda:
-                xt = xt.to(dev, non_blocking=True)   # the pinned block stays alive until the copy ends
+                xt = xt.to(dev, non_blocking=True)  # the pinned block stays alive until the copy ends
             left = plan.xs[c0] - acc.x_off
             if r not in valid_rows:
                 valid_rows[r] = np.zeros((plan.strip_height, acc.span), dtype=bool)
-            valid_rows[r][:, left:left + valid.shape[1]] = valid
+            valid_rows[r][:, left : left + valid.shape[1]] = valid
             # rows above the oldest pending tile are complete: emit them now, so that skipped
             # (all-nodata) stretches never pile up
             while acc.row < (batch[0][0] if batch else r):
                 emit_row()
             for c in range(c0, c1):
                 x0 = plan.xs[c] - plan.xs[c0]
-                if not valid[:, x0:x0 + tw].any():   # all nodata: nothing to predict, skip the forward pass
+                if not valid[:, x0 : x0 + tw].any():  # all nodata: nothing to predict, skip the forward pass
                     skipped += 1
                     continue
-                batch.append((r, c, xt[:, :T, x0:x0 + T]))
+                batch.append((r, c, xt[:, :T, x0 : x0 + T]))
                 if len(batch) == batch_size:
                     run_batch(batch)
                     batch = []

@@ -12,6 +12,7 @@ and the head take most of a tile's time, so int8 cannot pay for the check. bf16 
 slower than fp32 on the 2-core AVX2 dev machine); it stays available on request. GPUs keep the
 device module's autocast policy. Fine-tuning and its validation never come here: they run float.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,11 +26,11 @@ from torch import nn
 from ..devices import autocast_dtype
 from .quantize import quantize_backbone
 
-AGREEMENT = 0.99       # arg-max agreement with fp32 the int8 path must reach
-MAX_DELTA_P = 0.01     # and mean absolute probability difference it must stay under
-NEAR_TIE = 0.01        # pixels whose top two fp32 probabilities are closer are not counted: a coin toss
-MIN_SPEEDUP = 1.1      # int8 must beat fp32 by this much on the check (noise margin)
-MIN_EMBED_DIM = 768    # ViT-B and wider: where the backbone is most of a tile's time
+AGREEMENT = 0.99  # arg-max agreement with fp32 the int8 path must reach
+MAX_DELTA_P = 0.01  # and mean absolute probability difference it must stay under
+NEAR_TIE = 0.01  # pixels whose top two fp32 probabilities are closer are not counted: a coin toss
+MIN_SPEEDUP = 1.1  # int8 must beat fp32 by this much on the check (noise margin)
+MIN_EMBED_DIM = 768  # ViT-B and wider: where the backbone is most of a tile's time
 # ONNX Runtime is considered for jobs of at least this many tiles: its export and quantization take
 # about a minute for ViT-B on the dev machine (more for ViT-L), which a job must pay back
 ORT_MIN_TILES = 256
@@ -37,19 +38,19 @@ ORT_MIN_TILES = 256
 
 @dataclass(frozen=True)
 class RunPath:
-    name: str          # what runs: fp32, bf16, fp16 or int8
-    autocast: str      # the precision run_pipeline's autocast gets
-    note: str = ""     # one line for the log ("" = nothing worth saying)
-    runtime: str = "torch"   # or "onnxruntime"
+    name: str  # what runs: fp32, bf16, fp16 or int8
+    autocast: str  # the precision run_pipeline's autocast gets
+    note: str = ""  # one line for the log ("" = nothing worth saying)
+    runtime: str = "torch"  # or "onnxruntime"
 
 
 @dataclass(frozen=True)
 class Check:
-    agreement: float       # over the pixels fp32 decides (see NEAR_TIE)
-    agreement_all: float   # over every pixel
-    delta_p: float         # mean |p_int8 - p_fp32|
-    speedup: float         # fp32 seconds / int8 seconds, best of the rounds
-    passed: bool           # agreement and delta_p within bounds (speed is judged separately)
+    agreement: float  # over the pixels fp32 decides (see NEAR_TIE)
+    agreement_all: float  # over every pixel
+    delta_p: float  # mean |p_int8 - p_fp32|
+    speedup: float  # fp32 seconds / int8 seconds, best of the rounds
+    passed: bool  # agreement and delta_p within bounds (speed is judged separately)
 
 
 def compare(reference: torch.Tensor, other: torch.Tensor) -> Tuple[float, float, float]:
@@ -100,8 +101,7 @@ def check_against(net: nn.Module, candidates: dict, rounds: int = 2, batch: int 
     checks = {}
     for name in candidates:
         agree, agree_all, dp = compare(out["fp32"], out[name])
-        checks[name] = Check(agree, agree_all, dp, best["fp32"] / best[name],
-                             agree >= AGREEMENT and dp <= MAX_DELTA_P)
+        checks[name] = Check(agree, agree_all, dp, best["fp32"] / best[name], agree >= AGREEMENT and dp <= MAX_DELTA_P)
     return checks
 
 
@@ -109,6 +109,7 @@ def onnx_copies(net: nn.Module, batch: int, kinds=("fp32", "int8")) -> dict:
     """{kind: ONNX Runtime network} for `batch` tiles (cached per network and batch); {} when
     onnxruntime is not installed or the export failed (the reason is kept in the cache entry)."""
     from . import onnx_runtime
+
     entry = _CACHE.setdefault(net, {})
     key = f"onnx:{batch}"
     if key not in entry:
@@ -116,7 +117,7 @@ def onnx_copies(net: nn.Module, batch: int, kinds=("fp32", "int8")) -> dict:
         if onnx_runtime.available():
             try:
                 entry[key] = onnx_runtime.build(net, batch, kinds)
-            except Exception as exc:   # an architecture the exporter cannot take: torch runs instead
+            except Exception as exc:  # an architecture the exporter cannot take: torch runs instead
                 entry["onnx_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
     return entry[key]
 
@@ -138,25 +139,32 @@ def choose(net: nn.Module, batch: int, tiles: Optional[int], auto: bool) -> Tupl
     if "int8" in checks:
         entry.setdefault("check", checks["int8"])
     passed = {n: c for n, c in checks.items() if c.passed and (c.speedup >= MIN_SPEEDUP or not auto)}
-    said = "; ".join(f"{_label(n)}: {c.agreement:.1%} of pixels agree, mean |dp| {c.delta_p:.4f}, "
-                     f"{c.speedup:.2f}x the speed" for n, c in checks.items())
+    said = "; ".join(
+        f"{_label(n)}: {c.agreement:.1%} of pixels agree, mean |dp| {c.delta_p:.4f}, " f"{c.speedup:.2f}x the speed"
+        for n, c in checks.items()
+    )
     head = "precision auto" if auto else "precision int8"
     if passed:
         name = max(passed, key=lambda n: passed[n].speedup)
         m = candidates[name]
         kind = "int8" if name.endswith("int8") else "fp32"
         runtime = "onnxruntime" if name.startswith("onnx") else "torch"
-        what = {"int8": f"int8 backbone linears (quantized; {FLOAT_NOTE})",
-                "onnx-int8": f"ONNX Runtime, int8 backbone linears (quantized; {FLOAT_NOTE})",
-                "onnx-fp32": "ONNX Runtime in float32 (not quantized)"}[name]
+        what = {
+            "int8": f"int8 backbone linears (quantized; {FLOAT_NOTE})",
+            "onnx-int8": f"ONNX Runtime, int8 backbone linears (quantized; {FLOAT_NOTE})",
+            "onnx-fp32": "ONNX Runtime in float32 (not quantized)",
+        }[name]
         path = RunPath(kind, "fp32", f"{head}: {what} (vs torch fp32 on random tiles: {said})", runtime)
     elif auto:
         m, path = net, RunPath("fp32", "fp32", f"{head}: fp32 (vs torch fp32 on random tiles: {said})")
     else:
         m = candidates["int8"]
-        path = RunPath("int8", "fp32", f"{head}: torch int8 backbone linears (quantized; {FLOAT_NOTE}; "
-                       f"vs fp32 on random tiles: {said})")
-    for n in candidates:          # free what does not run (the checks stay cached)
+        path = RunPath(
+            "int8",
+            "fp32",
+            f"{head}: torch int8 backbone linears (quantized; {FLOAT_NOTE}; " f"vs fp32 on random tiles: {said})",
+        )
+    for n in candidates:  # free what does not run (the checks stay cached)
         if candidates[n] is not m:
             if n == "int8":
                 entry.pop("int8", None)
@@ -176,20 +184,27 @@ def eligible(net: nn.Module) -> bool:
     if getattr(net, "backbone", None) is None or cfg is None:
         return False
     if getattr(net, "forest", None) is not None and getattr(net, "fusion_weight", 0) >= 1:
-        return False   # the forest alone: no network runs
+        return False  # the forest alone: no network runs
     return cfg.embed_dim >= MIN_EMBED_DIM
 
 
 FLOAT_NOTE = "the model card's accuracy was measured in float"
 
 
-def select(net: nn.Module, dev: str, precision: str = "auto", *, measure: bool = True, batch: int = 4,
-           tiles: Optional[int] = None) -> Tuple[nn.Module, RunPath]:
+def select(
+    net: nn.Module,
+    dev: str,
+    precision: str = "auto",
+    *,
+    measure: bool = True,
+    batch: int = 4,
+    tiles: Optional[int] = None,
+) -> Tuple[nn.Module, RunPath]:
     """(the network to run, its path) for `precision` on `dev`. `measure=False` never runs a check
     (auto then stays float and int8 is torch's: Dask workers, so that every block of a run takes the
     same path). `batch`: the run's batch size (ONNX Runtime's graph has a fixed batch); `tiles`: the
     job's tile count (None: unknown, ONNX Runtime is considered; see ORT_MIN_TILES)."""
-    dtype = autocast_dtype(dev, precision)   # validates the name; int8 off the CPU is refused there
+    dtype = autocast_dtype(dev, precision)  # validates the name; int8 off the CPU is refused there
     kind = torch.device(dev).type
     if precision == "int8":
         if measure and kind == "cpu" and (tiles is None or tiles >= ORT_MIN_TILES) and _onnx_available():
@@ -204,4 +219,5 @@ def select(net: nn.Module, dev: str, precision: str = "auto", *, measure: bool =
 
 def _onnx_available() -> bool:
     from .onnx_runtime import available
+
     return available()

@@ -8,6 +8,7 @@ left untouched (the plugin caches it; fine-tuning and its validation run on it i
 uses channels-last convolutions, which oneDNN runs faster on the CPU (1.2x on ViT-B/16, 32 bands,
 bench/cpu_backbone_bench.py) without changing a value beyond float rounding.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,6 +24,7 @@ MARK = "spectralx_precision"
 def quantize_backbone(net: nn.Module) -> nn.Module:
     """A copy of `net` whose backbone nn.Linear modules run int8 (per-channel dynamic quantization)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
     if getattr(net, MARK, None) == "int8":
         return net
     backbone = getattr(net, "backbone", None)
@@ -35,7 +37,7 @@ def quantize_backbone(net: nn.Module) -> nn.Module:
     if getattr(net, "forest", None) is not None:
         memo[id(net.forest)] = net.forest
     q = copy.deepcopy(net, memo)
-    with warnings.catch_warnings():   # torch.ao's deprecation notices: the API is what 2.x ships
+    with warnings.catch_warnings():  # torch.ao's deprecation notices: the API is what 2.x ships
         warnings.simplefilter("ignore")
         # in place on the copy's backbone: swaps its Linear objects, never the original's (LoRA's
         # hooks move to the swapped modules with them)

@@ -9,6 +9,7 @@ which owns the dataset for the whole run (GDAL handles are not shared between th
 cache is held to the plan's share of the memory budget while the reader runs (GDAL would otherwise
 keep up to 5 % of the machine's RAM of decoded blocks, whatever the budget).
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -33,10 +34,18 @@ class RasterStrips:
     """`fill`: the value a raster without declared nodata holds outside its footprint (the Landsat
     Level-1 and Sentinel-2 collar is DN 0): a pixel with that value in every band read is nodata."""
 
-    def __init__(self, path: str, window: Window, plan: TilePlan, indexes: List[int], preparer: Preparer,
-                 gdal_cache: Optional[int] = None, fill: Optional[float] = 0.0):
+    def __init__(
+        self,
+        path: str,
+        window: Window,
+        plan: TilePlan,
+        indexes: List[int],
+        preparer: Preparer,
+        gdal_cache: Optional[int] = None,
+        fill: Optional[float] = 0.0,
+    ):
         self.path = path
-        self.gdal_cache = gdal_cache   # bytes of GDAL block cache while reading (None: GDAL's default)
+        self.gdal_cache = gdal_cache  # bytes of GDAL block cache while reading (None: GDAL's default)
         self._env = None
         self.window = window
         self.plan = plan
@@ -52,7 +61,7 @@ class RasterStrips:
 
     def open(self) -> None:
         if self.gdal_cache:
-            self._env = rasterio.Env(GDAL_CACHEMAX=max(100_001, int(self.gdal_cache)))   # > 100000: bytes
+            self._env = rasterio.Env(GDAL_CACHEMAX=max(100_001, int(self.gdal_cache)))  # > 100000: bytes
             self._env.__enter__()
         self.ds = open_raster(self.path, "input raster")
         flags = [self.ds.mask_flag_enums[i - 1] for i in self.indexes]

@@ -1,4 +1,5 @@
 """The part of the raster to process: everything, a pixel window, or a bounding box in its CRS."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,7 @@ from ..errors import RasterError
 EPS = 1e-6
 
 
-def resolve_window(dataset, window: Optional[Sequence[int]] = None,
-                   bbox: Optional[Sequence[float]] = None) -> Window:
+def resolve_window(dataset, window: Optional[Sequence[int]] = None, bbox: Optional[Sequence[float]] = None) -> Window:
     """Integer window inside the raster; a bbox is widened to whole pixels and clipped to the raster."""
     full = Window(0, 0, dataset.width, dataset.height)
     if window is not None and bbox is not None:
@@ -22,8 +22,9 @@ def resolve_window(dataset, window: Optional[Sequence[int]] = None,
             raise RasterError("window must be COL ROW WIDTH HEIGHT")
         col, row, w, h = (int(v) for v in window)
         if w <= 0 or h <= 0 or col < 0 or row < 0 or col + w > dataset.width or row + h > dataset.height:
-            raise RasterError(f"window {col} {row} {w} {h} is not inside the raster "
-                              f"({dataset.width} x {dataset.height} pixels)")
+            raise RasterError(
+                f"window {col} {row} {w} {h} is not inside the raster " f"({dataset.width} x {dataset.height} pixels)"
+            )
         return Window(col, row, w, h)
     if bbox is not None:
         if len(bbox) != 4:
@@ -39,7 +40,9 @@ def resolve_window(dataset, window: Optional[Sequence[int]] = None,
         r1 = min(dataset.height, math.ceil(win.row_off + win.height - EPS))
         if c1 <= c0 or r1 <= r0:
             b = dataset.bounds
-            raise RasterError(f"bbox {xmin} {ymin} {xmax} {ymax} does not overlap the raster "
-                              f"(bounds {b.left} {b.bottom} {b.right} {b.top}, in {dataset.crs})")
+            raise RasterError(
+                f"bbox {xmin} {ymin} {xmax} {ymax} does not overlap the raster "
+                f"(bounds {b.left} {b.bottom} {b.right} {b.top}, in {dataset.crs})"
+            )
         return Window(c0, r0, c1 - c0, r1 - r0)
     return full

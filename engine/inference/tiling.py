@@ -4,6 +4,7 @@ Tiles never leave the processed window (the last one in a row/column is moved ba
 at the edge) so no pixel is predicted from padding, except when the window is smaller than one
 tile: then a single tile covers it and the missing part is padded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ def axis_starts(length: int, tile: int, overlap: float) -> List[int]:
 @dataclass(frozen=True)
 class TilePlan:
     """Tile grid over a height x width window. Tile row r covers rows ys[r] .. ys[r] + strip_height."""
+
     height: int
     width: int
     tile: int
@@ -63,6 +65,7 @@ class Block:
     whole window's plan that touch it: tile rows [r0, r1), tile columns [c0, c1). Tiles that straddle
     a block seam belong to both neighbours (the halo), so every pixel of the block receives exactly
     the tiles, weights and order of one whole-window pass: blending is exact across seams."""
+
     index: int
     y0: int
     y1: int
@@ -98,8 +101,7 @@ def _edges(length: int, step: Optional[int]) -> List[int]:
     return list(range(0, length, step)) + [length]
 
 
-def plan_blocks(plan: TilePlan, block_width: Optional[int] = None,
-                block_height: Optional[int] = None) -> List[Block]:
+def plan_blocks(plan: TilePlan, block_width: Optional[int] = None, block_height: Optional[int] = None) -> List[Block]:
     """Split the window into blocks (row-major): `block_width` x `block_height` px, the last ones
     smaller; None = the whole width / height. Sizes should be multiples of the output's 256 px
     GeoTIFF blocks so that each compressed block is written once."""

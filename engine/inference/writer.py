@@ -3,6 +3,7 @@
 Blocks start on multiples of 256 px (`memory.plan_work`), so each compressed GeoTIFF block is written
 exactly once, whichever block it belongs to (rewriting a DEFLATE block would bloat the file).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,8 @@ class BlockWindowWriter:
         self.ds = dataset
         self.x0, self.width = x0, x1 - x0
         self.buf = np.zeros((block_rows, self.width), dtype=dataset.dtypes[0])
-        self.top = y0     # first raster row held in buf
-        self.filled = 0   # rows of buf filled so far
+        self.top = y0  # first raster row held in buf
+        self.filled = 0  # rows of buf filled so far
 
     def write(self, row: int, data: np.ndarray) -> None:
         if row != self.top + self.filled:
@@ -27,7 +28,7 @@ class BlockWindowWriter:
         i = 0
         while i < len(data):
             n = min(len(data) - i, len(self.buf) - self.filled)
-            self.buf[self.filled:self.filled + n] = data[i:i + n]
+            self.buf[self.filled : self.filled + n] = data[i : i + n]
             self.filled += n
             i += n
             if self.filled == len(self.buf):
@@ -36,7 +37,7 @@ class BlockWindowWriter:
     def flush(self) -> None:
         if self.filled:
             window = rasterio.windows.Window(self.x0, self.top, self.width, self.filled)
-            self.ds.write(self.buf[:self.filled], 1, window=window)
+            self.ds.write(self.buf[: self.filled], 1, window=window)
             self.top += self.filled
             self.filled = 0
 
@@ -51,4 +52,4 @@ class BlockArrays:
     def write(self, payload) -> None:
         row, arrays = payload
         for out, a in zip(self.arrays, arrays):
-            out[row - self.y0:row - self.y0 + len(a)] = a
+            out[row - self.y0 : row - self.y0 + len(a)] = a

@@ -9,6 +9,7 @@ LayerNorms, down- and up-projection, with one D/8 bottleneck for both fc1 and fc
 paper variant, as in the authors' reference code): one down/up projection shared by both halves, one
 gate per attribute, a bottleneck of a quarter of each half's input (D/8 for fc1, D/2 for fc2).
 """
+
 from __future__ import annotations
 
 from typing import List
@@ -52,8 +53,9 @@ class MixtureOfAdapters(nn.Module):
         self.norm_mid = nn.ModuleList(nn.LayerNorm(bottleneck) for _ in halves)
         self.gates = nn.ModuleList(NoisyTopKGate(bottleneck, num_experts, top_k) for _ in halves)
         self.experts = nn.ModuleList(
-            nn.Sequential(nn.Linear(bottleneck, 2 * bottleneck), nn.GELU(),
-                          nn.Linear(2 * bottleneck, bottleneck)) for _ in range(num_experts))
+            nn.Sequential(nn.Linear(bottleneck, 2 * bottleneck), nn.GELU(), nn.Linear(2 * bottleneck, bottleneck))
+            for _ in range(num_experts)
+        )
         self.up = nn.ModuleList(nn.Linear(bottleneck, o) for _, o in halves)
         for up in self.up:  # zero-init: the adapted model starts as the frozen one
             nn.init.zeros_(up.weight)
@@ -61,11 +63,11 @@ class MixtureOfAdapters(nn.Module):
         self.last_gate_load: List[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = (x[..., :self.in_half], x[..., self.in_half:])
+        parts = (x[..., : self.in_half], x[..., self.in_half :])
         outs, loads = [], []
         for a, part in enumerate(parts):  # a = 0 spatial, 1 spectral
             z = self.norm_mid[a](self.down[a](self.norm_in[a](part)))
-            gate = self.gates[a](z)                                     # (..., E)
+            gate = self.gates[a](z)  # (..., E)
             expert_out = torch.stack([e(z) for e in self.experts], dim=-1)  # (..., r, E)
             mixed = (expert_out * gate.unsqueeze(-2)).sum(-1)
             outs.append(self.up[a](mixed))
@@ -98,17 +100,18 @@ class SharedMixtureOfAdapters(nn.Module):
         self.gates = nn.ModuleList(NoisyTopKGate(r, num_experts, top_k) for _ in range(2))
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(r, max(4, r // 4)), nn.GELU(), nn.Linear(max(4, r // 4), r))
-            for _ in range(num_experts))
+            for _ in range(num_experts)
+        )
         self.up = nn.Linear(r, self.out_half)
-        nn.init.zeros_(self.up.weight)   # zero-init: the adapted model starts as the frozen one
+        nn.init.zeros_(self.up.weight)  # zero-init: the adapted model starts as the frozen one
         nn.init.zeros_(self.up.bias)
         self.last_gate_load: List[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # both halves through the shared projections at once: (2, ..., in_half)
-        halves = torch.stack((x[..., :self.in_half], x[..., self.in_half:2 * self.in_half]))
+        halves = torch.stack((x[..., : self.in_half], x[..., self.in_half : 2 * self.in_half]))
         z = self.norm_mid(self.down(self.norm_in(halves)))
-        expert_out = torch.stack([e(z) for e in self.experts], dim=-1)      # (2, ..., r, E)
+        expert_out = torch.stack([e(z) for e in self.experts], dim=-1)  # (2, ..., r, E)
         outs, loads = [], []
         for a in range(2):  # a = 0 spatial, 1 spectral: one gate per attribute
             gate = self.gates[a](z[a])

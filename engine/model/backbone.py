@@ -11,6 +11,7 @@ The block API for callers that drive blocks by hand: `attn_residual(x, rope)` th
 `mlp_residual(x, mlp_fn)`; `VisionTransformer.rope(h, w)` gives the (sin, cos) tables (None without
 RoPE) and `num_prefix_tokens` counts cls + register tokens.
 """
+
 from __future__ import annotations
 
 import math
@@ -124,8 +125,7 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, layer_scale: bool = False,
-                 eps: float = 1e-6):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, layer_scale: bool = False, eps: float = 1e-6):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
@@ -137,8 +137,11 @@ class Block(nn.Module):
     def attn_residual(self, x: torch.Tensor, rope: Rope = None) -> torch.Tensor:
         return x + self.ls1(self.attn(self.norm1(x), rope))
 
-    def mlp_residual(self, x: torch.Tensor, mlp_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                     ) -> torch.Tensor:
+    def mlp_residual(
+        self,
+        x: torch.Tensor,
+        mlp_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ) -> torch.Tensor:
         """x + ls2(mlp(norm2(x))); `mlp_fn` replaces the MLP call (AoMoA wraps `self.mlp`)."""
         return x + self.ls2((mlp_fn or self.mlp)(self.norm2(x)))
 
@@ -157,16 +160,18 @@ class VisionTransformer(nn.Module):
         # Tokens before the patch tokens (cls, then registers): adapters and decoders skip them.
         self.num_prefix_tokens = (1 if cfg.class_token else 0) + cfg.num_register_tokens
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if cfg.class_token else None
-        self.storage_tokens = (nn.Parameter(torch.zeros(1, cfg.num_register_tokens, dim))
-                               if cfg.num_register_tokens else None)
+        self.storage_tokens = (
+            nn.Parameter(torch.zeros(1, cfg.num_register_tokens, dim)) if cfg.num_register_tokens else None
+        )
         if cfg.pos_embed == "rope":
             self.pos_embed = None
             self.rope_embed = RopePositionEmbedding(dim // cfg.num_heads, cfg.rope_base)
         else:  # a table for the cls token (if any) and the patches, as in timm
             self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_tokens + (1 if cfg.class_token else 0), dim))
             self.rope_embed = None
-        self.blocks = nn.ModuleList(Block(dim, cfg.num_heads, cfg.mlp_ratio, cfg.layer_scale, cfg.norm_eps)
-                                    for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(
+            Block(dim, cfg.num_heads, cfg.mlp_ratio, cfg.layer_scale, cfg.norm_eps) for _ in range(cfg.depth)
+        )
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self._init_weights()
 

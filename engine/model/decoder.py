@@ -1,4 +1,5 @@
 """Multi-level neck (rescale x4, x2, x1, x0.5) and UPerNet head (pyramid pooling + FPN)."""
+
 from __future__ import annotations
 
 from typing import List, Sequence
@@ -61,7 +62,8 @@ class UPerHead(nn.Module):
         laterals = list(levels[:3]) + [self.ppm(levels[3])]
         for i in range(3, 0, -1):  # top-down pathway
             laterals[i - 1] = laterals[i - 1] + F.interpolate(
-                laterals[i], size=laterals[i - 1].shape[-2:], mode="bilinear", align_corners=False)
+                laterals[i], size=laterals[i - 1].shape[-2:], mode="bilinear", align_corners=False
+            )
         outs = [self.fpn[i](laterals[i]) for i in range(3)] + [laterals[3]]
         size = outs[0].shape[-2:]
         outs = [outs[0]] + [F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs[1:]]
@@ -88,16 +90,22 @@ class SpectralSkip(nn.Module):
 class SegmentationHead(nn.Module):
     """Neck + UPerNet: logits at 1/4 of the tile, upsampled, optionally refined per pixel."""
 
-    def __init__(self, in_dim: int, dim: int, num_classes: int, pool_scales: Sequence[int],
-                 in_bands: int = 0, spectral_skip: int = 0):
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        num_classes: int,
+        pool_scales: Sequence[int],
+        in_bands: int = 0,
+        spectral_skip: int = 0,
+    ):
         super().__init__()
         self.neck = MultiLevelNeck(in_dim, dim)
         self.uper = UPerHead(dim, num_classes, pool_scales)
         self.skip = SpectralSkip(in_bands, num_classes, spectral_skip) if spectral_skip else None
 
     def forward(self, feats: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        logits = F.interpolate(self.uper(self.neck(feats)), size=x.shape[-2:], mode="bilinear",
-                               align_corners=False)
+        logits = F.interpolate(self.uper(self.neck(feats)), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits if self.skip is None else self.skip(logits, x)
 
 
@@ -120,6 +128,6 @@ class ReconstructionHead(nn.Module):
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         b, d, g, _ = feat.shape
         p = self.patch_size
-        x = self.proj(self.norm(feat.flatten(2).transpose(1, 2)))      # (B, g², p²r)
+        x = self.proj(self.norm(feat.flatten(2).transpose(1, 2)))  # (B, g², p²r)
         x = x.reshape(b, g, g, p, p, self.rank).permute(0, 5, 1, 3, 2, 4)
         return self.expand(x.reshape(b, self.rank, g * p, g * p))

@@ -10,6 +10,7 @@ evaluation always terminates: every child has a larger index than its parent ins
 Evaluation descends all trees for all pixels at once, one level per step (a few tens of gathers),
 and returns the mean of the trees' leaf distributions: scikit-learn's `predict_proba`.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ from ..errors import CheckpointError
 
 PREFIX = "forest."
 CONTEXT_SIZES = (0, 3, 5, 7)  # neighbourhoods of the mean-spectrum features a forest may use
-MAX_NODES = 20_000_000        # ~0.6 GB of arrays for 6 classes: far above any forest we write
+MAX_NODES = 20_000_000  # ~0.6 GB of arrays for 6 classes: far above any forest we write
 MAX_DEPTH = 200
 # Each tree is grown to at most this many leaves: with 200 trees a forest stays under ~70 MB whatever
 # the label set (only label sets of well over 100 000 pixels reach it; the dev cases never do).
@@ -34,14 +35,15 @@ MAX_LEAF_NODES = 4096
 @dataclass
 class ForestArrays:
     """Every node of every tree, concatenated; `roots[t]` is tree t's first node."""
-    feature: np.ndarray      # (N,) int32, -1 at leaves
-    threshold: np.ndarray    # (N,) float64: go left when x[feature] <= threshold
-    left: np.ndarray         # (N,) int32 absolute node index, -1 at leaves
-    right: np.ndarray        # (N,) int32
-    value: np.ndarray        # (N, K) float32 class distribution (sums to 1 at leaves)
-    roots: np.ndarray        # (T,) int32
-    depth: int = 0           # longest root-to-leaf path (levels to descend)
-    context: int = 0         # neighbourhood of the mean-spectrum features (0: spectra alone; with_context)
+
+    feature: np.ndarray  # (N,) int32, -1 at leaves
+    threshold: np.ndarray  # (N,) float64: go left when x[feature] <= threshold
+    left: np.ndarray  # (N,) int32 absolute node index, -1 at leaves
+    right: np.ndarray  # (N,) int32
+    value: np.ndarray  # (N, K) float32 class distribution (sums to 1 at leaves)
+    roots: np.ndarray  # (T,) int32
+    depth: int = 0  # longest root-to-leaf path (levels to descend)
+    context: int = 0  # neighbourhood of the mean-spectrum features (0: spectra alone; with_context)
 
     @property
     def num_classes(self) -> int:
@@ -56,8 +58,13 @@ class ForestArrays:
         return int(len(self.feature))
 
     def describe(self) -> Dict[str, int]:
-        return {"trees": self.num_trees, "nodes": self.num_nodes, "depth": int(self.depth),
-                "classes": self.num_classes, "context": int(self.context)}
+        return {
+            "trees": self.num_trees,
+            "nodes": self.num_nodes,
+            "depth": int(self.depth),
+            "classes": self.num_classes,
+            "context": int(self.context),
+        }
 
     def features(self, bands: int) -> int:
         """Feature count the trees may split on for `bands` input bands."""
@@ -85,43 +92,66 @@ class ForestArrays:
             values.append(full)
             roots.append(offset)
             offset += t.node_count
-        arrays = cls(np.concatenate(feats), np.concatenate(thrs), np.concatenate(lefts), np.concatenate(rights),
-                     np.concatenate(values), np.asarray(roots, np.int32), context=int(context))
+        arrays = cls(
+            np.concatenate(feats),
+            np.concatenate(thrs),
+            np.concatenate(lefts),
+            np.concatenate(rights),
+            np.concatenate(values),
+            np.asarray(roots, np.int32),
+            context=int(context),
+        )
         arrays.depth = arrays.validate(int(forest.n_features_in_), "forest")
         return arrays
 
     def to_tensors(self) -> Dict[str, torch.Tensor]:
-        out = {PREFIX + k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
-               for k in ("feature", "threshold", "left", "right", "value", "roots")}
+        out = {
+            PREFIX + k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
+            for k in ("feature", "threshold", "left", "right", "value", "roots")
+        }
         out[PREFIX + "context"] = torch.tensor([self.context], dtype=torch.int32)
         return out
 
     @classmethod
-    def from_tensors(cls, tensors: Dict[str, torch.Tensor], num_features: int, num_classes: int,
-                     source: str) -> Optional["ForestArrays"]:
+    def from_tensors(
+        cls, tensors: Dict[str, torch.Tensor], num_features: int, num_classes: int, source: str
+    ) -> Optional["ForestArrays"]:
         """The forest held under `forest.` in a checkpoint's tensors (removed from the dict), or None."""
         keys = [k for k in tensors if k.startswith(PREFIX)]
         if not keys:
             return None
-        want = {"feature": torch.int32, "threshold": torch.float64, "left": torch.int32, "right": torch.int32,
-                "value": torch.float32, "roots": torch.int32, "context": torch.int32}
-        got = {k[len(PREFIX):]: tensors.pop(k) for k in keys}
+        want = {
+            "feature": torch.int32,
+            "threshold": torch.float64,
+            "left": torch.int32,
+            "right": torch.int32,
+            "value": torch.float32,
+            "roots": torch.int32,
+            "context": torch.int32,
+        }
+        got = {k[len(PREFIX) :]: tensors.pop(k) for k in keys}
         extra = sorted(set(got) - set(want))
         missing = sorted(set(want) - set(got))
         if extra or missing:
-            raise CheckpointError(f"{source}: forest tensors do not match the format (missing {missing}, "
-                                  f"unexpected {extra}); the file is damaged or from another tool")
+            raise CheckpointError(
+                f"{source}: forest tensors do not match the format (missing {missing}, "
+                f"unexpected {extra}); the file is damaged or from another tool"
+            )
         for name, dtype in want.items():
             if got[name].dtype != dtype:
                 raise CheckpointError(f"{source}: forest tensor {name} is {got[name].dtype}, expected {dtype}")
         context = got.pop("context").reshape(-1)
         if context.numel() != 1 or int(context[0]) not in CONTEXT_SIZES:
-            raise CheckpointError(f"{source}: forest neighbourhood size {context.tolist()} is not one of "
-                                  f"{CONTEXT_SIZES}; the file is damaged")
+            raise CheckpointError(
+                f"{source}: forest neighbourhood size {context.tolist()} is not one of "
+                f"{CONTEXT_SIZES}; the file is damaged"
+            )
         arrays = cls(**{k: got[k].numpy() for k in got}, context=int(context[0]))
         if arrays.value.ndim != 2 or arrays.value.shape[1] != num_classes:
-            raise CheckpointError(f"{source}: the forest's class distributions have shape "
-                                  f"{tuple(arrays.value.shape)}, expected (nodes, {num_classes})")
+            raise CheckpointError(
+                f"{source}: the forest's class distributions have shape "
+                f"{tuple(arrays.value.shape)}, expected (nodes, {num_classes})"
+            )
         arrays.depth = arrays.validate(arrays.features(num_features), source)
         return arrays
 
@@ -138,8 +168,9 @@ class ForestArrays:
             raise CheckpointError(f"{source}: forest arrays disagree on the number of nodes or trees")
         leaf = self.feature < 0
         if (self.feature >= num_features).any() or (self.feature[leaf] != -1).any():
-            raise CheckpointError(f"{source}: a forest node splits on a band the model does not have "
-                                  f"({num_features} bands)")
+            raise CheckpointError(
+                f"{source}: a forest node splits on a band the model does not have " f"({num_features} bands)"
+            )
         if not np.isfinite(self.threshold).all() or not np.isfinite(self.value).all() or (self.value < 0).any():
             raise CheckpointError(f"{source}: forest thresholds or class distributions are not finite numbers")
         # trees are contiguous node ranges starting at their root; children lie after their parent
@@ -153,8 +184,9 @@ class ForestArrays:
         for child in (self.left, self.right):
             c = child[inner].astype(np.int64)
             if (c <= idx[inner]).any() or (c >= n).any() or (tree_of[np.clip(c, 0, n - 1)] != tree_of[inner]).any():
-                raise CheckpointError(f"{source}: a forest node's child does not follow it in its own tree; "
-                                      "the file is damaged")
+                raise CheckpointError(
+                    f"{source}: a forest node's child does not follow it in its own tree; " "the file is damaged"
+                )
         if (self.left[leaf] != -1).any() or (self.right[leaf] != -1).any():
             raise CheckpointError(f"{source}: a forest leaf has children; the file is damaged")
         depth, frontier = 0, self.roots.astype(np.int64)
@@ -195,7 +227,7 @@ class ForestArrays:
         right = np.where(leaf, np.arange(self.num_nodes), self.right).astype(np.intp)
         thr = np.where(leaf, np.inf, self.threshold)
         for i in range(0, len(x), batch):
-            xb = x[i:i + batch]
+            xb = x[i : i + batch]
             m = len(xb)
             node = np.broadcast_to(self.roots.astype(np.intp)[:, None], (self.num_trees, m)).copy()
             cols = np.arange(m)[None, :]
@@ -203,9 +235,9 @@ class ForestArrays:
                 go_left = xb[cols, feat[node]] <= thr[node]
                 node = np.where(go_left, left[node], right[node])
             acc = np.zeros((m, self.num_classes), np.float64)
-            for t in range(self.num_trees):        # summed tree by tree: bounded memory
+            for t in range(self.num_trees):  # summed tree by tree: bounded memory
                 acc += self.value[node[t]]
-            out[i:i + m] = acc / self.num_trees
+            out[i : i + m] = acc / self.num_trees
         return out
 
 
@@ -216,8 +248,15 @@ def _compile(forest: ForestArrays):
         from sklearn.tree._tree import NODE_DTYPE, Tree
     except ImportError:
         return None
-    needed = {"left_child", "right_child", "feature", "threshold", "impurity", "n_node_samples",
-              "weighted_n_node_samples"}
+    needed = {
+        "left_child",
+        "right_child",
+        "feature",
+        "threshold",
+        "impurity",
+        "n_node_samples",
+        "weighted_n_node_samples",
+    }
     if not needed <= set(NODE_DTYPE.names or ()):
         return None
     trees = []
@@ -233,17 +272,24 @@ def _compile(forest: ForestArrays):
         nodes["n_node_samples"] = 1
         nodes["weighted_n_node_samples"] = 1.0
         tree = Tree(int(max(forest.feature.max(), 0)) + 1, np.array([forest.num_classes], np.intp), 1)
-        tree.__setstate__({"max_depth": int(forest.depth), "node_count": n, "nodes": nodes,
-                           "values": forest.value[start:end, None, :].astype(np.float64)})
+        tree.__setstate__(
+            {
+                "max_depth": int(forest.depth),
+                "node_count": n,
+                "nodes": nodes,
+                "values": forest.value[start:end, None, :].astype(np.float64),
+            }
+        )
         trees.append(tree)
     return trees
 
 
 def _predict_compiled(trees, x: np.ndarray, num_classes: int) -> np.ndarray:
     from concurrent.futures import ThreadPoolExecutor
+
     x = np.ascontiguousarray(x, np.float32)
     width = trees[0].n_features
-    if x.shape[1] > width:        # bands past the last one any tree splits on are never read
+    if x.shape[1] > width:  # bands past the last one any tree splits on are never read
         x = np.ascontiguousarray(x[:, :width])
     out = np.zeros((len(x), num_classes), np.float64)
     if not len(x):
@@ -251,11 +297,12 @@ def _predict_compiled(trees, x: np.ndarray, num_classes: int) -> np.ndarray:
     workers = min(len(trees), os.cpu_count() or 1)
     chunks = [trees[i::workers] for i in range(workers)]
 
-    def run(chunk):              # tree walks release the GIL: threads share the cores
+    def run(chunk):  # tree walks release the GIL: threads share the cores
         acc = np.zeros_like(out)
         for t in chunk:
             acc += t.predict(x).reshape(len(x), -1)
         return acc
+
     with ThreadPoolExecutor(workers) as pool:
         for part in pool.map(run, chunks):
             out += part
@@ -269,8 +316,12 @@ def box_sum(a: np.ndarray, size: int) -> np.ndarray:
     h, w = a.shape[-2:]
     pad = [(0, 0)] * (a.ndim - 2) + [(r + 1, r), (r + 1, r)]
     c = np.pad(a.astype(np.float64), pad).cumsum(-1).cumsum(-2)
-    return (c[..., size:size + h, size:size + w] - c[..., :h, size:size + w]
-            - c[..., size:size + h, :w] + c[..., :h, :w])
+    return (
+        c[..., size : size + h, size : size + w]
+        - c[..., :h, size : size + w]
+        - c[..., size : size + h, :w]
+        + c[..., :h, :w]
+    )
 
 
 def with_context(x: np.ndarray, size: int, chunk: int = 16) -> np.ndarray:
@@ -282,9 +333,9 @@ def with_context(x: np.ndarray, size: int, chunk: int = 16) -> np.ndarray:
     valid = (x != 0).any(0)
     count = np.maximum(box_sum(valid, size), 1.0)
     out = np.empty((2 * x.shape[0],) + x.shape[1:], np.float32)
-    out[:x.shape[0]] = x
-    for b in range(0, x.shape[0], chunk):       # a few bands at a time: bounded float64 temporaries
-        out[x.shape[0] + b:x.shape[0] + b + chunk] = box_sum(x[b:b + chunk], size) / count
+    out[: x.shape[0]] = x
+    for b in range(0, x.shape[0], chunk):  # a few bands at a time: bounded float64 temporaries
+        out[x.shape[0] + b : x.shape[0] + b + chunk] = box_sum(x[b : b + chunk], size) / count
     return out
 
 
@@ -298,7 +349,7 @@ def with_context_at(x: np.ndarray, size: int, mask: np.ndarray, chunk: int = 16)
     count = np.maximum(box_sum(valid, size), 1.0)[mask]
     means = np.empty_like(spectra)
     for b in range(0, x.shape[0], chunk):
-        means[:, b:b + chunk] = (box_sum(x[b:b + chunk], size)[:, mask] / count).T
+        means[:, b : b + chunk] = (box_sum(x[b : b + chunk], size)[:, mask] / count).T
     return np.concatenate([spectra, means], 1)
 
 
@@ -327,7 +378,7 @@ class ForestModel(nn.Module):
     def __init__(self, forest: ForestArrays):
         super().__init__()
         self.forest = forest
-        self.tta_flips = False      # per pixel: flips change nothing
+        self.tta_flips = False  # per pixel: flips change nothing
         self.trained_backbone_keys: set = set()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

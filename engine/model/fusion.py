@@ -6,6 +6,7 @@ classes learnt from a few hundred pixels (the dev cases' roofs and soil) and fro
 weight w is chosen on the validation pixels only (spectralx.training.fusion) and stored in the card;
 w = 0 is the network alone, w = 1 the forest alone, so the pool can only be chosen when it helps there.
 """
+
 from __future__ import annotations
 
 import numpy as np

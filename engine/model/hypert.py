@@ -7,6 +7,7 @@ here through a sin-cos embedding resampled to D_h rows). Learned spatial and spe
 cross-attend to the two branches; a 4x feed-forward mixes them into backbone-width tokens, to which a
 low-rank conv shortcut is added with a learnable per-channel scale.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .layers import (ConvNormAct, FeedForward, MultiHeadAttention, ResidualConvBlock, sincos_1d,
-                     sincos_2d)
+from .layers import ConvNormAct, FeedForward, MultiHeadAttention, ResidualConvBlock, sincos_1d, sincos_2d
 
 
 class Stem(nn.Module):
@@ -25,7 +25,8 @@ class Stem(nn.Module):
         self.inp = nn.Sequential(nn.Conv2d(in_bands, stem_dim, 1), ResidualConvBlock(stem_dim))
         self.stages = nn.ModuleList(
             nn.Sequential(ConvNormAct(widths[i], widths[i + 1], 3, 2), ResidualConvBlock(widths[i + 1]))
-            for i in range(3))
+            for i in range(3)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.inp(x)
@@ -97,8 +98,7 @@ class HyperT(nn.Module):
         self.match_ffn = FeedForward(d, 4)
         # low-rank conv shortcut C -> 16 -> D (two 4x4 stride-4 convs = one 16x16 patch)
         p = cfg.patch_size
-        self.lowrank = nn.Sequential(nn.Conv2d(c, cfg.lowrank_dim, p // 4, p // 4),
-                                     nn.Conv2d(cfg.lowrank_dim, d, 4, 4))
+        self.lowrank = nn.Sequential(nn.Conv2d(c, cfg.lowrank_dim, p // 4, p // 4), nn.Conv2d(cfg.lowrank_dim, d, 4, 4))
         # "shortcut": tokens + s*shortcut, s=0.1 (this project's default); "sum": the reference code's
         # s*(tokens + shortcut), s=1, which lets stage 2 down-weight the (there frozen) HyperT tokens
         self.scale_mode = cfg.hypert_scale
@@ -113,16 +113,15 @@ class HyperT(nn.Module):
 
     def forward(self, x: torch.Tensor):
         """x (B, C, H, W) -> tokens (B, N, D), spatial feats (B, side², D_h), spectral (B, D_h, side²)."""
-        feat = self.stem(x)                                    # (B, D_h, s, s)
+        feat = self.stem(x)  # (B, D_h, s, s)
         b, dh, s, _ = feat.shape
-        spatial = self.spatial(feat.flatten(2).transpose(1, 2), s)           # (B, s², D_h)
+        spatial = self.spatial(feat.flatten(2).transpose(1, 2), s)  # (B, s², D_h)
         spectral = self.spectral(feat.flatten(2), self.spectral_position())  # (B, D_h, s²)
         qs = self.spatial_queries.expand(b, -1, -1)
         qe = self.spectral_queries.expand(b, -1, -1)
-        tokens = torch.cat([qs + self.spatial_match(qs, spatial),
-                            qe + self.spectral_match(qe, spectral)], dim=-1)
+        tokens = torch.cat([qs + self.spatial_match(qs, spatial), qe + self.spectral_match(qe, spectral)], dim=-1)
         tokens = tokens + self.match_ffn(self.match_norm(tokens))
-        shortcut = self.lowrank(x).flatten(2).transpose(1, 2)               # (B, N, D)
+        shortcut = self.lowrank(x).flatten(2).transpose(1, 2)  # (B, N, D)
         if self.scale_mode == "sum":
             return self.scale * (tokens + shortcut), spatial, spectral
         return tokens + self.scale * shortcut, spatial, spectral

@@ -1,4 +1,5 @@
 """Small building blocks shared by HyperT, the adapters and the decoder."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,7 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
 class ConvNormAct(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1):
-        super().__init__(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
-                         group_norm(cout), nn.GELU())
+        super().__init__(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), group_norm(cout), nn.GELU())
 
 
 class ResidualConvBlock(nn.Module):

@@ -8,6 +8,7 @@ LoRA: y = W x + b + (alpha / r) * B A x, with A Kaiming-initialised and B zero (
 starts as the frozen one). SLR adds learnable scaling vectors on the linear's input and output,
 initialised at 1: y = s_out * (W (s_in * x) + b) + LoRA(x).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,7 @@ class LoRA(nn.Module):
     def pre_hook(self, module: nn.Module, args):
         if self.scale_in is None:
             return None
-        self._x = args[0]                      # the unscaled input, for the low-rank branch
+        self._x = args[0]  # the unscaled input, for the low-rank branch
         return (args[0] * self.scale_in,) + tuple(args[1:])
 
     def hook(self, module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """The SpectralX network: HyperT -> frozen ViT with AoMoA + Are-adapter -> neck + UPerNet."""
+
 from __future__ import annotations
 
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -32,25 +33,36 @@ class SpectralX(nn.Module):
         self.backbone = VisionTransformer(cfg)
         self.hypert = HyperT(cfg, wavelengths_nm)
         hidden = int(cfg.embed_dim * cfg.mlp_ratio)
-        self.aomoa = nn.ModuleDict({
-            str(i): AoMoA(cfg.embed_dim, hidden, cfg.num_experts, cfg.top_k, cfg.aomoa_layout)
-            for i in cfg.adapter_blocks}) if cfg.uses_adapters else nn.ModuleDict()
+        self.aomoa = (
+            nn.ModuleDict(
+                {
+                    str(i): AoMoA(cfg.embed_dim, hidden, cfg.num_experts, cfg.top_k, cfg.aomoa_layout)
+                    for i in cfg.adapter_blocks
+                }
+            )
+            if cfg.uses_adapters
+            else nn.ModuleDict()
+        )
         self.are_adapter = AreAdapter(cfg) if cfg.uses_adapters else None
-        self.lora = (build_lora(self.backbone, cfg.adapter_blocks, cfg.lora_rank, cfg.method == "slr")
-                     if cfg.uses_lora else nn.ModuleDict())
+        self.lora = (
+            build_lora(self.backbone, cfg.adapter_blocks, cfg.lora_rank, cfg.method == "slr")
+            if cfg.uses_lora
+            else nn.ModuleDict()
+        )
         self._lora_hooks = attach_lora(self.backbone, self.lora) if cfg.uses_lora else {}
         # backbone tensors that training changed (LayerNorms, or all of it for `full`): a checkpoint
         # stores these beside its own tensors; every other backbone tensor comes from the backbone file
         self.trained_backbone_keys: set = set()
-        self.tta_flips = False   # test-time flip averaging (set from the card at load)
+        self.tta_flips = False  # test-time flip averaging (set from the card at load)
         # per-class logit bias chosen after training (spectralx.training.calibration; from the card)
         self.register_buffer("class_bias", torch.zeros(cfg.num_classes), persistent=False)
         # the per-pixel random forest pooled with the network at inference (spectralx.model.fusion;
         # weight 0 = network alone, 1 = forest alone); arrays, not parameters: never trained here
         self.forest = None
         self.fusion_weight = 0.0
-        self.head = SegmentationHead(cfg.embed_dim, cfg.head_dim, cfg.num_classes, cfg.pool_scales,
-                                     cfg.in_bands, cfg.spectral_skip)
+        self.head = SegmentationHead(
+            cfg.embed_dim, cfg.head_dim, cfg.num_classes, cfg.pool_scales, cfg.in_bands, cfg.spectral_skip
+        )
         self.recon_head = ReconstructionHead(cfg.embed_dim, cfg.in_bands, cfg.patch_size)
         # the paper variant's stage 1 hides tokens after HyperT behind a learned mask token
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.variant == "paper" else None
@@ -124,7 +136,7 @@ class SpectralX(nn.Module):
                     t = torch.cat([t[:, :prefix], patches], dim=1)
                 feats.append(patches.transpose(1, 2).reshape(x.shape[0], -1, g, g))
             else:
-                t = blk(t, rope)   # LoRA (when present) reaches the block's linears through hooks
+                t = blk(t, rope)  # LoRA (when present) reaches the block's linears through hooks
                 if key in self.lora:
                     feats.append(t[:, prefix:].transpose(1, 2).reshape(x.shape[0], -1, g, g))
         return feats
@@ -135,7 +147,7 @@ class SpectralX(nn.Module):
         the result is pooled with the forest's (spectralx.model.fusion)."""
         fused = self.forest is not None and self.fusion_weight > 0 and not self.training
         if fused and self.fusion_weight >= 1:
-            return forest_log_proba(self.forest, x)       # the forest alone: no network to run
+            return forest_log_proba(self.forest, x)  # the forest alone: no network to run
         if self.tta_flips and not self.training:
             out = 0
             for dims in ((), (-1,), (-2,), (-2, -1)):
@@ -167,7 +179,7 @@ class SpectralX(nn.Module):
 
 
 def _is_layernorm_param(model: nn.Module, name: str) -> bool:
-    if "." not in name:          # a bare parameter of the model itself (cls token, pos embed)
+    if "." not in name:  # a bare parameter of the model itself (cls token, pos embed)
         return False
     module_name = name.rsplit(".", 1)[0]
     return isinstance(model.get_submodule(module_name), nn.LayerNorm)

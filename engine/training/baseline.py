@@ -8,6 +8,7 @@ normalized with the checkpoint's statistics), so the two numbers in a model card
 scikit-learn's forest is the reference implementation analysts know; it is imported lazily so that
 inference never needs it.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,7 +24,7 @@ from .metrics import confusion, scores
 # 200 trees: within 0.005 mIoU of 500 on the dev cases, and ~3 s for the 3 806 pixels x 218 bands of
 # the EnMAP sample on 2 cores. sqrt(features) per split is scikit-learn's default for classification.
 RF_TREES = 200
-RF_MAX_TRAIN_PIXELS = 200_000      # keeps the fit under ~15 s on big label sets (stratified subsample)
+RF_MAX_TRAIN_PIXELS = 200_000  # keeps the fit under ~15 s on big label sets (stratified subsample)
 
 
 @dataclass
@@ -41,8 +42,9 @@ def _require_sklearn():
     try:
         from sklearn.ensemble import RandomForestClassifier
     except ImportError:
-        raise MissingDependency("the random-forest baseline needs scikit-learn (pip install scikit-learn); "
-                                "or skip it with --no-baseline") from None
+        raise MissingDependency(
+            "the random-forest baseline needs scikit-learn (pip install scikit-learn); " "or skip it with --no-baseline"
+        ) from None
     return RandomForestClassifier
 
 
@@ -59,8 +61,9 @@ def subsample(y: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray
     return np.sort(np.concatenate(keep))
 
 
-def fit_forest(features: np.ndarray, labels: np.ndarray, seed: int = 0, trees: int = RF_TREES,
-               jobs: Optional[int] = None) -> ForestResult:
+def fit_forest(
+    features: np.ndarray, labels: np.ndarray, seed: int = 0, trees: int = RF_TREES, jobs: Optional[int] = None
+) -> ForestResult:
     """Fit on (N, C) spectra and (N,) class indices."""
     if len(labels) == 0:
         raise SpectralXError("no training pixel for the random-forest baseline")
@@ -68,8 +71,9 @@ def fit_forest(features: np.ndarray, labels: np.ndarray, seed: int = 0, trees: i
     rng = np.random.default_rng(seed)
     idx = subsample(labels, RF_MAX_TRAIN_PIXELS, rng)
     t0 = time.perf_counter()
-    rf = forest_cls(n_estimators=trees, n_jobs=jobs if jobs is not None else -1, random_state=seed,
-                    max_leaf_nodes=MAX_LEAF_NODES)
+    rf = forest_cls(
+        n_estimators=trees, n_jobs=jobs if jobs is not None else -1, random_state=seed, max_leaf_nodes=MAX_LEAF_NODES
+    )
     rf.fit(np.asarray(features[idx], np.float32), labels[idx])
     return ForestResult(rf, time.perf_counter() - t0, int(len(idx)))
 
@@ -77,7 +81,7 @@ def fit_forest(features: np.ndarray, labels: np.ndarray, seed: int = 0, trees: i
 def predict_forest(result: ForestResult, features: np.ndarray, batch: int = 100_000) -> np.ndarray:
     out = np.empty(len(features), np.int64)
     for i in range(0, len(features), batch):
-        out[i:i + batch] = result.forest.predict(np.asarray(features[i:i + batch], np.float32))
+        out[i : i + batch] = result.forest.predict(np.asarray(features[i : i + batch], np.float32))
     return out
 
 
@@ -99,13 +103,19 @@ def pixels_of(scenes: Sequence, role: int, context: int = 0):
 
 @dataclass
 class Baseline:
-    card: Dict[str, Any]                   # the card's block: scores on the validation pixels
-    forest: ForestArrays                   # the fitted forest as arrays (deployable, fusable)
-    val_proba: Optional[np.ndarray]        # (N, K) its probabilities on the validation pixels
+    card: Dict[str, Any]  # the card's block: scores on the validation pixels
+    forest: ForestArrays  # the fitted forest as arrays (deployable, fusable)
+    val_proba: Optional[np.ndarray]  # (N, K) its probabilities on the validation pixels
 
 
-def forest_baseline(scenes: Sequence, num_classes: int, class_values: Sequence[int],
-                    class_names: Sequence[str], seed: int = 0, context: int = 0) -> Baseline:
+def forest_baseline(
+    scenes: Sequence,
+    num_classes: int,
+    class_values: Sequence[int],
+    class_names: Sequence[str],
+    seed: int = 0,
+    context: int = 0,
+) -> Baseline:
     """Fit on the training pixels of `scenes`, score on their validation pixels. `context` 0: the
     per-pixel forest every card reports (SPEC §7); 3, 5, 7: spectra plus the mean spectrum of that
     neighbourhood (the deployed forest's option)."""
@@ -115,17 +125,28 @@ def forest_baseline(scenes: Sequence, num_classes: int, class_values: Sequence[i
     fit = fit_forest(x_train, y_train, seed=seed)
     arrays = ForestArrays.from_sklearn(fit.forest, num_classes, context)
     what = "per-pixel spectra" if not context else f"spectra + {context}x{context} neighbourhood mean spectrum"
-    out: Dict[str, Any] = {"method": f"random forest on {what} (scikit-learn)", "trees": RF_TREES,
-                           "train_pixels": fit.train_pixels, "seed": seed, "max_leaf_nodes": MAX_LEAF_NODES,
-                           "context": context}
+    out: Dict[str, Any] = {
+        "method": f"random forest on {what} (scikit-learn)",
+        "trees": RF_TREES,
+        "train_pixels": fit.train_pixels,
+        "seed": seed,
+        "max_leaf_nodes": MAX_LEAF_NODES,
+        "context": context,
+    }
     proba = None
     if len(y_val):
         proba = arrays.predict_proba(x_val)
         pred = proba.argmax(1)
         m = scores(confusion(y_val, pred, num_classes), list(class_values), list(class_names))
-        out.update({"val_miou": m["miou"], "val_oa": m["overall_accuracy"], "val_kappa": m["kappa"],
-                    "val_pixels": int(len(y_val)),
-                    "per_class_iou": {c["name"]: c["iou"] for c in m["per_class"] if c["in_reference"]}})
+        out.update(
+            {
+                "val_miou": m["miou"],
+                "val_oa": m["overall_accuracy"],
+                "val_kappa": m["kappa"],
+                "val_pixels": int(len(y_val)),
+                "per_class_iou": {c["name"]: c["iou"] for c in m["per_class"] if c["in_reference"]},
+            }
+        )
     else:
         out["validation"] = "none: no pixel was held out, so the forest was not scored"
     out["seconds"] = round(time.perf_counter() - t0, 2)
@@ -139,18 +160,24 @@ def _thousands(n: int) -> str:
 def comparison_line(metrics: Dict[str, Any]) -> str:
     """One line for logs, `info`, the dock and Processing: the model beside the forest, or why not."""
     rf = (metrics.get("baselines") or {}).get("random_forest") or {}
-    if metrics.get("model") == "forest" and "val_miou" in metrics:     # a forest checkpoint
-        return (f"random forest val mIoU {metrics['val_miou']:.3f} (OA {metrics['val_oa']:.3f}) on "
-                f"{_thousands(metrics['val_pixels'])} validation pixels; no network in this model")
+    if metrics.get("model") == "forest" and "val_miou" in metrics:  # a forest checkpoint
+        return (
+            f"random forest val mIoU {metrics['val_miou']:.3f} (OA {metrics['val_oa']:.3f}) on "
+            f"{_thousands(metrics['val_pixels'])} validation pixels; no network in this model"
+        )
     if "val_miou" not in metrics:
-        return ("not validated: no polygon/region could be held out, so neither SpectralX nor the random "
-                "forest was scored; draw more than one polygon per class or give validation images")
+        return (
+            "not validated: no polygon/region could be held out, so neither SpectralX nor the random "
+            "forest was scored; draw more than one polygon per class or give validation images"
+        )
     line = f"SpectralX val mIoU {metrics['val_miou']:.3f} (OA {metrics['val_oa']:.3f})"
     if "val_miou" in rf:
         gap = metrics["val_miou"] - rf["val_miou"]
-        line += (f" · random forest {rf['val_miou']:.3f} (OA {rf['val_oa']:.3f}) on the same "
-                 f"{_thousands(metrics.get('val_pixels', rf.get('val_pixels', 0)))} validation pixels "
-                 f"({'+' if gap >= 0 else '−'}{abs(gap):.3f})")
+        line += (
+            f" · random forest {rf['val_miou']:.3f} (OA {rf['val_oa']:.3f}) on the same "
+            f"{_thousands(metrics.get('val_pixels', rf.get('val_pixels', 0)))} validation pixels "
+            f"({'+' if gap >= 0 else '−'}{abs(gap):.3f})"
+        )
     elif rf:
         line += " · random forest not scored (" + rf.get("validation", "no validation pixels") + ")"
     else:
@@ -165,8 +192,11 @@ def fusion_clause(metrics: Dict[str, Any]) -> str:
         return ""
     v = f["val_miou"]
     what = {"network": "the network alone", "forest": "the random forest alone"}.get(
-        f["map"], f"network + forest pooled (forest weight {f['weight']:g})")
+        f["map"], f"network + forest pooled (forest weight {f['weight']:g})"
+    )
     best = f["best_on_validation"]
-    return (f" · map: {what}, val mIoU {v['fused']:.3f}"
-            + (" (the best of network, forest and pool on validation)" if v["fused"] >= max(v.values()) - 1e-9
-               else f" ({best} scores best on validation)"))
+    return f" · map: {what}, val mIoU {v['fused']:.3f}" + (
+        " (the best of network, forest and pool on validation)"
+        if v["fused"] >= max(v.values()) - 1e-9
+        else f" ({best} scores best on validation)"
+    )

@@ -9,6 +9,7 @@ plain network; tau = 1 is the balanced-error optimum. tau is picked from a small
 validation mIoU of the model as trained (ties go to the smaller tau), so it never sees test data;
 without validation pixels nothing is adjusted.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
@@ -17,16 +18,21 @@ import numpy as np
 
 from .metrics import confusion, scores
 
-TAU_GRID = tuple(round(0.05 * i, 2) for i in range(31))   # 0, 0.05, …, 1.5
+TAU_GRID = tuple(round(0.05 * i, 2) for i in range(31))  # 0, 0.05, …, 1.5
 
 
 def class_prior(train_counts: Sequence[float]) -> np.ndarray:
-    c = np.asarray(train_counts, np.float64) + 1.0          # +1: a class without pixels is not -inf
+    c = np.asarray(train_counts, np.float64) + 1.0  # +1: a class without pixels is not -inf
     return c / c.sum()
 
 
-def choose_adjustment(logits: np.ndarray, labels: np.ndarray, train_counts: Sequence[float],
-                      class_values: Sequence[int], grid: Sequence[float] = TAU_GRID) -> Optional[Dict[str, Any]]:
+def choose_adjustment(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    train_counts: Sequence[float],
+    class_values: Sequence[int],
+    grid: Sequence[float] = TAU_GRID,
+) -> Optional[Dict[str, Any]]:
     """The tau (and its per-class bias) that maximizes validation mIoU; None without validation."""
     if logits.size == 0 or len(labels) == 0:
         return None
@@ -39,8 +45,12 @@ def choose_adjustment(logits: np.ndarray, labels: np.ndarray, train_counts: Sequ
         tried.append((tau, miou))
     base = tried[0][1]
     best_tau, best = max(tried, key=lambda t: (round(t[1], 6), -t[0]))
-    return {"tau": float(best_tau), "bias": [float(-best_tau * v) for v in log_prior],
-            "val_miou_before": float(base), "val_miou_after": float(best),
-            "grid": [[float(t), round(float(m), 4)] for t, m in tried],
-            "method": "logit adjustment: argmax(logits - tau * log prior of the training pixels), tau "
-                      "chosen on the validation pixels (Menon et al. 2021)"}
+    return {
+        "tau": float(best_tau),
+        "bias": [float(-best_tau * v) for v in log_prior],
+        "val_miou_before": float(base),
+        "val_miou_after": float(best),
+        "grid": [[float(t), round(float(m), 4)] for t, m in tried],
+        "method": "logit adjustment: argmax(logits - tau * log prior of the training pixels), tau "
+        "chosen on the validation pixels (Menon et al. 2021)",
+    }

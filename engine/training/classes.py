@@ -4,6 +4,7 @@ Text classes get values 1..K in sorted name order; integer classes keep their va
 travels into the checkpoint's model card, and the network's output channel i is the i-th class of
 the table (sorted by value).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,17 +17,55 @@ from ..errors import LabelError
 # Colours for common land-cover names (so a derived legend looks like what an analyst expects),
 # then a qualitative palette (ColorBrewer Paired/Set1-like) for the rest.
 _NAMED_COLOURS = {
-    "water": "#1f78b4", "river": "#1f78b4", "lake": "#1f78b4", "sea": "#1f78b4",
-    "tree": "#1b7837", "trees": "#1b7837", "forest": "#1b7837", "wood": "#1b7837",
-    "low vegetation": "#a6d96a", "grass": "#a6d96a", "grassland": "#a6d96a", "vegetation": "#66bd63",
-    "shrub": "#78c679", "crop": "#e6c229", "cropland": "#e6c229", "agriculture": "#e6c229",
-    "soil": "#a6611a", "bare": "#c2a27a", "bare soil": "#a6611a", "sand": "#f6e8c3",
-    "developed": "#e31a1c", "urban": "#e31a1c", "built-up": "#e31a1c", "building": "#d7301f",
-    "roof": "#d7301f", "impervious": "#969696", "pavement": "#969696", "road": "#737373",
-    "snow": "#f0f0f0", "ice": "#f0f0f0", "cloud": "#ffffff", "wetland": "#41b6c4",
+    "water": "#1f78b4",
+    "river": "#1f78b4",
+    "lake": "#1f78b4",
+    "sea": "#1f78b4",
+    "tree": "#1b7837",
+    "trees": "#1b7837",
+    "forest": "#1b7837",
+    "wood": "#1b7837",
+    "low vegetation": "#a6d96a",
+    "grass": "#a6d96a",
+    "grassland": "#a6d96a",
+    "vegetation": "#66bd63",
+    "shrub": "#78c679",
+    "crop": "#e6c229",
+    "cropland": "#e6c229",
+    "agriculture": "#e6c229",
+    "soil": "#a6611a",
+    "bare": "#c2a27a",
+    "bare soil": "#a6611a",
+    "sand": "#f6e8c3",
+    "developed": "#e31a1c",
+    "urban": "#e31a1c",
+    "built-up": "#e31a1c",
+    "building": "#d7301f",
+    "roof": "#d7301f",
+    "impervious": "#969696",
+    "pavement": "#969696",
+    "road": "#737373",
+    "snow": "#f0f0f0",
+    "ice": "#f0f0f0",
+    "cloud": "#ffffff",
+    "wetland": "#41b6c4",
 }
-_PALETTE = ["#1f78b4", "#33a02c", "#e31a1c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3",
-            "#b2df8a", "#fb9a99", "#fdbf6f", "#cab2d6", "#ffff99", "#8dd3c7", "#bebada"]
+_PALETTE = [
+    "#1f78b4",
+    "#33a02c",
+    "#e31a1c",
+    "#ff7f00",
+    "#6a3d9a",
+    "#b15928",
+    "#a6cee3",
+    "#b2df8a",
+    "#fb9a99",
+    "#fdbf6f",
+    "#cab2d6",
+    "#ffff99",
+    "#8dd3c7",
+    "#bebada",
+]
 
 
 def default_colour(name: str, index: int) -> str:
@@ -39,8 +78,9 @@ def table_from_names(names: Iterable[str]) -> List[ClassInfo]:
     return [ClassInfo(i + 1, n, default_colour(n, i)) for i, n in enumerate(uniq)]
 
 
-def table_from_values(values: Iterable[int], names: Optional[Dict[int, str]] = None,
-                      colours: Optional[Dict[int, str]] = None) -> List[ClassInfo]:
+def table_from_values(
+    values: Iterable[int], names: Optional[Dict[int, str]] = None, colours: Optional[Dict[int, str]] = None
+) -> List[ClassInfo]:
     """Integer classes keep their values; names/colours from metadata when known."""
     out: List[ClassInfo] = []
     for i, v in enumerate(sorted({int(v) for v in values})):
@@ -61,8 +101,10 @@ def _check_table(classes: List[ClassInfo], source: str) -> List[ClassInfo]:
         raise LabelError(f"{source}: class names must be unique (got {[c.name for c in classes]})")
     for c in classes:
         if c.value <= 0 or c.value > 255:
-            raise LabelError(f"{source}: class value {c.value} ({c.name}) must be in 1..255 (class "
-                             "rasters are 8-bit; 0 means unlabelled); renumber the classes")
+            raise LabelError(
+                f"{source}: class value {c.value} ({c.name}) must be in 1..255 (class "
+                "rasters are 8-bit; 0 means unlabelled); renumber the classes"
+            )
     return sorted(classes, key=lambda c: c.value)
 
 
@@ -103,21 +145,28 @@ def parse_classes(spec: Union[str, dict, list, Sequence[ClassInfo]]) -> List[Cla
                 colour = item.get("color") or item.get("colour") or default_colour(name, i)
                 out.append(ClassInfo(int(item["value"]), name, str(colour)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise LabelError(f"{source}: expected a list of {{value, name, color}} objects or a "
-                         f"{{value: name}} mapping ({exc})") from None
+        raise LabelError(
+            f"{source}: expected a list of {{value, name, color}} objects or a " f"{{value: name}} mapping ({exc})"
+        ) from None
     return _check_table(out, source)
 
 
-def merge_tables(classes: Optional[List[ClassInfo]], names: Iterable[str], values: Iterable[int],
-                 value_names: Optional[Dict[int, str]] = None,
-                 value_colours: Optional[Dict[int, str]] = None) -> List[ClassInfo]:
+def merge_tables(
+    classes: Optional[List[ClassInfo]],
+    names: Iterable[str],
+    values: Iterable[int],
+    value_names: Optional[Dict[int, str]] = None,
+    value_colours: Optional[Dict[int, str]] = None,
+) -> List[ClassInfo]:
     """The training class table: the given one, or derived from the text/integer classes seen."""
     names, values = set(names), set(values)
     if classes is not None:
         return classes
     if names and values:
-        raise LabelError("the labels mix text classes and integer classes; give a class table "
-                         "(--classes classes.json) that names every value")
+        raise LabelError(
+            "the labels mix text classes and integer classes; give a class table "
+            "(--classes classes.json) that names every value"
+        )
     if names:
         return table_from_names(names)
     return table_from_values(values, value_names, value_colours)

@@ -1,4 +1,5 @@
 """Pieces shared by stage-1 and stage-2 training: device, base model, optimizer, schedule, output."""
+
 from __future__ import annotations
 
 import math
@@ -24,14 +25,16 @@ def check_output(output: Optional[str], inputs=(), overwrite: bool = True) -> No
     if output is None:
         return
     from ..fileio import check_outputs
+
     check_outputs([(output, "checkpoint")], inputs, overwrite)
 
 
-HEAD_ARCH_KEYS = ("spectral_skip",)   # head options a checkpoint may gain or change when fine-tuned
+HEAD_ARCH_KEYS = ("spectral_skip",)  # head options a checkpoint may gain or change when fine-tuned
 
 
-def adopt_classes(model, card: ModelCard, classes, architecture: Optional[dict] = None
-                  ) -> Tuple[object, ModelCard, bool]:
+def adopt_classes(
+    model, card: ModelCard, classes, architecture: Optional[dict] = None
+) -> Tuple[object, ModelCard, bool]:
     """Give a loaded model a new class table (and head options): rebuild, keep every other tensor.
 
     Returns (model, card, rebuilt). Tensors whose shape depends on the class count (the final 1x1
@@ -41,8 +44,10 @@ def adopt_classes(model, card: ModelCard, classes, architecture: Optional[dict] 
     changes = {k: v for k, v in (architecture or {}).items() if card.architecture.get(k, 0) != v}
     bad = sorted(set(changes) - set(HEAD_ARCH_KEYS))
     if bad:
-        raise SpectralXError(f"cannot change {', '.join(bad)} of an existing checkpoint when fine-tuning "
-                             "from it (only the head's options can change)")
+        raise SpectralXError(
+            f"cannot change {', '.join(bad)} of an existing checkpoint when fine-tuning "
+            "from it (only the head's options can change)"
+        )
     same = [(c.value, c.name) for c in card.classes] == [(c.value, c.name) for c in classes]
     if same and not changes:
         card.classes = list(classes)
@@ -64,7 +69,7 @@ def load_base(checkpoint: str, backbone: Optional[str]) -> Tuple[object, ModelCa
     return model, card, resolve_backbone(card, checkpoint, backbone)
 
 
-COPY_LIMIT = 512 * 1024 * 1024   # larger backbones are referenced, not duplicated
+COPY_LIMIT = 512 * 1024 * 1024  # larger backbones are referenced, not duplicated
 
 
 def place_backbone(backbone_path: str, output: str, log) -> str:
@@ -74,32 +79,39 @@ def place_backbone(backbone_path: str, output: str, log) -> str:
     offers one, else a copy of a small backbone. Returns what was done: "beside", "reflink", "copy"
     or "reference"; a failed copy (full disk) leaves nothing and falls back to the reference."""
     from ..fileio import copy_file, same_file
+
     dest = os.path.join(os.path.dirname(os.path.abspath(output)), os.path.basename(backbone_path))
     if os.path.exists(dest):
         if same_file(dest, backbone_path) or sha256_file(dest) == sha256_file(backbone_path):
             log(f"backbone: {dest} is already beside the checkpoint")
             return "beside"
-        log(f"backbone: referenced by path and sha256 in the card ({backbone_path}); {dest} is "
-            "another file and was left alone")
+        log(
+            f"backbone: referenced by path and sha256 in the card ({backbone_path}); {dest} is "
+            "another file and was left alone"
+        )
         return "reference"
     small = os.path.getsize(backbone_path) <= COPY_LIMIT
     try:
         how = copy_file(backbone_path, dest, allow_copy=small)
-    except SpectralXError as exc:   # e.g. no space left: the checkpoint still finds it by path
+    except SpectralXError as exc:  # e.g. no space left: the checkpoint still finds it by path
         log(f"backbone: not copied ({exc}); referenced by path and sha256 in the card ({backbone_path})")
         return "reference"
     if how is None:
-        log(f"backbone: referenced by path and sha256 in the card ({backbone_path}); keep it there "
-            "or pass --backbone")
+        log(
+            f"backbone: referenced by path and sha256 in the card ({backbone_path}); keep it there "
+            "or pass --backbone"
+        )
         return "reference"
-    log(f"backbone: {'reflinked (copy-on-write, no extra space)' if how == 'reflink' else 'copied'} "
-        f"beside the checkpoint: {dest}")
+    log(
+        f"backbone: {'reflinked (copy-on-write, no extra space)' if how == 'reflink' else 'copied'} "
+        f"beside the checkpoint: {dest}"
+    )
     return how
 
 
 def make_optimizer(params: List[torch.nn.Parameter], lr: float, weight_decay: float = 1e-4):
     decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]   # norms, biases, scales: no weight decay
+    no_decay = [p for p in params if p.ndim < 2]  # norms, biases, scales: no weight decay
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
 
@@ -122,11 +134,9 @@ def non_backbone_state(model) -> dict:
     """A copy of every tensor training can change: the non-backbone ones and the backbone tensors
     the method trains (model.trained_backbone_keys)."""
     keep = getattr(model, "trained_backbone_keys", set())
-    return {k: v.detach().clone() for k, v in model.state_dict().items()
-            if not k.startswith("backbone.") or k in keep}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("backbone.") or k in keep}
 
 
 def require_one_source(checkpoint: Optional[str], backbone: Optional[str]) -> None:
     if not checkpoint and not backbone:
-        raise CheckpointError("give a starting point: a SpectralX checkpoint (-c) or a backbone file "
-                              "(--backbone)")
+        raise CheckpointError("give a starting point: a SpectralX checkpoint (-c) or a backbone file " "(--backbone)")

@@ -3,6 +3,7 @@
 A scene is the labelled part of one image (plus a margin), read through the band mapping and
 normalized, padded so that any chip of the tile size around a labelled pixel fits.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,17 +19,18 @@ IGNORE = -1
 class Scene:
     image: str
     labels: str
-    x: np.ndarray                 # (C, Hp, Wp) float16/32, normalized, nodata = 0
-    y: np.ndarray                 # (Hp, Wp) int16 class index, IGNORE where unlabelled
-    region: np.ndarray            # (Hp, Wp) int64 global region id, 0 = none
+    x: np.ndarray  # (C, Hp, Wp) float16/32, normalized, nodata = 0
+    y: np.ndarray  # (Hp, Wp) int16 class index, IGNORE where unlabelled
+    region: np.ndarray  # (Hp, Wp) int64 global region id, 0 = none
     role: np.ndarray = field(default=None)  # (Hp, Wp) uint8: 0 none, 1 train, 2 validation
-    window: Tuple[int, int, int, int] = (0, 0, 0, 0)   # col_off, row_off, width, height (image grid)
+    window: Tuple[int, int, int, int] = (0, 0, 0, 0)  # col_off, row_off, width, height (image grid)
     pad: int = 0
 
 
 def label_window(bbox: Tuple[int, int, int, int], margin: int, width: int, height: int):
     """Image window around a labelled pixel bbox (row0, col0, row1, col1) with a margin, clipped."""
     from rasterio.windows import Window
+
     r0, c0, r1, c1 = bbox
     r0, c0 = max(0, r0 - margin), max(0, c0 - margin)
     r1, c1 = min(height, r1 + margin), min(width, c1 + margin)
@@ -52,15 +54,16 @@ def pad_scene(x: np.ndarray, y: np.ndarray, region: np.ndarray, tile: int):
 # ---------------------------------------------------------------------------------------------
 # split
 
+
 @dataclass
 class SplitReport:
     train_pixels: int = 0
     val_pixels: int = 0
     train_regions: int = 0
     val_regions: int = 0
-    per_class: Dict[int, Dict[str, int]] = field(default_factory=dict)   # class index -> counts
+    per_class: Dict[int, Dict[str, int]] = field(default_factory=dict)  # class index -> counts
     notes: List[str] = field(default_factory=list)
-    cut_regions: int = 0     # polygons/regions split in space (far part validates): optimistic scores
+    cut_regions: int = 0  # polygons/regions split in space (far part validates): optimistic scores
 
 
 def _region_table(scenes: Sequence[Scene], num_classes: int):
@@ -87,7 +90,7 @@ def _validation_regions(ids, cls, counts, num_classes: int, val_fraction: float,
     """(region ids held out whole, {region id: class} of regions to split in space): per class, regions
     at random until about `val_fraction` of its pixels, always leaving one to train on."""
     val_ids: List[int] = []
-    cut_regions: Dict[int, int] = {}     # region id -> class: split in space rather than held out whole
+    cut_regions: Dict[int, int] = {}  # region id -> class: split in space rather than held out whole
     if val_fraction <= 0:
         return val_ids, cut_regions
     for k in range(num_classes):
@@ -120,8 +123,9 @@ def _validation_regions(ids, cls, counts, num_classes: int, val_fraction: float,
     return val_ids, cut_regions
 
 
-def split_regions(scenes: Sequence[Scene], num_classes: int, val_fraction: float,
-                  rng: np.random.Generator, class_names: Sequence[str]) -> SplitReport:
+def split_regions(
+    scenes: Sequence[Scene], num_classes: int, val_fraction: float, rng: np.random.Generator, class_names: Sequence[str]
+) -> SplitReport:
     """Assign whole regions (polygons / connected label regions) to training or validation.
 
     Stratified by each region's majority class: per class, regions are drawn at random into
@@ -152,13 +156,16 @@ def split_regions(scenes: Sequence[Scene], num_classes: int, val_fraction: float
             d["val"] += int(((s.role == 2) & (s.y == k)).sum())
     for rid, k in cut_regions.items():
         if rid not in split_done:
-            report.notes.append(f"class '{class_names[k]}' has a single polygon/region too small to split: all "
-                                "of it trains, none validates")
+            report.notes.append(
+                f"class '{class_names[k]}' has a single polygon/region too small to split: all "
+                "of it trains, none validates"
+            )
             continue
         report.notes.append(
             f"class '{class_names[k]}' has no polygon/region to hold out whole: the far {val_fraction:.0%} of "
             "its largest one (along its longer axis) validates, the rest trains (validation pixels next to "
-            "training pixels score optimistically: draw more polygons for a fair score)")
+            "training pixels score optimistically: draw more polygons for a fair score)"
+        )
     report.cut_regions = len(split_done)
     report.train_pixels = sum(d["train"] for d in report.per_class.values())
     report.val_pixels = sum(d["val"] for d in report.per_class.values())
@@ -185,11 +192,19 @@ def far_part(mask: np.ndarray, fraction: float) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # sampling
 
+
 class ChipSampler:
     """Chips of the tile size around training pixels, stratified by class, with flips/rotations."""
 
-    def __init__(self, scenes: Sequence[Scene], num_classes: int, tile: int, rng: np.random.Generator,
-                 augment: bool = True, spectral_jitter: float = 0.0):
+    def __init__(
+        self,
+        scenes: Sequence[Scene],
+        num_classes: int,
+        tile: int,
+        rng: np.random.Generator,
+        augment: bool = True,
+        spectral_jitter: float = 0.0,
+    ):
         self.scenes = list(scenes)
         self.tile = tile
         self.rng = rng
@@ -217,9 +232,9 @@ class ChipSampler:
         c0 = int(c - self.rng.integers(t // 4, t - t // 4))
         r0 = min(max(r0, 0), hp - t)
         c0 = min(max(c0, 0), wp - t)
-        x = s.x[:, r0:r0 + t, c0:c0 + t]
-        y = s.y[r0:r0 + t, c0:c0 + t].astype(np.int64)
-        y = np.where(s.role[r0:r0 + t, c0:c0 + t] == 1, y, IGNORE)   # validation pixels never train
+        x = s.x[:, r0 : r0 + t, c0 : c0 + t]
+        y = s.y[r0 : r0 + t, c0 : c0 + t].astype(np.int64)
+        y = np.where(s.role[r0 : r0 + t, c0 : c0 + t] == 1, y, IGNORE)  # validation pixels never train
         return x, y
 
     def batch(self, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -250,6 +265,7 @@ class ChipSampler:
 # ---------------------------------------------------------------------------------------------
 # prediction over a scene
 
+
 def tile_origins(mask: np.ndarray, tile: int, stride: Optional[int] = None) -> List[Tuple[int, int]]:
     """Tile origins (row, col) covering every True pixel of `mask` (array at least tile x tile)."""
     stride = stride or tile
@@ -264,7 +280,7 @@ def tile_origins(mask: np.ndarray, tile: int, stride: Optional[int] = None) -> L
     for r in r_starts:
         for c in c_starts:
             r0, c0 = min(r, h - tile), min(c, w - tile)
-            if mask[r0:r0 + tile, c0:c0 + tile].any():
+            if mask[r0 : r0 + tile, c0 : c0 + tile].any():
                 out.append((r0, c0))
     return out
 
@@ -287,15 +303,15 @@ def predict_logits(model, x: np.ndarray, mask: np.ndarray, tile: int, device, ba
     k = None
     out = None
     for i in range(0, len(origins), batch_size):
-        part = origins[i:i + batch_size]
-        xb = torch.from_numpy(np.stack([x[:, r:r + tile, c:c + tile] for r, c in part])).float().to(device)
+        part = origins[i : i + batch_size]
+        xb = torch.from_numpy(np.stack([x[:, r : r + tile, c : c + tile] for r, c in part])).float().to(device)
         logits = model(xb).float().cpu().numpy()
         if out is None:
             k = logits.shape[1]
             out = np.zeros((k,) + mask.shape, np.float32)
         for (r, c), lg in zip(part, logits):
-            m = mask[r:r + tile, c:c + tile]
-            view = out[:, r:r + tile, c:c + tile]
+            m = mask[r : r + tile, c : c + tile]
+            view = out[:, r : r + tile, c : c + tile]
             view[:, m] = lg[:, m]
     if was_training:
         model.train()

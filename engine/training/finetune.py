@@ -9,6 +9,7 @@ rotations, AdamW, cross-entropy + AoMoA balance loss, validation and early stopp
 random-forest baseline on the same pixels (spectralx.training.baseline), and the card. Options are
 one dataclass (spectralx.training.options.FinetuneOptions) that the CLI, Processing and the dock fill.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -28,23 +29,38 @@ from ..errors import LabelError, SpectralXError
 from ..progress import Progress, ensure
 from . import classes as classes_mod
 from .baseline import MissingDependency, comparison_line, forest_baseline
-from .rounds import add_round
-from .common import (adopt_classes, check_output, count_parameters, load_base, pick_device, place_backbone,
-                     require_one_source)
 from .calibration import choose_adjustment
+from .common import (
+    adopt_classes,
+    check_output,
+    count_parameters,
+    load_base,
+    pick_device,
+    place_backbone,
+    require_one_source,
+)
+from .dataset import (
+    IGNORE,
+    ChipSampler,
+    Scene,
+    SplitReport,
+    label_window,
+    pad_scene,
+    predict_logits,
+    predict_mask,
+    split_regions,
+)
 from .fusion import choose_fusion
 from .health import model_warnings
-from .dataset import (IGNORE, ChipSampler, Scene, SplitReport, label_window, pad_scene, predict_logits,
-                      predict_mask, split_regions)
 from .labels import LabelSource, open_grid, read_labels
 from .loop import LoopResult, run_loop
 from .metrics import confusion, scores
 from .options import FinetuneOptions
-from .rasters import (_open, gsd_of, mapping_for, normalize, read_mapped, same_sensor_mappings,
-                      scene_statistics)
+from .rasters import _open, gsd_of, mapping_for, normalize, read_mapped, same_sensor_mappings, scene_statistics
+from .rounds import add_round
 
-MAX_SCENE_VALUES = 600_000_000   # ~2.4 GB of float32 per labelled window: refuse beyond
-FOREST_TILE = 256   # a forest is per pixel: large tiles only save the pipeline's per-tile overhead
+MAX_SCENE_VALUES = 600_000_000  # ~2.4 GB of float32 per labelled window: refuse beyond
+FOREST_TILE = 256  # a forest is per pixel: large tiles only save the pipeline's per-tile overhead
 
 
 @dataclass
@@ -52,7 +68,7 @@ class FinetuneResult:
     checkpoint: Optional[str]
     metrics: Dict[str, Any]
     card: Optional[ModelCard] = None
-    model: Any = None                      # the trained model (eval mode), for callers that go on
+    model: Any = None  # the trained model (eval mode), for callers that go on
     history: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -71,6 +87,7 @@ def _as_list(v) -> List[str]:
 class FinetuneJob:
     """A fine-tuning run, checked and read (prepare_finetune): the labels and class table, the starting
     model and its bands, the labelled scenes normalized and split. Nothing is trained yet."""
+
     images: List[str]
     labels: List[str]
     val_images: List[str]
@@ -79,16 +96,16 @@ class FinetuneJob:
     opts: FinetuneOptions
     sources: List[LabelSource]
     table: List[ClassInfo]
-    model: Any                            # the starting network (None for method "forest")
+    model: Any  # the starting network (None for method "forest")
     card: ModelCard
     backbone_path: Optional[str]
     base_stage: str
     norm: Normalization
-    scenes: List[Scene]                   # training scenes, then the explicit validation scenes
+    scenes: List[Scene]  # training scenes, then the explicit validation scenes
     split: SplitReport
     validation_kind: str
-    train_classes: List[int]              # class indexes with training pixels
-    rng: np.random.Generator              # the run's generator, as the split left it
+    train_classes: List[int]  # class indexes with training pixels
+    rng: np.random.Generator  # the run's generator, as the split left it
     checkpoint: Optional[str] = None
     sensor: Optional[str] = None
     command: Optional[str] = None
@@ -105,22 +122,36 @@ class FinetuneJob:
 
     @property
     def train_scenes(self) -> List[Scene]:
-        return self.scenes[:len(self.images)]
+        return self.scenes[: len(self.images)]
 
     @property
     def forest_only(self) -> bool:
         return self.opts.method == "forest"
 
 
-def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]], output: Optional[str], *,
-             options: Optional[FinetuneOptions] = None, class_field: Optional[str] = None, classes=None,
-             checkpoint: Optional[str] = None, backbone: Optional[str] = None,
-             backbone_preset: Optional[str] = None, tile_size: Optional[int] = None,
-             progress: Optional[Progress] = None, sensor: Optional[str] = None, band_map="auto",
-             val_images: Optional[Sequence[str]] = None, val_labels: Optional[Sequence[str]] = None,
-             unfreeze_backbone: bool = False, command: Optional[str] = None,
-             description: Optional[str] = None, architecture: Optional[dict] = None,
-             **option_overrides: Any) -> FinetuneResult:
+def finetune(
+    images: Union[str, Sequence[str]],
+    labels: Union[str, Sequence[str]],
+    output: Optional[str],
+    *,
+    options: Optional[FinetuneOptions] = None,
+    class_field: Optional[str] = None,
+    classes=None,
+    checkpoint: Optional[str] = None,
+    backbone: Optional[str] = None,
+    backbone_preset: Optional[str] = None,
+    tile_size: Optional[int] = None,
+    progress: Optional[Progress] = None,
+    sensor: Optional[str] = None,
+    band_map="auto",
+    val_images: Optional[Sequence[str]] = None,
+    val_labels: Optional[Sequence[str]] = None,
+    unfreeze_backbone: bool = False,
+    command: Optional[str] = None,
+    description: Optional[str] = None,
+    architecture: Optional[dict] = None,
+    **option_overrides: Any,
+) -> FinetuneResult:
     """Fine-tune (stage 2) and write the best checkpoint to `output` (see module doc).
 
     images/labels: one label file (vector or raster) per image. classes: a class table (JSON path,
@@ -137,11 +168,27 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
     if unfreeze_backbone:
         option_overrides["method"] = "full"
     opts = FinetuneOptions.build(options, **option_overrides)
-    job = prepare_finetune(images, labels, output, opts, class_field=class_field, classes=classes,
-                           checkpoint=checkpoint, backbone=backbone, backbone_preset=backbone_preset,
-                           tile_size=tile_size, progress=progress, sensor=sensor, band_map=band_map,
-                           val_images=val_images, val_labels=val_labels, command=command,
-                           description=description, architecture=architecture, t_start=t_start)
+    job = prepare_finetune(
+        images,
+        labels,
+        output,
+        opts,
+        class_field=class_field,
+        classes=classes,
+        checkpoint=checkpoint,
+        backbone=backbone,
+        backbone_preset=backbone_preset,
+        tile_size=tile_size,
+        progress=progress,
+        sensor=sensor,
+        band_map=band_map,
+        val_images=val_images,
+        val_labels=val_labels,
+        command=command,
+        description=description,
+        architecture=architecture,
+        t_start=t_start,
+    )
     if job.forest_only:
         return finish_forest(job, progress)
     return run_finetune(job, progress)
@@ -149,14 +196,29 @@ def finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]
 
 # --- prepare: everything that can be wrong with the input, checked before the first step ----------
 
-def prepare_finetune(images: Union[str, Sequence[str]], labels: Union[str, Sequence[str]], output: Optional[str],
-                     opts: FinetuneOptions, *, class_field: Optional[str] = None, classes=None,
-                     checkpoint: Optional[str] = None, backbone: Optional[str] = None,
-                     backbone_preset: Optional[str] = None, tile_size: Optional[int] = None,
-                     progress: Optional[Progress] = None, sensor: Optional[str] = None, band_map="auto",
-                     val_images: Optional[Sequence[str]] = None, val_labels: Optional[Sequence[str]] = None,
-                     command: Optional[str] = None, description: Optional[str] = None,
-                     architecture: Optional[dict] = None, t_start: Optional[float] = None) -> FinetuneJob:
+
+def prepare_finetune(
+    images: Union[str, Sequence[str]],
+    labels: Union[str, Sequence[str]],
+    output: Optional[str],
+    opts: FinetuneOptions,
+    *,
+    class_field: Optional[str] = None,
+    classes=None,
+    checkpoint: Optional[str] = None,
+    backbone: Optional[str] = None,
+    backbone_preset: Optional[str] = None,
+    tile_size: Optional[int] = None,
+    progress: Optional[Progress] = None,
+    sensor: Optional[str] = None,
+    band_map="auto",
+    val_images: Optional[Sequence[str]] = None,
+    val_labels: Optional[Sequence[str]] = None,
+    command: Optional[str] = None,
+    description: Optional[str] = None,
+    architecture: Optional[dict] = None,
+    t_start: Optional[float] = None,
+) -> FinetuneJob:
     """Check the inputs, open the labels, build the class table and the starting model, read the
     labelled scenes and split them into training and validation: a FinetuneJob for run_finetune."""
     progress = ensure(progress)
@@ -169,24 +231,62 @@ def prepare_finetune(images: Union[str, Sequence[str]], labels: Union[str, Seque
     all_images = images + val_images
     sources = open_label_sources(all_images, labels + val_labels, class_field, progress)
     table, lookups = class_table(sources, classes)
-    start = starting_model(all_images, table, opts, checkpoint=checkpoint, backbone=backbone,
-                           backbone_preset=backbone_preset, tile_size=tile_size, sensor=sensor,
-                           band_map=band_map, architecture=architecture, log=progress.log)
+    start = starting_model(
+        all_images,
+        table,
+        opts,
+        checkpoint=checkpoint,
+        backbone=backbone,
+        backbone_preset=backbone_preset,
+        tile_size=tile_size,
+        sensor=sensor,
+        band_map=band_map,
+        architecture=architecture,
+        log=progress.log,
+    )
     opts, model, card, mappings, backbone_path, base_stage = start
-    norm, nvalid = scene_statistics(images, mappings[:len(images)])
+    norm, nvalid = scene_statistics(images, mappings[: len(images)])
     if sum(nvalid) == 0:
         raise LabelError("the training images hold no valid (non-nodata) pixel")
     scenes = read_scenes(all_images, sources, lookups, mappings, table, norm, card)
     split, validation_kind = split_scenes(scenes, len(images), sources, opts, rng, [c.name for c in table])
     train_classes = _check_split(split, [c.name for c in table], validation_kind, progress.log)
-    return FinetuneJob(images, labels, val_images, val_labels, output, opts, sources, table, model, card,
-                       backbone_path, base_stage, norm, scenes, split, validation_kind, train_classes, rng,
-                       checkpoint=checkpoint, sensor=sensor, command=command, description=description,
-                       t_start=t_start if t_start is not None else time.time())
+    return FinetuneJob(
+        images,
+        labels,
+        val_images,
+        val_labels,
+        output,
+        opts,
+        sources,
+        table,
+        model,
+        card,
+        backbone_path,
+        base_stage,
+        norm,
+        scenes,
+        split,
+        validation_kind,
+        train_classes,
+        rng,
+        checkpoint=checkpoint,
+        sensor=sensor,
+        command=command,
+        description=description,
+        t_start=t_start if t_start is not None else time.time(),
+    )
 
 
-def _check_inputs(images: List[str], labels: List[str], val_images: List[str], val_labels: List[str],
-                  opts: FinetuneOptions, checkpoint: Optional[str], backbone: Optional[str]) -> None:
+def _check_inputs(
+    images: List[str],
+    labels: List[str],
+    val_images: List[str],
+    val_labels: List[str],
+    opts: FinetuneOptions,
+    checkpoint: Optional[str],
+    backbone: Optional[str],
+) -> None:
     if not images:
         raise LabelError("no training image given")
     if len(images) != len(labels):
@@ -194,14 +294,17 @@ def _check_inputs(images: List[str], labels: List[str], val_images: List[str], v
     if len(val_images) != len(val_labels):
         raise LabelError("give one validation label file per validation image")
     if opts.method == "forest" and checkpoint:
-        raise SpectralXError("a random forest is trained from the image's own bands, not from a checkpoint: "
-                             "drop the checkpoint (-c), or choose a network method to fine-tune it")
+        raise SpectralXError(
+            "a random forest is trained from the image's own bands, not from a checkpoint: "
+            "drop the checkpoint (-c), or choose a network method to fine-tune it"
+        )
     if opts.method != "forest":
         require_one_source(checkpoint, backbone)
 
 
-def open_label_sources(images: Sequence[str], labels: Sequence[str], class_field: Optional[str],
-                       progress: Progress) -> List[LabelSource]:
+def open_label_sources(
+    images: Sequence[str], labels: Sequence[str], class_field: Optional[str], progress: Progress
+) -> List[LabelSource]:
     """Open and check every label file on its image's grid (nothing is rasterized yet)."""
     grids = [open_grid(p) for p in images]
     sources = [read_labels(lab, grid, class_field) for lab, grid in zip(labels, grids)]
@@ -236,35 +339,52 @@ def class_table(sources: Sequence[LabelSource], classes=None) -> Tuple[List[Clas
                 unknown.append(k)
             lookup[k] = v
         if unknown:
-            raise LabelError(f"{s.path}: class(es) {unknown[:10]} are not in the class table "
-                             f"({', '.join(f'{c.value}={c.name}' for c in table)}); add them to --classes")
+            raise LabelError(
+                f"{s.path}: class(es) {unknown[:10]} are not in the class table "
+                f"({', '.join(f'{c.value}={c.name}' for c in table)}); add them to --classes"
+            )
         lookups.append(lookup)
     return table, lookups
 
 
-def starting_model(images: Sequence[str], table: List[ClassInfo], opts: FinetuneOptions, *,
-                   checkpoint: Optional[str], backbone: Optional[str], backbone_preset: Optional[str],
-                   tile_size: Optional[int], sensor: Optional[str], band_map, architecture: Optional[dict],
-                   log) -> Tuple[FinetuneOptions, Any, ModelCard, list, Optional[str], str]:
+def starting_model(
+    images: Sequence[str],
+    table: List[ClassInfo],
+    opts: FinetuneOptions,
+    *,
+    checkpoint: Optional[str],
+    backbone: Optional[str],
+    backbone_preset: Optional[str],
+    tile_size: Optional[int],
+    sensor: Optional[str],
+    band_map,
+    architecture: Optional[dict],
+    log,
+) -> Tuple[FinetuneOptions, Any, ModelCard, list, Optional[str], str]:
     """(options, model, card, band mapping per image, backbone file, base stage): a forest's card
     (no network), a checkpoint with the class table adopted (its method and variant kept), or a
     new model on a backbone with the bands of the first image."""
-    if opts.method == "forest":   # no network: the bands as detected, a tile size for the streaming pipeline
+    if opts.method == "forest":  # no network: the bands as detected, a tile size for the streaming pipeline
         bands, mappings = same_sensor_mappings(images, sensor)
         return opts, None, forest_card(bands, list(table), FOREST_TILE), mappings, None, "init"
     if not checkpoint:
         bands, mappings = same_sensor_mappings(images, sensor)
-        model, card = new_model(backbone, bands, table, preset=backbone_preset, img_size=tile_size,
-                                **new_architecture(opts, architecture))
+        model, card = new_model(
+            backbone, bands, table, preset=backbone_preset, img_size=tile_size, **new_architecture(opts, architecture)
+        )
         return opts, model, card, mappings, backbone, "init"
     model, card, backbone_path = load_base(checkpoint, backbone)
     if tile_size and int(tile_size) != card.tile_size:
-        raise SpectralXError(f"the checkpoint's tile size is {card.tile_size} px; it cannot be "
-                             f"changed to {tile_size} when fine-tuning from it")
+        raise SpectralXError(
+            f"the checkpoint's tile size is {card.tile_size} px; it cannot be "
+            f"changed to {tile_size} when fine-tuning from it"
+        )
     base_cfg = card.config
     if base_cfg.method != opts.method and opts.method != "spectralx":
-        raise SpectralXError(f"the checkpoint was trained with method '{base_cfg.method}'; fine-tune it with "
-                             "the same method, or start a new model from the backbone (--backbone)")
+        raise SpectralXError(
+            f"the checkpoint was trained with method '{base_cfg.method}'; fine-tune it with "
+            "the same method, or start a new model from the backbone (--backbone)"
+        )
     opts = FinetuneOptions.build(opts, method=base_cfg.method, variant=base_cfg.variant)
     head_arch = dict(architecture or {})
     if card.stage == "pretrain" and not card.architecture.get("spectral_skip") and opts.variant != "paper":
@@ -272,14 +392,20 @@ def starting_model(images: Sequence[str], table: List[ClassInfo], opts: Finetune
         head_arch.setdefault("spectral_skip", DEFAULT_SPECTRAL_SKIP)
     model, card, rebuilt = adopt_classes(model, card, table, head_arch)
     if rebuilt:
-        log(f"class table ({len(table)} classes) / head options adopted: classifier rebuilt, all "
-            "other tensors kept")
+        log(f"class table ({len(table)} classes) / head options adopted: classifier rebuilt, all " "other tensors kept")
     mappings = [mapping_for(p, card, band_map=band_map, sensor=sensor) for p in images]
     return opts, model, card, mappings, backbone_path, card.stage
 
 
-def read_scenes(images: Sequence[str], sources: Sequence[LabelSource], lookups: Sequence[Dict[Any, int]],
-                mappings: Sequence, table: List[ClassInfo], norm: Normalization, card: ModelCard) -> List[Scene]:
+def read_scenes(
+    images: Sequence[str],
+    sources: Sequence[LabelSource],
+    lookups: Sequence[Dict[Any, int]],
+    mappings: Sequence,
+    table: List[ClassInfo],
+    norm: Normalization,
+    card: ModelCard,
+) -> List[Scene]:
     """Rasterize each label source in a window around its labels, read and normalize those pixels."""
     tile = card.tile_size
     index_of = {c.value: i for i, c in enumerate(table)}
@@ -289,9 +415,11 @@ def read_scenes(images: Sequence[str], sources: Sequence[LabelSource], lookups: 
         win = label_window(src.pixel_bbox, tile // 2, src.grid.width, src.grid.height)
         n_values = len(card.bands) * int(win.width) * int(win.height)
         if n_values > MAX_SCENE_VALUES:
-            raise LabelError(f"{src.path}: the labels spread over {int(win.width)}x{int(win.height)} px "
-                             f"of {os.path.basename(img)}, too large to hold in memory; split the labels "
-                             "into several files (one per area) and give the image once for each")
+            raise LabelError(
+                f"{src.path}: the labels spread over {int(win.width)}x{int(win.height)} px "
+                f"of {os.path.basename(img)}, too large to hold in memory; split the labels "
+                "into several files (one per area) and give the image once for each"
+            )
         values, regions = src.rasterize(lookup, win)
         with _open(img) as ds:
             x = read_mapped(ds, mapping, window=win)
@@ -300,7 +428,7 @@ def read_scenes(images: Sequence[str], sources: Sequence[LabelSource], lookups: 
         y = np.full(values.shape, IGNORE, np.int16)
         for v, k in index_of.items():
             y[values == v] = k
-        y[~valid] = IGNORE                   # nodata pixels never train or validate
+        y[~valid] = IGNORE  # nodata pixels never train or validate
         reg = np.where(regions > 0, regions.astype(np.int64) + region_offset, 0)
         region_offset = int(reg.max()) + 1 if reg.any() else region_offset
         if src.kind == "vector" and src.used:
@@ -308,15 +436,29 @@ def read_scenes(images: Sequence[str], sources: Sequence[LabelSource], lookups: 
             if burnt < src.used:
                 src.skipped["without any pixel (smaller than a pixel or outside)"] = src.used - burnt
         xp, yp, rp, pad = pad_scene(x, y, reg, tile)
-        xp = xp.astype(np.float16)           # half the memory; normalized values are clipped to ±clip
-        scenes.append(Scene(image=img, labels=src.path, x=xp, y=yp, region=rp,
-                            window=(int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
-                            pad=pad))
+        xp = xp.astype(np.float16)  # half the memory; normalized values are clipped to ±clip
+        scenes.append(
+            Scene(
+                image=img,
+                labels=src.path,
+                x=xp,
+                y=yp,
+                region=rp,
+                window=(int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
+                pad=pad,
+            )
+        )
     return scenes
 
 
-def split_scenes(scenes: List[Scene], n_train: int, sources: Sequence[LabelSource], opts: FinetuneOptions,
-                 rng: np.random.Generator, names: List[str]) -> Tuple[SplitReport, str]:
+def split_scenes(
+    scenes: List[Scene],
+    n_train: int,
+    sources: Sequence[LabelSource],
+    opts: FinetuneOptions,
+    rng: np.random.Generator,
+    names: List[str],
+) -> Tuple[SplitReport, str]:
     """Training/validation pixels: the explicit validation scenes, else whole regions held out of the
     training scenes; and what the validation is, in words."""
     train_scenes, val_scenes = scenes[:n_train], scenes[n_train:]
@@ -332,11 +474,20 @@ def split_scenes(scenes: List[Scene], n_train: int, sources: Sequence[LabelSourc
         return split, "explicit validation images"
     split = split_regions(train_scenes, k_classes, opts.val_fraction, rng, names)
     kinds = {s.geometry_kind for s in sources}
-    validation_kind = ("held-out whole " + ("polygons" if kinds == {"polygon"} else "points" if kinds == {"point"}
-                       else "connected label regions" if kinds == {"raster"} else "features/regions"))
-    if split.cut_regions:   # a class with a single polygon validates on the far part of it
-        far = (f"the far {opts.val_fraction:.0%} of {split.cut_regions} class(es)' only polygon/region "
-               "(next to training pixels: optimistic)")
+    validation_kind = "held-out whole " + (
+        "polygons"
+        if kinds == {"polygon"}
+        else "points"
+        if kinds == {"point"}
+        else "connected label regions"
+        if kinds == {"raster"}
+        else "features/regions"
+    )
+    if split.cut_regions:  # a class with a single polygon validates on the far part of it
+        far = (
+            f"the far {opts.val_fraction:.0%} of {split.cut_regions} class(es)' only polygon/region "
+            "(next to training pixels: optimistic)"
+        )
         validation_kind = far if not split.val_regions else f"{validation_kind}, and {far}"
     return split, validation_kind
 
@@ -348,29 +499,37 @@ def _check_split(split: SplitReport, names: List[str], validation_kind: str, log
     k_classes = len(names)
     train_classes = [k for k in range(k_classes) if split.per_class.get(k, {}).get("train", 0) > 0]
     if not train_classes:
-        raise LabelError("no labelled pixel over valid image data: the features are smaller than a pixel "
-                         "or lie on nodata; draw larger polygons or check the image")
+        raise LabelError(
+            "no labelled pixel over valid image data: the features are smaller than a pixel "
+            "or lie on nodata; draw larger polygons or check the image"
+        )
     if len(train_classes) < 2:
         present = [names[k] for k in train_classes] or ["none"]
-        raise LabelError(f"the training labels hold a single class ({', '.join(present)}) over the "
-                         "images; a segmentation model needs at least two classes: label other land "
-                         "cover too")
+        raise LabelError(
+            f"the training labels hold a single class ({', '.join(present)}) over the "
+            "images; a segmentation model needs at least two classes: label other land "
+            "cover too"
+        )
     missing = [names[k] for k in range(k_classes) if k not in train_classes]
     if missing:
         log(f"note: class(es) {missing} have no training pixel over the images")
-    log(f"training pixels {split.train_pixels} in {split.train_regions} regions; validation pixels "
-        f"{split.val_pixels} ({validation_kind})")
+    log(
+        f"training pixels {split.train_pixels} in {split.train_regions} regions; validation pixels "
+        f"{split.val_pixels} ({validation_kind})"
+    )
     return train_classes
 
 
 # --- run: train, calibrate, pool with the forest, write the card ----------------------------------
 
+
 @dataclass
 class _Trained:
     """What training left for the steps after it."""
+
     loop: LoopResult
     dev: Any
-    counts: np.ndarray                    # training pixels per class
+    counts: np.ndarray  # training pixels per class
     class_weights: np.ndarray
     eval_every: int
     n_trainable: int
@@ -388,7 +547,7 @@ def run_finetune(job: FinetuneJob, progress: Optional[Progress] = None) -> Finet
     # warnings all read them (a new class bias only shifts them)
     val_logits, val_true = validation_logits(model, job.scenes, job.card.tile_size, dev) if has_val else (None, None)
     val_logits, adjustment = _calibrate(job, trained, val_logits, val_true, progress)
-    if has_val and loop.best_metrics is None:     # 0 steps: score the network as it is
+    if has_val and loop.best_metrics is None:  # 0 steps: score the network as it is
         loop.best_metrics = _validate(model, job.scenes, job.card.tile_size, dev, len(job.table), job.table)
     seconds = time.time() - job.t_start
     baseline, forest = _forest_baseline(job, loop, progress)
@@ -418,8 +577,9 @@ def train_network(job: FinetuneJob, progress: Progress) -> _Trained:
     counts = np.array([split.per_class.get(k, {}).get("train", 0) for k in range(k_classes)], np.float64)
     w = class_weights(counts, opts.class_weighting)
     ce_weight = torch.tensor(w, dtype=torch.float32, device=dev)
-    sampler = ChipSampler(job.train_scenes, k_classes, tile, job.rng, augment=opts.augment,
-                          spectral_jitter=opts.spectral_jitter)
+    sampler = ChipSampler(
+        job.train_scenes, k_classes, tile, job.rng, augment=opts.augment, spectral_jitter=opts.spectral_jitter
+    )
     has_val = split.val_pixels > 0
     eval_every = int(opts.eval_every or max(10, min(100, opts.steps // 10)))
     scenes = job.scenes
@@ -427,15 +587,27 @@ def train_network(job: FinetuneJob, progress: Progress) -> _Trained:
     def step_fn(step: int):
         xb, yb = sampler.batch(opts.batch_size)
         logits = model(xb.to(dev))
-        ce = F.cross_entropy(logits.float(), yb.to(dev), weight=ce_weight, ignore_index=IGNORE,
-                             label_smoothing=opts.label_smoothing)
+        ce = F.cross_entropy(
+            logits.float(), yb.to(dev), weight=ce_weight, ignore_index=IGNORE, label_smoothing=opts.label_smoothing
+        )
         return ce + opts.balance_weight * model.balance_loss().to(dev), float(ce.detach())
 
-    loop = run_loop(model, step_fn, steps=opts.steps, lr=opts.learning_rate, weight_decay=opts.weight_decay,
-                    device=dev, progress=progress, ema=opts.ema, describe="loss",
-                    evaluate=(lambda: _validate(model, scenes, tile, dev, k_classes, table)) if has_val else None,
-                    eval_every=eval_every, patience=opts.patience, log_every=eval_every,
-                    full_state=opts.method == "full")
+    loop = run_loop(
+        model,
+        step_fn,
+        steps=opts.steps,
+        lr=opts.learning_rate,
+        weight_decay=opts.weight_decay,
+        device=dev,
+        progress=progress,
+        ema=opts.ema,
+        describe="loss",
+        evaluate=(lambda: _validate(model, scenes, tile, dev, k_classes, table)) if has_val else None,
+        eval_every=eval_every,
+        patience=opts.patience,
+        log_every=eval_every,
+        full_state=opts.method == "full",
+    )
     model.tta_flips = opts.tta
     return _Trained(loop, dev, counts, w, eval_every, n_trainable, n_total, has_val)
 
@@ -452,9 +624,11 @@ def _calibrate(job: FinetuneJob, trained: _Trained, val_logits, val_true, progre
         bias = np.asarray(adjustment["bias"], np.float32)
         val_logits = val_logits - model.class_bias.float().cpu().numpy() + bias
         model.class_bias = torch.tensor(bias, device=trained.dev)
-        progress.log(f"logit adjustment tau {adjustment['tau']:g}: validation mIoU "
-                     f"{adjustment['val_miou_before']:.3f} -> {adjustment['val_miou_after']:.3f} "
-                     "(tau chosen on these pixels)")
+        progress.log(
+            f"logit adjustment tau {adjustment['tau']:g}: validation mIoU "
+            f"{adjustment['val_miou_before']:.3f} -> {adjustment['val_miou_after']:.3f} "
+            "(tau chosen on these pixels)"
+        )
     return val_logits, adjustment
 
 
@@ -468,10 +642,11 @@ def _forest_baseline(job: FinetuneJob, loop: LoopResult, progress: Progress):
     try:
         forest = forest_baseline(job.scenes, len(job.table), job.values, job.names, seed=opts.seed)
         baseline = forest.card
-        if opts.forest_context and opts.fuse == "forest":   # the pooled forest sees neighbourhoods
-            forest = forest_baseline(job.scenes, len(job.table), job.values, job.names, seed=opts.seed,
-                                     context=opts.forest_context)
-    except MissingDependency as exc:     # a QGIS Python without scikit-learn: say so, keep the model
+        if opts.forest_context and opts.fuse == "forest":  # the pooled forest sees neighbourhoods
+            forest = forest_baseline(
+                job.scenes, len(job.table), job.values, job.names, seed=opts.seed, context=opts.forest_context
+            )
+    except MissingDependency as exc:  # a QGIS Python without scikit-learn: say so, keep the model
         baseline = {"validation": f"not run: {exc}"}
         progress.log(f"note: random-forest baseline not run: {exc}")
     progress.check()
@@ -488,8 +663,10 @@ def _fuse(job: FinetuneJob, forest, val_logits, val_true, has_val: bool, log) ->
     model.fusion_weight = fusion["weight"] if fusion else 0.0
     if fusion:
         v = fusion["val_miou"]
-        log(f"fusion with the random forest: forest weight {fusion['weight']:g} chosen on the validation "
-            f"pixels (mIoU network {v['network']:.3f}, forest {v['forest']:.3f}, pooled {v['fused']:.3f})")
+        log(
+            f"fusion with the random forest: forest weight {fusion['weight']:g} chosen on the validation "
+            f"pixels (mIoU network {v['network']:.3f}, forest {v['forest']:.3f}, pooled {v['fused']:.3f})"
+        )
     else:
         log("note: no validation pixels to choose a fusion weight: the map is the network's alone")
     return fusion
@@ -504,16 +681,20 @@ def _network_metrics(job: FinetuneJob, trained: _Trained, baseline, fusion, val_
         metrics["fusion"] = fusion
     has_val = trained.has_val
     metrics["warnings"] = model_warnings(
-        steps_run=loop.steps_run, final_loss=metrics["final_train_loss"], train_classes=len(job.train_classes),
+        steps_run=loop.steps_run,
+        final_loss=metrics["final_train_loss"],
+        train_classes=len(job.train_classes),
         confusion=confusion(val_true, val_logits.argmax(1), k_classes) if has_val and len(val_true) else None,
         class_names=job.names,
         network_val_miou=(fusion["val_miou"]["network"] if fusion else metrics.get("val_miou")),
-        forest_val_miou=baseline.get("val_miou") if baseline else None)
+        forest_val_miou=baseline.get("val_miou") if baseline else None,
+    )
     return metrics
 
 
-def _fill_card(job: FinetuneJob, trained: _Trained, metrics: Dict[str, Any], adjustment, fusion, forest,
-               seconds: float) -> None:
+def _fill_card(
+    job: FinetuneJob, trained: _Trained, metrics: Dict[str, Any], adjustment, fusion, forest, seconds: float
+) -> None:
     card, opts, model = job.card, job.opts, job.model
     card.classes = list(job.table)
     card.normalization = job.norm
@@ -526,11 +707,13 @@ def _fill_card(job: FinetuneJob, trained: _Trained, metrics: Dict[str, Any], adj
         f"SpectralX ({opts.method}, {opts.variant}) fine-tuned on {len(job.images)} image(s) for {len(job.table)} "
         f"classes ({', '.join(job.names)})"
         + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else "")
-        + (f"; map: {card.map_source}" if model.forest is not None else ""))
+        + (f"; map: {card.map_source}" if model.forest is not None else "")
+    )
 
 
-def _training_record(job: FinetuneJob, trained: _Trained, metrics: Dict[str, Any], adjustment, fusion, forest,
-                     seconds: float) -> Dict[str, Any]:
+def _training_record(
+    job: FinetuneJob, trained: _Trained, metrics: Dict[str, Any], adjustment, fusion, forest, seconds: float
+) -> Dict[str, Any]:
     """The card's provenance of a network fine-tune. One literal, long on purpose: every field a card
     reader (info, the dock's card view, the loop's rounds) may look for, in one place."""
     card, opts, model, split, loop = job.card, job.opts, job.model, job.split, trained.loop
@@ -546,32 +729,59 @@ def _training_record(job: FinetuneJob, trained: _Trained, metrics: Dict[str, Any
         "base_checkpoint": os.path.basename(job.checkpoint) if job.checkpoint else None,
         "base_stage": job.base_stage,
         "options": opts.to_dict(),
-        "method": opts.method, "variant": opts.variant, "tta": opts.tta, "logit_adjustment": adjustment,
-        "fusion": ({"weight": model.fusion_weight, "map": fusion["map"] if fusion else "network",
-                    "method": fusion["method"] if fusion else "network alone (no validation pixels)",
-                    "forest": forest.card.get("method")}
-                   if model.forest is not None else None),
-        "steps": opts.steps, "steps_run": loop.steps_run, "stopped_early": loop.stopped_early,
-        "batch_size": opts.batch_size, "lr": opts.learning_rate, "weight_decay": opts.weight_decay,
+        "method": opts.method,
+        "variant": opts.variant,
+        "tta": opts.tta,
+        "logit_adjustment": adjustment,
+        "fusion": (
+            {
+                "weight": model.fusion_weight,
+                "map": fusion["map"] if fusion else "network",
+                "method": fusion["method"] if fusion else "network alone (no validation pixels)",
+                "forest": forest.card.get("method"),
+            }
+            if model.forest is not None
+            else None
+        ),
+        "steps": opts.steps,
+        "steps_run": loop.steps_run,
+        "stopped_early": loop.stopped_early,
+        "batch_size": opts.batch_size,
+        "lr": opts.learning_rate,
+        "weight_decay": opts.weight_decay,
         "optimizer": "AdamW(0.9, 0.95)",
         "loss": f"cross-entropy (unlabelled ignored, class weights {opts.class_weighting}, label smoothing "
-                f"{opts.label_smoothing}) + {opts.balance_weight} x AoMoA balance",
+        f"{opts.label_smoothing}) + {opts.balance_weight} x AoMoA balance",
         "class_weights": [round(float(v), 4) for v in trained.class_weights],
         "augmentation": ("flips + 90-degree rotations" if opts.augment else "none")
-                        + (f" + spectral jitter {opts.spectral_jitter:g}" if opts.spectral_jitter else ""),
-        "eval_every": trained.eval_every, "patience": opts.patience, "val_fraction": opts.val_fraction,
-        "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,
-        "train_regions": split.train_regions, "val_regions": split.val_regions,
-        "trainable_parameters": trained.n_trainable, "total_parameters": trained.n_total,
+        + (f" + spectral jitter {opts.spectral_jitter:g}" if opts.spectral_jitter else ""),
+        "eval_every": trained.eval_every,
+        "patience": opts.patience,
+        "val_fraction": opts.val_fraction,
+        "train_pixels": split.train_pixels,
+        "val_pixels": split.val_pixels,
+        "train_regions": split.train_regions,
+        "val_regions": split.val_regions,
+        "trainable_parameters": trained.n_trainable,
+        "total_parameters": trained.n_total,
         "backbone_frozen": opts.method != "full",
         "backbone_tensors_in_checkpoint": len(model.trained_backbone_keys),
-        "sensor": job.sensor, "seed": opts.seed, "device": str(trained.dev), "seconds": round(seconds, 1),
-        "finished": card.created, "history": loop.history,
+        "sensor": job.sensor,
+        "seed": opts.seed,
+        "device": str(trained.dev),
+        "seconds": round(seconds, 1),
+        "finished": card.created,
+        "history": loop.history,
         # the loop's rounds: the base model's (when continuing from one) plus this run
-        "rounds": add_round(card.training if job.checkpoint else None, job.names, split.per_class, metrics,
-                            loop.steps_run, card.created),
-        "command": job.command or ("spectralx " + " ".join(sys.argv[1:]) if sys.argv and "spectralx" in
-                                   os.path.basename(sys.argv[0]) else "spectralx.training.finetune(...)"),
+        "rounds": add_round(
+            card.training if job.checkpoint else None, job.names, split.per_class, metrics, loop.steps_run, card.created
+        ),
+        "command": job.command
+        or (
+            "spectralx " + " ".join(sys.argv[1:])
+            if sys.argv and "spectralx" in os.path.basename(sys.argv[0])
+            else "spectralx.training.finetune(...)"
+        ),
     }
 
 
@@ -597,17 +807,25 @@ def class_weights(counts: np.ndarray, kind: str) -> np.ndarray:
 
 def validation_metrics(loop: LoopResult, validation_kind: str) -> Dict[str, Any]:
     if loop.best_metrics is None:
-        return {"validation": "none: no region could be held out (give more polygons per class, or "
-                              "explicit validation images)", "best_step": loop.best_step}
+        return {
+            "validation": "none: no region could be held out (give more polygons per class, or "
+            "explicit validation images)",
+            "best_step": loop.best_step,
+        }
     m = loop.best_metrics
     return {
-        "val_miou": m["miou"], "val_oa": m["overall_accuracy"], "val_kappa": m["kappa"],
-        "val_mean_f1": m["mean_f1"], "val_pixels": m["pixels"],
+        "val_miou": m["miou"],
+        "val_oa": m["overall_accuracy"],
+        "val_kappa": m["kappa"],
+        "val_mean_f1": m["mean_f1"],
+        "val_pixels": m["pixels"],
         "per_class_iou": {c["name"]: c["iou"] for c in m["per_class"] if c["in_reference"]},
         "per_class_f1": {c["name"]: c["f1"] for c in m["per_class"] if c["in_reference"]},
-        "confusion_matrix": m["confusion_matrix"], "confusion_classes": m["class_values"],
+        "confusion_matrix": m["confusion_matrix"],
+        "confusion_classes": m["class_values"],
         "confusion_matrix_axes": m["confusion_matrix_axes"],
-        "best_step": loop.best_step, "validation": validation_kind,
+        "best_step": loop.best_step,
+        "validation": validation_kind,
     }
 
 
@@ -629,6 +847,7 @@ def finish_forest(job: FinetuneJob, progress: Optional[Progress] = None) -> Fine
     """`--method forest`: fit the per-pixel random forest on the training pixels, score it on the
     validation pixels, and write it as a checkpoint (no network, no backbone)."""
     from ..model.forest import ForestModel
+
     progress = ensure(progress)
     opts, table, names, images, split = job.opts, job.table, job.names, job.images, job.split
     progress.update(0, 1, "random forest")
@@ -637,8 +856,15 @@ def finish_forest(job: FinetuneJob, progress: Optional[Progress] = None) -> Fine
     rf = base.card
     metrics: Dict[str, Any] = {"validation": job.validation_kind, "model": "forest"}
     if "val_miou" in rf:
-        metrics.update({"val_miou": rf["val_miou"], "val_oa": rf["val_oa"], "val_kappa": rf["val_kappa"],
-                        "val_pixels": rf["val_pixels"], "per_class_iou": rf["per_class_iou"]})
+        metrics.update(
+            {
+                "val_miou": rf["val_miou"],
+                "val_oa": rf["val_oa"],
+                "val_kappa": rf["val_kappa"],
+                "val_pixels": rf["val_pixels"],
+                "per_class_iou": rf["per_class_iou"],
+            }
+        )
     metrics["baselines"] = {"random_forest": rf}
     metrics["warnings"] = []
     model = ForestModel(base.forest)
@@ -648,19 +874,29 @@ def finish_forest(job: FinetuneJob, progress: Optional[Progress] = None) -> Fine
     final.gsd_m = gsd_of(images[0])
     final.metrics = metrics
     final.training = {
-        "stage": "finetune", "method": "forest", "images": [os.path.basename(p) for p in images],
-        "labels": [os.path.basename(p) for p in job.labels], "label_summary": [s.summary() for s in job.sources],
-        "options": opts.to_dict(), "train_pixels": split.train_pixels, "val_pixels": split.val_pixels,
-        "forest": {k: v for k, v in rf.items() if k in ("method", "trees", "train_pixels", "seed", "max_leaf_nodes",
-                                                         "context")},
-        "seed": opts.seed, "seconds": round(time.time() - job.t_start, 1), "trainable_parameters": 0,
-        "steps_run": 0, "fusion": {"weight": 1.0, "map": "forest", "method": "random forest alone"},
+        "stage": "finetune",
+        "method": "forest",
+        "images": [os.path.basename(p) for p in images],
+        "labels": [os.path.basename(p) for p in job.labels],
+        "label_summary": [s.summary() for s in job.sources],
+        "options": opts.to_dict(),
+        "train_pixels": split.train_pixels,
+        "val_pixels": split.val_pixels,
+        "forest": {
+            k: v for k, v in rf.items() if k in ("method", "trees", "train_pixels", "seed", "max_leaf_nodes", "context")
+        },
+        "seed": opts.seed,
+        "seconds": round(time.time() - job.t_start, 1),
+        "trainable_parameters": 0,
+        "steps_run": 0,
+        "fusion": {"weight": 1.0, "map": "forest", "method": "random forest alone"},
         "command": job.command or "spectralx.training.finetune(method='forest')",
     }
     final.description = job.description or (
         f"random forest ({rf['trees']} trees, per-pixel spectra) trained on {len(images)} image(s) for "
         f"{len(table)} classes ({', '.join(names)})"
-        + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else ""))
+        + (f"; validation mIoU {metrics['val_miou']:.3f}" if "val_miou" in metrics else "")
+    )
     progress.log(comparison_line(metrics))
     if job.output is not None:
         save_checkpoint(model, final, job.output)

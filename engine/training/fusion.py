@@ -7,6 +7,7 @@ validation score is optimistic (its early stop and logit bias were chosen on the
 free weight followed it to 0-0.2 on dev-case seeds whose networks were far worse on test
 (docs/deviations.md). Ties go to the smaller forest weight.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
@@ -20,9 +21,14 @@ from .metrics import confusion, scores
 WHICH = {0.0: "network", 1.0: "forest"}
 
 
-def choose_fusion(net_logits: np.ndarray, forest_proba: Optional[np.ndarray], labels: np.ndarray,
-                  class_values: Sequence[int], class_names: Sequence[str],
-                  grid: Sequence[float] = WEIGHT_GRID) -> Optional[Dict[str, Any]]:
+def choose_fusion(
+    net_logits: np.ndarray,
+    forest_proba: Optional[np.ndarray],
+    labels: np.ndarray,
+    class_values: Sequence[int],
+    class_names: Sequence[str],
+    grid: Sequence[float] = WEIGHT_GRID,
+) -> Optional[Dict[str, Any]]:
     """The card's `fusion` block (weight, the three validation scores, the grid); None without
     validation pixels or forest."""
     if forest_proba is None or len(labels) == 0 or net_logits.shape != forest_proba.shape:
@@ -33,6 +39,7 @@ def choose_fusion(net_logits: np.ndarray, forest_proba: Optional[np.ndarray], la
     def score(w):
         pred = pool_numpy(net_logits, flog, w).argmax(1)
         return scores(confusion(labels, pred, k), list(class_values), list(class_names))
+
     tried = [(float(w), score(w)) for w in grid]
     best_w, best = max(tried, key=lambda t: (round(t[1]["miou"], 6), -t[0]))
     three = {"network": score(NETWORK), "forest": score(FOREST), "fused": best}
@@ -43,8 +50,10 @@ def choose_fusion(net_logits: np.ndarray, forest_proba: Optional[np.ndarray], la
         "val_miou": {n: round(float(m["miou"]), 4) for n, m in three.items()},
         "val_oa": {n: round(float(m["overall_accuracy"]), 4) for n, m in three.items()},
         "best_on_validation": winner,
-        "per_class_iou": {n: {c["name"]: round(float(c["iou"]), 4) for c in m["per_class"] if c["in_reference"]}
-                          for n, m in three.items()},
+        "per_class_iou": {
+            n: {c["name"]: round(float(c["iou"]), 4) for c in m["per_class"] if c["in_reference"]}
+            for n, m in three.items()
+        },
         "grid": [[w, round(float(m["miou"]), 4)] for w, m in tried],
         "val_pixels": int(len(labels)),
         "method": "log-linear pool (1 - w) log p_network + w log p_forest, w chosen on the validation pixels",

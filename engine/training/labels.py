@@ -11,6 +11,7 @@ Reading is in two phases so that every input error surfaces before any pixel is 
 `read_labels()` opens and checks, `LabelSource.rasterize()` burns class values and region ids into a
 window of the image grid.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,29 @@ import numpy as np
 from ..errors import LabelError, RasterError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".png", ".bil", ".bsq", ".dat", ".nc")
-CLASS_FIELD_GUESSES = ("class", "classname", "class_name", "classid", "class_id", "label", "labels",
-                       "landcover", "land_cover", "lulc", "lc", "category", "type", "name", "value")
+CLASS_FIELD_GUESSES = (
+    "class",
+    "classname",
+    "class_name",
+    "classid",
+    "class_id",
+    "label",
+    "labels",
+    "landcover",
+    "land_cover",
+    "lulc",
+    "lc",
+    "category",
+    "type",
+    "name",
+    "value",
+)
 
 
 @dataclass
 class Grid:
     """The pixel grid labels are burnt into (an image's CRS, transform and size)."""
+
     crs: Any
     transform: Any
     width: int
@@ -45,6 +62,7 @@ class Grid:
     @property
     def bounds(self) -> Tuple[float, float, float, float]:
         from rasterio.transform import array_bounds
+
         west, south, east, north = array_bounds(self.height, self.width, self.transform)
         return west, south, east, north
 
@@ -52,19 +70,19 @@ class Grid:
 @dataclass
 class LabelSource:
     path: str
-    kind: str                     # "vector" or "raster"
+    kind: str  # "vector" or "raster"
     grid: Grid
-    class_kind: str               # "text" or "int"
-    keys: List[Any] = field(default_factory=list)      # distinct class keys seen (names or ints)
+    class_kind: str  # "text" or "int"
+    keys: List[Any] = field(default_factory=list)  # distinct class keys seen (names or ints)
     skipped: Dict[str, int] = field(default_factory=dict)
-    used: int = 0                 # features (vector) or labelled pixels (raster) used
+    used: int = 0  # features (vector) or labelled pixels (raster) used
     class_field: Optional[str] = None
-    geometry_kind: str = ""       # "polygon", "point", "mixed" or "raster"
+    geometry_kind: str = ""  # "polygon", "point", "mixed" or "raster"
     value_names: Dict[int, str] = field(default_factory=dict)
     value_colours: Dict[int, str] = field(default_factory=dict)
     _features: List[Tuple[dict, Any]] = field(default_factory=list, repr=False)
     _array: Optional[np.ndarray] = field(default=None, repr=False)
-    pixel_bbox: Optional[Tuple[int, int, int, int]] = None   # row0, col0, row1, col1 (exclusive)
+    pixel_bbox: Optional[Tuple[int, int, int, int]] = None  # row0, col0, row1, col1 (exclusive)
 
     def summary(self) -> str:
         what = "features" if self.kind == "vector" else "labelled pixels"
@@ -83,15 +101,20 @@ class LabelSource:
         """
         from rasterio.windows import Window
         from rasterio.windows import transform as window_transform
+
         if window is None:
             window = Window(0, 0, self.grid.width, self.grid.height)
         h, w = int(window.height), int(window.width)
         if self.kind == "vector":
             from rasterio.features import rasterize
+
             tr = window_transform(window, self.grid.transform)
             shapes = [(geom, i + 1) for i, (geom, _) in enumerate(self._features)]
-            regions = rasterize(shapes, out_shape=(h, w), transform=tr, fill=0, dtype="int32") \
-                if shapes else np.zeros((h, w), np.int32)
+            regions = (
+                rasterize(shapes, out_shape=(h, w), transform=tr, fill=0, dtype="int32")
+                if shapes
+                else np.zeros((h, w), np.int32)
+            )
             region_value = np.zeros(len(self._features) + 1, np.uint16)
             for i, (_, key) in enumerate(self._features):
                 region_value[i + 1] = lookup[key]
@@ -102,7 +125,7 @@ class LabelSource:
         rs, cs = max(r0, 0), max(c0, 0)
         re, ce = min(r0 + h, self.grid.height), min(c0 + w, self.grid.width)
         if re > rs and ce > cs:
-            raw[rs - r0:re - r0, cs - c0:ce - c0] = self._array[rs:re, cs:ce]
+            raw[rs - r0 : re - r0, cs - c0 : ce - c0] = self._array[rs:re, cs:ce]
         table = {int(k): int(v) for k, v in lookup.items()}
         values = np.zeros((h, w), np.uint16)
         for k, v in table.items():
@@ -112,19 +135,22 @@ class LabelSource:
 
 def connected_regions(values: np.ndarray) -> np.ndarray:
     """Region id per pixel: connected components (8-connectivity) of equal non-zero values."""
-    from rasterio.features import shapes, rasterize
     from affine import Affine
+    from rasterio.features import rasterize, shapes
+
     regions = np.zeros(values.shape, np.int32)
     if not values.any():
         return regions
     src = values.astype(np.int32)
-    polys = [(geom, i + 1) for i, (geom, v) in enumerate(
-        shapes(src, mask=src > 0, connectivity=8, transform=Affine.identity())) if v > 0]
+    polys = [
+        (geom, i + 1)
+        for i, (geom, v) in enumerate(shapes(src, mask=src > 0, connectivity=8, transform=Affine.identity()))
+        if v > 0
+    ]
     # shapes() yields one pixel-aligned polygon per 8-connected component; they do not overlap, so
     # burning them all at once gives each pixel its component id
     if polys:
-        regions = rasterize(polys, out_shape=values.shape, transform=Affine.identity(), fill=0,
-                            dtype="int32")
+        regions = rasterize(polys, out_shape=values.shape, transform=Affine.identity(), fill=0, dtype="int32")
         regions[src == 0] = 0
     return regions
 
@@ -133,14 +159,16 @@ def is_raster(path: str) -> bool:
     """A label file is a raster when GDAL opens it as one (by extension first, then by trying)."""
     if path.lower().endswith(RASTER_SUFFIXES):
         return True
-    if path.lower().endswith((".gpkg", ".shp", ".geojson", ".json", ".kml", ".gml", ".fgb", ".sqlite",
-                              ".csv", ".tab", ".gdb", ".zip")):
+    if path.lower().endswith(
+        (".gpkg", ".shp", ".geojson", ".json", ".kml", ".gml", ".fgb", ".sqlite", ".csv", ".tab", ".gdb", ".zip")
+    ):
         return False
     from ..raster_io import open_raster
+
     try:
         with open_raster(path, "label file"):
             return True
-    except Exception:   # RasterError, or anything GDAL raises for a file that is not a raster
+    except Exception:  # RasterError, or anything GDAL raises for a file that is not a raster
         return False
 
 
@@ -154,6 +182,7 @@ def read_labels(path: str, grid: Grid, class_field: Optional[str] = None) -> Lab
 
 # ---------------------------------------------------------------------------------------------
 # vectors
+
 
 def _coords_bbox(geom: dict) -> Optional[Tuple[float, float, float, float]]:
     xs: List[float] = []
@@ -184,16 +213,18 @@ def _pick_field(fields: List[str], class_field: Optional[str], path: str) -> str
         lower = {f.lower(): f for f in fields}
         if class_field.lower() in lower:
             return lower[class_field.lower()]
-        raise LabelError(f"class field '{class_field}' not found in {path}; available fields: "
-                         f"{', '.join(fields) or '(none)'}")
+        raise LabelError(
+            f"class field '{class_field}' not found in {path}; available fields: " f"{', '.join(fields) or '(none)'}"
+        )
     if len(fields) == 1:
         return fields[0]
     lower = {f.lower(): f for f in fields}
     for guess in CLASS_FIELD_GUESSES:
         if guess in lower:
             return lower[guess]
-    raise LabelError(f"{path}: which field holds the class? pass --class-field, one of: "
-                     f"{', '.join(fields) or '(none)'}")
+    raise LabelError(
+        f"{path}: which field holds the class? pass --class-field, one of: " f"{', '.join(fields) or '(none)'}"
+    )
 
 
 def _to_key(value: Any, kind: str) -> Any:
@@ -207,23 +238,33 @@ def read_label_vector(path: str, grid: Grid, class_field: Optional[str] = None) 
     n_total = len(raw) + sum(skipped.values())
     kind, raw = _class_kind(raw, skipped, n_total, ftype, fname, path)
     feats, kinds = _features_over_grid(raw, kind, grid, src_crs, skipped)
-    out = LabelSource(path=path, kind="vector", grid=grid, class_kind=kind, skipped=dict(skipped),
-                      class_field=fname, geometry_kind="mixed" if len(kinds) > 1 else (kinds.pop() if kinds else ""))
+    out = LabelSource(
+        path=path,
+        kind="vector",
+        grid=grid,
+        class_kind=kind,
+        skipped=dict(skipped),
+        class_field=fname,
+        geometry_kind="mixed" if len(kinds) > 1 else (kinds.pop() if kinds else ""),
+    )
     if not feats:
         crs_note = ""
         if src_crs is None:
             crs_note = " (the vector has no CRS; it was assumed to be the image's)"
         elif src_crs != grid.crs:
             crs_note = f" (reprojected from {src_crs.to_string()} to {grid.crs.to_string() if grid.crs else '?'})"
-        raise LabelError(f"{path}: none of its {n_total} features lies over the image "
-                         f"{os.path.basename(grid.path)}{crs_note}; "
-                         + (f"skipped {', '.join(f'{n} {w}' for w, n in sorted(skipped.items()))}; " if skipped else "")
-                         + "check that the labels belong to this image")
+        raise LabelError(
+            f"{path}: none of its {n_total} features lies over the image "
+            f"{os.path.basename(grid.path)}{crs_note}; "
+            + (f"skipped {', '.join(f'{n} {w}' for w, n in sorted(skipped.items()))}; " if skipped else "")
+            + "check that the labels belong to this image"
+        )
     out._features = feats
     out.used = len(feats)
     out.keys = sorted({k for _, k in feats}, key=lambda k: (str(type(k)), k))
     # pixel bounding box of all kept features (clipped to the grid)
     from rasterio.transform import rowcol
+
     xs0 = min(_coords_bbox(g)[0] for g, _ in feats)
     ys0 = min(_coords_bbox(g)[1] for g, _ in feats)
     xs1 = max(_coords_bbox(g)[2] for g, _ in feats)
@@ -239,9 +280,10 @@ def _read_vector_features(path: str, class_field: Optional[str]):
     """(features as (geometry, class value), skipped counts, class field, its type, the layer's CRS)."""
     import fiona
     from rasterio.crs import CRS
+
     layer = None
     target = path
-    if "|layername=" in path:                       # QGIS-style "file.gpkg|layername=x"
+    if "|layername=" in path:  # QGIS-style "file.gpkg|layername=x"
         target, layer = path.split("|layername=", 1)
     try:
         layers = fiona.listlayers(target)
@@ -273,8 +315,11 @@ def _read_vector_features(path: str, class_field: Optional[str]):
             if geom is None:
                 skipped["without geometry"] += 1
                 continue
-            if value is None or (isinstance(value, str) and not value.strip()) or \
-                    (isinstance(value, float) and math.isnan(value)):
+            if (
+                value is None
+                or (isinstance(value, str) and not value.strip())
+                or (isinstance(value, float) and math.isnan(value))
+            ):
                 skipped["with an empty class"] += 1
                 continue
             raw.append((geom.__geo_interface__ if hasattr(geom, "__geo_interface__") else dict(geom), value))
@@ -289,8 +334,9 @@ def _class_kind(raw: List[Tuple[dict, Any]], skipped: Counter, n_total: int, fty
         if all(float(v).is_integer() for _, v in raw):
             kind = "int"
         else:
-            raise LabelError(f"{path}: class field '{fname}' holds non-integer numbers; classes must "
-                             "be text or integer codes")
+            raise LabelError(
+                f"{path}: class field '{fname}' holds non-integer numbers; classes must " "be text or integer codes"
+            )
     else:
         kind = "int" if raw and all(str(v).strip().lstrip("-").isdigit() for _, v in raw) else "text"
     if kind == "int":
@@ -305,6 +351,7 @@ def _class_kind(raw: List[Tuple[dict, Any]], skipped: Counter, n_total: int, fty
 def _features_over_grid(raw: List[Tuple[dict, Any]], kind: str, grid: Grid, src_crs, skipped: Counter):
     """The features over the image, in its CRS, with their class keys; and their geometry kinds."""
     from rasterio.warp import transform_geom
+
     left, bottom, right, top = grid.bounds
     feats: List[Tuple[dict, Any]] = []
     kinds = set()
@@ -329,6 +376,7 @@ def _features_over_grid(raw: List[Tuple[dict, Any]], kind: str, grid: Grid, src_
 
 # ---------------------------------------------------------------------------------------------
 # rasters
+
 
 def same_grid(a: Grid, b: Grid, tol: float = 1e-6) -> bool:
     if a.width != b.width or a.height != b.height:
@@ -382,11 +430,12 @@ def raster_class_metadata(dataset) -> Tuple[Dict[int, str], Dict[int, str]]:
                         if item.get("color"):
                             colours.setdefault(int(item["value"]), str(item["color"]))
             break
-    if not names:   # spectralx.outputs convention: band tags CLASS_<value>=name
+    if not names:  # spectralx.outputs convention: band tags CLASS_<value>=name
         names = {int(k[6:]): str(v) for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
     if not names:
         try:
-            from ..raster_io import open_gdal   # optional: GDAL's Python bindings (present alongside QGIS)
+            from ..raster_io import open_gdal  # optional: GDAL's Python bindings (present alongside QGIS)
+
             ds = open_gdal(dataset.name, "label raster")
             cats = ds.GetRasterBand(1).GetCategoryNames()
             if cats:
@@ -398,6 +447,7 @@ def raster_class_metadata(dataset) -> Tuple[Dict[int, str], Dict[int, str]]:
         if os.path.isfile(qml):
             try:
                 import xml.etree.ElementTree as ET
+
                 for e in ET.parse(qml).iter("paletteEntry"):
                     v = int(float(e.get("value")))
                     if e.get("label"):
@@ -411,6 +461,7 @@ def raster_class_metadata(dataset) -> Tuple[Dict[int, str], Dict[int, str]]:
 
 def read_label_raster(path: str, grid: Optional[Grid]) -> LabelSource:
     from ..raster_io import open_raster
+
     try:
         ds = open_raster(path, "label raster")
     except RasterError as exc:
@@ -421,22 +472,32 @@ def read_label_raster(path: str, grid: Optional[Grid]) -> LabelSource:
             raise LabelError(
                 f"label raster {path} is on another grid than the image {grid.path}: labels "
                 f"{describe_grid(lgrid)} vs image {describe_grid(grid)}; resample the labels onto the "
-                "image grid (nearest neighbour, e.g. gdalwarp -r near with the image's extent and size)")
+                "image grid (nearest neighbour, e.g. gdalwarp -r near with the image's extent and size)"
+            )
         arr = ds.read(1, masked=True)
         names, colours = raster_class_metadata(ds)
     data = np.asarray(arr.filled(0) if np.ma.isMaskedArray(arr) else arr)
     if data.dtype.kind == "f":
         data = np.where(np.isfinite(data), data, 0)
         if not np.all(np.mod(data, 1) == 0):
-            raise LabelError(f"label raster {path} holds non-integer values; class values must be "
-                             "integers (0 = unlabelled)")
+            raise LabelError(
+                f"label raster {path} holds non-integer values; class values must be " "integers (0 = unlabelled)"
+            )
     data = data.astype(np.int64)
     if (data < 0).any():
         data[data < 0] = 0
     values = np.unique(data)
     values = [int(v) for v in values if v > 0]
-    out = LabelSource(path=path, kind="raster", grid=grid or lgrid, class_kind="int", keys=values,
-                      geometry_kind="raster", value_names=names, value_colours=colours)
+    out = LabelSource(
+        path=path,
+        kind="raster",
+        grid=grid or lgrid,
+        class_kind="int",
+        keys=values,
+        geometry_kind="raster",
+        value_names=names,
+        value_colours=colours,
+    )
     out._array = data
     out.used = int((data > 0).sum())
     if out.used == 0:
@@ -449,5 +510,6 @@ def read_label_raster(path: str, grid: Optional[Grid]) -> LabelSource:
 
 def open_grid(image: str) -> Grid:
     from ..raster_io import open_raster
+
     with open_raster(image, "image") as ds:
         return Grid.of(ds, image)

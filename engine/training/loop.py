@@ -5,6 +5,7 @@ validation score; everything else (warm-up + cosine schedule, the device module'
 gradient clipping, progress and cancel, an optional exponential moving average of the weights,
 keeping the best state) lives here once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,7 +49,7 @@ class WeightAverage:
         if not self.params:
             return
         self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))   # warm-up: early steps count more
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))  # warm-up: early steps count more
         for s, (_, p) in zip(self.shadow, self.params):
             s.mul_(d).add_(p.detach(), alpha=1 - d)
 
@@ -70,15 +71,29 @@ class WeightAverage:
                     p.copy_(v)
 
 
-def run_loop(model: torch.nn.Module, step_fn: Callable[[int], Tuple[torch.Tensor, float]], *, steps: int,
-             lr: float, weight_decay: float, device: torch.device, progress: Progress,
-             evaluate: Optional[Callable[[], Dict[str, Any]]] = None, eval_every: int = 0,
-             patience: Optional[int] = None, ema: float = 0.0, describe: str = "loss",
-             log_every: int = 0, full_state: bool = False) -> LoopResult:
+def run_loop(
+    model: torch.nn.Module,
+    step_fn: Callable[[int], Tuple[torch.Tensor, float]],
+    *,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+    device: torch.device,
+    progress: Progress,
+    evaluate: Optional[Callable[[], Dict[str, Any]]] = None,
+    eval_every: int = 0,
+    patience: Optional[int] = None,
+    ema: float = 0.0,
+    describe: str = "loss",
+    log_every: int = 0,
+    full_state: bool = False,
+) -> LoopResult:
     """Train the parameters that require grad. `step_fn(step)` returns (loss, value to report).
     With `evaluate` (returns a dict with "miou"), keeps the best state by validation mIoU and stops
     after `patience` evaluations without gain; the best (or, without validation, the final) state is
     loaded into the model on return."""
+    # Long (88 lines) on purpose: the training step, evaluation, early stopping and progress share the loop's
+    # state.
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, lr, weight_decay)
     average = WeightAverage(model, ema)
@@ -87,8 +102,11 @@ def run_loop(model: torch.nn.Module, step_fn: Callable[[int], Tuple[torch.Tensor
     bad = 0
     model.train()
     progress.update(0, steps, "starting")
-    snapshot = (lambda: {k: v.detach().clone() for k, v in model.state_dict().items()}) if full_state \
+    snapshot = (
+        (lambda: {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if full_state
         else (lambda: non_backbone_state(model))
+    )
     for step in range(1, steps + 1):
         progress.check()
         for g in opt.param_groups:
@@ -107,8 +125,14 @@ def run_loop(model: torch.nn.Module, step_fn: Callable[[int], Tuple[torch.Tensor
             with average.applied():
                 m = evaluate()
                 model.train()
-                res.history.append({"step": step, "loss": float(np.mean(res.losses[-eval_every:])),
-                                    "val_miou": m["miou"], "val_oa": m["overall_accuracy"]})
+                res.history.append(
+                    {
+                        "step": step,
+                        "loss": float(np.mean(res.losses[-eval_every:])),
+                        "val_miou": m["miou"],
+                        "val_oa": m["overall_accuracy"],
+                    }
+                )
                 if m["miou"] > res.best_score + 1e-4:
                     res.best_score, res.best_step, res.best_metrics = m["miou"], step, m
                     best_state = snapshot()
@@ -129,7 +153,7 @@ def run_loop(model: torch.nn.Module, step_fn: Callable[[int], Tuple[torch.Tensor
     progress.check()
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
-    elif average.params:   # no validation: keep the averaged weights
+    elif average.params:  # no validation: keep the averaged weights
         with torch.no_grad():
             for s, (_, p) in zip(average.shadow, average.params):
                 p.copy_(s)

@@ -2,6 +2,7 @@
 
 Convention: rows = reference (true) class, columns = predicted class.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
@@ -23,7 +24,7 @@ def scores(cm: np.ndarray, values: Sequence[int], names: Optional[Sequence[str]]
     cm = np.asarray(cm, dtype=np.float64)
     total = cm.sum()
     tp = np.diag(cm)
-    ref = cm.sum(1)      # support (reference pixels per class)
+    ref = cm.sum(1)  # support (reference pixels per class)
     pred = cm.sum(0)
     oa = float(tp.sum() / total) if total else 0.0
     pe = float((ref * pred).sum() / (total * total)) if total else 0.0
@@ -37,9 +38,19 @@ def scores(cm: np.ndarray, values: Sequence[int], names: Optional[Sequence[str]]
         prec = float(tp[i] / pred[i]) if pred[i] else 0.0
         rec = float(tp[i] / ref[i]) if ref[i] else 0.0
         f1 = float(2 * tp[i] / (ref[i] + pred[i])) if (ref[i] + pred[i]) else 0.0
-        per_class.append({"value": int(v), "name": (names[i] if names else str(v)), "iou": iou, "f1": f1,
-                          "precision": prec, "recall": rec, "support": int(ref[i]),
-                          "predicted": int(pred[i]), "in_reference": bool(present[i])})
+        per_class.append(
+            {
+                "value": int(v),
+                "name": (names[i] if names else str(v)),
+                "iou": iou,
+                "f1": f1,
+                "precision": prec,
+                "recall": rec,
+                "support": int(ref[i]),
+                "predicted": int(pred[i]),
+                "in_reference": bool(present[i]),
+            }
+        )
         if present[i]:
             ious.append(iou)
             f1s.append(f1)
@@ -59,16 +70,21 @@ def scores(cm: np.ndarray, values: Sequence[int], names: Optional[Sequence[str]]
 
 def format_table(result: Dict) -> str:
     """A readable report: summary line, per-class table, confusion matrix."""
-    lines = [f"pixels compared: {result['pixels']}",
-             f"overall accuracy: {result['overall_accuracy']:.4f}   kappa: {result['kappa']:.4f}   "
-             f"mIoU: {result['miou']:.4f} (over {result['classes_in_reference']} classes in the reference)   "
-             f"mean F1: {result['mean_f1']:.4f}", ""]
+    lines = [
+        f"pixels compared: {result['pixels']}",
+        f"overall accuracy: {result['overall_accuracy']:.4f}   kappa: {result['kappa']:.4f}   "
+        f"mIoU: {result['miou']:.4f} (over {result['classes_in_reference']} classes in the reference)   "
+        f"mean F1: {result['mean_f1']:.4f}",
+        "",
+    ]
     width = max([len(c["name"]) for c in result["per_class"]] + [5])
     lines.append(f"{'value':>5}  {'class':<{width}}  {'IoU':>6}  {'F1':>6}  {'prec':>6}  {'recall':>6}  {'support':>8}")
     for c in result["per_class"]:
         mark = "" if c["in_reference"] else "  (not in reference)"
-        lines.append(f"{c['value']:>5}  {c['name']:<{width}}  {c['iou']:6.3f}  {c['f1']:6.3f}  "
-                     f"{c['precision']:6.3f}  {c['recall']:6.3f}  {c['support']:>8}{mark}")
+        lines.append(
+            f"{c['value']:>5}  {c['name']:<{width}}  {c['iou']:6.3f}  {c['f1']:6.3f}  "
+            f"{c['precision']:6.3f}  {c['recall']:6.3f}  {c['support']:>8}{mark}"
+        )
     lines.append("")
     lines.append("confusion matrix (rows = reference, columns = prediction):")
     vals = result["class_values"]

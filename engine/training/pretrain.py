@@ -6,6 +6,7 @@ the network (HyperT + adapters + light reconstruction head, backbone frozen) rec
 and the loss is the mean squared error on the masked, valid pixels only. The output checkpoint
 (stage "pretrain", with bands and normalization) is a starting point for `finetune(checkpoint=…)`.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -22,15 +23,15 @@ from ..checkpoint import ClassInfo, ModelCard, new_model, save_checkpoint
 from ..config import DEFAULT_SPECTRAL_SKIP, PAPER_SWITCHES
 from ..errors import SpectralXError
 from ..progress import Progress, ensure
+from .common import check_output, count_parameters, load_base, pick_device, place_backbone, require_one_source
 from .loop import run_loop
 from .options import PretrainOptions
-from .common import (check_output, count_parameters, load_base, pick_device,
-                     place_backbone, require_one_source)
-from .rasters import (_open, gsd_of, mapping_for, normalize, read_mapped, same_sensor_mappings,
-                      scene_statistics)
+from .rasters import _open, gsd_of, mapping_for, normalize, read_mapped, same_sensor_mappings, scene_statistics
 
-PLACEHOLDER_CLASSES = [ClassInfo(1, "class 1 (placeholder)", "#1f78b4"),
-                       ClassInfo(2, "class 2 (placeholder)", "#33a02c")]
+PLACEHOLDER_CLASSES = [
+    ClassInfo(1, "class 1 (placeholder)", "#1f78b4"),
+    ClassInfo(2, "class 2 (placeholder)", "#33a02c"),
+]
 
 
 @dataclass
@@ -73,6 +74,7 @@ class _ChipReader:
 
     def chip(self):
         from rasterio.windows import Window
+
         t = self.tile
         best = None
         for _ in range(20):
@@ -104,16 +106,28 @@ class _ChipReader:
         return torch.from_numpy(np.stack(out_x)), torch.from_numpy(np.stack(out_v))
 
 
-def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *,
-             options: Optional[PretrainOptions] = None, checkpoint: Optional[str] = None,
-             backbone: Optional[str] = None, backbone_preset: Optional[str] = None,
-             tile_size: Optional[int] = None, progress: Optional[Progress] = None,
-             sensor: Optional[str] = None, band_map="auto", command: Optional[str] = None,
-             description: Optional[str] = None, **option_overrides: Any) -> PretrainResult:
+def pretrain(
+    images: Union[str, Sequence[str]],
+    output: Optional[str],
+    *,
+    options: Optional[PretrainOptions] = None,
+    checkpoint: Optional[str] = None,
+    backbone: Optional[str] = None,
+    backbone_preset: Optional[str] = None,
+    tile_size: Optional[int] = None,
+    progress: Optional[Progress] = None,
+    sensor: Optional[str] = None,
+    band_map="auto",
+    command: Optional[str] = None,
+    description: Optional[str] = None,
+    **option_overrides: Any,
+) -> PretrainResult:
     """Stage-1 masked reconstruction; writes a stage="pretrain" checkpoint to `output`.
 
     Training options: `options` (PretrainOptions) and/or its fields as keywords (steps, batch_size,
     mask_ratio, lr, weight_decay, balance_weight, variant, seed, device)."""
+    # Long (110 lines) on purpose: stage 1's steps in order (inputs, model, loop, card, write), each short,
+    # sharing the options.
     t_start = time.time()
     progress = ensure(progress)
     images = [str(images)] if isinstance(images, (str, os.PathLike)) else [str(p) for p in images]
@@ -128,9 +142,16 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *,
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     log = progress.log
-    model, card, mappings, backbone_path = starting_model(images, opts, checkpoint=checkpoint, backbone=backbone,
-                                                          backbone_preset=backbone_preset, tile_size=tile_size,
-                                                          sensor=sensor, band_map=band_map)
+    model, card, mappings, backbone_path = starting_model(
+        images,
+        opts,
+        checkpoint=checkpoint,
+        backbone=backbone,
+        backbone_preset=backbone_preset,
+        tile_size=tile_size,
+        sensor=sensor,
+        band_map=band_map,
+    )
     tile = card.tile_size
     norm, nvalid = scene_statistics(images, mappings)
     if sum(nvalid) == 0:
@@ -154,20 +175,44 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *,
             rec = model.reconstruct(xb, token_mask=token_mask)
         else:
             rec = model.reconstruct(xb * (1 - mask))
-        weight = mask[:, 0] * vb.float()                       # masked and valid pixels
-        err = ((rec.float() - xb) ** 2).mean(1)                 # (B, H, W), mean over bands
+        weight = mask[:, 0] * vb.float()  # masked and valid pixels
+        err = ((rec.float() - xb) ** 2).mean(1)  # (B, H, W), mean over bands
         rec_loss = (err * weight).sum() / weight.sum().clamp_min(1.0)
         return rec_loss + balance_weight * model.balance_loss().to(dev), float(rec_loss.detach())
 
     try:
-        loop = run_loop(model, step_fn, steps=steps, lr=lr, weight_decay=weight_decay, device=dev,
-                        progress=progress, describe="masked_mse", log_every=max(1, steps // 10))
+        loop = run_loop(
+            model,
+            step_fn,
+            steps=steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            device=dev,
+            progress=progress,
+            describe="masked_mse",
+            log_every=max(1, steps // 10),
+        )
     finally:
         reader.close()
     losses, history = loop.losses, loop.history
     model.eval()
-    fill_card(card, opts, images, norm, losses, history, model, n_trainable, n_total, checkpoint, sensor, dev,
-              time.time() - t_start, command, description)
+    fill_card(
+        card,
+        opts,
+        images,
+        norm,
+        losses,
+        history,
+        model,
+        n_trainable,
+        n_total,
+        checkpoint,
+        sensor,
+        dev,
+        time.time() - t_start,
+        command,
+        description,
+    )
     if output is not None:
         save_checkpoint(model.to("cpu"), card, output)
         place_backbone(backbone_path, output, log)
@@ -175,8 +220,17 @@ def pretrain(images: Union[str, Sequence[str]], output: Optional[str], *,
     return PretrainResult(checkpoint=output, metrics=card.metrics, card=card, model=model, history=history)
 
 
-def starting_model(images: List[str], opts: PretrainOptions, *, checkpoint: Optional[str], backbone: Optional[str],
-                   backbone_preset: Optional[str], tile_size: Optional[int], sensor: Optional[str], band_map):
+def starting_model(
+    images: List[str],
+    opts: PretrainOptions,
+    *,
+    checkpoint: Optional[str],
+    backbone: Optional[str],
+    backbone_preset: Optional[str],
+    tile_size: Optional[int],
+    sensor: Optional[str],
+    band_map,
+):
     """(model, card, band mapping per image, backbone file): a checkpoint to continue, or a new model
     on a backbone with the bands of the first image."""
     if checkpoint:
@@ -187,16 +241,32 @@ def starting_model(images: List[str], opts: PretrainOptions, *, checkpoint: Opti
     bands, mappings = same_sensor_mappings(images, sensor)
     # the head (unused in stage 1) gets the same options as a fine-tuned model's, so that
     # `finetune -c` starts from the architecture it would create itself
-    arch = ({"variant": "paper", **PAPER_SWITCHES} if opts.variant == "paper"
-            else {"variant": opts.variant, "spectral_skip": DEFAULT_SPECTRAL_SKIP})
-    model, card = new_model(backbone, bands, PLACEHOLDER_CLASSES, preset=backbone_preset, img_size=tile_size,
-                            **arch)
+    arch = (
+        {"variant": "paper", **PAPER_SWITCHES}
+        if opts.variant == "paper"
+        else {"variant": opts.variant, "spectral_skip": DEFAULT_SPECTRAL_SKIP}
+    )
+    model, card = new_model(backbone, bands, PLACEHOLDER_CLASSES, preset=backbone_preset, img_size=tile_size, **arch)
     return model, card, mappings, backbone
 
 
-def fill_card(card: ModelCard, opts: PretrainOptions, images: List[str], norm, losses, history, model,
-              n_trainable: int, n_total: int, checkpoint: Optional[str], sensor: Optional[str], dev,
-              seconds: float, command: Optional[str], description: Optional[str]) -> None:
+def fill_card(
+    card: ModelCard,
+    opts: PretrainOptions,
+    images: List[str],
+    norm,
+    losses,
+    history,
+    model,
+    n_trainable: int,
+    n_total: int,
+    checkpoint: Optional[str],
+    sensor: Optional[str],
+    dev,
+    seconds: float,
+    command: Optional[str],
+    description: Optional[str],
+) -> None:
     """The stage-1 card: normalization, reconstruction figures and provenance."""
     steps, batch_size, mask_ratio, seed = opts.steps, opts.batch_size, opts.mask_ratio, opts.seed
     lr, weight_decay = opts.lr, opts.weight_decay
@@ -205,21 +275,36 @@ def fill_card(card: ModelCard, opts: PretrainOptions, images: List[str], norm, l
     card.stage = "pretrain"
     card.gsd_m = gsd_of(images[0]) or card.gsd_m
     card.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    first = float(np.mean(losses[:max(1, min(20, len(losses)))]))
-    last = float(np.mean(losses[-max(1, min(20, len(losses))):]))
+    first = float(np.mean(losses[: max(1, min(20, len(losses)))]))
+    last = float(np.mean(losses[-max(1, min(20, len(losses))) :]))
     card.metrics = {"masked_mse_first": first, "masked_mse_final": last, "mask_ratio": mask_ratio}
     card.training = {
-        "stage": "pretrain", "objective": f"masked reconstruction of {int(mask_ratio * 100)} % of "
+        "stage": "pretrain",
+        "objective": f"masked reconstruction of {int(mask_ratio * 100)} % of "
         f"{p}x{p} patches (MSE on masked valid pixels)",
         "images": [os.path.basename(x) for x in images],
         "base_checkpoint": os.path.basename(checkpoint) if checkpoint else None,
-        "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-        "optimizer": "AdamW(0.9, 0.95)", "trainable_parameters": n_trainable, "total_parameters": n_total,
-        "sensor": sensor, "seed": seed, "device": str(dev), "seconds": round(seconds, 1), "finished": card.created,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "optimizer": "AdamW(0.9, 0.95)",
+        "trainable_parameters": n_trainable,
+        "total_parameters": n_total,
+        "sensor": sensor,
+        "seed": seed,
+        "device": str(dev),
+        "seconds": round(seconds, 1),
+        "finished": card.created,
         "history": history,
-        "command": command or ("spectralx " + " ".join(sys.argv[1:]) if sys.argv and "spectralx" in
-                               os.path.basename(sys.argv[0]) else "spectralx.training.pretrain(...)"),
+        "command": command
+        or (
+            "spectralx " + " ".join(sys.argv[1:])
+            if sys.argv and "spectralx" in os.path.basename(sys.argv[0])
+            else "spectralx.training.pretrain(...)"
+        ),
     }
     card.description = description or (
         f"SpectralX stage-1 (masked reconstruction) on {len(images)} unlabelled image(s); classes are a "
-        "placeholder: fine-tune it (finetune -c) before segmenting")
+        "placeholder: fine-tune it (finetune -c) before segmenting"
+    )

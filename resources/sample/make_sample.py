@@ -11,6 +11,7 @@ tiles exactly. The class table comes from landcover_potsdam_polygon.level_3.qml.
 
     python resources/sample/make_sample.py [DATA_DIR]
 """
+
 import glob
 import json
 import os
@@ -53,6 +54,7 @@ def recompress(tmp: str, path: str) -> None:
     opts = ["COMPRESS=DEFLATE", "PREDICTOR=2", "ZLEVEL=9", "TILED=YES", f"BLOCKXSIZE={TILE}", f"BLOCKYSIZE={TILE}"]
     try:
         from osgeo import gdal
+
         gdal.UseExceptions()
         gdal.Translate(path, tmp, creationOptions=opts)
         os.remove(tmp)
@@ -94,17 +96,34 @@ def main(data: str) -> None:
             a = src.read()
         valid = a != NODATA
         assert np.array_equal(a[valid], np.round(a[valid])) and a[valid].min() > NODATA and a[valid].max() < 32768
-        image[:, y - r0:y - r0 + TILE, x - c0:x - c0 + TILE] = np.where(valid, a, NODATA).astype(np.int16)
-        has_data[y - r0:y - r0 + TILE, x - c0:x - c0 + TILE] = True
+        image[:, y - r0 : y - r0 + TILE, x - c0 : x - c0 + TILE] = np.where(valid, a, NODATA).astype(np.int16)
+        has_data[y - r0 : y - r0 + TILE, x - c0 : x - c0 + TILE] = True
 
-    profile = dict(driver="GTiff", width=c1 - c0, height=r1 - r0, count=count, dtype="int16", nodata=NODATA,
-                   crs=crs, transform=out_transform, tiled=True, blockxsize=TILE, blockysize=TILE,
-                   compress="deflate", predictor=2, zlevel=9, interleave="band")
+    profile = dict(
+        driver="GTiff",
+        width=c1 - c0,
+        height=r1 - r0,
+        count=count,
+        dtype="int16",
+        nodata=NODATA,
+        crs=crs,
+        transform=out_transform,
+        tiled=True,
+        blockxsize=TILE,
+        blockysize=TILE,
+        compress="deflate",
+        predictor=2,
+        zlevel=9,
+        interleave="band",
+    )
     image_path = os.path.join(HERE, IMAGE)
     with rasterio.open(image_path + ".tmp.tif", "w", **profile) as dst:
         # metadata before pixels: GDAL then writes each compressed block once (no dead space)
-        dst.update_tags(**ds_tags, source="EnMAP L2A ENMAP01-____L2A-DT0000001867_20220724T104526Z (c) DLR, "
-                        "via EnMAP-Box test data (GPL-3.0); 18 tiles of 32x32 px on the scene grid")
+        dst.update_tags(
+            **ds_tags,
+            source="EnMAP L2A ENMAP01-____L2A-DT0000001867_20220724T104526Z (c) DLR, "
+            "via EnMAP-Box test data (GPL-3.0); 18 tiles of 32x32 px on the scene grid",
+        )
         dst.scales = scales
         dst.offsets = offsets
         for i in range(count):
@@ -120,18 +139,38 @@ def main(data: str) -> None:
     # labels must agree with the label tiles exactly
     for f, x, y in tiles:
         with rasterio.open(f.replace(os.sep + "images" + os.sep, os.sep + "labels" + os.sep)) as lt:
-            assert np.array_equal(lt.read(1).astype(np.uint8), labels[y - r0:y - r0 + TILE, x - c0:x - c0 + TILE])
-    lprofile = dict(driver="GTiff", width=c1 - c0, height=r1 - r0, count=1, dtype="uint8", nodata=None, crs=crs,
-                    transform=out_transform, compress="deflate", zlevel=9)
+            assert np.array_equal(lt.read(1).astype(np.uint8), labels[y - r0 : y - r0 + TILE, x - c0 : x - c0 + TILE])
+    lprofile = dict(
+        driver="GTiff",
+        width=c1 - c0,
+        height=r1 - r0,
+        count=1,
+        dtype="uint8",
+        nodata=None,
+        crs=crs,
+        transform=out_transform,
+        compress="deflate",
+        zlevel=9,
+    )
     with rasterio.open(os.path.join(HERE, LABELS), "w", **lprofile) as dst:
         dst.write(labels, 1)
-        dst.write_colormap(1, {0: (0, 0, 0, 0), **{c["value"]: tuple(int(c["color"][i:i + 2], 16) for i in (1, 3, 5))
-                                                   + (255,) for c in classes}})
+        dst.write_colormap(
+            1,
+            {
+                0: (0, 0, 0, 0),
+                **{c["value"]: tuple(int(c["color"][i : i + 2], 16) for i in (1, 3, 5)) + (255,) for c in classes},
+            },
+        )
         # the same class tags as SpectralX's own class rasters (spectralx.outputs.class_tags)
-        dst.update_tags(1, CLASSES=json.dumps(classes), NODATA_CLASS="0 = unlabelled",
-                        **{f"CLASS_{c['value']}": c["name"] for c in classes})
-        dst.update_tags(source="EnMAP-Box test data (GPL-3.0); labels from aerial imagery, GeoBasis-DE/LGB, "
-                               "dl-de/by-2-0")
+        dst.update_tags(
+            1,
+            CLASSES=json.dumps(classes),
+            NODATA_CLASS="0 = unlabelled",
+            **{f"CLASS_{c['value']}": c["name"] for c in classes},
+        )
+        dst.update_tags(
+            source="EnMAP-Box test data (GPL-3.0); labels from aerial imagery, GeoBasis-DE/LGB, " "dl-de/by-2-0"
+        )
         dst.set_band_description(1, "land cover (level 3)")
     # the dataset's own 14/2/2 tile split, as label rasters on the same grid (training on the train
     # tiles and validating on the validation tiles keeps whole 32x32 tiles apart: no leakage)
@@ -141,14 +180,23 @@ def main(data: str) -> None:
         keep = np.zeros_like(has_data)
         for name in names:
             x, y = map(int, re.search(r"_(\d+)_(\d+)\.tif$", name).groups())
-            keep[y - r0:y - r0 + TILE, x - c0:x - c0 + TILE] = True
+            keep[y - r0 : y - r0 + TILE, x - c0 : x - c0 + TILE] = True
         part_labels = np.where(keep, labels, 0).astype(np.uint8)
         with rasterio.open(os.path.join(HERE, SPLIT.format(part)), "w", **lprofile) as dst:
             dst.write(part_labels, 1)
-            dst.write_colormap(1, {0: (0, 0, 0, 0), **{c["value"]: tuple(int(c["color"][i:i + 2], 16) for i in (1, 3, 5))
-                                                       + (255,) for c in classes}})
-            dst.update_tags(1, CLASSES=json.dumps(classes), NODATA_CLASS="0 = unlabelled",
-                            **{f"CLASS_{c['value']}": c["name"] for c in classes})
+            dst.write_colormap(
+                1,
+                {
+                    0: (0, 0, 0, 0),
+                    **{c["value"]: tuple(int(c["color"][i : i + 2], 16) for i in (1, 3, 5)) + (255,) for c in classes},
+                },
+            )
+            dst.update_tags(
+                1,
+                CLASSES=json.dumps(classes),
+                NODATA_CLASS="0 = unlabelled",
+                **{f"CLASS_{c['value']}": c["name"] for c in classes},
+            )
             dst.update_tags(split=f"{part} tiles of the EnMAP-Box Potsdam split: {', '.join(names)}")
             dst.set_band_description(1, f"land cover (level 3), {part} tiles only")
         print(f"{SPLIT.format(part)}: {len(names)} tiles, {(part_labels > 0).sum()} labelled pixels")
@@ -157,8 +205,10 @@ def main(data: str) -> None:
         f.write("\n")
     for name in (IMAGE, LABELS, CLASSES):
         print(f"{name}: {os.path.getsize(os.path.join(HERE, name)) / 1e6:.2f} MB")
-    print(f"crop: columns {c0}..{c1}, rows {r0}..{r1} of the {grid_w}x{grid_h} scene grid; "
-          f"{has_data.sum()} image pixels, {(labels > 0).sum()} labelled")
+    print(
+        f"crop: columns {c0}..{c1}, rows {r0}..{r1} of the {grid_w}x{grid_h} scene grid; "
+        f"{has_data.sum()} image pixels, {(labels > 0).sum()} labelled"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Two rules keep one copy of each engine module (tests/test_plugin_engine_imports.
 - engine modules that need torch, rasterio or safetensors are imported inside the functions that use them,
   after `setup.deps.require()`, so the plugin loads (and explains what to install) without them.
 """
+
 import os
 import sys
 
@@ -29,11 +30,13 @@ def _checkout_engine():
     tests/test_plugin_engine_imports.py): an import statement cannot import a folder named `engine`
     as `spectralx`."""
     import importlib.util
+
     folder = os.path.join(os.path.dirname(os.path.dirname(HERE)), "engine")
     init = os.path.join(folder, "__init__.py")
     if not os.path.isfile(init):
-        raise ModuleNotFoundError("the SpectralX engine is neither bundled with the plugin nor installed",
-                                  name="spectralx")
+        raise ModuleNotFoundError(
+            "the SpectralX engine is neither bundled with the plugin nor installed", name="spectralx"
+        )
     name = __name__ + ".spectralx"
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[folder])
     module = importlib.util.module_from_spec(spec)
@@ -49,8 +52,8 @@ if not BUNDLED:
             raise
         _checkout_engine()
     else:
-        import spectralx.commands      # the command modules (their summaries and parsers); no torch
-        import spectralx.contract      # the torch-free contract: errors, defaults, options, card, model folder, registry
+        import spectralx.commands  # the command modules (their summaries and parsers); no torch
+        import spectralx.contract  # the torch-free contract: errors, defaults, options, card, model folder, registry
 
         sys.modules[f"{__name__}.spectralx"] = spectralx
         sys.modules[f"{__name__}.spectralx.commands"] = spectralx.commands

@@ -7,6 +7,7 @@ file of that name, it comes along. Files are hard-linked where the folder is on 
 system (no second copy of a 1 GB backbone), else copied to a temporary name and renamed, so a
 failed or cancelled copy never leaves a half-written model in the folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,9 @@ class AddError(Exception):
 
 @dataclass
 class AddPlan:
-    kind: str                                    # checkpoint | backbone
-    files: List[Tuple[str, str]] = field(default_factory=list)     # (source, destination), backbone first
-    note: str = ""                               # said after adding (a backbone that is still missing)
+    kind: str  # checkpoint | backbone
+    files: List[Tuple[str, str]] = field(default_factory=list)  # (source, destination), backbone first
+    note: str = ""  # said after adding (a backbone that is still missing)
 
     @property
     def destination(self) -> str:
@@ -44,27 +45,31 @@ def plan(source: str, folder: str, entry: Optional[model_store.ModelEntry] = Non
     if entry.kind == "damaged":
         raise AddError(f"{name} cannot be added: {entry.error}")
     if entry.kind not in ("checkpoint", "backbone"):
-        raise AddError(f"{name} is not a SpectralX checkpoint or backbone file; a foundation-model release "
-                       "is imported instead")
+        raise AddError(
+            f"{name} is not a SpectralX checkpoint or backbone file; a foundation-model release " "is imported instead"
+        )
     dest = os.path.join(folder, name)
     if os.path.exists(dest):
         if _same_file(source, dest):
             raise AddError(f"{name} is already in the model folder {folder}")
-        raise AddError(f"a different file named {name} is already in the model folder {folder}: rename the "
-                       "file you are adding (or remove the other one), then add it again")
+        raise AddError(
+            f"a different file named {name} is already in the model folder {folder}: rename the "
+            "file you are adding (or remove the other one), then add it again"
+        )
     out = AddPlan(entry.kind)
     if entry.kind == "checkpoint" and entry.backbone_status != "none" and entry.backbone_file:
         beside = os.path.join(os.path.dirname(os.path.abspath(source)), entry.backbone_file)
         target = os.path.join(folder, entry.backbone_file)
         if os.path.exists(target):
-            pass                                 # checked against the card's sha256 when the model loads
+            pass  # checked against the card's sha256 when the model loads
         elif os.path.isfile(beside):
             out.files.append((beside, target))
         elif entry.backbone_path:
             out.note = f"its backbone {entry.backbone_file} stays where it is: {entry.backbone_path}"
         else:
-            out.note = (f"its backbone {entry.backbone_file} was not found: add that file too (Add model or "
-                        "backbone…)")
+            out.note = (
+                f"its backbone {entry.backbone_file} was not found: add that file too (Add model or " "backbone…)"
+            )
     out.files.append((os.path.abspath(source), dest))
     return out
 
@@ -83,7 +88,7 @@ def link_or_copy(src: str, dest: str, cancelled: Callable[[], bool] = lambda: Fa
         os.link(src, dest)
         return "linked"
     except OSError:
-        pass                                     # another file system, or links not allowed: copy
+        pass  # another file system, or links not allowed: copy
     tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{os.getpid()}.part")
     try:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
@@ -111,8 +116,9 @@ def add(p: AddPlan, cancelled: Callable[[], bool] = lambda: False) -> List[str]:
             try:
                 how.append(link_or_copy(src, dest, cancelled))
             except OSError as exc:
-                raise AddError(f"cannot put {os.path.basename(src)} into {os.path.dirname(dest)}: "
-                               f"{exc.strerror or exc}") from None
+                raise AddError(
+                    f"cannot put {os.path.basename(src)} into {os.path.dirname(dest)}: " f"{exc.strerror or exc}"
+                ) from None
             done.append(dest)
     except BaseException:
         for d in done:

@@ -14,6 +14,7 @@ and received sizes must equal the catalogue's size when there is one (no byte pa
 else the server's announced size when no checksum is known; an empty body is never a release; and
 the part file is never written through a symbolic link.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,8 +33,8 @@ from typing import Callable, Optional, Tuple
 from urllib.parse import urlsplit
 
 CHUNK = 1 << 20
-POLL_S = 0.1                     # cancel is looked at this often, whatever the server does
-MAX_DOWNLOAD = 16 << 30          # without a known size: the largest release listed is 4 GB
+POLL_S = 0.1  # cancel is looked at this often, whatever the server does
+MAX_DOWNLOAD = 16 << 30  # without a known size: the largest release listed is 4 GB
 USER_AGENT = "SpectralX-QGIS model manager"
 
 
@@ -51,7 +52,7 @@ class DownloadResult:
     size: int
     sha256: str
     md5: str
-    resumed_from: int          # bytes that were already on disk (0: a fresh download)
+    resumed_from: int  # bytes that were already on disk (0: a fresh download)
 
 
 def part_path(dest: str) -> str:
@@ -70,13 +71,17 @@ def _reason(exc: BaseException, url: str) -> str:
     host = urlsplit(url).hostname or url
     if isinstance(exc, urllib.error.HTTPError):
         if 300 <= exc.code < 400:
-            return (f"{host} redirects in a loop or without a target (HTTP {exc.code}); the address may have "
-                    "moved: see the release's source page")
+            return (
+                f"{host} redirects in a loop or without a target (HTTP {exc.code}); the address may have "
+                "moved: see the release's source page"
+            )
         if exc.code in (404, 410):
             return f"there is no file at {url} (HTTP {exc.code}): it may have moved; see the release's source page"
         if exc.code in (401, 403):
-            return (f"access denied (HTTP {exc.code}): this release may need a login or an accepted licence "
-                    "on its source page")
+            return (
+                f"access denied (HTTP {exc.code}): this release may need a login or an accepted licence "
+                "on its source page"
+            )
         return f"the server answered HTTP {exc.code} {_clean(exc.reason, 80)}; try again later"
     inner = getattr(exc, "reason", exc)
     if isinstance(inner, socket.gaierror):
@@ -118,12 +123,20 @@ def _part_size(part: str) -> int:
     return os.path.getsize(part) if os.path.isfile(part) else 0
 
 
-def download(url: str, dest: str, expected_sha256: Optional[str] = None,
-             progress: Optional[Callable[[int, Optional[int]], None]] = None,
-             cancelled: Optional[Callable[[], bool]] = None, proxy: Optional[str] = None,
-             timeout: float = 30.0, overwrite: bool = False, discard_on_cancel: bool = False,
-             chunk_size: int = CHUNK, expected_size: Optional[int] = None,
-             max_size: int = MAX_DOWNLOAD) -> DownloadResult:
+def download(
+    url: str,
+    dest: str,
+    expected_sha256: Optional[str] = None,
+    progress: Optional[Callable[[int, Optional[int]], None]] = None,
+    cancelled: Optional[Callable[[], bool]] = None,
+    proxy: Optional[str] = None,
+    timeout: float = 30.0,
+    overwrite: bool = False,
+    discard_on_cancel: bool = False,
+    chunk_size: int = CHUNK,
+    expected_size: Optional[int] = None,
+    max_size: int = MAX_DOWNLOAD,
+) -> DownloadResult:
     """Download `url` to `dest` (resuming `dest.part` if there is one) and return its digests.
 
     progress(done, total) is called per chunk (total None when the server does not say);
@@ -131,6 +144,8 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
     `expected_size` (the catalogue's): the server must announce that size, may not send more, and the
     file must end at it. Without it and without `expected_sha256`, the server's announced size must
     be met. Raises DownloadCancelled or DownloadError (one line)."""
+    # Long (192 lines) on purpose: one HTTP transfer (connect, resume, redirect limits, size and digest checks,
+    # atomic rename) whose socket and part file must close on every path.
     # Long (~165 lines) on purpose: one HTTP transfer whose connection, .part file, digests and
     # cancel/timeout polling share state, and whose every exit must close, keep or remove the part
     # file in one try/finally (docs/reliability.md); split, that cleanup would be spread over helpers.
@@ -148,13 +163,14 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
     limit = expected_size or max_size
     offset = _part_size(part)
     if expected_size and offset > expected_size:
-        os.remove(part)            # longer than the file can be: another file's bytes
+        os.remove(part)  # longer than the file can be: another file's bytes
         offset = 0
     stop = cancelled or (lambda: False)
 
     def cancel_message(done: int) -> str:
         return f"download of {name} cancelled" + (
-            "" if discard_on_cancel else f" ({done} bytes kept: download again to resume)")
+            "" if discard_on_cancel else f" ({done} bytes kept: download again to resume)"
+        )
 
     def fetch(start: int) -> "_Transfer":
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
@@ -164,7 +180,7 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
         try:
             transfer.wait_headers(stop, timeout + 5)
         except DownloadCancelled:
-            transfer.close()              # the worker stops (and closes) when its answer comes
+            transfer.close()  # the worker stops (and closes) when its answer comes
             raise DownloadCancelled(cancel_message(start)) from None
         except BaseException:
             transfer.close()
@@ -200,20 +216,26 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
             # only the bytes asked for, from where the part ends: anything else would splice two files
             rng = _content_range(resp.headers.get("Content-Range"))
             if rng is None or rng[0] != offset or (length is not None and length != rng[1] - rng[0] + 1):
-                raise DownloadError(f"download of {name}: the server sent a partial answer for other bytes than "
-                                    f"asked (Content-Range '{_clean(resp.headers.get('Content-Range'))}' for bytes "
-                                    f"{offset}-); the part is kept: try again later")
+                raise DownloadError(
+                    f"download of {name}: the server sent a partial answer for other bytes than "
+                    f"asked (Content-Range '{_clean(resp.headers.get('Content-Range'))}' for bytes "
+                    f"{offset}-); the part is kept: try again later"
+                )
             total = rng[2] if rng[2] is not None else (rng[1] + 1 if rng[1] + 1 == expected_size else None)
         else:
-            offset = 0          # a fresh download, or the server ignored Range and sends everything
+            offset = 0  # a fresh download, or the server ignored Range and sends everything
             total = length
         if expected_size and total is not None and total != expected_size:
-            raise DownloadError(f"download of {name}: the server announces {total} bytes, but the release is "
-                                f"{expected_size} bytes; nothing was written (a different file, or the address "
-                                "changed): check the release's page")
+            raise DownloadError(
+                f"download of {name}: the server announces {total} bytes, but the release is "
+                f"{expected_size} bytes; nothing was written (a different file, or the address "
+                "changed): check the release's page"
+            )
         if total is not None and total > limit:
-            raise DownloadError(f"download of {name}: the server announces {total} bytes, more than the "
-                                f"{limit} allowed; nothing was written")
+            raise DownloadError(
+                f"download of {name}: the server announces {total} bytes, more than the "
+                f"{limit} allowed; nothing was written"
+            )
         resumed_from = offset
         sha, md5 = hashlib.sha256(), hashlib.md5()
         if offset:
@@ -248,8 +270,9 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
                             raise DownloadError(_lost(name, done, total)) from None
                         if isinstance(failure, (OSError, http.client.HTTPException)):
                             raise DownloadError(_lost(name, done, total, _reason(failure, url))) from None
-                        raise DownloadError(_lost(name, done, total, _clean(f"{type(failure).__name__}: "
-                                                                           f"{failure}"))) from None
+                        raise DownloadError(
+                            _lost(name, done, total, _clean(f"{type(failure).__name__}: " f"{failure}"))
+                        ) from None
                     if not chunk:
                         break
                 out.flush()
@@ -259,13 +282,16 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
                 os.remove(part)
             raise
         except _TooLong as exc:
-            os.remove(part)       # more than the file can be: never a resumable part
+            os.remove(part)  # more than the file can be: never a resumable part
             raise DownloadError(str(exc)) from None
-        except OSError as exc:   # writing: disk full, permissions
+        except OSError as exc:  # writing: disk full, permissions
             if exc.errno == errno.ENOSPC:
-                raise DownloadError(f"disk full while writing {part} ({done} bytes written"
-                                    + (f" of {total}" if total else "") + "): free some space, then "
-                                    "download again to resume") from None
+                raise DownloadError(
+                    f"disk full while writing {part} ({done} bytes written"
+                    + (f" of {total}" if total else "")
+                    + "): free some space, then "
+                    "download again to resume"
+                ) from None
             raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
 
     if done == 0:
@@ -275,14 +301,18 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
     if want is not None and done != want:
         raise DownloadError(_lost(name, done, want))
     if want is None and not expected:
-        raise DownloadError(f"download of {name}: the server did not say how long the file is and no size or "
-                            f"checksum is known to check it, so {done} bytes cannot be called complete; the part "
-                            "is kept as " + os.path.basename(part))
+        raise DownloadError(
+            f"download of {name}: the server did not say how long the file is and no size or "
+            f"checksum is known to check it, so {done} bytes cannot be called complete; the part "
+            "is kept as " + os.path.basename(part)
+        )
     digest = sha.hexdigest()
     if expected and digest != expected:
         os.remove(part)
-        raise DownloadError(f"{name}: sha256 {digest} does not match the published {expected}; the "
-                            "download was deleted (damaged in transfer or a different file): try again")
+        raise DownloadError(
+            f"{name}: sha256 {digest} does not match the published {expected}; the "
+            "download was deleted (damaged in transfer or a different file): try again"
+        )
     if os.path.exists(dest) and not overwrite:
         raise DownloadError(f"{dest} appeared while downloading; the download is kept as {part}")
     os.replace(part, dest)
@@ -292,8 +322,10 @@ def download(url: str, dest: str, expected_sha256: Optional[str] = None,
 class _TooLong(Exception):
     def __init__(self, name: str, limit: int, expected_size: Optional[int]):
         why = f"the release's size, {limit} bytes" if expected_size else f"the {limit} bytes allowed"
-        super().__init__(f"download of {name}: the server sent more than {why}; the download was deleted "
-                         "(a different file, or a server that never stops): check the release's page")
+        super().__init__(
+            f"download of {name}: the server sent more than {why}; the download was deleted "
+            "(a different file, or a server that never stops): check the release's page"
+        )
 
 
 class _Transfer:
@@ -357,7 +389,7 @@ class _Transfer:
                 return self._queue.get(timeout=POLL_S)
             except queue.Empty:
                 if deadline is not None and time.monotonic() > deadline:
-                    raise socket.timeout("no answer")
+                    raise socket.timeout("no answer") from None
                 continue
 
     def wait_headers(self, stop: Callable[[], bool], seconds: float) -> None:
@@ -380,7 +412,7 @@ class _Transfer:
     def close(self) -> None:
         self._stop.set()
         sock = getattr(getattr(getattr(self.resp, "fp", None), "raw", None), "_sock", None)
-        try:   # wake a worker blocked in a read (best effort; it would end by its timeout anyway)
+        try:  # wake a worker blocked in a read (best effort; it would end by its timeout anyway)
             if sock is not None:
                 sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -396,5 +428,4 @@ def _clean(text: object, limit: int = 160) -> str:
 
 def _lost(name: str, done: int, total: Optional[int], why: str = "the connection was closed") -> str:
     of = f" of {total}" if total else ""
-    return (f"download of {name} stopped after {done}{of} bytes ({why}); the part is kept: "
-            "download again to resume")
+    return f"download of {name} stopped after {done}{of} bytes ({why}); the part is kept: " "download again to resume"

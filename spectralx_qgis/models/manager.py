@@ -5,6 +5,7 @@ licences and, where there is a direct address, a resumable sha256-checked downlo
 The dialog only wires widgets to model_store (listing), model_catalog (releases) and download
 (HTTP); the import runs `spectralx.backbone_io.import_backbone` in a QgsTask.
 """
+
 from __future__ import annotations
 
 import html
@@ -14,19 +15,44 @@ from typing import Callable, List, Optional
 from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QBrush, QColor, QDesktopServices, QFont
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout,
-                                 QHeaderView, QLabel, QProgressBar, QPushButton, QTableWidget,
-                                 QTableWidgetItem, QVBoxLayout)
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
-from ..setup import deps
-from . import download, add as model_add, catalog as model_catalog, store as model_store
 from ..outcomes import Cancelled, Done, Failed, Outcome, bug
+from ..setup import deps
 from ..setup.proxy import qgis_proxy_url
+from . import add as model_add
+from . import catalog as model_catalog
+from . import download
+from . import store as model_store
 
-MODEL_COLUMNS = ["Name", "Kind", "Backbone", "Sensor", "Bands", "Classes", "Tile", "Val mIoU", "Forest mIoU",
-                 "Method", "Size"]
+MODEL_COLUMNS = [
+    "Name",
+    "Kind",
+    "Backbone",
+    "Sensor",
+    "Bands",
+    "Classes",
+    "Tile",
+    "Val mIoU",
+    "Forest mIoU",
+    "Method",
+    "Size",
+]
 RELEASE_COLUMNS = ["Release", "Family", "Licence", "Size", "Access", "Source page"]
-RELEASES_SUBFOLDER = "releases"     # downloaded release files, kept beside their imports
+RELEASES_SUBFOLDER = "releases"  # downloaded release files, kept beside their imports
 _WARN = QColor("#b00020")
 _DIM = QColor("#707070")
 
@@ -38,28 +64,41 @@ def _miou(v: Optional[float]) -> str:
 class DownloadTask(QgsTask):
     """download.download() in a worker thread; `callback(task)` on the main thread at the end."""
 
-    progressed = pyqtSignal(object, object)      # bytes done, total (None when unknown)
+    progressed = pyqtSignal(object, object)  # bytes done, total (None when unknown)
 
-    def __init__(self, release: model_catalog.Release, dest: str, proxy: Optional[str],
-                 callback: Callable[["DownloadTask"], None]):
+    def __init__(
+        self,
+        release: model_catalog.Release,
+        dest: str,
+        proxy: Optional[str],
+        callback: Callable[["DownloadTask"], None],
+    ):
         super().__init__(f"SpectralX: download {release.name}", QgsTask.CanCancel)
         self.release, self.dest, self.proxy, self.callback = release, dest, proxy, callback
-        self.outcome: Optional[Outcome] = None          # Done(DownloadResult), Failed or Cancelled
+        self.outcome: Optional[Outcome] = None  # Done(DownloadResult), Failed or Cancelled
         self._last = -1
 
     def _progress(self, done: int, total: Optional[int]) -> None:
         if total:
             self.setProgress(100.0 * done / total)
-        step = done >> 22               # a signal every 4 MB, not per chunk
+        step = done >> 22  # a signal every 4 MB, not per chunk
         if step != self._last or done == total:
             self._last = step
             self.progressed.emit(done, total)
 
     def run(self):
         try:
-            self.outcome = Done(download.download(
-                self.release.url, self.dest, expected_sha256=self.release.sha256, progress=self._progress,
-                cancelled=self.isCanceled, proxy=self.proxy, expected_size=self.release.size))
+            self.outcome = Done(
+                download.download(
+                    self.release.url,
+                    self.dest,
+                    expected_sha256=self.release.sha256,
+                    progress=self._progress,
+                    cancelled=self.isCanceled,
+                    proxy=self.proxy,
+                    expected_size=self.release.size,
+                )
+            )
             return True
         except download.DownloadCancelled as exc:
             self.outcome = Cancelled(str(exc))
@@ -79,7 +118,7 @@ class ImportTask(QgsTask):
     def __init__(self, source: str, dest: str, family: str, callback: Callable[["ImportTask"], None]):
         super().__init__(f"SpectralX: import {os.path.basename(source)}", QgsTask.CanCancel)
         self.source, self.dest, self.family, self.callback = source, dest, family, callback
-        self.outcome: Optional[Outcome] = None          # Done(the importer's result), Failed or Cancelled
+        self.outcome: Optional[Outcome] = None  # Done(the importer's result), Failed or Cancelled
 
     def run(self):
         try:
@@ -97,7 +136,7 @@ class ImportTask(QgsTask):
         except Exception as exc:  # noqa: BLE001
             self.outcome = bug(exc)
             return False
-        if self.isCanceled():         # the importer has no cancel point: drop its output afterwards
+        if self.isCanceled():  # the importer has no cancel point: drop its output afterwards
             self.outcome = Cancelled()
             if os.path.exists(self.dest):
                 os.remove(self.dest)
@@ -119,7 +158,7 @@ class CopyTask(QgsTask):
     def __init__(self, plan: model_add.AddPlan, callback: Callable[["CopyTask"], None]):
         super().__init__(f"SpectralX: add {os.path.basename(plan.destination)}", QgsTask.CanCancel)
         self.plan, self.callback = plan, callback
-        self.outcome: Optional[Outcome] = None          # Done(how each file was added), Failed or Cancelled
+        self.outcome: Optional[Outcome] = None  # Done(how each file was added), Failed or Cancelled
 
     def run(self):
         try:
@@ -141,10 +180,11 @@ class ModelManagerDialog(QDialog):
     whenever the folder's content changed (the dock refreshes its checkpoint picker)."""
 
     modelsChanged = pyqtSignal()
-    taskFinished = pyqtSignal(object)     # every download/import task, once handled (tests, dock)
+    taskFinished = pyqtSignal(object)  # every download/import task, once handled (tests, dock)
 
-    def __init__(self, parent=None, folder: Optional[str] = None,
-                 releases: Optional[List[model_catalog.Release]] = None):
+    def __init__(
+        self, parent=None, folder: Optional[str] = None, releases: Optional[List[model_catalog.Release]] = None
+    ):
         # Long (~80 lines): the dialog's widgets, built once in reading order (models table, its buttons,
         # releases table, status); splitting it would only scatter one layout over several methods.
         super().__init__(parent)
@@ -161,7 +201,7 @@ class ModelManagerDialog(QDialog):
         self.entries: List[model_store.ModelEntry] = []
         self.task: Optional[QgsTask] = None
         self.last_task: Optional[QgsTask] = None
-        self._download_note = ""            # what the download found, kept in the import's status
+        self._download_note = ""  # what the download found, kept in the import's status
 
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
@@ -175,10 +215,12 @@ class ModelManagerDialog(QDialog):
         self.refresh_button.setToolTip("List the folder again; the panel's checkpoint list follows")
         self.refresh_button.clicked.connect(self.refresh_all)
         self.add_button = QPushButton("Add model or backbone…")
-        self.add_button.setToolTip("Put a file into the model folder: a SpectralX checkpoint (with its backbone "
-                                   "when it sits beside it) or backbone file is linked or copied in; a "
-                                   "foundation-model release (Scale-MAE, SatMAE++, DINOv3, MAE, timm: "
-                                   ".pth/.pt/.safetensors) is imported once as a SpectralX backbone")
+        self.add_button.setToolTip(
+            "Put a file into the model folder: a SpectralX checkpoint (with its backbone "
+            "when it sits beside it) or backbone file is linked or copied in; a "
+            "foundation-model release (Scale-MAE, SatMAE++, DINOv3, MAE, timm: "
+            ".pth/.pt/.safetensors) is imported once as a SpectralX backbone"
+        )
         self.add_button.clicked.connect(lambda: self.add_file())
         for b in (self.open_button, self.refresh_button, self.add_button):
             top.addWidget(b)
@@ -190,8 +232,9 @@ class ModelManagerDialog(QDialog):
         self._fixed_width(self.models_table, MODEL_COLUMNS.index("Classes"), 220)
         lay.addWidget(self.models_table, 3)
 
-        lay.addWidget(QLabel("<b>Known foundation-model releases</b> (read exactly as published; nothing in "
-                             "them is executed)"))
+        lay.addWidget(
+            QLabel("<b>Known foundation-model releases</b> (read exactly as published; nothing in " "them is executed)")
+        )
         self.releases_table = self._table(RELEASE_COLUMNS)
         self.releases_table.itemSelectionChanged.connect(self._release_selected)
         self._fixed_width(self.releases_table, RELEASE_COLUMNS.index("Release"), 330)
@@ -215,7 +258,7 @@ class ModelManagerDialog(QDialog):
         row.addWidget(self.progress, 1)
         lay.addLayout(row)
         self.status = QLabel()
-        self.status.setTextFormat(Qt.TextFormat.PlainText)     # messages quote file names and server text
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # messages quote file names and server text
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.status)
@@ -284,11 +327,13 @@ class ModelManagerDialog(QDialog):
                 font.setBold(True)
                 flag.setFont(font)
                 flag.setData(Qt.ItemDataRole.ToolTipRole, self._backbone_tooltip(e))
-            if e.kind not in ("checkpoint", "backbone"):      # the reason, across the detail columns
+            if e.kind not in ("checkpoint", "backbone"):  # the reason, across the detail columns
                 t.setSpan(r, 2, 1, len(MODEL_COLUMNS) - 3)
         if not self.entries:
-            self.set_status(f"No models in {self.folder} yet: add a backbone from a release file, download "
-                            "a release below, or fine-tune a model into this folder.")
+            self.set_status(
+                f"No models in {self.folder} yet: add a backbone from a release file, download "
+                "a release below, or fine-tune a model into this folder."
+            )
 
     def refresh_all(self) -> None:
         """The Refresh button: a fresh listing without the messages of earlier actions, and the panel's
@@ -301,9 +346,19 @@ class ModelManagerDialog(QDialog):
         size = model_store.human_size(e.size)
         if e.kind == "checkpoint":
             classes = ", ".join(e.classes)
-            return [e.name, f"checkpoint ({e.stage})" if e.stage else "checkpoint", e.backbone_text(),
-                    e.sensor or "", str(e.bands or ""), f"{len(e.classes)}: {classes}", str(e.tile or ""),
-                    _miou(e.val_miou), _miou(e.forest_miou), e.method, size]
+            return [
+                e.name,
+                f"checkpoint ({e.stage})" if e.stage else "checkpoint",
+                e.backbone_text(),
+                e.sensor or "",
+                str(e.bands or ""),
+                f"{len(e.classes)}: {classes}",
+                str(e.tile or ""),
+                _miou(e.val_miou),
+                _miou(e.forest_miou),
+                e.method,
+                size,
+            ]
         if e.kind == "backbone":
             shape = f"{e.preset}: width {e.embed_dim}, {e.depth} blocks" if e.embed_dim else e.preset
             kind = "backbone" + (f" ({e.family})" if e.family else "")
@@ -326,11 +381,16 @@ class ModelManagerDialog(QDialog):
 
     def _backbone_tooltip(self, e: model_store.ModelEntry) -> str:
         if e.backbone_status == "mismatch":
-            return (f"{e.backbone_path} is not the backbone this model was trained with (its sha256 differs "
-                    f"from {e.backbone_expected_sha256[:16]}…); put the right file there")
-        return (f"Backbone {e.backbone_file} not found; looked in:\n" + "\n".join(e.backbone_searched)
-                + "\nAdd it with 'Add model or backbone…' (import its release under this name) or copy it "
-                "beside the checkpoint.")
+            return (
+                f"{e.backbone_path} is not the backbone this model was trained with (its sha256 differs "
+                f"from {e.backbone_expected_sha256[:16]}…); put the right file there"
+            )
+        return (
+            f"Backbone {e.backbone_file} not found; looked in:\n"
+            + "\n".join(e.backbone_searched)
+            + "\nAdd it with 'Add model or backbone…' (import its release under this name) or copy it "
+            "beside the checkpoint."
+        )
 
     def open_folder(self) -> None:
         os.makedirs(self.folder, exist_ok=True)
@@ -364,14 +424,21 @@ class ModelManagerDialog(QDialog):
         if rel is None:
             self.release_info.setText("")
         else:
+
             def link(url, text):
                 return f'<a href="{html.escape(url)}">{html.escape(text)}</a>'
-            parts = [f"<b>{html.escape(rel.name)}</b>: <code>{html.escape(rel.file)}</code>",
-                     "licence " + (link(rel.license_url, rel.license) if rel.license_url else html.escape(rel.license)),
-                     html.escape(rel.checksum_text())]
+
+            parts = [
+                f"<b>{html.escape(rel.name)}</b>: <code>{html.escape(rel.file)}</code>",
+                "licence " + (link(rel.license_url, rel.license) if rel.license_url else html.escape(rel.license)),
+                html.escape(rel.checksum_text()),
+            ]
             if not rel.downloadable:
-                parts.append("No direct download: get the file from " + link(rel.source_page, "its source page")
-                             + ", then use 'Add model or backbone…'.")
+                parts.append(
+                    "No direct download: get the file from "
+                    + link(rel.source_page, "its source page")
+                    + ", then use 'Add model or backbone…'."
+                )
             if rel.notes:
                 parts.append(html.escape(rel.notes))
             self.release_info.setText("<br>".join(parts))
@@ -383,26 +450,31 @@ class ModelManagerDialog(QDialog):
         if release is None or self.task is not None:
             return None
         if not release.downloadable:
-            self.set_status(f"{release.name} has no direct download: get it from {release.source_page}, then "
-                            "use 'Add model or backbone…'.")
+            self.set_status(
+                f"{release.name} has no direct download: get it from {release.source_page}, then "
+                "use 'Add model or backbone…'."
+            )
             return None
         dest = os.path.join(self.folder, RELEASES_SUBFOLDER, release.file)
-        if os.path.isfile(dest):       # downloaded before (an earlier import may have failed)
+        if os.path.isfile(dest):  # downloaded before (an earlier import may have failed)
             self.set_status(f"{release.file} is already downloaded; importing it")
             return self.add_backbone(dest, family=release.family)
         part = download.part_path(dest)
         kept = os.path.getsize(part) if os.path.isfile(part) else 0
         task = DownloadTask(release, dest, qgis_proxy_url(), self._download_done)
         task.progressed.connect(self._download_progress)
-        self.set_status(f"Downloading {release.file}" + (f", resuming after {model_store.human_size(kept)}"
-                                                          if kept else "") + "…")
+        self.set_status(
+            f"Downloading {release.file}" + (f", resuming after {model_store.human_size(kept)}" if kept else "") + "…"
+        )
         return self._start(task)
 
     def _download_progress(self, done, total) -> None:
         if total:
             self.progress.setValue(int(100 * done / total))
-        self.set_status(f"Downloading {os.path.basename(getattr(self.task, 'dest', ''))}: "
-                        f"{model_store.human_size(done)}" + (f" of {model_store.human_size(total)}" if total else ""))
+        self.set_status(
+            f"Downloading {os.path.basename(getattr(self.task, 'dest', ''))}: "
+            f"{model_store.human_size(done)}" + (f" of {model_store.human_size(total)}" if total else "")
+        )
 
     def _download_done(self, task: DownloadTask) -> None:
         self._finish(task)
@@ -416,13 +488,15 @@ class ModelManagerDialog(QDialog):
             return
         res = outcome.value
         ok, why = task.release.check(sha256=res.sha256, md5=res.md5)
-        if ok is False:               # a published md5/sha256 prefix that does not match
+        if ok is False:  # a published md5/sha256 prefix that does not match
             os.remove(res.path)
             self.set_status(f"{task.release.file}: {why}; the download was deleted, try again", error=True)
             self.taskFinished.emit(task)
             return
-        self._download_note = (f"Downloaded {task.release.file} ({model_store.human_size(res.size)}, sha256 "
-                               f"{res.sha256}{'; ' + why if ok else ''}).")
+        self._download_note = (
+            f"Downloaded {task.release.file} ({model_store.human_size(res.size)}, sha256 "
+            f"{res.sha256}{'; ' + why if ok else ''})."
+        )
         self.set_status(self._download_note)
         self.taskFinished.emit(task)
         self.add_backbone(res.path, family=task.release.family)
@@ -445,8 +519,11 @@ class ModelManagerDialog(QDialog):
             return None
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
-                self, "Add a model or backbone to the model folder", "",
-                "Models and releases (*.safetensors *.pth *.pt *.ckpt *.bin);;All files (*)")
+                self,
+                "Add a model or backbone to the model folder",
+                "",
+                "Models and releases (*.safetensors *.pth *.pt *.ckpt *.bin);;All files (*)",
+            )
             if not path:
                 return None
         if not os.path.isfile(path):
@@ -473,8 +550,11 @@ class ModelManagerDialog(QDialog):
             names = [os.path.basename(d) for _s, d in task.plan.files]
             what = names[-1] + (f" with its backbone {names[0]}" if len(names) > 1 else "")
             how = "linked" if set(task.outcome.value) == {"linked"} else "copied"
-            self.set_status(f"Added {what} ({task.plan.kind}, {how} into the model folder)"
-                            + (f"; {task.plan.note}" if task.plan.note else ""), error=bool(task.plan.note))
+            self.set_status(
+                f"Added {what} ({task.plan.kind}, {how} into the model folder)"
+                + (f"; {task.plan.note}" if task.plan.note else ""),
+                error=bool(task.plan.note),
+            )
             self.refresh()
             self.modelsChanged.emit()
         else:
@@ -488,8 +568,11 @@ class ModelManagerDialog(QDialog):
             return None
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
-                self, "Add a backbone from a release file", "",
-                "Weights (*.pth *.pt *.ckpt *.bin *.safetensors);;All files (*)")
+                self,
+                "Add a backbone from a release file",
+                "",
+                "Weights (*.pth *.pt *.ckpt *.bin *.safetensors);;All files (*)",
+            )
             if not path:
                 return None
         if os.path.isfile(path) and model_store.describe_file(path).kind in ("checkpoint", "backbone"):
@@ -497,19 +580,27 @@ class ModelManagerDialog(QDialog):
         try:
             deps.require()
         except deps.MissingDependencies:
-            self.set_status("Importing a backbone needs PyTorch and the other SpectralX dependencies, which "
-                            "this QGIS does not have yet: install the dependencies first (SpectralX panel), "
-                            "then add the backbone again.", error=True)
+            self.set_status(
+                "Importing a backbone needs PyTorch and the other SpectralX dependencies, which "
+                "this QGIS does not have yet: install the dependencies first (SpectralX panel), "
+                "then add the backbone again.",
+                error=True,
+            )
             return None
         dest = self.import_destination(path)
         if dest is None:
-            self.set_status(f"{os.path.basename(path)} is already imported in {self.folder} (remove the "
-                            "existing file to import it again)", error=True)
+            self.set_status(
+                f"{os.path.basename(path)} is already imported in {self.folder} (remove the "
+                "existing file to import it again)",
+                error=True,
+            )
             return None
         os.makedirs(self.folder, exist_ok=True)
-        self.set_status(f"{self._download_note} Importing {os.path.basename(path)} (reading the release, keeping "
-                        "the encoder)…".strip())
-        self.progress.setRange(0, 0)          # the importer reports no progress: a busy bar
+        self.set_status(
+            f"{self._download_note} Importing {os.path.basename(path)} (reading the release, keeping "
+            "the encoder)…".strip()
+        )
+        self.progress.setRange(0, 0)  # the importer reports no progress: a busy bar
         return self._start(ImportTask(path, dest, family, self._import_done))
 
     def _import_done(self, task: ImportTask) -> None:
@@ -522,8 +613,10 @@ class ModelManagerDialog(QDialog):
             ok, why = release.check(sha256=src_sha) if release else (None, "")
             note = f"; {why}" if ok is not None else ""
             c = res.config
-            added = (f"Added {os.path.basename(res.path)}: {res.family}, {res.preset} (width {c.embed_dim}, "
-                     f"{c.depth} blocks), licence {res.metadata.get('license', '?')}{note}")
+            added = (
+                f"Added {os.path.basename(res.path)}: {res.family}, {res.preset} (width {c.embed_dim}, "
+                f"{c.depth} blocks), licence {res.metadata.get('license', '?')}{note}"
+            )
             self.set_status(f"{self._download_note} {added}".strip(), error=ok is False)
             self._download_note = ""
             self.refresh()
@@ -531,8 +624,11 @@ class ModelManagerDialog(QDialog):
         elif isinstance(task.outcome, Cancelled):
             self.set_status(f"{self._download_note} Import cancelled; nothing was added".strip())
         else:
-            self.set_status(f"{self._download_note} Import of {os.path.basename(task.source)} failed: "
-                            f"{task.outcome.message}".strip(), error=True)
+            self.set_status(
+                f"{self._download_note} Import of {os.path.basename(task.source)} failed: "
+                f"{task.outcome.message}".strip(),
+                error=True,
+            )
         self._download_note = ""
         self.taskFinished.emit(task)
 
@@ -554,5 +650,5 @@ class ModelManagerDialog(QDialog):
             self.task.cancel()
 
     def reject(self):
-        self.cancel()        # a download keeps its part for a resume; an import drops its output
+        self.cancel()  # a download keeps its part for a resume; an import drops its output
         super().reject()

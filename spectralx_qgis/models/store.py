@@ -7,6 +7,7 @@ folder and the order a checkpoint's backbone is looked for in are the engine's t
 of breaking the listing. The backbone metadata key mirrors engine/backbone_io.py (checked by
 tests/test_model_store.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,12 +18,13 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .._vendor.spectralx.contract import card as model_card, errors, model_folder
+from .._vendor.spectralx.contract import card as model_card
+from .._vendor.spectralx.contract import errors, model_folder
 
-CARD_KEY = model_card.CARD_KEY               # the model card's key in the safetensors metadata
+CARD_KEY = model_card.CARD_KEY  # the model card's key in the safetensors metadata
 CARD_FORMAT = model_card.FORMAT_NAME
-BACKBONE_KEY = "spectralx_backbone"          # engine/backbone_io.py BACKBONE_META_KEY
-DIGEST_CACHE = ".spectralx-digests.json"     # sha256 per (path, size, mtime_ns), in the model folder
+BACKBONE_KEY = "spectralx_backbone"  # engine/backbone_io.py BACKBONE_META_KEY
+DIGEST_CACHE = ".spectralx-digests.json"  # sha256 per (path, size, mtime_ns), in the model folder
 RELEASE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 
@@ -53,11 +55,12 @@ def _reason(text: str) -> str:
         why = invalid.group(1)
         return (why if why.startswith("damaged") else f"damaged: {why}") + " (not a valid safetensors file)"
     if text.startswith("is truncated"):
-        return "truncated" + text[len("is truncated"):]
+        return "truncated" + text[len("is truncated") :]
     return "damaged: " + (text[3:] if text.startswith("is ") else text)
 
 
 # -- sha256, cached -------------------------------------------------------------------------------
+
 
 class DigestCache:
     """sha256 of files keyed by (absolute path, size, mtime_ns), kept in a small JSON file in the model
@@ -66,7 +69,7 @@ class DigestCache:
     def __init__(self, folder: Optional[str]):
         self.path = os.path.join(folder, DIGEST_CACHE) if folder else None
         self.entries: Dict[str, dict] = {}
-        self.hashed: List[str] = []          # files hashed (not found in the cache) since loading
+        self.hashed: List[str] = []  # files hashed (not found in the cache) since loading
         self._dirty = False
         if self.path and os.path.isfile(self.path):
             try:
@@ -75,14 +78,18 @@ class DigestCache:
                 if isinstance(data, dict):
                     self.entries = {k: v for k, v in data.items() if isinstance(v, dict)}
             except (OSError, ValueError):
-                self.entries = {}            # a damaged cache is rebuilt, never trusted
+                self.entries = {}  # a damaged cache is rebuilt, never trusted
 
     def sha256(self, path: str) -> str:
         path = os.path.abspath(path)
         st = os.stat(path)
         e = self.entries.get(path)
-        if e and e.get("size") == st.st_size and e.get("mtime_ns") == st.st_mtime_ns \
-                and isinstance(e.get("sha256"), str):
+        if (
+            e
+            and e.get("size") == st.st_size
+            and e.get("mtime_ns") == st.st_mtime_ns
+            and isinstance(e.get("sha256"), str)
+        ):
             return e["sha256"]
         digest = sha256_of(path)
         self.entries[path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
@@ -124,14 +131,16 @@ def sha256_of(path: str) -> str:
 
 # -- listing --------------------------------------------------------------------------------------
 
+
 @dataclass
 class ModelEntry:
     """One file of the model folder, as the manager's table shows it."""
+
     path: str
-    kind: str                               # checkpoint | backbone | release | unknown | damaged
+    kind: str  # checkpoint | backbone | release | unknown | damaged
     size: int
     name: str = ""
-    error: str = ""                          # why a damaged/unknown file cannot be used
+    error: str = ""  # why a damaged/unknown file cannot be used
     description: str = ""
     # checkpoints
     sensor: Optional[str] = None
@@ -142,11 +151,11 @@ class ModelEntry:
     stage: str = ""
     method: str = ""
     val_miou: Optional[float] = None
-    forest_miou: Optional[float] = None      # random-forest baseline on the same validation pixels
+    forest_miou: Optional[float] = None  # random-forest baseline on the same validation pixels
     backbone_file: str = ""
     backbone_expected_sha256: str = ""
-    backbone_path: Optional[str] = None      # where it was found (first existing candidate)
-    backbone_status: str = ""               # ok | missing | mismatch | none (a forest needs none)
+    backbone_path: Optional[str] = None  # where it was found (first existing candidate)
+    backbone_status: str = ""  # ok | missing | mismatch | none (a forest needs none)
     backbone_searched: List[str] = field(default_factory=list)
     # backbones
     family: str = ""
@@ -181,7 +190,7 @@ def sensor_text(sensor: Any, bands: Any) -> str:
     """The Sensor column: the sensor the model was trained with, else (a card that records none, such
     as the demo model's) what its bands cover, so the column is never empty for a checkpoint."""
     if isinstance(sensor, str) and sensor.strip():
-        sensor = sensor.strip()          # a preset, or a preset with a band list (`enmap:B1,B2,…`)
+        sensor = sensor.strip()  # a preset, or a preset with a band list (`enmap:B1,B2,…`)
         return sensor if len(sensor) <= 40 else sensor[:39] + "…"
     if not isinstance(bands, list) or not bands:
         return "bands unknown"
@@ -203,13 +212,19 @@ def _checkpoint_entry(e: ModelEntry, text: str, digests: Optional[DigestCache]) 
     arch = card.get("architecture") if isinstance(card.get("architecture"), dict) else {}
     training = card.get("training") if isinstance(card.get("training"), dict) else {}
     metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
-    forest = ((metrics.get("baselines") or {}).get("random_forest") or {}) \
-        if isinstance(metrics.get("baselines"), dict) else {}
+    forest = (
+        ((metrics.get("baselines") or {}).get("random_forest") or {})
+        if isinstance(metrics.get("baselines"), dict)
+        else {}
+    )
     bands = card.get("bands")
     classes = card.get("classes")
     e.bands = len(bands) if isinstance(bands, list) else None
-    e.classes = [str(c.get("name", c.get("value", "?"))) for c in classes if isinstance(c, dict)] \
-        if isinstance(classes, list) else []
+    e.classes = (
+        [str(c.get("name", c.get("value", "?"))) for c in classes if isinstance(c, dict)]
+        if isinstance(classes, list)
+        else []
+    )
     tile = card.get("tile_size", arch.get("img_size"))
     e.tile = int(tile) if _number(tile) is not None else None
     e.gsd_m = _number(card.get("gsd_m"))
@@ -220,7 +235,7 @@ def _checkpoint_entry(e: ModelEntry, text: str, digests: Optional[DigestCache]) 
     e.forest_miou = _number(forest.get("val_miou")) if isinstance(forest, dict) else None
     e.description = str(card.get("description") or "")
     ref = card.get("backbone") if isinstance(card.get("backbone"), dict) else {}
-    if arch.get("method") == "forest":       # a random-forest checkpoint: nothing to look for
+    if arch.get("method") == "forest":  # a random-forest checkpoint: nothing to look for
         e.backbone_status = "none"
         return
     e.backbone_file = os.path.basename(str(ref.get("file") or ""))
@@ -230,7 +245,7 @@ def _checkpoint_entry(e: ModelEntry, text: str, digests: Optional[DigestCache]) 
     if e.backbone_path is None:
         e.backbone_status = "missing"
     elif digests is None:
-        e.backbone_status = "ok"             # present; its digest is checked when the model loads
+        e.backbone_status = "ok"  # present; its digest is checked when the model loads
     else:
         try:
             same = digests.sha256(e.backbone_path) == e.backbone_expected_sha256
@@ -270,8 +285,9 @@ def describe_file(path: str, digests: Optional[DigestCache] = None) -> ModelEntr
         size = os.path.getsize(path)
     except OSError:
         size = 0
-    e = ModelEntry(path=os.path.abspath(path), kind="unknown", size=size,
-                   name=os.path.splitext(os.path.basename(path))[0])
+    e = ModelEntry(
+        path=os.path.abspath(path), kind="unknown", size=size, name=os.path.splitext(os.path.basename(path))[0]
+    )
     if path.lower().endswith(RELEASE_SUFFIXES):
         e.kind = "release"
         e.error = "a release file, not yet usable: import it (Add model or backbone…)"
@@ -289,8 +305,10 @@ def describe_file(path: str, digests: Optional[DigestCache] = None) -> ModelEntr
         e.kind = "backbone"
         _backbone_entry(e, str(meta[BACKBONE_KEY]), digests)
     else:
-        e.error = ("safetensors weights without SpectralX metadata (another tool's file or a release): "
-                   "import it as a backbone (Add model or backbone…)")
+        e.error = (
+            "safetensors weights without SpectralX metadata (another tool's file or a release): "
+            "import it as a backbone (Add model or backbone…)"
+        )
     return e
 
 
@@ -299,8 +317,11 @@ def _files(folder: str, suffixes) -> List[str]:
         names = sorted(os.listdir(folder))
     except OSError:
         return []
-    return [os.path.join(folder, n) for n in names
-            if not n.startswith(".") and n.lower().endswith(suffixes) and os.path.isfile(os.path.join(folder, n))]
+    return [
+        os.path.join(folder, n)
+        for n in names
+        if not n.startswith(".") and n.lower().endswith(suffixes) and os.path.isfile(os.path.join(folder, n))
+    ]
 
 
 def list_models(folder: Optional[str] = None, verify: bool = True) -> List[ModelEntry]:

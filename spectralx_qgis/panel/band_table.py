@@ -5,6 +5,7 @@ Every number here comes from the engine: `plan_bands` (the same function the CLI
 fills the table, `override_rows` applies a row chosen by hand (the engine's one quality formula), and
 a saved band map is the JSON `spectralx bands -o` writes.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,21 @@ from typing import Any, Dict, List, Optional
 from qgis.core import QgsApplication, QgsSettings
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                                 QLineEdit, QPushButton, QStyledItemDelegate, QTableWidget, QTableWidgetItem,
-                                 QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .._vendor.spectralx.contract import defaults, errors
 from ..setup import deps
@@ -29,6 +42,7 @@ def _bands():
     """The engine's band module (it reads rasters: imported on first use, after the dependency check)."""
     deps.require()
     from .._vendor.spectralx import bands
+
     return bands
 
 
@@ -36,7 +50,7 @@ def quality_color(q: Optional[float]) -> QColor:
     if q is None:
         return QColor("#dddddd")
     q = max(0.0, min(1.0, float(q)))
-    if q < 0.5:          # red -> amber -> green
+    if q < 0.5:  # red -> amber -> green
         return QColor.fromRgbF(0.95, 0.35 + 0.9 * q, 0.3, 1.0)
     return QColor.fromRgbF(0.95 - 1.2 * (q - 0.5), 0.8, 0.35, 1.0)
 
@@ -69,13 +83,13 @@ class BandTable(QWidget):
         self.raster_path = ""
         self.band_count = 0
         self.plan = None
-        self.loaded = None              # a BandMapping loaded from a file (replaces the automatic one)
+        self.loaded = None  # a BandMapping loaded from a file (replaces the automatic one)
         self.overrides: Dict[int, Optional[int]] = {}
         self._task = None
         self._generation = 0
         self._alive = True
         self._filling = False
-        self._user_sensor = False        # the analyst chose the sensor: never overwrite it with a guess
+        self._user_sensor = False  # the analyst chose the sensor: never overwrite it with a guess
         self._build()
 
     # ------------------------------------------------------------------ UI
@@ -87,14 +101,18 @@ class BandTable(QWidget):
         self.sensor_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.sensor_combo.setMinimumContentsLength(10)
         self.sensor_combo.addItem("From the file's metadata", FROM_FILE)
-        self.sensor_combo.setToolTip("The sensor that took this raster. Needed when the file carries no "
-                                     "wavelengths (every Landsat Level-1 file): its bands are then read "
-                                     "with that sensor's band centres and widths.")
+        self.sensor_combo.setToolTip(
+            "The sensor that took this raster. Needed when the file carries no "
+            "wavelengths (every Landsat Level-1 file): its bands are then read "
+            "with that sensor's band centres and widths."
+        )
         self.order_edit = QLineEdit()
         self.order_edit.setPlaceholderText("band order, e.g. B2,B3,B4")
-        self.order_edit.setToolTip("The raster's bands in file order, named as the sensor names them "
-                                   "(B2,B3,B4 is blue, green, red for Landsat 8/9). Pre-filled from the "
-                                   "band descriptions, or the sensor's usual layout for this band count.")
+        self.order_edit.setToolTip(
+            "The raster's bands in file order, named as the sensor names them "
+            "(B2,B3,B4 is blue, green, red for Landsat 8/9). Pre-filled from the "
+            "band descriptions, or the sensor's usual layout for this band count."
+        )
         row.addWidget(QLabel("Sensor"))
         row.addWidget(self.sensor_combo, 2)
         row.addWidget(self.order_edit, 1)
@@ -103,9 +121,11 @@ class BandTable(QWidget):
         self.table = QTableWidget(0, 5)
         self.table.setHorizontalHeaderLabels(["Model band", "λ nm", "Raster band", "Strategy", "Quality"])
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
-                                   | QAbstractItemView.EditTrigger.SelectedClicked
-                                   | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.table.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.SelectedClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
         self.table.setItemDelegateForColumn(2, BandSourceDelegate(self))
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -118,16 +138,19 @@ class BandTable(QWidget):
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.setMinimumHeight(120)
-        self.table.setToolTip("How each band the model expects is read from the raster. Double-click a "
-                              "'Raster band' cell to choose one by hand.")
+        self.table.setToolTip(
+            "How each band the model expects is read from the raster. Double-click a "
+            "'Raster band' cell to choose one by hand."
+        )
         lay.addWidget(self.table)
 
-        row = QVBoxLayout()             # one above the other: side by side they widen a 300 px panel
+        row = QVBoxLayout()  # one above the other: side by side they widen a 300 px panel
         self.load_button = QPushButton("Load band map…")
         self.load_button.setToolTip("Use a band map saved earlier (the JSON `spectralx bands -o` writes)")
         self.save_button = QPushButton("Save band map…")
-        self.save_button.setToolTip("Save this mapping as JSON, for the command line (--band-map) or "
-                                    "Processing (BAND_MAP)")
+        self.save_button.setToolTip(
+            "Save this mapping as JSON, for the command line (--band-map) or " "Processing (BAND_MAP)"
+        )
         row.setSpacing(2)
         row.addWidget(self.load_button, 0, Qt.AlignmentFlag.AlignLeft)
         row.addWidget(self.save_button, 0, Qt.AlignmentFlag.AlignLeft)
@@ -188,7 +211,7 @@ class BandTable(QWidget):
         names = [n.strip() for n in self.order_edit.text().split(",") if n.strip()]
         sensor, _ = bands.parse_sensor(key)
         if names and len(names) == count and all(sensor.band(n) for n in names):
-            return                       # the descriptions' order fits this sensor: keep it
+            return  # the descriptions' order fits this sensor: keep it
         self.order_edit.setText(bands.default_order(key, count) if count else "")
 
     def _order_edited(self):
@@ -241,7 +264,11 @@ class BandTable(QWidget):
             key, order = _bands().suggest_sensor(self.plan.raster_bands)
             if order:
                 self.order_edit.setText(order)
-            if key and self.plan.fallback is False and any(b.source.startswith("preset") for b in self.plan.raster_bands):
+            if (
+                key
+                and self.plan.fallback is False
+                and any(b.source.startswith("preset") for b in self.plan.raster_bands)
+            ):
                 i = self.sensor_combo.findData(key)
                 if i >= 0:
                     self.sensor_combo.setCurrentIndex(i)

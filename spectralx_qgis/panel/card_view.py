@@ -1,6 +1,7 @@
 """The model card as the panel shows it: what the model is, its classes and bands, and how good it is
 (validation metrics as values, whether anything was validated at all, and the random-forest baseline
 trained on the same pixels when the card has one)."""
+
 from __future__ import annotations
 
 import html
@@ -15,6 +16,7 @@ _METRICS = [("miou", "mIoU"), ("oa", "OA"), ("overall_accuracy", "OA"), ("kappa"
 def _translate(text: str) -> str:
     try:
         from .._vendor.spectralx.contract import errors
+
         return errors.for_qgis(Exception(text), "dock")
     except Exception:  # noqa: BLE001
         return text
@@ -22,7 +24,9 @@ def _translate(text: str) -> str:
 
 def _baseline(metrics: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The random-forest block: metrics["baselines"]["random_forest"] (spectralx.training.baseline)."""
-    found = (metrics.get("baselines") or {}).get("random_forest") if isinstance(metrics.get("baselines"), dict) else None
+    found = (
+        (metrics.get("baselines") or {}).get("random_forest") if isinstance(metrics.get("baselines"), dict) else None
+    )
     return found if isinstance(found, dict) else None
 
 
@@ -44,8 +48,9 @@ def metrics_html(card) -> str:
         lines.append("Validation" + e(where) + how + ": " + ", ".join(f"{lbl} <b>{v:.3f}</b>" for lbl, v in scores))
         per_class = metrics.get("per_class_iou")
         if isinstance(per_class, dict) and per_class:
-            items = ", ".join(f"{e(str(k))} {float(v):.2f}" for k, v in list(per_class.items())[:12]
-                              if isinstance(v, (int, float)))
+            items = ", ".join(
+                f"{e(str(k))} {float(v):.2f}" for k, v in list(per_class.items())[:12] if isinstance(v, (int, float))
+            )
             lines.append(f"<span style='color:#555'>IoU per class: {items}</span>")
     else:
         why = metrics.get("validation")
@@ -99,10 +104,13 @@ def fusion_html(metrics: Dict[str, Any]) -> str:
         return ""
     best = max(three, key=three.get)
     label = {"network": "network", "forest": "random forest", "fused": f"pool (forest weight {weight:g})"}
-    cells = ", ".join((f"<b>{label[k]} {three[k]:.3f}</b>" if k == best else f"{label[k]} {three[k]:.3f}")
-                      for k in ("network", "forest", "fused"))
+    cells = ", ".join(
+        (f"<b>{label[k]} {three[k]:.3f}</b>" if k == best else f"{label[k]} {three[k]:.3f}")
+        for k in ("network", "forest", "fused")
+    )
     what = {"network": "the network alone", "forest": "the random forest alone"}.get(
-        str(f.get("map")), f"the network pooled with the forest (forest weight {weight:g})")
+        str(f.get("map")), f"the network pooled with the forest (forest weight {weight:g})"
+    )
     return f"Validation mIoU of the three models: {cells}. <b>The map uses {html.escape(what)}</b>."
 
 
@@ -111,7 +119,7 @@ def card_html(card, path: str) -> str:
     parts = [f"<b>{e(os.path.basename(path))}</b>"]
     desc = card.description or ""
     if desc:
-        short = desc if len(desc) <= 140 else desc[:desc.rfind(" ", 0, 140)] + " …"
+        short = desc if len(desc) <= 140 else desc[: desc.rfind(" ", 0, 140)] + " …"
         parts.append(f"<br/><i>{e(short)}</i>")
     # how good it is, and which model makes the map, before what it is: visible without scrolling
     parts.append("<br/><b>Quality</b>: " + metrics_html(card) + "<br/>")
@@ -128,8 +136,10 @@ def card_html(card, path: str) -> str:
     for i, c in enumerate(card.classes):
         if i % per_row == 0:
             parts.append("<tr>")
-        parts.append(f"<td bgcolor='{e(c.color)}' width='12'>&nbsp;&nbsp;&nbsp;</td>"
-                     f"<td>&nbsp;{int(c.value)} {e(c.name)}&nbsp;&nbsp;</td>")
+        parts.append(
+            f"<td bgcolor='{e(c.color)}' width='12'>&nbsp;&nbsp;&nbsp;</td>"
+            f"<td>&nbsp;{int(c.value)} {e(c.name)}&nbsp;&nbsp;</td>"
+        )
         if i % per_row == per_row - 1 or i == len(card.classes) - 1:
             parts.append("</tr>")
     parts.append("</table>")
@@ -137,8 +147,10 @@ def card_html(card, path: str) -> str:
     names = ", ".join(b.name for b in card.bands[:3]) + (", …" if len(card.bands) > 3 else "")
     sensor = (card.training or {}).get("sensor")
     trained = f"; trained on {e(str(sensor))}" if sensor else ""
-    parts.append(f"<b>Expected bands</b>: {len(card.bands)}, {min(wl):.0f}–{max(wl):.0f} nm "
-                 f"<span style='color:#666'>({e(names)}){trained}</span>")
+    parts.append(
+        f"<b>Expected bands</b>: {len(card.bands)}, {min(wl):.0f}–{max(wl):.0f} nm "
+        f"<span style='color:#666'>({e(names)}){trained}</span>"
+    )
     parts.append(rounds_html(card))
     return "".join(parts)
 
@@ -152,11 +164,16 @@ def rounds_html(card) -> str:
     rounds = [r for r in ((card.training or {}).get("rounds") or []) if isinstance(r, dict)]
     if len(rounds) < 2:
         return ""
-    rows = "".join(f"<tr><td>{int(r.get('round', i + 1))}</td><td align='right'>{int(r.get('labelled_pixels') or 0)}</td>"
-                   f"<td>{_score(r.get('val_miou'))}</td><td>{_score(r.get('network_val_miou'))}</td>"
-                   f"<td>{_score(r.get('forest_val_miou'))}</td></tr>" for i, r in enumerate(rounds[-10:]))
-    return ("<br/><b>Rounds</b><table cellspacing='4' cellpadding='0'><tr><th>round</th><th>labelled px</th>"
-            f"<th>map mIoU</th><th>network</th><th>forest</th></tr>{rows}</table>")
+    rows = "".join(
+        f"<tr><td>{int(r.get('round', i + 1))}</td><td align='right'>{int(r.get('labelled_pixels') or 0)}</td>"
+        f"<td>{_score(r.get('val_miou'))}</td><td>{_score(r.get('network_val_miou'))}</td>"
+        f"<td>{_score(r.get('forest_val_miou'))}</td></tr>"
+        for i, r in enumerate(rounds[-10:])
+    )
+    return (
+        "<br/><b>Rounds</b><table cellspacing='4' cellpadding='0'><tr><th>round</th><th>labelled px</th>"
+        f"<th>map mIoU</th><th>network</th><th>forest</th></tr>{rows}</table>"
+    )
 
 
 class CardView(QTextBrowser):

@@ -1,6 +1,7 @@
 """The panel's checkpoint picker: the models it knows (the model folder first, then the bundled demo
 model and the recently used ones), the file dialog, and the model card of the selected checkpoint
 (read with the contract's torch-free reader, so it shows before PyTorch is installed)."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,8 @@ from qgis.core import QgsSettings
 from qgis.PyQt.QtCore import QObject, Qt
 from qgis.PyQt.QtWidgets import QFileDialog
 
-from .._vendor.spectralx.contract import card as model_card, defaults, errors
+from .._vendor.spectralx.contract import card as model_card
+from .._vendor.spectralx.contract import defaults, errors
 from ..models import store as model_store
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,8 +24,11 @@ def known_checkpoint_paths() -> List[str]:
     if isinstance(paths, str):
         paths = [paths]
     # what the model manager knows (the user model folder) first, then the bundled demo model
-    folders = [model_store.user_model_dir(), os.path.join(PLUGIN_DIR, "demo_models"),
-               os.path.join(os.path.dirname(PLUGIN_DIR), "resources", "models")]
+    folders = [
+        model_store.user_model_dir(),
+        os.path.join(PLUGIN_DIR, "demo_models"),
+        os.path.join(os.path.dirname(PLUGIN_DIR), "resources", "models"),
+    ]
     for folder in folders:
         if os.path.isdir(folder):
             paths += model_store.checkpoint_paths(folder)
@@ -62,7 +67,7 @@ class CheckpointPicker(QObject):
             self.combo.setCurrentIndex(max(self.combo.findData(current), 0))
         self.combo.blockSignals(False)
         if current and (not self.path() or self.dock.card is None):
-            self.changed()          # the file is gone (said through the card), or a stale error: read again
+            self.changed()  # the file is gone (said through the card), or a stale error: read again
 
     def _add(self, path: str) -> int:
         self.combo.addItem(os.path.basename(path), path)
@@ -70,8 +75,9 @@ class CheckpointPicker(QObject):
         return self.combo.count() - 1
 
     def browse(self):
-        path, _ = QFileDialog.getOpenFileName(self.dock, "Open a SpectralX checkpoint", "",
-                                              "SpectralX checkpoint (*.safetensors)")
+        path, _ = QFileDialog.getOpenFileName(
+            self.dock, "Open a SpectralX checkpoint", "", "SpectralX checkpoint (*.safetensors)"
+        )
         if path:
             self.select(path)
 

@@ -4,12 +4,23 @@ A text field is preferred, by the names analysts use for classes first; an ident
 never a class. A field whose value differs on every polygon of a layer with many polygons is an
 identifier, not a class: training on it would make every polygon its own class.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Optional
 
-CLASS_NAMES = ("class", "classname", "class_name", "label", "landcover", "land_cover", "lulc", "name",
-               "category", "type")
+CLASS_NAMES = (
+    "class",
+    "classname",
+    "class_name",
+    "label",
+    "landcover",
+    "land_cover",
+    "lulc",
+    "name",
+    "category",
+    "type",
+)
 ID_NAMES = ("fid", "id", "ogc_fid", "objectid", "gid", "pk", "uid")
 # with this many polygons or more, one value per polygon is an identifier (a few polygons, one per
 # class, is a normal first round)
@@ -18,7 +29,8 @@ UNIQUE_MIN_FEATURES = 8
 
 def _is_text(field) -> bool:
     from qgis.PyQt.QtCore import QVariant
-    return field.type() == QVariant.Type.String      # scoped: the same in Qt5 and Qt6
+
+    return field.type() == QVariant.Type.String  # scoped: the same in Qt5 and Qt6
 
 
 def default_class_field(fields) -> str:
@@ -47,6 +59,8 @@ def identifier_problem(field: str, values: Iterable, what: str, control: str) ->
         seen.add(v)
     unique = n >= 2 and len(seen) == n
     if unique and (field.lower() in ID_NAMES or n >= UNIQUE_MIN_FEATURES):
-        return (f"'{field}' has a different value on every one of the {n} polygons of {what}: it identifies "
-                f"polygons rather than classes; choose the field that holds the class names in {control}")
+        return (
+            f"'{field}' has a different value on every one of the {n} polygons of {what}: it identifies "
+            f"polygons rather than classes; choose the field that holds the class names in {control}"
+        )
     return None

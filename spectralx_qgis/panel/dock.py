@@ -4,6 +4,7 @@ active-layer pickers (layers.py), the header and dependency box (setup_actions.p
 (flows.py, through run_controller.RunController), the analyst's loop (dock_loop.py), reporting
 (dock_reporting.py) and the Draw area tool (maptool.py). The dock keeps the panel's state and the
 public methods the tests and the screenshot script drive."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,8 @@ from .setup_actions import SetupActions
 class SpectralXDock(QgsDockWidget):
     """The panel. Public methods are used by the tests and the screenshot script."""
 
-    runFinished = pyqtSignal(object)      # the finished task (its `outcome`: Done, Failed or Cancelled)
-    bandsReady = pyqtSignal()             # the band table has been filled
+    runFinished = pyqtSignal(object)  # the finished task (its `outcome`: Done, Failed or Cancelled)
+    bandsReady = pyqtSignal()  # the band table has been filled
     checkpointChanged = pyqtSignal(str)
 
     def __init__(self, iface, parent=None):
@@ -35,10 +36,10 @@ class SpectralXDock(QgsDockWidget):
         self.setObjectName("SpectralXDock")
         self.iface = iface
         self.canvas = iface.mapCanvas() if iface is not None else None
-        self.card = None                  # the selected checkpoint's model card (None: none readable)
+        self.card = None  # the selected checkpoint's model card (None: none readable)
         self.last_layers: List[Any] = []
-        self.last_bbox = None             # the area of the last segmentation (None: the whole layer)
-        self.start_note = ""              # said when a fine-tune does not start from the selected checkpoint
+        self.last_bbox = None  # the area of the last segmentation (None: the whole layer)
+        self.start_note = ""  # said when a fine-tune does not start from the selected checkpoint
         self.runs = RunController(self)
         dock_layout.build(self)
         self.checkpoints = CheckpointPicker(self)
@@ -86,7 +87,7 @@ class SpectralXDock(QgsDockWidget):
         if self.layer_combo.currentLayer() is layer:
             self.refresh_bands()
         else:
-            self.layer_combo.setLayer(layer)          # -> layer_changed
+            self.layer_combo.setLayer(layer)  # -> layer_changed
 
     def layer_changed(self, _layer):
         self.last_bbox = None
@@ -137,10 +138,12 @@ class SpectralXDock(QgsDockWidget):
 
     def suggest(self, n: Optional[int] = None):
         from . import dock_loop
+
         return dock_loop.suggest(self, n)
 
     def finetune_again(self):
         from . import dock_loop
+
         return dock_loop.finetune_again(self)
 
     def cancel(self):
@@ -150,8 +153,10 @@ class SpectralXDock(QgsDockWidget):
         self.bands.shutdown()
         self.runs.shutdown()
         self.layers.shutdown()
-        for signal, slot in ((self.layer_combo.layerChanged, self.layer_changed),
-                             (self.checkpoint_combo.currentIndexChanged, self.checkpoints.changed)):
+        for signal, slot in (
+            (self.layer_combo.layerChanged, self.layer_changed),
+            (self.checkpoint_combo.currentIndexChanged, self.checkpoints.changed),
+        ):
             try:
                 signal.disconnect(slot)
             except (TypeError, RuntimeError):

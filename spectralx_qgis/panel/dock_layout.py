@@ -2,14 +2,31 @@
 Model, Input and band mapping, Run, Fine-tune from polygons, and the progress row. Each builder puts its
 widgets on the dock as attributes (the dock, the tests and the screenshot script use them by name);
 `connect(dock)` wires the signals to the dock and its helpers."""
+
 from __future__ import annotations
 
 from qgis.core import QgsMapLayerProxyModel, QgsSettings
 from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox,
-                                 QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QScrollArea,
-                                 QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import icons
 from .._vendor.spectralx.contract import defaults, options
@@ -46,7 +63,7 @@ class WrappingLabel(QLabel):
     def setText(self, text):  # noqa: N802
         text = str(text)
         if "</" in text or text.lstrip().startswith("<"):
-            super().setText(text)         # rich text (the install guidance) wraps at its own spaces
+            super().setText(text)  # rich text (the install guidance) wraps at its own spaces
             return
         # a zero-width space after separators lets Qt break long paths and band lists
         super().setText(text.replace("/", "/\u200b").replace("_", "_\u200b").replace(",", ",\u200b"))
@@ -103,16 +120,23 @@ def build(dock) -> None:
 def header(dock) -> QHBoxLayout:
     """Models…, Install…, ?: reachable while the controls wait for dependencies."""
     top = QHBoxLayout()
-    dock.models_button = _tool_button("Models…", "The model manager: your checkpoints and backbones, add a "
-                                      "backbone, download known foundation models")
-    dock.setup_button = _tool_button("Install…", "Install or update the Python packages SpectralX needs "
-                                     "(for example the CUDA build of PyTorch) and check the GPU")
+    dock.models_button = _tool_button(
+        "Models…",
+        "The model manager: your checkpoints and backbones, add a " "backbone, download known foundation models",
+    )
+    dock.setup_button = _tool_button(
+        "Install…",
+        "Install or update the Python packages SpectralX needs "
+        "(for example the CUDA build of PyTorch) and check the GPU",
+    )
     dock.help_button = _tool_button("?", "Open the SpectralX documentation")
     top.addStretch(1)
     for button in (dock.models_button, dock.setup_button, dock.help_button):
         top.addWidget(button)
-    dock.install_deps_button = _button("Install dependencies…", "Install the pinned packages into a folder of "
-                                       "your QGIS profile, with a progress bar, and check the GPU")
+    dock.install_deps_button = _button(
+        "Install dependencies…",
+        "Install the pinned packages into a folder of " "your QGIS profile, with a progress bar, and check the GPU",
+    )
     dock.install_deps_button.hide()
     return top
 
@@ -128,7 +152,7 @@ def install_box(dock) -> QWidget:
     ib.addWidget(dock.guidance)
     manual = QHBoxLayout()
     dock.manual_command = QLineEdit()
-    dock.manual_command.setReadOnly(True)          # scrolls inside the field: never cut off or widening
+    dock.manual_command.setReadOnly(True)  # scrolls inside the field: never cut off or widening
     dock.manual_command.setToolTip("Manual fallback: run this in a terminal, then restart QGIS")
     dock.copy_command_button = _tool_button("Copy", "Copy the manual install command")
     manual.addWidget(QLabel("Manual:"))
@@ -153,8 +177,10 @@ def model_box(dock) -> QGroupBox:
     form.addRow("Checkpoint", row)
     dock.backbone_widget = QgsFileWidget()
     dock.backbone_widget.setFilter("Backbone (*.safetensors *.pth *.pt *.ckpt)")
-    dock.backbone_widget.setToolTip("The frozen foundation model the checkpoint adapts. Only needed when "
-                                    "it is not beside the checkpoint (its sha256 is checked).")
+    dock.backbone_widget.setToolTip(
+        "The frozen foundation model the checkpoint adapts. Only needed when "
+        "it is not beside the checkpoint (its sha256 is checked)."
+    )
     form.addRow("Backbone", dock.backbone_widget)
     dock.card_view = CardView()
     form.addRow(dock.card_view)
@@ -174,7 +200,7 @@ def input_box(dock) -> QGroupBox:
     v.addLayout(form)
     dock.bands = BandTable()
     v.addWidget(dock.bands)
-    dock.band_table = dock.bands.table       # the table widget itself (tests, screenshot)
+    dock.band_table = dock.bands.table  # the table widget itself (tests, screenshot)
     dock.band_status = dock.bands.status
     return box
 
@@ -187,9 +213,11 @@ def device_rows(dock, form: QFormLayout) -> None:
     dock.precision_combo = QComboBox()
     for key, label in PRECISIONS:
         dock.precision_combo.addItem(label, key)
-    dock.precision_combo.setToolTip("Automatic: bf16 on a CUDA GPU; on the CPU the int8 backbone for ViT-B and "
-                                    "larger models when it agreed with fp32 and ran faster on a test tile, fp32 "
-                                    "otherwise. The model card's accuracy was measured in float (fp32).")
+    dock.precision_combo.setToolTip(
+        "Automatic: bf16 on a CUDA GPU; on the CPU the int8 backbone for ViT-B and "
+        "larger models when it agreed with fp32 and ran faster on a test tile, fp32 "
+        "otherwise. The model card's accuracy was measured in float (fp32)."
+    )
     form.addRow("Precision", dock.precision_combo)
 
 
@@ -201,8 +229,10 @@ def run_box(dock) -> QGroupBox:
     dock.overlap_spin.setRange(0.0, defaults.OVERLAP_MAX)
     dock.overlap_spin.setSingleStep(0.05)
     dock.overlap_spin.setValue(defaults.OVERLAP)
-    dock.overlap_spin.setToolTip("Share of each tile that overlaps its neighbours; overlaps are blended, "
-                                 "so there are no seams. More overlap: smoother, slower.")
+    dock.overlap_spin.setToolTip(
+        "Share of each tile that overlaps its neighbours; overlaps are blended, "
+        "so there are no seams. More overlap: smoother, slower."
+    )
     form.addRow("Overlap", dock.overlap_spin)
     dock.batch_spin = QSpinBox()
     dock.batch_spin.setRange(1, defaults.BATCH_SIZE_MAX)
@@ -212,8 +242,7 @@ def run_box(dock) -> QGroupBox:
     dock.output_dir = QgsFileWidget()
     dock.output_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
     dock.output_dir.setFilePath(QgsSettings().value(defaults.SETTING_OUTPUT_DIR, defaults.default_output_dir()))
-    dock.output_dir.setToolTip("Class rasters are written here; fine-tuned models go to the model folder "
-                               "(Models…).")
+    dock.output_dir.setToolTip("Class rasters are written here; fine-tuned models go to the model folder " "(Models…).")
     form.addRow("Output folder", dock.output_dir)
     dock.vector_option = dock_reporting.VectorOption()
     form.addRow("Vector output (MMU)", dock.vector_option)
@@ -223,19 +252,24 @@ def run_box(dock) -> QGroupBox:
 
 def run_buttons(dock) -> QGridLayout:
     buttons = QGridLayout()
-    dock.segment_layer_button = _button("Segment layer", "Classify the whole raster layer in the background",
-                                        icons.icon())
-    dock.segment_view_button = _button("Segment current view", "Classify only the part of the raster shown on "
-                                       "the map")
+    dock.segment_layer_button = _button(
+        "Segment layer", "Classify the whole raster layer in the background", icons.icon()
+    )
+    dock.segment_view_button = _button(
+        "Segment current view", "Classify only the part of the raster shown on " "the map"
+    )
     dock.draw_button = _button("Draw area", "Drag a rectangle on the map: just that area is classified")
     dock.draw_button.setCheckable(True)
     # the two short buttons share a row, the long ones get their own (fits a 300 px panel)
     buttons.addWidget(dock.segment_layer_button, 0, 0)
     buttons.addWidget(dock.draw_button, 0, 1)
     buttons.addWidget(dock.segment_view_button, 1, 0, 1, 2)
-    dock.report_button = _button("Accuracy and area report…", "Accuracy and error-adjusted areas with 95 % "
-                                 "intervals from labelled reference points (Processing ▸ SpectralX ▸ Create "
-                                 "reference sample draws them); the report opens here")
+    dock.report_button = _button(
+        "Accuracy and area report…",
+        "Accuracy and error-adjusted areas with 95 % "
+        "intervals from labelled reference points (Processing ▸ SpectralX ▸ Create "
+        "reference sample draws them); the report opens here",
+    )
     buttons.addWidget(dock.report_button, 2, 0, 1, 2)
     return buttons
 
@@ -258,9 +292,12 @@ def finetune_box(dock) -> QGroupBox:
     dock.steps_spin.setToolTip("Training steps. The best model on the held-out polygons is kept.")
     form.addRow("Steps", dock.steps_spin)
     method_rows(dock, form)
-    dock.finetune_button = _button("Fine-tune from polygons", "Train a new model for this raster from the "
-                                   "polygons; it is selected when done. Starts from the chosen checkpoint, or "
-                                   "from the backbone alone when none is chosen.")
+    dock.finetune_button = _button(
+        "Fine-tune from polygons",
+        "Train a new model for this raster from the "
+        "polygons; it is selected when done. Starts from the chosen checkpoint, or "
+        "from the backbone alone when none is chosen.",
+    )
     form.addRow(dock.finetune_button)
     loop_rows(dock, form)
     return box
@@ -270,20 +307,29 @@ def method_rows(dock, form: QFormLayout) -> None:
     dock.method_combo = QComboBox()
     dock.method_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     dock.method_combo.setMinimumContentsLength(12)
-    for key, label in (("spectralx", "SpectralX"), ("lora", "LoRA (baseline)"), ("slr", "SLR (baseline)"),
-                       ("full", "Full fine-tune (baseline)"), ("forest", "Random forest (no network)")):
+    for key, label in (
+        ("spectralx", "SpectralX"),
+        ("lora", "LoRA (baseline)"),
+        ("slr", "SLR (baseline)"),
+        ("full", "Full fine-tune (baseline)"),
+        ("forest", "Random forest (no network)"),
+    ):
         dock.method_combo.addItem(label, key)
-    dock.method_combo.setToolTip("SpectralX trains small adapters on the frozen backbone. LoRA, SLR and full "
-                                 "fine-tuning are baselines for comparison; Random forest trains the "
-                                 "per-pixel forest alone (no backbone needed). Every new model is also "
-                                 "compared with a random forest on the same pixels (shown in its card).")
+    dock.method_combo.setToolTip(
+        "SpectralX trains small adapters on the frozen backbone. LoRA, SLR and full "
+        "fine-tuning are baselines for comparison; Random forest trains the "
+        "per-pixel forest alone (no backbone needed). Every new model is also "
+        "compared with a random forest on the same pixels (shown in its card)."
+    )
     form.addRow("Method", dock.method_combo)
     dock.fuse_check = QCheckBox("Pool with a random forest")
     dock.fuse_check.setChecked(defaults.training_default("finetune", "fuse") != "none")
-    dock.fuse_check.setToolTip("Combine the network's class probabilities with a random forest trained on "
-                               "the same pixels. The forest's weight (0 = network alone, 1 = forest alone) "
-                               "is chosen on the held-out polygons; the card shows all three scores and "
-                               "which model makes the map.")
+    dock.fuse_check.setToolTip(
+        "Combine the network's class probabilities with a random forest trained on "
+        "the same pixels. The forest's weight (0 = network alone, 1 = forest alone) "
+        "is chosen on the held-out polygons; the card shows all three scores and "
+        "which model makes the map."
+    )
     form.addRow(dock.fuse_check)
 
 
@@ -293,13 +339,19 @@ def loop_rows(dock, form: QFormLayout) -> None:
     dock.suggest_spin.setRange(1, 1000)
     dock.suggest_spin.setValue(20)
     dock.suggest_spin.setToolTip("How many places to suggest")
-    dock.suggest_button = _button("Suggest where to label", "Adds a point layer of places where a new label "
-                                  "helps most: the model is unsure there, or its network and forest disagree; "
-                                  "spread over the area and the classes. Uses the area of the last "
-                                  "segmentation, else the layer.")
-    dock.again_button = _button("Fine-tune again", "The next round: continues from the selected fine-tuned "
-                                "model with every polygon of the layer (old and new); the card keeps each "
-                                "round's scores")
+    dock.suggest_button = _button(
+        "Suggest where to label",
+        "Adds a point layer of places where a new label "
+        "helps most: the model is unsure there, or its network and forest disagree; "
+        "spread over the area and the classes. Uses the area of the last "
+        "segmentation, else the layer.",
+    )
+    dock.again_button = _button(
+        "Fine-tune again",
+        "The next round: continues from the selected fine-tuned "
+        "model with every polygon of the layer (old and new); the card keeps each "
+        "round's scores",
+    )
     form.addRow("Places to suggest", dock.suggest_spin)
     form.addRow(dock.suggest_button)
     form.addRow(dock.again_button)

@@ -1,6 +1,7 @@
 """The panel's reporting parts, kept out of dock.py: the *Vector output (MMU)* option (polygons of each
 segmentation, made in the background after it and loaded styled), and the accuracy and area report
 (the Processing dialog, then the HTML report opened inside QGIS)."""
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,11 @@ class VectorOption(QWidget):
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         self.check = QCheckBox("Polygons, MMU")
-        self.check.setToolTip("Also write the classes as polygons (GeoPackage beside the class raster), regions "
-                              "smaller than the minimum mapping unit merged into their largest neighbour; each "
-                              "polygon gets its class, area (ha) and mean confidence")
+        self.check.setToolTip(
+            "Also write the classes as polygons (GeoPackage beside the class raster), regions "
+            "smaller than the minimum mapping unit merged into their largest neighbour; each "
+            "polygon gets its class, area (ha) and mean confidence"
+        )
         self.mmu_edit = QLineEdit(DEFAULT_MMU)
         self.mmu_edit.setToolTip("Minimum mapping unit: 0.5ha, 5000m2 or 12px")
         self.mmu_edit.setEnabled(False)
@@ -42,21 +45,23 @@ class VectorOption(QWidget):
 
 
 class VectorizeTask(EngineTask):
-    def __init__(self, classes: str, output: str, mmu: Optional[str], confidence: Optional[str] = None,
-                 callback=None):
+    def __init__(self, classes: str, output: str, mmu: Optional[str], confidence: Optional[str] = None, callback=None):
         super().__init__(f"SpectralX: polygons of {os.path.basename(classes)}", callback)
         self.classes, self.output, self.mmu, self.confidence = classes, output, mmu, confidence
         self.outputs = [output]
 
     def work(self, progress):
         from .._vendor.spectralx import vectorize
-        return vectorize.vectorize(self.classes, self.output, mmu=self.mmu, confidence=self.confidence,
-                                   progress=progress)
+
+        return vectorize.vectorize(
+            self.classes, self.output, mmu=self.mmu, confidence=self.confidence, progress=progress
+        )
 
 
 def load_polygons(path: str, name: str) -> QgsVectorLayer:
     """The polygons in the SpectralX group, with the style stored in the GeoPackage (class colours)."""
     from .._vendor.spectralx import vectorize
+
     layer = QgsVectorLayer(f"{path}|layername={vectorize.LAYER}", name, "ogr")
     if not layer.isValid():
         raise RuntimeError(f"could not load the polygons {path}")
@@ -84,12 +89,14 @@ def vectorize_after(dock, task, name: str):
     def start():
         try:
             from .._vendor.spectralx import class_raster, vectorize
+
             vectorize.threshold_pixels(option.mmu() or "1px", class_raster.describe(out).pixel_area_ha)
         except Exception as exc:  # noqa: BLE001  (an MMU below a pixel, a unit typo: one line)
             dock._message(f"Polygons not made: {exc}", Qgis.Warning)
             return
         started.append(dock.runs.start(VectorizeTask(out, gpkg, option.mmu(), conf), done))
-    QTimer.singleShot(0, start)      # after the segmentation's own end-of-run signals
+
+    QTimer.singleShot(0, start)  # after the segmentation's own end-of-run signals
     return started
 
 
@@ -111,6 +118,7 @@ def run_report(dock) -> Optional[QDialog]:
     """The Processing dialog of *Accuracy and area report* (the last class raster preselected); when it
     has run, its HTML report opens in QGIS."""
     import processing
+
     params = {}
     last = [lyr for lyr in (getattr(dock, "last_layers", None) or []) if lyr.providerType() == "gdal"]
     if last:

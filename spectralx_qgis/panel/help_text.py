@@ -64,6 +64,7 @@ def help_url():
     import tempfile
 
     from qgis.PyQt.QtCore import QUrl
+
     path = os.path.join(tempfile.gettempdir(), "spectralx_qgis_help.html")
     if not os.path.isfile(path) or open(path, encoding="utf-8").read() != HELP_HTML:
         with open(path, "w", encoding="utf-8") as f:

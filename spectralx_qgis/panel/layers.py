@@ -1,6 +1,7 @@
 """The panel's layer pickers follow the analyst: they start on the layer selected in QGIS (raster and
 polygons) or, when empty, on the project's first layer of each kind; the class field is chosen by the
 names analysts use for classes (class_field.py)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -35,8 +36,11 @@ class ActiveLayers(QObject):
         dock = self.dock
         if isinstance(layer, QgsRasterLayer) and dock.layer_combo.currentLayer() is None:
             dock.set_layer(layer)
-        elif isinstance(layer, QgsVectorLayer) and dock.polygon_combo.currentLayer() is None and \
-                layer.geometryType() == QgsWkbTypes.GeometryType.PolygonGeometry:
+        elif (
+            isinstance(layer, QgsVectorLayer)
+            and dock.polygon_combo.currentLayer() is None
+            and layer.geometryType() == QgsWkbTypes.GeometryType.PolygonGeometry
+        ):
             dock.polygon_combo.setLayer(layer)
 
     def preselect(self, project: Optional[QgsProject] = None):
@@ -51,8 +55,7 @@ class ActiveLayers(QObject):
 
     def polygons_changed(self, layer):
         self.dock.field_combo.setLayer(layer)
-        self.dock.field_combo.setField(default_class_field(layer.fields()) if isinstance(layer, QgsVectorLayer)
-                                       else "")
+        self.dock.field_combo.setField(default_class_field(layer.fields()) if isinstance(layer, QgsVectorLayer) else "")
 
     def shutdown(self):
         if self.dock.iface is not None:

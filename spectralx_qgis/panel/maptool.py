@@ -1,4 +1,5 @@
 """Map tool: drag a rectangle on the canvas; emits it in the target layer's CRS."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -65,8 +66,12 @@ class RectangleMapTool(QgsMapTool):
 
     def _show(self, rect: QgsRectangle):
         self._band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
-        for x, y in ((rect.xMinimum(), rect.yMinimum()), (rect.xMaximum(), rect.yMinimum()),
-                     (rect.xMaximum(), rect.yMaximum()), (rect.xMinimum(), rect.yMaximum())):
+        for x, y in (
+            (rect.xMinimum(), rect.yMinimum()),
+            (rect.xMaximum(), rect.yMinimum()),
+            (rect.xMaximum(), rect.yMaximum()),
+            (rect.xMinimum(), rect.yMaximum()),
+        ):
             self._band.addPoint(QgsPointXY(x, y), False)
         self._band.closePoints(True)
         self._band.show()

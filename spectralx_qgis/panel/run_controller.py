@@ -1,5 +1,6 @@
 """Runs for the panel: owns the running task, output and layer names, progress, cancel and the
 messages an analyst reads. The dock hands it typed requests; it hands back finished tasks."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -43,7 +44,7 @@ class RunController(QObject):
     progress = pyqtSignal(int)
     status = pyqtSignal(str)
     finished = pyqtSignal(object)
-    message = pyqtSignal(str, object)       # text, Qgis message level (for the message bar)
+    message = pyqtSignal(str, object)  # text, Qgis message level (for the message bar)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -71,8 +72,10 @@ class RunController(QObject):
         try:
             os.makedirs(models, exist_ok=True)
         except OSError as exc:
-            raise RuntimeError(f"cannot write to the model folder {models} ({exc.strerror or exc}): make it "
-                               "writable, or set SPECTRALX_MODELS to a writable folder and restart QGIS") from None
+            raise RuntimeError(
+                f"cannot write to the model folder {models} ({exc.strerror or exc}): make it "
+                "writable, or set SPECTRALX_MODELS to a writable folder and restart QGIS"
+            ) from None
         root = slug(raster_name)[:24] if raster_name else slug(model_name(base_checkpoint))[:24]
         stem = f"{root}_r{max(1, int(round_no))}_{self.stamp()[:13]}"
         path, n = os.path.join(models, stem + ".safetensors"), 2
@@ -92,11 +95,11 @@ class RunController(QObject):
         self.task = task
         self.progress.emit(0)
         self.status.emit(task.description() + " …")
-        task.progressChanged.connect(self._on_progress)    # queued: the task reports from its thread
+        task.progressChanged.connect(self._on_progress)  # queued: the task reports from its thread
         task.message.connect(self.status)
 
         def done(t):
-            if not self.alive:           # the panel was closed while the task ran
+            if not self.alive:  # the panel was closed while the task ran
                 return
             self.task = None
             outcome = t.outcome
@@ -128,10 +131,11 @@ class RunController(QObject):
 
     def load_segmentation(self, task, name: str, classes):
         """Styled class (+ confidence) layers in the SpectralX group, named after layer and model."""
-        res = task.outcome.value                        # the engine's SegmentResult
+        res = task.outcome.value  # the engine's SegmentResult
         layers = styling.load_results(res.output, res.classes or classes, res.confidence, name=name)
-        self.message.emit(f"Segmented into {res.output}" + (f" in {res.seconds:.1f} s" if res.seconds else ""),
-                          Qgis.Success)
+        self.message.emit(
+            f"Segmented into {res.output}" + (f" in {res.seconds:.1f} s" if res.seconds else ""), Qgis.Success
+        )
         return layers
 
     def shutdown(self):

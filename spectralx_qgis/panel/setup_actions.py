@@ -1,5 +1,6 @@
 """The panel's header and setup side: the missing-dependencies box (guidance, installer, manual command),
 the installer, model manager and help windows, the device list and the output folder setting."""
+
 from __future__ import annotations
 
 from qgis.core import Qgis, QgsSettings
@@ -39,6 +40,7 @@ class SetupActions(QObject):
         dock.controls.setEnabled(True)
         self.fill_devices()
         from .._vendor.spectralx import bands
+
         dock.bands.fill_sensors(bands.list_sensors())
         dock.checkpoints.reload()
         return True
@@ -48,6 +50,7 @@ class SetupActions(QObject):
         combo.clear()
         try:
             from .._vendor.spectralx import devices
+
             available = devices.available_devices()
         except Exception as exc:  # noqa: BLE001
             available = [("cpu", "CPU")]
@@ -63,6 +66,7 @@ class SetupActions(QObject):
     def open_installer(self):
         """The dependency installer's dialog (non-modal: QGIS stays usable while it installs)."""
         from ..setup.install_dialog import InstallDialog
+
         if self.install_dialog is None:
             self.install_dialog = InstallDialog(self.dock)
             self.install_dialog.installed.connect(self.installed)
@@ -79,6 +83,7 @@ class SetupActions(QObject):
     def open_model_manager(self):
         """The model manager: models in the user folder, backbone import, known releases."""
         from ..models.manager import ModelManagerDialog
+
         if self.model_dialog is None:
             self.model_dialog = ModelManagerDialog(self.dock)
             self.model_dialog.modelsChanged.connect(self.dock.checkpoints.reload)
@@ -89,6 +94,7 @@ class SetupActions(QObject):
     def open_help(self):
         """The help in a QGIS window (a system browser may not exist, or not open from QGIS)."""
         from .help_text import HELP_HTML
+
         if self.help_dialog is None:
             self.help_dialog = QDialog(self.dock)
             self.help_dialog.setWindowTitle("SpectralX help")

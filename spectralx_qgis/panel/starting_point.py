@@ -5,6 +5,7 @@ since the analyst asked for a new model for this raster and the checkpoint was o
 No hashing here (this runs on the UI thread; a ViT-L backbone is 1.2 GB): the engine verifies the
 backbone's sha256 when it loads it.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,12 +25,13 @@ class Start:
     backbone: Optional[str]
     band_map: Any
     sensor: Optional[str]
-    note: str = ""                 # said to the analyst when the start is not the selected checkpoint
+    note: str = ""  # said to the analyst when the start is not the selected checkpoint
 
 
 def cannot_read(error) -> bool:
     """A band-plan error that no band mapping fixes: the raster does not cover the model's spectrum."""
     from .._vendor.spectralx import bands
+
     return isinstance(error, bands.ModelDoesNotFit)
 
 
@@ -42,6 +44,7 @@ def find_backbone(card, checkpoint: str) -> Optional[str]:
         if os.path.isfile(path):
             return path
     from qgis.core import QgsSettings
+
     known = QgsSettings().value(defaults.backbone_setting(card.backbone.sha256), "")
     return known if known and os.path.isfile(known) else None
 
@@ -51,8 +54,15 @@ def from_backbone(card, checkpoint: str, explicit_backbone: str, sensor: Optiona
     name = os.path.basename(checkpoint)
     backbone = explicit_backbone or find_backbone(card, checkpoint)
     if not backbone:
-        raise StartError(f"The checkpoint {name} cannot read this raster ({reason}) and its backbone was not "
-                         "found: choose a backbone file under Model ▸ Backbone, or Method ▸ Random forest")
-    return Start(None, backbone, None, sensor,
-                 f"{name} cannot read this raster ({reason}): the new model starts from its backbone "
-                 f"{os.path.basename(backbone)} instead (the checkpoint is not changed).")
+        raise StartError(
+            f"The checkpoint {name} cannot read this raster ({reason}) and its backbone was not "
+            "found: choose a backbone file under Model ▸ Backbone, or Method ▸ Random forest"
+        )
+    return Start(
+        None,
+        backbone,
+        None,
+        sensor,
+        f"{name} cannot read this raster ({reason}): the new model starts from its backbone "
+        f"{os.path.basename(backbone)} instead (the checkpoint is not changed).",
+    )

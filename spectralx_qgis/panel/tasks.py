@@ -6,6 +6,7 @@ How a run ended is one typed value, `task.outcome` (outcomes.py): `Done(value)` 
 (a SegmentResult, a FinetuneResult, …), `Failed(message)` with the one line the analyst reads (plus the
 traceback for the log when it was a bug), or `Cancelled()`.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,7 @@ class EngineTask(QgsTask):
         super().__init__(description, QgsTask.CanCancel)
         self.callback = callback
         self.outcome: Optional[Outcome] = None
-        self.outputs: List[Optional[str]] = []   # files this run creates (removed unless it is Done)
+        self.outputs: List[Optional[str]] = []  # files this run creates (removed unless it is Done)
 
     def work(self, progress):  # pragma: no cover
         raise NotImplementedError
@@ -93,6 +94,7 @@ class SegmentTask(EngineTask):
 
     def work(self, progress):
         from .._vendor.spectralx import inference
+
         args, kwargs = self.request.engine_args()
         return inference.segment(*args, progress=progress, **kwargs)
 
@@ -108,6 +110,7 @@ class FinetuneTask(EngineTask):
 
     def work(self, progress):
         from .._vendor.spectralx import training
+
         args, kwargs = self.request.engine_args()
         return training.finetune(*args, progress=progress, **kwargs)
 
@@ -134,6 +137,7 @@ class BandTask(QgsTask):
         try:
             deps.require()
             from .._vendor.spectralx import bands
+
             self.outcome = Done(bands.plan_bands(self.path, self.card, self.sensor))
         except Exception as exc:  # noqa: BLE001  (engine errors are one line; shown in the panel)
             self.outcome = Failed(errors.for_qgis(exc, "dock"))

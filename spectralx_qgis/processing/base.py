@@ -5,15 +5,23 @@ Each algorithm only translates QGIS parameters into engine arguments, bridges pr
 engine errors into a QgsProcessingException with the engine's one-line message. If torch, rasterio,
 safetensors or the engine are missing, every algorithm reports the dependency guidance.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from typing import Any, Dict
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingLayerPostProcessorInterface,
-                       QgsProcessingParameterEnum, QgsProcessingParameterFile, QgsProcessingParameterNumber,
-                       QgsProcessingParameterString, QgsRasterLayer)
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsRasterLayer,
+)
 from qgis.PyQt.QtCore import QCoreApplication
 
 from .. import icons
@@ -27,15 +35,16 @@ P_CHECKPOINT = "CHECKPOINT"
 P_BACKBONE = "BACKBONE"
 P_STEPS = "STEPS"
 
-DEVICES = [("auto", "Automatic (best available)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"),
-           ("mps", "Apple GPU (MPS)")]
+DEVICES = [("auto", "Automatic (best available)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"), ("mps", "Apple GPU (MPS)")]
 
-SENSOR_HELP = ("For rasters without wavelength metadata (every Landsat Level-1 file): the sensor and the "
-               "raster's band order, as the command line's --sensor takes it, e.g. landsat8:B2,B3,B4 or "
-               "sentinel2:B2,B3,B4,B8. Sensors: sentinel2 (sentinel2a, sentinel2b), landsat8, landsat9, "
-               "landsat7 (ETM+), landsat5 (TM), enmap, rgbn (generic red/green/blue/NIR camera). Without "
-               "a band order the sensor's usual layout for the raster's band count is assumed. Empty: "
-               "wavelengths from the file's metadata.")
+SENSOR_HELP = (
+    "For rasters without wavelength metadata (every Landsat Level-1 file): the sensor and the "
+    "raster's band order, as the command line's --sensor takes it, e.g. landsat8:B2,B3,B4 or "
+    "sentinel2:B2,B3,B4,B8. Sensors: sentinel2 (sentinel2a, sentinel2b), landsat8, landsat9, "
+    "landsat7 (ETM+), landsat5 (TM), enmap, rgbn (generic red/green/blue/NIR camera). Without "
+    "a band order the sensor's usual layout for the raster's band count is assumed. Empty: "
+    "wavelengths from the file's metadata."
+)
 
 
 def tr(text: str) -> str:
@@ -48,8 +57,11 @@ def raster_path(layer: QgsRasterLayer) -> str:
         raise QgsProcessingException(tr("no raster layer given"))
     if layer.providerType() != "gdal":
         raise QgsProcessingException(
-            tr(f"layer '{layer.name()}' comes from the '{layer.providerType()}' provider; SpectralX reads "
-               "raster files (GDAL): save or export the layer to a GeoTIFF first"))
+            tr(
+                f"layer '{layer.name()}' comes from the '{layer.providerType()}' provider; SpectralX reads "
+                "raster files (GDAL): save or export the layer to a GeoTIFF first"
+            )
+        )
     return layer.source().split("|")[0]
 
 
@@ -76,6 +88,7 @@ def drop_unnamed_layers(context) -> None:
 
 class ClassLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
     """Applies the paletted class renderer when Processing loads the output layer."""
+
     _alive = []  # post-processors must outlive the algorithm instance
 
     def __init__(self, classes, confidence: bool = False):
@@ -85,6 +98,7 @@ class ClassLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):
         from .. import styling
+
         if isinstance(layer, QgsRasterLayer):
             if self.confidence:
                 styling.style_confidence_layer(layer)
@@ -101,6 +115,7 @@ class ClassLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
 
 class SpectralXAlgorithm(QgsProcessingAlgorithm):
     """Common parts: ids, group, icon, dependency and error handling."""
+
     _name = ""
     _display = ""
     _help = ""
@@ -122,7 +137,7 @@ class SpectralXAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self):
         text = tr(self._help)
-        if deps.probably_missing():         # no torch import just to show help
+        if deps.probably_missing():  # no torch import just to show help
             text += "\n\n" + deps.guidance()
         return text
 
@@ -163,8 +178,7 @@ class SpectralXAlgorithm(QgsProcessingAlgorithm):
         return DEVICES[self.parameterAsEnum(parameters, P_DEVICE, context)][0]
 
     def _device_param(self):
-        p = QgsProcessingParameterEnum(P_DEVICE, tr("Device"), options=[d[1] for d in DEVICES],
-                                       defaultValue=0)
+        p = QgsProcessingParameterEnum(P_DEVICE, tr("Device"), options=[d[1] for d in DEVICES], defaultValue=0)
         p.setHelp(tr("Where the network runs; Automatic picks CUDA, then MPS, then CPU."))
         return p
 
@@ -178,8 +192,7 @@ class SpectralXAlgorithm(QgsProcessingAlgorithm):
         return self.parameterAsDouble(parameters, name, context)
 
     def _sensor_param(self):
-        p = QgsProcessingParameterString(P_SENSOR, tr("Sensor and band order (e.g. landsat8:B2,B3,B4)"),
-                                         optional=True)
+        p = QgsProcessingParameterString(P_SENSOR, tr("Sensor and band order (e.g. landsat8:B2,B3,B4)"), optional=True)
         p.setHelp(tr(SENSOR_HELP))
         return p
 
@@ -190,21 +203,41 @@ class SpectralXAlgorithm(QgsProcessingAlgorithm):
             return None
         deps.require()
         from .._vendor.spectralx import bands
-        bands.parse_sensor(value)      # unknown sensor/band: one clear line
+
+        bands.parse_sensor(value)  # unknown sensor/band: one clear line
         return value
 
 
 def add_starting_point_parameters(alg) -> None:
     """CHECKPOINT / BACKBONE / STEPS / SENSOR, shared by the two training algorithms."""
-    alg.addParameter(QgsProcessingParameterFile(
-            P_CHECKPOINT, tr("Start from checkpoint"), behavior=QgsProcessingParameterFile.File,
-            optional=True, fileFilter="SpectralX checkpoint (*.safetensors)"))
-    alg.addParameter(QgsProcessingParameterFile(
-            P_BACKBONE, tr("Backbone file"), behavior=QgsProcessingParameterFile.File, optional=True,
-            fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)"))
-    alg.addParameter(QgsProcessingParameterNumber(
-            P_STEPS, tr("Training steps"), type=QgsProcessingParameterNumber.Integer,
-            defaultValue=defaults.training_default(alg.name(), "steps"), minValue=1, maxValue=defaults.STEPS_MAX))
+    alg.addParameter(
+        QgsProcessingParameterFile(
+            P_CHECKPOINT,
+            tr("Start from checkpoint"),
+            behavior=QgsProcessingParameterFile.File,
+            optional=True,
+            fileFilter="SpectralX checkpoint (*.safetensors)",
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterFile(
+            P_BACKBONE,
+            tr("Backbone file"),
+            behavior=QgsProcessingParameterFile.File,
+            optional=True,
+            fileFilter="Backbone (*.safetensors *.pth *.pt *.ckpt)",
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterNumber(
+            P_STEPS,
+            tr("Training steps"),
+            type=QgsProcessingParameterNumber.Integer,
+            defaultValue=defaults.training_default(alg.name(), "steps"),
+            minValue=1,
+            maxValue=defaults.STEPS_MAX,
+        )
+    )
     alg.addParameter(alg._sensor_param())
 
 
@@ -212,6 +245,7 @@ def json_default(obj):
     """json.dumps' fallback for numpy scalars and arrays in engine metrics."""
     try:
         import numpy as np
+
         if isinstance(obj, np.generic):
             return obj.item()
         if isinstance(obj, np.ndarray):

@@ -1,4 +1,5 @@
 """The `spectralx` Processing provider."""
+
 from __future__ import annotations
 
 from qgis.core import QgsProcessingProvider
@@ -51,5 +52,7 @@ class SpectralXProvider(QgsProcessingProvider):
         missing = deps.probably_missing()
         if not missing:
             return ""
-        return (f"SpectralX needs {', '.join(missing)} in QGIS's Python: run SpectralX ▸ Setup ▸ "
-                "Install dependencies (or the panel's Install dependencies button)")
+        return (
+            f"SpectralX needs {', '.join(missing)} in QGIS's Python: run SpectralX ▸ Setup ▸ "
+            "Install dependencies (or the panel's Install dependencies button)"
+        )

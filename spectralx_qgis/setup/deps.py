@@ -11,6 +11,7 @@ copy bundled by `make package` when present, else the installed `spectralx` pack
 `_vendor/__init__.py`). Plugin modules import engine modules that need torch inside functions, after
 `require()`, which raises MissingDependencies with the guidance.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,7 +24,8 @@ from . import requirements
 
 # (import name, pip requirement, what it is for): numpy always comes from QGIS; the rest is the pinned list
 REQUIREMENTS: List[Tuple[str, str, str]] = [("numpy", "numpy", "arrays (QGIS's own)")] + [
-    (r.import_name, r.line, r.why) for r in requirements.load()]
+    (r.import_name, r.line, r.why) for r in requirements.load()
+]
 
 _state: Dict[str, object] = {}
 
@@ -44,7 +46,7 @@ def check(refresh: bool = False) -> Dict[str, str]:
     """Return {package: reason} for every dependency (and the engine) that cannot be imported."""
     if refresh:
         _state.clear()
-        importlib.invalidate_caches()       # a folder the installer just filled is seen now
+        importlib.invalidate_caches()  # a folder the installer just filled is seen now
     if "missing" not in _state:
         missing: Dict[str, str] = {}
         for mod, _pip, _why in REQUIREMENTS:
@@ -70,6 +72,7 @@ def probably_missing() -> List[str]:
     if "missing" in _state:
         return sorted(_state["missing"])  # type: ignore[arg-type]
     import importlib.util
+
     out = []
     for mod, _pip, _why in REQUIREMENTS:
         try:
@@ -85,6 +88,7 @@ def qgis_python() -> str:
     `pythonX.Y` when none is found (the guidance then says so)."""
     if "python" not in _state:
         from . import python_finder
+
         try:
             _state["python"] = python_finder.find().path
         except Exception:  # noqa: BLE001  (InstallError: none found)
@@ -114,6 +118,7 @@ def install_command() -> str:
     keep = ""
     try:  # keep QGIS's own numpy: GDAL's and QGIS's bindings are built against it
         import numpy
+
         keep = f" numpy=={numpy.__version__}"
     except Exception:  # noqa: BLE001
         pass
@@ -131,20 +136,26 @@ def guidance(html: bool = False, command: bool = True) -> str:
     missing = check()
     if not missing:
         return ""
-    lines = ["SpectralX cannot run yet: Python packages are missing from QGIS's Python "
-             f"({qgis_python()}, Python {sys.version.split()[0]})."]
+    lines = [
+        "SpectralX cannot run yet: Python packages are missing from QGIS's Python "
+        f"({qgis_python()}, Python {sys.version.split()[0]})."
+    ]
     need = []
     for mod, pip, why in REQUIREMENTS:
         if mod in missing:
             lines.append(f"- {mod} ({why}): {missing[mod]}")
             need.append(pip)
     if "spectralx" in missing:
-        lines.append(f"- the SpectralX engine could not be imported: {missing['spectralx']}. "
-                     "Reinstall the plugin from its zip (it bundles the engine).")
+        lines.append(
+            f"- the SpectralX engine could not be imported: {missing['spectralx']}. "
+            "Reinstall the plugin from its zip (it bundles the engine)."
+        )
     if need:
-        lines.append("Install them with the Install dependencies button in the SpectralX panel, or with "
-                     "Processing ▸ SpectralX ▸ Setup ▸ Install dependencies: it installs the pinned list "
-                     "into a folder of your QGIS profile (no administrator rights) and checks the GPU.")
+        lines.append(
+            "Install them with the Install dependencies button in the SpectralX panel, or with "
+            "Processing ▸ SpectralX ▸ Setup ▸ Install dependencies: it installs the pinned list "
+            "into a folder of your QGIS profile (no administrator rights) and checks the GPU."
+        )
         lines.append("Pinned list: " + ", ".join(requirements.lines()))
         if command:
             lines.append("Manual fallback, in a terminal:")
@@ -155,12 +166,16 @@ def guidance(html: bool = False, command: bool = True) -> str:
     text = "\n".join(lines)
     if html:
         import html as _html
+
         body = []
         for ln in lines:
             esc = _html.escape(ln)
             # the command wraps at spaces (white-space:pre-wrap), never cut off at the panel's edge
-            body.append(f"<p style='white-space:pre-wrap;font-family:monospace'>{esc.strip()}</p>"
-                        if ln.startswith("    ") else f"<p>{esc}</p>")
+            body.append(
+                f"<p style='white-space:pre-wrap;font-family:monospace'>{esc.strip()}</p>"
+                if ln.startswith("    ")
+                else f"<p>{esc}</p>"
+            )
         return "".join(body)
     return text
 
@@ -168,7 +183,7 @@ def guidance(html: bool = False, command: bool = True) -> str:
 def engine_folder() -> Optional[str]:
     """The engine's source folder: the copy bundled in the plugin, else the checkout's engine/ (a
     development install); None when the engine is only an installed package."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # the plugin folder
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the plugin folder
     for path in (os.path.join(here, "_vendor", "spectralx"), os.path.join(os.path.dirname(here), "engine")):
         if os.path.isfile(os.path.join(path, "__init__.py")):
             return path
@@ -178,6 +193,7 @@ def engine_folder() -> Optional[str]:
 def _import_engine():
     """The engine package, through the plugin's one import point (`_vendor`, see its docstring)."""
     from .._vendor import spectralx as engine
+
     return engine
 
 

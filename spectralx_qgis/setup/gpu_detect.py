@@ -4,6 +4,7 @@ PyTorch's CUDA wheels carry their own CUDA runtime but need a driver at least as
 (NVIDIA's table of minimum driver versions per CUDA toolkit). The choice is only an offer: the
 installer verifies afterwards that the GPU really runs a matrix product, and says so when it does not.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -36,7 +37,7 @@ class Gpu:
 
 @dataclass(frozen=True)
 class Build:
-    id: str                 # "cpu", "cu128", … or "default" (the package index's own torch: macOS)
+    id: str  # "cpu", "cu128", … or "default" (the package index's own torch: macOS)
     label: str
     index_url: Optional[str]
 
@@ -59,8 +60,12 @@ def nvidia_gpus(run: Callable = subprocess.run) -> List[Gpu]:
     if exe is None:
         return []
     try:
-        proc = run([exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"],
-                   capture_output=True, text=True, timeout=20)
+        proc = run(
+            [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     if proc.returncode != 0:
@@ -84,7 +89,7 @@ def parse_nvidia_smi(text: str) -> List[Gpu]:
 
 def builds(gpus: List[Gpu], platform: str = sys.platform) -> List[Build]:
     """The torch builds to offer, the recommended one first."""
-    if platform == "darwin":                 # PyPI's macOS wheel: CPU and Apple GPU (MPS)
+    if platform == "darwin":  # PyPI's macOS wheel: CPU and Apple GPU (MPS)
         return [Build("default", "PyTorch for macOS (CPU and Apple GPU)", None)]
     cpu = Build("cpu", "CPU only (smaller download)", INDEX.format("cpu"))
     if not gpus:
@@ -92,12 +97,19 @@ def builds(gpus: List[Gpu], platform: str = sys.platform) -> List[Build]:
     driver = _version(gpus[0].driver)
     column = 3 if platform.startswith("win") else 2
     gpu = f"{gpus[0].name}, driver {gpus[0].driver}"
-    fitting = [Build(b[0], f"CUDA {b[1]} ({gpu})", INDEX.format(b[0]))
-               for b in CUDA_BUILDS if driver >= _version(b[column])]
+    fitting = [
+        Build(b[0], f"CUDA {b[1]} ({gpu})", INDEX.format(b[0])) for b in CUDA_BUILDS if driver >= _version(b[column])
+    ]
     if not fitting and driver >= _version(CUDA12_COMPAT[column - 2]):
-        b = next(b for b in reversed(CUDA_BUILDS) if b[1].startswith("12."))   # widest GPU support
-        fitting = [Build(b[0], f"CUDA {b[1]} through minor-version compatibility ({gpu}; a driver "
-                               f"from {b[column]} is recommended)", INDEX.format(b[0]))]
+        b = next(b for b in reversed(CUDA_BUILDS) if b[1].startswith("12."))  # widest GPU support
+        fitting = [
+            Build(
+                b[0],
+                f"CUDA {b[1]} through minor-version compatibility ({gpu}; a driver "
+                f"from {b[column]} is recommended)",
+                INDEX.format(b[0]),
+            )
+        ]
     return fitting + [cpu]
 
 

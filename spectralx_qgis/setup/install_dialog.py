@@ -1,5 +1,6 @@
 """The "Install dependencies" dialog: the installer (installer.py) in a QgsTask with a progress bar,
 a log and cancel, and the verification's verdict in plain words."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -7,8 +8,18 @@ from typing import Optional
 from qgis.core import QgsApplication, QgsTask
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
-                                 QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout)
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
 
 from ..outcomes import Cancelled, Done, Failed, Outcome, bug
 from . import gpu_detect, proxy, python_finder, requirements, site_dir
@@ -25,12 +36,15 @@ class InstallTask(QgsTask):
     def __init__(self, options: InstallOptions):
         super().__init__("Installing SpectralX dependencies", QgsTask.CanCancel)
         self.options = options
-        self.outcome: Optional[Outcome] = None          # Done(InstallResult), Failed or Cancelled
+        self.outcome: Optional[Outcome] = None  # Done(InstallResult), Failed or Cancelled
 
     def run(self):
         try:
-            self.outcome = Done(Installer(self.options, log=self.logLine.emit, progress=self.setProgress,
-                                          cancelled=self.isCanceled).run())
+            self.outcome = Done(
+                Installer(
+                    self.options, log=self.logLine.emit, progress=self.setProgress, cancelled=self.isCanceled
+                ).run()
+            )
             return True
         except InstallCancelled as exc:
             self.outcome = Cancelled(str(exc))
@@ -52,23 +66,29 @@ def installed_state(target: str, packages_present: bool) -> str:
     waiting = site_dir.record(target + ".pending")
     rec = waiting or site_dir.record(target)
     if rec is None:
-        return ("QGIS's Python already has every requirement: nothing to install (Install checks again)."
-                if packages_present else "")
+        return (
+            "QGIS's Python already has every requirement: nothing to install (Install checks again)."
+            if packages_present
+            else ""
+        )
     date = str(rec.get("date") or "")[:16].replace("T", " ")
     device = rec.get("device") if isinstance(rec.get("device"), dict) else {}
     count = len(rec.get("installed") or [])
-    text = (f"Installed{' on ' + date if date else ''}: {count} packages ({rec.get('build', '?')} build) into "
-            f"{target}." + (f" Checked: {device['line']}." if device.get("line") else ""))
+    text = (
+        f"Installed{' on ' + date if date else ''}: {count} packages ({rec.get('build', '?')} build) into "
+        f"{target}." + (f" Checked: {device['line']}." if device.get("line") else "")
+    )
     if waiting is not None:
         return text + " Restart QGIS to use them (the previous installation was in use)."
-    return text + (" SpectralX's dependencies are loaded in this QGIS." if packages_present
-                   else " Restart QGIS to use them.")
+    return text + (
+        " SpectralX's dependencies are loaded in this QGIS." if packages_present else " Restart QGIS to use them."
+    )
 
 
 class InstallDialog(QDialog):
     """Shows what will be installed where, runs it, and reports what really happened."""
 
-    installed = pyqtSignal(object)      # the InstallResult of a successful install
+    installed = pyqtSignal(object)  # the InstallResult of a successful install
 
     def __init__(self, parent=None, root: Optional[str] = None, python: Optional[str] = None):
         # Long (~85 lines): the dialog's form built once in reading order (Python, build, device,
@@ -81,10 +101,12 @@ class InstallDialog(QDialog):
         self.last_task: Optional[InstallTask] = None
         lay = QVBoxLayout(self)
 
-        intro = QLabel("SpectralX installs the packages below with QGIS's own Python into a folder of your "
-                       "QGIS profile (no administrator rights). Packages QGIS's Python already has are kept; "
-                       "numpy is always QGIS's own. Afterwards it checks that everything imports and runs a "
-                       "matrix product on the chosen device.")
+        intro = QLabel(
+            "SpectralX installs the packages below with QGIS's own Python into a folder of your "
+            "QGIS profile (no administrator rights). Packages QGIS's Python already has are kept; "
+            "numpy is always QGIS's own. Afterwards it checks that everything imports and runs a "
+            "matrix product on the chosen device."
+        )
         intro.setWordWrap(True)
         lay.addWidget(intro)
         self.requirement_view = QPlainTextEdit("\n".join(requirements.lines()))
@@ -123,8 +145,10 @@ class InstallDialog(QDialog):
         self.wheel_widget.setEnabled(False)
         self.offline_check.toggled.connect(self.wheel_widget.setEnabled)
         self.offline_check.toggled.connect(self.build_combo.setDisabled)
-        self.offline_check.setToolTip("Only wheels (.whl) are installed from the folder, never source packages; "
-                                      "wheels run inside QGIS once installed, so use a folder you trust")
+        self.offline_check.setToolTip(
+            "Only wheels (.whl) are installed from the folder, never source packages; "
+            "wheels run inside QGIS once installed, so use a folder you trust"
+        )
         form.addRow(self.offline_check)
         form.addRow("Wheel folder", self.wheel_widget)
         self.proxy_url = proxy.qgis_proxy_url()
@@ -162,6 +186,7 @@ class InstallDialog(QDialog):
         if self.task is not None:
             return
         from . import deps
+
         text = installed_state(self.target, deps.ok())
         if text:
             self.verdict.setText(text)
@@ -169,16 +194,19 @@ class InstallDialog(QDialog):
 
     def showEvent(self, event):  # noqa: N802
         super().showEvent(event)
-        if self.task is None and self.last_task is None:     # after a run its own verdict stays
+        if self.task is None and self.last_task is None:  # after a run its own verdict stays
             self.show_installed_state()
 
     # ------------------------------------------------------------------ run
     def options(self) -> InstallOptions:
         offline = self.offline_check.isChecked()
-        return InstallOptions(python=self.python_widget.filePath() or None,
-                              wheel_folder=(self.wheel_widget.filePath() or None) if offline else None,
-                              build=self.build_combo.currentData() or "auto", proxy=self.proxy_url,
-                              root=self.root)
+        return InstallOptions(
+            python=self.python_widget.filePath() or None,
+            wheel_folder=(self.wheel_widget.filePath() or None) if offline else None,
+            build=self.build_combo.currentData() or "auto",
+            proxy=self.proxy_url,
+            root=self.root,
+        )
 
     def start(self) -> Optional[InstallTask]:
         if self.task is not None:
@@ -223,10 +251,9 @@ class InstallDialog(QDialog):
                 self.log_view.appendPlainText(outcome.message)
 
     def closeEvent(self, event):  # noqa: N802
-        if self.task is not None:          # never leave an install running behind a closed dialog
+        if self.task is not None:  # never leave an install running behind a closed dialog
             self.cancel()
         super().closeEvent(event)
 
     def is_running(self) -> bool:
         return self.task is not None
-

@@ -9,6 +9,7 @@ and in tests, with callbacks for the log, the progress and cancel.
    the chosen device);
 5. only then move it into place (site_dir.commit). Cancel or failure removes the staging folder.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -28,8 +29,8 @@ from urllib.parse import unquote, urlparse
 
 from . import gpu_detect, python_finder, requirements, site_dir
 from .deps import engine_folder
-from .verify_install import is_inside
 from .errors import InstallCancelled, InstallError
+from .verify_install import is_inside
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # build tools: QGIS's own copies serve other plugins; a newer one shadowing them helps nobody
@@ -38,21 +39,21 @@ NEVER_INSTALL = {"numpy", "pip", "setuptools", "wheel"}
 
 @dataclass
 class InstallOptions:
-    python: Optional[str] = None          # QGIS's interpreter; found automatically when None
-    wheel_folder: Optional[str] = None    # offline: install only from this folder of wheels
-    build: str = "auto"                   # torch build: auto | cpu | cu126 | cu128 | cu130 | default
-    device: str = "auto"                  # where the verification's matrix product runs
-    proxy: Optional[str] = None           # QGIS's proxy as a URL (proxy.qgis_proxy_url())
-    root: Optional[str] = None            # the plugin-owned folder's root (site_dir.default_root())
+    python: Optional[str] = None  # QGIS's interpreter; found automatically when None
+    wheel_folder: Optional[str] = None  # offline: install only from this folder of wheels
+    build: str = "auto"  # torch build: auto | cpu | cu126 | cu128 | cu130 | default
+    device: str = "auto"  # where the verification's matrix product runs
+    proxy: Optional[str] = None  # QGIS's proxy as a URL (proxy.qgis_proxy_url())
+    root: Optional[str] = None  # the plugin-owned folder's root (site_dir.default_root())
 
 
 @dataclass
 class InstallResult:
     folder: Optional[str]
     installed: List[Tuple[str, str]]
-    provided: List[str]                   # requirements QGIS's Python already satisfies
+    provided: List[str]  # requirements QGIS's Python already satisfies
     verification: dict
-    live_now: bool                        # usable in this QGIS session without a restart
+    live_now: bool  # usable in this QGIS session without a restart
     message: str
     gpus: List[gpu_detect.Gpu] = field(default_factory=list)
 
@@ -62,8 +63,13 @@ def _noop(*_a):
 
 
 class Installer:
-    def __init__(self, options: InstallOptions, log: Callable[[str], None] = print,
-                 progress: Callable[[float], None] = _noop, cancelled: Callable[[], bool] = lambda: False):
+    def __init__(
+        self,
+        options: InstallOptions,
+        log: Callable[[str], None] = print,
+        progress: Callable[[float], None] = _noop,
+        cancelled: Callable[[], bool] = lambda: False,
+    ):
         self.options = options
         self.log = log
         self.progress = progress
@@ -79,12 +85,16 @@ class Installer:
         self.log(f"QGIS's Python: {interp.describe()}")
         if opts.python and interp.version != tuple(sys.version_info[:2]):
             # its packages would land in a folder this QGIS never reads (binary wheels fit one version)
-            raise InstallError(f"{opts.python} is Python {interp.version[0]}.{interp.version[1]}, but this QGIS runs "
-                               f"Python {sys.version_info[0]}.{sys.version_info[1]}: choose QGIS's own interpreter "
-                               "(leave the field empty to find it automatically)")
+            raise InstallError(
+                f"{opts.python} is Python {interp.version[0]}.{interp.version[1]}, but this QGIS runs "
+                f"Python {sys.version_info[0]}.{sys.version_info[1]}: choose QGIS's own interpreter "
+                "(leave the field empty to find it automatically)"
+            )
         if opts.wheel_folder and not os.path.isdir(opts.wheel_folder):
-            raise InstallError(f"wheel folder {opts.wheel_folder} does not exist; choose the folder that "
-                               "holds the downloaded .whl files")
+            raise InstallError(
+                f"wheel folder {opts.wheel_folder} does not exist; choose the folder that "
+                "holds the downloaded .whl files"
+            )
         root = opts.root or site_dir.default_root()
         gpus = gpu_detect.nvidia_gpus()
         self.log(f"GPU: {gpu_detect.describe(gpus)}")
@@ -97,7 +107,7 @@ class Installer:
         with tempfile.TemporaryDirectory(prefix="spectralx-install-") as tmp:
             constraints = os.path.join(tmp, "constraints.txt")
             with open(constraints, "w", encoding="utf-8") as f:
-                if interp.numpy:           # QGIS's own numpy: GDAL's and QGIS's bindings are built on it
+                if interp.numpy:  # QGIS's own numpy: GDAL's and QGIS's bindings are built on it
                     f.write(f"numpy=={interp.numpy}\n")
             plan = self._plan(pip, reqs, constraints, build, tmp)
         wanted = [(n, v) for n, v, _u, _s in plan if n.lower() not in NEVER_INSTALL]
@@ -116,20 +126,42 @@ class Installer:
         committed = False
         try:
             self.progress(10)
-            self._pip(pip + ["install", "--target", staging, "--no-deps", "--no-compile", "--progress-bar", "off",
-                             *self._source_args(build)] + [f"{n}=={v}" for n, v in wanted],
-                      "installing", staging=staging, expected=expected, span=(10, 85))
+            self._pip(
+                pip
+                + [
+                    "install",
+                    "--target",
+                    staging,
+                    "--no-deps",
+                    "--no-compile",
+                    "--progress-bar",
+                    "off",
+                    *self._source_args(build),
+                ]
+                + [f"{n}=={v}" for n, v in wanted],
+                "installing",
+                staging=staging,
+                expected=expected,
+                span=(10, 85),
+            )
             self.progress(86)
             self._check_cancel()
             self.log(f"Verifying with {interp.path} on device '{self.options.device}'…")
             verification = self._verify(interp, staging)
-            self._check_cancel()                  # a cancel during the check still keeps nothing
+            self._check_cancel()  # a cancel during the check still keeps nothing
             self.progress(97)
             final = site_dir.folder(root, interp.tag)
-            record = {"python": interp.path, "python_version": list(interp.version), "platform": interp.platform,
-                      "installed": [list(x) for x in wanted], "provided": provided, "build": build.id,
-                      "requirements": requirements.lines(), "device": verification["device"],
-                      "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            record = {
+                "python": interp.path,
+                "python_version": list(interp.version),
+                "platform": interp.platform,
+                "installed": [list(x) for x in wanted],
+                "provided": provided,
+                "build": build.id,
+                "requirements": requirements.lines(),
+                "device": verification["device"],
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            }
             try:
                 live = site_dir.commit(staging, root, interp.tag, record, in_use=self._in_use(final))
             except OSError as exc:
@@ -164,14 +196,19 @@ class Installer:
             if choice is None:
                 known = {b[0] for b in gpu_detect.CUDA_BUILDS} | {"cpu", "default"}
                 if self.options.build not in known:
-                    raise InstallError(f"unknown PyTorch build '{self.options.build}'; choose one of "
-                                       f"{', '.join(sorted(known))}")
-                choice = gpu_detect.Build(self.options.build, self.options.build,
-                                          None if self.options.build == "default"
-                                          else gpu_detect.INDEX.format(self.options.build))
+                    raise InstallError(
+                        f"unknown PyTorch build '{self.options.build}'; choose one of " f"{', '.join(sorted(known))}"
+                    )
+                choice = gpu_detect.Build(
+                    self.options.build,
+                    self.options.build,
+                    None if self.options.build == "default" else gpu_detect.INDEX.format(self.options.build),
+                )
         if self.options.wheel_folder:
-            self.log(f"Offline: only wheels from {self.options.wheel_folder} (no source packages; the wheels "
-                     "are installed as they are and run inside QGIS: use a folder you trust)")
+            self.log(
+                f"Offline: only wheels from {self.options.wheel_folder} (no source packages; the wheels "
+                "are installed as they are and run inside QGIS: use a folder you trust)"
+            )
         else:
             self.log(f"PyTorch build: {choice.label}")
         return choice
@@ -189,14 +226,25 @@ class Installer:
         if interp.pip:
             return [interp.path, "-m", "pip", "--disable-pip-version-check", "--no-input"]
         # pip runs from its own wheel file (a documented use); an offline folder may bring one
-        wheels = sorted(f for f in os.listdir(self.options.wheel_folder or ".") if f.startswith("pip-")
-                        and f.endswith(".whl")) if self.options.wheel_folder else []
+        wheels = (
+            sorted(
+                f for f in os.listdir(self.options.wheel_folder or ".") if f.startswith("pip-") and f.endswith(".whl")
+            )
+            if self.options.wheel_folder
+            else []
+        )
         if wheels:
             self.log(f"pip is not installed for QGIS's Python: using {wheels[-1]} from the wheel folder")
-            return [interp.path, os.path.join(self.options.wheel_folder, wheels[-1], "pip"),
-                    "--disable-pip-version-check", "--no-input"]
-        raise InstallError(f"pip is not installed for QGIS's Python ({interp.path}); install it first "
-                           "(Debian/Ubuntu: sudo apt install python3-pip) or put a pip-*.whl in the wheel folder")
+            return [
+                interp.path,
+                os.path.join(self.options.wheel_folder, wheels[-1], "pip"),
+                "--disable-pip-version-check",
+                "--no-input",
+            ]
+        raise InstallError(
+            f"pip is not installed for QGIS's Python ({interp.path}); install it first "
+            "(Debian/Ubuntu: sudo apt install python3-pip) or put a pip-*.whl in the wheel folder"
+        )
 
     def _source_args(self, build) -> List[str]:
         args = []
@@ -222,8 +270,12 @@ class Installer:
         """(name, version, url, size) of what pip would install into QGIS's Python, given what it has."""
         report = os.path.join(tmp, "report.json")
         self.log("Resolving against what QGIS's Python already has…")
-        self._pip(pip + ["install", "--dry-run", "--quiet", "--report", report, "-c", constraints,
-                         *self._source_args(build)] + reqs, "resolving")
+        self._pip(
+            pip
+            + ["install", "--dry-run", "--quiet", "--report", report, "-c", constraints, *self._source_args(build)]
+            + reqs,
+            "resolving",
+        )
         with open(report, encoding="utf-8") as f:
             items = json.load(f).get("install", [])
         plan = []
@@ -242,21 +294,28 @@ class Installer:
         """Run pip, streaming its output to the log; cancel kills it (and its children) at once."""
         return self._run(cmd, what, staging, expected, span, log_output=True, tool="pip")
 
-    def _run(self, cmd, what, staging=None, expected=None, span=None, log_output=True,
-             tool="pip") -> List[str]:
+    def _run(self, cmd, what, staging=None, expected=None, span=None, log_output=True, tool="pip") -> List[str]:
         """Run a child of QGIS's interpreter; its last output lines are returned. Cancel kills it (and
         its children) at once; a failure is an InstallError with the child's own reason."""
         kwargs = {}
         if os.name == "posix":
             kwargs["start_new_session"] = True
         else:
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | \
-                getattr(subprocess, "CREATE_NO_WINDOW", 0)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self._env(), encoding="utf-8", errors="replace", **kwargs)
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
+                subprocess, "CREATE_NO_WINDOW", 0
+            )
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self._env(),
+            encoding="utf-8",
+            errors="replace",
+            **kwargs,
+        )
         lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)],
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)], daemon=True)
         reader.start()
         tail: List[str] = []
         last_size = 0.0
@@ -285,10 +344,12 @@ class Installer:
             detail = next((t for t in reversed(tail) if t.startswith("ERROR")), tail[-1] if tail else "")
             hint = ""
             if "No matching distribution" in detail:
-                hint = ("; the wheel folder has no wheel of it for this Python (build the folder with pip "
-                        "download for QGIS's Python version and platform, as `make wheelhouse` does)"
-                        if self.options.wheel_folder else
-                        "; check the network or QGIS's proxy settings, or install from a folder of wheels")
+                hint = (
+                    "; the wheel folder has no wheel of it for this Python (build the folder with pip "
+                    "download for QGIS's Python version and platform, as `make wheelhouse` does)"
+                    if self.options.wheel_folder
+                    else "; check the network or QGIS's proxy settings, or install from a folder of wheels"
+                )
             raise InstallError(f"pip failed while {what} (exit {rc}): {detail.strip()[:400]}{hint}")
         return tail
 
@@ -309,10 +370,18 @@ class Installer:
 
     def _verify(self, interp, site) -> dict:
         modules = ["numpy"] + [r.import_name for r in requirements.load()]
-        cmd = [interp.path, os.path.join(HERE, "verify_install.py"), "--site", site, "--device",
-               self.options.device, "--modules", ",".join(modules)]
+        cmd = [
+            interp.path,
+            os.path.join(HERE, "verify_install.py"),
+            "--site",
+            site,
+            "--device",
+            self.options.device,
+            "--modules",
+            ",".join(modules),
+        ]
         engine = engine_folder()
-        if engine:                                # and the engine's own network on that device
+        if engine:  # and the engine's own network on that device
             cmd += ["--engine", engine]
         # streamed like pip, so that cancel stops it at once (importing torch and running the
         # network can take tens of seconds); its verdict is its last line, JSON
@@ -320,23 +389,28 @@ class Installer:
         try:
             result = json.loads(next(t for t in reversed(tail) if t.startswith("{")))
         except (StopIteration, ValueError):
-            raise InstallError("the installed packages could not be verified: "
-                               f"{(tail[-1] if tail else 'no output')[:300]}") from None
+            raise InstallError(
+                "the installed packages could not be verified: " f"{(tail[-1] if tail else 'no output')[:300]}"
+            ) from None
         for name, info in result["imports"].items():
             if "error" not in info:
                 where = "installed folder" if info["from_site"] else "QGIS's Python"
                 self.log(f"  {name} {info['version']} ({where})")
         if result["failed"]:
             first = next(iter(result["failed"].items()))
-            raise InstallError(f"installed, but {first[0]} does not import with QGIS's Python: {first[1]}; "
-                               "nothing was kept")
+            raise InstallError(
+                f"installed, but {first[0]} does not import with QGIS's Python: {first[1]}; " "nothing was kept"
+            )
         device = result["device"]
         if device and not device.get("matmul_ok", device["ok"]):
             raise InstallError(f"installed, but the device check failed: {device['line']}; nothing was kept")
         if device:
             # the packages work; a GPU that was asked for and is not used is said plainly, not hidden
-            self.log(device["line"] if device["ok"] else
-                     f"WARNING: {self.options.device.upper()} was asked for but not used: {device['line']}")
+            self.log(
+                device["line"]
+                if device["ok"]
+                else f"WARNING: {self.options.device.upper()} was asked for but not used: {device['line']}"
+            )
         return result
 
     def _nothing_to_do(self, interp, root, provided, gpus) -> InstallResult:
@@ -361,8 +435,10 @@ class Installer:
     def _gpu_note(gpus, verification) -> str:
         dev = (verification.get("device") or {}).get("device")
         if gpus and dev == "cpu":
-            return (f"nvidia-smi sees {gpus[0].name}, but PyTorch runs on the CPU (choose a CUDA build and "
-                    "install again). ")
+            return (
+                f"nvidia-smi sees {gpus[0].name}, but PyTorch runs on the CPU (choose a CUDA build and "
+                "install again). "
+            )
         return ""
 
     @staticmethod
@@ -384,8 +460,10 @@ class Installer:
 
 
 def _unwritable(root: str, exc: OSError) -> str:
-    return (f"cannot write the package folder {root}: {exc.strerror or exc} (is the QGIS profile folder "
-            "read-only or full?); nothing was installed")
+    return (
+        f"cannot write the package folder {root}: {exc.strerror or exc} (is the QGIS profile folder "
+        "read-only or full?); nothing was installed"
+    )
 
 
 def _norm(name: str) -> str:

@@ -5,6 +5,7 @@ process the installer starts and the model downloads do not go through Qt, so th
 proxy handed over explicitly. Read from the live fallback proxy QGIS configured, not from raw
 settings keys, so what we pass is what QGIS itself uses.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -14,7 +15,7 @@ from urllib.parse import quote
 def proxy_url_from(kind: str, host: str, port: int, user: str = "", password: str = "") -> Optional[str]:
     """`http://user:pass@host:port` (or socks5://) for an HTTP/SOCKS proxy; None for no proxy."""
     if not host or kind in ("", "NoProxy", "DefaultProxy"):
-        return None          # no proxy, or "use the system's": pip and urllib read the environment
+        return None  # no proxy, or "use the system's": pip and urllib read the environment
     scheme = "socks5" if kind == "Socks5Proxy" else "http"
     auth = ""
     if user:
@@ -30,9 +31,11 @@ def qgis_proxy_url() -> Optional[str]:
     except ImportError:
         return None
     proxy = QgsNetworkAccessManager.instance().fallbackProxy()
-    names = {QNetworkProxy.ProxyType.HttpProxy: "HttpProxy",
-             QNetworkProxy.ProxyType.HttpCachingProxy: "HttpProxy",
-             QNetworkProxy.ProxyType.Socks5Proxy: "Socks5Proxy"}
+    names = {
+        QNetworkProxy.ProxyType.HttpProxy: "HttpProxy",
+        QNetworkProxy.ProxyType.HttpCachingProxy: "HttpProxy",
+        QNetworkProxy.ProxyType.Socks5Proxy: "Socks5Proxy",
+    }
     kind = names.get(proxy.type(), "NoProxy")
     return proxy_url_from(kind, proxy.hostName(), proxy.port(), proxy.user(), proxy.password())
 

@@ -5,6 +5,7 @@ a `python` found on PATH may be a pyenv shim or another installation entirely: p
 installs packages QGIS never sees. A candidate is accepted only if, run, it reports the same Python
 version and the same `sys.prefix` as the running QGIS.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,15 +57,16 @@ def site_tag(version: Sequence[int], platform: str) -> str:
 def probe(path: str, timeout: float = 60.0) -> Interpreter:
     """Run `path` and read what it is; InstallError if it is not a working Python."""
     try:
-        proc = subprocess.run([path, "-c", PROBE], capture_output=True, text=True, timeout=timeout,
-                              env=child_env())
+        proc = subprocess.run([path, "-c", PROBE], capture_output=True, text=True, timeout=timeout, env=child_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InstallError(f"{path} could not be run as Python: {exc}") from None
     try:
         info = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        raise InstallError(f"{path} is not a working Python (exit {proc.returncode}: "
-                           f"{(proc.stderr or proc.stdout).strip()[-300:]})") from None
+        raise InstallError(
+            f"{path} is not a working Python (exit {proc.returncode}: "
+            f"{(proc.stderr or proc.stdout).strip()[-300:]})"
+        ) from None
     return Interpreter(path, tuple(info["version"]), info["prefix"], info["platform"], info["numpy"], info["pip"])
 
 
@@ -72,7 +74,7 @@ def child_env() -> dict:
     """The environment for QGIS's interpreter run as a child: QGIS's own, PYTHONPATH and PYTHONHOME
     included (OSGeo4W and some Linux launchers set them), so the child sees the packages QGIS sees."""
     env = dict(os.environ)
-    env.pop("PYTHONSTARTUP", None)          # interactive only; never run someone's startup file
+    env.pop("PYTHONSTARTUP", None)  # interactive only; never run someone's startup file
     return env
 
 
@@ -82,12 +84,12 @@ def candidates(executable: str, prefix: str, version: Sequence[int]) -> List[str
     here = os.path.dirname(executable) if executable else ""
     out = []
     if executable and os.path.basename(executable).lower().startswith("python"):
-        out.append(executable)                                    # QGIS from a venv, conda, tests
+        out.append(executable)  # QGIS from a venv, conda, tests
     out += [
-        os.path.join(prefix, "python.exe"),                       # Windows: OSGeo4W apps\Python3x
-        os.path.join(prefix, "bin", f"python{ver}"),              # Linux, conda, macOS framework
+        os.path.join(prefix, "python.exe"),  # Windows: OSGeo4W apps\Python3x
+        os.path.join(prefix, "bin", f"python{ver}"),  # Linux, conda, macOS framework
         os.path.join(prefix, "bin", "python3"),
-        os.path.join(here, "python3") if here else "",            # macOS: QGIS.app/Contents/MacOS
+        os.path.join(here, "python3") if here else "",  # macOS: QGIS.app/Contents/MacOS
         os.path.join(here, "bin", "python3") if here else "",
         getattr(sys, "_base_executable", ""),
     ]
@@ -101,11 +103,12 @@ def candidates(executable: str, prefix: str, version: Sequence[int]) -> List[str
 
 def _is_shim(path: str) -> bool:
     parts = os.path.normpath(path).split(os.sep)
-    return "shims" in parts                                       # pyenv, asdf
+    return "shims" in parts  # pyenv, asdf
 
 
-def find(executable: Optional[str] = None, prefix: Optional[str] = None,
-         version: Optional[Sequence[int]] = None) -> Interpreter:
+def find(
+    executable: Optional[str] = None, prefix: Optional[str] = None, version: Optional[Sequence[int]] = None
+) -> Interpreter:
     """QGIS's own Python; the arguments describe the running QGIS (default: this process)."""
     executable = sys.executable if executable is None else executable
     prefix = sys.prefix if prefix is None else prefix
@@ -121,11 +124,15 @@ def find(executable: Optional[str] = None, prefix: Optional[str] = None,
             rejected.append(str(exc))
             continue
         if found.version != version:
-            rejected.append(f"{path}: Python {found.version[0]}.{found.version[1]}, QGIS runs {version[0]}.{version[1]}")
+            rejected.append(
+                f"{path}: Python {found.version[0]}.{found.version[1]}, QGIS runs {version[0]}.{version[1]}"
+            )
         elif os.path.realpath(found.prefix) != os.path.realpath(prefix):
             rejected.append(f"{path}: belongs to {found.prefix}, QGIS's Python is {prefix}")
         else:
             return found
     detail = "; ".join(rejected) or "no python executable next to it"
-    raise InstallError(f"QGIS's Python interpreter was not found (QGIS runs Python {version[0]}.{version[1]} "
-                       f"from {prefix}; {detail}); give its path in the installer's Python field")
+    raise InstallError(
+        f"QGIS's Python interpreter was not found (QGIS runs Python {version[0]}.{version[1]} "
+        f"from {prefix}; {detail}); give its path in the installer's Python field"
+    )

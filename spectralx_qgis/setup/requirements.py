@@ -4,6 +4,7 @@ Everything that names the engine's dependencies reads it from here: the dependen
 guidance, the installer, the Processing help, `make setup` (through requirements/runtime.txt) and a
 test that holds the README to it. Pure Python: this runs before torch exists.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,9 @@ _LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?P<spec>[<>=!~][^#
 
 @dataclass(frozen=True)
 class Requirement:
-    name: str          # distribution name, as pip knows it
-    spec: str          # version specifier, e.g. "==2.13.0" or ">=1.3.5,<1.4"
-    why: str           # what the engine uses it for
+    name: str  # distribution name, as pip knows it
+    spec: str  # version specifier, e.g. "==2.13.0" or ">=1.3.5,<1.4"
+    why: str  # what the engine uses it for
 
     @property
     def line(self) -> str:

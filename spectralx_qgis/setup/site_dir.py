@@ -14,6 +14,7 @@ DLLs locked) waits as `.pending` and is swapped in before anything is imported a
 Swaps hold a lock on the root (two QGIS windows, or two installs, would otherwise rename the same
 folders under each other).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,11 +44,12 @@ def swap_lock(root: str) -> Iterator[None]:
         if os.name == "nt":
             import hashlib
             import msvcrt
+
             key = hashlib.sha1(os.path.abspath(root).lower().encode()).hexdigest()[:16]
             with open(os.path.join(tempfile.gettempdir(), f"spectralx-swap-{key}.lock"), "a+b") as f:
                 while True:
                     try:
-                        msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)   # itself retries for 10 s
+                        msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)  # itself retries for 10 s
                         break
                     except OSError:
                         continue
@@ -58,12 +60,13 @@ def swap_lock(root: str) -> Iterator[None]:
                     msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
         else:
             import fcntl
+
             fd = os.open(root, os.O_RDONLY)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
-                os.close(fd)          # releases the lock
+                os.close(fd)  # releases the lock
 
 
 def _remove(path: str) -> None:
@@ -79,6 +82,7 @@ def _remove(path: str) -> None:
 
 def default_root() -> str:
     from qgis.core import QgsApplication
+
     return os.path.join(QgsApplication.qgisSettingsDirPath(), "spectralx", "python-packages")
 
 
@@ -126,7 +130,7 @@ def remove_stale_staging(root: str, max_age_s: float = 24 * 3600) -> None:
             continue
         path = os.path.join(root, name)
         try:
-            pid = int(name[len(STAGING_PREFIX):].rsplit("-", 2)[-2])
+            pid = int(name[len(STAGING_PREFIX) :].rsplit("-", 2)[-2])
         except (ValueError, IndexError):
             pid = -1
         old = time.time() - os.path.getmtime(path) > max_age_s
@@ -179,7 +183,7 @@ def activate(root: Optional[str] = None, tag: Optional[str] = None) -> Optional[
             with swap_lock(root):
                 if record(pending) is not None:
                     _swap_in(pending, final)
-        except OSError:      # a read-only profile: use what is there
+        except OSError:  # a read-only profile: use what is there
             pass
     if record(final) is None:
         return None

@@ -6,6 +6,7 @@ used), and in-process for Processing's "Check installation". Imports nothing fro
 
     python verify_install.py --site FOLDER --device auto --modules torch,rasterio,... [--engine DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,7 @@ def import_all(modules: List[str], site: Optional[str] = None) -> Dict[str, dict
             out[name] = {"error": f"{type(exc).__name__}: {exc}"[:400]}
             continue
         file = getattr(mod, "__file__", None)
-        out[name] = {"version": str(getattr(mod, "__version__", "?")), "file": file,
-                     "from_site": is_inside(file, site)}
+        out[name] = {"version": str(getattr(mod, "__version__", "?")), "file": file, "from_site": is_inside(file, site)}
     return out
 
 
@@ -65,11 +65,22 @@ def device_report(requested: str = "auto") -> dict:
             try:
                 ok = _matmul_ok(torch, "cuda")
             except Exception as exc:  # noqa: BLE001  (driver too old, no kernel image for this GPU, …)
-                return {"device": "cpu", "ok": False, "torch": version, "cuda_build": cuda_build,
-                        "line": f"CPU only: CUDA sees {name} but a product on it failed: {exc}"[:400]}
-            return {"device": "cuda", "ok": ok, "name": name, "torch": version, "cuda_build": cuda_build,
-                    "line": f"CUDA: {name}, matmul {'ok' if ok else 'gave WRONG results'} "
-                            f"(torch {version}, CUDA {cuda_build})"}
+                return {
+                    "device": "cpu",
+                    "ok": False,
+                    "torch": version,
+                    "cuda_build": cuda_build,
+                    "line": f"CPU only: CUDA sees {name} but a product on it failed: {exc}"[:400],
+                }
+            return {
+                "device": "cuda",
+                "ok": ok,
+                "name": name,
+                "torch": version,
+                "cuda_build": cuda_build,
+                "line": f"CUDA: {name}, matmul {'ok' if ok else 'gave WRONG results'} "
+                f"(torch {version}, CUDA {cuda_build})",
+            }
         if cuda_build:
             notes.append(f"CUDA build (CUDA {cuda_build}) found no GPU")
         elif requested == "cuda":
@@ -77,8 +88,13 @@ def device_report(requested: str = "auto") -> dict:
     mps = getattr(getattr(torch, "backends", None), "mps", None)
     if requested in ("auto", "mps") and mps is not None and mps.is_available():
         ok = _matmul_ok(torch, "mps")
-        return {"device": "mps", "ok": ok, "name": "Apple GPU", "torch": version,
-                "line": f"MPS: Apple GPU, matmul {'ok' if ok else 'gave WRONG results'} (torch {version})"}
+        return {
+            "device": "mps",
+            "ok": ok,
+            "name": "Apple GPU",
+            "torch": version,
+            "line": f"MPS: Apple GPU, matmul {'ok' if ok else 'gave WRONG results'} (torch {version})",
+        }
     if requested == "mps":
         notes.append("MPS (Apple GPU) is not available")
     ok = _matmul_ok(torch, "cpu")
@@ -88,9 +104,15 @@ def device_report(requested: str = "auto") -> dict:
     else:
         line = f"CPU: matmul {'ok' if ok else 'gave WRONG results'}"
     # a GPU asked for by name and not used is a failure, however well the CPU multiplies
-    return {"device": "cpu", "ok": ok and requested in ("auto", "cpu"), "matmul_ok": ok, "torch": version,
-            "cuda_build": cuda_build, "requested": requested,
-            "line": f"{line} (torch {version}, {build}, {torch.get_num_threads()} threads)"}
+    return {
+        "device": "cpu",
+        "ok": ok and requested in ("auto", "cpu"),
+        "matmul_ok": ok,
+        "torch": version,
+        "cuda_build": cuda_build,
+        "requested": requested,
+        "line": f"{line} (torch {version}, {build}, {torch.get_num_threads()} threads)",
+    }
 
 
 def _load_engine(engine_dir: str):
@@ -101,11 +123,13 @@ def _load_engine(engine_dir: str):
     package folder, in QGIS's own interpreter, where the plugin itself is not imported. The plugin's
     modules import the engine through `_vendor` (see _vendor/__init__.py)."""
     import importlib.util
+
     name = "_spectralx_verify"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(engine_dir, "__init__.py"),
-                                                  submodule_search_locations=[engine_dir])
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(engine_dir, "__init__.py"), submodule_search_locations=[engine_dir]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -118,8 +142,11 @@ def network_report(engine_dir: str, device: str) -> dict:
     CUDA autocast did exactly that)."""
     try:
         import torch
+
         _load_engine(engine_dir)
-        from _spectralx_verify import config, devices, model as model_mod
+        from _spectralx_verify import config, devices
+        from _spectralx_verify import model as model_mod
+
         torch.manual_seed(0)
         cfg = config.ModelConfig.from_preset("vit_tiny_patch16", in_bands=4, num_classes=3, img_size=32)
         model = model_mod.SpectralX(cfg, torch.tensor([490.0, 560.0, 665.0, 842.0])).eval()
@@ -135,15 +162,20 @@ def network_report(engine_dir: str, device: str) -> dict:
     except Exception as exc:  # noqa: BLE001  the point is to catch what breaks
         return {"ok": False, "line": f"the SpectralX network fails on {device}: {type(exc).__name__}: {exc}"[:400]}
     ok = agree >= 0.9
-    return {"ok": ok, "agreement": agree, "precision": precision,
-            "line": f"SpectralX network {'ok' if ok else 'gives OTHER classes'} on {device} "
-                    f"({precision}, {agree:.1%} of pixels as on the CPU)"}
+    return {
+        "ok": ok,
+        "agreement": agree,
+        "precision": precision,
+        "line": f"SpectralX network {'ok' if ok else 'gives OTHER classes'} on {device} "
+        f"({precision}, {agree:.1%} of pixels as on the CPU)",
+    }
 
 
-def verify(modules: List[str], device: str = "auto", site: Optional[str] = None,
-           engine_dir: Optional[str] = None) -> dict:
+def verify(
+    modules: List[str], device: str = "auto", site: Optional[str] = None, engine_dir: Optional[str] = None
+) -> dict:
     if site:
-        sys.path.insert(0, site)              # exactly as the plugin puts it at start
+        sys.path.insert(0, site)  # exactly as the plugin puts it at start
     imports = import_all(modules, site)
     failed = {k: v["error"] for k, v in imports.items() if "error" in v}
     report = device_report(device) if "torch" in modules and "torch" not in failed else None
@@ -151,7 +183,7 @@ def verify(modules: List[str], device: str = "auto", site: Optional[str] = None,
         net = network_report(engine_dir, report["device"])
         report = dict(report, network=net, ok=report["ok"] and net["ok"], line=f"{report['line']}; {net['line']}")
         if not net["ok"]:
-            report["matmul_ok"] = False        # the packages do not run the engine: not a usable install
+            report["matmul_ok"] = False  # the packages do not run the engine: not a usable install
     ok = not failed and (report is None or report["ok"])
     return {"ok": ok, "python": sys.executable, "imports": imports, "failed": failed, "device": report}
 

@@ -10,6 +10,7 @@ opens the model manager on $SPECTRALX_MODELS, saving each beside it (install-dia
 model-manager.png).
 Not part of the plugin zip (a developer tool).
 """
+
 import os
 import sys
 import traceback
@@ -46,12 +47,13 @@ def step():
     # re-schedules the next); read top to bottom it is the order the screenshots are taken in.
     try:
         state["t"] += 1
-        if state["t"] > 1200:          # 10 minutes
+        if state["t"] > 1200:  # 10 minutes
             log("timed out")
             return quit_qgis(3)
         if state["t"] == 1:
             # what Plugins > Manage and Install Plugins > Install from ZIP does
             import pyplugin_installer
+
             pyplugin_installer.instance().installFromZipFile(os.environ["SPECTRALX_ZIP"])
             log(f"installed from zip; active: {list(plugins)}")
         plugin = plugins.get("spectralx_qgis")
@@ -66,21 +68,37 @@ def step():
             layer = QgsRasterLayer(SAMPLE, "Landsat 8 L1 224/078, 2020-05-18 (no wavelengths)")
             QgsProject.instance().addMapLayer(layer)
             # natural colour: bands 3, 2, 1 are red, green, blue (B4, B3, B2)
-            from qgis.core import (QgsContrastEnhancement, QgsFillSymbol, QgsMultiBandColorRenderer,
-                                   QgsSingleSymbolRenderer, QgsVectorLayer)
+            from qgis.core import (
+                QgsContrastEnhancement,
+                QgsFillSymbol,
+                QgsMultiBandColorRenderer,
+                QgsSingleSymbolRenderer,
+                QgsVectorLayer,
+            )
+
             r = QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1)
-            for band, setter in ((3, r.setRedContrastEnhancement), (2, r.setGreenContrastEnhancement),
-                                 (1, r.setBlueContrastEnhancement)):
+            for band, setter in (
+                (3, r.setRedContrastEnhancement),
+                (2, r.setGreenContrastEnhancement),
+                (1, r.setBlueContrastEnhancement),
+            ):
                 stats = layer.dataProvider().bandStatistics(band)
                 ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-                ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+                ce.setContrastEnhancementAlgorithm(
+                    QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum
+                )
                 ce.setMinimumValue(stats.minimumValue)
                 ce.setMaximumValue(stats.mean + 2 * stats.stdDev)
                 setter(ce)
             layer.setRenderer(r)
             polygons = QgsVectorLayer(POLYGONS, "hand-drawn polygons (class: name)", "ogr")
-            polygons.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
-                {"color": "0,0,0,0", "outline_color": "255,255,0", "outline_width": "0.6"})))
+            polygons.setRenderer(
+                QgsSingleSymbolRenderer(
+                    QgsFillSymbol.createSimple(
+                        {"color": "0,0,0,0", "outline_color": "255,255,0", "outline_width": "0.6"}
+                    )
+                )
+            )
             QgsProject.instance().addMapLayer(polygons)
             iface.setActiveLayer(layer)
             dock = plugin.show_dock()
@@ -91,7 +109,7 @@ def step():
             dock.set_layer(layer)
             dock.polygon_combo.setLayer(polygons)
             dock.backbone_widget.setFilePath(BACKBONE)
-            dock.bands.set_sensor("landsat8")          # the sensor picker: band order B2,B3,B4 filled in
+            dock.bands.set_sensor("landsat8")  # the sensor picker: band order B2,B3,B4 filled in
             dock.steps_spin.setValue(STEPS)
             dock.device_combo.setCurrentIndex(max(dock.device_combo.findData("cpu"), 0))
             iface.mapCanvas().setExtent(layer.extent())
@@ -130,9 +148,9 @@ def step():
             dock.band_table.scrollToTop()
             root = QgsProject.instance().layerTreeRoot()
             for node in root.findLayers():
-                node.setExpanded(node.parent() is not root)   # show the class legend, fold the input
+                node.setExpanded(node.parent() is not root)  # show the class legend, fold the input
             group = root.findGroup("SpectralX")
-            if group is not None:      # toggle: the view only follows a change of state
+            if group is not None:  # toggle: the view only follows a change of state
                 group.setExpanded(False)
                 group.setExpanded(True)
             iface.mapCanvas().refreshAllLayers()
@@ -162,9 +180,10 @@ def step():
             log(f"install dialog: {dialog.verdict.text()}; saved {path}: {dialog.grab().save(path, 'PNG')}")
             dialog.close()
             import shutil
+
             models = os.environ.get("SPECTRALX_MODELS")
             log(f"model folder {models!r}; fine-tuned model {dock.checkpoint_path()!r}")
-            if models and dock.checkpoint_path():           # the model fine-tuned above joins the folder
+            if models and dock.checkpoint_path():  # the model fine-tuned above joins the folder
                 shutil.copy(dock.checkpoint_path(), os.path.join(models, "landsat8-224078-polygons.safetensors"))
             manager = dock.open_model_manager()
             manager.resize(1100, 640)

@@ -176,6 +176,7 @@ def _paper_map_and_points(tmp_path, crs_points=None, transform_points=None, edit
     return path, points
 
 
+@pytest.mark.slow
 def test_evaluate_area_reproduces_the_paper_from_a_map_and_points(tmp_path):
     path, points = _paper_map_and_points(tmp_path)
     proc = run_cli("evaluate", path, "--reference", points, "--class-field", "truth", "--area")
@@ -203,6 +204,7 @@ def test_evaluate_area_reproduces_the_paper_from_a_map_and_points(tmp_path):
     assert json.loads((tmp_path / "codes.json").read_text())["classes"] == result["classes"]
 
 
+@pytest.mark.slow
 def test_evaluate_area_reprojects_points_in_another_crs(tmp_path):
     path, points = _paper_map_and_points(tmp_path, crs_points="EPSG:4326")
     proc = run_cli("evaluate", path, "--reference", points, "--class-field", "truth", "--area", "--json")
@@ -212,6 +214,7 @@ def test_evaluate_area_reprojects_points_in_another_crs(tmp_path):
     assert "reference points reprojected to the map's CRS" in result["notes"]
 
 
+@pytest.mark.slow
 def test_evaluate_area_simple_design_uses_map_classes_as_post_strata(tmp_path):
     """Points without a stratum (a simple random sample): `auto` picks the simple design; the estimator is
     the same with the map classes as post-strata, so the same counts give the same numbers."""
@@ -257,6 +260,7 @@ def _bad(case):
     return edit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, expect",
     [

@@ -67,6 +67,7 @@ def _cli(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(RELEASES))
 def test_release_imports_with_auto_family_and_info_reports_it(family, releases, capsys):
     r = releases[family]
@@ -205,6 +206,7 @@ def test_dinov3_backbone_equals_reference_computation(releases, tmp_path):
         assert not torch.allclose(vit.forward_features(x).double(), want, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(RELEASES))
 def test_spectralx_on_each_release_finetunes_and_segments(family, releases, label_raster, tmp_path):
     import rasterio
@@ -245,6 +247,7 @@ def test_spectralx_on_each_release_finetunes_and_segments(family, releases, labe
     assert set(np.unique(classes)) <= {1, 2, 3}
 
 
+@pytest.mark.slow
 def test_release_file_given_to_finetune_is_imported_once_into_the_model_folder(
     releases, label_raster, tmp_path, monkeypatch, capsys
 ):
@@ -381,6 +384,7 @@ def test_release_file_given_to_pretrain_is_imported_too(releases, tmp_path, monk
     assert read_card(str(out)).backbone.sha256 == sha256_file(str(imported))
 
 
+@pytest.mark.slow
 def test_library_accepts_a_release_file_as_backbone_without_import(releases, label_raster, tmp_path):
     """The engine API maps a release in memory: the card references the release by its sha256 and
     the checkpoint loads back against it (the CLI imports it instead, see above)."""

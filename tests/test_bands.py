@@ -344,6 +344,7 @@ def test_hand_written_index_maps():
 # ---- CLI ----
 
 
+@pytest.mark.slow
 def test_cli_detected_table(capsys):
     proc = run_cli("bands", ENMAP, check=True)  # the real entry point, once
     assert "418.2" in proc.stdout and "2445.5" in proc.stdout and "bbl=0" in proc.stdout
@@ -356,6 +357,7 @@ def test_cli_detected_table(capsys):
     assert "--sensor" in capsys.readouterr().out  # no wavelengths: says what to do
 
 
+@pytest.mark.slow
 def test_cli_mapping_with_checkpoint(make_checkpoint, tmp_path, capsys):
     ckpt = make_checkpoint(wavelengths=(490.0, 560.0, 665.0))
     out = tmp_path / "map.json"

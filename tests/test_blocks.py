@@ -82,6 +82,7 @@ def test_blocks_cover_the_window_once_with_every_touching_tile():
     assert (cover == 1).all() and len(blocks) == 3 * 4
 
 
+@pytest.mark.slow
 def test_block_seam_blending_equals_a_single_pass(tmp_path):
     """Blocks forced to 256 px: 3 x 3 blocks with seams in both directions; a position-dependent model
     so that every tile straddling a seam must contribute to both sides exactly as in one pass."""

@@ -44,6 +44,7 @@ def test_checkpoint_holds_no_backbone_tensors(make_checkpoint):
     assert any(k.startswith("aomoa.") for k in keys) and any(k.startswith("hypert.stem") for k in keys)
 
 
+@pytest.mark.slow
 def test_info_cli_prints_card(make_checkpoint):
     path = make_checkpoint(classes=("water", "crop", "tree"))
     out = run_cli("info", path, check=True).stdout
@@ -82,6 +83,7 @@ def _assert_one_line_error(proc, *needles):
         assert n in err, err
 
 
+@pytest.mark.slow
 def test_pickle_is_never_executed(tmp_path, make_checkpoint):
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil.pth"
@@ -100,6 +102,7 @@ def test_pickle_is_never_executed(tmp_path, make_checkpoint):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_truncated_safetensors(make_checkpoint, tmp_path):
     path = make_checkpoint()
     cut = tmp_path / "cut.safetensors"
@@ -110,6 +113,7 @@ def test_truncated_safetensors(make_checkpoint, tmp_path):
         load_checkpoint(str(cut))
 
 
+@pytest.mark.slow
 def test_safetensors_without_card(tmp_path):
     from safetensors.torch import save_file
 
@@ -118,6 +122,7 @@ def test_safetensors_without_card(tmp_path):
     _assert_one_line_error(run_cli("info", path), "without a SpectralX model card")
 
 
+@pytest.mark.slow
 def test_backbone_hash_mismatch(make_checkpoint, tmp_path):
     path = make_checkpoint()
     from spectralx.backbone_io import save_backbone
@@ -132,5 +137,6 @@ def test_backbone_hash_mismatch(make_checkpoint, tmp_path):
         load_checkpoint(path, backbone=str(other))
 
 
+@pytest.mark.slow
 def test_not_a_file(tmp_path):
     _assert_one_line_error(run_cli("info", tmp_path / "nope.safetensors"), "not found")

@@ -131,6 +131,7 @@ _json = st.recursive(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(header=st.dictionaries(st.text(max_size=10), _json, max_size=4), tensor_meta=_json)
 def test_fuzz_corrupted_headers(tmp, header, tensor_meta):

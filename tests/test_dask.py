@@ -46,6 +46,7 @@ def read(path):
         return ds.read(1), ds.transform, ds.crs
 
 
+@pytest.mark.slow
 def test_cluster_gives_the_in_process_class_raster(tmp_path, scene, cluster):
     raster, ckpt = scene
     local = segment(
@@ -77,6 +78,7 @@ def test_cluster_gives_the_in_process_class_raster(tmp_path, scene, cluster):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporaries left
 
 
+@pytest.mark.slow
 def test_many_scenes_with_one_bad_one_over_the_cluster(tmp_path, scene, cluster):
     raster, ckpt = scene
     other = write_raster(tmp_path / "other.tif", random_raster(100, 130, seed=2))
@@ -130,6 +132,7 @@ def test_many_scenes_in_process(tmp_path, make_checkpoint):
         segment_scenes([raster, raster], ckpt, str(out), device="cpu")
 
 
+@pytest.mark.slow
 def test_cancel_on_the_cluster_leaves_nothing(tmp_path, scene, cluster):
     raster, ckpt = scene
     out = tmp_path / "out"
@@ -175,6 +178,7 @@ def thread_cluster():
     lc.close()
 
 
+@pytest.mark.slow
 def test_a_failed_block_is_retried_once_then_named(tmp_path, scene, thread_cluster, monkeypatch):
     import spectralx.inference.distributed as dist
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from test_inference import random_raster, write_raster
 
 HIDE_DASK = (
@@ -20,6 +21,7 @@ def run_without_dask(*args):
     )
 
 
+@pytest.mark.slow
 def test_engine_runs_without_dask(tmp_path, make_checkpoint):
     ckpt = make_checkpoint()
     raster = write_raster(tmp_path / "in.tif", random_raster(70, 90))

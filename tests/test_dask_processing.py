@@ -11,6 +11,7 @@ from test_plugin_common import enmap_checkpoint, enmap_tile, plugin  # noqa: F40
 distributed = pytest.importorskip("distributed")
 
 
+@pytest.mark.slow
 def test_segment_algorithm_runs_on_a_dask_scheduler(plugin, enmap_tile, enmap_checkpoint, tmp_path):
     import processing
     from qgis.core import QgsApplication, QgsProcessingParameterDefinition

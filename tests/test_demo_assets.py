@@ -73,6 +73,7 @@ def test_mae_shapes_and_masking():
     assert not mae.encoder.pos_embed.requires_grad  # fixed sin-cos positions
 
 
+@pytest.mark.slow
 def test_mae_loss_goes_down_on_shipped_chips_and_is_reproducible():
     from spectralx.mae import load_chips, pretrain_mae
 
@@ -85,6 +86,7 @@ def test_mae_loss_goes_down_on_shipped_chips_and_is_reproducible():
     assert all(torch.equal(r.state[k], runs[1].state[k]) for k in r.state)
 
 
+@pytest.mark.slow
 def test_pretrain_backbone_command(tmp_path):
     from spectralx.backbone_io import backbone_description, load_backbone
 

@@ -137,6 +137,7 @@ def test_the_site_builds_strict(tmp_path):
     assert (tmp_path / "site" / "screenshot.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "broken, named",
     [

@@ -110,6 +110,7 @@ def test_vector_points_in_another_crs(rasters, tmp_path):
     assert any("outside the image" in n for n in r["notes"])
 
 
+@pytest.mark.slow
 def test_cli_table_and_json(rasters):
     pred, ref = rasters
     proc = run_cli("evaluate", pred, "--reference", ref)

@@ -114,6 +114,7 @@ def test_forest_arrays_give_scikit_learns_probabilities():
     np.testing.assert_allclose(again.predict_proba(test)[:, :3], want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_forest_checkpoint_is_plain_tensors_and_damage_is_refused(forest_checkpoint, tmp_path):
     from safetensors import safe_open
 
@@ -161,6 +162,7 @@ def load_safetensors(path):
     return read_safetensors(path)
 
 
+@pytest.mark.slow
 def test_forest_checkpoint_streams_like_in_memory_and_shows_in_info(forest_checkpoint, tmp_path):
     from spectralx.model.forest import with_context
     from spectralx.training.rasters import mapping_for, normalize, read_mapped
@@ -198,6 +200,7 @@ def test_forest_checkpoint_streams_like_in_memory_and_shows_in_info(forest_check
     assert "map made by: random forest" in info
 
 
+@pytest.mark.slow
 def test_forest_checkpoint_on_dask_gives_the_same_class_raster(forest_checkpoint, tmp_path):
     pytest.importorskip("distributed")
     big = mosaic(tmp_path / "mosaic.tif")
@@ -229,6 +232,7 @@ def fused(tiny_backbone, tmp_path_factory):
     return res, out
 
 
+@pytest.mark.slow
 def test_every_landsat_finetune_is_validated_and_fusion_is_recorded(fused):
     res, out = fused
     m = res.metrics
@@ -248,6 +252,7 @@ def test_every_landsat_finetune_is_validated_and_fusion_is_recorded(fused):
     assert model.forest is not None and model.fusion_weight == f["weight"]
 
 
+@pytest.mark.slow
 def test_fused_model_streams_like_one_block(fused, tmp_path):
     res, out = fused
     model, card = load_checkpoint(out, backbone=res.card.backbone.path or None)
@@ -280,6 +285,7 @@ def test_fused_model_streams_like_one_block(fused, tmp_path):
     torch.testing.assert_close(pooled, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_degenerate_flag_fires_untrained_and_not_on_the_demo_model(tiny_backbone, tmp_path):
     from spectralx.training import finetune
     from spectralx.training.health import card_warnings
@@ -327,6 +333,7 @@ def test_degenerate_flag_fires_untrained_and_not_on_the_demo_model(tiny_backbone
     )
 
 
+@pytest.mark.slow
 def test_finetune_cli_fuse_option_and_forest_method_refuse_a_checkpoint(tmp_path, forest_checkpoint):
     proc = run_cli(
         "finetune",

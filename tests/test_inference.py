@@ -184,6 +184,7 @@ def test_blending_equals_a_single_whole_image_pass(tmp_path):
     np.testing.assert_allclose(conf, expected.max(0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_shifted_raster_gives_shifted_predictions(tmp_path):
     """Position-dependent tiny SpectralX: shifting by a whole tile stride keeps the tile grid aligned,
     so away from the borders the blended predictions are the same, shifted."""
@@ -555,6 +556,7 @@ def test_buffers_do_not_grow_with_raster_height(tmp_path, monkeypatch):
 # -- the real thing: checkpoint, band mapping, CLI ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_segment_command_end_to_end(tmp_path, make_checkpoint):
     ckpt = make_checkpoint()
     path = write_raster(tmp_path / "in.tif", random_raster(90, 110))

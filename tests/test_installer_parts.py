@@ -165,6 +165,7 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path):
     assert not root.exists()
 
 
+@pytest.mark.slow
 def test_an_interpreter_that_has_everything_installs_nothing(tmp_path):
     """The project venv has the whole list: the installer says so, verifies, and creates no folder."""
     log = []
@@ -209,6 +210,7 @@ def test_another_python_version_or_an_incomplete_wheel_folder_is_refused(tmp_pat
     assert not root.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason="no system Python")
 def test_pip_really_goes_through_qgis_proxy(tmp_path, monkeypatch):
     """A proxy on 127.0.0.1 that refuses everything: pip's requests for the index reach it, with the

@@ -121,6 +121,7 @@ def test_stage1_paper_variant_hides_tokens_and_leaves_are_adapter_untrained():
     assert model.mask_token.grad is not None and model.mask_token.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "slr", "full"])
 def test_peft_baselines_finetune_save_load_and_segment(method, tiny_backbone, block_labels, tmp_path):
     import rasterio
@@ -169,6 +170,7 @@ def test_peft_baselines_finetune_save_load_and_segment(method, tiny_backbone, bl
     assert set(np.unique(classes)) <= {1, 2, 3}
 
 
+@pytest.mark.slow
 def test_random_forest_baseline_lands_in_card_info_and_log(tiny_backbone, block_labels, tmp_path):
     from spectralx.training import finetune
 
@@ -224,6 +226,7 @@ def test_random_forest_baseline_lands_in_card_info_and_log(tiny_backbone, block_
     assert res.comparison.startswith("not validated")
 
 
+@pytest.mark.slow
 def test_accuracy_bench_quick_smoke():
     """The accuracy bench runs end to end (forest + default SpectralX, 1 seed, 4 steps)."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -269,6 +272,7 @@ def test_logit_adjustment_recovers_a_rare_class_and_is_neutral_when_balanced():
     assert choose_adjustment(np.zeros((0, 2)), np.zeros(0, int), [1, 1], [1, 2]) is None
 
 
+@pytest.mark.slow
 def test_logit_adjustment_is_stored_in_the_card_and_applied_after_loading(tiny_backbone, block_labels, tmp_path):
     from spectralx.checkpoint import load_checkpoint
     from spectralx.training import finetune

@@ -57,6 +57,7 @@ def test_backbone_frozen_in_every_stage():
     assert not any(p.requires_grad for p in model.head.parameters())
 
 
+@pytest.mark.slow
 def test_vit_large_parameter_budget_matches_paper():
     """Paper (Scale-MAE ViT-L): HyperT + AoMoA + Are-adapter = 11.8 M trainable, 3.9 % of 303 M."""
     cfg = ModelConfig.from_preset("vit_large_patch16", in_bands=32, num_classes=6)

@@ -28,6 +28,7 @@ def built():
     return net, O.build(net, 2)
 
 
+@pytest.mark.slow
 def test_onnx_paths_agree_with_torch_fp32(built):
     net, ort = built
     x = torch.randn(2, 4, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -42,6 +43,7 @@ def test_onnx_paths_agree_with_torch_fp32(built):
     assert is_quantized(ort["int8"]) and not is_quantized(ort["fp32"]) and not is_quantized(net)
 
 
+@pytest.mark.slow
 def test_only_the_backbone_linears_are_int8(built):
     import onnx
 
@@ -99,6 +101,7 @@ def test_a_forest_is_pooled_with_the_onnx_logits(built):
     assert calls and torch.allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_auto_and_int8_choose_among_the_paths(monkeypatch):
     monkeypatch.setattr(P, "MIN_EMBED_DIM", 0)
     monkeypatch.setattr(P, "MIN_SPEEDUP", 0.0)  # any speed: the fastest that agreed runs
@@ -142,6 +145,7 @@ def test_an_export_failure_falls_back_to_torch(monkeypatch):
     assert "exporter says no" in P._CACHE[net]["onnx_error"]
 
 
+@pytest.mark.slow
 def test_segment_names_the_runtime_in_its_outputs(make_checkpoint, tmp_path, monkeypatch):
     import rasterio
     from rasterio.transform import from_origin

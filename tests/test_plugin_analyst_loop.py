@@ -62,6 +62,7 @@ def _add(project, path, name):
 
 
 # 1 ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_finetune_with_a_checkpoint_that_cannot_read_the_raster_starts_from_its_backbone(
     project, dock, enmap_checkpoint, tmp_path
 ):
@@ -372,6 +373,7 @@ def test_reopening_the_installer_after_a_success_shows_what_is_installed(dock, t
 
 
 # 8 and 9 --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_suggest_adds_a_point_layer_and_finetune_again_keeps_the_rounds(project, dock, tiny_backbone, tmp_path):
     from spectralx.checkpoint import read_card
 

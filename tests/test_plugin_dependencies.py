@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from test_plugin_common import ENMAP_TILE, REPO
 
 from spectralx_qgis.setup import requirements
@@ -67,6 +68,7 @@ SCRIPT = textwrap.dedent(r'''
 ''')
 
 
+@pytest.mark.slow
 def test_plugin_loads_without_torch_and_shows_guidance(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=REPO, HOME=str(tmp_path))
     proc = subprocess.run(
@@ -99,6 +101,7 @@ def test_plugin_loads_without_torch_and_shows_guidance(tmp_path):
     assert all(line in html.unescape(out["install_help"]) for line in requirements.lines())
 
 
+@pytest.mark.slow
 def test_real_qgis_python_without_engine_dependencies(tmp_path):
     """The system Python QGIS runs on here has no torch/rasterio/safetensors at all (they live in the
     project's venv): the plugin must load there and name that interpreter in its pip command."""

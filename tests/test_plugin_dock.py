@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import rasterio
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -182,6 +183,7 @@ def _big_raster(path, size=768):
     return path
 
 
+@pytest.mark.slow
 def test_cancel_leaves_no_layer_and_no_file(project, dock, checkpoint_for, tmp_path):
     raster = _big_raster(str(tmp_path / "big.tif"))
     ckpt = checkpoint_for(raster, ("a", "b"), "rgb")
@@ -207,6 +209,7 @@ def test_cancel_leaves_no_layer_and_no_file(project, dock, checkpoint_for, tmp_p
     assert dock.cancel_button.isEnabled() is False and "Cancelled" in dock.status.text()
 
 
+@pytest.mark.slow
 def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, checkpoint_for, enmap_tile):
     from spectralx.checkpoint import read_card
 
@@ -253,6 +256,7 @@ def test_finetune_from_drawn_polygons_selects_new_checkpoint(project, dock, chec
     assert not os.path.exists(os.path.dirname(task.request.labels))  # the burnt label raster is gone
 
 
+@pytest.mark.slow
 def test_the_chosen_precision_reaches_the_engine(project, dock, enmap_tile, enmap_checkpoint, monkeypatch):
     """Issue 22: the Run box's precision (auto/fp32/bf16/int8, the engine's names) goes to
     segment(precision=…), as Processing's PRECISION does."""

@@ -58,6 +58,7 @@ def _spectralx_layers(project):
     return [node.layer() for node in group.findLayers()] if group else []
 
 
+@pytest.mark.slow
 def test_landsat_through_the_sensor_picker_finetune_then_segment(project, dock, landsat, polygons):
     """No wavelengths in the file, no band row edited by hand: the sensor picker is all it takes."""
     from spectralx.checkpoint import read_card
@@ -265,6 +266,7 @@ def test_card_shows_metric_values_validation_status_and_baseline(dock, tmp_path)
     assert "Random-forest baseline (same pixels): mIoU <b>0.471</b> — the forest is better" in html
 
 
+@pytest.mark.slow
 def test_cancel_says_cancelled_and_draw_area_is_off_during_a_run(project, dock, checkpoint_for, tmp_path):
     from test_plugin_dock import _big_raster
 
@@ -293,6 +295,7 @@ def test_cancel_says_cancelled_and_draw_area_is_off_during_a_run(project, dock, 
     assert os.listdir(dock.output_folder()) == []
 
 
+@pytest.mark.slow
 def test_layer_names_name_the_model_and_repeat_runs_differ(project, dock, enmap_tile, enmap_checkpoint):
     layer = QgsRasterLayer(enmap_tile, "enmap")
     project.addMapLayer(layer)

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from test_plugin_common import REPO
 
 PLUGIN = os.path.join(REPO, "spectralx_qgis")
@@ -147,6 +148,7 @@ def test_engine_imports_are_plain_and_one_level_and_name_real_modules():
     } <= used, sorted(used)
 
 
+@pytest.mark.slow
 def test_one_copy_of_each_engine_module_at_run_time():
     """Importing every plugin module and the engine modules it names loads each engine module once,
     under its own name (the stand-in `_vendor.spectralx` of a checkout is the installed package)."""

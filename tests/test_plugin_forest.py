@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from qgis.core import QgsApplication, QgsProject
 from test_plugin_common import (  # noqa: F401
     assert_done,
@@ -19,6 +20,7 @@ from test_plugin_common import (  # noqa: F401
 from test_plugin_dock import _add_raster
 
 
+@pytest.mark.slow
 def test_processing_forest_method_and_fuse_parameter(plugin, enmap_tile, tiny_backbone, tmp_path):
     import processing
 
@@ -77,6 +79,7 @@ def test_processing_forest_method_and_fuse_parameter(plugin, enmap_tile, tiny_ba
         QgsProject.instance().removeAllMapLayers()
 
 
+@pytest.mark.slow
 def test_dock_trains_a_forest_without_backbone_and_shows_its_card(project, dock, enmap_tile):
     from spectralx.checkpoint import read_card
 

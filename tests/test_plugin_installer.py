@@ -83,6 +83,7 @@ def fresh_qgis(tmp_path_factory):
     shutil.rmtree(run.packages, ignore_errors=True)  # ~0.8 GB of torch: not kept by pytest's tmp
 
 
+@pytest.mark.slow
 def test_offline_install_then_a_fresh_qgis_imports_from_the_profile_folder(fresh_qgis, wheelhouse, tmp_path):
     # before: the check fails and names what is missing (exit 1, QGIS's "algorithm failed", no traceback)
     before = fresh_qgis("run", "spectralx:check_installation")
@@ -134,6 +135,7 @@ def test_offline_install_then_a_fresh_qgis_imports_from_the_profile_folder(fresh
         assert len(np.unique(ds.read(1))) >= 3  # a real map, not one class
 
 
+@pytest.mark.slow
 def test_cancel_in_the_panel_dialog_leaves_nothing_for_the_next_start(qgis_app, wheelhouse, tmp_path):
     from spectralx_qgis.setup import site_dir
     from spectralx_qgis.setup.install_dialog import InstallDialog
@@ -181,6 +183,7 @@ def test_a_crashed_install_is_never_put_on_sys_path(tmp_path):
         sys.path[:] = before
 
 
+@pytest.mark.slow
 def test_cancel_during_verification_keeps_nothing(wheelhouse, tmp_path):
     """Importing torch and running the network takes a while: a cancel then stops the check at once
     and the verified-looking folder is not kept either."""

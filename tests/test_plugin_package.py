@@ -87,6 +87,7 @@ def test_zip_layout(plugin_zip):
                 assert "from spectralx." not in src and "import spectralx\n" not in src, n
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(QGIS_PROCESS), reason="qgis_process.bin not installed")
 def test_qgis_process_segment_from_installed_zip(plugin_zip, checkpoint_for, tmp_path):
     raster = SAMPLE if os.path.isfile(SAMPLE) else ENMAP_TILE

@@ -59,6 +59,7 @@ def test_provider_registration(plugin):
         assert alg.shortHelpString() and alg.displayName()
 
 
+@pytest.mark.slow
 def test_segment_processing_run_and_style(plugin, enmap_tile, enmap_checkpoint, tmp_path):
     import processing
 
@@ -119,6 +120,7 @@ def test_segment_reports_engine_errors(plugin, enmap_tile, tmp_path):
     assert not (tmp_path / "x.tif").exists()
 
 
+@pytest.mark.slow
 def test_finetune_pretrain_evaluate_processing(plugin, checkpoint_for, enmap_tile, tmp_path):
     import processing
 
@@ -223,6 +225,7 @@ def test_segment_inside_a_processing_model(plugin, enmap_tile, enmap_checkpoint,
     assert os.path.isfile(dest) and result["seg:classes"] == dest
 
 
+@pytest.mark.slow
 def test_finetune_processing_lora_baseline_from_a_backbone(plugin, tiny_backbone, enmap_tile, tmp_path):
     """METHOD picks a PEFT baseline; the card records it and the log compares with the forest."""
     import processing

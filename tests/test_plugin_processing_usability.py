@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProject
 from test_plugin_common import checkpoint_for, plugin  # noqa: F401
 
@@ -108,6 +109,7 @@ def test_empty_optional_output_is_not_announced(plugin):
 RUNS = int(os.environ.get("SPECTRALX_PLUGIN_RUNS", "10"))
 
 
+@pytest.mark.slow
 def test_one_session_survives_ten_runs_of_each_algorithm(plugin, tmp_path):
     """The QGIS process the analyst works in runs every algorithm again and again (each GDAL handle,
     label raster and model released each time): no crash, no leftover temporary label rasters.

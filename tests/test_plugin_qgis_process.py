@@ -114,6 +114,7 @@ def landsat_classes(qp, landsat_model, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_finetune_then_segment_landsat_with_sensor(landsat_model, landsat_classes):
     from spectralx.checkpoint import read_card
 
@@ -137,6 +138,7 @@ def test_finetune_then_segment_landsat_with_sensor(landsat_model, landsat_classe
     assert all(c.name in qml for c in card.classes)
 
 
+@pytest.mark.slow
 def test_every_algorithm_exit_codes(qp, landsat_model, landsat_classes, tmp_path):
     # segment: success is above; a model that cannot fit this raster is a handled error, said plainly
     _handled_error(

@@ -47,6 +47,7 @@ def label_points(path, truth):
     ds = None
 
 
+@pytest.mark.slow
 def test_sample_label_report_through_qgis_process(qp, landcover, tmp_path):
     path, a = landcover
     points = tmp_path / "points.gpkg"
@@ -112,6 +113,7 @@ def test_sample_label_report_through_qgis_process(qp, landcover, tmp_path):
     assert not any(p.name.startswith("bad") for p in tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_vectorize_and_bad_inputs_through_qgis_process(qp, landcover, tmp_path):
     path, a = landcover
     out = tmp_path / "polygons.gpkg"
@@ -152,6 +154,7 @@ from test_plugin_common import (  # noqa: E402,F401
 )
 
 
+@pytest.mark.slow
 def test_dock_vector_option_loads_styled_polygons(project, dock, enmap_tile, enmap_checkpoint):
     from qgis.core import QgsCategorizedSymbolRenderer, QgsRasterLayer, QgsVectorLayer
 

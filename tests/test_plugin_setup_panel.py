@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 
+import pytest
 from test_plugin_common import REPO, dock, plugin, wait_for  # noqa: F401  (fixtures)
 
 from spectralx_qgis.setup import requirements
@@ -15,6 +16,7 @@ DEMO = os.path.join(REPO, "resources", "models", "demo.safetensors")
 DEMO_BACKBONE = os.path.join(REPO, "resources", "models", "demo-backbone.safetensors")
 
 
+@pytest.mark.slow
 def test_install_dialog_from_the_panel_verifies_this_qgis(dock, tmp_path):
     dialog = dock.open_installer()
     assert dialog is dock.open_installer()  # one dialog, raised again

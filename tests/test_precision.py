@@ -122,6 +122,7 @@ def fresh_check(monkeypatch, **constants):
     monkeypatch.setattr(P, "_onnx_available", lambda: False)  # torch's int8 alone (ONNX: test_onnx_path.py)
 
 
+@pytest.mark.slow
 def test_auto_takes_int8_only_when_its_check_passed(monkeypatch):
     fresh_check(monkeypatch, MIN_SPEEDUP=0.0)  # any speed: the agreement decides
     net = tiny()
@@ -151,6 +152,7 @@ def test_auto_skips_the_check_for_small_backbones(monkeypatch):
     assert P.select(net, "cpu", "bf16")[1] == P.RunPath("bf16", "bf16")
 
 
+@pytest.mark.slow
 def test_segment_int8_says_so_in_its_outputs(make_checkpoint, tmp_path):
     from spectralx.inference import segment
 
@@ -193,6 +195,7 @@ def test_segment_int8_says_so_in_its_outputs(make_checkpoint, tmp_path):
     assert (runs["int8"][1] == runs["fp32"][1]).mean() >= 0.95
 
 
+@pytest.mark.slow
 def test_processing_segment_takes_a_precision(plugin, enmap_tile, enmap_checkpoint, tmp_path):
     import processing
     from qgis.core import QgsApplication

@@ -145,6 +145,7 @@ def _with_description(src, dst, edit):
     return dst
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["shared", "deeper-shared", "self", "nested"])
 def test_regression_pickle_structures_are_walked_once_and_bounded(case, tmp_path, capsys):
     """Tuples sharing references (2^30 paths in a few hundred bytes: no exit after minutes), a list
@@ -374,6 +375,7 @@ def _write_for(h, seconds, piece=b"x", pause=0.05, limit=None):
     h.close_connection = True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["body", "headers"])
 def test_regression_download_cancel_acts_while_the_server_trickles(where, tmp_path):
     """A server sending a byte now and then (or its headers slowly) held cancel for up to 100 s."""
@@ -398,6 +400,7 @@ def test_regression_download_cancel_acts_while_the_server_trickles(where, tmp_pa
         assert 0 < os.path.getsize(part_path(dest)) < 100  # what came is kept for a resume
 
 
+@pytest.mark.slow
 def test_regression_download_never_writes_past_the_release_size(tmp_path):
     """An endless stream wrote 317 MB: the catalogue's size (else a cap) stops it, nothing is kept."""
     from model_server import ModelServer
@@ -425,6 +428,7 @@ def test_regression_download_never_writes_past_the_release_size(tmp_path):
         assert not os.path.exists(dest) and not os.path.exists(part_path(dest))
 
 
+@pytest.mark.slow
 def test_regression_download_partial_answers_and_short_bodies_are_not_complete(tmp_path):
     """A 206 for other bytes than asked, a 206 ending before the total, a 0-byte or short body and a
     body of unknown length were all accepted as complete when no sha256 was known."""
@@ -479,6 +483,7 @@ def test_regression_download_partial_answers_and_short_bodies_are_not_complete(t
         assert download(srv.url, dest, proxy="", expected_size=size).size == size
 
 
+@pytest.mark.slow
 def test_regression_download_part_symlink_and_redirect_loop(tmp_path):
     """A `.part` that is a symbolic link had the bytes appended to its target; a redirect loop gave
     a three-line error."""

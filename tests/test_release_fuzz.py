@@ -253,6 +253,7 @@ def run_cases(folder: str) -> dict:
 # -- the test ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_release_reader_fuzz_is_bounded_and_one_line(tmp_path):
     code = (

@@ -343,6 +343,7 @@ def test_regression_full_disk_leaves_nothing(capsys, scene, copy_checkpoint, ful
     assert digest(raster, pred, ref, ckpt) == before
 
 
+@pytest.mark.slow
 def test_regression_full_disk_finetune(capsys, tiny_backbone, tmp_path, monkeypatch):
     """Full disk: one line, nothing written. Nearly full (room for the checkpoint, not the backbone
     copy): success, no truncated backbone, and the checkpoint still finds its backbone by path."""
@@ -401,6 +402,7 @@ def test_regression_full_disk_finetune(capsys, tiny_backbone, tmp_path, monkeypa
 # --- bug 4: the user's backbone is never hard-linked --------------------------------------------
 
 
+@pytest.mark.slow
 def test_regression_backbone_never_hard_linked(capsys, tiny_backbone, tmp_path, monkeypatch):
     import shutil
 
@@ -520,6 +522,7 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_regression_signals_during_segment_leave_nothing(sig, copy_checkpoint, tmp_path):
     ckpt = copy_checkpoint()
@@ -575,6 +578,7 @@ def test_regression_ctrl_c_in_the_first_second(scene):
     assert err.strip() == "spectralx: interrupted; unfinished outputs were removed"
 
 
+@pytest.mark.slow
 def test_regression_broken_pipe_is_quiet():
     enmap = os.path.join(FIXTURES, "enmap_potsdam_tile_128_0.tif")
     cmd = f"{sys.executable} -m spectralx.cli bands {enmap} | head -n 2"

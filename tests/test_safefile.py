@@ -177,6 +177,7 @@ def test_unlisted_class_is_refused_by_name(tmp_path):
         read_torch_pickle(str(path))
 
 
+@pytest.mark.slow
 def test_cli_refuses_malicious_backbone_in_one_line(tmp_path):
     from conftest import run_cli
 

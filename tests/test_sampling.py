@@ -98,6 +98,7 @@ def test_draw_is_uniform_within_a_stratum(tmp_path):
     assert 0.45 <= top / (40 * 50) <= 0.55
 
 
+@pytest.mark.slow
 def test_cli_writes_points_with_empty_reference_and_style(small_map, tmp_path):
     path, a = small_map
     out = tmp_path / "points.gpkg"
@@ -132,6 +133,7 @@ def test_cli_writes_points_with_empty_reference_and_style(small_map, tmp_path):
     assert again.returncode != 0 and "already exists" in again.stderr and os.path.getmtime(out) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case", ["all_nodata", "too_many", "bad_allocation", "multiband", "no_size", "bad_ua", "empty_stratum"]
 )
@@ -177,6 +179,7 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, small_map):
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".sx-")] == []
 
 
+@pytest.mark.slow
 def test_20000_square_sparse_raster_streams_within_the_budget(tmp_path):
     """A 20 000 x 20 000 class map (a sparse GeoTIFF: 400 M pixels, a few tiles written): the sample
     command's peak memory stays below its 64 MiB budget (the whole map would be 400 MB) and every

@@ -4,6 +4,7 @@ the points and refuses bad input in one line."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import run_cli
 
 
@@ -23,6 +24,7 @@ def test_spread_keeps_the_distance_and_takes_the_classes_in_turn():
     assert d.min() >= 5.0
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_n_in_one_line(tmp_path):
     proc = run_cli("suggest", "x.tif", "-c", "m.safetensors", "-o", tmp_path / "p.gpkg", "--n", "0")
     assert proc.returncode != 0 and "must be from 1 to 10000, not 0" in proc.stderr

@@ -146,6 +146,7 @@ def test_split_never_shares_a_polygon(split_polygons):
         assert not (yb == 99).any()
 
 
+@pytest.mark.slow
 def test_finetune_from_polygons_in_another_crs(split_polygons, tiny_backbone, tmp_path):
     from spectralx.checkpoint import load_checkpoint, read_card
     from spectralx.progress import Progress
@@ -203,6 +204,7 @@ def _segment_if_available(checkpoint, backbone, tmp_path, values):
         assert set(np.unique(ds.read(1))) <= values | {0, ds.nodata}
 
 
+@pytest.mark.slow
 def test_finetune_from_label_raster_and_cli(label_raster, tiny_backbone, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     from spectralx.checkpoint import load_checkpoint, read_card
@@ -253,6 +255,7 @@ def test_finetune_from_label_raster_and_cli(label_raster, tiny_backbone, tmp_pat
     assert model.cfg.num_classes == 3
 
 
+@pytest.mark.slow
 def test_pretrain_then_finetune_adopts_new_classes(tiny_backbone, split_polygons, tmp_path, monkeypatch):
     from spectralx.checkpoint import load_checkpoint, read_card
     from spectralx.training import finetune
@@ -339,6 +342,7 @@ def no_training(monkeypatch):
     monkeypatch.setattr(ft, "ChipSampler", boom)
 
 
+@pytest.mark.slow
 def test_bad_class_field_lists_fields(split_polygons, tiny_backbone, tmp_path, no_training, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     from spectralx.errors import LabelError
@@ -450,6 +454,7 @@ def test_cancel_writes_nothing(split_polygons, tiny_backbone, tmp_path):
     assert not out.exists() and not list(tmp_path.glob("*.safetensors*"))
 
 
+@pytest.mark.slow
 def test_points_with_integer_classes(tiny_backbone, tmp_path):
     """Points (integer class field, image CRS): every point is its own region; held out whole."""
     import fiona

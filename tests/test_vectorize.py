@@ -159,6 +159,7 @@ def test_mmu_units_and_refusals():
         threshold_pixels("half a hectare", 0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["mmu_below_pixel", "geographic", "other_grid", "exists", "bad_mmu"])
 def test_cli_bad_input_is_one_line_and_writes_nothing(case, noisy, tmp_path):
     path, a = noisy
@@ -199,6 +200,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(case, noisy, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".sx-")] == []
 
 
+@pytest.mark.slow
 def test_cli_vectorize_prints_what_it_wrote(noisy, tmp_path):
     path, _ = noisy
     proc = run_cli("vectorize", path, "-o", tmp_path / "v.gpkg", "--mmu", "0.2ha")
@@ -206,6 +208,7 @@ def test_cli_vectorize_prints_what_it_wrote(noisy, tmp_path):
     assert "polygons, minimum mapping unit 20 px (0.2 ha)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_segment_writes_polygons_with_mmu_and_confidence(make_checkpoint, tmp_path):
     """`segment --vector --mmu`: polygons of the class raster it wrote, each with a mean confidence (a
     temporary confidence raster is used and removed); an MMU below a pixel is refused before anything."""
@@ -244,6 +247,7 @@ def test_segment_writes_polygons_with_mmu_and_confidence(make_checkpoint, tmp_pa
     ), os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_large_raster_is_vectorized_without_holding_it(tmp_path):
     """10 000 x 10 000 px (a sparse GeoTIFF, 100 MB as an array): the peak memory of vectorize grows by
     less than its 64 MiB budget, and a 5 000 px tall region across 20 tile rows is one polygon."""

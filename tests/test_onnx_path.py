@@ -5,14 +5,13 @@ No speed targets here: bench/cpu_backbone_bench.py measures them."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from test_precision import WAVELENGTHS, tiny  # noqa: E402
+from test_precision import WAVELENGTHS, tagged_raster, tiny  # noqa: E402
 
 from spectralx.inference import onnx_runtime as O  # noqa: E402
 from spectralx.inference import precision as P  # noqa: E402
@@ -148,30 +147,13 @@ def test_an_export_failure_falls_back_to_torch(monkeypatch):
 @pytest.mark.slow
 def test_segment_names_the_runtime_in_its_outputs(make_checkpoint, tmp_path, monkeypatch):
     import rasterio
-    from rasterio.transform import from_origin
 
     from spectralx.inference import segment
     from spectralx.progress import Progress
 
     monkeypatch.setattr(P, "ORT_MIN_TILES", 1)
     ckpt = make_checkpoint(wavelengths=WAVELENGTHS)
-    rng = np.random.default_rng(0)
-    data = (1000 + 300 * rng.standard_normal((4, 80, 96))).astype(np.int16)
-    src = str(tmp_path / "in.tif")
-    with rasterio.open(
-        src,
-        "w",
-        driver="GTiff",
-        width=96,
-        height=80,
-        count=4,
-        dtype="int16",
-        crs="EPSG:32633",
-        transform=from_origin(500000, 5800000, 30, 30),
-    ) as ds:
-        ds.write(data)
-        for i, w in enumerate(WAVELENGTHS, 1):
-            ds.update_tags(i, wavelength=str(w), wavelength_units="Nanometers")
+    src = tagged_raster(tmp_path)
     logs = []
     res = segment(
         src,

@@ -21,6 +21,28 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 WAVELENGTHS = (490.0, 560.0, 665.0, 842.0)
 
 
+def tagged_raster(tmp_path) -> str:
+    """A 4-band 96 x 80 int16 GeoTIFF whose bands carry WAVELENGTHS (noise around 1000)."""
+    rng = np.random.default_rng(0)
+    data = (1000 + 300 * rng.standard_normal((4, 80, 96))).astype(np.int16)
+    src = str(tmp_path / "in.tif")
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        width=96,
+        height=80,
+        count=4,
+        dtype="int16",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5800000, 30, 30),
+    ) as ds:
+        ds.write(data)
+        for i, w in enumerate(WAVELENGTHS, 1):
+            ds.update_tags(i, wavelength=str(w), wavelength_units="Nanometers")
+    return src
+
+
 def tiny(method="spectralx", seed=0):
     """ViT-Tiny preset, random weights, 64 px tiles (LoRA branches made non-zero so they count)."""
     torch.manual_seed(seed)
@@ -157,23 +179,7 @@ def test_segment_int8_says_so_in_its_outputs(make_checkpoint, tmp_path):
     from spectralx.inference import segment
 
     ckpt = make_checkpoint(wavelengths=WAVELENGTHS)
-    rng = np.random.default_rng(0)
-    data = (1000 + 300 * rng.standard_normal((4, 80, 96))).astype(np.int16)
-    src = str(tmp_path / "in.tif")
-    with rasterio.open(
-        src,
-        "w",
-        driver="GTiff",
-        width=96,
-        height=80,
-        count=4,
-        dtype="int16",
-        crs="EPSG:32633",
-        transform=from_origin(500000, 5800000, 30, 30),
-    ) as ds:
-        ds.write(data)
-        for i, w in enumerate(WAVELENGTHS, 1):
-            ds.update_tags(i, wavelength=str(w), wavelength_units="Nanometers")
+    src = tagged_raster(tmp_path)
     from spectralx.progress import Progress
 
     logs = []

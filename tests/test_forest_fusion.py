@@ -114,6 +114,33 @@ def test_forest_arrays_give_scikit_learns_probabilities():
     np.testing.assert_allclose(again.predict_proba(test)[:, :3], want, atol=1e-6)
 
 
+def test_forest_threads_are_torchs_share_of_the_cores(monkeypatch):
+    """Issue 22: tree walks ran on every core of the machine whatever torch was given, so each Dask
+    worker (one core) competed with the others for all of them; they now take torch's thread count."""
+    import concurrent.futures
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y, _ = labelled_pixels()
+    arrays = ForestArrays.from_sklearn(RandomForestClassifier(8, random_state=0).fit(x, y), 3)
+    pools = []
+    real = concurrent.futures.ThreadPoolExecutor
+
+    def recording(workers, *a, **k):
+        pools.append(workers)
+        return real(workers, *a, **k)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", recording)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            arrays.predict_proba(x[:100])
+    finally:
+        torch.set_num_threads(threads)
+    assert pools == [1, 2]
+
+
 @pytest.mark.slow
 def test_forest_checkpoint_is_plain_tensors_and_damage_is_refused(forest_checkpoint, tmp_path):
     from safetensors import safe_open

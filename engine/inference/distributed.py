@@ -192,16 +192,32 @@ def connect(address: str):
         n = address.partition(":")[2] or str(max(1, (os.cpu_count() or 2) // 2))
         if not n.isdigit() or int(n) < 1:
             raise SpectralXError(f"--dask {address}: give local or local:N with N worker processes, e.g. local:4")
-        # a worker that dies fails its task at once; the runner retries the block once itself
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-            cluster = LocalCluster(
-                n_workers=int(n),
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                env=_worker_environment(),
-            )
+        settings = {
+            # a worker that dies fails its task at once; the runner retries the block once itself
+            "distributed.scheduler.allowed-failures": 0,
+            # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's
+            # mmap threshold: every large NumPy temporary of the forest and the blending was then
+            # mapped and zero-filled afresh, and a block ran 1.44x slower than in this process
+            # (bench/dask_long_bench.py); without it glibc keeps its adaptive thresholds
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        }
+        saved = dict(os.environ)
+        try:
+            with dask.config.set(settings):
+                cluster = LocalCluster(
+                    n_workers=int(n),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    env=_worker_environment(),
+                )
+        finally:
+            # the nanny writes its worker variables (OMP_NUM_THREADS=1, ...) into this process's
+            # environment before it spawns: inside QGIS every later subprocess would inherit them
+            for key in set(os.environ) - set(saved):
+                del os.environ[key]
+            os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
         return Client(cluster), cluster
     check_scheduler_address(address)
     try:

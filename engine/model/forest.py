@@ -13,7 +13,6 @@ and returns the mean of the trees' leaf distributions: scikit-learn's `predict_p
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -294,7 +293,10 @@ def _predict_compiled(trees, x: np.ndarray, num_classes: int) -> np.ndarray:
     out = np.zeros((len(x), num_classes), np.float64)
     if not len(x):
         return out
-    workers = min(len(trees), os.cpu_count() or 1)
+    # as many threads as torch may use: the process's share of the cores (a Dask worker is given
+    # one core and sets torch to it; counting the machine's cores here made each worker's tree walks
+    # compete with the other workers' for every core, bench/dask_long_bench.py)
+    workers = max(1, min(len(trees), torch.get_num_threads()))
     chunks = [trees[i::workers] for i in range(workers)]
 
     def run(chunk):  # tree walks release the GIL: threads share the cores

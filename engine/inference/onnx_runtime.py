@@ -173,10 +173,25 @@ class OrtNetwork(nn.Module):
         self.spectralx_precision = precision  # quantize.MARK: never saved as a model
         self.runtime = "onnxruntime"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forest_for_tiles(self, chunk: torch.Tensor, x0s, tile: int) -> Optional[torch.Tensor]:
+        """As SpectralX.forest_for_tiles: the forest's part for one strip chunk's tiles, or None."""
+        if self.forest is None or not 0 < self.fusion_weight < 1:
+            return None
+        from ..model.forest import PROBA_FLOOR
+        from ..model.forest_tiles import tiles_log_proba
+
+        return tiles_log_proba(self.forest, chunk, x0s, tile, PROBA_FLOOR)
+
+    def forward(self, x: torch.Tensor, forest_lp: Optional[torch.Tensor] = None) -> torch.Tensor:
         n = x.shape[0]
         if n > self.batch:
-            return torch.cat([self(x[i : i + self.batch]) for i in range(0, n, self.batch)])
+            parts = range(0, n, self.batch)
+            return torch.cat(
+                [
+                    self(x[i : i + self.batch], None if forest_lp is None else forest_lp[i : i + self.batch])
+                    for i in parts
+                ]
+            )
         xs = x.detach().float().cpu()
         if n < self.batch:
             xs = torch.cat([xs, xs.new_zeros((self.batch - n,) + tuple(xs.shape[1:]))])
@@ -185,7 +200,7 @@ class OrtNetwork(nn.Module):
             from ..model.forest import forest_log_proba
             from ..model.fusion import pool
 
-            out = pool(out, forest_log_proba(self.forest, x), self.fusion_weight)
+            out = pool(out, forest_log_proba(self.forest, x) if forest_lp is None else forest_lp, self.fusion_weight)
         return out
 
 

@@ -172,17 +172,22 @@ def run_pipeline(
         if not _put(outgoing, payload, stop, writer):
             raise writer.error or RuntimeError("writer thread ended early")
 
-    def run_batch(batch: List[Tuple[int, int, torch.Tensor]]) -> None:
+    forest_for_tiles = getattr(model, "forest_for_tiles", None)
+
+    def run_batch(batch: List[Tuple[int, int, torch.Tensor, Optional[torch.Tensor]]]) -> None:
         nonlocal done
         progress.check()
-        tiles = [t for _, _, t in batch]
+        tiles = [t for _, _, t, _ in batch]
         x = torch.stack(tiles)  # on the GPU when the chunks are there already
         x = x.contiguous(memory_format=torch.channels_last) if cuda else x.to(dev)
         with torch.inference_mode(), autocast(str(dev), precision):
-            logits = model(x)
+            if batch[0][3] is None:
+                logits = model(x)
+            else:
+                logits = model(x, torch.stack([f for _, _, _, f in batch]).to(x.device))
         probs = torch.softmax(logits.float(), dim=1)
         th = plan.strip_height
-        for i, (r, c, _) in enumerate(batch):
+        for i, (r, c, _, _) in enumerate(batch):
             while acc.row < r:
                 emit_row()
             acc.add(r, c, probs[i, :, :th, :tw])
@@ -193,7 +198,7 @@ def run_pipeline(
         reader.start()
     writer.start()
     try:
-        batch: List[Tuple[int, int, torch.Tensor]] = []
+        batch: List[Tuple[int, int, torch.Tensor, Optional[torch.Tensor]]] = []
         for j in range(len(jobs)):
             r, c0, c1, xt, valid = next_chunk(j)
             if cuda:
@@ -206,12 +211,18 @@ def run_pipeline(
             # (all-nodata) stretches never pile up
             while acc.row < (batch[0][0] if batch else r):
                 emit_row()
+            run = []
             for c in range(c0, c1):
                 x0 = plan.xs[c] - plan.xs[c0]
                 if not valid[:, x0 : x0 + tw].any():  # all nodata: nothing to predict, skip the forward pass
                     skipped += 1
                     continue
-                batch.append((r, c, xt[:, :T, x0 : x0 + T]))
+                run.append((c, x0))
+            # a pooled forest's part for the chunk's tiles at once: each pixel's trees walked once
+            # where the tiles overlap, instead of once per tile (spectralx.model.forest_tiles)
+            forest = forest_for_tiles(xt, [x0 for _, x0 in run], T) if forest_for_tiles and run else None
+            for i, (c, x0) in enumerate(run):
+                batch.append((r, c, xt[:, :T, x0 : x0 + T], None if forest is None else forest[i]))
                 if len(batch) == batch_size:
                     run_batch(batch)
                     batch = []

@@ -373,6 +373,11 @@ def forest_log_proba(forest: ForestArrays, x: torch.Tensor, floor: float = PROBA
     return out.contiguous().to(x.device)
 
 
+# a forest model's floor: far below any vote share, so the pipeline's softmax gives back the forest's
+# own probabilities (its confidence raster), and log 0 never appears
+FOREST_MODEL_FLOOR = 1e-12
+
+
 class ForestModel(nn.Module):
     """A forest checkpoint as a segmentation model: per-pixel log-probabilities for every tile pixel,
     so the streaming pipeline (blocks, blending, Dask, confidence) runs it unchanged."""
@@ -383,7 +388,11 @@ class ForestModel(nn.Module):
         self.tta_flips = False  # per pixel: flips change nothing
         self.trained_backbone_keys: set = set()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # a floor far below any vote share: the pipeline's softmax gives back the forest's own
-        # probabilities (its confidence raster), and log 0 never appears
-        return forest_log_proba(self.forest, x, floor=1e-12)
+    def forest_for_tiles(self, chunk: torch.Tensor, x0s, tile: int) -> torch.Tensor:
+        """forward's result for the tiles of one strip chunk, each pixel's trees walked once."""
+        from .forest_tiles import tiles_log_proba
+
+        return tiles_log_proba(self.forest, chunk, x0s, tile, FOREST_MODEL_FLOOR)
+
+    def forward(self, x: torch.Tensor, forest_lp: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return forest_lp if forest_lp is not None else forest_log_proba(self.forest, x, floor=FOREST_MODEL_FLOOR)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -12,7 +12,8 @@ from .aomoa import AoMoA
 from .are_adapter import AreAdapter
 from .backbone import VisionTransformer
 from .decoder import ReconstructionHead, SegmentationHead
-from .forest import forest_log_proba
+from .forest import PROBA_FLOOR, forest_log_proba
+from .forest_tiles import tiles_log_proba
 from .fusion import pool
 from .hypert import HyperT
 from .lora import attach_lora, build_lora
@@ -141,13 +142,28 @@ class SpectralX(nn.Module):
                     feats.append(t[:, prefix:].transpose(1, 2).reshape(x.shape[0], -1, g, g))
         return feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def fused(self) -> bool:
+        """Whether forward pools the network with its forest (eval mode, a forest, a weight > 0)."""
+        return self.forest is not None and self.fusion_weight > 0 and not self.training
+
+    def forest_for_tiles(self, chunk: torch.Tensor, x0s: Sequence[int], tile: int) -> Optional[torch.Tensor]:
+        """The forest's part of `forward` for the tiles chunk[:, :tile, x0:x0+tile] of one strip chunk,
+        each pixel's trees walked once (spectralx.model.forest_tiles), to hand to forward as
+        `forest_lp`; None when forward pools no forest."""
+        if not self.fused():
+            return None
+        return tiles_log_proba(self.forest, chunk, x0s, tile, PROBA_FLOOR)
+
+    def forward(self, x: torch.Tensor, forest_lp: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Segmentation logits (B, K, H, W); in eval mode with `tta_flips`, averaged over the four
         horizontal/vertical flips of the tile (each flipped back). In eval mode with a forest attached,
-        the result is pooled with the forest's (spectralx.model.fusion)."""
-        fused = self.forest is not None and self.fusion_weight > 0 and not self.training
+        the result is pooled with the forest's (spectralx.model.fusion): `forest_lp`, the forest's
+        log-probabilities for these tiles when the caller has them (`forest_for_tiles`), else computed."""
+        fused = self.fused()
+        if fused and forest_lp is None:
+            forest_lp = forest_log_proba(self.forest, x)
         if fused and self.fusion_weight >= 1:
-            return forest_log_proba(self.forest, x)  # the forest alone: no network to run
+            return forest_lp  # the forest alone: no network to run
         if self.tta_flips and not self.training:
             out = 0
             for dims in ((), (-1,), (-2,), (-2, -1)):
@@ -160,7 +176,7 @@ class SpectralX(nn.Module):
         if self.training:
             return out
         out = out + self.class_bias.to(out.dtype).view(1, -1, 1, 1)
-        return pool(out, forest_log_proba(self.forest, x), self.fusion_weight) if fused else out
+        return pool(out, forest_lp, self.fusion_weight) if fused else out
 
     def reconstruct(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Stage-1 reconstruction of all C bands from (masked) input or hidden tokens."""

@@ -6,7 +6,8 @@ sample's own statistics). For each path, in one run:
 
   segment  tiles/s of `segment()` over the raster (reads, blending, writes included)
   bare     tiles/s of the batched forward over the same tiles already in memory
-  paths    fp32 (torch eager, the reference), int8 (torch: backbone linears dynamic int8), and with
+  paths    fp32 (torch eager, NCHW: the reference), fp32_cl (the same, channels-last convolutions:
+           segment()'s CPU default for tiles >= 128 px), int8 (torch: backbone linears dynamic int8), and with
            onnxruntime installed onnx_fp32 / onnx_int8 (the network exported to ONNX Runtime, float32 /
            backbone linears int8; export and quantization timed apart as onnx_build_seconds)
   agree    arg-max agreement with fp32 on the bare tiles, over the pixels fp32 decides (top two
@@ -30,6 +31,7 @@ Updates the "cpu_backbone" section of bench/results.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
 import os
 import platform
@@ -172,9 +174,12 @@ def bare(net, tiles: torch.Tensor, autocast: bool = False):
 
 def run_segment(net, card, raster, window, out_dir, name):
     """segment() with `net` as it is (the path's module, built beforehand: precision "fp32" keeps it)."""
-    from spectralx.inference import segment
+    from spectralx.inference import job, segment
 
     out = os.path.join(out_dir, f"{name}.tif")
+    # the reference stays NCHW: segment() would otherwise turn it channels-last in place
+    keep = job.CPU_CHANNELS_LAST_MIN_TILE
+    job.CPU_CHANNELS_LAST_MIN_TILE = 10**9 if name == "fp32" else keep
     t0 = time.perf_counter()
     res = segment(
         raster,
@@ -190,6 +195,7 @@ def run_segment(net, card, raster, window, out_dir, name):
         overwrite=True,
     )
     seconds = time.perf_counter() - t0
+    job.CPU_CHANNELS_LAST_MIN_TILE = keep
     with rasterio.open(out) as ds:
         return seconds, res.tiles - res.skipped_tiles, ds.read(1), res.precision
 
@@ -229,7 +235,9 @@ def bench_preset(preset, raster, waves, mean, std, bf16: bool, out_dir, onnx: bo
     net, card = build(preset, waves, mean, std)
     window = WINDOWS.get(preset, (0, 0, 320, 224))
     tiles = tiles_of(raster, card, window)
-    paths = {"fp32": net, "int8": P.int8_copy(net)}
+    # fp32: torch eager in NCHW, the reference; fp32_cl: the same weights with channels-last
+    # convolutions, which segment() now uses on the CPU for tiles of >= 128 px (inference/job.py)
+    paths = {"fp32": net, "fp32_cl": copy.deepcopy(net).to(memory_format=torch.channels_last), "int8": P.int8_copy(net)}
     row = {"tiles": len(tiles), "window": list(window), "torch_threads": torch.get_num_threads()}
     if onnx and O.available():
         t0 = time.perf_counter()
@@ -299,7 +307,7 @@ def bench_preset(preset, raster, waves, mean, std, bf16: bool, out_dir, onnx: bo
 
 
 def table(rows: dict) -> str:
-    names = ("int8", "onnx_fp32", "onnx_int8")
+    names = ("fp32_cl", "int8", "onnx_fp32", "onnx_int8")
     lines = [
         f"{'':18} {'path':>10} {'bare x fp32':>11} {'segment x fp32':>14} {'agree':>7} {'all px':>7} "
         f"{'|dp|':>7} {'seg=':>6}"
@@ -371,10 +379,11 @@ def write(rows: dict, t_start: float) -> None:
         "machine": machine(),
         "command": "python bench/cpu_backbone_bench.py " + " ".join(sys.argv[1:]),
         "setup": f"SpectralX random weights, {BANDS} bands, {TILE} px tiles, batch {BATCH}, overlap {OVERLAP}; "
-        "raster: EnMAP sample upsampled 2x; int8 = torch, backbone linears per-channel dynamic int8 + "
+        "raster: EnMAP sample upsampled 2x; fp32_cl = torch fp32 with channels-last convs (segment()'s CPU "
+        "default for tiles >= 128 px); int8 = torch, backbone linears per-channel dynamic int8 + "
         "channels-last convs; onnx_fp32 = the whole network on ONNX Runtime in float32; onnx_int8 = "
         "the same with the backbone linears in dynamic int8 (per channel, reduced range); ratios are "
-        "fp32 (torch eager) time / path time in the same run",
+        "fp32 (torch eager, NCHW) time / path time in the same run",
         "seconds": round(time.perf_counter() - t_start, 1),
         "load_average_1_5_15_min": [round(v, 1) for v in os.getloadavg()],  # how shared the machine was
         "rows": _merged(rows),

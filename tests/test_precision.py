@@ -225,3 +225,26 @@ def test_processing_segment_takes_a_precision(plugin, enmap_tile, enmap_checkpoi
     )
     with rasterio.open(out) as ds:
         assert ds.tags()["SPECTRALX_PRECISION"] == "int8"
+
+
+def test_cpu_fp32_runs_channels_last_from_128_px_tiles_with_the_same_values():
+    """Issue 22: on the CPU, prepare_model gives 224-px networks channels-last convolutions (oneDNN's
+    layout, 1.2x on ViT-B/16) and leaves the demo's 64-px ones NCHW (channels-last was slower there)."""
+    from spectralx.inference.job import CPU_CHANNELS_LAST_MIN_TILE, prepare_model
+
+    def conv_layout(net):
+        w = next(m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+        return "cl" if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() else "nchw"
+
+    small = tiny()
+    assert small.cfg.img_size < CPU_CHANNELS_LAST_MIN_TILE
+    assert conv_layout(prepare_model(small, "cpu")) == "nchw"
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_preset("vit_tiny_patch16", in_bands=4, num_classes=3, img_size=128)
+    net = SpectralX(cfg, torch.tensor(WAVELENGTHS)).eval()
+    x = torch.randn(2, 4, 128, 128)
+    with torch.inference_mode():
+        want = net(x)
+        fast = prepare_model(net, "cpu")
+        assert conv_layout(fast) == "cl"
+        torch.testing.assert_close(fast(x), want, rtol=0, atol=1e-4)

@@ -72,6 +72,38 @@ def test_chunk_forest_equals_the_per_tile_forest(demo, monkeypatch, context):
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-6)
 
 
+def test_rows_the_tile_row_above_walked_are_reused_with_the_same_values(demo, monkeypatch):
+    """Two tile rows overlapping by half: the second walks only the rows the first could not give it
+    (its top context row and the rows below the first chunk), and its values are the per-tile ones."""
+    net, _ = demo
+    forest = net.forest
+    with rasterio.open(SAMPLE) as ds:
+        raw = ds.read(window=((0, 48), (0, 96)), out_dtype=np.float32)
+    from spectralx.inference.prepare import Preparer
+
+    card = load_checkpoint(DEMO)[1]
+    x, _ = Preparer(np.eye(net.cfg.in_bands, raw.shape[0], dtype=np.float32), None, card.normalization)(raw, None)
+    x = torch.from_numpy(np.ascontiguousarray(x))
+    x0s = [0, 16, 32, 48, 64]
+    walked = []
+    real = forest.predict_proba
+    monkeypatch.setattr(forest, "predict_proba", lambda v, *a: walked.append(len(v)) or real(v, *a))
+    cache = forest_tiles.StripCache()
+    for y0 in (0, 16):
+        chunk = x[:, y0 : y0 + 32]
+        walked.clear()
+        got = tiles_log_proba(forest, chunk, x0s, 32, PROBA_FLOOR, cache, (y0, 0))
+        monkeypatch.setattr(forest, "predict_proba", real)
+        want = forest_log_proba(forest, torch.stack([chunk[:, :, c : c + 32] for c in x0s]), PROBA_FLOOR)
+        monkeypatch.setattr(forest, "predict_proba", lambda v, *a: walked.append(len(v)) or real(v, *a))
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-6)
+        edges = len(x0s) * 2 * 32  # each tile's own left and right context column
+        chunk_pixels = walked[0]
+        assert sum(walked) - chunk_pixels == edges
+        # row 0 walks the chunk once (96 columns x 32 rows); row 16 reuses rows 1..14 of its 32
+        assert chunk_pixels == (96 * 32 if y0 == 0 else 96 * (32 - 14))
+
+
 def test_segment_maps_are_those_of_the_per_tile_forest(demo, tmp_path, monkeypatch):
     """segment() through the pipeline's chunk forest gives the maps the per-tile forest gave."""
     net, card = demo

@@ -173,14 +173,14 @@ class OrtNetwork(nn.Module):
         self.spectralx_precision = precision  # quantize.MARK: never saved as a model
         self.runtime = "onnxruntime"
 
-    def forest_for_tiles(self, chunk: torch.Tensor, x0s, tile: int) -> Optional[torch.Tensor]:
+    def forest_for_tiles(self, chunk: torch.Tensor, x0s, tile: int, cache=None, at=None) -> Optional[torch.Tensor]:
         """As SpectralX.forest_for_tiles: the forest's part for one strip chunk's tiles, or None."""
         if self.forest is None or not 0 < self.fusion_weight < 1:
             return None
         from ..model.forest import PROBA_FLOOR
         from ..model.forest_tiles import tiles_log_proba
 
-        return tiles_log_proba(self.forest, chunk, x0s, tile, PROBA_FLOOR)
+        return tiles_log_proba(self.forest, chunk, x0s, tile, PROBA_FLOOR, cache, at)
 
     def forward(self, x: torch.Tensor, forest_lp: Optional[torch.Tensor] = None) -> torch.Tensor:
         n = x.shape[0]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..devices import autocast
+from ..model.forest_tiles import StripCache
 from ..progress import Progress, ensure
 from .accumulate import StripAccumulator
 from .tiling import Block, TilePlan, whole_window
@@ -173,6 +174,7 @@ def run_pipeline(
             raise writer.error or RuntimeError("writer thread ended early")
 
     forest_for_tiles = getattr(model, "forest_for_tiles", None)
+    strip_cache = StripCache()
 
     def run_batch(batch: List[Tuple[int, int, torch.Tensor, Optional[torch.Tensor]]]) -> None:
         nonlocal done
@@ -220,7 +222,9 @@ def run_pipeline(
                 run.append((c, x0))
             # a pooled forest's part for the chunk's tiles at once: each pixel's trees walked once
             # where the tiles overlap, instead of once per tile (spectralx.model.forest_tiles)
-            forest = forest_for_tiles(xt, [x0 for _, x0 in run], T) if forest_for_tiles and run else None
+            forest = None
+            if forest_for_tiles and run:  # rows the chunk above walked are taken from it (strip_cache)
+                forest = forest_for_tiles(xt, [x0 for _, x0 in run], T, strip_cache, (plan.ys[r], c0))
             for i, (c, x0) in enumerate(run):
                 batch.append((r, c, xt[:, :T, x0 : x0 + T], None if forest is None else forest[i]))
                 if len(batch) == batch_size:

@@ -388,11 +388,11 @@ class ForestModel(nn.Module):
         self.tta_flips = False  # per pixel: flips change nothing
         self.trained_backbone_keys: set = set()
 
-    def forest_for_tiles(self, chunk: torch.Tensor, x0s, tile: int) -> torch.Tensor:
-        """forward's result for the tiles of one strip chunk, each pixel's trees walked once."""
+    def forest_for_tiles(self, chunk: torch.Tensor, x0s, tile: int, cache=None, at=None) -> torch.Tensor:
+        """forward's result for the tiles of one strip chunk, each pixel's trees walked about once."""
         from .forest_tiles import tiles_log_proba
 
-        return tiles_log_proba(self.forest, chunk, x0s, tile, FOREST_MODEL_FLOOR)
+        return tiles_log_proba(self.forest, chunk, x0s, tile, FOREST_MODEL_FLOOR, cache, at)
 
     def forward(self, x: torch.Tensor, forest_lp: Optional[torch.Tensor] = None) -> torch.Tensor:
         return forest_lp if forest_lp is not None else forest_log_proba(self.forest, x, floor=FOREST_MODEL_FLOOR)

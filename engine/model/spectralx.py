@@ -146,13 +146,15 @@ class SpectralX(nn.Module):
         """Whether forward pools the network with its forest (eval mode, a forest, a weight > 0)."""
         return self.forest is not None and self.fusion_weight > 0 and not self.training
 
-    def forest_for_tiles(self, chunk: torch.Tensor, x0s: Sequence[int], tile: int) -> Optional[torch.Tensor]:
+    def forest_for_tiles(
+        self, chunk: torch.Tensor, x0s: Sequence[int], tile: int, cache=None, at=None
+    ) -> Optional[torch.Tensor]:
         """The forest's part of `forward` for the tiles chunk[:, :tile, x0:x0+tile] of one strip chunk,
-        each pixel's trees walked once (spectralx.model.forest_tiles), to hand to forward as
-        `forest_lp`; None when forward pools no forest."""
+        each pixel's trees walked about once (spectralx.model.forest_tiles: `cache`, `at`), to hand to
+        forward as `forest_lp`; None when forward pools no forest."""
         if not self.fused():
             return None
-        return tiles_log_proba(self.forest, chunk, x0s, tile, PROBA_FLOOR)
+        return tiles_log_proba(self.forest, chunk, x0s, tile, PROBA_FLOOR, cache, at)
 
     def forward(self, x: torch.Tensor, forest_lp: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Segmentation logits (B, K, H, W); in eval mode with `tta_flips`, averaged over the four

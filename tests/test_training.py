@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -504,3 +505,30 @@ def test_connected_regions_of_a_label_raster():
     r = connected_regions(a)
     assert r[0, 0] == r[2, 2] != r[0, 4] and r[4, 0] not in (r[0, 0], r[0, 4])
     assert len(np.unique(r[r > 0])) == 3 and (r[a == 0] == 0).all()
+
+
+def test_training_says_how_long_it_will_take():
+    """Issue 22: a ViT-B fine-tune takes about half an hour on a 2-core CPU; the loop logs the whole
+    run's estimate after its first timed steps (the progress bars, CLI and plugin, show the time
+    left), so an analyst sees the budget before spending it."""
+    from spectralx.progress import Progress
+    from spectralx.training.loop import ETA_AFTER, run_loop
+
+    model = torch.nn.Linear(3, 2)
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    logs = []
+
+    def step_fn(step):
+        time.sleep(0.02)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        return loss, float(loss.detach())
+
+    progress = Progress(on_log=logs.append)
+    run_loop(model, step_fn, steps=8, lr=1e-3, weight_decay=0.0, device="cpu", progress=progress, log_every=4)
+    estimates = [line for line in logs if "s per step on cpu" in line]
+    assert len(estimates) == 1 and "8 steps take about" in estimates[0]
+    per_step = float(estimates[0].split("about ")[1].split(" s per step")[0])
+    assert 0.0 < per_step < 5.0
+    # logged once the first timed steps are done, before the run ends
+    assert logs.index(estimates[0]) < logs.index(next(line for line in logs if line.startswith("step 8/8")))
+    assert ETA_AFTER == 3

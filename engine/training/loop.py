@@ -9,6 +9,7 @@ keeping the best state) lives here once.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -71,6 +72,14 @@ class WeightAverage:
                     p.copy_(v)
 
 
+# the step after which the whole run's time is estimated and logged (the first step is not timed)
+ETA_AFTER = 3
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def run_loop(
     model: torch.nn.Module,
     step_fn: Callable[[int], Tuple[torch.Tensor, float]],
@@ -92,7 +101,7 @@ def run_loop(
     With `evaluate` (returns a dict with "miou"), keeps the best state by validation mIoU and stops
     after `patience` evaluations without gain; the best (or, without validation, the final) state is
     loaded into the model on return."""
-    # Long (88 lines) on purpose: the training step, evaluation, early stopping and progress share the loop's
+    # Long (100 lines) on purpose: the training step, evaluation, early stopping and progress share the loop's
     # state.
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, lr, weight_decay)
@@ -121,6 +130,16 @@ def run_loop(
         res.losses.append(float(value))
         res.steps_run = step
         msg = f"{describe} {np.mean(res.losses[-20:]):.4f}"
+        if step == 1:
+            paced = time.perf_counter()  # the first step builds the optimizer state: not timed
+        elif step == ETA_AFTER and step < steps:
+            # the whole run at this machine's pace, in the log (the progress bars show the time left):
+            # a large backbone's budget on a CPU is said before it is spent
+            per_step = (time.perf_counter() - paced) / (step - 1)
+            progress.log(
+                f"about {per_step:.3g} s per step on {device}: {steps} steps take about "
+                f"{_minutes(per_step * steps)} (early stopping may end sooner)"
+            )
         if evaluate is not None and eval_every and (step % eval_every == 0 or step == steps):
             with average.applied():
                 m = evaluate()

@@ -132,3 +132,19 @@ def test_segment_maps_are_those_of_the_per_tile_forest(demo, tmp_path, monkeypat
     assert outs["per_tile"][2] == 0 and outs["chunk"][2] > 0
     np.testing.assert_array_equal(outs["chunk"][0], outs["per_tile"][0])
     np.testing.assert_allclose(outs["chunk"][1], outs["per_tile"][1], atol=1e-5)
+
+
+def test_strip_cache_stays_within_its_limit(monkeypatch):
+    """The cache adds a bounded amount to the memory plan, however wide the raster: chunks beyond the
+    limit are not kept (their next tile row walks every pixel again)."""
+    monkeypatch.setattr(forest_tiles, "CACHE_LIMIT_BYTES", 3 * (32 * 100 * 4 * 8 + 32 * 100))
+    cache = forest_tiles.StripCache()
+    for key in range(5):  # five chunks of one tile row, room for three
+        cache.keep(key, 0, np.zeros((32, 100, 4)), np.ones((32, 100), bool))
+    assert sorted(cache.chunks) == [0, 1, 2]
+    held = sum(p.nbytes + h.nbytes for _, p, h in cache.chunks.values())
+    assert held <= forest_tiles.CACHE_LIMIT_BYTES
+    # the next tile row replaces each chunk's entry instead of adding to it
+    cache.keep(1, 16, np.zeros((32, 100, 4)), np.ones((32, 100), bool))
+    assert sorted(cache.chunks) == [0, 1, 2] and cache.chunks[1][0] == 16
+    assert cache.known(1, 32, 32, 100, 1) is not None and cache.known(3, 32, 32, 100, 1) is None

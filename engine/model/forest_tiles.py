@@ -5,7 +5,7 @@ walked about once.
 overlap of 0.5 a pixel lies in about four tiles, so the forest (200 trees, tens of µs per pixel) did
 four times the work it needs and took most of a fused model's time. Here the trees are walked once per
 pixel of the chunk the reader produced (a tile row, several tiles wide), and rows the previous tile
-row's chunk already walked are taken from it (`StripCache`).
+row's chunk already walked are taken from it (`StripCache`, at most 64 MB in all).
 
 The result is the per-tile one. A pixel's context features (the mean spectrum of its neighbourhood,
 `with_context`) depend on its tile only within `context // 2` pixels of the tile's edges: the left
@@ -27,8 +27,9 @@ from .forest import ForestArrays, with_context, with_context_at
 # tiles per piece of the chunk: the context features of a piece (2 x bands x tile x width float32)
 # stay the size of a batch's, however wide the chunk (a whole block's width in one read)
 PIECE_TILES = 8
-# the most a StripCache keeps per chunk (tile x chunk width x classes float64); wider chunks are not
-# kept, and their next tile row walks every pixel again
+# the most a StripCache keeps in all (tile x chunk width x classes float64 per chunk of a tile row):
+# chunks beyond it are not kept, and their next tile row walks every pixel again, so the cache adds a
+# bounded amount to the memory plan whatever the raster's width
 CACHE_LIMIT_BYTES = 64 << 20
 
 
@@ -55,10 +56,10 @@ class StripCache:
         return kp, kh
 
     def keep(self, key, y0: int, probs: np.ndarray, have: np.ndarray) -> None:
-        if probs.nbytes <= CACHE_LIMIT_BYTES:
+        self.chunks.pop(key, None)
+        others = sum(p.nbytes + h.nbytes for _, p, h in self.chunks.values())
+        if others + probs.nbytes + have.nbytes <= CACHE_LIMIT_BYTES:
             self.chunks[key] = (y0, probs, have)
-        else:
-            self.chunks.pop(key, None)
 
 
 def tiles_log_proba(

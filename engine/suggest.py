@@ -109,7 +109,7 @@ def class_probabilities(
 ):
     """(map, network, forest) class probabilities (N, K) of the valid pixels (row-major); network or
     forest is None when the model has no such part."""
-    from .model.forest import PROBA_FLOOR, with_context_at
+    from .model.forest import smoothed_log, with_context_at
     from .model.fusion import pool_numpy
     from .training.dataset import predict_logits
 
@@ -137,7 +137,7 @@ def class_probabilities(
     p_net = _softmax(logits.astype(np.float64))
     if p_forest is None or weight <= 0:
         return p_net, p_net, p_forest
-    log_forest = np.log((p_forest + PROBA_FLOOR) / (1 + PROBA_FLOOR * p_forest.shape[1]))
+    log_forest = smoothed_log(p_forest)
     return _softmax(pool_numpy(logits.astype(np.float64), log_forest, weight)), p_net, p_forest
 
 

@@ -367,10 +367,15 @@ def forest_log_proba(forest: ForestArrays, x: torch.Tensor, floor: float = PROBA
         arr = np.stack([with_context(t, forest.context) for t in arr])
     b, c, h, w = arr.shape
     flat = arr.transpose(0, 2, 3, 1).reshape(-1, c)
-    p = forest.predict_proba(flat)
-    p = (p + floor) / (1 + floor * p.shape[1])
-    out = torch.from_numpy(np.log(p).astype(np.float32)).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+    logp = smoothed_log(forest.predict_proba(flat), floor).astype(np.float32)
+    out = torch.from_numpy(logp).reshape(b, h, w, -1).permute(0, 3, 1, 2)
     return out.contiguous().to(x.device)
+
+
+def smoothed_log(p: np.ndarray, floor: float = PROBA_FLOOR) -> np.ndarray:
+    """(..., K) forest probabilities -> log of (p + floor) / (1 + K floor), which still sums to one:
+    the forest's side of every pooling (inference, the fusion weight's choice, suggestions)."""
+    return np.log((p + floor) / (1 + floor * p.shape[-1]))
 
 
 # a forest model's floor: far below any vote share, so the pipeline's softmax gives back the forest's

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .forest import ForestArrays, with_context, with_context_at
+from .forest import ForestArrays, smoothed_log, with_context, with_context_at
 
 # tiles per piece of the chunk: the context features of a piece (2 x bands x tile x width float32)
 # stay the size of a batch's, however wide the chunk (a whole block's width in one read)
@@ -77,8 +77,7 @@ def tiles_log_proba(
     columns), rows the previous tile row's chunk of the same columns walked are taken from it."""
     arr = chunk.detach()[:, :tile].float().cpu().numpy()
     k, w = forest.num_classes, arr.shape[2]
-    rr = forest.context // 2 if forest.context else 0
-    known = cache.known(at[1], at[0], tile, w, rr) if cache is not None and at is not None else None
+    known = cache.known(at[1], at[0], tile, w, forest.context // 2) if cache is not None and at is not None else None
     probs = np.zeros((tile, w, k), np.float64)  # the chunk's probabilities (context from the chunk)
     have = np.zeros((tile, w), bool)
     out = np.empty((len(x0s), tile, tile, k), np.float64)
@@ -87,16 +86,15 @@ def tiles_log_proba(
         out[p : p + len(piece)] = _piece(forest, arr, piece, tile, known, probs, have)
     if cache is not None and at is not None:
         cache.keep(at[1], at[0], probs, have)
-    out = (out + floor) / (1 + floor * k)
-    logp = torch.from_numpy(np.log(out).astype(np.float32)).permute(0, 3, 1, 2).contiguous()
-    return logp.to(chunk.device)
+    logp = torch.from_numpy(smoothed_log(out, floor).astype(np.float32))
+    return logp.permute(0, 3, 1, 2).contiguous().to(chunk.device)
 
 
 def _piece(forest, arr, x0s, tile, known, probs, have) -> np.ndarray:
     """(n, tile, tile, K) probabilities of consecutive tiles of one piece of the chunk; fills the
     chunk's `probs` and `have` at the columns the piece's tiles cover."""
     size = forest.context
-    rr = size // 2 if size else 0
+    rr = size // 2  # 0 without context
     w = arr.shape[2]
     # the piece's columns with rr columns of the chunk either side, so its context is the chunk's
     a, b = max(0, x0s[0] - rr), min(w, x0s[-1] + tile + rr)

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ..model.forest import PROBA_FLOOR
+from ..model.forest import smoothed_log
 from ..model.fusion import FOREST, NETWORK, WEIGHT_GRID, pool_numpy
 from .metrics import confusion, scores
 
@@ -34,7 +34,7 @@ def choose_fusion(
     if forest_proba is None or len(labels) == 0 or net_logits.shape != forest_proba.shape:
         return None
     k = net_logits.shape[1]
-    flog = np.log((forest_proba + PROBA_FLOOR) / (1 + PROBA_FLOOR * k))
+    flog = smoothed_log(forest_proba)
 
     def score(w):
         pred = pool_numpy(net_logits, flog, w).argmax(1)
